@@ -1,0 +1,222 @@
+// duet/detail/loop_core.hpp — what every duet request and handle shares with its loop.
+//
+// `LoopCore` is the heap-allocated state behind a `duet::Loop`: the libuv loop pointer, a recycling
+// allocator for request objects, the list of live duet resources (so closing the loop can cancel or
+// close them), the cross-thread post queue and the error hook. It outlives the `Loop` object when the
+// loop is a host's (wrapped) loop and duet resources are still closing on it: the last one to finish
+// deletes it.
+//
+// Loop-thread only, except `post()`.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stop_token>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "duet/cancellation.hpp"
+#include "duet/detail/unique_function.hpp"
+#include "duet/error.hpp"
+
+namespace duet::detail {
+
+/// Size-class free lists for request objects: a request that completes gives its block to the next
+/// one of the same size class, so a steady stream of operations allocates nothing. Loop-thread only.
+class Pool {
+ public:
+  static constexpr std::size_t kGranule = 64;
+  static constexpr std::size_t kClasses = 8;  // blocks of 64 .. 512 bytes are recycled
+
+  Pool() = default;
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  ~Pool() {
+    for (Block*& head : free_) {
+      while (head) ::operator delete(std::exchange(head, head->next));
+    }
+  }
+
+  void* allocate(std::size_t n) {
+    const std::size_t c = size_class(n);
+    if (c >= kClasses) return ::operator new(n);
+    if (Block* b = free_[c]) {
+      free_[c] = b->next;
+      return b;
+    }
+    return ::operator new((c + 1) * kGranule);
+  }
+
+  void deallocate(void* p, std::size_t n) noexcept {
+    const std::size_t c = size_class(n);
+    if (c >= kClasses) {
+      ::operator delete(p);
+      return;
+    }
+    auto* b = static_cast<Block*>(p);
+    b->next = free_[c];
+    free_[c] = b;
+  }
+
+ private:
+  struct Block {
+    Block* next;
+  };
+  static constexpr std::size_t size_class(std::size_t n) noexcept { return (n + kGranule - 1) / kGranule - 1; }
+  Block* free_[kClasses] = {};
+};
+
+/// A duet request or handle that is alive on a loop. `abandon()` is called when the loop is being
+/// destroyed: cancel the request or close the handle so that it finishes soon, without calling user code.
+class Resource {
+ public:
+  virtual void abandon() noexcept = 0;
+  /// True if user code is still waiting on this resource (counted in the "pending work" report).
+  virtual bool pending() const noexcept { return true; }
+
+ protected:
+  Resource() = default;
+  ~Resource() = default;
+
+ private:
+  friend struct LoopCore;
+  Resource* prev_ = nullptr;
+  Resource* next_ = nullptr;
+};
+
+struct LoopCore {
+  uv_loop_t* uv = nullptr;
+  bool owns_uv = false;
+  bool closing = false;  // set by ~Loop: completions no longer reach user code
+  Pool pool;
+  std::function<void(std::exception_ptr)> error_handler;
+
+  // One buffer for every streaming read on this loop: libuv reads into it and the chunk is handed to
+  // the reader's callback at once, so no stream needs a buffer of its own while it waits for data.
+  static constexpr std::size_t kReadBufferSize = 64 * 1024;
+  std::unique_ptr<char[]> read_buffer;
+
+  // Resources alive on this loop.
+  Resource* live = nullptr;
+  std::size_t live_count = 0;
+
+  // Posted and deferred functions, run in order by `async`'s callback.
+  std::mutex queue_mutex;
+  std::vector<UniqueFunction<void()>> queue;
+  uv_async_t* async = nullptr;
+  int holds = 0;
+  std::thread::id loop_thread = std::this_thread::get_id();  // the thread that created the Loop
+
+  void link(Resource* r) noexcept {
+    r->prev_ = nullptr;
+    r->next_ = live;
+    if (live) live->prev_ = r;
+    live = r;
+    ++live_count;
+  }
+
+  void unlink(Resource* r) noexcept {
+    if (r->prev_) r->prev_->next_ = r->next_;
+    else live = r->next_;
+    if (r->next_) r->next_->prev_ = r->prev_;
+    r->prev_ = r->next_ = nullptr;
+    --live_count;
+  }
+
+  std::vector<Resource*> snapshot() const {
+    std::vector<Resource*> all;
+    all.reserve(live_count);
+    for (Resource* r = live; r; r = r->next_) all.push_back(r);
+    return all;
+  }
+
+  /// Allocates and links a resource of type T.
+  template <class T, class... A>
+  T* make(A&&... args) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    void* p = pool.allocate(sizeof(T));
+    T* r;
+    try {
+      r = ::new (p) T(std::forward<A>(args)...);
+    } catch (...) {
+      pool.deallocate(p, sizeof(T));
+      throw;
+    }
+    link(r);
+    return r;
+  }
+
+  /// Unlinks, destroys and frees a resource made by `make`. When the loop was wrapped and its `Loop`
+  /// is gone, the last resource to go deletes the core: callers must not touch `this` afterwards
+  /// unless they know the loop is not closing.
+  template <class T>
+  void destroy(T* r) noexcept {
+    unlink(r);
+    r->~T();
+    pool.deallocate(r, sizeof(T));
+    if (closing && live_count == 0 && !owns_uv) finish_orphaned();
+  }
+
+  /// Calls `fn` with `args`, routing anything it throws to the error hook.
+  template <class Fn, class... Args>
+  void invoke(Fn& fn, Args&&... args) noexcept {
+    try {
+      std::invoke(fn, std::forward<Args>(args)...);
+    } catch (...) {
+      report(std::current_exception());
+    }
+  }
+
+  /// Runs `fn` on the loop thread on a later turn of the loop (used to complete an operation that must
+  /// not call back inside its initiating call). Keeps the loop alive until it has run. Loop-thread only.
+  void defer(UniqueFunction<void()> fn);
+
+  /// Thread-safe: queues `fn` and wakes the loop.
+  void post(UniqueFunction<void()> fn);
+
+  void report(std::exception_ptr e) noexcept;
+  void finish_orphaned() noexcept;
+};
+
+/// Mixin for an operation that can be cancelled through its callback's stop token. `Derived` provides
+/// `void on_stop() noexcept`, called (on the thread requesting stop) at most once.
+template <class Derived>
+class StopWatch {
+ public:
+  bool stop_requested() const noexcept { return stopped_; }
+
+ protected:
+  /// Call after the libuv request is started. If `token` is already stopped, `on_stop` runs now.
+  void watch(std::stop_token token) {
+    if (token.stop_possible()) stop_.emplace(std::move(token), Fn{static_cast<Derived*>(this)});
+  }
+  void unwatch() noexcept { stop_.reset(); }
+
+ private:
+  struct Fn {
+    Derived* self;
+    void operator()() const noexcept {
+      self->stopped_ = true;
+      self->on_stop();
+    }
+  };
+  friend struct Fn;
+  std::optional<std::stop_callback<Fn>> stop_;
+  bool stopped_ = false;
+};
+
+/// Recovers the object that owns a libuv request or handle from its `data` field.
+template <class T, class U>
+T* owner_of(U* uvobj) noexcept {
+  return static_cast<T*>(uvobj->data);
+}
+
+}  // namespace duet::detail

@@ -1,0 +1,59 @@
+// duet/error.hpp — errors as values: libuv's codes and duet's own, both as std::error_code.
+//
+// Every callback-form operation reports failure through a `std::error_code` (first argument); the
+// coroutine face throws `std::system_error` carrying the same code. Two categories:
+//
+// - `duet::uv_category()`: libuv's negative error numbers (`UV_ECONNREFUSED`, `UV_EAI_NONAME`, ...).
+//   `ec.message()` is libuv's `uv_strerror`, `duet::error_name(ec)` its `uv_err_name` ("ECONNREFUSED").
+//   Codes that mirror an errno compare equal to the portable `std::errc` condition, so
+//   `ec == std::errc::connection_refused` works.
+// - `duet::error_category()`: duet's own codes (`duet::errc`) for the layers above libuv.
+//
+// Cancellation is always `UV_ECANCELED` (test with `duet::is_cancelled(ec)`); a timeout set through
+// duet's options is `UV_ETIMEDOUT`. Neither function allocates; both categories are immortal singletons.
+#pragma once
+
+#include <string>
+#include <system_error>
+
+namespace duet {
+
+/// libuv's error category. `value()` is libuv's (negative) error number.
+const std::error_category& uv_category() noexcept;
+
+/// Wraps a libuv status (< 0) as an error_code; 0 and positive values give a success code.
+inline std::error_code uv_error(int status) noexcept {
+  return status < 0 ? std::error_code(status, uv_category()) : std::error_code();
+}
+
+/// duet's own error codes, for what libuv does not know about.
+enum class errc {
+  offload_threw = 1,   ///< the function given to `offload` threw (the exception is reported with it)
+  loop_closed,         ///< the loop was destroyed while the operation was pending
+  not_connected,       ///< an operation on a stream that is closed or was never connected
+  already_reading,     ///< a second reader on a stream that is already being read
+  invalid_argument,    ///< an argument duet rejected before reaching libuv
+  malformed_response,  ///< HTTP: a peer sent bytes that are not HTTP (llhttp's reason is attached)
+  header_too_large,    ///< HTTP: the header block passed its limit
+  body_too_large,      ///< HTTP: the body passed its limit
+  bad_url,             ///< HTTP: a URL that does not parse
+  unsupported_scheme,  ///< HTTP: e.g. https:// (TLS is not supported)
+  too_many_redirects,  ///< HTTP: the redirect limit was reached
+};
+
+/// duet's own error category.
+const std::error_category& error_category() noexcept;
+
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+/// libuv's short name for a code in `uv_category()` ("ECONNREFUSED"); for any other code, its category
+/// name and value ("duet:3").
+std::string error_name(const std::error_code& ec);
+
+/// True if `ec` means "cancelled" (libuv's UV_ECANCELED).
+bool is_cancelled(const std::error_code& ec) noexcept;
+
+}  // namespace duet
+
+template <>
+struct std::is_error_code_enum<duet::errc> : std::true_type {};

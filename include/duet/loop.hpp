@@ -1,0 +1,99 @@
+// duet/loop.hpp — the event loop every duet operation runs on.
+//
+// A `duet::Loop` either owns a fresh `uv_loop_t`, or wraps one that the host application already runs
+// (embedding): `duet::Loop loop(uv_default_loop());`. Wrapping never closes the host's loop; the host
+// may keep driving it with `uv_run` and duet's callbacks run from there.
+//
+// Threads: a loop belongs to the thread that creates the `Loop` and runs it. Every duet call on a loop, and every callback
+// duet makes, happens on that thread — except `post()`, which any thread may call.
+//
+// Errors in user code: an exception thrown by a callback is caught where libuv called duet (it never
+// unwinds through libuv) and handed to the error hook, `set_error_handler`; by default it is printed on
+// stderr. The loop carries on.
+//
+// Destruction: destroying a loop cancels every request duet started on it and closes every handle duet
+// opened on it; callbacks of work still pending are not called, and that work is reported through the
+// error hook (`duet::errc::loop_closed`, with the count). An owned loop is then run until libuv has
+// released everything and closed; a wrapped loop is left to its host, and duet's last closing handle
+// frees duet's state whenever the host next runs it.
+//
+// Cost: `post()` takes a mutex and calls `uv_async_send`; running a posted function allocates nothing
+// for callables up to 48 bytes.
+#pragma once
+
+#include <uv.h>
+
+#include <exception>
+#include <functional>
+#include <utility>
+
+#include "duet/detail/loop_core.hpp"
+
+namespace duet {
+
+class Loop {
+ public:
+  /// Creates and owns a new libuv loop.
+  Loop();
+  /// Wraps `host`, which the caller keeps running and eventually closes. `host` must outlive this Loop
+  /// and any duet handle still closing on it.
+  explicit Loop(uv_loop_t* host);
+  ~Loop();
+
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  /// Runs until there is no more work (no active, referenced handle or request) or `stop()` is called.
+  void run();
+  /// Runs one iteration, waiting for I/O if there is nothing ready. Returns true if work remains.
+  bool run_once();
+  /// Makes the current `run()` return after this iteration. Loop-thread only.
+  void stop() noexcept;
+
+  /// Queues `fn` to run on the loop thread, on a later turn (never inside `post`). Safe from any thread;
+  /// functions run in the order they were posted (so in order per posting thread). A post from the loop
+  /// thread keeps `run()` going until it has run. A running loop wakes up for a post from another thread,
+  /// but a loop with nothing else to do does not wait for such posts unless a `Hold` keeps it running.
+  template <class Fn>
+  void post(Fn&& fn) {
+    core_->post(detail::UniqueFunction<void()>(std::forward<Fn>(fn)));
+  }
+
+  /// Keeps `run()` from returning for lack of work while it lives — e.g. while other threads may post.
+  /// Create and destroy it on the loop thread.
+  class Hold {
+   public:
+    Hold(Hold&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    Hold& operator=(Hold&&) = delete;
+    ~Hold() { release(); }
+    void release() noexcept;
+
+   private:
+    friend class Loop;
+    explicit Hold(detail::LoopCore* core) noexcept;
+    detail::LoopCore* core_;
+  };
+  [[nodiscard]] Hold hold() noexcept { return Hold(core_); }
+
+  /// Replaces the hook that receives exceptions thrown by user callbacks (and the report of work still
+  /// pending when the loop is destroyed). The hook itself must not throw.
+  void set_error_handler(std::function<void(std::exception_ptr)> handler);
+  /// Hands `e` to the error hook.
+  void report(std::exception_ptr e) noexcept { core_->report(std::move(e)); }
+
+  /// The libuv loop, for mixing duet with raw libuv code.
+  uv_loop_t* native() const noexcept { return core_->uv; }
+  /// True if this Loop created its libuv loop (and will close it).
+  bool owns_native() const noexcept { return core_->owns_uv; }
+
+  /// Number of duet requests and handles alive on this loop (for tests and diagnostics).
+  std::size_t live_resources() const noexcept { return core_->live_count; }
+
+  detail::LoopCore& core() noexcept { return *core_; }
+
+ private:
+  void init_async();
+  detail::LoopCore* core_;
+};
+
+}  // namespace duet

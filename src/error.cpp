@@ -1,0 +1,63 @@
+#include "duet/error.hpp"
+
+#include <uv.h>
+
+namespace duet {
+namespace {
+
+class UvCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "libuv"; }
+  std::string message(int ev) const override { return uv_strerror(ev); }
+  std::error_condition default_error_condition(int ev) const noexcept override {
+    // On Unix libuv's codes are negated errno values (small numbers), except the getaddrinfo family
+    // (UV_EAI_*, around -3000) and libuv's own (UV_EOF, UV_UNKNOWN, ... around -4000), which have no
+    // errno: those stay in this category.
+    if (ev < 0 && ev > -1000) return std::generic_category().default_error_condition(-ev);
+    return {ev, *this};
+  }
+};
+
+class DuetCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "duet"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::offload_threw: return "the offloaded function threw an exception";
+      case errc::loop_closed: return "the loop was closed while the operation was pending";
+      case errc::not_connected: return "the stream is not connected";
+      case errc::already_reading: return "the stream is already being read";
+      case errc::invalid_argument: return "invalid argument";
+      case errc::malformed_response: return "malformed HTTP message";
+      case errc::header_too_large: return "HTTP header block too large";
+      case errc::body_too_large: return "HTTP body too large";
+      case errc::bad_url: return "malformed URL";
+      case errc::unsupported_scheme: return "unsupported URL scheme (TLS is not supported)";
+      case errc::too_many_redirects: return "too many redirects";
+    }
+    return "unknown duet error " + std::to_string(ev);
+  }
+};
+
+}  // namespace
+
+const std::error_category& uv_category() noexcept {
+  static const UvCategory category;
+  return category;
+}
+
+const std::error_category& error_category() noexcept {
+  static const DuetCategory category;
+  return category;
+}
+
+std::string error_name(const std::error_code& ec) {
+  if (ec.category() == uv_category()) return uv_err_name(ec.value());
+  return std::string(ec.category().name()) + ":" + std::to_string(ec.value());
+}
+
+bool is_cancelled(const std::error_code& ec) noexcept {
+  return ec.value() == UV_ECANCELED && ec.category() == uv_category();
+}
+
+}  // namespace duet

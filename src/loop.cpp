@@ -1,0 +1,194 @@
+#include "duet/loop.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace duet {
+namespace detail {
+namespace {
+
+void print_to_stderr(std::exception_ptr e) noexcept {
+  try {
+    std::rethrow_exception(std::move(e));
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "duet: uncaught exception in a callback: %s\n", ex.what());
+  } catch (...) {
+    std::fprintf(stderr, "duet: uncaught exception of unknown type in a callback\n");
+  }
+}
+
+void run_queue(uv_async_t* async) noexcept {
+  auto* core = static_cast<LoopCore*>(async->data);
+  std::vector<UniqueFunction<void()>> batch;
+  {
+    std::lock_guard lock(core->queue_mutex);
+    batch.swap(core->queue);
+  }
+  for (auto& fn : batch) {
+    if (core->closing) break;
+    core->invoke(fn);
+  }
+  std::lock_guard lock(core->queue_mutex);
+  if (core->holds == 0 && core->queue.empty() && !core->closing) uv_unref(reinterpret_cast<uv_handle_t*>(async));
+}
+
+}  // namespace
+
+void LoopCore::defer(UniqueFunction<void()> fn) {
+  if (closing) return;
+  {
+    std::lock_guard lock(queue_mutex);
+    queue.push_back(std::move(fn));
+  }
+  uv_ref(reinterpret_cast<uv_handle_t*>(async));
+  uv_async_send(async);
+}
+
+void LoopCore::post(UniqueFunction<void()> fn) {
+  if (std::this_thread::get_id() == loop_thread) return defer(std::move(fn));
+  {
+    std::lock_guard lock(queue_mutex);
+    queue.push_back(std::move(fn));
+  }
+  uv_async_send(async);
+}
+
+void LoopCore::report(std::exception_ptr e) noexcept {
+  if (!error_handler) {
+    print_to_stderr(std::move(e));
+    return;
+  }
+  try {
+    error_handler(std::move(e));
+  } catch (...) {
+    std::fprintf(stderr, "duet: the loop's error handler threw; the original error is lost\n");
+  }
+}
+
+void LoopCore::finish_orphaned() noexcept { delete this; }
+
+}  // namespace detail
+
+Loop::Loop() : core_(new detail::LoopCore) {
+  core_->owns_uv = true;
+  core_->uv = new uv_loop_t;
+  if (int rc = uv_loop_init(core_->uv); rc < 0) {
+    delete core_->uv;
+    delete core_;
+    throw std::system_error(uv_error(rc), "uv_loop_init");
+  }
+  init_async();
+}
+
+Loop::Loop(uv_loop_t* host) : core_(new detail::LoopCore) {
+  if (!host) {
+    delete core_;
+    throw std::invalid_argument("duet::Loop: the host loop is null");
+  }
+  core_->uv = host;
+  init_async();
+}
+
+void Loop::init_async() {
+  auto* async = new uv_async_t;
+  if (int rc = uv_async_init(core_->uv, async, &detail::run_queue); rc < 0) {
+    delete async;
+    if (core_->owns_uv) {
+      uv_loop_close(core_->uv);
+      delete core_->uv;
+    }
+    delete core_;
+    throw std::system_error(uv_error(rc), "uv_async_init");
+  }
+  async->data = core_;
+  uv_unref(reinterpret_cast<uv_handle_t*>(async));
+  core_->async = async;
+}
+
+Loop::~Loop() {
+  detail::LoopCore* core = core_;
+
+  // What user code still waits on is reported; then everything duet started is cancelled or closed.
+  std::vector<detail::Resource*> resources = core->snapshot();
+  std::size_t pending = 0;
+  for (auto* r : resources) pending += r->pending() ? 1 : 0;
+  {
+    std::lock_guard lock(core->queue_mutex);
+    pending += core->queue.size();  // posted or deferred functions that will not run
+  }
+  if (pending > 0) {
+    core->report(std::make_exception_ptr(std::system_error(
+        make_error_code(errc::loop_closed), "duet::Loop destroyed with " + std::to_string(pending) +
+                                                " operation(s) pending; their callbacks will not be called")));
+  }
+  core->closing = true;
+  std::vector<detail::UniqueFunction<void()>> dropped;
+  {
+    std::lock_guard lock(core->queue_mutex);
+    dropped.swap(core->queue);
+  }
+  dropped.clear();  // outside the lock: what they own may close handles as it goes
+  for (auto* r : resources) r->abandon();
+  uv_close(reinterpret_cast<uv_handle_t*>(core->async),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+
+  if (!core->owns_uv) {
+    // The host runs its loop: duet's resources finish there, and the last one frees the core.
+    if (core->live_count == 0) delete core;
+    return;
+  }
+
+  // duet owns this loop: handles that code outside duet opened on it are closed as well, then the loop
+  // runs until every cancelled request has called back and every handle is closed.
+  uv_loop_t* uv = core->uv;
+  std::size_t foreign = 0;
+  uv_walk(
+      uv,
+      [](uv_handle_t* h, void* count) {
+        if (!uv_is_closing(h)) {
+          ++*static_cast<std::size_t*>(count);
+          uv_close(h, nullptr);
+        }
+      },
+      &foreign);
+  if (foreign > 0) {
+    core->report(std::make_exception_ptr(std::system_error(
+        make_error_code(errc::loop_closed),
+        "duet::Loop destroyed with " + std::to_string(foreign) + " handle(s) not opened by duet; closed them")));
+  }
+  uv_run(uv, UV_RUN_DEFAULT);
+  [[maybe_unused]] int rc = uv_loop_close(uv);
+  delete uv;
+  delete core;
+}
+
+void Loop::run() { uv_run(core_->uv, UV_RUN_DEFAULT); }
+
+bool Loop::run_once() { return uv_run(core_->uv, UV_RUN_ONCE) != 0; }
+
+void Loop::stop() noexcept { uv_stop(core_->uv); }
+
+void Loop::set_error_handler(std::function<void(std::exception_ptr)> handler) {
+  core_->error_handler = std::move(handler);
+}
+
+Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core) {
+  if (core_->holds++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(core_->async));
+}
+
+void Loop::Hold::release() noexcept {
+  if (!core_) return;
+  if (--core_->holds == 0) {
+    bool idle;
+    {
+      std::lock_guard lock(core_->queue_mutex);
+      idle = core_->queue.empty();
+    }
+    if (idle) uv_unref(reinterpret_cast<uv_handle_t*>(core_->async));
+  }
+  core_ = nullptr;
+}
+
+}  // namespace duet
