@@ -1,0 +1,13 @@
+// duet/duet.hpp — everything in one include.
+#pragma once
+
+#include "duet/cancellation.hpp"
+#include "duet/dns.hpp"
+#include "duet/endpoint.hpp"
+#include "duet/error.hpp"
+#include "duet/fs.hpp"
+#include "duet/loop.hpp"
+#include "duet/offload.hpp"
+#include "duet/semaphore.hpp"
+#include "duet/tcp.hpp"
+#include "duet/timer.hpp"

@@ -1,0 +1,52 @@
+#include "duet/endpoint.hpp"
+
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <cstring>
+#include <system_error>
+
+#include "duet/error.hpp"
+
+namespace duet {
+
+Endpoint::Endpoint(const sockaddr* addr) noexcept {
+  if (addr->sa_family == AF_INET) std::memcpy(&storage_, addr, sizeof(sockaddr_in));
+  else if (addr->sa_family == AF_INET6) std::memcpy(&storage_, addr, sizeof(sockaddr_in6));
+}
+
+Endpoint Endpoint::parse(std::string_view ip, std::uint16_t port) {
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  std::string text(ip);
+  Endpoint ep;
+  if (uv_ip4_addr(text.c_str(), port, reinterpret_cast<sockaddr_in*>(&ep.storage_)) == 0) return ep;
+  if (uv_ip6_addr(text.c_str(), port, reinterpret_cast<sockaddr_in6*>(&ep.storage_)) == 0) return ep;
+  throw std::system_error(uv_error(UV_EINVAL), "not a numeric IP address: '" + text + "'");
+}
+
+Endpoint Endpoint::loopback(std::uint16_t port, bool ipv6) noexcept {
+  Endpoint ep;
+  if (ipv6) uv_ip6_addr("::1", port, reinterpret_cast<sockaddr_in6*>(&ep.storage_));
+  else uv_ip4_addr("127.0.0.1", port, reinterpret_cast<sockaddr_in*>(&ep.storage_));
+  return ep;
+}
+
+std::uint16_t Endpoint::port() const noexcept {
+  if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  return 0;
+}
+
+std::string Endpoint::address() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family() == AF_INET) uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&storage_), buf, sizeof buf);
+  else if (family() == AF_INET6) uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&storage_), buf, sizeof buf);
+  return buf;
+}
+
+std::string Endpoint::to_string() const {
+  if (family() == AF_INET6) return "[" + address() + "]:" + std::to_string(port());
+  return address() + ":" + std::to_string(port());
+}
+
+}  // namespace duet
