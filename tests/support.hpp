@@ -1,0 +1,86 @@
+// Test support: helpers shared by the test files.
+#pragma once
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <system_error>
+
+#include "duet/offload.hpp"
+
+namespace duet::test {
+
+/// The number of libuv pool threads (UV_THREADPOOL_SIZE, default 4).
+inline int threadpool_size() {
+  const char* env = std::getenv("UV_THREADPOOL_SIZE");
+  return env ? std::atoi(env) : 4;
+}
+
+/// Occupies every libuv pool thread until `release()`, so that the next request is certain to be
+/// queued (and therefore cancellable). The constructor returns once every thread is busy.
+class PoolBlocker {
+ public:
+  explicit PoolBlocker(Loop& loop) : total_(threadpool_size()) {
+    for (int i = 0; i < total_; ++i) {
+      offload(
+          loop,
+          [this] {
+            std::unique_lock lock(mutex_);
+            ++started_;
+            cv_.notify_all();
+            cv_.wait(lock, [this] { return released_; });
+          },
+          [this](std::error_code) { ++finished; });
+    }
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [this] { return started_ == total_; });
+  }
+  ~PoolBlocker() { release(); }
+
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+  int finished = 0;  // blocker jobs whose callback ran (loop thread)
+
+ private:
+  int total_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int started_ = 0;
+  bool released_ = false;
+};
+
+/// A fresh, empty temporary folder, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "duet-test-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The names in a folder.
+inline std::size_t entries_in(const std::filesystem::path& dir) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir)) ++n;
+  return n;
+}
+
+}  // namespace duet::test

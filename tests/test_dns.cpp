@@ -1,0 +1,80 @@
+#include <catch2/catch.hpp>
+#include <optional>
+
+#include "duet/dns.hpp"
+#include "support.hpp"
+
+TEST_CASE("resolve finds localhost, with the port", "[dns]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  std::vector<duet::Endpoint> found;
+  duet::resolve(loop, "localhost", 8080, [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+    result = ec;
+    found = std::move(eps);
+  });
+  loop.run();
+  REQUIRE(result);
+  REQUIRE_FALSE(*result);
+  REQUIRE_FALSE(found.empty());
+  bool loopback = false;
+  for (auto& ep : found) {
+    CHECK(ep.port() == 8080);
+    loopback = loopback || ep.address() == "127.0.0.1" || ep.address() == "::1";
+  }
+  CHECK(loopback);
+}
+
+TEST_CASE("resolve passes numeric addresses through", "[dns]") {
+  duet::Loop loop;
+  std::vector<duet::Endpoint> found;
+  duet::resolve(loop, "::1", 443, [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+    REQUIRE_FALSE(ec);
+    found = std::move(eps);
+  });
+  loop.run();
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].to_string() == "[::1]:443");
+  CHECK(found[0] == duet::Endpoint::parse("::1", 443));
+}
+
+TEST_CASE("resolve reports an unknown host as a getaddrinfo error", "[dns]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  std::vector<duet::Endpoint> found{duet::Endpoint::loopback(1)};
+  // .invalid is reserved (RFC 6761): it never resolves, with or without a network.
+  duet::resolve(loop, "no-such-host.invalid", 80, [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+    result = ec;
+    found = std::move(eps);
+  });
+  loop.run();
+  REQUIRE(result);
+  CHECK(*result);
+  CHECK(result->category() == duet::uv_category());
+  CHECK(duet::error_name(*result).rfind("EAI_", 0) == 0);  // EAI_NONAME, or EAI_AGAIN without DNS
+  CHECK(found.empty());
+}
+
+TEST_CASE("a queued resolve is cancelled with UV_ECANCELED", "[dns][cancel]") {
+  duet::Loop loop;
+  duet::test::PoolBlocker busy(loop);  // the lookup cannot start: it stays queued
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  duet::resolve(loop, "localhost", 80, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+    result = ec;
+    CHECK(eps.empty());
+  }));
+  stop.request_stop();
+  busy.release();
+  loop.run();
+  REQUIRE(result);
+  CHECK(duet::is_cancelled(*result));
+  CHECK(busy.finished == duet::test::threadpool_size());
+}
+
+TEST_CASE("Endpoint parses IPv4 and IPv6 and rejects names", "[dns]") {
+  CHECK(duet::Endpoint::parse("127.0.0.1", 80).to_string() == "127.0.0.1:80");
+  CHECK(duet::Endpoint::parse("[::1]", 8000).to_string() == "[::1]:8000");
+  CHECK(duet::Endpoint::loopback(9, true).family() == AF_INET6);
+  CHECK_THROWS_AS(duet::Endpoint::parse("localhost", 80), std::system_error);
+  CHECK(duet::Endpoint().family() == AF_UNSPEC);
+}

@@ -1,0 +1,42 @@
+#include <uv.h>
+
+#include <catch2/catch.hpp>
+
+#include "duet/error.hpp"
+
+TEST_CASE("libuv codes become error_codes with libuv's names and messages", "[error]") {
+  const std::error_code ec = duet::uv_error(UV_ECONNREFUSED);
+  CHECK(ec);
+  CHECK(ec.category() == duet::uv_category());
+  CHECK(std::string(ec.category().name()) == "libuv");
+  CHECK(ec.message() == uv_strerror(UV_ECONNREFUSED));
+  CHECK(duet::error_name(ec) == "ECONNREFUSED");
+  CHECK_FALSE(duet::uv_error(0));
+  CHECK_FALSE(duet::uv_error(42));  // positive results (byte counts) are not errors
+}
+
+TEST_CASE("libuv codes compare equal to the portable std::errc conditions", "[error]") {
+  CHECK(duet::uv_error(UV_ECONNREFUSED) == std::errc::connection_refused);
+  CHECK(duet::uv_error(UV_ENOENT) == std::errc::no_such_file_or_directory);
+  CHECK(duet::uv_error(UV_ETIMEDOUT) == std::errc::timed_out);
+  CHECK(duet::uv_error(UV_ENOENT) != std::errc::permission_denied);
+  // getaddrinfo's codes have no errno equivalent: they stay libuv's.
+  CHECK(duet::uv_error(UV_EAI_NONAME).default_error_condition().category() == duet::uv_category());
+}
+
+TEST_CASE("duet's own codes have their own category and messages", "[error]") {
+  const std::error_code ec = duet::errc::offload_threw;  // implicit conversion via is_error_code_enum
+  CHECK(ec.category() == duet::error_category());
+  CHECK(std::string(ec.category().name()) == "duet");
+  CHECK(ec.message() == "the offloaded function threw an exception");
+  CHECK(duet::make_error_code(duet::errc::unsupported_scheme).message().find("TLS") != std::string::npos);
+  CHECK(duet::error_name(ec) == "duet:1");
+  CHECK(ec != duet::uv_error(1));
+}
+
+TEST_CASE("is_cancelled recognises libuv's UV_ECANCELED only", "[error]") {
+  CHECK(duet::is_cancelled(duet::uv_error(UV_ECANCELED)));
+  CHECK_FALSE(duet::is_cancelled(duet::uv_error(UV_ETIMEDOUT)));
+  CHECK_FALSE(duet::is_cancelled(std::error_code(-UV_ECANCELED, std::generic_category())));
+  CHECK_FALSE(duet::is_cancelled({}));
+}

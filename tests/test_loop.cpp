@@ -1,0 +1,211 @@
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "duet/loop.hpp"
+#include "duet/tcp.hpp"
+#include "duet/timer.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+// Collects what reaches a loop's error hook.
+struct ErrorLog {
+  std::vector<std::string> messages;
+  auto handler() {
+    return [this](std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        messages.emplace_back(ex.what());
+      }
+    };
+  }
+};
+}  // namespace
+
+TEST_CASE("an owned loop runs until it has no more work", "[loop]") {
+  duet::Loop loop;
+  CHECK(loop.owns_native());
+  REQUIRE(loop.native() != nullptr);
+  int fired = 0;
+  duet::sleep(loop, 1ms, [&](std::error_code) { ++fired; });
+  loop.run();
+  CHECK(fired == 1);
+  CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("post from the loop thread runs in order on a later turn", "[loop]") {
+  duet::Loop loop;
+  std::vector<int> order;
+  for (int i = 0; i < 5; ++i) loop.post([&order, i] { order.push_back(i); });
+  CHECK(order.empty());  // not run inside post()
+  loop.run();            // deferred work keeps the loop running until it is done
+  CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("post from 4 threads x 10,000 delivers every function, in order per thread", "[loop][threads]") {
+  constexpr int kThreads = 4;
+  constexpr int kPosts = 10'000;
+  duet::Loop loop;
+  std::vector<std::vector<int>> seen(kThreads);
+  int total = 0;
+  std::optional<duet::Loop::Hold> hold(loop.hold());  // other threads post while we run
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPosts; ++i) {
+        loop.post([&, t, i] {
+          seen[t].push_back(i);
+          if (++total == kThreads * kPosts) hold.reset();
+        });
+      }
+    });
+  }
+  loop.run();
+  for (auto& th : threads) th.join();
+
+  CHECK(total == kThreads * kPosts);
+  for (int t = 0; t < kThreads; ++t) {
+    REQUIRE(seen[t].size() == static_cast<std::size_t>(kPosts));
+    CHECK(std::is_sorted(seen[t].begin(), seen[t].end()));
+    CHECK(seen[t].back() == kPosts - 1);
+  }
+}
+
+TEST_CASE("an exception thrown by a callback reaches the error hook and the loop carries on", "[loop]") {
+  duet::Loop loop;
+  ErrorLog log;
+  loop.set_error_handler(log.handler());
+  bool later_ran = false;
+  duet::sleep(loop, 1ms, [](std::error_code) { throw std::runtime_error("boom in a timer"); });
+  loop.post([] { throw std::runtime_error("boom in a post"); });
+  duet::sleep(loop, 5ms, [&](std::error_code) { later_ran = true; });
+  loop.run();
+  CHECK(later_ran);
+  REQUIRE(log.messages.size() == 2);
+  CHECK(std::find(log.messages.begin(), log.messages.end(), "boom in a timer") != log.messages.end());
+  CHECK(std::find(log.messages.begin(), log.messages.end(), "boom in a post") != log.messages.end());
+}
+
+TEST_CASE("stop() makes run() return with work still pending", "[loop]") {
+  duet::Loop loop;
+  bool long_fired = false;
+  duet::sleep(loop, 1ms, [&](std::error_code) { loop.stop(); });
+  duet::sleep(loop, 10s, [&](std::error_code) { long_fired = true; });
+  const auto start = std::chrono::steady_clock::now();
+  loop.run();
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK_FALSE(long_fired);
+  CHECK(loop.live_resources() == 1);  // the long sleep; destroying the loop cancels it
+  loop.set_error_handler([](std::exception_ptr) {});
+}
+
+TEST_CASE("run_once reports whether work remains", "[loop]") {
+  duet::Loop loop;
+  CHECK_FALSE(loop.run_once());  // nothing to do
+  bool fired = false;
+  duet::sleep(loop, 1ms, [&](std::error_code) { fired = true; });
+  while (!fired) loop.run_once();
+  CHECK(fired);
+}
+
+TEST_CASE("a Hold keeps run() going until it is released", "[loop]") {
+  duet::Loop loop;
+  std::optional<duet::Loop::Hold> hold(loop.hold());
+  std::atomic<bool> delivered{false};
+  std::thread poster([&] { loop.post([&] { delivered = true; hold.reset(); }); });
+  loop.run();  // without the hold this could return before the post arrives
+  poster.join();
+  CHECK(delivered);
+}
+
+TEST_CASE("wrapping a host's uv_loop_t: duet runs on it and never closes it", "[loop][embed]") {
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  int fired = 0;
+  {
+    duet::Loop loop(&host);
+    CHECK_FALSE(loop.owns_native());
+    CHECK(loop.native() == &host);
+    duet::sleep(loop, 1ms, [&](std::error_code ec) { fired += ec ? 0 : 1; });
+    uv_run(&host, UV_RUN_DEFAULT);  // the host drives the loop, not duet
+    CHECK(fired == 1);
+  }
+  // duet is gone; the host's loop is intact and still usable.
+  uv_timer_t t;
+  uv_timer_init(&host, &t);
+  t.data = &fired;
+  uv_timer_start(&t, [](uv_timer_t* h) { ++*static_cast<int*>(h->data); }, 1, 0);
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK(fired == 2);
+  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&host) == 0);  // duet left nothing open on it
+}
+
+TEST_CASE("destroying a wrapped loop with work pending: reported, and freed when the host runs", "[loop][embed]") {
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  bool called = false;
+  std::vector<std::string> reports;
+  {
+    duet::Loop loop(&host);
+    loop.set_error_handler([&](std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::system_error& ex) {
+        CHECK(ex.code() == duet::errc::loop_closed);
+        reports.emplace_back(ex.what());
+      }
+    });
+    duet::sleep(loop, 10s, [&](std::error_code) { called = true; });
+    duet::sleep(loop, 20s, [&](std::error_code) { called = true; });
+  }
+  REQUIRE(reports.size() == 1);
+  CHECK(reports[0].find("2 operation(s) pending") != std::string::npos);
+  uv_run(&host, UV_RUN_DEFAULT);  // duet's closing handles finish here; ASan checks nothing leaks
+  CHECK_FALSE(called);
+  CHECK(uv_loop_close(&host) == 0);
+}
+
+TEST_CASE("destroying an owned loop closes everything duet opened and reports pending work", "[loop]") {
+  ErrorLog log;
+  bool called = false;
+  std::optional<duet::Timer> outlives_loop;
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    duet::sleep(loop, 10s, [&](std::error_code) { called = true; });
+    duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+    listener.accept([&](std::error_code, duet::TcpStream) { called = true; });
+    outlives_loop.emplace(loop);
+    outlives_loop->start(10s, 0s, [&] { called = true; });
+  }
+  CHECK_FALSE(called);
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("3 operation(s) pending") != std::string::npos);
+  // The Timer's handle was closed with the loop: the object is inert, not dangling.
+  CHECK_FALSE(outlives_loop->active());
+  CHECK_THROWS_AS(outlives_loop->start(1s, 0s, [] {}), std::system_error);
+  outlives_loop.reset();
+}
+
+TEST_CASE("destroying an owned loop closes handles opened by code outside duet too", "[loop]") {
+  ErrorLog log;
+  auto* raw = new uv_timer_t;
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    uv_timer_init(loop.native(), raw);
+    uv_timer_start(raw, [](uv_timer_t*) {}, 100000, 100000);
+  }
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("1 handle(s) not opened by duet") != std::string::npos);
+  delete raw;  // closed by the loop's destructor, so freeing it now is safe
+}
