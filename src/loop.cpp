@@ -132,7 +132,7 @@ Loop::~Loop() {
   dropped.clear();  // outside the lock: what they own may close handles as it goes
   for (auto* r : resources) r->abandon();
   uv_close(reinterpret_cast<uv_handle_t*>(core->async),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+           [](uv_handle_t* h) noexcept { delete reinterpret_cast<uv_async_t*>(h); });
 
   if (!core->owns_uv) {
     // The host runs its loop: duet's resources finish there, and the last one frees the core.
@@ -146,7 +146,7 @@ Loop::~Loop() {
   std::size_t foreign = 0;
   uv_walk(
       uv,
-      [](uv_handle_t* h, void* count) {
+      [](uv_handle_t* h, void* count) noexcept {
         if (!uv_is_closing(h)) {
           ++*static_cast<std::size_t*>(count);
           uv_close(h, nullptr);

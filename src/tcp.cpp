@@ -39,7 +39,7 @@ struct TcpImpl final : Resource {
     if (reading == Reading::once) cancel_read();
     reading = Reading::no;
     stream_cb.reset();
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), [](uv_handle_t* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), [](uv_handle_t* h) noexcept {
       auto* self = static_cast<TcpImpl*>(h->data);
       self->core->destroy(self);
     });
@@ -134,7 +134,7 @@ struct ListenerImpl final : Resource {
     owner = nullptr;
     if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp))) return;
     cancel_accept();
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), [](uv_handle_t* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), [](uv_handle_t* h) noexcept {
       auto* self = static_cast<ListenerImpl*>(h->data);
       self->core->destroy(self);
     });

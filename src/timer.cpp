@@ -20,7 +20,7 @@ struct TimerImpl final : Resource {
     if (owner) owner->impl_ = nullptr;
     owner = nullptr;
     if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&handle))) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(&handle), [](uv_handle_t* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&handle), [](uv_handle_t* h) noexcept {
       auto* self = static_cast<TimerImpl*>(h->data);
       self->core->destroy(self);
     });

@@ -46,7 +46,7 @@ TEST_CASE("waiters are served strictly in FIFO order under contention", "[semaph
   CHECK(sem.available() == 1);
 }
 
-TEST_CASE("a cancelled waiter leaves the queue with UV_ECANCELED; the others keep their order", "[semaphore][cancel]") {
+TEST_CASE("a cancelled waiter leaves the queue with UV_ECANCELED and the others keep their order", "[semaphore][cancel]") {
   duet::Semaphore sem(0);
   std::stop_source stop;
   std::vector<std::string> events;

@@ -246,7 +246,7 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
   void close_timer() noexcept {
     if (!timer_open_) return;
     timer_open_ = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) noexcept {
       static_cast<ConnectOp*>(h->data)->release();
     });
   }

@@ -61,7 +61,7 @@ class SleepOp final : public Resource, public StopWatch<SleepOp<Cb>> {
 
   void close() noexcept {
     if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) noexcept {
       auto* self = static_cast<SleepOp*>(h->data);
       self->core_->destroy(self);
     });

@@ -1,0 +1,25 @@
+# Sourced by duet's scripts: the Debian packages duet needs, and a function that makes sure they are
+# installed (installing them when run as root; otherwise printing the exact command and stopping).
+
+DUET_PACKAGES=(
+  g++ cmake make pkg-config      # the toolchain
+  libuv1-dev                     # the event loop
+  node-llhttp                    # llhttp's C sources, built as a static library
+  catch2                         # tests (v2)
+)
+
+duet_ensure_packages() {
+  local missing=() pkg
+  for pkg in "${DUET_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "duet needs these Debian packages, which are not installed. Run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "== installing: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
