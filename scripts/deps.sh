@@ -6,6 +6,7 @@ DUET_PACKAGES=(
   libuv1-dev                     # the event loop
   node-llhttp                    # llhttp's C sources, built as a static library
   catch2                         # tests (v2)
+  libbenchmark-dev               # micro-benchmarks (bench/)
 )
 
 duet_ensure_packages() {

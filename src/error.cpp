@@ -61,3 +61,17 @@ bool is_cancelled(const std::error_code& ec) noexcept {
 }
 
 }  // namespace duet
+
+#include "duet/awaitable.hpp"
+
+namespace duet::detail {
+
+void throw_error(std::error_code ec) {
+  if (ec.category() == uv_category()) {
+    if (ec.value() == UV_ECANCELED) throw Cancelled();
+    if (ec.value() == UV_ETIMEDOUT) throw TimedOut();
+  }
+  throw std::system_error(ec);
+}
+
+}  // namespace duet::detail

@@ -1,6 +1,7 @@
 #include "duet/loop.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -26,21 +27,29 @@ void run_queue(uv_async_t* async) noexcept {
     std::lock_guard lock(core->queue_mutex);
     batch.swap(core->queue);
   }
+  // A function may destroy the Loop: `dispatching` keeps the core alive until this returns.
+  core->dispatching = true;
   for (auto& fn : batch) {
     if (core->closing) break;
     core->invoke(fn);
   }
+  batch.clear();
+  core->dispatching = false;
+  if (core->closing) return core->finish_if_orphaned();
   std::lock_guard lock(core->queue_mutex);
-  if (core->holds == 0 && core->queue.empty() && !core->closing) uv_unref(reinterpret_cast<uv_handle_t*>(async));
+  if (core->holds == 0 && core->queue.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
 }
 
 }  // namespace
 
-void LoopCore::defer(UniqueFunction<void()> fn) {
+void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
   if (closing) return;
-  {
+  try {
     std::lock_guard lock(queue_mutex);
     queue.push_back(std::move(fn));
+  } catch (...) {
+    report(std::current_exception());  // out of memory: this completion is lost, and said so
+    return;
   }
   uv_ref(reinterpret_cast<uv_handle_t*>(async));
   uv_async_send(async);
@@ -66,8 +75,6 @@ void LoopCore::report(std::exception_ptr e) noexcept {
     std::fprintf(stderr, "duet: the loop's error handler threw; the original error is lost\n");
   }
 }
-
-void LoopCore::finish_orphaned() noexcept { delete this; }
 
 }  // namespace detail
 
@@ -109,6 +116,11 @@ void Loop::init_async() {
 
 Loop::~Loop() {
   detail::LoopCore* core = core_;
+  if (core->running > 0) {
+    // libuv cannot close a loop from inside its own uv_run: a programming error, not a recoverable one.
+    std::fputs("duet: a duet::Loop that owns its libuv loop was destroyed inside its own run(); aborting\n", stderr);
+    std::abort();
+  }
 
   // What user code still waits on is reported; then everything duet started is cancelled or closed.
   std::vector<detail::Resource*> resources = core->snapshot();
@@ -118,10 +130,11 @@ Loop::~Loop() {
     std::lock_guard lock(core->queue_mutex);
     pending += core->queue.size();  // posted or deferred functions that will not run
   }
-  if (pending > 0) {
-    core->report(std::make_exception_ptr(std::system_error(
-        make_error_code(errc::loop_closed), "duet::Loop destroyed with " + std::to_string(pending) +
-                                                " operation(s) pending; their callbacks will not be called")));
+  if (pending > 0 || core->task_count > 0) {
+    std::string what = "duet::Loop destroyed with " + std::to_string(pending) +
+                       " operation(s) pending; their callbacks will not be called";
+    if (core->task_count > 0) what += "; " + std::to_string(core->task_count) + " spawned task(s) unfinished";
+    core->report(std::make_exception_ptr(std::system_error(make_error_code(errc::loop_closed), what)));
   }
   core->closing = true;
   std::vector<detail::UniqueFunction<void()>> dropped;
@@ -131,12 +144,17 @@ Loop::~Loop() {
   }
   dropped.clear();  // outside the lock: what they own may close handles as it goes
   for (auto* r : resources) r->abandon();
+  // Spawned tasks: cancelled first (a task waiting on a semaphore unwinds with Cancelled), then the
+  // frames of those still suspended on abandoned operations are destroyed.
+  core->cancel_and_destroy_tasks();
+  for (auto* r : core->snapshot()) r->abandon();  // anything that teardown started (abandon is idempotent)
   uv_close(reinterpret_cast<uv_handle_t*>(core->async),
            [](uv_handle_t* h) noexcept { delete reinterpret_cast<uv_async_t*>(h); });
 
   if (!core->owns_uv) {
-    // The host runs its loop: duet's resources finish there, and the last one frees the core.
-    if (core->live_count == 0) delete core;
+    // The host runs its loop: duet's resources finish there, and the last one frees the core (or the
+    // posted function running now, if this Loop is destroyed from one).
+    core->finish_if_orphaned();
     return;
   }
 
@@ -164,9 +182,24 @@ Loop::~Loop() {
   delete core;
 }
 
-void Loop::run() { uv_run(core_->uv, UV_RUN_DEFAULT); }
+namespace {
+// Counts how deep an owned loop is inside its own uv_run, so that destroying it there is caught.
+struct Running {
+  detail::LoopCore* core;
+  explicit Running(detail::LoopCore* c) : core(c) { core->running += core->owns_uv ? 1 : 0; }
+  ~Running() { core->running -= core->owns_uv ? 1 : 0; }
+};
+}  // namespace
 
-bool Loop::run_once() { return uv_run(core_->uv, UV_RUN_ONCE) != 0; }
+void Loop::run() {
+  Running r(core_);
+  uv_run(core_->uv, UV_RUN_DEFAULT);
+}
+
+bool Loop::run_once() {
+  Running r(core_);
+  return uv_run(core_->uv, UV_RUN_ONCE) != 0;
+}
 
 void Loop::stop() noexcept { uv_stop(core_->uv); }
 

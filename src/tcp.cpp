@@ -57,7 +57,7 @@ struct TcpImpl final : Resource {
   static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) noexcept {
     auto* self = static_cast<TcpImpl*>(h->data);
     if (self->reading == Reading::once) {
-      *buf = uv_buf_init(self->once_buffer.data(), static_cast<unsigned>(self->once_buffer.size()));
+      *buf = buffer(self->once_buffer.data(), self->once_buffer.size());
       return;
     }
     if (!self->core->read_buffer) {

@@ -324,3 +324,36 @@ TEST_CASE("a File closes its descriptor when dropped", "[fs]") {
   }
   CHECK(::fcntl(fd, F_GETFD) == -1);  // closed
 }
+
+TEST_CASE("close is not cancellable: the descriptor is always closed", "[fs][cancel]") {
+  duet::Loop loop;
+  TempDir dir;
+  spit(dir / "f", "x");
+  const int fd = ::open((dir / "f").c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  duet::test::PoolBlocker busy(loop);  // the close is queued when the stop comes
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  duet::fs::close(loop, duet::fs::File(fd), duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
+  stop.request_stop();
+  busy.release();
+  loop.run();
+  REQUIRE(result);
+  CHECK_FALSE(*result);
+  CHECK(::fcntl(fd, F_GETFD) == -1);
+}
+
+TEST_CASE("destroying the loop in the middle of write_file_atomic leaves no temporary file", "[fs][loop]") {
+  TempDir dir;
+  spit(dir / "target", "old");
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});
+    duet::fs::write_file_atomic(loop, dir / "target", std::string(64 * 1024 * 1024, 'n'), [](std::error_code) {
+      FAIL("the callback of work pending at loop destruction ran");
+    });
+    while (duet::test::entries_in(dir.path()) < 2) loop.run_once();  // the temporary file exists
+  }
+  CHECK(duet::test::entries_in(dir.path()) == 1);
+  CHECK(slurp(dir / "target") == "old");
+}

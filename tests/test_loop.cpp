@@ -209,3 +209,16 @@ TEST_CASE("destroying an owned loop closes handles opened by code outside duet t
   CHECK(log.messages[0].find("1 handle(s) not opened by duet") != std::string::npos);
   delete raw;  // closed by the loop's destructor, so freeing it now is safe
 }
+
+TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loop][embed]") {
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  bool after = false;
+  loop->post([&] { loop.reset(); });
+  loop->post([&] { after = true; });  // queued behind the destruction: dropped with the loop
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK_FALSE(loop);
+  CHECK_FALSE(after);
+  CHECK(uv_loop_close(&host) == 0);
+}

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "duet/semaphore.hpp"
@@ -109,4 +111,41 @@ TEST_CASE("destroying a semaphore cancels its waiters", "[semaphore]") {
   }
   REQUIRE(result);
   CHECK(duet::is_cancelled(*result));
+}
+
+TEST_CASE("an acquire whose token is already stopped is cancelled without queueing", "[semaphore][cancel]") {
+  duet::Semaphore sem(0);
+  std::stop_source stop;
+  stop.request_stop();
+  std::optional<std::error_code> result;
+  sem.acquire(duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
+  REQUIRE(result);
+  CHECK(duet::is_cancelled(*result));
+  CHECK(sem.waiting() == 0);
+}
+
+TEST_CASE("a waiter's callback may destroy the semaphore during release", "[semaphore]") {
+  auto sem = std::make_unique<duet::Semaphore>(0);
+  int served = 0;
+  sem->acquire([&](std::error_code) {
+    ++served;
+    sem.reset();  // the last user of the throttle goes away
+  });
+  sem->acquire([&](std::error_code ec) { served += ec ? 100 : 1; });  // cancelled by the destruction
+  sem->release();
+  CHECK_FALSE(sem);
+  CHECK(served == 101);
+}
+
+TEST_CASE("a waiter that throws does not strand the others", "[semaphore]") {
+  duet::Semaphore sem(0);
+  int served = 0;
+  sem.acquire([&](std::error_code) {
+    sem.release();  // hands its permit on...
+    throw std::runtime_error("waiter failed");  // ...then fails
+  });
+  sem.acquire([&](std::error_code) { ++served; });
+  CHECK_THROWS_WITH(sem.release(), "waiter failed");  // rethrown after the queue was served
+  CHECK(served == 1);
+  CHECK(sem.waiting() == 0);
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/awaitable.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/loop.hpp"
@@ -50,6 +51,7 @@ class ResolveOp final : public RequestOp<ResolveOp<Cb>, uv_getaddrinfo_t, Cb> {
 
 /// Resolves `host` to TCP endpoints with `port`; calls `cb(std::error_code, std::vector<Endpoint>)`.
 template <class Callback>
+  requires std::invocable<Callback&, std::error_code, std::vector<Endpoint>>
 void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&& cb) {
   using Op = detail::ResolveOp<std::decay_t<Callback>>;
   auto& core = loop.core();
@@ -62,6 +64,12 @@ void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&&
   if (int rc = uv_getaddrinfo(core.uv, &op->req, &Op::on_done, host.c_str(), service.c_str(), &hints); rc < 0)
     return op->template fail_submission<std::vector<Endpoint>>(rc);
   op->watch_stop();
+}
+
+/// Coroutine face: `auto endpoints = co_await duet::resolve(loop, host, port);`
+[[nodiscard]] inline auto resolve(Loop& loop, std::string host, std::uint16_t port) {
+  return awaitable<std::vector<Endpoint>>(
+      [&loop, host = std::move(host), port](auto cb) { duet::resolve(loop, host, port, std::move(cb)); });
 }
 
 }  // namespace duet

@@ -2,6 +2,7 @@
 //
 //     duet::fs::read_file(loop, "in.txt", [](std::error_code ec, std::string data) { ... });
 //     duet::fs::write_file_atomic(loop, "out/BR.gif", std::move(bytes), [](std::error_code ec) { ... });
+//     std::string data = co_await duet::read_file(loop, "in.txt");   // the coroutine face, same names
 //
 // Each operation is one (or, for the conveniences, a chain of) `uv_fs_*` requests run on libuv's
 // thread pool; the callback runs on the loop thread with `std::error_code` first: UV_ENOENT for a
@@ -17,12 +18,14 @@
 // `write_file_atomic(path, data)`: writes `data` to a new temporary file in the same folder
 // (`.NAME.PID.N.tmp`, mode 0666 less the umask), fsyncs it, closes it and renames it over `path`.
 // A failure or a cancel at any step closes and unlinks the temporary file: `path` is either the
-// complete old file or the complete new one, and no temporary file is left.
+// complete old file or the complete new one, and no temporary file is left (not even when the loop is
+// destroyed mid-way: the chain then removes it synchronously as it is dropped).
 //
 // Cost: one pooled request object per primitive; the conveniences add one heap object for the chain.
 #pragma once
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <sys/stat.h>
 
@@ -33,6 +36,7 @@
 #include <string_view>
 #include <utility>
 
+#include "duet/awaitable.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/loop.hpp"
 
@@ -79,8 +83,16 @@ class FsOp final : public RequestOp<FsOp<Result, Cb>, uv_fs_t, Cb> {
   /// Turns a successful request into the callback's result (unused when Result is void).
   using Extract = Result (*)(uv_fs_t&, std::string&);
 
-  FsOp(LoopCore* core, Cb&& cb, Extract extract, std::string buffer)
-      : Base(core, std::move(cb)), buffer(std::move(buffer)), extract_(extract) {}
+  FsOp(LoopCore* core, Cb&& cb, Extract extract, std::string buffer, bool cancellable)
+      : Base(core, std::move(cb)), buffer(std::move(buffer)), extract_(extract), cancellable_(cancellable) {}
+
+  // A close is never cancelled: the descriptor was handed over, so a close that did not run would leak it.
+  void on_stop() noexcept {
+    if (cancellable_) Base::on_stop();
+  }
+  void abandon() noexcept override {
+    if (cancellable_) Base::abandon();
+  }
 
   std::string buffer;  // bytes to write, or room to read into
 
@@ -114,18 +126,20 @@ class FsOp final : public RequestOp<FsOp<Result, Cb>, uv_fs_t, Cb> {
 
  private:
   Extract extract_;
+  bool cancellable_;
 };
 
 /// Starts one fs request: `submit(uv_loop_t*, uv_fs_t*, std::string& buffer, uv_fs_cb)` calls uv_fs_*.
 template <class Result, class Callback, class Submit>
 void start(Loop& loop, Callback&& cb, typename FsOp<Result, std::decay_t<Callback>>::Extract extract,
-           std::string buffer, Submit&& submit) {
+           std::string buffer, Submit&& submit, bool cancellable = true) {
   using Op = FsOp<Result, std::decay_t<Callback>>;
   auto& core = loop.core();
-  Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)), extract, std::move(buffer));
+  Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)), extract, std::move(buffer),
+                         cancellable);
   if (int rc = submit(core.uv, &op->req, op->buffer, &Op::on_done); rc < 0)
     return op->template fail_submission<Result>(rc);
-  op->watch_stop();
+  if (cancellable) op->watch_stop();
 }
 
 inline File extract_file(uv_fs_t& req, std::string&) { return File(static_cast<uv_file>(req.result)); }
@@ -161,7 +175,7 @@ template <class Callback>
 void read(Loop& loop, const File& file, std::size_t max_bytes, std::int64_t offset, Callback&& cb) {
   detail::start<std::string>(loop, std::forward<Callback>(cb), &detail::extract_read, std::string(max_bytes, '\0'),
                              [fd = file.fd(), offset](uv_loop_t* uv, uv_fs_t* req, std::string& buf, uv_fs_cb done) {
-                               uv_buf_t b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
+                               uv_buf_t b = duet::detail::buffer(buf.data(), buf.size());
                                return uv_fs_read(uv, req, fd, &b, 1, offset, done);
                              });
 }
@@ -172,18 +186,21 @@ template <class Callback>
 void write(Loop& loop, const File& file, std::string data, std::int64_t offset, Callback&& cb) {
   detail::start<std::size_t>(loop, std::forward<Callback>(cb), &detail::extract_count, std::move(data),
                              [fd = file.fd(), offset](uv_loop_t* uv, uv_fs_t* req, std::string& buf, uv_fs_cb done) {
-                               uv_buf_t b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
+                               uv_buf_t b = duet::detail::buffer(buf.data(), buf.size());
                                return uv_fs_write(uv, req, fd, &b, 1, offset, done);
                              });
 }
 
-/// Closes `file` on the thread pool; calls `cb(std::error_code)`.
+/// Closes `file` on the thread pool; calls `cb(std::error_code)`. Not cancellable (the descriptor
+/// would leak): it always runs, even when the loop is being destroyed.
 template <class Callback>
 void close(Loop& loop, File file, Callback&& cb) {
-  detail::start<void>(loop, std::forward<Callback>(cb), nullptr, {},
-                      [fd = file.release()](uv_loop_t* uv, uv_fs_t* req, std::string&, uv_fs_cb done) {
-                        return uv_fs_close(uv, req, fd, done);
-                      });
+  detail::start<void>(
+      loop, std::forward<Callback>(cb), nullptr, {},
+      [fd = file.release()](uv_loop_t* uv, uv_fs_t* req, std::string&, uv_fs_cb done) {
+        return uv_fs_close(uv, req, fd, done);
+      },
+      false);
 }
 
 /// Flushes `file` to stable storage; calls `cb(std::error_code)`.
@@ -241,7 +258,7 @@ template <class Callback>
 void write_borrowed(Loop& loop, uv_file fd, std::string_view bytes, Callback&& cb) {
   start<std::size_t>(loop, std::forward<Callback>(cb), &extract_count, {},
                      [fd, bytes](uv_loop_t* uv, uv_fs_t* req, std::string&, uv_fs_cb done) {
-                       uv_buf_t b = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+                       uv_buf_t b = duet::detail::buffer(const_cast<char*>(bytes.data()), bytes.size());
                        return uv_fs_write(uv, req, fd, &b, 1, -1, done);
                      });
 }
@@ -251,6 +268,10 @@ void write_borrowed(Loop& loop, uv_file fd, std::string_view bytes, Callback&& c
 /// abandoned request frees it.
 template <class Cb, class Data>
 struct Chain {
+  template <class C, class... DataArgs>
+  Chain(C&& c, std::stop_token t, DataArgs&&... args)
+      : cb(std::forward<C>(c)), token(std::move(t)), data(std::forward<DataArgs>(args)...) {}
+
   Cb cb;
   std::stop_token token;
   Data data;
@@ -334,6 +355,17 @@ struct WriteFileData {
   std::string bytes;
   std::size_t written = 0;
   File file;
+  bool temp_may_exist = false;  // from the open's submission until the rename or the abort's unlink
+
+  WriteFileData(std::string p, std::string t, std::string b)
+      : path(std::move(p)), temp(std::move(t)), bytes(std::move(b)) {}
+  WriteFileData(WriteFileData&&) = delete;
+  // The chain ends here without finishing only when the loop is destroyed mid-way: the temporary file
+  // is removed now, synchronously, so none is ever left behind.
+  ~WriteFileData() {
+    file.reset();
+    if (temp_may_exist) ::unlink(temp.c_str());
+  }
 };
 
 /// Failure after the temporary file exists: close and unlink it (never cancelled), then report `ec`.
@@ -342,6 +374,7 @@ void write_file_abort(Loop& loop, std::unique_ptr<Chain> self, std::error_code e
   self->data.file.reset();
   std::string temp = self->data.temp;
   fs::unlink(loop, std::move(temp), Chain::step(std::move(self), false, [ec](std::unique_ptr<Chain> s, std::error_code) {
+               s->data.temp_may_exist = false;
                s->cb(ec);
              }));
 }
@@ -359,6 +392,7 @@ void write_file_finish(Loop& loop, std::unique_ptr<Chain> self) {
                           fs::rename(loop, std::move(temp), std::move(path),
                                      Chain::step(std::move(s2), false, [&loop](std::unique_ptr<Chain> s3, std::error_code rec) {
                                        if (rec) return write_file_abort(loop, std::move(s3), rec);
+                                       s3->data.temp_may_exist = false;
                                        s3->cb(std::error_code());
                                      }));
                         }));
@@ -387,7 +421,7 @@ void read_file(Loop& loop, std::string path, Callback&& cb) {
   using Cb = std::decay_t<Callback>;
   using Chain = detail::Chain<Cb, detail::ReadFileData>;
   std::stop_token token = stop_token_of(cb);
-  auto chain = std::make_unique<Chain>(Chain{std::forward<Callback>(cb), token, {}});
+  auto chain = std::make_unique<Chain>(std::forward<Callback>(cb), token);
   fs::open(loop, std::move(path), UV_FS_O_RDONLY, 0, Chain::step(std::move(chain), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, File f) {
              if (ec) return s->cb(ec, std::string());
              s->data.file = std::move(f);
@@ -402,15 +436,69 @@ void write_file_atomic(Loop& loop, std::string path, std::string data, Callback&
   using Chain = detail::Chain<Cb, detail::WriteFileData>;
   std::stop_token token = stop_token_of(cb);
   std::string temp = detail::temporary_name_for(path);
-  auto chain = std::make_unique<Chain>(Chain{std::forward<Callback>(cb), token, {std::move(path), temp, std::move(data), 0, File()}});
-  // Not cancellable: an open that succeeded must be seen, or the temporary file would be left behind.
+  auto chain = std::make_unique<Chain>(std::forward<Callback>(cb), token, std::move(path), temp, std::move(data));
+  chain->data.temp_may_exist = true;
+  // Cancellable: if a cancelled open did create the file, the chain's end removes it (~WriteFileData).
   fs::open(loop, std::move(temp), UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0666,
-           Chain::step(std::move(chain), false, [&loop](std::unique_ptr<Chain> s, std::error_code ec, File f) {
-             if (ec) return s->cb(ec);
+           Chain::step(std::move(chain), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, File f) {
+             if (ec) {
+               // A failed exclusive open created nothing of ours; a cancelled one may have.
+               if (!is_cancelled(ec)) s->data.temp_may_exist = false;
+               return s->cb(ec);
+             }
              s->data.file = std::move(f);
              if (s->token.stop_requested()) return write_file_abort(loop, std::move(s), uv_error(UV_ECANCELED));
              write_file_next(loop, std::move(s));
            }));
+}
+
+// ---- the coroutine face: the same names without the callback -------------------------------------
+
+[[nodiscard]] inline auto open(Loop& loop, std::string path, int flags, int mode) {
+  return awaitable<File>([&loop, path = std::move(path), flags, mode](auto cb) mutable {
+    fs::open(loop, std::move(path), flags, mode, std::move(cb));
+  });
+}
+[[nodiscard]] inline auto read(Loop& loop, const File& file, std::size_t max_bytes, std::int64_t offset) {
+  return awaitable<std::string>([&loop, &file, max_bytes, offset](auto cb) { fs::read(loop, file, max_bytes, offset, std::move(cb)); });
+}
+[[nodiscard]] inline auto write(Loop& loop, const File& file, std::string data, std::int64_t offset) {
+  return awaitable<std::size_t>([&loop, &file, data = std::move(data), offset](auto cb) mutable {
+    fs::write(loop, file, std::move(data), offset, std::move(cb));
+  });
+}
+[[nodiscard]] inline auto close(Loop& loop, File file) {
+  return awaitable<void>([&loop, file = std::move(file)](auto cb) mutable { fs::close(loop, std::move(file), std::move(cb)); });
+}
+[[nodiscard]] inline auto fsync(Loop& loop, const File& file) {
+  return awaitable<void>([&loop, &file](auto cb) { fs::fsync(loop, file, std::move(cb)); });
+}
+[[nodiscard]] inline auto mkdir(Loop& loop, std::string path) {
+  return awaitable<void>([&loop, path = std::move(path)](auto cb) mutable { fs::mkdir(loop, std::move(path), std::move(cb)); });
+}
+[[nodiscard]] inline auto create_directories(Loop& loop, std::string path) {
+  return awaitable<void>(
+      [&loop, path = std::move(path)](auto cb) mutable { fs::create_directories(loop, std::move(path), std::move(cb)); });
+}
+[[nodiscard]] inline auto rename(Loop& loop, std::string from, std::string to) {
+  return awaitable<void>([&loop, from = std::move(from), to = std::move(to)](auto cb) mutable {
+    fs::rename(loop, std::move(from), std::move(to), std::move(cb));
+  });
+}
+[[nodiscard]] inline auto stat(Loop& loop, std::string path) {
+  return awaitable<Stat>([&loop, path = std::move(path)](auto cb) mutable { fs::stat(loop, std::move(path), std::move(cb)); });
+}
+[[nodiscard]] inline auto unlink(Loop& loop, std::string path) {
+  return awaitable<void>([&loop, path = std::move(path)](auto cb) mutable { fs::unlink(loop, std::move(path), std::move(cb)); });
+}
+[[nodiscard]] inline auto read_file(Loop& loop, std::string path) {
+  return awaitable<std::string>(
+      [&loop, path = std::move(path)](auto cb) mutable { fs::read_file(loop, std::move(path), std::move(cb)); });
+}
+[[nodiscard]] inline auto write_file_atomic(Loop& loop, std::string path, std::string data) {
+  return awaitable<void>([&loop, path = std::move(path), data = std::move(data)](auto cb) mutable {
+    fs::write_file_atomic(loop, std::move(path), std::move(data), std::move(cb));
+  });
 }
 
 }  // namespace duet::fs

@@ -20,6 +20,7 @@
 #include <utility>
 #include <variant>
 
+#include "duet/awaitable.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/loop.hpp"
 
@@ -59,8 +60,16 @@ class WorkOp final : public RequestOp<WorkOp<Fn, Cb>, uv_work_t, Cb> {
     if constexpr (kVoid) {
       self->finish(ec, error);
     } else {
-      Result value = (!ec && self->result_) ? std::move(*self->result_) : Result{};
-      self->finish(ec, error, std::move(value));
+      std::optional<Result> value;
+      try {
+        if (!ec && self->result_) value.emplace(std::move(*self->result_));
+        else value.emplace();
+      } catch (...) {  // the result's move (or default) constructor threw: report that instead
+        error = std::current_exception();
+        ec = make_error_code(errc::offload_threw);
+        if (!value) return self->fail_after_throw(ec, error);
+      }
+      self->finish(ec, error, std::move(*value));
     }
   }
 
@@ -71,6 +80,15 @@ class WorkOp final : public RequestOp<WorkOp<Fn, Cb>, uv_work_t, Cb> {
       this->complete(ec, std::forward<Value>(value)..., std::move(error));
     else
       this->complete(ec, std::forward<Value>(value)...);
+  }
+
+  // No Result could be built to pass along: only an error-only callback can be told.
+  void fail_after_throw(std::error_code ec, std::exception_ptr error) noexcept {
+    if constexpr (std::is_invocable_v<Cb&, std::error_code>) {
+      this->complete(ec);
+    } else {
+      this->finish_silently_with_report(std::move(error));
+    }
   }
 
   Fn fn_;
@@ -92,6 +110,15 @@ void offload(Loop& loop, Fn&& fn, Callback&& cb) {
   if (int rc = uv_queue_work(core.uv, &op->req, &Op::run, &Op::on_done); rc < 0)
     return op->template fail_submission<typename Op::Result>(rc);
   op->watch_stop();
+}
+
+/// Coroutine face: `auto value = co_await duet::offload(loop, fn);` — rethrows what `fn` threw.
+template <class Fn>
+[[nodiscard]] auto offload(Loop& loop, Fn&& fn) {
+  using Result = std::invoke_result_t<std::decay_t<Fn>&>;
+  return awaitable<Result>([&loop, fn = std::decay_t<Fn>(std::forward<Fn>(fn))](auto cb) mutable {
+    duet::offload(loop, std::move(fn), std::move(cb));
+  });
 }
 
 }  // namespace duet

@@ -1,6 +1,8 @@
 // duet/semaphore.hpp — a counting semaphore for throttling: at most N holders at once, FIFO.
 //
 //     duet::Semaphore sem(5);
+//     auto permit = co_await sem.acquire();   // coroutine face: an RAII permit
+
 //     sem.acquire([&](std::error_code ec) {
 //       if (ec) return;                 // UV_ECANCELED: cancelled while waiting
 //       start_download(..., [&] { sem.release(); });
@@ -12,11 +14,13 @@
 // Permits are handed straight to the next waiter, so a waiter can never be overtaken.
 //
 // Not bound to a loop and not thread-safe: use it from one thread (the loop's). A `release()` made
-// from inside a waiter's callback does not recurse; the outer `release()` serves the next waiter.
+// from inside a waiter's callback does not recurse; the outer `release()` serves the next waiter. A
+// waiter's callback may destroy the semaphore.
 //
 // Cancellation: a waiting acquire whose callback's stop token is stopped leaves the queue and its
 // callback is called with UV_ECANCELED immediately, on the thread that requested stop (the only duet
-// operation that calls back inside `request_stop()`, since a semaphore has no loop to defer to).
+// operation that calls back inside `request_stop()`, since a semaphore has no loop to defer to). An
+// acquire whose token is already stopped calls back with UV_ECANCELED inside `acquire`.
 // Destroying a semaphore calls every waiter with UV_ECANCELED; those callbacks must not throw.
 //
 // Cost: no allocation when a permit is free; one small allocation per waiter otherwise.
@@ -26,11 +30,13 @@
 
 #include <cstddef>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <stop_token>
 #include <system_error>
 #include <utility>
 
+#include "duet/awaitable.hpp"
 #include "duet/cancellation.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/error.hpp"
@@ -44,6 +50,7 @@ class Semaphore {
   Semaphore& operator=(const Semaphore&) = delete;
 
   ~Semaphore() {
+    if (destroyed_) *destroyed_ = true;  // a release() further up the stack must stop touching *this
     while (Waiter* w = head_) {
       unlink(w);
       auto cb = std::move(w->cb);
@@ -54,6 +61,7 @@ class Semaphore {
 
   /// Calls `cb(std::error_code)` when a permit is acquired (possibly before returning).
   template <class Callback>
+    requires std::invocable<Callback&, std::error_code>
   void acquire(Callback&& cb) {
     if (available_ > 0 && !head_) {
       --available_;
@@ -61,10 +69,62 @@ class Semaphore {
       return;
     }
     std::stop_token token = stop_token_of(cb);
+    if (token.stop_requested()) {  // cancelled before it could wait
+      cb(cancelled());
+      return;
+    }
     auto* w = new Waiter(this, detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)));
     link(w);
+    // Not stopped yet, and only the loop thread may stop it: the callback cannot run during emplace.
     if (token.stop_possible()) w->stop.emplace(std::move(token), StopFn{w});
   }
+
+  /// A permit held for a scope: released when destroyed (or by `release()`). Move-only.
+  class Permit {
+   public:
+    Permit() noexcept = default;
+    explicit Permit(Semaphore* sem) noexcept : sem_(sem) {}
+    Permit(Permit&& o) noexcept : sem_(std::exchange(o.sem_, nullptr)) {}
+    Permit& operator=(Permit&& o) noexcept {
+      if (this != &o) {
+        release();
+        sem_ = std::exchange(o.sem_, nullptr);
+      }
+      return *this;
+    }
+    ~Permit() { release(); }
+    /// Returns the permit now (idempotent).
+    void release() {
+      if (sem_) std::exchange(sem_, nullptr)->release();
+    }
+    explicit operator bool() const noexcept { return sem_ != nullptr; }
+
+   private:
+    Semaphore* sem_ = nullptr;
+  };
+
+  /// Coroutine face: `auto permit = co_await sem.acquire();` — the permit is released when `permit`
+  /// goes out of scope. Throws `duet::Cancelled` if the waiting coroutine is cancelled.
+  [[nodiscard]] auto acquire() {
+    auto op = awaitable<void>([this](auto cb) { acquire(std::move(cb)); });
+    return PermitAwaitable<decltype(op)>{std::move(op), this};
+  }
+
+  /// The awaitable `acquire()` returns: the generic one, with a Permit as its result.
+  template <class Inner>
+  struct PermitAwaitable {
+    Inner inner;
+    Semaphore* sem;
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h) {
+      return inner.await_suspend(h);
+    }
+    Permit await_resume() {
+      inner.await_resume();
+      return Permit(sem);
+    }
+  };
 
   /// Takes a permit if one is free and nobody is waiting; never waits.
   bool try_acquire() noexcept {
@@ -74,22 +134,37 @@ class Semaphore {
   }
 
   /// Returns a permit: the longest waiter gets it (its callback runs now), or it becomes available.
+  /// A waiter's callback may release again (served by this loop, not by recursion), may throw (the
+  /// other waiters are still served; the first exception is rethrown afterwards), and may even destroy
+  /// the semaphore.
   void release() {
     ++available_;
-    if (dispatching_) return;  // the release() further up the stack serves the waiters
-    dispatching_ = true;
-    struct Reset {
-      bool& flag;
-      ~Reset() { flag = false; }
-    } reset{dispatching_};
+    if (destroyed_) return;  // a release() further up the stack serves the waiters
+    bool destroyed = false;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"  // cleared below before returning, unless *this is gone
+#endif
+    destroyed_ = &destroyed;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+    std::exception_ptr failure;
     while (available_ > 0 && head_) {
       --available_;
       Waiter* w = head_;
       unlink(w);
       auto cb = std::move(w->cb);
       delete w;
-      cb(std::error_code());
+      try {
+        cb(std::error_code());
+      } catch (...) {
+        if (!failure) failure = std::current_exception();
+      }
+      if (destroyed) break;
     }
+    if (!destroyed) destroyed_ = nullptr;
+    if (failure) std::rethrow_exception(failure);
   }
 
   std::size_t available() const noexcept { return available_; }  ///< permits free now
@@ -144,7 +219,7 @@ class Semaphore {
   std::size_t waiting_ = 0;
   Waiter* head_ = nullptr;
   Waiter* tail_ = nullptr;
-  bool dispatching_ = false;
+  bool* destroyed_ = nullptr;  // set while release() serves waiters
 };
 
 }  // namespace duet

@@ -37,6 +37,7 @@
 #include <string>
 #include <utility>
 
+#include "duet/awaitable.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/loop.hpp"
@@ -71,6 +72,11 @@ class TcpStream {
               std::move(token));
   }
 
+  /// Coroutine face: `std::size_t n = co_await stream.read(buffer);` (0: end of stream).
+  [[nodiscard]] auto read(std::span<char> buffer) {
+    return awaitable<std::size_t>([this, buffer](auto cb) { read(buffer, std::move(cb)); });
+  }
+
   /// Calls `cb(std::error_code, std::span<const char>)` for each chunk until stopped (see above).
   template <class Callback>
   void read_start(Callback&& cb) {
@@ -83,9 +89,18 @@ class TcpStream {
   template <class Callback>
   void write(std::string bytes, Callback&& cb);
 
+  /// Coroutine face: `co_await stream.write(std::move(bytes));`
+  [[nodiscard]] auto write(std::string bytes) {
+    return awaitable<void>([this, bytes = std::move(bytes)](auto cb) mutable { write(std::move(bytes), std::move(cb)); });
+  }
+
   /// Half-closes after pending writes; calls `cb(std::error_code)`.
   template <class Callback>
   void shutdown(Callback&& cb);
+  /// Coroutine face: `co_await stream.shutdown();`
+  [[nodiscard]] auto shutdown() {
+    return awaitable<void>([this](auto cb) { shutdown(std::move(cb)); });
+  }
 
   /// Closes the connection now. Idempotent.
   void close() noexcept;
@@ -190,7 +205,12 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
   ConnectOp(LoopCore* core, Cb&& cb) : core_(core), cb_(std::move(cb)) { req_.data = this; }
 
   void start(const Endpoint& to, std::uint64_t timeout_ms) {
-    tcp_ = make_tcp(core_);
+    try {
+      tcp_ = make_tcp(core_);
+    } catch (...) {
+      core_->destroy(this);
+      throw;
+    }
     if (int rc = uv_tcp_connect(&req_, tcp_handle(tcp_), to.data(), &on_connect); rc < 0) {
       close_tcp(tcp_);
       Cb cb = std::move(cb_);
@@ -271,6 +291,7 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
 /// Connects to `to`, giving up after `timeout` (zero: no timeout beyond the system's); calls
 /// `cb(std::error_code, TcpStream)`.
 template <class Rep, class Period, class Callback>
+  requires std::invocable<Callback&, std::error_code, TcpStream>
 void connect(Loop& loop, const Endpoint& to, std::chrono::duration<Rep, Period> timeout, Callback&& cb) {
   using Op = detail::ConnectOp<std::decay_t<Callback>>;
   auto& core = loop.core();
@@ -280,8 +301,16 @@ void connect(Loop& loop, const Endpoint& to, std::chrono::duration<Rep, Period> 
 
 /// Connects to `to` with no timeout of duet's own.
 template <class Callback>
+  requires std::invocable<Callback&, std::error_code, TcpStream>
 void connect(Loop& loop, const Endpoint& to, Callback&& cb) {
   connect(loop, to, std::chrono::milliseconds(0), std::forward<Callback>(cb));
+}
+
+/// Coroutine face: `auto stream = co_await duet::connect(loop, endpoint[, timeout]);` — throws
+/// `std::system_error` (refused, ...), `duet::TimedOut` or `duet::Cancelled`.
+template <class Rep = long, class Period = std::milli>
+[[nodiscard]] auto connect(Loop& loop, Endpoint to, std::chrono::duration<Rep, Period> timeout = std::chrono::milliseconds(0)) {
+  return awaitable<TcpStream>([&loop, to, timeout](auto cb) { duet::connect(loop, to, timeout, std::move(cb)); });
 }
 
 template <class Callback>
@@ -292,7 +321,7 @@ void TcpStream::write(std::string bytes, Callback&& cb) {
     throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::write on a closed stream");
   }
   Op* op = core->make<Op>(core, std::decay_t<Callback>(std::forward<Callback>(cb)), std::move(bytes));
-  uv_buf_t buf = uv_buf_init(op->bytes.data(), static_cast<unsigned>(op->bytes.size()));
+  uv_buf_t buf = detail::buffer(op->bytes.data(), op->bytes.size());
   if (int rc = uv_write(&op->req, stream_if_open(), &buf, 1, &Op::on_done); rc < 0) op->fail(rc);
 }
 
@@ -327,6 +356,11 @@ class TcpListener {
     std::stop_token token = stop_token_of(cb);
     accept_erased(detail::UniqueFunction<void(std::error_code, TcpStream)>(std::forward<Callback>(cb)),
                   std::move(token));
+  }
+
+  /// Coroutine face: `duet::TcpStream client = co_await listener.accept();`
+  [[nodiscard]] auto accept() {
+    return awaitable<TcpStream>([this](auto cb) { accept(std::move(cb)); });
   }
 
   Endpoint local_endpoint() const;

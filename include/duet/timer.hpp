@@ -1,6 +1,7 @@
 // duet/timer.hpp — waiting: a one-shot `sleep` and a repeating `Timer`.
 //
 //     duet::sleep(loop, 250ms, [](std::error_code ec) { ... });   // ec: success, or UV_ECANCELED
+//     co_await duet::sleep(loop, 250ms);                            // the coroutine face
 //
 //     duet::Timer tick(loop);
 //     tick.start(1s, 1s, [] { std::puts("tick"); });                // every second until stop()
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "duet/awaitable.hpp"
 #include "duet/loop.hpp"
 
 namespace duet {
@@ -85,6 +87,12 @@ void sleep(Loop& loop, std::chrono::duration<Rep, Period> duration, Callback&& c
   std::decay_t<Callback> callback(std::forward<Callback>(cb));
   Op* op = core.make<Op>(&core, std::move(callback));
   op->start(detail::to_uv_millis(duration));
+}
+
+/// Coroutine face: `co_await duet::sleep(loop, duration);` — throws `duet::Cancelled` if cancelled.
+template <class Rep, class Period>
+[[nodiscard]] auto sleep(Loop& loop, std::chrono::duration<Rep, Period> duration) {
+  return awaitable<void>([&loop, duration](auto cb) { duet::sleep(loop, duration, std::move(cb)); });
 }
 
 /// A repeating (or one-shot) timer handle. Loop-thread only. Move-only.

@@ -92,10 +92,32 @@ class Resource {
   Resource* next_ = nullptr;
 };
 
+/// A spawned task's root, registered on its loop while it runs, so that destroying the loop can cancel
+/// it and then free the frames of whatever did not finish.
+class SpawnedTask {
+ public:
+  /// Requests stop (loop destruction, step 1). May resume the task, which may finish and unlink.
+  virtual void cancel() noexcept = 0;
+  /// Destroys the suspended coroutine frames (loop destruction, step 2). Unlinks.
+  virtual void destroy_frames() noexcept = 0;
+
+ protected:
+  SpawnedTask() = default;
+  ~SpawnedTask() = default;
+
+ private:
+  friend struct LoopCore;
+  SpawnedTask* prev_ = nullptr;
+  SpawnedTask* next_ = nullptr;
+  SpawnedTask** list_ = nullptr;  // the list this task is on
+};
+
 struct LoopCore {
   uv_loop_t* uv = nullptr;
   bool owns_uv = false;
-  bool closing = false;  // set by ~Loop: completions no longer reach user code
+  bool closing = false;      // set by ~Loop: completions no longer reach user code
+  bool dispatching = false;  // the post queue is being run: the core must outlive that
+  int running = 0;           // nesting of Loop::run / run_once on an owned loop
   Pool pool;
   std::function<void(std::exception_ptr)> error_handler;
 
@@ -114,6 +136,46 @@ struct LoopCore {
   uv_async_t* async = nullptr;
   int holds = 0;
   std::thread::id loop_thread = std::this_thread::get_id();  // the thread that created the Loop
+
+  // Spawned tasks still running, and (while the loop is being destroyed) those already cancelled.
+  SpawnedTask* tasks = nullptr;
+  SpawnedTask* cancelled_tasks = nullptr;
+  std::size_t task_count = 0;
+
+  void link_task(SpawnedTask* t, SpawnedTask** list) noexcept {
+    t->list_ = list;
+    t->prev_ = nullptr;
+    t->next_ = *list;
+    if (*list) (*list)->prev_ = t;
+    *list = t;
+  }
+  void link_task(SpawnedTask* t) noexcept {
+    link_task(t, &tasks);
+    ++task_count;
+  }
+  void unlink_task_from_list(SpawnedTask* t) noexcept {
+    if (!t->list_) return;
+    if (t->prev_) t->prev_->next_ = t->next_;
+    else *t->list_ = t->next_;
+    if (t->next_) t->next_->prev_ = t->prev_;
+    t->prev_ = t->next_ = nullptr;
+    t->list_ = nullptr;
+  }
+  void unlink_task(SpawnedTask* t) noexcept {
+    if (!t->list_) return;
+    unlink_task_from_list(t);
+    --task_count;
+  }
+
+  /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
+  void cancel_and_destroy_tasks() noexcept {
+    while (SpawnedTask* t = tasks) {
+      unlink_task_from_list(t);
+      link_task(t, &cancelled_tasks);
+      t->cancel();  // may finish the task, which unlinks it
+    }
+    while (SpawnedTask* t = cancelled_tasks) t->destroy_frames();
+  }
 
   void link(Resource* r) noexcept {
     r->prev_ = nullptr;
@@ -162,7 +224,13 @@ struct LoopCore {
     unlink(r);
     r->~T();
     pool.deallocate(r, sizeof(T));
-    if (closing && live_count == 0 && !owns_uv) finish_orphaned();
+    finish_if_orphaned();
+  }
+
+  /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
+  /// posted function is running. Callers must not touch the core afterwards.
+  void finish_if_orphaned() noexcept {
+    if (closing && !owns_uv && live_count == 0 && !dispatching) delete this;
   }
 
   /// Calls `fn` with `args`, routing anything it throws to the error hook.
@@ -177,13 +245,13 @@ struct LoopCore {
 
   /// Runs `fn` on the loop thread on a later turn of the loop (used to complete an operation that must
   /// not call back inside its initiating call). Keeps the loop alive until it has run. Loop-thread only.
-  void defer(UniqueFunction<void()> fn);
+  /// Never throws: if memory runs out, the loss is reported to the error hook.
+  void defer(UniqueFunction<void()> fn) noexcept;
 
   /// Thread-safe: queues `fn` and wakes the loop.
   void post(UniqueFunction<void()> fn);
 
   void report(std::exception_ptr e) noexcept;
-  void finish_orphaned() noexcept;
 };
 
 /// Mixin for an operation that can be cancelled through its callback's stop token. `Derived` provides

@@ -21,6 +21,14 @@
 
 namespace duet::detail {
 
+/// A uv_buf_t for `len` bytes (uv_buf_init takes an unsigned length, which would cut 4 GiB and more).
+inline uv_buf_t buffer(char* base, std::size_t len) noexcept {
+  uv_buf_t b;
+  b.base = base;
+  b.len = len;
+  return b;
+}
+
 /// Calls `cb` with `ec` and, unless Result is void, a default Result.
 template <class Result, class Cb>
 void call_with_error(Cb& cb, std::error_code ec) {
@@ -67,6 +75,12 @@ class RequestOp : public Resource, public StopWatch<Derived> {
   /// True if the loop is closing: the caller must release the result and call `finish_silently`.
   bool loop_closing() const noexcept { return core_->closing; }
   void finish_silently() noexcept { core_->destroy(static_cast<Derived*>(this)); }
+  /// The callback cannot be called (its arguments could not be built): say why, and free the request.
+  void finish_silently_with_report(std::exception_ptr e) noexcept {
+    LoopCore* core = core_;
+    core->report(std::move(e));
+    core->destroy(static_cast<Derived*>(this));
+  }
 
   /// The error the callback gets for libuv status `status`.
   std::error_code status_error(int status) const noexcept {

@@ -1,0 +1,192 @@
+// duet/awaitable.hpp — the one adapter that turns any callback-form operation into an awaitable.
+//
+// Every duet operation exists once, in callback form: `op(args..., cb)` with `cb(std::error_code[, R])`.
+// Its coroutine face is the same name without the callback, returning `duet::Awaitable<R, Init>`, where
+// `Init` is a small lambda that starts the operation with a given callback:
+//
+//     template <class Rep, class Period>
+//     auto sleep(Loop& loop, std::chrono::duration<Rep, Period> d) {
+//       return awaitable<void>([&loop, d](auto cb) { sleep(loop, d, std::move(cb)); });
+//     }
+//
+// `co_await` starts the operation with a callback that stores the result and resumes the coroutine.
+// The result is returned; an error is thrown as `std::system_error` carrying exactly the error_code the
+// callback would have received — `duet::Cancelled` (a `std::system_error` with UV_ECANCELED) when the
+// operation was cancelled. A callback that also receives an `std::exception_ptr` (offload) rethrows
+// that exception itself.
+//
+// Cancellation: the callback exposes the awaiting task's stop token (see task.hpp), so cancelling the
+// task cancels the operation exactly as the callback face does (cancellation.hpp). A task already
+// cancelled does not start new operations: `co_await` throws `duet::Cancelled` at once.
+//
+// Cost: the awaitable lives in the coroutine frame and the callback is one pointer, so the request
+// object (from the loop's pool) is all an awaited operation allocates. An operation that completes
+// inside its initiating call (a free semaphore permit) resumes without suspending.
+//
+// An Awaitable must be awaited once, by the coroutine that created it, and is not copyable.
+#pragma once
+
+#include <uv.h>
+
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <stop_token>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "duet/error.hpp"
+
+namespace duet {
+
+class Loop;
+
+/// Thrown into a coroutine whose awaited operation was cancelled: a `std::system_error` with UV_ECANCELED.
+class Cancelled : public std::system_error {
+ public:
+  Cancelled() : std::system_error(uv_error(UV_ECANCELED)) {}
+};
+
+/// Thrown when a timeout ran out first: a `std::system_error` with UV_ETIMEDOUT (`with_timeout`, and
+/// the awaited face of operations with a timeout of their own, such as `connect`).
+class TimedOut : public std::system_error {
+ public:
+  TimedOut() : std::system_error(uv_error(UV_ETIMEDOUT)) {}
+};
+
+/// What a duet coroutine knows about where it runs: passed from each awaiting task to the task (or
+/// operation) it awaits.
+struct TaskContext {
+  Loop* loop = nullptr;
+  std::stop_token stop_token;
+};
+
+namespace detail {
+
+/// The context of the coroutine behind `h`, if its promise has one (duet's tasks do).
+template <class Promise>
+TaskContext context_of(std::coroutine_handle<Promise> h) noexcept {
+  if constexpr (requires { { h.promise().context() } -> std::convertible_to<const TaskContext&>; }) {
+    return h.promise().context();
+  } else {
+    return {};
+  }
+}
+
+/// Resumes a coroutine through the thread's trampoline (task.hpp).
+void resume(std::coroutine_handle<> h);
+
+/// Throws the exception that stands for `ec`.
+[[noreturn]] void throw_error(std::error_code ec);
+
+template <class Result>
+struct ResultSlot {
+  std::optional<Result> value;
+  template <class V>
+  void set(V&& v) {
+    value.emplace(std::forward<V>(v));
+  }
+  Result take() { return std::move(*value); }
+};
+template <>
+struct ResultSlot<void> {
+  void take() {}
+};
+
+}  // namespace detail
+
+template <class Result, class Init>
+class Awaitable {
+ public:
+  explicit Awaitable(Init init) : init_(std::move(init)) {}
+  Awaitable(Awaitable&&) = default;
+  Awaitable(const Awaitable&) = delete;
+  Awaitable& operator=(const Awaitable&) = delete;
+  Awaitable& operator=(Awaitable&&) = delete;
+
+  /// The callback handed to the operation: one pointer.
+  class Completion {
+   public:
+    explicit Completion(Awaitable* self) noexcept : self_(self) {}
+    const std::stop_token& stop_token() const noexcept { return self_->context_.stop_token; }
+
+    void operator()(std::error_code ec)
+      requires std::is_void_v<Result>
+    {
+      self_->ec_ = ec;
+      finish();
+    }
+    void operator()(std::error_code ec, std::exception_ptr e)
+      requires std::is_void_v<Result>
+    {
+      self_->ec_ = ec;
+      self_->exception_ = std::move(e);
+      finish();
+    }
+    template <class R>
+      requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R &&>)
+    void operator()(std::error_code ec, R&& r) {
+      self_->ec_ = ec;
+      if (!ec) self_->slot_.set(std::forward<R>(r));
+      finish();
+    }
+    template <class R>
+      requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R &&>)
+    void operator()(std::error_code ec, R&& r, std::exception_ptr e) {
+      self_->exception_ = std::move(e);
+      (*this)(ec, std::forward<R>(r));
+    }
+
+   private:
+    void finish() noexcept {
+      Awaitable* self = self_;
+      if (self->starting_) {
+        self->completed_inline_ = true;  // await_suspend will not suspend
+        return;
+      }
+      detail::resume(self->waiter_);
+    }
+    Awaitable* self_;
+  };
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> waiter) {
+    context_ = detail::context_of(waiter);
+    if (context_.stop_token.stop_requested()) {
+      ec_ = uv_error(UV_ECANCELED);
+      return false;
+    }
+    waiter_ = waiter;
+    starting_ = true;
+    init_(Completion(this));
+    starting_ = false;
+    return !completed_inline_;
+  }
+
+  Result await_resume() {
+    if (exception_) std::rethrow_exception(std::move(exception_));
+    if (ec_) detail::throw_error(ec_);
+    return slot_.take();
+  }
+
+ private:
+  Init init_;
+  TaskContext context_;
+  std::coroutine_handle<> waiter_;
+  std::error_code ec_;
+  std::exception_ptr exception_;
+  detail::ResultSlot<Result> slot_;
+  bool starting_ = false;
+  bool completed_inline_ = false;
+};
+
+/// Makes an awaitable for an operation whose callback receives `Result` (void: only the error).
+template <class Result, class Init>
+Awaitable<Result, std::decay_t<Init>> awaitable(Init&& init) {
+  return Awaitable<Result, std::decay_t<Init>>(std::forward<Init>(init));
+}
+
+}  // namespace duet

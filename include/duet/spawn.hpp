@@ -1,0 +1,274 @@
+// duet/spawn.hpp — running tasks on a loop: `spawn`, `run`, and the `JoinHandle` between the faces.
+//
+//     int main() {
+//       duet::Loop loop;
+//       int n = duet::run(loop, count_flags(loop));       // like asyncio.run: returns or rethrows
+//     }
+//
+//     auto handle = duet::spawn(loop, download(loop, "BR"));   // starts on the loop's next turn
+//     handle.on_done([&] { ... handle.result() ... });          // from callback code
+//     auto bytes = co_await handle;                             // or from a coroutine
+//     handle.cancel();                                          // like asyncio's Task.cancel()
+//
+// `spawn(loop, task)` starts `task` on the loop's next turn (never inside `spawn`) and returns a
+// `JoinHandle<T>`: `done()`, `on_done(cb)` (cb() runs on the loop thread once the task has finished;
+// at once — on the next turn — if it already has), `result()` (the value, or the task's exception
+// rethrown; once), `co_await handle` (the same, from a coroutine), `cancel()`.
+//
+// Cancellation: `cancel()` requests stop on the task's stop token, which every awaited operation down
+// the task's chain of `co_await`s watches: the operation is cancelled as cancellation.hpp describes
+// and the coroutine resumes with `duet::Cancelled` thrown. RAII cleanup runs as the exception unwinds.
+// A task may catch `Cancelled`; it cannot start new operations afterwards (they throw `Cancelled` at
+// once).
+//
+// Errors are never lost: a task that ends with an exception nobody observes (by `result()`, by
+// `co_await`, or by an `on_done` callback) is reported to the loop's error hook when its handle is
+// dropped (or when it finishes, if the handle was dropped first). Dropping a handle does not stop
+// the task: it runs on, detached.
+//
+// Loop destruction: spawned tasks still running are cancelled; the frames of those that stay
+// suspended are destroyed, and their handles report `duet::errc::loop_closed`.
+//
+// `run(loop, task)` spawns `task`, runs the loop until it is done and returns its result (rethrowing
+// its exception). If the loop runs out of work first (the task waits for something that cannot
+// happen), `run` throws `std::logic_error`.
+//
+// Cost: one shared state per spawn (one allocation) plus the driver coroutine's frame (recycled).
+#pragma once
+
+#include <coroutine>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "duet/loop.hpp"
+#include "duet/task.hpp"
+
+namespace duet {
+
+template <class T>
+class JoinHandle;
+
+namespace detail {
+
+/// A coroutine that starts when resumed and frees itself when done; its promise carries a TaskContext
+/// (its first parameter) for the tasks it awaits.
+struct Detached {
+  struct promise_type {
+    template <class... Args>
+    explicit promise_type(const TaskContext& c, Args&&...) noexcept : context_(c) {}
+    static void* operator new(std::size_t n) { return allocate_frame(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { deallocate_frame(p, n); }
+    Detached get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    std::suspend_always initial_suspend() noexcept { return {}; }  // started through the trampoline
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }  // drivers catch everything
+    const TaskContext& context() const noexcept { return context_; }
+    TaskContext context_;
+  };
+  std::coroutine_handle<promise_type> handle;
+};
+
+/// What a spawned task's value is stored as.
+template <class T>
+using Stored = std::conditional_t<std::is_void_v<T>, std::monostate,
+                                  std::conditional_t<std::is_reference_v<T>, std::remove_reference_t<T>*, T>>;
+
+template <class T>
+class SpawnState final : public SpawnedTask, public std::enable_shared_from_this<SpawnState<T>> {
+ public:
+  SpawnState(Loop& loop, Task<T> task) : loop_(&loop), task_(std::move(task)) {}
+
+  void start() {
+    loop_->core().link_task(this);
+    driver_ = drive(TaskContext{loop_, stop_.get_token()}, this->shared_from_this()).handle;
+    resume(driver_);  // runs to its first suspension (or to the end, freeing itself)
+  }
+
+  bool done() const noexcept { return outcome_.index() != 0; }
+  void cancel() noexcept override { stop_.request_stop(); }
+
+  void destroy_frames() noexcept override {
+    LoopCore& core = loop_->core();
+    core.unlink_task(this);
+    auto keep_alive = this->shared_from_this();  // the driver's frame holds a reference
+    task_ = Task<T>();                           // the task's chain of frames
+    if (driver_) std::exchange(driver_, {}).destroy();
+    outcome_.template emplace<2>(std::make_exception_ptr(
+        std::system_error(make_error_code(errc::loop_closed), "the loop was destroyed before the task finished")));
+    // No on_done callbacks and no awaiter: the loop is gone.
+    callbacks_.clear();
+    awaiter_ = {};
+    observed_ = true;
+  }
+
+  void on_done(UniqueFunction<void()> cb) {
+    observed_ = true;
+    if (done()) return loop_->core().defer(std::move(cb));
+    callbacks_.push_back(std::move(cb));
+  }
+
+  void await(std::coroutine_handle<> waiter) {
+    if (awaiter_) throw std::logic_error("duet::JoinHandle: awaited by two coroutines at once");
+    observed_ = true;
+    awaiter_ = waiter;
+  }
+
+  T result() {
+    if (!done()) throw std::logic_error("duet::JoinHandle::result(): the task has not finished");
+    observed_ = true;
+    if (taken_) throw std::logic_error("duet::JoinHandle::result(): the result was already taken");
+    taken_ = true;
+    if (outcome_.index() == 2) std::rethrow_exception(std::get<2>(outcome_));
+    if constexpr (std::is_void_v<T>) return;
+    else if constexpr (std::is_reference_v<T>) return *std::get<1>(outcome_);
+    else return std::move(std::get<1>(outcome_));
+  }
+
+  /// The handle is gone: an exception nobody will ever see goes to the error hook.
+  void release_handle() noexcept {
+    handle_alive_ = false;
+    report_if_unobserved();
+  }
+
+ private:
+  static Detached drive(TaskContext, std::shared_ptr<SpawnState> self) {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await std::move(self->task_);
+        self->outcome_.template emplace<1>();
+      } else if constexpr (std::is_reference_v<T>) {
+        self->outcome_.template emplace<1>(std::addressof(co_await std::move(self->task_)));
+      } else {
+        self->outcome_.template emplace<1>(co_await std::move(self->task_));
+      }
+    } catch (...) {
+      self->outcome_.template emplace<2>(std::current_exception());
+    }
+    self->finish();
+  }
+
+  void finish() noexcept {
+    driver_ = {};  // the driver frees itself when this returns
+    task_ = Task<T>();
+    LoopCore& core = loop_->core();
+    core.unlink_task(this);
+    if (core.closing) {  // finished while the loop is being destroyed: no user code runs any more
+      callbacks_.clear();
+      awaiter_ = {};
+      return;
+    }
+    auto callbacks = std::move(callbacks_);
+    for (auto& cb : callbacks) core.invoke(cb);
+    report_if_unobserved();
+    if (auto waiter = std::exchange(awaiter_, {})) resume(waiter);
+  }
+
+  void report_if_unobserved() noexcept {
+    if (!done() || observed_ || handle_alive_ || outcome_.index() != 2) return;
+    observed_ = true;
+    loop_->core().report(std::get<2>(outcome_));
+  }
+
+  Loop* loop_;
+  Task<T> task_;
+  std::stop_source stop_;
+  std::coroutine_handle<> driver_;
+  std::variant<std::monostate, Stored<T>, std::exception_ptr> outcome_;
+  std::vector<UniqueFunction<void()>> callbacks_;
+  std::coroutine_handle<> awaiter_;
+  bool observed_ = false;
+  bool handle_alive_ = true;
+  bool taken_ = false;
+  template <class U>
+  friend class duet::JoinHandle;
+};
+
+}  // namespace detail
+
+/// The handle to a spawned task. Move-only; dropping it detaches the task (see the top of this header).
+template <class T>
+class JoinHandle {
+ public:
+  JoinHandle() noexcept = default;
+  explicit JoinHandle(std::shared_ptr<detail::SpawnState<T>> state) noexcept : state_(std::move(state)) {}
+  JoinHandle(JoinHandle&&) noexcept = default;
+  JoinHandle& operator=(JoinHandle&& other) noexcept {
+    if (this != &other) {
+      release();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  ~JoinHandle() { release(); }
+
+  /// True once the task has finished (returned, thrown, or been destroyed with its loop).
+  bool done() const noexcept { return state_ && state_->done(); }
+
+  /// Calls `cb()` on the loop thread when the task has finished (on the next turn if it already has).
+  template <class Callback>
+  void on_done(Callback&& cb) {
+    state().on_done(detail::UniqueFunction<void()>(std::forward<Callback>(cb)));
+  }
+
+  /// The task's value, or its exception rethrown. Only once, and only when `done()`.
+  T result() { return state().result(); }
+
+  /// Requests cancellation: the operation the task waits on is cancelled and `Cancelled` thrown into it.
+  void cancel() noexcept {
+    if (state_) state_->cancel();
+  }
+
+  /// Gives up the handle; the task runs on.
+  void detach() noexcept { release(); }
+
+  class Awaiter {
+   public:
+    explicit Awaiter(detail::SpawnState<T>& s) noexcept : state_(s) {}
+    bool await_ready() const noexcept { return state_.done(); }
+    void await_suspend(std::coroutine_handle<> waiter) { state_.await(waiter); }
+    T await_resume() { return state_.result(); }
+
+   private:
+    detail::SpawnState<T>& state_;
+  };
+  /// Waits for the task and returns its result (or rethrows its exception).
+  Awaiter operator co_await() { return Awaiter(state()); }
+
+ private:
+  detail::SpawnState<T>& state() const {
+    if (!state_) throw std::logic_error("duet::JoinHandle: empty handle");
+    return *state_;
+  }
+  void release() noexcept {
+    if (state_) std::exchange(state_, nullptr)->release_handle();
+  }
+  std::shared_ptr<detail::SpawnState<T>> state_;
+};
+
+/// Starts `task` on `loop`'s next turn; returns its handle.
+template <class T>
+JoinHandle<T> spawn(Loop& loop, Task<T> task) {
+  auto state = std::make_shared<detail::SpawnState<T>>(loop, std::move(task));
+  loop.core().defer([state]() mutable { state->start(); });
+  return JoinHandle<T>(std::move(state));
+}
+
+/// Runs the loop until `task` is done; returns its result or rethrows its exception.
+template <class T>
+T run(Loop& loop, Task<T> task) {
+  JoinHandle<T> handle = spawn(loop, std::move(task));
+  while (!handle.done()) {
+    if (!loop.run_once() && !handle.done()) {
+      handle.cancel();
+      throw std::logic_error("duet::run: the loop ran out of work before the task finished");
+    }
+  }
+  return handle.result();
+}
+
+}  // namespace duet

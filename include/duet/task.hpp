@@ -1,0 +1,211 @@
+// duet/task.hpp — `Task<T>`: a lazy coroutine that produces a T (or throws).
+//
+//     duet::Task<std::string> fetch(duet::Loop& loop) {
+//       co_await duet::sleep(loop, 100ms);
+//       co_return "done";
+//     }
+//     std::string s = co_await fetch(loop);   // inside another coroutine
+//     std::string s = duet::run(loop, fetch(loop));   // from main (spawn.hpp)
+//
+// Semantics:
+// - Lazy: calling a coroutine that returns a Task runs nothing; the body starts when the Task is
+//   awaited (or given to `spawn`/`run`). Move-only; destroying a Task that never started frees it.
+// - Awaiting a Task runs it to completion and returns its value (`T`, `T&`, or nothing for
+//   `Task<void>`); an exception escaping the body is rethrown in the awaiter.
+// - Flat stack: starting a Task and returning from it hand control over through a per-thread
+//   trampoline (`detail::resume`) rather than nested calls, so a chain of a million nested
+//   `co_await`s does not grow the stack — in debug and sanitizer builds too, where compilers do not
+//   turn symmetric transfer into tail calls.
+// - Context: an awaited Task inherits its awaiter's `TaskContext` — the loop and the stop token — so
+//   cancelling a spawned task (`JoinHandle::cancel`) reaches the operation at the bottom of the chain,
+//   and `with_timeout` knows its loop.
+// - Threads: a Task runs on the thread that resumes it — for duet, the loop thread.
+//
+// Cost: one coroutine frame per Task. Frames come from a per-thread recycling allocator (size classes
+// of 64 bytes up to 2 KiB), so a steady stream of tasks reuses the same memory; see
+// `bench/micro.cpp` for the figures with and without it.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "duet/awaitable.hpp"
+
+namespace duet {
+
+template <class T = void>
+class Task;
+
+namespace detail {
+
+/// Resumes `h` through this thread's trampoline: called while a trampoline is draining, it queues `h`
+/// (which runs as soon as the coroutine now running suspends); otherwise it becomes the trampoline
+/// and runs `h`, then whatever that queued, in order. Every hand-over between duet coroutines goes
+/// through here, so the stack stays flat however long a chain of co_awaits is, whatever the optimiser
+/// does with tail calls.
+void resume(std::coroutine_handle<> h);
+
+/// Recycles coroutine frames: per-thread free lists by size class. `set_frame_recycling(false)`
+/// (for benchmarks) frees blocks at once instead of keeping them.
+void* allocate_frame(std::size_t n);
+void deallocate_frame(void* p, std::size_t n) noexcept;
+void set_frame_recycling(bool on) noexcept;
+
+class PromiseBase {
+ public:
+  static void* operator new(std::size_t n) { return allocate_frame(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { deallocate_frame(p, n); }
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    void await_suspend(std::coroutine_handle<Promise> done) noexcept {
+      if (std::coroutine_handle<> next = done.promise().continuation_) detail::resume(next);
+    }
+    void await_resume() const noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+
+  const TaskContext& context() const noexcept { return context_; }
+  void set_context(TaskContext c) noexcept { context_ = std::move(c); }
+  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+
+ private:
+  std::coroutine_handle<> continuation_;
+  TaskContext context_;
+};
+
+template <class T>
+class Promise final : public PromiseBase {
+ public:
+  Task<T> get_return_object() noexcept;
+  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
+
+  template <class V>
+    requires std::is_convertible_v<V&&, T>
+  void return_value(V&& v) {
+    result_.template emplace<1>(std::forward<V>(v));
+  }
+
+  T result() {
+    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
+    return std::move(std::get<1>(result_));
+  }
+
+ private:
+  std::variant<std::monostate, T, std::exception_ptr> result_;
+};
+
+template <class T>
+class Promise<T&> final : public PromiseBase {
+ public:
+  Task<T&> get_return_object() noexcept;
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  void return_value(T& v) noexcept { value_ = std::addressof(v); }
+
+  T& result() {
+    if (exception_) std::rethrow_exception(exception_);
+    return *value_;
+  }
+
+ private:
+  T* value_ = nullptr;
+  std::exception_ptr exception_;
+};
+
+template <>
+class Promise<void> final : public PromiseBase {
+ public:
+  Task<void> get_return_object() noexcept;
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  void return_void() noexcept {}
+
+  void result() {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+
+ private:
+  std::exception_ptr exception_;
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = detail::Promise<T>;
+  using value_type = T;
+
+  Task() noexcept = default;
+  explicit Task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  Task(Task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() {
+    if (handle_) handle_.destroy();
+  }
+
+  /// True if this Task holds a coroutine (not default-constructed or moved from).
+  bool valid() const noexcept { return static_cast<bool>(handle_); }
+  /// True once the coroutine has finished (returned or thrown).
+  bool done() const noexcept { return handle_ && handle_.done(); }
+
+  class Awaiter {
+   public:
+    explicit Awaiter(std::coroutine_handle<promise_type> h) noexcept : task_(h) {}
+    bool await_ready() const noexcept { return !task_ || task_.done(); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> awaiting) {
+      task_.promise().set_continuation(awaiting);
+      task_.promise().set_context(detail::context_of(awaiting));
+      detail::resume(task_);  // starts once the awaiting coroutine has returned to the trampoline
+    }
+    T await_resume() { return task_.promise().result(); }
+
+   private:
+    std::coroutine_handle<promise_type> task_;
+  };
+
+  Awaiter operator co_await() & noexcept { return Awaiter(handle_); }
+  Awaiter operator co_await() && noexcept { return Awaiter(handle_); }
+
+  /// The coroutine, for duet's own drivers (spawn, when_all).
+  std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
+
+ private:
+  std::coroutine_handle<promise_type> handle_;
+};
+
+namespace detail {
+template <class T>
+Task<T> Promise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<Promise>::from_promise(*this));
+}
+template <class T>
+Task<T&> Promise<T&>::get_return_object() noexcept {
+  return Task<T&>(std::coroutine_handle<Promise>::from_promise(*this));
+}
+inline Task<void> Promise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<Promise>::from_promise(*this));
+}
+
+/// The value type a `co_await` on `A` produces.
+template <class A>
+using await_result_t = decltype(std::declval<A>().await_resume());
+
+}  // namespace detail
+
+}  // namespace duet

@@ -1,0 +1,105 @@
+// duet/with_timeout.hpp — give up on an operation that takes too long.
+//
+//     auto bytes = co_await duet::with_timeout(2s, duet::read_file(loop, path));
+//     auto flag  = co_await duet::with_timeout(5s, get_flag(loop, cc));      // a Task works too
+//
+// Awaits `awaitable` (any duet operation or Task). If it has not finished after `duration`, it is
+// cancelled (exactly as `JoinHandle::cancel` would cancel it) and, once it has stopped, `duet::TimedOut`
+// is thrown. A result that arrives in the same turn as the deadline wins. Cancelling the awaiting
+// coroutine cancels both, and it sees `duet::Cancelled`.
+//
+// Must be awaited inside a duet task (it takes the loop from the task's context); elsewhere it throws
+// `std::logic_error`. Cost: one timer request from the loop's pool and one child frame (recycled).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+
+#include "duet/detail/child.hpp"
+#include "duet/timer.hpp"
+
+namespace duet {
+namespace detail {
+
+template <class A>
+struct AwaitResult {
+  using type = decltype(std::declval<A&&>().await_resume());
+};
+template <class A>
+  requires requires(A&& a) { std::move(a).operator co_await(); }
+struct AwaitResult<A> {
+  using type = decltype(std::declval<A&&>().operator co_await().await_resume());
+};
+
+template <class A>
+class WithTimeout final : public Join {
+  using T = typename AwaitResult<A>::type;
+
+ public:
+  WithTimeout(std::chrono::nanoseconds limit, A awaitable) : limit_(limit), awaitable_(std::move(awaitable)) {}
+  WithTimeout(WithTimeout&&) = default;
+
+  bool await_ready() const noexcept { return false; }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> parent) {
+    const TaskContext context = context_of(parent);
+    if (!context.loop) throw std::logic_error("duet::with_timeout must be awaited inside a duet task");
+    parent_ = parent;
+    parent_token_ = context.stop_token;
+    if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&work_stop_});
+    remaining_ = 3;  // the work, the timer, and this call until both are started
+    duet::sleep(*context.loop, limit_, duet::with_cancellation(timer_stop_.get_token(), [this](std::error_code ec) {
+                  if (!ec) {  // the deadline passed first
+                    timed_out_ = true;
+                    work_stop_.request_stop();
+                  }
+                  if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
+                }));
+    child_ = make_child<T>(std::move(awaitable_), outcome_);
+    child_.start(*this, 0, {context.loop, work_stop_.get_token()});
+    return arrive() == std::noop_coroutine();
+  }
+
+  T await_resume() {
+    if (outcome_.failed()) {
+      if (timed_out_ && is_cancelled_exception(outcome_.error()) && !parent_token_.stop_requested()) throw TimedOut();
+      std::rethrow_exception(outcome_.error());
+    }
+    if constexpr (std::is_void_v<T>) return;
+    else return outcome_.take();
+  }
+
+  // Join: the work is done; stop the timer (its callback still has to arrive).
+  std::coroutine_handle<> child_done(std::size_t) noexcept override {
+    timer_stop_.request_stop();
+    return arrive();
+  }
+
+ private:
+  std::coroutine_handle<> arrive() noexcept { return --remaining_ == 0 ? parent_ : std::noop_coroutine(); }
+
+  std::chrono::nanoseconds limit_;
+  A awaitable_;
+  Outcome<T> outcome_;
+  Child child_;
+  std::coroutine_handle<> parent_;
+  std::stop_token parent_token_;
+  int remaining_ = 0;
+  bool timed_out_ = false;
+  std::stop_source work_stop_;
+  std::stop_source timer_stop_;
+  std::optional<std::stop_callback<StopForward>> link_;
+};
+
+}  // namespace detail
+
+/// Awaits `awaitable`, or throws `duet::TimedOut` after `duration` (see the top of this header).
+template <class Rep, class Period, class A>
+[[nodiscard]] detail::WithTimeout<std::decay_t<A>> with_timeout(std::chrono::duration<Rep, Period> duration, A&& awaitable) {
+  return detail::WithTimeout<std::decay_t<A>>(std::chrono::duration_cast<std::chrono::nanoseconds>(duration),
+                                              std::forward<A>(awaitable));
+}
+
+}  // namespace duet

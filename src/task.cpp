@@ -1,0 +1,77 @@
+#include <atomic>
+#include <new>
+#include <vector>
+
+#include "duet/task.hpp"
+
+namespace duet::detail {
+namespace {
+
+constexpr std::size_t kGranule = 64;
+constexpr std::size_t kClasses = 32;        // frames up to 2 KiB are recycled
+constexpr std::size_t kKeepPerClass = 4096;  // bound what an idle thread holds on to
+
+std::atomic<bool> recycling{true};
+
+struct FreeLists {
+  struct Block {
+    Block* next;
+  };
+  Block* head[kClasses] = {};
+  std::size_t count[kClasses] = {};
+  ~FreeLists() {
+    for (Block*& h : head) {
+      while (h) ::operator delete(std::exchange(h, h->next));
+    }
+  }
+};
+
+thread_local FreeLists lists;
+
+constexpr std::size_t size_class(std::size_t n) noexcept { return (n + kGranule - 1) / kGranule - 1; }
+
+}  // namespace
+
+void* allocate_frame(std::size_t n) {
+  const std::size_t c = size_class(n);
+  if (c >= kClasses) return ::operator new(n);
+  if (FreeLists::Block* b = lists.head[c]) {
+    lists.head[c] = b->next;
+    --lists.count[c];
+    return b;
+  }
+  // Always the whole size class, so any block of a class can serve any frame of that class.
+  return ::operator new((c + 1) * kGranule);
+}
+
+void deallocate_frame(void* p, std::size_t n) noexcept {
+  const std::size_t c = size_class(n);
+  if (c >= kClasses || !recycling.load(std::memory_order_relaxed) || lists.count[c] >= kKeepPerClass) {
+    ::operator delete(p);
+    return;
+  }
+  auto* b = static_cast<FreeLists::Block*>(p);
+  b->next = lists.head[c];
+  lists.head[c] = b;
+  ++lists.count[c];
+}
+
+void resume(std::coroutine_handle<> h) {
+  struct Trampoline {
+    std::vector<std::coroutine_handle<>> queue;
+    std::size_t next = 0;
+    bool draining = false;
+  };
+  thread_local Trampoline t;
+  t.queue.push_back(h);
+  if (t.draining) return;
+  t.draining = true;
+  while (t.next < t.queue.size()) t.queue[t.next++].resume();
+  t.queue.clear();
+  t.next = 0;
+  t.draining = false;
+}
+
+void set_frame_recycling(bool on) noexcept { recycling.store(on, std::memory_order_relaxed); }
+
+}  // namespace duet::detail

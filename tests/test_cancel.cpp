@@ -1,0 +1,248 @@
+// Cancellation and timeouts through the coroutine face, on every kind of operation: the operation is
+// cancelled the libuv way, the coroutine resumes with Cancelled (or TimedOut), RAII cleanup runs and
+// nothing is left on the loop (ASan checks that nothing leaks).
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <functional>
+
+#include "duet/duet.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using duet::Task;
+
+namespace {
+
+/// Sets a flag when destroyed: proof that RAII ran as the exception unwound.
+struct Cleanup {
+  bool& flag;
+  ~Cleanup() { flag = true; }
+};
+
+/// A loopback port whose accept queue is full: connects to it hang.
+struct FullBacklog {
+  int fd, filler;
+  std::uint16_t port;
+  FullBacklog() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 0) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    filler = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~FullBacklog() {
+    ::close(filler);
+    ::close(fd);
+  }
+};
+
+/// Everything a test needs to suspend a task on each kind of operation.
+struct Fixture {
+  duet::Loop loop;
+  duet::test::TempDir dir;
+  duet::TcpListener listener{loop, duet::Endpoint::loopback(0)};
+  std::optional<duet::TcpStream> client, server;
+  duet::Semaphore empty{0};
+  FullBacklog backlog;
+  std::optional<duet::test::PoolBlocker> busy;
+
+  Fixture() {
+    listener.accept([&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      server = std::move(s);
+    });
+    duet::connect(loop, listener.local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      client = std::move(s);
+    });
+    while (!client || !server) loop.run_once();
+  }
+};
+
+using Op = std::function<Task<>(Fixture&)>;
+
+/// The operations, each of which would wait (far) longer than any test.
+std::vector<std::pair<std::string, Op>> waiting_operations() {
+  return {
+      {"timer", [](Fixture& f) -> Task<> { co_await duet::sleep(f.loop, 60s); }},
+      {"tcp read",
+       [](Fixture& f) -> Task<> {
+         char buf[16];
+         co_await f.client->read(buf);  // the server never writes
+       }},
+      {"connect", [](Fixture& f) -> Task<> { co_await duet::connect(f.loop, duet::Endpoint::loopback(f.backlog.port)); }},
+      {"queued fs request",
+       [](Fixture& f) -> Task<> {
+         f.busy.emplace(f.loop);  // every pool thread busy: the request stays queued
+         co_await duet::write_file_atomic(f.loop, f.dir / "out", "data");
+       }},
+      {"queued work",
+       [](Fixture& f) -> Task<> {
+         f.busy.emplace(f.loop);
+         co_await duet::offload(f.loop, [] { return 1; });
+       }},
+      {"semaphore wait", [](Fixture& f) -> Task<> { auto permit = co_await f.empty.acquire(); }},
+  };
+}
+
+/// Runs `op` in a task with a Cleanup guard; returns what the task threw.
+Task<> guarded(Fixture& f, Op op, bool& cleaned, std::exception_ptr& thrown) {
+  Cleanup c{cleaned};
+  try {
+    co_await op(f);
+  } catch (...) {
+    thrown = std::current_exception();
+  }
+}
+
+template <class E>
+bool holds(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+void finish(Fixture& f) {
+  if (f.busy) f.busy->release();
+  f.client->close();
+  f.server->close();
+  f.listener.close();
+  f.loop.run();
+  CHECK(f.loop.live_resources() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("cancelling a task cancels the operation it waits on, of every kind", "[cancel][coro]") {
+  for (auto& [name, op] : waiting_operations()) {
+    SECTION(name) {
+      Fixture f;
+      bool cleaned = false;
+      std::exception_ptr thrown;
+      auto handle = duet::spawn(f.loop, guarded(f, op, cleaned, thrown));
+      f.loop.post([&] { handle.cancel(); });  // runs after the task has started and suspended
+      const auto start = std::chrono::steady_clock::now();
+      while (!handle.done()) f.loop.run_once();
+      CHECK(std::chrono::steady_clock::now() - start < 10s);
+      REQUIRE(thrown);
+      CHECK(holds<duet::Cancelled>(thrown));
+      CHECK(cleaned);
+      handle.result();
+      finish(f);
+    }
+  }
+}
+
+TEST_CASE("with_timeout cancels an operation of every kind and throws TimedOut", "[timeout][coro]") {
+  for (auto& [name, op] : waiting_operations()) {
+    SECTION(name) {
+      Fixture f;
+      bool cleaned = false;
+      std::exception_ptr thrown;
+      auto timed = [](Fixture& fx, Op o) -> Task<> { co_await duet::with_timeout(30ms, o(fx)); };
+      const auto start = std::chrono::steady_clock::now();
+      duet::run(f.loop, guarded(f, [&](Fixture& fx) { return timed(fx, op); }, cleaned, thrown));
+      const auto took = std::chrono::steady_clock::now() - start;
+      CHECK(took >= 29ms);
+      CHECK(took < 10s);
+      REQUIRE(thrown);
+      CHECK(holds<duet::TimedOut>(thrown));
+      CHECK(cleaned);
+      finish(f);
+    }
+  }
+}
+
+TEST_CASE("with_timeout returns the result of an operation that finishes in time", "[timeout][coro]") {
+  duet::Loop loop;
+  auto t = [](duet::Loop& l) -> Task<int> {
+    int a = co_await duet::with_timeout(5s, duet::offload(l, [] { return 40; }));
+    co_await duet::with_timeout(5s, duet::sleep(l, 1ms));
+    auto inner = [](duet::Loop& l2) -> Task<int> {
+      co_await duet::sleep(l2, 1ms);
+      co_return 2;
+    };
+    co_return a + co_await duet::with_timeout(5s, inner(l));
+  };
+  CHECK(duet::run(loop, t(loop)) == 42);
+  loop.run();  // the timers with_timeout cancelled finish closing
+  CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("cancelling the caller of with_timeout gives Cancelled, not TimedOut", "[timeout][cancel][coro]") {
+  duet::Loop loop;
+  std::exception_ptr thrown;
+  auto t = [](duet::Loop& l, std::exception_ptr& out) -> Task<> {
+    try {
+      co_await duet::with_timeout(10s, duet::sleep(l, 60s));
+    } catch (...) {
+      out = std::current_exception();
+    }
+  };
+  auto handle = duet::spawn(loop, t(loop, thrown));
+  loop.post([&] { handle.cancel(); });
+  loop.run();
+  REQUIRE(thrown);
+  CHECK(holds<duet::Cancelled>(thrown));
+  CHECK_FALSE(holds<duet::TimedOut>(thrown));
+}
+
+TEST_CASE("cancellation reaches through nested tasks and when_all", "[cancel][coro]") {
+  duet::Loop loop;
+  int cancelled = 0;
+  auto leaf = [](duet::Loop& l, int& c) -> Task<int> {
+    try {
+      co_await duet::sleep(l, 60s);
+    } catch (const duet::Cancelled&) {
+      ++c;
+      throw;
+    }
+    co_return 0;
+  };
+  auto middle = [&](duet::Loop& l) -> Task<int> {
+    auto [a, b] = co_await duet::when_all(leaf(l, cancelled), leaf(l, cancelled));
+    co_return a + b;
+  };
+  auto handle = duet::spawn(loop, middle(loop));
+  loop.post([&] { handle.cancel(); });
+  loop.run();
+  CHECK(cancelled == 2);
+  CHECK_THROWS_AS(handle.result(), duet::Cancelled);
+  CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("a cancelled task cannot start new operations", "[cancel][coro]") {
+  duet::Loop loop;
+  std::vector<std::string> events;
+  auto t = [](duet::Loop& l, std::vector<std::string>& ev) -> Task<> {
+    try {
+      co_await duet::sleep(l, 60s);
+    } catch (const duet::Cancelled&) {
+      ev.emplace_back("cancelled");
+    }
+    try {
+      co_await duet::sleep(l, 1ms);  // refused at once: the task was cancelled
+      ev.emplace_back("slept");
+    } catch (const duet::Cancelled&) {
+      ev.emplace_back("refused");
+    }
+  };
+  auto handle = duet::spawn(loop, t(loop, events));
+  loop.post([&] { handle.cancel(); });
+  loop.run();
+  CHECK(events == std::vector<std::string>{"cancelled", "refused"});
+  handle.result();
+}

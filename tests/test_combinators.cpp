@@ -1,0 +1,140 @@
+#include <catch2/catch.hpp>
+#include <stdexcept>
+
+#include "duet/duet.hpp"
+
+using namespace std::chrono_literals;
+using duet::Task;
+
+namespace {
+
+Task<int> after(duet::Loop& loop, int ms, int value) {
+  co_await duet::sleep(loop, std::chrono::milliseconds(ms));
+  co_return value;
+}
+
+Task<int> fail_after(duet::Loop& loop, int ms) {
+  co_await duet::sleep(loop, std::chrono::milliseconds(ms));
+  throw std::runtime_error("failed after " + std::to_string(ms) + "ms");
+}
+
+/// Sleeps for long; records whether it was cancelled (and let RAII run).
+Task<int> long_sleeper(duet::Loop& loop, int& cancelled) {
+  try {
+    co_await duet::sleep(loop, 10s);
+  } catch (const duet::Cancelled&) {
+    ++cancelled;
+    throw;
+  }
+  co_return 0;
+}
+
+}  // namespace
+
+TEST_CASE("when_all returns results in argument order, whatever order they finish in", "[when_all]") {
+  duet::Loop loop;
+  auto t = [](duet::Loop& l) -> Task<std::tuple<int, int, int>> {
+    auto [a, b, c] = co_await duet::when_all(after(l, 30, 1), after(l, 10, 2), after(l, 20, 3));
+    co_return std::tuple(a, b, c);
+  };
+  CHECK(duet::run(loop, t(loop)) == std::tuple(1, 2, 3));
+}
+
+TEST_CASE("when_all over a range, and over void tasks", "[when_all]") {
+  duet::Loop loop;
+  auto t = [](duet::Loop& l) -> Task<std::vector<int>> {
+    std::vector<Task<int>> tasks;
+    for (int i = 0; i < 10; ++i) tasks.push_back(after(l, (i * 7) % 5, i));
+    co_return co_await duet::when_all(std::move(tasks));
+  };
+  CHECK(duet::run(loop, t(loop)) == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+
+  int count = 0;
+  auto v = [](duet::Loop& l, int& n) -> Task<> {
+    auto one = [](duet::Loop& l2, int& m) -> Task<> {
+      co_await duet::sleep(l2, 1ms);
+      ++m;
+    };
+    std::vector<Task<>> tasks;
+    for (int i = 0; i < 5; ++i) tasks.push_back(one(l, n));
+    co_await duet::when_all(std::move(tasks));
+  };
+  duet::run(loop, v(loop, count));
+  CHECK(count == 5);
+}
+
+TEST_CASE("when_all: the first failure cancels the others, and is rethrown once they stopped", "[when_all][cancel]") {
+  duet::Loop loop;
+  int cancelled = 0;
+  auto t = [](duet::Loop& l, int& c) -> Task<int> {
+    auto [a, b, d] = co_await duet::when_all(long_sleeper(l, c), fail_after(l, 5), long_sleeper(l, c));
+    co_return a + b + d;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(duet::run(loop, t(loop, cancelled)), "failed after 5ms");
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(cancelled == 2);  // both sleepers were cancelled before when_all returned
+  loop.run();            // the cancelled timers' handles finish closing
+  CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("as_completed yields results in completion order with their indices", "[as_completed]") {
+  duet::Loop loop;
+  auto t = [](duet::Loop& l) -> Task<std::vector<std::pair<std::size_t, int>>> {
+    std::vector<Task<int>> tasks;
+    tasks.push_back(after(l, 40, 100));
+    tasks.push_back(after(l, 10, 101));
+    tasks.push_back(after(l, 25, 102));
+    tasks.push_back(after(l, 0, 103));
+    std::vector<std::pair<std::size_t, int>> order;
+    for (auto next : duet::as_completed(std::move(tasks))) {
+      auto [index, value] = co_await next;
+      order.emplace_back(index, value);
+    }
+    co_return order;
+  };
+  using P = std::pair<std::size_t, int>;
+  CHECK(duet::run(loop, t(loop)) == std::vector<P>{{3, 103}, {1, 101}, {2, 102}, {0, 100}});
+}
+
+TEST_CASE("as_completed rethrows a task's exception in its turn; the others carry on", "[as_completed]") {
+  duet::Loop loop;
+  auto t = [](duet::Loop& l) -> Task<std::vector<std::string>> {
+    std::vector<Task<int>> tasks;
+    tasks.push_back(after(l, 20, 1));
+    tasks.push_back(fail_after(l, 5));
+    std::vector<std::string> events;
+    for (auto next : duet::as_completed(std::move(tasks))) {
+      try {
+        auto [index, value] = co_await next;
+        events.push_back("ok " + std::to_string(index));
+      } catch (const std::runtime_error& e) {
+        events.emplace_back(e.what());
+      }
+    }
+    co_return events;
+  };
+  CHECK(duet::run(loop, t(loop)) == std::vector<std::string>{"failed after 5ms", "ok 0"});
+}
+
+TEST_CASE("leaving an as_completed loop early cancels the tasks still running", "[as_completed][cancel]") {
+  duet::Loop loop;
+  int cancelled = 0;
+  auto t = [](duet::Loop& l, int& c) -> Task<std::size_t> {
+    std::vector<Task<int>> tasks;
+    tasks.push_back(long_sleeper(l, c));
+    tasks.push_back(after(l, 1, 7));
+    tasks.push_back(long_sleeper(l, c));
+    for (auto next : duet::as_completed(std::move(tasks))) {
+      auto [index, value] = co_await next;
+      co_return index;  // leave with two tasks still sleeping
+    }
+    co_return 99;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(duet::run(loop, t(loop, cancelled)) == 1);
+  loop.run();  // the abandoned tasks finish in the background, cancelled
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(cancelled == 2);
+  CHECK(loop.live_resources() == 0);
+}

@@ -1,0 +1,190 @@
+#include <catch2/catch.hpp>
+#include <memory>
+#include <stdexcept>
+
+#include "duet/spawn.hpp"
+#include "duet/semaphore.hpp"
+#include "duet/timer.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+duet::Task<int> answer() { co_return 42; }
+
+duet::Task<int> add_one(duet::Task<int> inner) { co_return co_await std::move(inner) + 1; }
+
+duet::Task<int> fails() {
+  throw std::runtime_error("task failed");
+  co_return 0;
+}
+
+duet::Task<long> depth(long n) {
+  if (n == 0) co_return 0;
+  co_return 1 + co_await depth(n - 1);
+}
+
+duet::Task<int&> pick(int& x) { co_return x; }
+
+duet::Task<std::unique_ptr<int>> boxed(int v) { co_return std::make_unique<int>(v); }
+
+duet::Task<> void_task(bool& ran) {
+  ran = true;
+  co_return;
+}
+
+}  // namespace
+
+TEST_CASE("a Task is lazy: its body runs only when awaited", "[task]") {
+  duet::Loop loop;
+  bool ran = false;
+  duet::Task<> t = void_task(ran);
+  CHECK_FALSE(ran);
+  CHECK(t.valid());
+  CHECK_FALSE(t.done());
+  duet::run(loop, std::move(t));
+  CHECK(ran);
+}
+
+TEST_CASE("awaiting a Task returns its value; nested tasks compose", "[task]") {
+  duet::Loop loop;
+  CHECK(duet::run(loop, answer()) == 42);
+  CHECK(duet::run(loop, add_one(add_one(answer()))) == 44);
+}
+
+TEST_CASE("an exception in a Task propagates to its awaiter and out of run", "[task]") {
+  duet::Loop loop;
+  CHECK_THROWS_WITH(duet::run(loop, add_one(fails())), "task failed");
+}
+
+TEST_CASE("Task<T&> returns a reference; Task<unique_ptr> moves its result", "[task]") {
+  duet::Loop loop;
+  int x = 1;
+  int& r = duet::run(loop, pick(x));
+  r = 7;
+  CHECK(x == 7);
+  auto p = duet::run(loop, boxed(5));
+  REQUIRE(p);
+  CHECK(*p == 5);
+}
+
+TEST_CASE("a 1,000,000-deep chain of co_await does not overflow the stack", "[task]") {
+  duet::Loop loop;
+  CHECK(duet::run(loop, depth(1'000'000)) == 1'000'000);
+}
+
+TEST_CASE("run throws when the loop runs out of work before the task finishes", "[task]") {
+  duet::Loop loop;
+  duet::Semaphore never(0);
+  auto stuck = [](duet::Semaphore& sem) -> duet::Task<> { auto permit = co_await sem.acquire(); };
+  CHECK_THROWS_AS(duet::run(loop, stuck(never)), std::logic_error);
+}
+
+TEST_CASE("spawn starts on the next turn; on_done and result() serve callback code", "[task][spawn]") {
+  duet::Loop loop;
+  bool started = false;
+  auto job = [](duet::Loop& l, bool& s) -> duet::Task<std::string> {
+    s = true;
+    co_await duet::sleep(l, 1ms);
+    co_return "done";
+  };
+  auto handle = duet::spawn(loop, job(loop, started));
+  CHECK_FALSE(started);  // not inside spawn
+  CHECK_FALSE(handle.done());
+  std::string seen;
+  handle.on_done([&] { seen = handle.result(); });
+  loop.run();
+  CHECK(started);
+  CHECK(handle.done());
+  CHECK(seen == "done");
+  CHECK_THROWS_AS(handle.result(), std::logic_error);  // only once
+}
+
+TEST_CASE("on_done registered after the task finished runs on the next turn", "[task][spawn]") {
+  duet::Loop loop;
+  auto handle = duet::spawn(loop, answer());
+  loop.run();
+  REQUIRE(handle.done());
+  bool called = false;
+  handle.on_done([&] { called = true; });
+  CHECK_FALSE(called);
+  loop.run();
+  CHECK(called);
+  CHECK(handle.result() == 42);
+}
+
+TEST_CASE("a coroutine can co_await a spawned task's handle", "[task][spawn]") {
+  duet::Loop loop;
+  auto worker = [](duet::Loop& l) -> duet::Task<int> {
+    co_await duet::sleep(l, 2ms);
+    co_return 6;
+  };
+  auto boss = [](duet::Loop& l, auto w) -> duet::Task<int> {
+    auto h = duet::spawn(l, w(l));
+    co_return 7 * co_await h;
+  };
+  CHECK(duet::run(loop, boss(loop, worker)) == 42);
+}
+
+TEST_CASE("a detached task's exception reaches the loop's error hook", "[task][spawn]") {
+  duet::Loop loop;
+  std::vector<std::string> errors;
+  loop.set_error_handler([&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      errors.emplace_back(ex.what());
+    }
+  });
+  auto late = [](duet::Loop& l) -> duet::Task<> {
+    co_await duet::sleep(l, 1ms);
+    throw std::runtime_error("nobody is listening");
+  };
+  duet::spawn(loop, late(loop)).detach();  // dropped before it fails
+  auto unobserved = duet::spawn(loop, fails());
+  auto observed = duet::spawn(loop, fails());
+  loop.run();
+  CHECK(errors == std::vector<std::string>{"nobody is listening"});
+  CHECK_THROWS_WITH(observed.result(), "task failed");
+  { auto gone = std::move(unobserved); }  // finished with an exception nobody took: reported now
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[1] == "task failed");
+}
+
+TEST_CASE("destroying the loop frees suspended tasks and fails their handles", "[task][spawn]") {
+  std::optional<duet::JoinHandle<int>> handle;
+  bool cleaned_up = false;
+  struct Cleanup {
+    bool& flag;
+    ~Cleanup() { flag = true; }
+  };
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});
+    auto waits = [](duet::Loop& l, bool& flag) -> duet::Task<int> {
+      Cleanup c{flag};
+      co_await duet::sleep(l, 10s);
+      co_return 1;
+    };
+    handle = duet::spawn(loop, waits(loop, cleaned_up));
+    loop.run_once();  // start it: now it is suspended on the sleep
+    CHECK_FALSE(handle->done());
+  }
+  CHECK(cleaned_up);  // its frame was destroyed, RAII included
+  REQUIRE(handle->done());
+  try {
+    handle->result();
+    FAIL("no exception");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == duet::errc::loop_closed);
+  }
+}
+
+TEST_CASE("coroutine frames are recycled", "[task]") {
+  auto task = [](int x) -> duet::Task<int> { co_return x; };
+  duet::Task<int> first = task(1);
+  const void* frame = first.handle().address();
+  first = duet::Task<int>();  // never started: the frame goes back to the pool
+  duet::Task<int> second = task(2);
+  CHECK(second.handle().address() == frame);  // the same memory, not a new allocation
+}
