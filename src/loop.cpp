@@ -22,10 +22,10 @@ void print_to_stderr(std::exception_ptr e) noexcept {
 
 void run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
-  std::vector<UniqueFunction<void()>> batch;
+  std::vector<UniqueFunction<void()>>& batch = core->running_batch;
   {
     std::lock_guard lock(core->queue_mutex);
-    batch.swap(core->queue);
+    batch.swap(core->queue);  // `queue` gets the spare (empty, with capacity): no allocation per post
   }
   // A function may destroy the Loop: `dispatching` keeps the core alive until this returns.
   core->dispatching = true;
@@ -176,8 +176,9 @@ Loop::~Loop() {
         make_error_code(errc::loop_closed),
         "duet::Loop destroyed with " + std::to_string(foreign) + " handle(s) not opened by duet; closed them")));
   }
-  uv_run(uv, UV_RUN_DEFAULT);
-  [[maybe_unused]] int rc = uv_loop_close(uv);
+  // Run until libuv lets the loop close: each pass lets cancelled requests call back and closed
+  // handles finish (a single pass is not enough if a stop was requested outside uv_run).
+  while (uv_loop_close(uv) == UV_EBUSY) uv_run(uv, UV_RUN_DEFAULT);
   delete uv;
   delete core;
 }

@@ -63,9 +63,12 @@ void resume(std::coroutine_handle<> h) {
     bool draining = false;
   };
   thread_local Trampoline t;
-  t.queue.push_back(h);
-  if (t.draining) return;
+  if (t.draining) {
+    t.queue.push_back(h);
+    return;
+  }
   t.draining = true;
+  h.resume();
   while (t.next < t.queue.size()) t.queue[t.next++].resume();
   t.queue.clear();
   t.next = 0;

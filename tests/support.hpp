@@ -1,9 +1,13 @@
 // Test support: helpers shared by the test files.
 #pragma once
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -55,6 +59,39 @@ class PoolBlocker {
   std::condition_variable cv_;
   int started_ = 0;
   bool released_ = false;
+};
+
+/// A loopback port whose accept queue is full (listen backlog 0, one connection queued and never
+/// accepted): the kernel drops further SYNs, so connects to it hang — which makes connect timeouts
+/// and cancellation testable without any outside address.
+class FullBacklog {
+ public:
+  FullBacklog() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listener_, 0) != 0)
+      throw std::system_error(errno, std::generic_category(), "FullBacklog: bind/listen");
+    socklen_t len = sizeof addr;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    queued_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(queued_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      throw std::system_error(errno, std::generic_category(), "FullBacklog: connect");
+  }
+  FullBacklog(const FullBacklog&) = delete;
+  FullBacklog& operator=(const FullBacklog&) = delete;
+  ~FullBacklog() {
+    ::close(queued_);
+    ::close(listener_);
+  }
+  std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  int listener_ = -1;
+  int queued_ = -1;
+  std::uint16_t port_ = 0;
 };
 
 /// A fresh, empty temporary folder, removed with everything in it on destruction.

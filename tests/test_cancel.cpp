@@ -1,10 +1,6 @@
 // Cancellation and timeouts through the coroutine face, on every kind of operation: the operation is
 // cancelled the libuv way, the coroutine resumes with Cancelled (or TimedOut), RAII cleanup runs and
 // nothing is left on the loop (ASan checks that nothing leaks).
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <functional>
 
@@ -22,29 +18,6 @@ struct Cleanup {
   ~Cleanup() { flag = true; }
 };
 
-/// A loopback port whose accept queue is full: connects to it hang.
-struct FullBacklog {
-  int fd, filler;
-  std::uint16_t port;
-  FullBacklog() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd, 0) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
-    filler = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  }
-  ~FullBacklog() {
-    ::close(filler);
-    ::close(fd);
-  }
-};
-
 /// Everything a test needs to suspend a task on each kind of operation.
 struct Fixture {
   duet::Loop loop;
@@ -52,7 +25,7 @@ struct Fixture {
   duet::TcpListener listener{loop, duet::Endpoint::loopback(0)};
   std::optional<duet::TcpStream> client, server;
   duet::Semaphore empty{0};
-  FullBacklog backlog;
+  duet::test::FullBacklog backlog;
   std::optional<duet::test::PoolBlocker> busy;
 
   Fixture() {
@@ -79,7 +52,7 @@ std::vector<std::pair<std::string, Op>> waiting_operations() {
          char buf[16];
          co_await f.client->read(buf);  // the server never writes
        }},
-      {"connect", [](Fixture& f) -> Task<> { co_await duet::connect(f.loop, duet::Endpoint::loopback(f.backlog.port)); }},
+      {"connect", [](Fixture& f) -> Task<> { co_await duet::connect(f.loop, duet::Endpoint::loopback(f.backlog.port())); }},
       {"queued fs request",
        [](Fixture& f) -> Task<> {
          f.busy.emplace(f.loop);  // every pool thread busy: the request stays queued

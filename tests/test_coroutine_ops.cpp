@@ -73,19 +73,8 @@ TEST_CASE("co_await connect: refused is a system_error, a hang is TimedOut", "[c
   CHECK(refused.value() == UV_ECONNREFUSED);
   CHECK(refused == callback_error(loop, [&](auto cb) { duet::connect(loop, closed, 5s, cb); }));
 
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);  // a full backlog: connects hang
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(fd, 0) == 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int filler = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(::connect(filler, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  CHECK_THROWS_AS(duet::run(loop, dial(loop, duet::Endpoint::loopback(ntohs(addr.sin_port)), 100ms)), duet::TimedOut);
-  ::close(filler);
-  ::close(fd);
+  duet::test::FullBacklog hangs;
+  CHECK_THROWS_AS(duet::run(loop, dial(loop, duet::Endpoint::loopback(hangs.port()), 100ms)), duet::TimedOut);
 }
 
 TEST_CASE("an echo server and client written with co_await", "[coro][tcp]") {

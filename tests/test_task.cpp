@@ -78,6 +78,11 @@ TEST_CASE("run throws when the loop runs out of work before the task finishes", 
   duet::Semaphore never(0);
   auto stuck = [](duet::Semaphore& sem) -> duet::Task<> { auto permit = co_await sem.acquire(); };
   CHECK_THROWS_AS(duet::run(loop, stuck(never)), std::logic_error);
+  // The loop is left as it was: no stale stop request makes the next run return early.
+  bool fired = false;
+  duet::sleep(loop, 1ms, [&](std::error_code) { fired = true; });
+  loop.run();
+  CHECK(fired);
 }
 
 TEST_CASE("spawn starts on the next turn; on_done and result() serve callback code", "[task][spawn]") {

@@ -9,6 +9,7 @@
 
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using duet::Endpoint;
@@ -16,39 +17,6 @@ using duet::TcpListener;
 using duet::TcpStream;
 
 namespace {
-
-/// A plain listening socket that duet does not drive: with backlog 0 and one connection queued,
-/// further connects hang (the kernel drops their SYNs), which makes connect timeouts testable.
-struct RawListener {
-  int fd = -1;
-  int queued = -1;
-  explicit RawListener(int backlog) {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd, backlog) == 0);
-  }
-  std::uint16_t port() const {
-    sockaddr_in addr{};
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    return ntohs(addr.sin_port);
-  }
-  void fill_backlog() {
-    queued = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port());
-    REQUIRE(::connect(queued, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  }
-  ~RawListener() {
-    if (queued >= 0) ::close(queued);
-    ::close(fd);
-  }
-};
 
 /// A port nothing listens on: bound, then released.
 std::uint16_t closed_port(duet::Loop& loop) {
@@ -133,8 +101,7 @@ TEST_CASE("connecting to a closed port fails with UV_ECONNREFUSED", "[tcp]") {
 
 TEST_CASE("a connect that hangs fails with UV_ETIMEDOUT after its timeout", "[tcp]") {
   duet::Loop loop;
-  RawListener full(0);
-  full.fill_backlog();
+  duet::test::FullBacklog full;
   std::optional<std::error_code> result;
   const auto start = std::chrono::steady_clock::now();
   duet::connect(loop, Endpoint::loopback(full.port()), 200ms, [&](std::error_code ec, TcpStream) { result = ec; });
@@ -149,8 +116,7 @@ TEST_CASE("a connect that hangs fails with UV_ETIMEDOUT after its timeout", "[tc
 
 TEST_CASE("a cancelled connect calls back with UV_ECANCELED", "[tcp][cancel]") {
   duet::Loop loop;
-  RawListener full(0);
-  full.fill_backlog();
+  duet::test::FullBacklog full;
   std::stop_source stop;
   std::optional<std::error_code> result;
   duet::connect(loop, Endpoint::loopback(full.port()), 10s,

@@ -64,13 +64,17 @@ struct TaskContext {
 
 namespace detail {
 
-/// The context of the coroutine behind `h`, if its promise has one (duet's tasks do).
+/// The context of a coroutine whose promise has none: no loop, a stop token that never stops.
+inline const TaskContext no_context{};
+
+/// The context of the coroutine behind `h`, if its promise has one (duet's tasks do). A reference
+/// into the promise, valid while that coroutine is suspended: awaiting copies no stop token.
 template <class Promise>
-TaskContext context_of(std::coroutine_handle<Promise> h) noexcept {
-  if constexpr (requires { { h.promise().context() } -> std::convertible_to<const TaskContext&>; }) {
+const TaskContext& context_of(std::coroutine_handle<Promise> h) noexcept {
+  if constexpr (requires { { h.promise().context() } -> std::same_as<const TaskContext&>; }) {
     return h.promise().context();
   } else {
-    return {};
+    return no_context;
   }
 }
 
@@ -109,7 +113,7 @@ class Awaitable {
   class Completion {
    public:
     explicit Completion(Awaitable* self) noexcept : self_(self) {}
-    const std::stop_token& stop_token() const noexcept { return self_->context_.stop_token; }
+    const std::stop_token& stop_token() const noexcept { return self_->context_->stop_token; }
 
     void operator()(std::error_code ec)
       requires std::is_void_v<Result>
@@ -154,8 +158,8 @@ class Awaitable {
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> waiter) {
-    context_ = detail::context_of(waiter);
-    if (context_.stop_token.stop_requested()) {
+    context_ = &detail::context_of(waiter);
+    if (context_->stop_token.stop_requested()) {
       ec_ = uv_error(UV_ECANCELED);
       return false;
     }
@@ -174,7 +178,7 @@ class Awaitable {
 
  private:
   Init init_;
-  TaskContext context_;
+  const TaskContext* context_ = &detail::no_context;
   std::coroutine_handle<> waiter_;
   std::error_code ec_;
   std::exception_ptr exception_;

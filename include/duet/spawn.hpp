@@ -31,7 +31,7 @@
 //
 // `run(loop, task)` spawns `task`, runs the loop until it is done and returns its result (rethrowing
 // its exception). If the loop runs out of work first (the task waits for something that cannot
-// happen), `run` throws `std::logic_error`.
+// happen) or is stopped, `run` throws `std::logic_error`.
 //
 // Cost: one shared state per spawn (one allocation) plus the driver coroutine's frame (recycled).
 #pragma once
@@ -262,11 +262,17 @@ JoinHandle<T> spawn(Loop& loop, Task<T> task) {
 template <class T>
 T run(Loop& loop, Task<T> task) {
   JoinHandle<T> handle = spawn(loop, std::move(task));
-  while (!handle.done()) {
-    if (!loop.run_once() && !handle.done()) {
-      handle.cancel();
-      throw std::logic_error("duet::run: the loop ran out of work before the task finished");
-    }
+  // Stops the loop when the task is done, but only while this run() is running it: a task that
+  // finishes later (after being cancelled below) must not leave libuv's stop flag set.
+  auto inside = std::make_shared<bool>(true);
+  handle.on_done([&loop, inside] {
+    if (*inside) loop.stop();
+  });
+  loop.run();
+  *inside = false;
+  if (!handle.done()) {
+    handle.cancel();
+    throw std::logic_error("duet::run: the loop ran out of work (or was stopped) before the task finished");
   }
   return handle.result();
 }

@@ -72,13 +72,14 @@ class PromiseBase {
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
 
-  const TaskContext& context() const noexcept { return context_; }
-  void set_context(TaskContext c) noexcept { context_ = std::move(c); }
+  /// The context inherited from the awaiting coroutine, whose promise holds it while it waits.
+  const TaskContext& context() const noexcept { return *context_; }
+  void set_context(const TaskContext& c) noexcept { context_ = &c; }
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
 
  private:
   std::coroutine_handle<> continuation_;
-  TaskContext context_;
+  const TaskContext* context_ = &no_context;
 };
 
 template <class T>

@@ -136,20 +136,22 @@ TcpImpl* make_tcp(LoopCore* core);
 uv_tcp_t* tcp_handle(TcpImpl* impl) noexcept;
 void close_tcp(TcpImpl* impl) noexcept;
 
-template <class Cb>
-class WriteOp final : public Resource {
+/// A write (`uv_write_t`, owning the bytes it sends) or a shutdown (`uv_shutdown_t`) on a stream: a
+/// request that completes once with a status. Neither is cancellable; closing the stream completes
+/// them with UV_ECANCELED, which is also how the loop's destruction ends them.
+template <class Req, class Cb>
+class StreamOp final : public Resource {
  public:
-  uv_write_t req{};
-  std::string bytes;
+  Req req{};
+  std::string bytes;  // a write's bytes, owned until it completes
 
-  WriteOp(LoopCore* core, Cb&& cb, std::string b) : bytes(std::move(b)), core_(core), cb_(std::move(cb)) {
+  StreamOp(LoopCore* core, Cb&& cb, std::string b = {}) : bytes(std::move(b)), core_(core), cb_(std::move(cb)) {
     req.data = this;
   }
-  // A write is completed (with UV_ECANCELED) by the stream's close, which the loop also performs.
   void abandon() noexcept override {}
 
-  static void on_done(uv_write_t* req, int status) noexcept {
-    auto* self = static_cast<WriteOp*>(req->data);
+  static void on_done(Req* req, int status) noexcept {
+    auto* self = static_cast<StreamOp*>(req->data);
     LoopCore* core = self->core_;
     if (core->closing) return core->destroy(self);
     Cb cb = std::move(self->cb_);
@@ -157,34 +159,7 @@ class WriteOp final : public Resource {
     core->invoke(cb, uv_error(status));
   }
 
-  void fail(int status) noexcept {
-    Cb cb = std::move(cb_);
-    LoopCore* core = core_;
-    core->destroy(this);
-    fail_later<void>(*core, std::move(cb), status < 0 ? uv_error(status) : make_error_code(errc::not_connected));
-  }
-
- private:
-  LoopCore* core_;
-  Cb cb_;
-};
-
-template <class Cb>
-class ShutdownOp final : public Resource {
- public:
-  uv_shutdown_t req{};
-  ShutdownOp(LoopCore* core, Cb&& cb) : core_(core), cb_(std::move(cb)) { req.data = this; }
-  void abandon() noexcept override {}
-
-  static void on_done(uv_shutdown_t* req, int status) noexcept {
-    auto* self = static_cast<ShutdownOp*>(req->data);
-    LoopCore* core = self->core_;
-    if (core->closing) return core->destroy(self);
-    Cb cb = std::move(self->cb_);
-    core->destroy(self);
-    core->invoke(cb, uv_error(status));
-  }
-
+  /// libuv refused the request: report it from the loop, as a completion.
   void fail(int status) noexcept {
     Cb cb = std::move(cb_);
     LoopCore* core = core_;
@@ -315,7 +290,7 @@ template <class Rep = long, class Period = std::milli>
 
 template <class Callback>
 void TcpStream::write(std::string bytes, Callback&& cb) {
-  using Op = detail::WriteOp<std::decay_t<Callback>>;
+  using Op = detail::StreamOp<uv_write_t, std::decay_t<Callback>>;
   detail::LoopCore* core = core_if_open();
   if (!core) {
     throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::write on a closed stream");
@@ -327,7 +302,7 @@ void TcpStream::write(std::string bytes, Callback&& cb) {
 
 template <class Callback>
 void TcpStream::shutdown(Callback&& cb) {
-  using Op = detail::ShutdownOp<std::decay_t<Callback>>;
+  using Op = detail::StreamOp<uv_shutdown_t, std::decay_t<Callback>>;
   detail::LoopCore* core = core_if_open();
   if (!core) {
     throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::shutdown on a closed stream");

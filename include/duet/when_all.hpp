@@ -39,7 +39,7 @@ class WhenAllBase : public Join {
   /// returns true if the parent must suspend.
   template <class Promise>
   bool start(std::coroutine_handle<Promise> parent, std::span<Child> children) {
-    const TaskContext context = context_of(parent);
+    const TaskContext& context = context_of(parent);
     parent_ = parent;
     if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&group_.stop});
     remaining_ = children.size() + 1;  // the extra count is held until every child has started

@@ -44,7 +44,7 @@ class WithTimeout final : public Join {
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> parent) {
-    const TaskContext context = context_of(parent);
+    const TaskContext& context = context_of(parent);
     if (!context.loop) throw std::logic_error("duet::with_timeout must be awaited inside a duet task");
     parent_ = parent;
     parent_token_ = context.stop_token;

@@ -133,6 +133,7 @@ struct LoopCore {
   // Posted and deferred functions, run in order by `async`'s callback.
   std::mutex queue_mutex;
   std::vector<UniqueFunction<void()>> queue;
+  std::vector<UniqueFunction<void()>> running_batch;  // swapped with `queue`: both keep their capacity
   uv_async_t* async = nullptr;
   int holds = 0;
   std::thread::id loop_thread = std::this_thread::get_id();  // the thread that created the Loop
