@@ -112,6 +112,34 @@ TEST_CASE("an echo server and client written with co_await", "[coro][tcp]") {
   CHECK(echoed == "ping pong");
 }
 
+TEST_CASE("co_await read on a reset connection throws the callback's UV_ECONNRESET", "[coro][tcp]") {
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  auto reset_on_accept = [](duet::TcpListener& l) -> Task<> {
+    duet::TcpStream conn = co_await l.accept();
+    uv_os_fd_t fd;
+    REQUIRE(uv_fileno(reinterpret_cast<uv_handle_t*>(conn.native()), &fd) == 0);
+    linger hard{1, 0};  // close with RST
+    REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard) == 0);
+    conn.close();
+  };
+  auto read_one = [](duet::Loop& l, duet::Endpoint ep) -> Task<std::size_t> {
+    duet::TcpStream s = co_await duet::connect(l, ep, 5s);
+    char buf[8];
+    co_return co_await s.read(buf);
+  };
+  auto both = [&](duet::Loop& l) -> Task<> {
+    co_await duet::when_all(reset_on_accept(listener), read_one(l, listener.local_endpoint()));
+  };
+  try {
+    duet::run(loop, both(loop));
+    FAIL("the read did not fail");
+  } catch (const std::system_error& e) {
+    CHECK(e.code().value() == UV_ECONNRESET);
+    CHECK(e.code().category() == duet::uv_category());
+  }
+}
+
 TEST_CASE("the fs operations through co_await", "[coro][fs]") {
   duet::Loop loop;
   TempDir dir;
