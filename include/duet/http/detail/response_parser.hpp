@@ -1,0 +1,89 @@
+// duet/http/detail/response_parser.hpp — one HTTP/1.x response at a time, parsed by llhttp.
+//
+// Bytes go in as they arrive (`feed`, any split); the parser stops at the end of one response and
+// says how many bytes it used (the rest belong to the next one). Handles Content-Length, chunked and
+// close-delimited bodies (`finish` at end of stream), skips 1xx interim responses, knows that a
+// response to HEAD has no body, and enforces limits on the header block and the body. A malformed
+// response fails with `duet::errc::malformed_response` and llhttp's reason; a limit with
+// `errc::header_too_large` / `errc::body_too_large`; an end of stream before the response is
+// complete with `errc::malformed_response` ("truncated ...").
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "duet/detail/unique_function.hpp"
+#include "duet/http/message.hpp"
+
+namespace duet::http::detail {
+
+struct ParserLimits {
+  std::size_t max_header_bytes = 64 * 1024;
+  std::size_t max_body_bytes = 256 * 1024 * 1024;
+};
+
+class ResponseParser {
+ public:
+  enum class State { incomplete, complete, failed };
+
+  explicit ResponseParser(ParserLimits limits = {}) noexcept;
+  ResponseParser(const ResponseParser&) = delete;
+  ResponseParser& operator=(const ResponseParser&) = delete;
+
+  /// Prepares for the next response; `head` if it answers a HEAD request (no body follows). Clears
+  /// any body sink: each response sets its own.
+  void reset(bool head = false);
+  /// Streams the body to `sink` instead of collecting it in `response().body` (call after `reset`).
+  void stream_body_to(duet::detail::UniqueFunction<void(std::string_view)> sink) { sink_ = std::move(sink); }
+
+  /// Parses `data`; `consumed` is how much of it belongs to this response.
+  State feed(std::string_view data, std::size_t& consumed);
+  /// The peer closed the connection: completes a close-delimited body, or fails a partial response.
+  State finish();
+
+  State state() const noexcept { return state_; }
+  Response& response() noexcept { return response_; }
+  /// Whether the connection may carry another response (llhttp's keep-alive verdict).
+  bool keep_alive() const noexcept { return keep_alive_; }
+  /// True once any byte of this response has arrived.
+  bool started() const noexcept { return started_; }
+  std::error_code error() const noexcept { return error_; }
+  const std::string& error_reason() const noexcept { return reason_; }
+
+ private:
+  static int on_message_begin(llhttp_t*) noexcept;
+  static int on_status(llhttp_t*, const char*, std::size_t) noexcept;
+  static int on_header_field(llhttp_t*, const char*, std::size_t) noexcept;
+  static int on_header_value(llhttp_t*, const char*, std::size_t) noexcept;
+  static int on_header_value_complete(llhttp_t*) noexcept;
+  static int on_headers_complete(llhttp_t*) noexcept;
+  static int on_body(llhttp_t*, const char*, std::size_t) noexcept;
+  static int on_message_complete(llhttp_t*) noexcept;
+
+  int fail(std::error_code ec, std::string reason) noexcept;
+  bool count_header_bytes(std::size_t n) noexcept;
+  State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
+
+  llhttp_settings_t settings_{};
+  llhttp_t parser_{};
+  ParserLimits limits_;
+  Response response_;
+  duet::detail::UniqueFunction<void(std::string_view)> sink_;
+  std::string field_;
+  std::string value_;
+  std::size_t header_bytes_ = 0;
+  std::size_t body_bytes_ = 0;
+  State state_ = State::incomplete;
+  std::error_code error_;
+  std::string reason_;
+  bool head_ = false;
+  bool informational_ = false;
+  bool keep_alive_ = false;
+  bool started_ = false;
+};
+
+}  // namespace duet::http::detail

@@ -1,0 +1,65 @@
+// duet/http/message.hpp — HTTP messages: Headers, Request, Response.
+//
+// Plain values. `Headers` keeps fields in the order they came (repeats included) and looks names up
+// case-insensitively, as HTTP requires: `res.headers.get("content-type")`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "duet/http/url.hpp"
+
+namespace duet::http {
+
+/// True if `a` and `b` are equal ignoring ASCII case.
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
+class Headers {
+ public:
+  using Field = std::pair<std::string, std::string>;
+
+  /// Appends a field (a repeated name adds another field).
+  void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  /// Replaces every field named `name` with one.
+  void set(std::string name, std::string value);
+  /// The first value of `name`, if any.
+  std::optional<std::string_view> get(std::string_view name) const noexcept;
+  /// Every value of `name`, in order.
+  std::vector<std::string_view> get_all(std::string_view name) const;
+  bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
+  /// Removes every field named `name`.
+  void remove(std::string_view name);
+
+  std::size_t size() const noexcept { return fields_.size(); }
+  bool empty() const noexcept { return fields_.empty(); }
+  auto begin() const noexcept { return fields_.begin(); }
+  auto end() const noexcept { return fields_.end(); }
+  void clear() noexcept { fields_.clear(); }
+
+  friend bool operator==(const Headers&, const Headers&) = default;
+
+ private:
+  std::vector<Field> fields_;
+};
+
+struct Response {
+  int status = 0;      ///< 200, 404, ...
+  std::string reason;  ///< "OK", "Not Found", as the server sent it
+  Headers headers;
+  std::string body;  ///< empty when the body was streamed to a callback instead
+  int version_minor = 1;  ///< HTTP/1.x
+
+  friend bool operator==(const Response&, const Response&) = default;
+};
+
+struct Request {
+  std::string method = "GET";
+  Url url;
+  Headers headers;
+  std::string body;
+};
+
+}  // namespace duet::http

@@ -1,0 +1,183 @@
+#include "duet/http/detail/response_parser.hpp"
+
+#include "duet/error.hpp"
+
+namespace duet::http::detail {
+namespace {
+ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponseParser*>(p->data); }
+}  // namespace
+
+ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &on_message_begin;
+  settings_.on_status = &on_status;
+  settings_.on_header_field = &on_header_field;
+  settings_.on_header_value = &on_header_value;
+  settings_.on_header_value_complete = &on_header_value_complete;
+  settings_.on_headers_complete = &on_headers_complete;
+  settings_.on_body = &on_body;
+  settings_.on_message_complete = &on_message_complete;
+  reset();
+}
+
+void ResponseParser::reset(bool head) {
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+  parser_.data = this;
+  response_ = Response();
+  sink_.reset();
+  field_.clear();
+  value_.clear();
+  header_bytes_ = body_bytes_ = 0;
+  state_ = State::incomplete;
+  error_.clear();
+  reason_.clear();
+  head_ = head;
+  informational_ = false;
+  keep_alive_ = false;
+  started_ = false;
+}
+
+int ResponseParser::fail(std::error_code ec, std::string reason) noexcept {
+  error_ = ec;
+  try {
+    reason_ = std::move(reason);
+  } catch (...) {
+  }
+  return HPE_USER;
+}
+
+bool ResponseParser::count_header_bytes(std::size_t n) noexcept {
+  header_bytes_ += n;
+  return header_bytes_ <= limits_.max_header_bytes;
+}
+
+// Each callback appends to strings, which may throw: llhttp is C, so nothing may escape.
+#define DUET_PARSER_GUARD(body)                                                            \
+  try {                                                                                    \
+    body                                                                                   \
+  } catch (...) {                                                                          \
+    return self.fail(std::make_error_code(std::errc::not_enough_memory), "out of memory"); \
+  }
+
+int ResponseParser::on_message_begin(llhttp_t* p) noexcept {
+  auto& self = self_of(p);
+  self.started_ = true;
+  return 0;
+}
+
+int ResponseParser::on_status(llhttp_t* p, const char* at, std::size_t n) noexcept {
+  auto& self = self_of(p);
+  if (!self.count_header_bytes(n)) return self.fail(make_error_code(errc::header_too_large), "header block too large");
+  DUET_PARSER_GUARD(self.response_.reason.append(at, n); return 0;)
+}
+
+int ResponseParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
+  auto& self = self_of(p);
+  if (!self.count_header_bytes(n)) return self.fail(make_error_code(errc::header_too_large), "header block too large");
+  DUET_PARSER_GUARD(self.field_.append(at, n); return 0;)
+}
+
+int ResponseParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
+  auto& self = self_of(p);
+  if (!self.count_header_bytes(n)) return self.fail(make_error_code(errc::header_too_large), "header block too large");
+  DUET_PARSER_GUARD(self.value_.append(at, n); return 0;)
+}
+
+int ResponseParser::on_header_value_complete(llhttp_t* p) noexcept {
+  auto& self = self_of(p);
+  DUET_PARSER_GUARD(self.response_.headers.add(std::move(self.field_), std::move(self.value_)); self.field_.clear();
+                    self.value_.clear(); return 0;)
+}
+
+int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
+  auto& self = self_of(p);
+  self.response_.status = llhttp_get_status_code(p);
+  self.response_.version_minor = llhttp_get_http_minor(p);
+  self.informational_ = self.response_.status >= 100 && self.response_.status < 200 && self.response_.status != 101;
+  if (self.head_ && !self.informational_) return 1;  // a response to HEAD has no body, whatever it says
+  return 0;
+}
+
+int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
+  auto& self = self_of(p);
+  self.body_bytes_ += n;
+  if (self.body_bytes_ > self.limits_.max_body_bytes)
+    return self.fail(make_error_code(errc::body_too_large), "body larger than the limit");
+  if (self.sink_) {
+    try {
+      self.sink_(std::string_view(at, n));
+    } catch (...) {
+      return self.fail(make_error_code(errc::body_too_large), "the body callback refused the data (it threw)");
+    }
+    return 0;
+  }
+  DUET_PARSER_GUARD(self.response_.body.append(at, n); return 0;)
+}
+
+int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
+  auto& self = self_of(p);
+  if (self.informational_) {  // 100 Continue and friends: wait for the real response
+    self.response_.status = 0;
+    self.response_.reason.clear();
+    self.response_.headers.clear();
+    self.header_bytes_ = 0;
+    self.informational_ = false;
+    return 0;
+  }
+  self.keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  self.state_ = State::complete;
+  return HPE_PAUSED;  // stop here: what follows belongs to the next response
+}
+
+#undef DUET_PARSER_GUARD
+
+ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const char* data, std::size_t len,
+                                                    std::size_t& consumed) {
+  if (rc == HPE_OK) {
+    consumed = len;
+    return state_;
+  }
+  if (rc == HPE_PAUSED && state_ == State::complete) {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    consumed = pos ? static_cast<std::size_t>(pos - data) : len;
+    return state_;
+  }
+  consumed = 0;
+  state_ = State::failed;
+  if (!error_) {
+    error_ = make_error_code(errc::malformed_response);
+    reason_ = std::string(llhttp_errno_name(rc)) + ": " + llhttp_get_error_reason(&parser_);
+  }
+  return state_;
+}
+
+ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& consumed) {
+  consumed = 0;
+  if (state_ != State::incomplete) return state_;
+  if (!data.empty()) started_ = true;
+  const llhttp_errno_t rc = llhttp_execute(&parser_, data.data(), data.size());
+  return after_execute(rc, data.data(), data.size(), consumed);
+}
+
+ResponseParser::State ResponseParser::finish() {
+  if (state_ != State::incomplete) return state_;
+  if (!started_) {
+    state_ = State::failed;
+    error_ = make_error_code(errc::malformed_response);
+    reason_ = "the connection closed before a response arrived";
+    return state_;
+  }
+  const llhttp_errno_t rc = llhttp_finish(&parser_);
+  if ((rc == HPE_OK || rc == HPE_PAUSED) && state_ == State::complete) {
+    keep_alive_ = false;  // the body ended with the connection
+    return state_;
+  }
+  state_ = State::failed;
+  if (!error_) {
+    error_ = make_error_code(errc::malformed_response);
+    reason_ = "truncated response: the connection closed before it was complete";
+  }
+  return state_;
+}
+
+}  // namespace duet::http::detail

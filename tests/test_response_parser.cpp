@@ -1,0 +1,160 @@
+#include <catch2/catch.hpp>
+
+#include "duet/http/detail/response_parser.hpp"
+
+using duet::http::detail::ParserLimits;
+using duet::http::detail::ResponseParser;
+using State = ResponseParser::State;
+
+namespace {
+
+/// Feeds `bytes` in pieces cut at `cuts` (offsets), then finishes at `eof`; returns the final state.
+State parse(ResponseParser& p, std::string_view bytes, std::vector<std::size_t> cuts = {}, bool eof = false,
+            std::size_t* used = nullptr) {
+  cuts.push_back(bytes.size());
+  std::size_t from = 0, total = 0;
+  State s = State::incomplete;
+  for (std::size_t cut : cuts) {
+    std::size_t consumed = 0;
+    s = p.feed(bytes.substr(from, cut - from), consumed);
+    total += consumed;
+    from = cut;
+    if (s != State::incomplete) break;
+  }
+  if (used) *used = total;
+  if (s == State::incomplete && eof) s = p.finish();
+  return s;
+}
+
+const std::string kLength = "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nGIF89";
+const std::string kChunked =
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n6\r\npedia \r\n0\r\nTrailer: t\r\n\r\n";
+const std::string kClose = "HTTP/1.0 200 OK\r\nServer: SimpleHTTP\r\n\r\nbody until close";
+
+}  // namespace
+
+TEST_CASE("a Content-Length response: status, reason, headers (case-insensitive), body", "[http][parser]") {
+  ResponseParser p;
+  std::size_t used = 0;
+  REQUIRE(parse(p, kLength, {}, false, &used) == State::complete);
+  CHECK(used == kLength.size());
+  auto& r = p.response();
+  CHECK(r.status == 200);
+  CHECK(r.reason == "OK");
+  CHECK(r.headers.get("content-type") == "image/gif");
+  CHECK(r.headers.get("CONTENT-LENGTH") == "5");
+  CHECK(r.headers.get_all("X-A") == std::vector<std::string_view>{"1", "2"});
+  CHECK_FALSE(r.headers.get("missing"));
+  CHECK(r.body == "GIF89");
+  CHECK(p.keep_alive());
+}
+
+TEST_CASE("a chunked response with extensions and trailers", "[http][parser]") {
+  ResponseParser p;
+  REQUIRE(parse(p, kChunked) == State::complete);
+  CHECK(p.response().body == "Wikipedia ");
+  CHECK(p.keep_alive());
+}
+
+TEST_CASE("a close-delimited HTTP/1.0 body completes at end of stream", "[http][parser]") {
+  ResponseParser p;
+  REQUIRE(parse(p, kClose) == State::incomplete);
+  REQUIRE(p.finish() == State::complete);
+  CHECK(p.response().body == "body until close");
+  CHECK(p.response().version_minor == 0);
+  CHECK_FALSE(p.keep_alive());
+}
+
+TEST_CASE("any split of the bytes gives the same response", "[http][parser]") {
+  for (const std::string* bytes : {&kLength, &kChunked, &kClose}) {
+    ResponseParser whole;
+    parse(whole, *bytes, {}, true);
+    REQUIRE(whole.state() == State::complete);
+    for (std::size_t cut = 1; cut < bytes->size(); ++cut) {  // every two-piece split
+      ResponseParser p;
+      REQUIRE(parse(p, *bytes, {cut}, true) == State::complete);
+      CHECK(p.response() == whole.response());
+    }
+    std::vector<std::size_t> every;  // one byte at a time
+    for (std::size_t i = 1; i < bytes->size(); ++i) every.push_back(i);
+    ResponseParser p;
+    REQUIRE(parse(p, *bytes, every, true) == State::complete);
+    CHECK(p.response() == whole.response());
+  }
+}
+
+TEST_CASE("1xx interim responses are skipped", "[http][parser]") {
+  ResponseParser p;
+  REQUIRE(parse(p, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n" + kLength) == State::complete);
+  CHECK(p.response().status == 200);
+  CHECK_FALSE(p.response().headers.contains("Link"));
+  CHECK(p.response().body == "GIF89");
+}
+
+TEST_CASE("a response to HEAD has no body, whatever its Content-Length says", "[http][parser]") {
+  ResponseParser p;
+  p.reset(/*head=*/true);
+  std::size_t used = 0;
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+  REQUIRE(parse(p, head + "HTTP/1.1 404 Not Found\r\n", {}, false, &used) == State::complete);
+  CHECK(used == head.size());  // the next response's bytes are left alone
+  CHECK(p.response().body.empty());
+}
+
+TEST_CASE("pipelined responses: the parser stops at the end of the first", "[http][parser]") {
+  ResponseParser p;
+  std::size_t used = 0;
+  const std::string two = kLength + kChunked;
+  REQUIRE(parse(p, two, {}, false, &used) == State::complete);
+  CHECK(used == kLength.size());
+  p.reset();
+  REQUIRE(parse(p, std::string_view(two).substr(used)) == State::complete);
+  CHECK(p.response().body == "Wikipedia ");
+}
+
+TEST_CASE("malformed responses fail with llhttp's reason", "[http][parser]") {
+  for (const char* bad : {"HTTP/1.1 2OO OK\r\n\r\n", "HTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}) {
+    INFO(bad);
+    ResponseParser p;
+    REQUIRE(parse(p, bad) == State::failed);
+    CHECK(p.error() == duet::errc::malformed_response);
+    CHECK_FALSE(p.error_reason().empty());
+  }
+}
+
+TEST_CASE("a truncated body, or no response at all, fails at end of stream", "[http][parser]") {
+  ResponseParser p;
+  REQUIRE(parse(p, kLength.substr(0, kLength.size() - 2)) == State::incomplete);
+  REQUIRE(p.finish() == State::failed);
+  CHECK(p.error() == duet::errc::malformed_response);
+  CHECK(p.error_reason().find("truncated") != std::string::npos);
+
+  ResponseParser silent;
+  REQUIRE(silent.finish() == State::failed);
+  CHECK(silent.error_reason().find("before a response") != std::string::npos);
+}
+
+TEST_CASE("header and body limits", "[http][parser]") {
+  ResponseParser small_headers(ParserLimits{64, 1024});
+  REQUIRE(parse(small_headers, "HTTP/1.1 200 OK\r\nX-Big: " + std::string(100, 'a') + "\r\n\r\n") == State::failed);
+  CHECK(small_headers.error() == duet::errc::header_too_large);
+
+  ResponseParser small_body(ParserLimits{1024, 4});
+  REQUIRE(parse(small_body, kLength) == State::failed);
+  CHECK(small_body.error() == duet::errc::body_too_large);
+}
+
+TEST_CASE("the body can be streamed to a callback instead of collected", "[http][parser]") {
+  ResponseParser p;
+  std::string streamed;
+  int chunks = 0;
+  p.stream_body_to([&](std::string_view piece) {
+    streamed.append(piece);
+    ++chunks;
+  });
+  REQUIRE(parse(p, kChunked) == State::complete);
+  CHECK(streamed == "Wikipedia ");
+  CHECK(chunks >= 2);
+  CHECK(p.response().body.empty());
+}
