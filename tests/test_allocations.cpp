@@ -1,6 +1,6 @@
 // "No heap allocation per awaited operation beyond the coroutine frame": counted, not assumed. This
-// file replaces the global operator new for the whole test binary with one that counts calls made on
-// the current thread (and otherwise behaves as the default).
+// test is an executable of its own (duet_allocation_tests): it replaces the global operator new with
+// one that counts the calls made on the current thread, and otherwise behaves as the default.
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <new>
@@ -11,13 +11,25 @@ namespace {
 thread_local long allocations = 0;
 }
 
+// Every non-aligned form is replaced, so that no memory crosses between these and the library's own
+// (which sanitizers check). This file is its own test executable, so nothing else is affected.
 void* operator new(std::size_t n) {
   ++allocations;
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  ++allocations;
+  return std::malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 using namespace std::chrono_literals;
 

@@ -35,6 +35,7 @@ void ResponseParser::reset(bool head) {
   informational_ = false;
   keep_alive_ = false;
   started_ = false;
+  headers_complete_ = false;
 }
 
 int ResponseParser::fail(std::error_code ec, std::string reason) noexcept {
@@ -94,6 +95,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   self.response_.status = llhttp_get_status_code(p);
   self.response_.version_minor = llhttp_get_http_minor(p);
   self.informational_ = self.response_.status >= 100 && self.response_.status < 200 && self.response_.status != 101;
+  if (!self.informational_) self.headers_complete_ = true;
   if (self.head_ && !self.informational_) return 1;  // a response to HEAD has no body, whatever it says
   return 0;
 }

@@ -51,6 +51,8 @@ class ResponseParser {
   bool keep_alive() const noexcept { return keep_alive_; }
   /// True once any byte of this response has arrived.
   bool started() const noexcept { return started_; }
+  /// True once the final (non-1xx) response's header block is complete.
+  bool headers_complete() const noexcept { return headers_complete_; }
   std::error_code error() const noexcept { return error_; }
   const std::string& error_reason() const noexcept { return reason_; }
 
@@ -84,6 +86,7 @@ class ResponseParser {
   bool informational_ = false;
   bool keep_alive_ = false;
   bool started_ = false;
+  bool headers_complete_ = false;
 };
 
 }  // namespace duet::http::detail

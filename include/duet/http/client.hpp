@@ -1,0 +1,134 @@
+// duet/http/client.hpp — an HTTP/1.1 client: keep-alive pool per origin, both faces.
+//
+//     duet::http::Client client(loop);
+//     client.get("http://localhost:8000/flags/br/br.gif", [](std::error_code ec, duet::http::Response res) {
+//       if (ec) return report(ec, res.reason);   // on error, res.reason says what went wrong
+//       save(res.body);
+//     });
+//     duet::http::Response res = co_await client.get("http://localhost:8000/flags/br/br.gif");
+//
+// What it does: resolves the host, connects (trying each address in turn), sends the request and
+// parses the response with llhttp (Content-Length, chunked and close-delimited bodies; 1xx skipped;
+// HEAD has no body). Connections are kept alive and reused per origin (host and port), most recently
+// used first, at most `max_connections_per_origin` at once; requests beyond that wait their turn in
+// order. An idle connection is closed after `idle_timeout`, or as soon as the server closes it. If a
+// request on a reused connection fails before any byte of the response arrived (the server closed
+// the idle connection just as the request went out), an idempotent request (GET, HEAD, PUT, DELETE,
+// OPTIONS, TRACE) is retried once on a fresh connection; a non-idempotent one never is. Redirects
+// (301, 302, 303, 307, 308) are followed up to `max_redirects` (0 turns following off); 303, and
+// 301/302 after a POST, continue as GET without a body.
+//
+// Errors (the callback's `std::error_code`; the awaitable throws `std::system_error` whose `what()`
+// includes the reason): UV_EAI_NONAME (unknown host), UV_ECONNREFUSED, UV_ECONNRESET, UV_ETIMEDOUT
+// (connect, response headers, or whole request: the reason says which), `errc::malformed_response`
+// (llhttp's reason, or "truncated"), `errc::header_too_large`, `errc::body_too_large`,
+// `errc::too_many_redirects`, `errc::bad_url`, `errc::unsupported_scheme` (https), UV_ECANCELED. A
+// response that fails midway is never delivered as a success. An HTTP error status (404, 500, ...)
+// is not an error: it is a response.
+//
+// Streaming: `request(req, on_body, cb)` hands each piece of the body to `on_body(std::string_view)`
+// as it arrives instead of collecting it, so a large download need not fit in memory.
+//
+// Lifetime: destroying the Client cancels its requests in flight (their callbacks get UV_ECANCELED,
+// later, from the loop) and closes its connections. Loop-thread only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "duet/awaitable.hpp"
+#include "duet/cancellation.hpp"
+#include "duet/detail/unique_function.hpp"
+#include "duet/http/message.hpp"
+#include "duet/loop.hpp"
+
+namespace duet::http {
+
+struct ClientOptions {
+  std::chrono::milliseconds connect_timeout{10'000};  ///< per address tried
+  std::chrono::milliseconds header_timeout{30'000};   ///< from sending the request to the response headers
+  std::chrono::milliseconds request_timeout{0};       ///< the whole request, redirects included (0: none)
+  std::chrono::milliseconds idle_timeout{30'000};     ///< an unused keep-alive connection is closed after this
+  std::size_t max_connections_per_origin = 6;
+  std::size_t max_header_bytes = 64 * 1024;
+  std::size_t max_body_bytes = 256 * 1024 * 1024;
+  int max_redirects = 10;  ///< 0: a redirect is returned as the response
+  std::string user_agent = "duet/0.1";
+};
+
+/// Receives each piece of a streamed body.
+using BodySink = duet::detail::UniqueFunction<void(std::string_view)>;
+
+namespace detail {
+class ClientCore;
+using Completion = duet::detail::UniqueFunction<void(std::error_code, Response, std::exception_ptr)>;
+
+/// Adapts a user callback taking (ec, Response) or (ec, Response, std::exception_ptr).
+template <class Callback>
+Completion completion(Callback&& cb) {
+  return [cb = std::forward<Callback>(cb)](std::error_code ec, Response r, std::exception_ptr e) mutable {
+    if constexpr (std::is_invocable_v<Callback&, std::error_code, Response, std::exception_ptr>) cb(ec, std::move(r), std::move(e));
+    else cb(ec, std::move(r));
+  };
+}
+}  // namespace detail
+
+class Client {
+ public:
+  explicit Client(Loop& loop, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// GET `url`; calls `cb(std::error_code, Response)`.
+  template <class Callback>
+    requires std::invocable<Callback&, std::error_code, Response>
+  void get(std::string_view url, Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    start_get(url, detail::completion(std::forward<Callback>(cb)), std::move(token));
+  }
+
+  /// Sends `req` (any method, headers, body); calls `cb(std::error_code, Response)`.
+  template <class Callback>
+    requires std::invocable<Callback&, std::error_code, Response>
+  void request(Request req, Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    start(std::move(req), nullptr, detail::completion(std::forward<Callback>(cb)), std::move(token));
+  }
+
+  /// Sends `req`, streaming the response body to `on_body`; `cb` gets the response without its body.
+  template <class Callback>
+    requires std::invocable<Callback&, std::error_code, Response>
+  void request(Request req, BodySink on_body, Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    start(std::move(req), std::move(on_body), detail::completion(std::forward<Callback>(cb)), std::move(token));
+  }
+
+  /// Coroutine face: `Response res = co_await client.get(url);`
+  [[nodiscard]] auto get(std::string url) {
+    return awaitable<Response>([this, url = std::move(url)](auto cb) { get(url, std::move(cb)); });
+  }
+  /// Coroutine face: `Response res = co_await client.request(std::move(req));`
+  [[nodiscard]] auto request(Request req) {
+    return awaitable<Response>([this, req = std::move(req)](auto cb) mutable { request(std::move(req), std::move(cb)); });
+  }
+  /// Coroutine face of the streaming request.
+  [[nodiscard]] auto request(Request req, BodySink on_body) {
+    return awaitable<Response>([this, req = std::move(req), sink = std::move(on_body)](auto cb) mutable {
+      request(std::move(req), std::move(sink), std::move(cb));
+    });
+  }
+
+  /// Connections open (in use or idle), and idle ones, across all origins (for tests and diagnostics).
+  std::size_t open_connections() const noexcept;
+  std::size_t idle_connections() const noexcept;
+
+ private:
+  void start_get(std::string_view url, detail::Completion done, std::stop_token token);
+  void start(Request req, BodySink sink, detail::Completion done, std::stop_token token);
+  std::shared_ptr<detail::ClientCore> core_;
+};
+
+}  // namespace duet::http

@@ -1,0 +1,461 @@
+#include "duet/http/client.hpp"
+
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "duet/dns.hpp"
+#include "duet/http/detail/response_parser.hpp"
+#include "duet/tcp.hpp"
+#include "duet/timer.hpp"
+
+namespace duet::http {
+namespace detail {
+
+class Exchange;
+struct Origin;
+
+/// A keep-alive connection, owned by its origin's list.
+struct Connection {
+  TcpStream stream;
+  Origin* origin = nullptr;
+  std::optional<Timer> idle_timer;
+  bool reused = false;
+};
+
+struct Origin {
+  std::string host;
+  std::uint16_t port = 80;
+  std::list<std::unique_ptr<Connection>> connections;  // every open connection of this origin
+  std::vector<Connection*> idle;                       // most recently used last
+  std::size_t slots = 0;                               // connections open or being opened
+  std::deque<std::shared_ptr<Exchange>> waiting;       // exchanges waiting for a slot
+};
+
+class ClientCore : public std::enable_shared_from_this<ClientCore> {
+ public:
+  ClientCore(Loop& l, ClientOptions o) : loop(l), options(std::move(o)) {}
+
+  Loop& loop;
+  ClientOptions options;
+  bool closed = false;
+  std::map<std::string, Origin> origins;
+  std::list<std::weak_ptr<Exchange>> active;  // for ~Client
+
+  Origin& origin_for(const Url& url) {
+    Origin& o = origins[url.host + ":" + std::to_string(url.port)];
+    o.host = url.host;
+    o.port = url.port;
+    return o;
+  }
+
+  void close_connection(Connection* c);
+  /// Closes `c` but keeps its slot for the caller.
+  void discard(Connection* c);
+  void make_idle(Connection* c);
+  void slot_freed(Origin& o);
+};
+
+bool idempotent(std::string_view method) {
+  for (std::string_view m : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+    if (method == m) return true;
+  return false;
+}
+
+bool is_redirect(int status) { return status == 301 || status == 302 || status == 303 || status == 307 || status == 308; }
+
+/// One request from start to delivered response, redirects and the stale-connection retry included.
+/// Shared: every pending callback holds a reference, so a late one never finds it gone.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(std::shared_ptr<ClientCore> core, Request req, BodySink sink, Completion done)
+      : core_(std::move(core)),
+        req_(std::move(req)),
+        sink_(std::move(sink)),
+        done_(std::move(done)),
+        parser_(ParserLimits{core_->options.max_header_bytes, core_->options.max_body_bytes}) {}
+
+  void begin(std::stop_token token) {
+    auto self = shared_from_this();
+    timer_.emplace(core_->loop);
+    if (core_->options.request_timeout.count() > 0)
+      deadline_ = uv_now(core_->loop.native()) + static_cast<std::uint64_t>(core_->options.request_timeout.count());
+    if (token.stop_possible()) cancel_link_.emplace(std::move(token), CancelFn{this});
+    if (finished_) return;  // cancelled already
+    acquire();
+  }
+
+  /// The Client is going away, or the caller cancelled: stop everything, report UV_ECANCELED.
+  void cancel() noexcept { fail_later(uv_error(UV_ECANCELED), "cancelled"); }
+
+ private:
+  struct CancelFn {
+    Exchange* self;
+    void operator()() const noexcept { self->cancel(); }
+  };
+
+  // ---- getting a connection ---------------------------------------------------------------------
+
+  void acquire() {
+    origin_ = &core_->origin_for(req_.url);
+    if (!origin_->idle.empty() && !fresh_only_) {
+      Connection* c = origin_->idle.back();
+      origin_->idle.pop_back();
+      return use(c, true);
+    }
+    if (origin_->slots < core_->options.max_connections_per_origin) {
+      ++origin_->slots;
+      return open();
+    }
+    origin_->waiting.push_back(shared_from_this());
+  }
+
+ public:
+  /// Called by the pool: an idle connection (or, if `c` is null, a free slot) is this exchange's now.
+  void granted(Connection* c) {
+    if (finished_) {  // cancelled while waiting: pass it on
+      if (c) core_->make_idle(c);
+      else core_->slot_freed(*origin_);
+      return;
+    }
+    if (c && fresh_only_) {  // a retry must not reuse a connection: keep the slot, open a new one
+      core_->discard(c);
+      c = nullptr;
+    }
+    if (c) return use(c, true);
+    open();
+  }
+
+ private:
+  void open() {
+    arm(0, "");  // resolving and connecting: only the request deadline (connect has its own timeout)
+    auto self = shared_from_this();
+    duet::resolve(core_->loop, origin_->host, origin_->port,
+                  with_cancellation(stop_.get_token(), [self](std::error_code ec, std::vector<Endpoint> eps) {
+                    if (self->finished_) return self->core_->slot_freed(*self->origin_);
+                    if (ec) {
+                      self->core_->slot_freed(*self->origin_);
+                      return self->fail(ec, "cannot resolve " + self->origin_->host + ": " + ec.message());
+                    }
+                    self->connect(std::move(eps), 0);
+                  }));
+  }
+
+  void connect(std::vector<Endpoint> eps, std::size_t i) {
+    auto self = shared_from_this();
+    const Endpoint to = eps[i];
+    duet::connect(core_->loop, to, core_->options.connect_timeout,
+                  with_cancellation(stop_.get_token(), [self, eps = std::move(eps), i](std::error_code ec, TcpStream s) mutable {
+                    if (self->finished_) return self->core_->slot_freed(*self->origin_);
+                    if (ec) {
+                      if (i + 1 < eps.size()) return self->connect(std::move(eps), i + 1);
+                      self->core_->slot_freed(*self->origin_);
+                      std::string what = ec.value() == UV_ETIMEDOUT ? "connect timed out" : "cannot connect";
+                      return self->fail(ec, what + " to " + eps[i].to_string() + ": " + ec.message());
+                    }
+                    auto c = std::make_unique<Connection>();
+                    c->stream = std::move(s);
+                    c->origin = self->origin_;
+                    Connection* raw = c.get();
+                    self->origin_->connections.push_back(std::move(c));
+                    self->use(raw, false);
+                  }));
+  }
+
+  // ---- one request/response on a connection --------------------------------------------------------
+
+  void use(Connection* c, bool reused) {
+    const unsigned attempt = ++attempt_;
+    conn_ = c;
+    conn_->reused = reused;
+    conn_->idle_timer.reset();
+    conn_->stream.read_stop();
+    parser_.reset(req_.method == "HEAD");
+    if (sink_) parser_.stream_body_to([this](std::string_view piece) { sink_(piece); });
+    arm(static_cast<std::uint64_t>(core_->options.header_timeout.count()), "no response headers within the header timeout");
+    auto self = shared_from_this();
+    conn_->stream.write(serialize(), [self, attempt](std::error_code ec) {
+      // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
+      if (ec && !self->finished_ && attempt == self->attempt_) self->io_error(ec);
+    });
+    conn_->stream.read_start([self](std::error_code ec, std::span<const char> chunk) { self->on_data(ec, chunk); });
+  }
+
+  std::string serialize() const {
+    std::string out;
+    out.reserve(128 + req_.body.size());
+    out.append(req_.method).append(" ").append(req_.url.target()).append(" HTTP/1.1\r\n");
+    if (!req_.headers.contains("Host")) out.append("Host: ").append(req_.url.authority()).append("\r\n");
+    if (!req_.headers.contains("User-Agent")) out.append("User-Agent: ").append(core_->options.user_agent).append("\r\n");
+    if (!req_.headers.contains("Accept")) out.append("Accept: */*\r\n");
+    for (const auto& [name, value] : req_.headers) out.append(name).append(": ").append(value).append("\r\n");
+    if (!req_.body.empty() || (req_.method != "GET" && req_.method != "HEAD"))
+      if (!req_.headers.contains("Content-Length")) out.append("Content-Length: ").append(std::to_string(req_.body.size())).append("\r\n");
+    out.append("\r\n").append(req_.body);
+    return out;
+  }
+
+  void on_data(std::error_code ec, std::span<const char> chunk) {
+    if (finished_) return;
+    if (ec) return io_error(ec);
+    ResponseParser::State state;
+    std::size_t consumed = chunk.size();
+    if (chunk.empty()) {
+      if (!parser_.started()) return io_error(uv_error(UV_EOF));
+      state = parser_.finish();
+    } else {
+      state = parser_.feed(std::string_view(chunk.data(), chunk.size()), consumed);
+    }
+    if (state == ResponseParser::State::incomplete) {
+      if (parser_.headers_complete()) arm(0, "");  // headers are in: only the request deadline remains
+      return;
+    }
+    if (state == ResponseParser::State::failed) {
+      drop_connection();
+      return fail(parser_.error(), parser_.error_reason());
+    }
+    // Complete. The connection goes back to the pool unless it cannot carry another response.
+    const bool reusable = parser_.keep_alive() && consumed == chunk.size() && !chunk.empty();
+    Connection* c = std::exchange(conn_, nullptr);
+    c->stream.read_stop();
+    if (reusable && !core_->closed) core_->make_idle(c);
+    else core_->close_connection(c);
+    respond();
+  }
+
+  // The connection failed under this request.
+  void io_error(std::error_code ec) {
+    const bool stale = conn_ && conn_->reused && !parser_.started();
+    drop_connection();
+    if (stale && !retried_ && idempotent(req_.method)) {
+      retried_ = true;  // the server closed the idle connection as we reused it: once more, fresh
+      fresh_only_ = true;
+      return acquire();
+    }
+    if (ec.value() == UV_EOF) return fail(make_error_code(errc::malformed_response), "the connection closed before a response arrived");
+    fail(ec, "connection error: " + ec.message());
+  }
+
+  void drop_connection() {
+    if (conn_) core_->close_connection(std::exchange(conn_, nullptr));
+  }
+
+  void respond() {
+    Response& res = parser_.response();
+    if (is_redirect(res.status) && core_->options.max_redirects > 0) {
+      auto location = res.headers.get("Location");
+      if (location) {
+        if (redirects_ >= core_->options.max_redirects)
+          return fail(make_error_code(errc::too_many_redirects),
+                      "more than " + std::to_string(core_->options.max_redirects) + " redirects");
+        try {
+          req_.url = req_.url.resolve(*location);
+        } catch (const std::system_error& e) {
+          return fail(e.code(), std::string("redirect to an unusable location: ") + e.what());
+        }
+        ++redirects_;
+        if (res.status == 303 || ((res.status == 301 || res.status == 302) && req_.method == "POST")) {
+          req_.method = "GET";
+          req_.body.clear();
+          req_.headers.remove("Content-Length");
+          req_.headers.remove("Content-Type");
+        }
+        retried_ = false;
+        fresh_only_ = false;
+        return acquire();
+      }
+    }
+    finish(std::error_code(), std::move(res), nullptr);
+  }
+
+  // ---- timing ------------------------------------------------------------------------------------
+
+  /// Arms the timer for `phase_ms` (0: none) or the request deadline, whichever comes first.
+  void arm(std::uint64_t phase_ms, std::string phase_reason) {
+    const std::uint64_t now = uv_now(core_->loop.native());
+    std::uint64_t due = phase_ms ? now + phase_ms : 0;
+    std::string why = std::move(phase_reason);
+    if (deadline_ && (!due || deadline_ < due)) {
+      due = deadline_;
+      why = "the request timed out";
+    }
+    if (!due) return timer_->stop();
+    timeout_reason_ = std::move(why);
+    auto self = shared_from_this();
+    timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [self] {
+      if (self->finished_) return;
+      self->drop_connection();
+      self->stop_.request_stop();
+      self->fail(uv_error(UV_ETIMEDOUT), self->timeout_reason_);
+    });
+  }
+
+  // ---- ending ------------------------------------------------------------------------------------
+
+  void fail(std::error_code ec, std::string why) {
+    Response res;
+    res.reason = why;
+    finish(ec, std::move(res), std::make_exception_ptr(std::system_error(ec, why)));
+  }
+
+  // From a stop callback or ~Client: never call back inside them.
+  void fail_later(std::error_code ec, std::string why) noexcept {
+    if (finished_) return;
+    finished_ = true;
+    stop_.request_stop();
+    drop_connection();
+    remove_from_queue();
+    if (timer_) timer_->stop();
+    try {
+      auto self = shared_from_this();
+      core_->loop.post([self, ec, why = std::move(why)]() mutable {
+        Response res;
+        res.reason = why;
+        self->deliver(ec, std::move(res), std::make_exception_ptr(std::system_error(ec, why)));
+      });
+    } catch (...) {
+    }
+  }
+
+  void finish(std::error_code ec, Response res, std::exception_ptr e) {
+    if (finished_) return;
+    finished_ = true;
+    drop_connection();
+    remove_from_queue();
+    if (timer_) timer_->stop();
+    deliver(ec, std::move(res), std::move(e));
+  }
+
+  void deliver(std::error_code ec, Response res, std::exception_ptr e) {
+    cancel_link_.reset();
+    timer_.reset();
+    if (registered_) core_->active.erase(std::exchange(registered_, std::nullopt).value());
+    auto done = std::move(done_);
+    if (done) core_->loop.core().invoke(done, ec, std::move(res), std::move(e));
+  }
+
+  void remove_from_queue() {
+    if (!origin_) return;
+    auto& q = origin_->waiting;
+    for (auto it = q.begin(); it != q.end(); ++it) {
+      if (it->get() == this) {
+        q.erase(it);
+        return;
+      }
+    }
+  }
+
+  std::shared_ptr<ClientCore> core_;
+  Request req_;
+  BodySink sink_;
+  Completion done_;
+  ResponseParser parser_;
+  Origin* origin_ = nullptr;
+  Connection* conn_ = nullptr;
+  std::optional<Timer> timer_;
+  std::uint64_t deadline_ = 0;
+  std::string timeout_reason_;
+  std::stop_source stop_;
+  std::optional<std::stop_callback<CancelFn>> cancel_link_;
+  int redirects_ = 0;
+  unsigned attempt_ = 0;
+  bool retried_ = false;
+  bool fresh_only_ = false;
+  bool finished_ = false;
+
+ public:
+  std::optional<std::list<std::weak_ptr<Exchange>>::iterator> registered_;  // in ClientCore::active
+};
+
+void ClientCore::close_connection(Connection* c) {
+  Origin& o = *c->origin;
+  std::erase(o.idle, c);
+  o.connections.remove_if([c](const std::unique_ptr<Connection>& p) { return p.get() == c; });  // closes the stream
+  slot_freed(o);
+}
+
+void ClientCore::discard(Connection* c) {
+  Origin& o = *c->origin;
+  std::erase(o.idle, c);
+  o.connections.remove_if([c](const std::unique_ptr<Connection>& p) { return p.get() == c; });
+}
+
+void ClientCore::slot_freed(Origin& o) {
+  --o.slots;
+  if (!o.waiting.empty() && !closed) {
+    auto next = std::move(o.waiting.front());
+    o.waiting.pop_front();
+    ++o.slots;
+    next->granted(nullptr);
+  }
+}
+
+void ClientCore::make_idle(Connection* c) {
+  Origin& o = *c->origin;
+  if (!o.waiting.empty()) {  // someone is waiting: the connection goes straight to them
+    auto next = std::move(o.waiting.front());
+    o.waiting.pop_front();
+    return next->granted(c);
+  }
+  o.idle.push_back(c);
+  // While idle, any byte or close from the server ends the connection; so does the idle timeout.
+  c->stream.read_start([this, c](std::error_code, std::span<const char>) { close_connection(c); });
+  c->idle_timer.emplace(loop);
+  c->idle_timer->start(options.idle_timeout, std::chrono::milliseconds(0), [this, c] { close_connection(c); });
+}
+
+}  // namespace detail
+
+Client::Client(Loop& loop, ClientOptions options) : core_(std::make_shared<detail::ClientCore>(loop, std::move(options))) {}
+
+Client::~Client() {
+  core_->closed = true;
+  std::vector<std::shared_ptr<detail::Exchange>> in_flight;
+  for (auto& weak : core_->active)
+    if (auto ex = weak.lock()) in_flight.push_back(std::move(ex));
+  for (auto& ex : in_flight) ex->cancel();
+  for (auto& [key, origin] : core_->origins) {
+    origin.waiting.clear();
+    origin.idle.clear();
+    origin.connections.clear();
+  }
+}
+
+void Client::start_get(std::string_view url, detail::Completion done, std::stop_token token) {
+  std::error_code ec;
+  std::string why;
+  auto parsed = Url::parse(url, ec, &why);
+  if (!parsed) {
+    core_->loop.post([done = std::move(done), ec, why = "bad URL '" + std::string(url) + "': " + why]() mutable {
+      Response res;
+      res.reason = why;
+      done(ec, std::move(res), std::make_exception_ptr(std::system_error(ec, why)));
+    });
+    return;
+  }
+  Request req;
+  req.url = std::move(*parsed);
+  start(std::move(req), nullptr, std::move(done), std::move(token));
+}
+
+void Client::start(Request req, BodySink sink, detail::Completion done, std::stop_token token) {
+  auto ex = std::make_shared<detail::Exchange>(core_, std::move(req), std::move(sink), std::move(done));
+  ex->registered_ = core_->active.insert(core_->active.end(), ex);
+  ex->begin(std::move(token));
+}
+
+std::size_t Client::open_connections() const noexcept {
+  std::size_t n = 0;
+  for (auto& [key, o] : core_->origins) n += o.connections.size();
+  return n;
+}
+
+std::size_t Client::idle_connections() const noexcept {
+  std::size_t n = 0;
+  for (auto& [key, o] : core_->origins) n += o.idle.size();
+  return n;
+}
+
+}  // namespace duet::http

@@ -1,0 +1,285 @@
+// The HTTP client against scripted servers (the edge cases) — both faces.
+#include <catch2/catch.hpp>
+#include <optional>
+
+#include "duet/duet.hpp"
+#include "duet/http/client.hpp"
+#include "scripted_server.hpp"
+
+using namespace std::chrono_literals;
+using duet::http::Client;
+using duet::http::ClientOptions;
+using duet::http::Response;
+using duet::test::ScriptedServer;
+using Step = ScriptedServer::Step;
+
+namespace {
+
+struct Result {
+  std::error_code ec;
+  Response res;
+};
+
+/// Runs one GET through the callback face.
+Result get(duet::Loop& loop, Client& client, const std::string& url) {
+  std::optional<Result> out;
+  client.get(url, [&](std::error_code ec, Response res) { out = Result{ec, std::move(res)}; });
+  while (!out) loop.run_once();
+  return std::move(*out);
+}
+
+}  // namespace
+
+TEST_CASE("a GET with a Content-Length body; the request carries Host and User-Agent", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("GIF89a", "Content-Type: image/gif\r\n")}; });
+  Client client(loop);
+  Result r = get(loop, client, server.url("/flags/br/br.gif"));
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.status == 200);
+  CHECK(r.res.reason == "OK");
+  CHECK(r.res.headers.get("content-type") == "image/gif");
+  CHECK(r.res.body == "GIF89a");
+  REQUIRE(server.requests().size() == 1);
+  const std::string& head = server.requests()[0];
+  CHECK(head.rfind("GET /flags/br/br.gif HTTP/1.1\r\n", 0) == 0);
+  CHECK(head.find("\r\nHost: 127.0.0.1:") != std::string::npos);
+  CHECK(head.find("\r\nUser-Agent: duet/") != std::string::npos);
+}
+
+TEST_CASE("keep-alive: sequential requests reuse one connection", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, std::size_t n, auto&) { return Step{duet::test::ok("reply " + std::to_string(n))}; });
+  Client client(loop);
+  for (int i = 0; i < 5; ++i) {
+    Result r = get(loop, client, server.url());
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.res.body == "reply " + std::to_string(i));
+  }
+  CHECK(server.connections() == 1);
+  CHECK(client.idle_connections() == 1);
+}
+
+TEST_CASE("chunked and close-delimited bodies, and a response sent one byte at a time", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](std::size_t conn, auto, auto&) {
+    if (conn == 0) return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"};
+    if (conn == 1) return Step{"HTTP/1.0 200 OK\r\n\r\nuntil the close", true};
+    return Step{duet::test::ok("slowly"), false, false, true};
+  });
+  ClientOptions opts;
+  opts.max_connections_per_origin = 1;
+  Client client(loop, opts);
+  CHECK(get(loop, client, server.url()).res.body == "hello world");
+  client.~Client();  // force fresh connections for the next cases
+  new (&client) Client(loop, opts);
+  Result closed = get(loop, client, server.url());
+  REQUIRE_FALSE(closed.ec);
+  CHECK(closed.res.body == "until the close");
+  CHECK(client.open_connections() == 0);  // a close-delimited response cannot be reused
+  Result slow = get(loop, client, server.url());
+  REQUIRE_FALSE(slow.ec);
+  CHECK(slow.res.body == "slowly");
+}
+
+TEST_CASE("a truncated body is an error, never a success", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", true}; });
+  Client client(loop);
+  Result r = get(loop, client, server.url());
+  CHECK(r.ec == duet::errc::malformed_response);
+  CHECK(r.res.status == 0);
+  CHECK(r.res.reason.find("truncated") != std::string::npos);
+}
+
+TEST_CASE("a reset in the middle of the body is UV_ECONNRESET", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) {
+    Step step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", false, true};
+    step.pause_before_close = 50ms;  // the client has read "partial" and waits for the rest
+    return step;
+  });
+  Client client(loop);
+  Result r = get(loop, client, server.url());
+  CHECK(r.ec.value() == UV_ECONNRESET);
+  CHECK(r.res.status == 0);
+}
+
+TEST_CASE("an invalid status line fails with llhttp's reason", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 OK 200\r\n\r\n", true}; });
+  Client client(loop);
+  Result r = get(loop, client, server.url());
+  CHECK(r.ec == duet::errc::malformed_response);
+  CHECK(r.res.reason.find("HPE_") != std::string::npos);
+}
+
+TEST_CASE("oversized headers fail with header_too_large", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) {
+    return Step{"HTTP/1.1 200 OK\r\nX-Huge: " + std::string(100'000, 'h') + "\r\nContent-Length: 0\r\n\r\n"};
+  });
+  Client client(loop);
+  CHECK(get(loop, client, server.url()).ec == duet::errc::header_too_large);
+}
+
+TEST_CASE("headers that never finish hit the header timeout", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\nX-Slow: "}; });
+  ClientOptions opts;
+  opts.header_timeout = 100ms;
+  Client client(loop, opts);
+  const auto start = std::chrono::steady_clock::now();
+  Result r = get(loop, client, server.url());
+  CHECK(r.ec.value() == UV_ETIMEDOUT);
+  CHECK(r.res.reason.find("header") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start >= 99ms);
+}
+
+TEST_CASE("a server that closes an idle keep-alive connection: GET is retried once, POST is not", "[http][client]") {
+  duet::Loop loop;
+  // Every connection answers its first request, then closes instead of answering the second: the
+  // race of a server closing an idle connection just as the client reuses it.
+  ScriptedServer server(loop, [](auto, std::size_t n, auto&) {
+    if (n == 0) return Step{duet::test::ok("fresh")};
+    return Step{"", false, false, false, true};
+  });
+  Client client(loop);
+  REQUIRE_FALSE(get(loop, client, server.url()).ec);
+  Result retried = get(loop, client, server.url());  // reuses, meets the close, retries fresh
+  REQUIRE_FALSE(retried.ec);
+  CHECK(retried.res.body == "fresh");
+  CHECK(server.connections() == 2);
+
+  duet::http::Request post;
+  post.method = "POST";
+  post.url = duet::http::Url::parse(server.url());
+  post.body = "not idempotent";
+  std::optional<Result> out;
+  client.request(std::move(post), [&](std::error_code ec, Response res) { out = Result{ec, std::move(res)}; });
+  while (!out) loop.run_once();
+  CHECK(out->ec);  // never retried: the server may have acted on it
+  CHECK(server.connections() == 2);
+}
+
+TEST_CASE("redirects: a 301/302/307 chain is followed; a loop ends in too_many_redirects", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, const std::string& head) {
+    auto redirect = [](int code, const std::string& to) {
+      return Step{"HTTP/1.1 " + std::to_string(code) + " Moved\r\nLocation: " + to + "\r\nContent-Length: 0\r\n\r\n"};
+    };
+    if (head.rfind("GET /a ", 0) == 0) return redirect(301, "/b");
+    if (head.rfind("GET /b ", 0) == 0) return redirect(302, "c");
+    if (head.rfind("GET /c ", 0) == 0) return redirect(307, "/final?x=1");
+    if (head.rfind("GET /loop ", 0) == 0) return redirect(302, "/loop");
+    return Step{duet::test::ok("arrived")};
+  });
+  Client client(loop);
+  Result chain = get(loop, client, server.url("/a"));
+  REQUIRE_FALSE(chain.ec);
+  CHECK(chain.res.body == "arrived");
+  CHECK(server.requests().back().rfind("GET /final?x=1 HTTP/1.1", 0) == 0);
+
+  Result loop_result = get(loop, client, server.url("/loop"));
+  CHECK(loop_result.ec == duet::errc::too_many_redirects);
+
+  ClientOptions no_follow;
+  no_follow.max_redirects = 0;
+  Client literal(loop, no_follow);
+  Result first = get(loop, literal, server.url("/a"));
+  REQUIRE_FALSE(first.ec);
+  CHECK(first.res.status == 301);
+  CHECK(first.res.headers.get("Location") == "/b");
+}
+
+TEST_CASE("connection errors: refused, unknown host, https", "[http][client]") {
+  duet::Loop loop;
+  duet::TcpListener probe(loop, duet::Endpoint::loopback(0));
+  const auto port = probe.local_endpoint().port();
+  probe.close();
+  Client client(loop);
+  CHECK(get(loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() == UV_ECONNREFUSED);
+  Result unknown = get(loop, client, "http://no-such-host.invalid/");
+  CHECK(duet::error_name(unknown.ec).rfind("EAI_", 0) == 0);
+  Result https = get(loop, client, "https://example.com/");
+  CHECK(https.ec == duet::errc::unsupported_scheme);
+  CHECK(https.res.reason.find("TLS is not supported") != std::string::npos);
+}
+
+TEST_CASE("at most max_connections_per_origin at once; the rest wait their turn", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
+  ClientOptions opts;
+  opts.max_connections_per_origin = 2;
+  Client client(loop, opts);
+  int done = 0;
+  for (int i = 0; i < 10; ++i) client.get(server.url(), [&](std::error_code ec, Response) { done += ec ? 0 : 1; });
+  while (done < 10) loop.run_once();
+  CHECK(server.max_concurrent() <= 2);
+  CHECK(server.connections() <= 2);
+}
+
+TEST_CASE("a streamed body arrives piece by piece and is not collected", "[http][client]") {
+  duet::Loop loop;
+  const std::string big(1 << 20, 'b');
+  ScriptedServer server(loop, [&](auto, auto, auto&) { return Step{duet::test::ok(big)}; });
+  Client client(loop);
+  std::size_t received = 0;
+  int pieces = 0;
+  duet::http::Request req;
+  req.url = duet::http::Url::parse(server.url());
+  std::optional<Result> out;
+  client.request(
+      std::move(req),
+      [&](std::string_view piece) {
+        received += piece.size();
+        ++pieces;
+      },
+      [&](std::error_code ec, Response res) { out = Result{ec, std::move(res)}; });
+  while (!out) loop.run_once();
+  REQUIRE_FALSE(out->ec);
+  CHECK(received == big.size());
+  CHECK(pieces > 1);
+  CHECK(out->res.body.empty());
+}
+
+TEST_CASE("the coroutine face: responses returned, errors thrown with the reason", "[http][client][coro]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, std::size_t n, auto&) {
+    if (n == 0) return Step{duet::test::ok("first")};
+    return Step{"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", true};
+  });
+  Client client(loop);
+  auto t = [](Client& c, std::string url) -> duet::Task<std::string> {
+    Response first = co_await c.get(url);
+    try {
+      co_await c.get(url);
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == duet::errc::malformed_response);
+      CHECK(std::string(e.what()).find("truncated") != std::string::npos);
+      co_return first.body;
+    }
+    co_return "no error";
+  };
+  CHECK(duet::run(loop, t(client, server.url())) == "first");
+}
+
+TEST_CASE("a request can be cancelled, and destroying the client cancels what is in flight", "[http][client][cancel]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\n"}; });  // never finishes
+  std::optional<Client> client(std::in_place, loop);
+  std::stop_source stop;
+  std::optional<std::error_code> cancelled, dropped;
+  client->get(server.url(), duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { cancelled = ec; }));
+  client->get(server.url(), [&](std::error_code ec, Response) { dropped = ec; });
+  while (server.requests().size() < 2) loop.run_once();
+  stop.request_stop();
+  CHECK_FALSE(cancelled);  // never inside request_stop
+  client.reset();
+  while (!cancelled || !dropped) loop.run_once();
+  CHECK(duet::is_cancelled(*cancelled));
+  CHECK(duet::is_cancelled(*dropped));
+  server.close();
+  loop.run();
+  CHECK(loop.live_resources() == 0);
+}
