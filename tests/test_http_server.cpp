@@ -1,0 +1,176 @@
+// duet's HTTP server, driven by duet's client and by raw sockets (pipelining, abuse).
+#include <catch2/catch.hpp>
+#include <optional>
+
+#include "duet/duet.hpp"
+#include "duet/http/client.hpp"
+#include "duet/http/server.hpp"
+
+using namespace std::chrono_literals;
+using duet::Task;
+using duet::http::Client;
+using duet::http::Reply;
+using duet::http::Response;
+using duet::http::Server;
+using duet::http::ServerRequest;
+
+namespace {
+
+Response text(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers.add("Content-Type", "text/plain");
+  r.body = std::move(body);
+  return r;
+}
+
+/// Sends `bytes` on a raw connection and collects everything the server sends until it closes (or
+/// `limit` passes).
+std::string raw_exchange(duet::Loop& loop, const duet::Endpoint& at, std::string bytes, std::chrono::milliseconds limit = 5s,
+                         bool half_close = false) {
+  std::string got;
+  bool done = false;
+  std::optional<duet::TcpStream> s;
+  duet::connect(loop, at, 5s, [&](std::error_code ec, duet::TcpStream stream) {
+    REQUIRE_FALSE(ec);
+    s = std::move(stream);
+    s->write(std::move(bytes), [](std::error_code) {});
+    if (half_close) s->shutdown([](std::error_code) {});
+    s->read_start([&](std::error_code rec, std::span<const char> chunk) {
+      if (rec || chunk.empty()) {
+        done = true;
+        return;
+      }
+      got.append(chunk.begin(), chunk.end());
+    });
+  });
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(limit, 0ms, [&] { timed_out = true; });
+  while (!done && !timed_out) loop.run_once();
+  if (s) s->close();
+  return got;
+}
+
+std::size_t count(const std::string& hay, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("the server answers duet's client over keep-alive, callback-face handler", "[http][server]") {
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest req, Reply reply) {
+    if (req.path == "/hello") return reply(text(200, "hello " + req.query));
+    reply(text(404, "no " + req.path));
+  });
+  Client client(loop);
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port());
+  auto t = [&]() -> Task<std::pair<Response, Response>> {
+    Response a = co_await client.get(base + "/hello?name=x");
+    Response b = co_await client.get(base + "/missing");
+    co_return std::pair(std::move(a), std::move(b));
+  };
+  auto [a, b] = duet::run(loop, t());
+  CHECK(a.status == 200);
+  CHECK(a.body == "hello name=x");
+  CHECK(a.headers.get("Content-Type") == "text/plain");
+  CHECK(b.status == 404);
+  CHECK(b.reason == "Not Found");
+  CHECK(server.connections() == 1);  // both requests on one kept-alive connection
+}
+
+TEST_CASE("a coroutine-face handler; an exception in a handler becomes a 500", "[http][server][coro]") {
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest req) -> Task<Response> {
+    co_await duet::sleep(loop, 1ms);
+    if (req.path == "/fail") throw std::runtime_error("handler failed");
+    co_return text(200, "slept");
+  });
+  Client client(loop);
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port());
+  auto t = [&]() -> Task<std::pair<Response, Response>> {
+    Response ok = co_await client.get(base + "/");
+    Response bad = co_await client.get(base + "/fail");
+    co_return std::pair(std::move(ok), std::move(bad));
+  };
+  auto [ok, bad] = duet::run(loop, t());
+  CHECK(ok.body == "slept");
+  CHECK(bad.status == 500);
+  CHECK(bad.body.find("handler failed") != std::string::npos);
+}
+
+TEST_CASE("pipelined requests are answered in order, whatever order the handlers finish in", "[http][server]") {
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest req) -> Task<Response> {
+    const int delay = req.path == "/1" ? 30 : req.path == "/2" ? 15 : 1;  // the first finishes last
+    co_await duet::sleep(loop, std::chrono::milliseconds(delay));
+    co_return text(200, "answer" + req.path);
+  });
+  const std::string three = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string got = raw_exchange(loop, server.local_endpoint(), three);
+  const auto a1 = got.find("answer/1"), a2 = got.find("answer/2"), a3 = got.find("answer/3");
+  REQUIRE(a1 != std::string::npos);
+  REQUIRE(a2 != std::string::npos);
+  REQUIRE(a3 != std::string::npos);
+  CHECK(a1 < a2);
+  CHECK(a2 < a3);
+  CHECK(count(got, "HTTP/1.1 200") == 3);
+  CHECK(got.find("Connection: close") != std::string::npos);  // honoured, and the server closed
+}
+
+TEST_CASE("HEAD carries the length but no body; Connection: close is honoured", "[http][server]") {
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "twelve bytes")); });
+  const std::string got = raw_exchange(loop, server.local_endpoint(), "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(got.find("Content-Length: 12\r\n") != std::string::npos);
+  CHECK(got.find("twelve bytes") == std::string::npos);
+  CHECK(got.find("Connection: close") != std::string::npos);
+}
+
+TEST_CASE("malformed requests get 400, oversized headers 431, oversized bodies 413", "[http][server]") {
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.max_header_bytes = 1024;
+  opts.max_body_bytes = 10;
+  int handled = 0;
+  Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest, Reply reply) {
+    ++handled;
+    reply(text(200, "ok"));
+  }, opts);
+  CHECK(raw_exchange(loop, server.local_endpoint(), "NOT HTTP AT ALL\r\n\r\n").rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nX: " + std::string(2000, 'x') + "\r\n\r\n").rfind("HTTP/1.1 431", 0) == 0);
+  CHECK(raw_exchange(loop, server.local_endpoint(), "POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n01234567890123456789").rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(handled == 0);
+}
+
+TEST_CASE("a client that never finishes its headers is disconnected after the header timeout", "[http][server]") {
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.header_timeout = 100ms;
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string got = raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nHost: sl", 5s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(got.empty());
+  CHECK(took >= 99ms);
+  CHECK(took < 4s);  // closed by the server, not by the test's own limit
+  CHECK(server.connections() == 0);
+}
+
+TEST_CASE("beyond max_connections new connections are closed at once", "[http][server]") {
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.max_connections = 1;
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+  std::optional<duet::TcpStream> first;
+  duet::connect(loop, server.local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    first = std::move(s);
+  });
+  while (server.connections() < 1) loop.run_once();
+  CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 5s).empty());
+  CHECK(server.connections() == 1);
+}
