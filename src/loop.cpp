@@ -1,5 +1,7 @@
 #include "duet/loop.hpp"
 
+#include "duet/task.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -137,6 +139,7 @@ Loop::~Loop() {
     core->report(std::make_exception_ptr(std::system_error(make_error_code(errc::loop_closed), what)));
   }
   core->closing = true;
+  *core->alive = false;
   std::vector<detail::UniqueFunction<void()>> dropped;
   {
     std::lock_guard lock(core->queue_mutex);
@@ -186,6 +189,7 @@ Loop::~Loop() {
 namespace {
 // Counts how deep an owned loop is inside its own uv_run, so that destroying it there is caught.
 struct Running {
+  detail::NestedRun trampoline;  // a run inside a coroutine drives its own coroutines
   detail::LoopCore* core;
   explicit Running(detail::LoopCore* c) : core(c) { core->running += core->owns_uv ? 1 : 0; }
   ~Running() { core->running -= core->owns_uv ? 1 : 0; }

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "duet/task.hpp"
+#include "duet/detail/poison.hpp"
 
 namespace duet::detail {
 namespace {
@@ -21,7 +22,10 @@ struct FreeLists {
   std::size_t count[kClasses] = {};
   ~FreeLists() {
     for (Block*& h : head) {
-      while (h) ::operator delete(std::exchange(h, h->next));
+      while (h) {
+        unpoison(h, sizeof(Block));
+        ::operator delete(std::exchange(h, h->next));
+      }
     }
   }
 };
@@ -36,8 +40,10 @@ void* allocate_frame(std::size_t n) {
   const std::size_t c = size_class(n);
   if (c >= kClasses) return ::operator new(n);
   if (FreeLists::Block* b = lists.head[c]) {
+    unpoison(b, sizeof(FreeLists::Block));
     lists.head[c] = b->next;
     --lists.count[c];
+    unpoison(b, (c + 1) * kGranule);
     return b;
   }
   // Always the whole size class, so any block of a class can serve any frame of that class.
@@ -54,15 +60,31 @@ void deallocate_frame(void* p, std::size_t n) noexcept {
   b->next = lists.head[c];
   lists.head[c] = b;
   ++lists.count[c];
+  poison(b, (c + 1) * kGranule);  // a resumed dead frame is still caught by ASan
+}
+
+namespace {
+struct Trampoline {
+  std::vector<std::coroutine_handle<>> queue;
+  std::size_t next = 0;
+  bool draining = false;
+};
+thread_local Trampoline t;
+}  // namespace
+
+NestedRun::NestedRun() {
+  if (!t.draining) return;  // not inside a coroutine: nothing to set aside
+  saved_ = new Trampoline(std::move(t));
+  t = Trampoline();
+}
+
+NestedRun::~NestedRun() {
+  if (!saved_) return;
+  t = std::move(*static_cast<Trampoline*>(saved_));
+  delete static_cast<Trampoline*>(saved_);
 }
 
 void resume(std::coroutine_handle<> h) {
-  struct Trampoline {
-    std::vector<std::coroutine_handle<>> queue;
-    std::size_t next = 0;
-    bool draining = false;
-  };
-  thread_local Trampoline t;
   if (t.draining) {
     t.queue.push_back(h);
     return;

@@ -219,3 +219,51 @@ TEST_CASE("a cancelled task cannot start new operations", "[cancel][coro]") {
   CHECK(events == std::vector<std::string>{"cancelled", "refused"});
   handle.result();
 }
+
+TEST_CASE("a coroutine awaiting a task handle can be cancelled and timed out", "[cancel][timeout][coro]") {
+  duet::Loop loop;
+  auto slow = [](duet::Loop& l) -> Task<int> {
+    co_await duet::sleep(l, 60s);
+    co_return 1;
+  };
+  auto timed = [&](duet::Loop& l) -> Task<int> {
+    auto h = duet::spawn(l, slow(l));
+    try {
+      co_return co_await duet::with_timeout(10ms, std::move(h));
+    } catch (const duet::TimedOut&) {
+      co_return -1;
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(duet::run(loop, timed(loop)) == -1);
+  CHECK(std::chrono::steady_clock::now() - start < 10s);
+
+  auto waiter = [](duet::JoinHandle<int>& h) -> Task<int> { co_return co_await h; };
+  auto inner = duet::spawn(loop, slow(loop));
+  auto outer = duet::spawn(loop, waiter(inner));
+  loop.post([&] { outer.cancel(); });
+  while (!outer.done()) loop.run_once();
+  CHECK_THROWS_AS(outer.result(), duet::Cancelled);
+  CHECK_FALSE(inner.done());  // the awaited task runs on: only the waiting stopped
+  inner.cancel();
+  loop.run();
+  CHECK_THROWS_AS(inner.result(), duet::Cancelled);
+}
+
+TEST_CASE("with_timeout: a result due in the same turn as the deadline wins", "[timeout][coro]") {
+  duet::Loop loop;
+  auto work = [](duet::Loop& l) -> Task<int> {
+    co_await duet::sleep(l, 20ms);
+    co_return 42;
+  };
+  auto t = [&](duet::Loop& l) -> Task<int> {
+    try {
+      co_return co_await duet::with_timeout(20ms, work(l));
+    } catch (const duet::TimedOut&) {
+      co_return -1;
+    }
+  };
+  int wins = 0;
+  for (int i = 0; i < 10; ++i) wins += duet::run(loop, t(loop)) == 42 ? 1 : 0;
+  CHECK(wins == 10);
+}

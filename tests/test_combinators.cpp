@@ -138,3 +138,62 @@ TEST_CASE("leaving an as_completed loop early cancels the tasks still running", 
   CHECK(cancelled == 2);
   CHECK(loop.live_resources() == 0);
 }
+
+TEST_CASE("destroying the loop while an as_completed consumer waits frees every frame", "[as_completed][loop]") {
+  int cleaned = 0;
+  struct Cleanup {
+    int& n;
+    ~Cleanup() { ++n; }
+  };
+  auto sleeper = [](duet::Loop& l, int& n) -> Task<int> {
+    Cleanup c{n};
+    co_await duet::sleep(l, 10s);
+    co_return 1;
+  };
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});
+    auto consumer = [&](duet::Loop& l) -> Task<int> {
+      std::vector<Task<int>> v;
+      v.push_back(sleeper(l, cleaned));
+      v.push_back(sleeper(l, cleaned));
+      for (auto next : duet::as_completed(std::move(v))) co_return static_cast<int>((co_await next).index);
+      co_return -1;
+    };
+    auto h = duet::spawn(loop, consumer(loop));
+    while (cleaned == 0 && loop.run_once()) {
+      if (loop.live_resources() >= 2) break;  // both children are asleep
+    }
+  }
+  CHECK(cleaned == 2);  // the children's RAII ran: their frames were destroyed, not leaked
+}
+
+TEST_CASE("leaving as_completed after every task finished still reports an untaken failure", "[as_completed]") {
+  duet::Loop loop;
+  std::vector<std::string> errors;
+  loop.set_error_handler([&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      errors.emplace_back(ex.what());
+    }
+  });
+  auto t = [](duet::Loop&) -> Task<std::size_t> {
+    // Neither task suspends: both have finished by the time the consumer takes the first result.
+    auto ok = []() -> Task<int> { co_return 1; };
+    auto bad = []() -> Task<int> {
+      throw std::runtime_error("failed at once");
+      co_return 0;
+    };
+    std::vector<Task<int>> v;
+    v.push_back(ok());
+    v.push_back(bad());
+    for (auto next : duet::as_completed(std::move(v))) {
+      auto [index, value] = co_await next;
+      co_return index;  // leaves with the failure untaken
+    }
+    co_return 99;
+  };
+  CHECK(duet::run(loop, t(loop)) == 0);
+  CHECK(errors == std::vector<std::string>{"failed at once"});
+}

@@ -193,3 +193,72 @@ TEST_CASE("coroutine frames are recycled", "[task]") {
   duet::Task<int> second = task(2);
   CHECK(second.handle().address() == frame);  // the same memory, not a new allocation
 }
+
+TEST_CASE("awaiting a handle that its owner drops meanwhile is safe", "[task][spawn]") {
+  duet::Loop loop;
+  auto slow = [](duet::Loop& l) -> duet::Task<int> {
+    co_await duet::sleep(l, 5ms);
+    co_return 42;
+  };
+  auto waiter = [](duet::JoinHandle<int>& h) -> duet::Task<int> { co_return co_await h; };
+  auto inner = duet::spawn(loop, slow(loop));
+  auto outer = duet::spawn(loop, waiter(inner));
+  duet::sleep(loop, 1ms, [&](std::error_code) { inner.detach(); });  // while `outer` waits on it
+  loop.run();
+  CHECK(outer.result() == 42);
+}
+
+TEST_CASE("a handle that outlives its loop: a failure is still reported, not lost or crashed on", "[task][spawn]") {
+  duet::JoinHandle<int> handle;  // declared first: destroyed after the loop
+  {
+    duet::Loop loop;
+    handle = duet::spawn(loop, fails());
+    loop.run();
+    REQUIRE(handle.done());
+  }
+  CHECK_THROWS_AS(handle.on_done([] {}), std::logic_error);
+  handle = duet::JoinHandle<int>();  // unobserved failure, loop gone: reported on stderr, no crash
+}
+
+TEST_CASE("a task spawned but never started reports loop_closed", "[task][spawn]") {
+  duet::JoinHandle<int> handle;
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});
+    handle = duet::spawn(loop, answer());
+  }
+  REQUIRE(handle.done());
+  try {
+    handle.result();
+    FAIL("no exception");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == duet::errc::loop_closed);
+  }
+}
+
+TEST_CASE("awaiting an empty task throws logic_error", "[task]") {
+  duet::Loop loop;
+  auto t = []() -> duet::Task<int> {
+    duet::Task<int> empty;
+    co_return co_await std::move(empty);
+  };
+  CHECK_THROWS_AS(duet::run(loop, t()), std::logic_error);
+}
+
+TEST_CASE("a loop run from inside a coroutine runs its own tasks", "[task]") {
+  auto small = [](duet::Loop& l) -> duet::Task<int> {
+    co_await duet::sleep(l, 1ms);
+    co_return 7;
+  };
+  auto blocking_helper = [&] {  // a synchronous API built on a private loop
+    duet::Loop private_loop;
+    return duet::run(private_loop, small(private_loop));
+  };
+  auto outer = [&](duet::Loop& l) -> duet::Task<int> {
+    int r = blocking_helper();
+    co_await duet::sleep(l, 1ms);
+    co_return r;
+  };
+  duet::Loop loop;
+  CHECK(duet::run(loop, outer(loop)) == 7);
+}

@@ -86,7 +86,11 @@ class AsCompletedState final : public Join, public SpawnedTask {
 
   /// The owner is gone: cancel what still runs and let the last child free the state.
   static void abandon(std::shared_ptr<AsCompletedState> self) {
-    if (!self->started_ || self->running_ == 0) return;
+    if (!self->started_) return;
+    if (self->running_ == 0) {  // all done: only the results nobody took remain, and failures among them count
+      for (std::size_t index : self->ready_) self->report_orphan(index);
+      return;
+    }
     self->orphaned_ = true;
     self->waiter_ = {};
     self->self_ = self;

@@ -37,6 +37,8 @@
 #pragma once
 
 #include <coroutine>
+#include <cstdio>
+#include <optional>
 #include <exception>
 #include <memory>
 #include <stdexcept>
@@ -81,7 +83,7 @@ using Stored = std::conditional_t<std::is_void_v<T>, std::monostate,
 template <class T>
 class SpawnState final : public SpawnedTask, public std::enable_shared_from_this<SpawnState<T>> {
  public:
-  SpawnState(Loop& loop, Task<T> task) : loop_(&loop), task_(std::move(task)) {}
+  SpawnState(Loop& loop, Task<T> task) : loop_(&loop), loop_alive_(loop.core().alive), task_(std::move(task)) {}
 
   void start() {
     loop_->core().link_task(this);
@@ -108,6 +110,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
 
   void on_done(UniqueFunction<void()> cb) {
     observed_ = true;
+    if (!*loop_alive_) throw std::logic_error("duet::JoinHandle::on_done: the loop was destroyed");
     if (done()) return loop_->core().defer(std::move(cb));
     callbacks_.push_back(std::move(cb));
   }
@@ -116,6 +119,23 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     if (awaiter_) throw std::logic_error("duet::JoinHandle: awaited by two coroutines at once");
     observed_ = true;
     awaiter_ = waiter;
+  }
+
+  /// The waiting coroutine was cancelled: forget it, and resume it (on the loop's next turn, never
+  /// inside request_stop) so that it throws Cancelled. False if the task finished first.
+  bool drop_awaiter(std::coroutine_handle<> waiter) noexcept {
+    if (awaiter_ != waiter) return false;
+    awaiter_ = {};
+    loop_->core().defer([waiter] { resume(waiter); });
+    return true;
+  }
+
+  /// The deferred start never ran (the loop was destroyed first): the handle reports loop_closed.
+  void never_started() noexcept {
+    if (outcome_.index() != 0) return;
+    outcome_.template emplace<2>(std::make_exception_ptr(
+        std::system_error(make_error_code(errc::loop_closed), "the loop was destroyed before the task started")));
+    observed_ = true;
   }
 
   T result() {
@@ -171,10 +191,19 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
   void report_if_unobserved() noexcept {
     if (!done() || observed_ || handle_alive_ || outcome_.index() != 2) return;
     observed_ = true;
-    loop_->core().report(std::get<2>(outcome_));
+    if (*loop_alive_) return loop_->core().report(std::get<2>(outcome_));
+    // The loop is gone, and its error hook with it: say it where it cannot be missed.
+    try {
+      std::rethrow_exception(std::get<2>(outcome_));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "duet: a detached task failed after its loop was destroyed: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "duet: a detached task failed after its loop was destroyed\n");
+    }
   }
 
   Loop* loop_;
+  std::shared_ptr<bool> loop_alive_;
   Task<T> task_;
   std::stop_source stop_;
   std::coroutine_handle<> driver_;
@@ -226,18 +255,48 @@ class JoinHandle {
   /// Gives up the handle; the task runs on.
   void detach() noexcept { release(); }
 
+  /// Waits for the task. Owns a reference to the task's state, so the handle itself may be dropped
+  /// meanwhile. A waiting coroutine that is cancelled stops waiting (the task runs on) and throws
+  /// `Cancelled`.
   class Awaiter {
    public:
-    explicit Awaiter(detail::SpawnState<T>& s) noexcept : state_(s) {}
-    bool await_ready() const noexcept { return state_.done(); }
-    void await_suspend(std::coroutine_handle<> waiter) { state_.await(waiter); }
-    T await_resume() { return state_.result(); }
+    explicit Awaiter(std::shared_ptr<detail::SpawnState<T>> s) noexcept : state_(std::move(s)) {}
+    bool await_ready() const noexcept { return state_->done(); }
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> waiter) {
+      const TaskContext& context = detail::context_of(waiter);
+      if (context.stop_token.stop_requested()) {
+        cancelled_ = true;
+        return false;
+      }
+      state_->await(waiter);
+      waiter_ = waiter;
+      if (context.stop_token.stop_possible()) stop_.emplace(context.stop_token, StopFn{this});
+      return true;
+    }
+    T await_resume() {
+      stop_.reset();
+      if (cancelled_) throw Cancelled();
+      return state_->result();
+    }
 
    private:
-    detail::SpawnState<T>& state_;
+    struct StopFn {
+      Awaiter* self;
+      void operator()() const noexcept {
+        if (self->state_->drop_awaiter(self->waiter_)) self->cancelled_ = true;
+      }
+    };
+    std::shared_ptr<detail::SpawnState<T>> state_;
+    std::coroutine_handle<> waiter_;
+    std::optional<std::stop_callback<StopFn>> stop_;
+    bool cancelled_ = false;
   };
   /// Waits for the task and returns its result (or rethrows its exception).
-  Awaiter operator co_await() { return Awaiter(state()); }
+  Awaiter operator co_await() {
+    state();  // throws on an empty handle
+    return Awaiter(state_);
+  }
 
  private:
   detail::SpawnState<T>& state() const {
@@ -254,7 +313,17 @@ class JoinHandle {
 template <class T>
 JoinHandle<T> spawn(Loop& loop, Task<T> task) {
   auto state = std::make_shared<detail::SpawnState<T>>(loop, std::move(task));
-  loop.core().defer([state]() mutable { state->start(); });
+  // If the loop is destroyed before the start runs, the handle still learns the task's fate.
+  struct Start {
+    std::shared_ptr<detail::SpawnState<T>> state;
+    Start(std::shared_ptr<detail::SpawnState<T>> s) noexcept : state(std::move(s)) {}
+    Start(Start&&) noexcept = default;
+    ~Start() {
+      if (state) state->never_started();
+    }
+    void operator()() { std::exchange(state, nullptr)->start(); }
+  };
+  loop.core().defer(Start(state));
   return JoinHandle<T>(std::move(state));
 }
 

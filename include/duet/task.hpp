@@ -29,6 +29,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -48,6 +49,20 @@ namespace detail {
 /// through here, so the stack stays flat however long a chain of co_awaits is, whatever the optimiser
 /// does with tail calls.
 void resume(std::coroutine_handle<> h);
+
+/// A loop run from inside a coroutine (another loop's `run`, say) gets a trampoline of its own, so
+/// that its coroutines run now rather than wait for the outer coroutine to suspend. Loop::run and
+/// run_once hold one of these.
+class NestedRun {
+ public:
+  NestedRun();
+  ~NestedRun();
+  NestedRun(const NestedRun&) = delete;
+  NestedRun& operator=(const NestedRun&) = delete;
+
+ private:
+  void* saved_ = nullptr;
+};
 
 /// Recycles coroutine frames: per-thread free lists by size class. `set_frame_recycling(false)`
 /// (for benchmarks) frees blocks at once instead of keeping them.
@@ -167,14 +182,17 @@ class [[nodiscard]] Task {
   class Awaiter {
    public:
     explicit Awaiter(std::coroutine_handle<promise_type> h) noexcept : task_(h) {}
-    bool await_ready() const noexcept { return !task_ || task_.done(); }
+    bool await_ready() const noexcept { return !task_ || task_.done(); }  // an empty Task: see await_resume
     template <class P>
     void await_suspend(std::coroutine_handle<P> awaiting) {
       task_.promise().set_continuation(awaiting);
       task_.promise().set_context(detail::context_of(awaiting));
       detail::resume(task_);  // starts once the awaiting coroutine has returned to the trampoline
     }
-    T await_resume() { return task_.promise().result(); }
+    T await_resume() {
+      if (!task_) throw std::logic_error("duet::Task: awaiting an empty (moved-from or default) task");
+      return task_.promise().result();
+    }
 
    private:
     std::coroutine_handle<promise_type> task_;

@@ -50,12 +50,19 @@ class WithTimeout final : public Join {
     parent_token_ = context.stop_token;
     if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&work_stop_});
     remaining_ = 3;  // the work, the timer, and this call until both are started
-    duet::sleep(*context.loop, limit_, duet::with_cancellation(timer_stop_.get_token(), [this](std::error_code ec) {
-                  if (!ec) {  // the deadline passed first
-                    timed_out_ = true;
-                    work_stop_.request_stop();
+    Loop* loop = context.loop;
+    duet::sleep(*loop, limit_, duet::with_cancellation(timer_stop_.get_token(), [this, loop](std::error_code ec) {
+                  if (ec) {  // the work finished first and stopped the timer
+                    if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
+                    return;
                   }
-                  if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
+                  // The deadline passed. Libuv runs timers before I/O in each turn, so the cancel waits
+                  // for the next turn: a result that arrives in this same turn still wins.
+                  timed_out_ = true;
+                  loop->core().defer([this] {
+                    if (!work_done_) work_stop_.request_stop();
+                    if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
+                  });
                 }));
     child_ = make_child<T>(std::move(awaitable_), outcome_);
     child_.start(*this, 0, {context.loop, work_stop_.get_token()});
@@ -65,6 +72,7 @@ class WithTimeout final : public Join {
   T await_resume() {
     if (outcome_.failed()) {
       if (timed_out_ && is_cancelled_exception(outcome_.error()) && !parent_token_.stop_requested()) throw TimedOut();
+      // (a result that arrived in the deadline's own turn is returned below, timed out or not)
       std::rethrow_exception(outcome_.error());
     }
     if constexpr (std::is_void_v<T>) return;
@@ -73,6 +81,7 @@ class WithTimeout final : public Join {
 
   // Join: the work is done; stop the timer (its callback still has to arrive).
   std::coroutine_handle<> child_done(std::size_t) noexcept override {
+    work_done_ = true;
     timer_stop_.request_stop();
     return arrive();
   }
@@ -88,6 +97,7 @@ class WithTimeout final : public Join {
   std::stop_token parent_token_;
   int remaining_ = 0;
   bool timed_out_ = false;
+  bool work_done_ = false;
   std::stop_source work_stop_;
   std::stop_source timer_stop_;
   std::optional<std::stop_callback<StopForward>> link_;

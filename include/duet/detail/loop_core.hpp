@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "duet/cancellation.hpp"
+#include "duet/detail/poison.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/error.hpp"
 
@@ -41,7 +42,10 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
   ~Pool() {
     for (Block*& head : free_) {
-      while (head) ::operator delete(std::exchange(head, head->next));
+      while (head) {
+        unpoison(head, sizeof(Block));
+        ::operator delete(std::exchange(head, head->next));
+      }
     }
   }
 
@@ -49,7 +53,9 @@ class Pool {
     const std::size_t c = size_class(n);
     if (c >= kClasses) return ::operator new(n);
     if (Block* b = free_[c]) {
+      unpoison(b, sizeof(Block));
       free_[c] = b->next;
+      unpoison(b, (c + 1) * kGranule);
       return b;
     }
     return ::operator new((c + 1) * kGranule);
@@ -64,6 +70,7 @@ class Pool {
     auto* b = static_cast<Block*>(p);
     b->next = free_[c];
     free_[c] = b;
+    poison(b, (c + 1) * kGranule);  // a use after free of a recycled request is still caught by ASan
   }
 
  private:
@@ -116,6 +123,8 @@ struct LoopCore {
   uv_loop_t* uv = nullptr;
   bool owns_uv = false;
   bool closing = false;      // set by ~Loop: completions no longer reach user code
+  // False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   bool dispatching = false;  // the post queue is being run: the core must outlive that
   int running = 0;           // nesting of Loop::run / run_once on an owned loop
   Pool pool;
@@ -169,13 +178,17 @@ struct LoopCore {
   }
 
   /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
+  /// Destroying frames can create new orphans (an as_completed abandoned by a destroyed frame): repeat
+  /// until no task is left.
   void cancel_and_destroy_tasks() noexcept {
-    while (SpawnedTask* t = tasks) {
-      unlink_task_from_list(t);
-      link_task(t, &cancelled_tasks);
-      t->cancel();  // may finish the task, which unlinks it
+    while (tasks || cancelled_tasks) {
+      while (SpawnedTask* t = tasks) {
+        unlink_task_from_list(t);
+        link_task(t, &cancelled_tasks);
+        t->cancel();  // may finish the task, which unlinks it
+      }
+      while (SpawnedTask* t = cancelled_tasks) t->destroy_frames();
     }
-    while (SpawnedTask* t = cancelled_tasks) t->destroy_frames();
   }
 
   void link(Resource* r) noexcept {
