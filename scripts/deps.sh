@@ -7,6 +7,7 @@ DUET_PACKAGES=(
   node-llhttp                    # llhttp's C sources, built as a static library
   catch2                         # tests (v2)
   libbenchmark-dev               # micro-benchmarks (bench/)
+  nginx-light python3            # real HTTP peers for the client tests (Node.js comes with the machine)
 )
 
 duet_ensure_packages() {

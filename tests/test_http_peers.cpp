@@ -1,0 +1,226 @@
+// duet's HTTP client against real servers nobody here wrote, started by the tests on loopback ports:
+// nginx, Python's http.server (HTTP/1.0, close-delimited bodies) and a Node.js http server (chunked).
+// Both faces for each.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+
+#include "duet/duet.hpp"
+#include "duet/http/client.hpp"
+#include "peer_process.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using duet::Task;
+using duet::http::Client;
+using duet::http::ClientOptions;
+using duet::http::Response;
+using duet::test::PeerProcess;
+using duet::test::TempDir;
+
+namespace {
+
+enum class Face { callbacks, coroutines };
+
+/// GET through either face; errors come back as the error_code either way.
+std::pair<std::error_code, Response> get(Face face, duet::Loop& loop, Client& client, const std::string& url) {
+  if (face == Face::callbacks) {
+    std::optional<std::pair<std::error_code, Response>> out;
+    client.get(url, [&](std::error_code ec, Response res) { out.emplace(ec, std::move(res)); });
+    while (!out) loop.run_once();
+    return std::move(*out);
+  }
+  auto t = [&]() -> Task<std::pair<std::error_code, Response>> {
+    try {
+      co_return std::pair(std::error_code(), co_await client.get(url));
+    } catch (const std::system_error& e) {
+      co_return std::pair(e.code(), Response());
+    }
+  };
+  return duet::run(loop, t());
+}
+
+/// "http://127.0.0.1:PORT" + path (appended: g++ 12's -Wrestrict misfires on "literal" + string chains).
+std::string local_url(std::uint16_t port, const std::string& path = "") {
+  std::string url = "http://127.0.0.1:";
+  url += std::to_string(port);
+  url += path;
+  return url;
+}
+
+std::string file_name(int i) {
+  std::string name = "f";
+  name += std::to_string(i);
+  name += ".bin";
+  return name;
+}
+
+std::string random_bytes(std::size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
+  return s;
+}
+
+void write_file(const std::filesystem::path& p, const std::string& data) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << data;
+}
+
+/// Waits until something accepts connections on `port` (a server just started).
+void wait_until_listening(duet::Loop& loop, std::uint16_t port) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::optional<std::error_code> result;
+    duet::connect(loop, duet::Endpoint::loopback(port), 1s, [&](std::error_code ec, duet::TcpStream) { result = ec; });
+    while (!result) loop.run_once();
+    if (!*result) return;
+    bool waited = false;
+    duet::sleep(loop, 20ms, [&](std::error_code) { waited = true; });  // poll again shortly
+    while (!waited) loop.run_once();
+  }
+  FAIL("the server did not start listening on port " << port);
+}
+
+/// nginx on a loopback port, serving `root`, configured by the test.
+struct Nginx {
+  TempDir dir;
+  std::uint16_t port;
+  std::optional<PeerProcess> process;
+
+  Nginx(duet::Loop& loop, const std::filesystem::path& root) {
+    {  // a free port: bound, then released for nginx
+      duet::TcpListener probe(loop, duet::Endpoint::loopback(0));
+      port = probe.local_endpoint().port();
+    }
+    loop.run();
+    const std::string d = dir.path().string();
+    std::ofstream(dir / "nginx.conf") << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+                                      << "error_log " << d << "/error.log;\npid " << d << "/nginx.pid;\n"
+                                      << "events { worker_connections 1024; }\n"
+                                      << "http {\n  access_log off;\n  client_body_temp_path " << d << "/tmp_body;\n"
+                                      << "  proxy_temp_path " << d << "/tmp_proxy;\n  fastcgi_temp_path " << d << "/tmp_fastcgi;\n"
+                                      << "  types { image/gif gif; text/plain txt; application/octet-stream bin; }\n"
+                                      << "  keepalive_requests 1000000;\n"
+                                      << "  server { listen 127.0.0.1:" << port << "; root " << root.string() << "; }\n}\n";
+    process.emplace(std::vector<std::string>{"nginx", "-c", dir / "nginx.conf", "-p", d, "-e", dir / "error.log"}, false);
+    wait_until_listening(loop, port);
+  }
+  std::string url(const std::string& path) const { return local_url(port, path); }
+};
+
+}  // namespace
+
+TEST_CASE("nginx: many files over keep-alive, byte-identical; 404; HEAD", "[http][peers][nginx]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  TempDir www;
+  std::vector<std::string> files;
+  for (int i = 0; i < 40; ++i) {
+    files.push_back(random_bytes(static_cast<std::size_t>(1 + i * 2731), static_cast<unsigned>(i)));
+    write_file(www.path() / file_name(i), files.back());
+  }
+  Nginx nginx(loop, www.path());
+  ClientOptions opts;
+  opts.max_connections_per_origin = 4;
+  Client client(loop, opts);
+  for (int i = 0; i < 40; ++i) {
+    auto [ec, res] = get(face, loop, client, nginx.url("/" + file_name(i)));
+    REQUIRE_FALSE(ec);
+    CHECK(res.status == 200);
+    CHECK(res.body == files[static_cast<std::size_t>(i)]);
+  }
+  CHECK(client.open_connections() == 1);  // sequential requests: one kept-alive connection
+
+  auto [ec404, missing] = get(face, loop, client, nginx.url("/no-such-file"));
+  REQUIRE_FALSE(ec404);
+  CHECK(missing.status == 404);
+
+  duet::http::Request head;
+  head.method = "HEAD";
+  head.url = duet::http::Url::parse(nginx.url("/f39.bin"));
+  std::optional<Response> head_res;
+  client.request(std::move(head), [&](std::error_code ec, Response res) {
+    REQUIRE_FALSE(ec);
+    head_res = std::move(res);
+  });
+  while (!head_res) loop.run_once();
+  CHECK(head_res->headers.get("Content-Length") == std::to_string(files[39].size()));
+  CHECK(head_res->body.empty());
+}
+
+TEST_CASE("nginx: concurrent requests share the per-origin pool", "[http][peers][nginx]") {
+  duet::Loop loop;
+  TempDir www;
+  write_file(www.path() / "flag.gif", random_bytes(367, 7));
+  Nginx nginx(loop, www.path());
+  ClientOptions opts;
+  opts.max_connections_per_origin = 8;
+  Client client(loop, opts);
+  int ok = 0;
+  for (int i = 0; i < 500; ++i)
+    client.get(nginx.url("/flag.gif"), [&](std::error_code ec, Response res) { ok += (!ec && res.body.size() == 367) ? 1 : 0; });
+  while (ok < 500 && loop.run_once()) {
+  }
+  CHECK(ok == 500);
+  CHECK(client.open_connections() <= 8);
+}
+
+TEST_CASE("Python http.server: HTTP/1.0, Content-Length and close-delimited bodies", "[http][peers][python]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  TempDir www;
+  const std::string data = random_bytes(50'000, 3);
+  write_file(www.path() / "data.bin", data);
+  PeerProcess python({"python3", DUET_TEST_PEERS_DIR "/python_server.py", www.path().string()}, true);
+  Client client(loop);
+  const std::string base = local_url(python.port());
+  auto [ec, file] = get(face, loop, client, base + "/data.bin");
+  REQUIRE_FALSE(ec);
+  CHECK(file.status == 200);
+  CHECK(file.body == data);
+  auto [ec2, closed] = get(face, loop, client, base + "/close-delimited");
+  REQUIRE_FALSE(ec2);
+  CHECK(closed.headers.get("Content-Length") == std::nullopt);
+  std::string expected;
+  for (int i = 0; i < 100; ++i) expected += "the body ends when the connection does\n";
+  CHECK(closed.body == expected);
+  CHECK(client.open_connections() == 0);  // HTTP/1.0: nothing kept alive
+}
+
+TEST_CASE("Node.js http: a chunked response streamed in pieces; keep-alive reuse", "[http][peers][node]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  PeerProcess node({"node", DUET_TEST_PEERS_DIR "/node_server.js"}, true);
+  Client client(loop);
+  const std::string base = local_url(node.port());
+  std::string expected;
+  for (int i = 0; i < 10; ++i) expected += "chunk " + std::to_string(i) + ";";
+  auto [ec, res] = get(face, loop, client, base + "/chunked");
+  REQUIRE_FALSE(ec);
+  CHECK(res.headers.get("Transfer-Encoding") == "chunked");
+  CHECK(res.body == expected);
+  auto [ec2, again] = get(face, loop, client, base + "/");
+  REQUIRE_FALSE(ec2);
+  CHECK(again.body == "hello");
+  CHECK(client.open_connections() == 1);  // the second request reused the first connection
+
+  std::string streamed;
+  int pieces = 0;
+  duet::http::Request req;
+  req.url = duet::http::Url::parse(base + "/chunked");
+  std::optional<std::error_code> done;
+  client.request(
+      std::move(req),
+      [&](std::string_view piece) {
+        streamed.append(piece);
+        ++pieces;
+      },
+      [&](std::error_code e, Response) { done = e; });
+  while (!done) loop.run_once();
+  REQUIRE_FALSE(*done);
+  CHECK(streamed == expected);
+  CHECK(pieces >= 2);
+}
