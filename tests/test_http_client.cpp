@@ -4,7 +4,9 @@
 
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
+#include "http_faces.hpp"
 #include "scripted_server.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using duet::http::Client;
@@ -13,28 +15,15 @@ using duet::http::Response;
 using duet::test::ScriptedServer;
 using Step = ScriptedServer::Step;
 
-namespace {
-
-struct Result {
-  std::error_code ec;
-  Response res;
-};
-
-/// Runs one GET through the callback face.
-Result get(duet::Loop& loop, Client& client, const std::string& url) {
-  std::optional<Result> out;
-  client.get(url, [&](std::error_code ec, Response res) { out = Result{ec, std::move(res)}; });
-  while (!out) loop.run_once();
-  return std::move(*out);
-}
-
-}  // namespace
+using duet::test::Face;
+using Result = duet::test::GetResult;
 
 TEST_CASE("a GET with a Content-Length body; the request carries Host and User-Agent", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("GIF89a", "Content-Type: image/gif\r\n")}; });
   Client client(loop);
-  Result r = get(loop, client, server.url("/flags/br/br.gif"));
+  Result r = duet::test::get(face, loop, client, server.url("/flags/br/br.gif"));
   REQUIRE_FALSE(r.ec);
   CHECK(r.res.status == 200);
   CHECK(r.res.reason == "OK");
@@ -48,11 +37,12 @@ TEST_CASE("a GET with a Content-Length body; the request carries Host and User-A
 }
 
 TEST_CASE("keep-alive: sequential requests reuse one connection", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, std::size_t n, auto&) { return Step{duet::test::ok("reply " + std::to_string(n))}; });
   Client client(loop);
   for (int i = 0; i < 5; ++i) {
-    Result r = get(loop, client, server.url());
+    Result r = duet::test::get(face, loop, client, server.url());
     REQUIRE_FALSE(r.ec);
     CHECK(r.res.body == "reply " + std::to_string(i));
   }
@@ -61,6 +51,7 @@ TEST_CASE("keep-alive: sequential requests reuse one connection", "[http][client
 }
 
 TEST_CASE("chunked and close-delimited bodies, and a response sent one byte at a time", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](std::size_t conn, auto, auto&) {
     if (conn == 0) return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"};
@@ -70,29 +61,31 @@ TEST_CASE("chunked and close-delimited bodies, and a response sent one byte at a
   ClientOptions opts;
   opts.max_connections_per_origin = 1;
   Client client(loop, opts);
-  CHECK(get(loop, client, server.url()).res.body == "hello world");
+  CHECK(duet::test::get(face, loop, client, server.url()).res.body == "hello world");
   client.~Client();  // force fresh connections for the next cases
   new (&client) Client(loop, opts);
-  Result closed = get(loop, client, server.url());
+  Result closed = duet::test::get(face, loop, client, server.url());
   REQUIRE_FALSE(closed.ec);
   CHECK(closed.res.body == "until the close");
   CHECK(client.open_connections() == 0);  // a close-delimited response cannot be reused
-  Result slow = get(loop, client, server.url());
+  Result slow = duet::test::get(face, loop, client, server.url());
   REQUIRE_FALSE(slow.ec);
   CHECK(slow.res.body == "slowly");
 }
 
 TEST_CASE("a truncated body is an error, never a success", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", true}; });
   Client client(loop);
-  Result r = get(loop, client, server.url());
+  Result r = duet::test::get(face, loop, client, server.url());
   CHECK(r.ec == duet::errc::malformed_response);
   CHECK(r.res.status == 0);
   CHECK(r.res.reason.find("truncated") != std::string::npos);
 }
 
 TEST_CASE("a reset in the middle of the body is UV_ECONNRESET", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) {
     Step step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", false, true};
@@ -100,43 +93,47 @@ TEST_CASE("a reset in the middle of the body is UV_ECONNRESET", "[http][client]"
     return step;
   });
   Client client(loop);
-  Result r = get(loop, client, server.url());
+  Result r = duet::test::get(face, loop, client, server.url());
   CHECK(r.ec.value() == UV_ECONNRESET);
   CHECK(r.res.status == 0);
 }
 
 TEST_CASE("an invalid status line fails with llhttp's reason", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 OK 200\r\n\r\n", true}; });
   Client client(loop);
-  Result r = get(loop, client, server.url());
+  Result r = duet::test::get(face, loop, client, server.url());
   CHECK(r.ec == duet::errc::malformed_response);
   CHECK(r.res.reason.find("HPE_") != std::string::npos);
 }
 
 TEST_CASE("oversized headers fail with header_too_large", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) {
     return Step{"HTTP/1.1 200 OK\r\nX-Huge: " + std::string(100'000, 'h') + "\r\nContent-Length: 0\r\n\r\n"};
   });
   Client client(loop);
-  CHECK(get(loop, client, server.url()).ec == duet::errc::header_too_large);
+  CHECK(duet::test::get(face, loop, client, server.url()).ec == duet::errc::header_too_large);
 }
 
 TEST_CASE("headers that never finish hit the header timeout", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\nX-Slow: "}; });
   ClientOptions opts;
   opts.header_timeout = 100ms;
   Client client(loop, opts);
   const auto start = std::chrono::steady_clock::now();
-  Result r = get(loop, client, server.url());
+  Result r = duet::test::get(face, loop, client, server.url());
   CHECK(r.ec.value() == UV_ETIMEDOUT);
   CHECK(r.res.reason.find("header") != std::string::npos);
   CHECK(std::chrono::steady_clock::now() - start >= 99ms);
 }
 
 TEST_CASE("a server that closes an idle keep-alive connection: GET is retried once, POST is not", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   // Every connection answers its first request, then closes instead of answering the second: the
   // race of a server closing an idle connection just as the client reuses it.
@@ -145,8 +142,8 @@ TEST_CASE("a server that closes an idle keep-alive connection: GET is retried on
     return Step{"", false, false, false, true};
   });
   Client client(loop);
-  REQUIRE_FALSE(get(loop, client, server.url()).ec);
-  Result retried = get(loop, client, server.url());  // reuses, meets the close, retries fresh
+  REQUIRE_FALSE(duet::test::get(face, loop, client, server.url()).ec);
+  Result retried = duet::test::get(face, loop, client, server.url());  // reuses, meets the close, retries fresh
   REQUIRE_FALSE(retried.ec);
   CHECK(retried.res.body == "fresh");
   CHECK(server.connections() == 2);
@@ -163,6 +160,7 @@ TEST_CASE("a server that closes an idle keep-alive connection: GET is retried on
 }
 
 TEST_CASE("redirects: a 301/302/307 chain is followed; a loop ends in too_many_redirects", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, const std::string& head) {
     auto redirect = [](int code, const std::string& to) {
@@ -175,33 +173,34 @@ TEST_CASE("redirects: a 301/302/307 chain is followed; a loop ends in too_many_r
     return Step{duet::test::ok("arrived")};
   });
   Client client(loop);
-  Result chain = get(loop, client, server.url("/a"));
+  Result chain = duet::test::get(face, loop, client, server.url("/a"));
   REQUIRE_FALSE(chain.ec);
   CHECK(chain.res.body == "arrived");
   CHECK(server.requests().back().rfind("GET /final?x=1 HTTP/1.1", 0) == 0);
 
-  Result loop_result = get(loop, client, server.url("/loop"));
+  Result loop_result = duet::test::get(face, loop, client, server.url("/loop"));
   CHECK(loop_result.ec == duet::errc::too_many_redirects);
 
   ClientOptions no_follow;
   no_follow.max_redirects = 0;
   Client literal(loop, no_follow);
-  Result first = get(loop, literal, server.url("/a"));
+  Result first = duet::test::get(face, loop, literal, server.url("/a"));
   REQUIRE_FALSE(first.ec);
   CHECK(first.res.status == 301);
   CHECK(first.res.headers.get("Location") == "/b");
 }
 
 TEST_CASE("connection errors: refused, unknown host, https", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   duet::TcpListener probe(loop, duet::Endpoint::loopback(0));
   const auto port = probe.local_endpoint().port();
   probe.close();
   Client client(loop);
-  CHECK(get(loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() == UV_ECONNREFUSED);
-  Result unknown = get(loop, client, "http://no-such-host.invalid/");
+  CHECK(duet::test::get(face, loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() == UV_ECONNREFUSED);
+  Result unknown = duet::test::get(face, loop, client, "http://no-such-host.invalid/");
   CHECK(duet::error_name(unknown.ec).rfind("EAI_", 0) == 0);
-  Result https = get(loop, client, "https://example.com/");
+  Result https = duet::test::get(face, loop, client, "https://example.com/");
   CHECK(https.ec == duet::errc::unsupported_scheme);
   CHECK(https.res.reason.find("TLS is not supported") != std::string::npos);
 }
@@ -282,4 +281,44 @@ TEST_CASE("a request can be cancelled, and destroying the client cancels what is
   server.close();
   loop.run();
   CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("an idle keep-alive connection is closed after the idle timeout", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
+  ClientOptions opts;
+  opts.idle_timeout = 50ms;
+  Client client(loop, opts);
+  REQUIRE_FALSE(duet::test::get(Face::callbacks, loop, client, server.url()).ec);
+  CHECK(client.idle_connections() == 1);
+  while (client.idle_connections() > 0) loop.run_once();  // ends by the idle timer, not by the test
+  CHECK(client.open_connections() == 0);
+}
+
+TEST_CASE("connect, whole-request timeouts and the body limit", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  duet::test::FullBacklog hangs;
+  ClientOptions opts;
+  opts.connect_timeout = 100ms;
+  opts.request_timeout = 300ms;
+  opts.max_body_bytes = 1000;
+  Client client(loop, opts);
+
+  Result connect = duet::test::get(face, loop, client, "http://127.0.0.1:" + std::to_string(hangs.port()) + "/");
+  CHECK(connect.ec.value() == UV_ETIMEDOUT);
+  CHECK(connect.res.reason.find("connect timed out") != std::string::npos);
+
+  ScriptedServer server(loop, [](auto, std::size_t n, const std::string& head) {
+    if (head.rfind("GET /big", 0) == 0) return Step{duet::test::ok(std::string(5000, 'b'))};
+    (void)n;
+    return Step{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nslow"};  // the rest never comes
+  });
+  const auto start = std::chrono::steady_clock::now();
+  Result slow = duet::test::get(face, loop, client, server.url("/slow"));
+  CHECK(slow.ec.value() == UV_ETIMEDOUT);
+  CHECK(slow.res.reason.find("request timed out") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start >= 299ms);
+
+  CHECK(duet::test::get(face, loop, client, server.url("/big")).ec == duet::errc::body_too_large);
 }

@@ -9,6 +9,7 @@
 
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
+#include "http_faces.hpp"
 #include "peer_process.hpp"
 #include "support.hpp"
 
@@ -18,29 +19,11 @@ using duet::http::Client;
 using duet::http::ClientOptions;
 using duet::http::Response;
 using duet::test::PeerProcess;
+using duet::test::Face;
 using duet::test::TempDir;
+using duet::test::get;
 
 namespace {
-
-enum class Face { callbacks, coroutines };
-
-/// GET through either face; errors come back as the error_code either way.
-std::pair<std::error_code, Response> get(Face face, duet::Loop& loop, Client& client, const std::string& url) {
-  if (face == Face::callbacks) {
-    std::optional<std::pair<std::error_code, Response>> out;
-    client.get(url, [&](std::error_code ec, Response res) { out.emplace(ec, std::move(res)); });
-    while (!out) loop.run_once();
-    return std::move(*out);
-  }
-  auto t = [&]() -> Task<std::pair<std::error_code, Response>> {
-    try {
-      co_return std::pair(std::error_code(), co_await client.get(url));
-    } catch (const std::system_error& e) {
-      co_return std::pair(e.code(), Response());
-    }
-  };
-  return duet::run(loop, t());
-}
 
 /// "http://127.0.0.1:PORT" + path (appended: g++ 12's -Wrestrict misfires on "literal" + string chains).
 std::string local_url(std::uint16_t port, const std::string& path = "") {

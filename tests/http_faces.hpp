@@ -1,0 +1,44 @@
+// Runs an HTTP GET through either face, so that each client test can run through both.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "duet/http/client.hpp"
+#include "duet/spawn.hpp"
+
+namespace duet::test {
+
+enum class Face { callbacks, coroutines };
+
+struct GetResult {
+  std::error_code ec;
+  http::Response res;  // on error: status 0; `reason` says why (the coroutine face: from what())
+};
+
+/// GET `url` through `face` and run the loop until it is answered.
+inline GetResult get(Face face, Loop& loop, http::Client& client, const std::string& url) {
+  if (face == Face::callbacks) {
+    std::optional<GetResult> out;
+    client.get(url, [&](std::error_code ec, http::Response res) { out = GetResult{ec, std::move(res)}; });
+    while (!out) loop.run_once();
+    return std::move(*out);
+  }
+  auto t = [&]() -> Task<GetResult> {
+    try {
+      // The awaited value goes into a named local first: with g++ 12.2 a co_await inside a braced
+      // aggregate initializer left the string's inline buffer pointer aimed at the freed frame.
+      http::Response res = co_await client.get(url);
+      co_return GetResult{std::error_code(), std::move(res)};
+    } catch (const std::system_error& e) {
+      http::Response failed;
+      failed.reason = e.what();
+      co_return GetResult{e.code(), std::move(failed)};
+    }
+  };
+  return run(loop, t());
+}
+
+}  // namespace duet::test
