@@ -29,7 +29,9 @@ struct TcpImpl final : Resource {
 
   uv_stream_t* stream() noexcept { return reinterpret_cast<uv_stream_t*>(&tcp); }
 
-  bool pending() const noexcept override { return reading != Reading::no; }
+  bool pending() const noexcept override {  // an unreferenced stream (an idle pooled one) is not pending work
+    return reading != Reading::no && uv_has_ref(reinterpret_cast<const uv_handle_t*>(&tcp)) != 0;
+  }
   void abandon() noexcept override { close(); }
 
   void close() noexcept {

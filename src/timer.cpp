@@ -27,8 +27,9 @@ struct TimerImpl final : Resource {
   }
 
   void abandon() noexcept override { close(); }
-  bool pending() const noexcept override {
-    return uv_is_active(reinterpret_cast<const uv_handle_t*>(&handle)) != 0;
+  bool pending() const noexcept override {  // a timer that does not keep the loop alive is not "pending work"
+    auto* h = reinterpret_cast<const uv_handle_t*>(&handle);
+    return uv_is_active(h) != 0 && uv_has_ref(h) != 0;
   }
 
   static void on_fire(uv_timer_t* t) noexcept {
@@ -75,6 +76,12 @@ void Timer::stop() noexcept {
 void Timer::again() {
   if (!impl_) throw std::system_error(make_error_code(errc::loop_closed), "duet::Timer::again");
   if (int rc = uv_timer_again(&impl_->handle); rc < 0) throw std::system_error(uv_error(rc), "duet::Timer::again");
+}
+
+void Timer::keep_loop_alive(bool keep) noexcept {
+  if (!impl_) return;
+  auto* h = reinterpret_cast<uv_handle_t*>(&impl_->handle);
+  keep ? uv_ref(h) : uv_unref(h);
 }
 
 bool Timer::active() const noexcept {

@@ -43,6 +43,7 @@ class ScriptedServer {
   std::size_t max_concurrent() const { return max_open_; }
   void close() {
     listener_.close();
+    for (auto& c : conns_) finish(c);  // the read callbacks hold the connections: close them for real
     conns_.clear();
   }
 

@@ -322,3 +322,18 @@ TEST_CASE("connect, whole-request timeouts and the body limit", "[http][client]"
 
   CHECK(duet::test::get(face, loop, client, server.url("/big")).ec == duet::errc::body_too_large);
 }
+
+TEST_CASE("idle pooled connections do not keep Loop::run from returning", "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
+  Client client(loop);  // the default idle timeout is 30 s
+  int done = 0;
+  client.get(server.url(), [&](std::error_code ec, Response) {
+    done += ec ? 0 : 1;
+    server.close();  // nothing of the server's keeps the loop alive either
+  });
+  const auto start = std::chrono::steady_clock::now();
+  loop.run();
+  CHECK(done == 1);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);  // not the idle timeout
+}

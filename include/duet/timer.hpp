@@ -119,6 +119,8 @@ class Timer {
   void again();
   /// True while the timer is started.
   bool active() const noexcept;
+  /// Whether this timer keeps `Loop::run()` from returning (it does by default; libuv's uv_ref/uv_unref).
+  void keep_loop_alive(bool keep) noexcept;
 
  private:
   friend struct detail::TimerImpl;

@@ -171,6 +171,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     conn_ = c;
     conn_->reused = reused;
     conn_->idle_timer.reset();
+    uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
     if (sink_) parser_.stream_body_to([this](std::string_view piece) { sink_(piece); });
@@ -401,9 +402,12 @@ void ClientCore::make_idle(Connection* c) {
   }
   o.idle.push_back(c);
   // While idle, any byte or close from the server ends the connection; so does the idle timeout.
+  // Neither keeps Loop::run() from returning: an idle pooled connection is not work to wait for.
   c->stream.read_start([this, c](std::error_code, std::span<const char>) { close_connection(c); });
+  uv_unref(reinterpret_cast<uv_handle_t*>(c->stream.native()));
   c->idle_timer.emplace(loop);
   c->idle_timer->start(options.idle_timeout, std::chrono::milliseconds(0), [this, c] { close_connection(c); });
+  c->idle_timer->keep_loop_alive(false);
 }
 
 }  // namespace detail

@@ -11,7 +11,8 @@
 // parses the response with llhttp (Content-Length, chunked and close-delimited bodies; 1xx skipped;
 // HEAD has no body). Connections are kept alive and reused per origin (host and port), most recently
 // used first, at most `max_connections_per_origin` at once; requests beyond that wait their turn in
-// order. An idle connection is closed after `idle_timeout`, or as soon as the server closes it. If a
+// order. An idle connection is closed after `idle_timeout`, or as soon as the server closes it; it
+// does not keep `Loop::run()` from returning. If a
 // request on a reused connection fails before any byte of the response arrived (the server closed
 // the idle connection just as the request went out), an idempotent request (GET, HEAD, PUT, DELETE,
 // OPTIONS, TRACE) is retried once on a fresh connection; a non-idempotent one never is. Redirects
