@@ -7,8 +7,10 @@ DUET_PACKAGES=(
   node-llhttp                    # llhttp's C sources, built as a static library
   catch2                         # tests (v2)
   libbenchmark-dev               # micro-benchmarks (bench/)
-  nginx-light python3            # real HTTP peers for the client tests (Node.js comes with the machine)
+  nginx-light python3            # real HTTP peers for the client tests
 )
+# Node.js is the third real peer; Debian's nodejs provides it where the machine has none of its own.
+command -v node > /dev/null 2>&1 || DUET_PACKAGES+=(nodejs)
 
 duet_ensure_packages() {
   local missing=() pkg

@@ -9,10 +9,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <mutex>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "duet/offload.hpp"
 
@@ -59,6 +61,22 @@ class PoolBlocker {
   std::condition_variable cv_;
   int started_ = 0;
   bool released_ = false;
+};
+
+/// Collects the messages of what reaches a loop's error hook: `loop.set_error_handler(log.handler())`.
+struct ErrorLog {
+  std::vector<std::string> messages;
+  auto handler() {
+    return [this](std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        messages.emplace_back(ex.what());
+      } catch (...) {
+        messages.emplace_back("(not a std::exception)");
+      }
+    };
+  }
 };
 
 /// A loopback port whose accept queue is full (listen backlog 0, one connection queued and never

@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "duet/duet.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using duet::Task;
@@ -170,14 +171,9 @@ TEST_CASE("destroying the loop while an as_completed consumer waits frees every 
 
 TEST_CASE("leaving as_completed after every task finished still reports an untaken failure", "[as_completed]") {
   duet::Loop loop;
-  std::vector<std::string> errors;
-  loop.set_error_handler([&](std::exception_ptr e) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      errors.emplace_back(ex.what());
-    }
-  });
+  duet::test::ErrorLog log;
+  loop.set_error_handler(log.handler());
+  auto& errors = log.messages;
   auto t = [](duet::Loop&) -> Task<std::size_t> {
     // Neither task suspends: both have finished by the time the consumer takes the first result.
     auto ok = []() -> Task<int> { co_return 1; };

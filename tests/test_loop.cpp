@@ -12,21 +12,7 @@
 
 using namespace std::chrono_literals;
 
-namespace {
-// Collects what reaches a loop's error hook.
-struct ErrorLog {
-  std::vector<std::string> messages;
-  auto handler() {
-    return [this](std::exception_ptr e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        messages.emplace_back(ex.what());
-      }
-    };
-  }
-};
-}  // namespace
+using duet::test::ErrorLog;
 
 TEST_CASE("an owned loop runs until it has no more work", "[loop]") {
   duet::Loop loop;

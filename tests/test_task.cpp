@@ -5,6 +5,7 @@
 #include "duet/spawn.hpp"
 #include "duet/semaphore.hpp"
 #include "duet/timer.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -133,14 +134,9 @@ TEST_CASE("a coroutine can co_await a spawned task's handle", "[task][spawn]") {
 
 TEST_CASE("a detached task's exception reaches the loop's error hook", "[task][spawn]") {
   duet::Loop loop;
-  std::vector<std::string> errors;
-  loop.set_error_handler([&](std::exception_ptr e) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      errors.emplace_back(ex.what());
-    }
-  });
+  duet::test::ErrorLog log;
+  loop.set_error_handler(log.handler());
+  auto& errors = log.messages;
   auto late = [](duet::Loop& l) -> duet::Task<> {
     co_await duet::sleep(l, 1ms);
     throw std::runtime_error("nobody is listening");
