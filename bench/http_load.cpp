@@ -26,7 +26,10 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "*** Usage error: %s\nusage: http_load --face callbacks|coroutines --url URL --requests N --concurrency C\n", why);
+  std::fprintf(
+      stderr,
+      "*** Usage error: %s\nusage: http_load --face callbacks|coroutines --url URL --requests N --concurrency C\n",
+      why);
   std::exit(2);
 }
 
@@ -38,11 +41,16 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
       return argv[++i];
     };
-    if (arg == "--face") o.face = value();
-    else if (arg == "--url") o.url = value();
-    else if (arg == "--requests") o.requests = std::atol(value().c_str());
-    else if (arg == "--concurrency") o.concurrency = std::atoi(value().c_str());
-    else usage(("unknown option " + arg).c_str());
+    if (arg == "--face")
+      o.face = value();
+    else if (arg == "--url")
+      o.url = value();
+    else if (arg == "--requests")
+      o.requests = std::atol(value().c_str());
+    else if (arg == "--concurrency")
+      o.concurrency = std::atoi(value().c_str());
+    else
+      usage(("unknown option " + arg).c_str());
   }
   if (o.url.empty()) usage("--url is required");
   if (o.face != "callbacks" && o.face != "coroutines") usage("--face must be callbacks or coroutines");
@@ -116,11 +124,15 @@ int main(int argc, char** argv) {
   } else {
     std::vector<duet::Task<>> workers;
     for (int i = 0; i < o.concurrency; ++i) workers.push_back(worker(client, o.url, stats));
-    duet::run(loop, [](std::vector<duet::Task<>> ws) -> duet::Task<> { co_await duet::when_all(std::move(ws)); }(std::move(workers)));
+    duet::run(loop, [](std::vector<duet::Task<>> ws) -> duet::Task<> {
+      co_await duet::when_all(std::move(ws));
+    }(std::move(workers)));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("face=%s requests=%ld ok=%ld errors=%ld seconds=%.3f req_per_s=%.0f rss_mb_at_10pct=%.1f rss_mb_at_end=%.1f peak_rss_mb=%.1f\n",
-              o.face.c_str(), stats.finished, stats.ok, stats.errors, seconds, static_cast<double>(stats.finished) / seconds,
-              stats.rss_at_10pct, rss_mb(), peak_rss_mb());
+  std::printf(
+      "face=%s requests=%ld ok=%ld errors=%ld seconds=%.3f req_per_s=%.0f rss_mb_at_10pct=%.1f rss_mb_at_end=%.1f "
+      "peak_rss_mb=%.1f\n",
+      o.face.c_str(), stats.finished, stats.ok, stats.errors, seconds, static_cast<double>(stats.finished) / seconds,
+      stats.rss_at_10pct, rss_mb(), peak_rss_mb());
   return stats.errors == 0 ? 0 : 1;
 }

@@ -11,8 +11,10 @@
 namespace duet {
 
 Endpoint::Endpoint(const sockaddr* addr) noexcept {
-  if (addr->sa_family == AF_INET) std::memcpy(&storage_, addr, sizeof(sockaddr_in));
-  else if (addr->sa_family == AF_INET6) std::memcpy(&storage_, addr, sizeof(sockaddr_in6));
+  if (addr->sa_family == AF_INET)
+    std::memcpy(&storage_, addr, sizeof(sockaddr_in));
+  else if (addr->sa_family == AF_INET6)
+    std::memcpy(&storage_, addr, sizeof(sockaddr_in6));
 }
 
 Endpoint Endpoint::parse(std::string_view ip, std::uint16_t port) {
@@ -26,8 +28,10 @@ Endpoint Endpoint::parse(std::string_view ip, std::uint16_t port) {
 
 Endpoint Endpoint::loopback(std::uint16_t port, bool ipv6) noexcept {
   Endpoint ep;
-  if (ipv6) uv_ip6_addr("::1", port, reinterpret_cast<sockaddr_in6*>(&ep.storage_));
-  else uv_ip4_addr("127.0.0.1", port, reinterpret_cast<sockaddr_in*>(&ep.storage_));
+  if (ipv6)
+    uv_ip6_addr("::1", port, reinterpret_cast<sockaddr_in6*>(&ep.storage_));
+  else
+    uv_ip4_addr("127.0.0.1", port, reinterpret_cast<sockaddr_in*>(&ep.storage_));
   return ep;
 }
 
@@ -39,8 +43,10 @@ std::uint16_t Endpoint::port() const noexcept {
 
 std::string Endpoint::address() const {
   char buf[INET6_ADDRSTRLEN] = {};
-  if (family() == AF_INET) uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&storage_), buf, sizeof buf);
-  else if (family() == AF_INET6) uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&storage_), buf, sizeof buf);
+  if (family() == AF_INET)
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&storage_), buf, sizeof buf);
+  else if (family() == AF_INET6)
+    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&storage_), buf, sizeof buf);
   return buf;
 }
 

@@ -23,17 +23,28 @@ class DuetCategory final : public std::error_category {
   const char* name() const noexcept override { return "duet"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::offload_threw: return "the offloaded function threw an exception";
-      case errc::loop_closed: return "the loop was closed while the operation was pending";
-      case errc::not_connected: return "the stream is not connected";
-      case errc::already_reading: return "the stream is already being read";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::malformed_response: return "malformed HTTP message";
-      case errc::header_too_large: return "HTTP header block too large";
-      case errc::body_too_large: return "HTTP body too large";
-      case errc::bad_url: return "malformed URL";
-      case errc::unsupported_scheme: return "unsupported URL scheme (TLS is not supported)";
-      case errc::too_many_redirects: return "too many redirects";
+      case errc::offload_threw:
+        return "the offloaded function threw an exception";
+      case errc::loop_closed:
+        return "the loop was closed while the operation was pending";
+      case errc::not_connected:
+        return "the stream is not connected";
+      case errc::already_reading:
+        return "the stream is already being read";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::malformed_response:
+        return "malformed HTTP message";
+      case errc::header_too_large:
+        return "HTTP header block too large";
+      case errc::body_too_large:
+        return "HTTP body too large";
+      case errc::bad_url:
+        return "malformed URL";
+      case errc::unsupported_scheme:
+        return "unsupported URL scheme (TLS is not supported)";
+      case errc::too_many_redirects:
+        return "too many redirects";
     }
     return "unknown duet error " + std::to_string(ev);
   }

@@ -1,12 +1,12 @@
 #include "duet/loop.hpp"
 
-#include "duet/task.hpp"
-
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+
+#include "duet/task.hpp"
 
 namespace duet {
 namespace detail {

@@ -1,15 +1,16 @@
+#include "duet/task.hpp"
+
 #include <atomic>
 #include <new>
 #include <vector>
 
-#include "duet/task.hpp"
 #include "duet/detail/poison.hpp"
 
 namespace duet::detail {
 namespace {
 
 constexpr std::size_t kGranule = 64;
-constexpr std::size_t kClasses = 32;        // frames up to 2 KiB are recycled
+constexpr std::size_t kClasses = 32;         // frames up to 2 KiB are recycled
 constexpr std::size_t kKeepPerClass = 4096;  // bound what an idle thread holds on to
 
 std::atomic<bool> recycling{true};

@@ -115,8 +115,8 @@ struct ListenerImpl final : Resource {
   LoopCore* core;
   TcpListener* owner = nullptr;
   UniqueFunction<void(std::error_code, TcpStream)> acceptor;
-  int ready = 0;        // connections libuv is holding for us
-  int last_error = 0;   // a listen error with nobody waiting
+  int ready = 0;       // connections libuv is holding for us
+  int last_error = 0;  // a listen error with nobody waiting
   struct StopAccept {
     ListenerImpl* self;
     void operator()() const noexcept { self->cancel_accept(); }
@@ -168,8 +168,10 @@ struct ListenerImpl final : Resource {
   static void on_connection(uv_stream_t* server, int status) noexcept {
     auto* self = static_cast<ListenerImpl*>(server->data);
     if (!self->acceptor) {
-      if (status < 0) self->last_error = status;
-      else ++self->ready;
+      if (status < 0)
+        self->last_error = status;
+      else
+        ++self->ready;
       return;
     }
     auto cb = std::move(self->acceptor);
@@ -232,7 +234,8 @@ void TcpStream::read_once(std::span<char> buffer, detail::UniqueFunction<void(st
 
 void TcpStream::read_stream(detail::UniqueFunction<void(std::error_code, std::span<const char>)> cb) {
   using Reading = detail::TcpImpl::Reading;
-  if (!impl_) throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::read_start on a closed stream");
+  if (!impl_)
+    throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::read_start on a closed stream");
   detail::LoopCore* core = impl_->core;
   auto fail = [&](std::error_code ec) {
     core->defer([cb = std::move(cb), ec]() mutable { cb(ec, std::span<const char>()); });
@@ -277,7 +280,8 @@ Endpoint TcpStream::remote_endpoint() const {
 
 void TcpStream::set_nodelay(bool enable) {
   if (!impl_) throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::set_nodelay");
-  if (int rc = uv_tcp_nodelay(&impl_->tcp, enable ? 1 : 0); rc < 0) throw std::system_error(uv_error(rc), "uv_tcp_nodelay");
+  if (int rc = uv_tcp_nodelay(&impl_->tcp, enable ? 1 : 0); rc < 0)
+    throw std::system_error(uv_error(rc), "uv_tcp_nodelay");
 }
 
 // ---- TcpListener ---------------------------------------------------------------------------------------
@@ -286,7 +290,8 @@ TcpListener::TcpListener(Loop& loop, const Endpoint& at, int backlog)
     : impl_(loop.core().make<detail::ListenerImpl>(&loop.core())) {
   impl_->owner = this;
   int rc = uv_tcp_bind(&impl_->tcp, at.data(), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&impl_->tcp), backlog, &detail::ListenerImpl::on_connection);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&impl_->tcp), backlog, &detail::ListenerImpl::on_connection);
   if (rc < 0) {
     impl_->close();
     throw std::system_error(uv_error(rc), "duet::TcpListener: cannot listen on " + at.to_string());
@@ -318,7 +323,8 @@ Endpoint TcpListener::local_endpoint() const {
 }
 
 void TcpListener::accept_erased(detail::UniqueFunction<void(std::error_code, TcpStream)> cb, std::stop_token token) {
-  if (!impl_) throw std::system_error(make_error_code(errc::not_connected), "duet::TcpListener::accept on a closed listener");
+  if (!impl_)
+    throw std::system_error(make_error_code(errc::not_connected), "duet::TcpListener::accept on a closed listener");
   detail::LoopCore* core = impl_->core;
   auto deliver_later = [&](std::error_code ec, TcpStream stream) {
     core->defer([cb = std::move(cb), ec, s = std::move(stream)]() mutable { cb(ec, std::move(s)); });

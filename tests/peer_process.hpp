@@ -53,7 +53,8 @@ class PeerProcess {
     std::string line;
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (true) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       pollfd p{out_, POLLIN, 0};
       if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
         throw std::runtime_error("the peer did not print its port in time");

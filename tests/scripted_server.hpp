@@ -20,9 +20,9 @@ class ScriptedServer {
  public:
   /// What to do with one request on a connection (`n` counts requests on that connection, from 0).
   struct Step {
-    std::string reply;          // bytes to send once the request's header block has arrived
-    bool close_after = false;   // then close (FIN)
-    bool reset_after = false;   // then close with RST
+    std::string reply;         // bytes to send once the request's header block has arrived
+    bool close_after = false;  // then close (FIN)
+    bool reset_after = false;  // then close with RST
     bool byte_at_a_time = false;
     bool close_instead = false;  // close without replying (an idle keep-alive close racing the request)
     // Pause before closing or resetting. Linux reports an RST that arrives while received data is still
@@ -31,7 +31,8 @@ class ScriptedServer {
   };
   using Script = std::function<Step(std::size_t connection, std::size_t request, const std::string& head)>;
 
-  ScriptedServer(Loop& loop, Script script) : loop_(loop), listener_(loop, Endpoint::loopback(0)), script_(std::move(script)) {
+  ScriptedServer(Loop& loop, Script script)
+      : loop_(loop), listener_(loop, Endpoint::loopback(0)), script_(std::move(script)) {
     accept_next();
   }
 

@@ -51,10 +51,10 @@ duet::Task<long> awaits(duet::Loop& loop, duet::Semaphore& sem, int n, long& all
   for (int round = 0; round < 2; ++round) {  // round 0 warms the pools up; round 1 is counted
     const long before = allocations;
     for (int i = 0; i < n; ++i) {
-      co_await duet::sleep(loop, 0ms);                            // a timer (uv_timer_t from the pool)
-      sum += co_await duet::offload(loop, [i] { return i; });     // the thread pool (uv_work_t)
-      auto permit = co_await sem.acquire();                       // a semaphore
-      sum += co_await child(i);                                   // a child task (its frame recycled)
+      co_await duet::sleep(loop, 0ms);                         // a timer (uv_timer_t from the pool)
+      sum += co_await duet::offload(loop, [i] { return i; });  // the thread pool (uv_work_t)
+      auto permit = co_await sem.acquire();                    // a semaphore
+      sum += co_await child(i);                                // a child task (its frame recycled)
     }
     if (round == 1) allocated = allocations - before;
   }

@@ -52,7 +52,8 @@ std::vector<std::pair<std::string, Op>> waiting_operations() {
          char buf[16];
          co_await f.client->read(buf);  // the server never writes
        }},
-      {"connect", [](Fixture& f) -> Task<> { co_await duet::connect(f.loop, duet::Endpoint::loopback(f.backlog.port())); }},
+      {"connect",
+       [](Fixture& f) -> Task<> { co_await duet::connect(f.loop, duet::Endpoint::loopback(f.backlog.port())); }},
       {"queued fs request",
        [](Fixture& f) -> Task<> {
          f.busy.emplace(f.loop);  // every pool thread busy: the request stays queued
@@ -127,7 +128,8 @@ TEST_CASE("with_timeout cancels an operation of every kind and throws TimedOut",
       std::exception_ptr thrown;
       auto timed = [](Fixture& fx, Op o) -> Task<> { co_await duet::with_timeout(30ms, o(fx)); };
       const auto start = std::chrono::steady_clock::now();
-      duet::run(f.loop, guarded(f, [&](Fixture& fx) { return timed(fx, op); }, cleaned, thrown));
+      duet::run(f.loop, guarded(
+                            f, [&](Fixture& fx) { return timed(fx, op); }, cleaned, thrown));
       const auto took = std::chrono::steady_clock::now() - start;
       CHECK(took >= 29ms);
       CHECK(took < 10s);

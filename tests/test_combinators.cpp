@@ -75,7 +75,7 @@ TEST_CASE("when_all: the first failure cancels the others, and is rethrown once 
   CHECK_THROWS_WITH(duet::run(loop, t(loop, cancelled)), "failed after 5ms");
   CHECK(std::chrono::steady_clock::now() - start < 5s);
   CHECK(cancelled == 2);  // both sleepers were cancelled before when_all returned
-  loop.run();            // the cancelled timers' handles finish closing
+  loop.run();             // the cancelled timers' handles finish closing
   CHECK(loop.live_resources() == 0);
 }
 

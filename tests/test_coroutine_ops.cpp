@@ -49,12 +49,16 @@ TEST_CASE("co_await sleep waits at least the duration", "[coro]") {
 
 TEST_CASE("co_await resolve: endpoints, or the callback's error as an exception", "[coro][dns]") {
   duet::Loop loop;
-  auto ok = [](duet::Loop& l) -> Task<std::vector<duet::Endpoint>> { co_return co_await duet::resolve(l, "127.0.0.1", 80); };
+  auto ok = [](duet::Loop& l) -> Task<std::vector<duet::Endpoint>> {
+    co_return co_await duet::resolve(l, "127.0.0.1", 80);
+  };
   auto eps = duet::run(loop, ok(loop));
   REQUIRE(eps.size() == 1);
   CHECK(eps[0].to_string() == "127.0.0.1:80");
 
-  auto bad = [](duet::Loop& l) -> Task<std::vector<duet::Endpoint>> { co_return co_await duet::resolve(l, "no-such-host.invalid", 80); };
+  auto bad = [](duet::Loop& l) -> Task<std::vector<duet::Endpoint>> {
+    co_return co_await duet::resolve(l, "no-such-host.invalid", 80);
+  };
   const std::error_code thrown = thrown_by(loop, bad(loop));
   CHECK(thrown);
   CHECK(thrown == callback_error(loop, [&](auto cb) { duet::resolve(loop, "no-such-host.invalid", 80, cb); }));

@@ -59,10 +59,11 @@ TEST_CASE("a queued resolve is cancelled with UV_ECANCELED", "[dns][cancel]") {
   duet::test::PoolBlocker busy(loop);  // the lookup cannot start: it stays queued
   std::stop_source stop;
   std::optional<std::error_code> result;
-  duet::resolve(loop, "localhost", 80, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
-    result = ec;
-    CHECK(eps.empty());
-  }));
+  duet::resolve(loop, "localhost", 80,
+                duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+                  result = ec;
+                  CHECK(eps.empty());
+                }));
   stop.request_stop();
   busy.release();
   loop.run();

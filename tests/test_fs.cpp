@@ -193,32 +193,33 @@ TEST_CASE("open, write, read, stat, rename, close and unlink", "[fs]") {
   bool unlinked = false;
   std::optional<std::error_code> second_unlink;
 
-  duet::fs::open(loop, a, UV_FS_O_RDWR | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0644, [&](std::error_code ec, duet::fs::File f) {
-    REQUIRE_FALSE(ec);
-    auto file = std::make_shared<duet::fs::File>(std::move(f));
-    duet::fs::write(loop, *file, "hello world", 0, [&, file](std::error_code wec, std::size_t n) {
-      REQUIRE_FALSE(wec);
-      CHECK(n == 11);
-      duet::fs::read(loop, *file, 5, 6, [&, file](std::error_code rec, std::string bytes) {  // at offset 6
-        REQUIRE_FALSE(rec);
-        read_back = bytes;
-        duet::fs::close(loop, std::move(*file), [&](std::error_code cec) {
-          REQUIRE_FALSE(cec);
-          duet::fs::rename(loop, a, b, [&](std::error_code mec) {
-            REQUIRE_FALSE(mec);
-            duet::fs::stat(loop, b, [&](std::error_code sec, duet::fs::Stat st) {
-              REQUIRE_FALSE(sec);
-              size = static_cast<std::int64_t>(st.st_size);
-              duet::fs::unlink(loop, b, [&](std::error_code uec) {
-                unlinked = !uec;
-                duet::fs::unlink(loop, b, [&](std::error_code uec2) { second_unlink = uec2; });
+  duet::fs::open(
+      loop, a, UV_FS_O_RDWR | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0644, [&](std::error_code ec, duet::fs::File f) {
+        REQUIRE_FALSE(ec);
+        auto file = std::make_shared<duet::fs::File>(std::move(f));
+        duet::fs::write(loop, *file, "hello world", 0, [&, file](std::error_code wec, std::size_t n) {
+          REQUIRE_FALSE(wec);
+          CHECK(n == 11);
+          duet::fs::read(loop, *file, 5, 6, [&, file](std::error_code rec, std::string bytes) {  // at offset 6
+            REQUIRE_FALSE(rec);
+            read_back = bytes;
+            duet::fs::close(loop, std::move(*file), [&](std::error_code cec) {
+              REQUIRE_FALSE(cec);
+              duet::fs::rename(loop, a, b, [&](std::error_code mec) {
+                REQUIRE_FALSE(mec);
+                duet::fs::stat(loop, b, [&](std::error_code sec, duet::fs::Stat st) {
+                  REQUIRE_FALSE(sec);
+                  size = static_cast<std::int64_t>(st.st_size);
+                  duet::fs::unlink(loop, b, [&](std::error_code uec) {
+                    unlinked = !uec;
+                    duet::fs::unlink(loop, b, [&](std::error_code uec2) { second_unlink = uec2; });
+                  });
+                });
               });
             });
           });
         });
       });
-    });
-  });
   loop.run();
   CHECK(read_back == "world");
   CHECK(size == 11);
@@ -262,7 +263,8 @@ TEST_CASE("write_file_atomic whose write fails (file too large) leaves no partia
     if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) std::_Exit(100);
     duet::Loop loop;
     std::optional<std::error_code> result;
-    duet::fs::write_file_atomic(loop, dir / "f", std::string(1024 * 1024, 'z'), [&](std::error_code ec) { result = ec; });
+    duet::fs::write_file_atomic(loop, dir / "f", std::string(1024 * 1024, 'z'),
+                                [&](std::error_code ec) { result = ec; });
     loop.run();
     std::_Exit(result && result->value() == UV_EFBIG ? 0 : 1);
   }
@@ -281,11 +283,14 @@ TEST_CASE("queued fs requests are cancelled with UV_ECANCELED", "[fs][cancel]") 
   duet::test::PoolBlocker busy(loop);
   std::stop_source stop;
   std::optional<std::error_code> open_result, stat_result;
-  duet::fs::open(loop, dir / "f", UV_FS_O_RDONLY, 0, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::fs::File f) {
+  duet::fs::open(loop, dir / "f", UV_FS_O_RDONLY, 0,
+                 duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::fs::File f) {
                    open_result = ec;
                    CHECK_FALSE(f.is_open());
                  }));
-  duet::fs::stat(loop, dir / "f", duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::fs::Stat) { stat_result = ec; }));
+  duet::fs::stat(loop, dir / "f", duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::fs::Stat) {
+                   stat_result = ec;
+                 }));
   stop.request_stop();
   busy.release();
   loop.run();
@@ -302,7 +307,8 @@ TEST_CASE("a cancelled write_file_atomic keeps the old file and leaves no tempor
   std::optional<duet::test::PoolBlocker> busy(std::in_place, loop);
   std::stop_source stop;
   std::optional<std::error_code> result;
-  duet::fs::write_file_atomic(loop, dir / "f", "new", duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
+  duet::fs::write_file_atomic(loop, dir / "f", "new",
+                              duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
   stop.request_stop();
   busy->release();
   loop.run();
@@ -334,7 +340,8 @@ TEST_CASE("close is not cancellable: the descriptor is always closed", "[fs][can
   duet::test::PoolBlocker busy(loop);  // the close is queued when the stop comes
   std::stop_source stop;
   std::optional<std::error_code> result;
-  duet::fs::close(loop, duet::fs::File(fd), duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
+  duet::fs::close(loop, duet::fs::File(fd),
+                  duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
   stop.request_stop();
   busy.release();
   loop.run();
@@ -349,9 +356,8 @@ TEST_CASE("destroying the loop in the middle of write_file_atomic leaves no temp
   {
     duet::Loop loop;
     loop.set_error_handler([](std::exception_ptr) {});
-    duet::fs::write_file_atomic(loop, dir / "target", std::string(64 * 1024 * 1024, 'n'), [](std::error_code) {
-      FAIL("the callback of work pending at loop destruction ran");
-    });
+    duet::fs::write_file_atomic(loop, dir / "target", std::string(64 * 1024 * 1024, 'n'),
+                                [](std::error_code) { FAIL("the callback of work pending at loop destruction ran"); });
     while (duet::test::entries_in(dir.path()) < 2) loop.run_once();  // the temporary file exists
   }
   CHECK(duet::test::entries_in(dir.path()) == 1);

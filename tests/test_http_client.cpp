@@ -21,7 +21,8 @@ using Result = duet::test::GetResult;
 TEST_CASE("a GET with a Content-Length body; the request carries Host and User-Agent", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
-  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("GIF89a", "Content-Type: image/gif\r\n")}; });
+  ScriptedServer server(
+      loop, [](auto, auto, auto&) { return Step{duet::test::ok("GIF89a", "Content-Type: image/gif\r\n")}; });
   Client client(loop);
   Result r = duet::test::get(face, loop, client, server.url("/flags/br/br.gif"));
   REQUIRE_FALSE(r.ec);
@@ -39,7 +40,8 @@ TEST_CASE("a GET with a Content-Length body; the request carries Host and User-A
 TEST_CASE("keep-alive: sequential requests reuse one connection", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
-  ScriptedServer server(loop, [](auto, std::size_t n, auto&) { return Step{duet::test::ok("reply " + std::to_string(n))}; });
+  ScriptedServer server(loop,
+                        [](auto, std::size_t n, auto&) { return Step{duet::test::ok("reply " + std::to_string(n))}; });
   Client client(loop);
   for (int i = 0; i < 5; ++i) {
     Result r = duet::test::get(face, loop, client, server.url());
@@ -54,7 +56,8 @@ TEST_CASE("chunked and close-delimited bodies, and a response sent one byte at a
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](std::size_t conn, auto, auto&) {
-    if (conn == 0) return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"};
+    if (conn == 0)
+      return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"};
     if (conn == 1) return Step{"HTTP/1.0 200 OK\r\n\r\nuntil the close", true};
     return Step{duet::test::ok("slowly"), false, false, true};
   });
@@ -76,7 +79,9 @@ TEST_CASE("chunked and close-delimited bodies, and a response sent one byte at a
 TEST_CASE("a truncated body is an error, never a success", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
-  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", true}; });
+  ScriptedServer server(loop, [](auto, auto, auto&) {
+    return Step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", true};
+  });
   Client client(loop);
   Result r = duet::test::get(face, loop, client, server.url());
   CHECK(r.ec == duet::errc::malformed_response);
@@ -197,7 +202,8 @@ TEST_CASE("connection errors: refused, unknown host, https", "[http][client]") {
   const auto port = probe.local_endpoint().port();
   probe.close();
   Client client(loop);
-  CHECK(duet::test::get(face, loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() == UV_ECONNREFUSED);
+  CHECK(duet::test::get(face, loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() ==
+        UV_ECONNREFUSED);
   Result unknown = duet::test::get(face, loop, client, "http://no-such-host.invalid/");
   CHECK(duet::error_name(unknown.ec).rfind("EAI_", 0) == 0);
   Result https = duet::test::get(face, loop, client, "https://example.com/");
@@ -234,7 +240,9 @@ TEST_CASE("a streamed body arrives piece by piece and is not collected", "[http]
         received += piece.size();
         ++pieces;
       },
-      [&](std::error_code ec, Response res) { out = Result{ec, std::move(res)}; });
+      [&](std::error_code ec, Response res) {
+        out = Result{ec, std::move(res)};
+      });
   while (!out) loop.run_once();
   REQUIRE_FALSE(out->ec);
   CHECK(received == big.size());
@@ -269,7 +277,8 @@ TEST_CASE("a request can be cancelled, and destroying the client cancels what is
   std::optional<Client> client(std::in_place, loop);
   std::stop_source stop;
   std::optional<std::error_code> cancelled, dropped;
-  client->get(server.url(), duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { cancelled = ec; }));
+  client->get(server.url(),
+              duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { cancelled = ec; }));
   client->get(server.url(), [&](std::error_code ec, Response) { dropped = ec; });
   while (server.requests().size() < 2) loop.run_once();
   stop.request_stop();

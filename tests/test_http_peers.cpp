@@ -18,10 +18,10 @@ using duet::Task;
 using duet::http::Client;
 using duet::http::ClientOptions;
 using duet::http::Response;
-using duet::test::PeerProcess;
 using duet::test::Face;
-using duet::test::TempDir;
 using duet::test::get;
+using duet::test::PeerProcess;
+using duet::test::TempDir;
 
 namespace {
 
@@ -84,11 +84,14 @@ struct Nginx {
                                       << "error_log " << d << "/error.log;\npid " << d << "/nginx.pid;\n"
                                       << "events { worker_connections 1024; }\n"
                                       << "http {\n  access_log off;\n  client_body_temp_path " << d << "/tmp_body;\n"
-                                      << "  proxy_temp_path " << d << "/tmp_proxy;\n  fastcgi_temp_path " << d << "/tmp_fastcgi;\n"
+                                      << "  proxy_temp_path " << d << "/tmp_proxy;\n  fastcgi_temp_path " << d
+                                      << "/tmp_fastcgi;\n"
                                       << "  types { image/gif gif; text/plain txt; application/octet-stream bin; }\n"
                                       << "  keepalive_requests 1000000;\n"
-                                      << "  server { listen 127.0.0.1:" << port << "; root " << root.string() << "; }\n}\n";
-    process.emplace(std::vector<std::string>{"nginx", "-c", dir / "nginx.conf", "-p", d, "-e", dir / "error.log"}, false);
+                                      << "  server { listen 127.0.0.1:" << port << "; root " << root.string()
+                                      << "; }\n}\n";
+    process.emplace(std::vector<std::string>{"nginx", "-c", dir / "nginx.conf", "-p", d, "-e", dir / "error.log"},
+                    false);
     wait_until_listening(loop, port);
   }
   std::string url(const std::string& path) const { return local_url(port, path); }
@@ -144,7 +147,8 @@ TEST_CASE("nginx: concurrent requests share the per-origin pool", "[http][peers]
   Client client(loop, opts);
   int ok = 0;
   for (int i = 0; i < 500; ++i)
-    client.get(nginx.url("/flag.gif"), [&](std::error_code ec, Response res) { ok += (!ec && res.body.size() == 367) ? 1 : 0; });
+    client.get(nginx.url("/flag.gif"),
+               [&](std::error_code ec, Response res) { ok += (!ec && res.body.size() == 367) ? 1 : 0; });
   while (ok < 500 && loop.run_once()) {
   }
   CHECK(ok == 500);

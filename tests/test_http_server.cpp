@@ -26,8 +26,8 @@ Response text(int status, std::string body) {
 
 /// Sends `bytes` on a raw connection and collects everything the server sends until it closes (or
 /// `limit` passes).
-std::string raw_exchange(duet::Loop& loop, const duet::Endpoint& at, std::string bytes, std::chrono::milliseconds limit = 5s,
-                         bool half_close = false) {
+std::string raw_exchange(duet::Loop& loop, const duet::Endpoint& at, std::string bytes,
+                         std::chrono::milliseconds limit = 5s, bool half_close = false) {
   std::string got;
   bool done = false;
   std::optional<duet::TcpStream> s;
@@ -109,7 +109,9 @@ TEST_CASE("pipelined requests are answered in order, whatever order the handlers
     co_await duet::sleep(loop, std::chrono::milliseconds(delay));
     co_return text(200, "answer" + req.path);
   });
-  const std::string three = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string three =
+      "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\nConnection: "
+      "close\r\n\r\n";
   const std::string got = raw_exchange(loop, server.local_endpoint(), three);
   const auto a1 = got.find("answer/1"), a2 = got.find("answer/2"), a3 = got.find("answer/3");
   REQUIRE(a1 != std::string::npos);
@@ -123,8 +125,10 @@ TEST_CASE("pipelined requests are answered in order, whatever order the handlers
 
 TEST_CASE("HEAD carries the length but no body; Connection: close is honoured", "[http][server]") {
   duet::Loop loop;
-  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "twelve bytes")); });
-  const std::string got = raw_exchange(loop, server.local_endpoint(), "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  Server server(loop, duet::Endpoint::loopback(0),
+                [](ServerRequest, Reply reply) { reply(text(200, "twelve bytes")); });
+  const std::string got =
+      raw_exchange(loop, server.local_endpoint(), "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   CHECK(got.find("Content-Length: 12\r\n") != std::string::npos);
   CHECK(got.find("twelve bytes") == std::string::npos);
   CHECK(got.find("Connection: close") != std::string::npos);
@@ -136,13 +140,18 @@ TEST_CASE("malformed requests get 400, oversized headers 431, oversized bodies 4
   opts.max_header_bytes = 1024;
   opts.max_body_bytes = 10;
   int handled = 0;
-  Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest, Reply reply) {
-    ++handled;
-    reply(text(200, "ok"));
-  }, opts);
+  Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](ServerRequest, Reply reply) {
+        ++handled;
+        reply(text(200, "ok"));
+      },
+      opts);
   CHECK(raw_exchange(loop, server.local_endpoint(), "NOT HTTP AT ALL\r\n\r\n").rfind("HTTP/1.1 400", 0) == 0);
-  CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nX: " + std::string(2000, 'x') + "\r\n\r\n").rfind("HTTP/1.1 431", 0) == 0);
-  CHECK(raw_exchange(loop, server.local_endpoint(), "POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n01234567890123456789").rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nX: " + std::string(2000, 'x') + "\r\n\r\n")
+            .rfind("HTTP/1.1 431", 0) == 0);
+  CHECK(raw_exchange(loop, server.local_endpoint(), "POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n01234567890123456789")
+            .rfind("HTTP/1.1 413", 0) == 0);
   CHECK(handled == 0);
 }
 
@@ -150,7 +159,8 @@ TEST_CASE("a client that never finishes its headers is disconnected after the he
   duet::Loop loop;
   duet::http::ServerOptions opts;
   opts.header_timeout = 100ms;
-  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+  Server server(
+      loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
   const auto start = std::chrono::steady_clock::now();
   const std::string got = raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nHost: sl", 5s);
   const auto took = std::chrono::steady_clock::now() - start;
@@ -164,7 +174,8 @@ TEST_CASE("beyond max_connections new connections are closed at once", "[http][s
   duet::Loop loop;
   duet::http::ServerOptions opts;
   opts.max_connections = 1;
-  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+  Server server(
+      loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
   std::optional<duet::TcpStream> first;
   duet::connect(loop, server.local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
     REQUIRE_FALSE(ec);

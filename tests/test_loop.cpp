@@ -105,7 +105,12 @@ TEST_CASE("a Hold keeps run() going until it is released", "[loop]") {
   duet::Loop loop;
   std::optional<duet::Loop::Hold> hold(loop.hold());
   std::atomic<bool> delivered{false};
-  std::thread poster([&] { loop.post([&] { delivered = true; hold.reset(); }); });
+  std::thread poster([&] {
+    loop.post([&] {
+      delivered = true;
+      hold.reset();
+    });
+  });
   loop.run();  // without the hold this could return before the post arrives
   poster.join();
   CHECK(delivered);
@@ -127,7 +132,8 @@ TEST_CASE("wrapping a host's uv_loop_t: duet runs on it and never closes it", "[
   uv_timer_t t;
   uv_timer_init(&host, &t);
   t.data = &fired;
-  uv_timer_start(&t, [](uv_timer_t* h) { ++*static_cast<int*>(h->data); }, 1, 0);
+  uv_timer_start(
+      &t, [](uv_timer_t* h) { ++*static_cast<int*>(h->data); }, 1, 0);
   uv_run(&host, UV_RUN_DEFAULT);
   CHECK(fired == 2);
   uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
@@ -189,7 +195,8 @@ TEST_CASE("destroying an owned loop closes handles opened by code outside duet t
     duet::Loop loop;
     loop.set_error_handler(log.handler());
     uv_timer_init(loop.native(), raw);
-    uv_timer_start(raw, [](uv_timer_t*) {}, 100000, 100000);
+    uv_timer_start(
+        raw, [](uv_timer_t*) {}, 100000, 100000);
   }
   REQUIRE(log.messages.size() == 1);
   CHECK(log.messages[0].find("1 handle(s) not opened by duet") != std::string::npos);

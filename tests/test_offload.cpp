@@ -33,12 +33,14 @@ TEST_CASE("offload of a void function and of a move-only result", "[offload]") {
   duet::Loop loop;
   bool ran = false, called = false;
   std::unique_ptr<std::string> moved;
-  duet::offload(loop, [&] { ran = true; }, [&](std::error_code ec) { called = !ec; });
-  duet::offload(loop, [] { return std::make_unique<std::string>("owned"); },
-                [&](std::error_code ec, std::unique_ptr<std::string> p) {
-                  REQUIRE_FALSE(ec);
-                  moved = std::move(p);
-                });
+  duet::offload(
+      loop, [&] { ran = true; }, [&](std::error_code ec) { called = !ec; });
+  duet::offload(
+      loop, [] { return std::make_unique<std::string>("owned"); },
+      [&](std::error_code ec, std::unique_ptr<std::string> p) {
+        REQUIRE_FALSE(ec);
+        moved = std::move(p);
+      });
   loop.run();
   CHECK(ran);
   CHECK(called);
@@ -50,7 +52,7 @@ TEST_CASE("an exception thrown by the offloaded function becomes an error", "[of
   duet::Loop loop;
   std::optional<std::error_code> plain;
   std::optional<std::string> message;
-  auto fails = [] () -> int { throw std::runtime_error("no answer"); };
+  auto fails = []() -> int { throw std::runtime_error("no answer"); };
   duet::offload(loop, fails, [&](std::error_code ec, int value) {
     plain = ec;
     CHECK(value == 0);
@@ -78,8 +80,13 @@ TEST_CASE("queued work is cancelled and never runs", "[offload][cancel]") {
   std::stop_source stop;
   std::atomic<bool> ran{false};
   std::optional<std::error_code> result;
-  duet::offload(loop, [&] { ran = true; return 1; },
-                duet::with_cancellation(stop.get_token(), [&](std::error_code ec, int) { result = ec; }));
+  duet::offload(
+      loop,
+      [&] {
+        ran = true;
+        return 1;
+      },
+      duet::with_cancellation(stop.get_token(), [&](std::error_code ec, int) { result = ec; }));
   stop.request_stop();
   busy.release();
   loop.run();
@@ -127,7 +134,8 @@ TEST_CASE("an exception thrown by an offload callback goes to the error hook", "
   duet::Loop loop;
   duet::test::ErrorLog log;
   loop.set_error_handler(log.handler());
-  duet::offload(loop, [] { return 1; }, [](std::error_code, int) { throw std::logic_error("callback failed"); });
+  duet::offload(
+      loop, [] { return 1; }, [](std::error_code, int) { throw std::logic_error("callback failed"); });
   loop.run();
   CHECK(log.messages == std::vector<std::string>{"callback failed"});
 }

@@ -26,7 +26,8 @@ State parse(ResponseParser& p, std::string_view bytes, std::vector<std::size_t> 
   return s;
 }
 
-const std::string kLength = "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nGIF89";
+const std::string kLength =
+    "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nGIF89";
 const std::string kChunked =
     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n6\r\npedia \r\n0\r\nTrailer: t\r\n\r\n";
 const std::string kClose = "HTTP/1.0 200 OK\r\nServer: SimpleHTTP\r\n\r\nbody until close";
@@ -85,7 +86,8 @@ TEST_CASE("any split of the bytes gives the same response", "[http][parser]") {
 
 TEST_CASE("1xx interim responses are skipped", "[http][parser]") {
   ResponseParser p;
-  REQUIRE(parse(p, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n" + kLength) == State::complete);
+  REQUIRE(parse(p, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n" + kLength) ==
+          State::complete);
   CHECK(p.response().status == 200);
   CHECK_FALSE(p.response().headers.contains("Link"));
   CHECK(p.response().body == "GIF89");

@@ -34,7 +34,8 @@ TEST_CASE("waiters are served strictly in FIFO order under contention", "[semaph
   duet::Semaphore sem(1);
   REQUIRE(sem.try_acquire());
   std::vector<int> order;
-  for (int i = 0; i < 10; ++i) sem.acquire([&, i](std::error_code ec) {
+  for (int i = 0; i < 10; ++i)
+    sem.acquire([&, i](std::error_code ec) {
       REQUIRE_FALSE(ec);
       order.push_back(i);
     });
@@ -48,14 +49,14 @@ TEST_CASE("waiters are served strictly in FIFO order under contention", "[semaph
   CHECK(sem.available() == 1);
 }
 
-TEST_CASE("a cancelled waiter leaves the queue with UV_ECANCELED and the others keep their order", "[semaphore][cancel]") {
+TEST_CASE("a cancelled waiter leaves the queue with UV_ECANCELED and the others keep their order",
+          "[semaphore][cancel]") {
   duet::Semaphore sem(0);
   std::stop_source stop;
   std::vector<std::string> events;
   sem.acquire([&](std::error_code ec) { events.push_back(ec ? "a:err" : "a"); });
-  sem.acquire(duet::with_cancellation(stop.get_token(), [&](std::error_code ec) {
-    events.push_back(duet::is_cancelled(ec) ? "b:cancelled" : "b");
-  }));
+  sem.acquire(duet::with_cancellation(
+      stop.get_token(), [&](std::error_code ec) { events.push_back(duet::is_cancelled(ec) ? "b:cancelled" : "b"); }));
   sem.acquire([&](std::error_code ec) { events.push_back(ec ? "c:err" : "c"); });
   CHECK(sem.waiting() == 3);
   stop.request_stop();
@@ -141,7 +142,7 @@ TEST_CASE("a waiter that throws does not strand the others", "[semaphore]") {
   duet::Semaphore sem(0);
   int served = 0;
   sem.acquire([&](std::error_code) {
-    sem.release();  // hands its permit on...
+    sem.release();                              // hands its permit on...
     throw std::runtime_error("waiter failed");  // ...then fails
   });
   sem.acquire([&](std::error_code) { ++served; });

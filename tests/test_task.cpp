@@ -2,8 +2,8 @@
 #include <memory>
 #include <stdexcept>
 
-#include "duet/spawn.hpp"
 #include "duet/semaphore.hpp"
+#include "duet/spawn.hpp"
 #include "duet/timer.hpp"
 #include "support.hpp"
 

@@ -203,7 +203,8 @@ TEST_CASE("a cancelled read calls back with UV_ECANCELED and leaves the buffer a
   std::stop_source stop;
   std::optional<std::error_code> result;
   std::string buffer(16, '.');
-  client.read(std::span<char>(buffer), duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::size_t n) {
+  client.read(std::span<char>(buffer),
+              duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::size_t n) {
                 result = ec;
                 CHECK(n == 0);
               }));

@@ -27,7 +27,8 @@ TEST_CASE("sleep calls back after at least its duration", "[timer]") {
 TEST_CASE("sleeps complete in deadline order", "[timer]") {
   duet::Loop loop;
   std::vector<int> order;
-  for (int ms : {30, 10, 20, 0}) duet::sleep(loop, std::chrono::milliseconds(ms), [&, ms](std::error_code) { order.push_back(ms); });
+  for (int ms : {30, 10, 20, 0})
+    duet::sleep(loop, std::chrono::milliseconds(ms), [&, ms](std::error_code) { order.push_back(ms); });
   loop.run();
   CHECK(order == std::vector<int>{0, 10, 20, 30});
 }

@@ -80,8 +80,10 @@ class AsCompletedState final : public Join, public SpawnedTask {
     ready_.pop_front();
     Outcome<T>& o = outcomes_[index];
     if (o.failed()) std::rethrow_exception(o.error());
-    if constexpr (std::is_void_v<T>) return Completed<void>{index};
-    else return Completed<T>{index, o.take()};
+    if constexpr (std::is_void_v<T>)
+      return Completed<void>{index};
+    else
+      return Completed<T>{index, o.take()};
   }
 
   /// The owner is gone: cancel what still runs and let the last child free the state.
@@ -113,7 +115,8 @@ class AsCompletedState final : public Join, public SpawnedTask {
     loop_ = context.loop;
     if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&stop_});
     children_.reserve(tasks_.size());
-    for (std::size_t i = 0; i < tasks_.size(); ++i) children_.push_back(make_child<T>(std::move(tasks_[i]), outcomes_[i]));
+    for (std::size_t i = 0; i < tasks_.size(); ++i)
+      children_.push_back(make_child<T>(std::move(tasks_[i]), outcomes_[i]));
     tasks_.clear();
     running_ = children_.size();
     for (std::size_t i = 0; i < children_.size(); ++i) children_[i].start(*this, i, {context.loop, stop_.get_token()});

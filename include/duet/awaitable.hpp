@@ -71,7 +71,9 @@ inline const TaskContext no_context{};
 /// into the promise, valid while that coroutine is suspended: awaiting copies no stop token.
 template <class Promise>
 const TaskContext& context_of(std::coroutine_handle<Promise> h) noexcept {
-  if constexpr (requires { { h.promise().context() } -> std::same_as<const TaskContext&>; }) {
+  if constexpr (requires {
+                  { h.promise().context() } -> std::same_as<const TaskContext&>;
+                }) {
     return h.promise().context();
   } else {
     return no_context;
@@ -115,29 +117,25 @@ class Awaitable {
     explicit Completion(Awaitable* self) noexcept : self_(self) {}
     const std::stop_token& stop_token() const noexcept { return self_->context_->stop_token; }
 
-    void operator()(std::error_code ec)
-      requires std::is_void_v<Result>
-    {
+    void operator()(std::error_code ec) requires std::is_void_v<Result> {
       self_->ec_ = ec;
       finish();
     }
-    void operator()(std::error_code ec, std::exception_ptr e)
-      requires std::is_void_v<Result>
-    {
+    void operator()(std::error_code ec, std::exception_ptr e) requires std::is_void_v<Result> {
       self_->ec_ = ec;
       self_->exception_ = std::move(e);
       finish();
     }
     template <class R>
-      requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R &&>)
-    void operator()(std::error_code ec, R&& r) {
+    requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R&&>) void operator()(std::error_code ec,
+                                                                                              R&& r) {
       self_->ec_ = ec;
       if (!ec) self_->slot_.set(std::forward<R>(r));
       finish();
     }
     template <class R>
-      requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R &&>)
-    void operator()(std::error_code ec, R&& r, std::exception_ptr e) {
+    requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R&&>) void operator()(std::error_code ec, R&& r,
+                                                                                              std::exception_ptr e) {
       self_->exception_ = std::move(e);
       (*this)(ec, std::forward<R>(r));
     }

@@ -37,10 +37,8 @@ class WithCancellation {
   const std::stop_token& stop_token() const noexcept { return token_; }
 
   template <class... Args>
-    requires std::invocable<Callback&, Args...>
-  decltype(auto) operator()(Args&&... args) {
-    return std::invoke(cb_, std::forward<Args>(args)...);
-  }
+  requires std::invocable<Callback&, Args...>
+  decltype(auto) operator()(Args&&... args) { return std::invoke(cb_, std::forward<Args>(args)...); }
 
  private:
   std::stop_token token_;
@@ -57,7 +55,9 @@ WithCancellation<std::decay_t<Callback>> with_cancellation(std::stop_token token
 /// can never be stopped.
 template <class Callback>
 std::stop_token stop_token_of(const Callback& cb) noexcept {
-  if constexpr (requires { { cb.stop_token() } -> std::convertible_to<std::stop_token>; }) {
+  if constexpr (requires {
+                  { cb.stop_token() } -> std::convertible_to<std::stop_token>;
+                }) {
     return cb.stop_token();
   } else {
     return {};

@@ -51,7 +51,7 @@ class ResolveOp final : public RequestOp<ResolveOp<Cb>, uv_getaddrinfo_t, Cb> {
 
 /// Resolves `host` to TCP endpoints with `port`; calls `cb(std::error_code, std::vector<Endpoint>)`.
 template <class Callback>
-  requires std::invocable<Callback&, std::error_code, std::vector<Endpoint>>
+requires std::invocable<Callback&, std::error_code, std::vector<Endpoint>>
 void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&& cb) {
   using Op = detail::ResolveOp<std::decay_t<Callback>>;
   auto& core = loop.core();

@@ -25,9 +25,8 @@
 #pragma once
 
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -135,8 +134,8 @@ void start(Loop& loop, Callback&& cb, typename FsOp<Result, std::decay_t<Callbac
            std::string buffer, Submit&& submit, bool cancellable = true) {
   using Op = FsOp<Result, std::decay_t<Callback>>;
   auto& core = loop.core();
-  Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)), extract, std::move(buffer),
-                         cancellable);
+  Op* op =
+      core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)), extract, std::move(buffer), cancellable);
   if (int rc = submit(core.uv, &op->req, op->buffer, &Op::on_done); rc < 0)
     return op->template fail_submission<Result>(rc);
   if (cancellable) op->watch_stop();
@@ -233,10 +232,9 @@ void rename(Loop& loop, std::string from, std::string to, Callback&& cb) {
 /// Calls `cb(std::error_code, Stat)` with `path`'s metadata (following symlinks).
 template <class Callback>
 void stat(Loop& loop, std::string path, Callback&& cb) {
-  detail::start<Stat>(loop, std::forward<Callback>(cb), &detail::extract_stat, std::move(path),
-                      [](uv_loop_t* uv, uv_fs_t* req, std::string& p, uv_fs_cb done) {
-                        return uv_fs_stat(uv, req, p.c_str(), done);
-                      });
+  detail::start<Stat>(
+      loop, std::forward<Callback>(cb), &detail::extract_stat, std::move(path),
+      [](uv_loop_t* uv, uv_fs_t* req, std::string& p, uv_fs_cb done) { return uv_fs_stat(uv, req, p.c_str(), done); });
 }
 
 /// Removes the file `path`; calls `cb(std::error_code)`.
@@ -280,10 +278,12 @@ struct Chain {
   template <class Step>
   static auto step(std::unique_ptr<Chain> self, bool cancellable, Step&& next) {
     std::stop_token token = cancellable ? self->token : std::stop_token();
-    return duet::with_cancellation(std::move(token),
-                                   [self = std::move(self), next = std::forward<Step>(next)]<class... Args>(Args&&... args) mutable
-                                     requires std::invocable<Step&, std::unique_ptr<Chain>, Args...>
-                                   { next(std::move(self), std::forward<Args>(args)...); });
+    return duet::with_cancellation(
+        std::move(token), [
+          self = std::move(self), next = std::forward<Step>(next)
+        ]<class... Args>(Args && ... args) mutable requires std::invocable<Step&, std::unique_ptr<Chain>, Args...> {
+          next(std::move(self), std::forward<Args>(args)...);
+        });
   }
 };
 
@@ -308,7 +308,8 @@ void create_directories_from(Loop& loop, std::string path, std::size_t pos, Cb c
   if (pos >= path.size()) {
     // Every component exists: check the last one really is a folder.
     std::stop_token token = stop_token_of(cb);
-    fs::stat(loop, std::move(path), duet::with_cancellation(token, [cb = std::move(cb)](std::error_code ec, Stat st) mutable {
+    fs::stat(loop, std::move(path),
+             duet::with_cancellation(token, [cb = std::move(cb)](std::error_code ec, Stat st) mutable {
                if (!ec && (st.st_mode & S_IFMT) != S_IFDIR) ec = uv_error(UV_ENOTDIR);
                cb(ec);
              }));
@@ -319,10 +320,11 @@ void create_directories_from(Loop& loop, std::string path, std::size_t pos, Cb c
   std::string prefix = path.substr(0, end);
   std::stop_token token = stop_token_of(cb);
   fs::mkdir(loop, std::move(prefix),
-            duet::with_cancellation(token, [&loop, path = std::move(path), end, cb = std::move(cb)](std::error_code ec) mutable {
-              if (ec && ec.value() != UV_EEXIST) return cb(ec);
-              create_directories_from(loop, std::move(path), end, std::move(cb));
-            }));
+            duet::with_cancellation(
+                token, [&loop, path = std::move(path), end, cb = std::move(cb)](std::error_code ec) mutable {
+                  if (ec && ec.value() != UV_EEXIST) return cb(ec);
+                  create_directories_from(loop, std::move(path), end, std::move(cb));
+                }));
 }
 
 struct ReadFileData {
@@ -334,17 +336,21 @@ template <class Chain>
 void read_file_next(Loop& loop, std::unique_ptr<Chain> self) {
   const std::size_t chunk = std::max<std::size_t>(self->data.content.capacity() - self->data.content.size(), 64 * 1024);
   const File& file = self->data.file;
-  fs::read(loop, file, chunk, -1, Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::string bytes) {
+  fs::read(loop, file, chunk, -1,
+           Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::string bytes) {
              if (ec) return s->cb(ec, std::string());
              if (bytes.empty()) {  // end of file: close, then deliver
                File f = std::move(s->data.file);
-               return fs::close(loop, std::move(f), Chain::step(std::move(s), false, [](std::unique_ptr<Chain> s2, std::error_code cec) {
+               return fs::close(loop, std::move(f),
+                                Chain::step(std::move(s), false, [](std::unique_ptr<Chain> s2, std::error_code cec) {
                                   if (cec) return s2->cb(cec, std::string());
                                   s2->cb(std::error_code(), std::move(s2->data.content));
                                 }));
              }
-             if (s->data.content.empty() && bytes.size() >= s->data.content.capacity()) s->data.content = std::move(bytes);
-             else s->data.content += bytes;
+             if (s->data.content.empty() && bytes.size() >= s->data.content.capacity())
+               s->data.content = std::move(bytes);
+             else
+               s->data.content += bytes;
              read_file_next(loop, std::move(s));
            }));
 }
@@ -373,7 +379,8 @@ template <class Chain>
 void write_file_abort(Loop& loop, std::unique_ptr<Chain> self, std::error_code ec) {
   self->data.file.reset();
   std::string temp = self->data.temp;
-  fs::unlink(loop, std::move(temp), Chain::step(std::move(self), false, [ec](std::unique_ptr<Chain> s, std::error_code) {
+  fs::unlink(loop, std::move(temp),
+             Chain::step(std::move(self), false, [ec](std::unique_ptr<Chain> s, std::error_code) {
                s->data.temp_may_exist = false;
                s->cb(ec);
              }));
@@ -385,16 +392,18 @@ void write_file_finish(Loop& loop, std::unique_ptr<Chain> self) {
   fs::fsync(loop, file, Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec) {
               if (ec) return write_file_abort(loop, std::move(s), ec);
               File f = std::move(s->data.file);
-              fs::close(loop, std::move(f), Chain::step(std::move(s), false, [&loop](std::unique_ptr<Chain> s2, std::error_code cec) {
+              fs::close(loop, std::move(f),
+                        Chain::step(std::move(s), false, [&loop](std::unique_ptr<Chain> s2, std::error_code cec) {
                           if (!cec && s2->token.stop_requested()) cec = uv_error(UV_ECANCELED);
                           if (cec) return write_file_abort(loop, std::move(s2), cec);
                           std::string temp = s2->data.temp, path = s2->data.path;
                           fs::rename(loop, std::move(temp), std::move(path),
-                                     Chain::step(std::move(s2), false, [&loop](std::unique_ptr<Chain> s3, std::error_code rec) {
-                                       if (rec) return write_file_abort(loop, std::move(s3), rec);
-                                       s3->data.temp_may_exist = false;
-                                       s3->cb(std::error_code());
-                                     }));
+                                     Chain::step(std::move(s2), false,
+                                                 [&loop](std::unique_ptr<Chain> s3, std::error_code rec) {
+                                                   if (rec) return write_file_abort(loop, std::move(s3), rec);
+                                                   s3->data.temp_may_exist = false;
+                                                   s3->cb(std::error_code());
+                                                 }));
                         }));
             }));
 }
@@ -405,12 +414,14 @@ void write_file_next(Loop& loop, std::unique_ptr<Chain> self) {
   if (d.written == d.bytes.size()) return write_file_finish(loop, std::move(self));
   const std::string_view rest = std::string_view(d.bytes).substr(d.written);
   const uv_file fd = d.file.fd();
-  write_borrowed(loop, fd, rest, Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::size_t n) {
-                   if (!ec && n == 0) ec = uv_error(UV_EIO);
-                   if (ec) return write_file_abort(loop, std::move(s), ec);
-                   s->data.written += n;  // a short write (e.g. a nearly full disk) continues where it stopped
-                   write_file_next(loop, std::move(s));
-                 }));
+  write_borrowed(
+      loop, fd, rest,
+      Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::size_t n) {
+        if (!ec && n == 0) ec = uv_error(UV_EIO);
+        if (ec) return write_file_abort(loop, std::move(s), ec);
+        s->data.written += n;  // a short write (e.g. a nearly full disk) continues where it stopped
+        write_file_next(loop, std::move(s));
+      }));
 }
 
 }  // namespace detail
@@ -422,7 +433,8 @@ void read_file(Loop& loop, std::string path, Callback&& cb) {
   using Chain = detail::Chain<Cb, detail::ReadFileData>;
   std::stop_token token = stop_token_of(cb);
   auto chain = std::make_unique<Chain>(std::forward<Callback>(cb), token);
-  fs::open(loop, std::move(path), UV_FS_O_RDONLY, 0, Chain::step(std::move(chain), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, File f) {
+  fs::open(loop, std::move(path), UV_FS_O_RDONLY, 0,
+           Chain::step(std::move(chain), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, File f) {
              if (ec) return s->cb(ec, std::string());
              s->data.file = std::move(f);
              read_file_next(loop, std::move(s));
@@ -460,7 +472,8 @@ void write_file_atomic(Loop& loop, std::string path, std::string data, Callback&
   });
 }
 [[nodiscard]] inline auto read(Loop& loop, const File& file, std::size_t max_bytes, std::int64_t offset) {
-  return awaitable<std::string>([&loop, &file, max_bytes, offset](auto cb) { fs::read(loop, file, max_bytes, offset, std::move(cb)); });
+  return awaitable<std::string>(
+      [&loop, &file, max_bytes, offset](auto cb) { fs::read(loop, file, max_bytes, offset, std::move(cb)); });
 }
 [[nodiscard]] inline auto write(Loop& loop, const File& file, std::string data, std::int64_t offset) {
   return awaitable<std::size_t>([&loop, &file, data = std::move(data), offset](auto cb) mutable {
@@ -468,17 +481,20 @@ void write_file_atomic(Loop& loop, std::string path, std::string data, Callback&
   });
 }
 [[nodiscard]] inline auto close(Loop& loop, File file) {
-  return awaitable<void>([&loop, file = std::move(file)](auto cb) mutable { fs::close(loop, std::move(file), std::move(cb)); });
+  return awaitable<void>(
+      [&loop, file = std::move(file)](auto cb) mutable { fs::close(loop, std::move(file), std::move(cb)); });
 }
 [[nodiscard]] inline auto fsync(Loop& loop, const File& file) {
   return awaitable<void>([&loop, &file](auto cb) { fs::fsync(loop, file, std::move(cb)); });
 }
 [[nodiscard]] inline auto mkdir(Loop& loop, std::string path) {
-  return awaitable<void>([&loop, path = std::move(path)](auto cb) mutable { fs::mkdir(loop, std::move(path), std::move(cb)); });
+  return awaitable<void>(
+      [&loop, path = std::move(path)](auto cb) mutable { fs::mkdir(loop, std::move(path), std::move(cb)); });
 }
 [[nodiscard]] inline auto create_directories(Loop& loop, std::string path) {
-  return awaitable<void>(
-      [&loop, path = std::move(path)](auto cb) mutable { fs::create_directories(loop, std::move(path), std::move(cb)); });
+  return awaitable<void>([&loop, path = std::move(path)](auto cb) mutable {
+    fs::create_directories(loop, std::move(path), std::move(cb));
+  });
 }
 [[nodiscard]] inline auto rename(Loop& loop, std::string from, std::string to) {
   return awaitable<void>([&loop, from = std::move(from), to = std::move(to)](auto cb) mutable {
@@ -486,10 +502,12 @@ void write_file_atomic(Loop& loop, std::string path, std::string data, Callback&
   });
 }
 [[nodiscard]] inline auto stat(Loop& loop, std::string path) {
-  return awaitable<Stat>([&loop, path = std::move(path)](auto cb) mutable { fs::stat(loop, std::move(path), std::move(cb)); });
+  return awaitable<Stat>(
+      [&loop, path = std::move(path)](auto cb) mutable { fs::stat(loop, std::move(path), std::move(cb)); });
 }
 [[nodiscard]] inline auto unlink(Loop& loop, std::string path) {
-  return awaitable<void>([&loop, path = std::move(path)](auto cb) mutable { fs::unlink(loop, std::move(path), std::move(cb)); });
+  return awaitable<void>(
+      [&loop, path = std::move(path)](auto cb) mutable { fs::unlink(loop, std::move(path), std::move(cb)); });
 }
 [[nodiscard]] inline auto read_file(Loop& loop, std::string path) {
   return awaitable<std::string>(

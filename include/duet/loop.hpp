@@ -4,8 +4,8 @@
 // (embedding): `duet::Loop loop(uv_default_loop());`. Wrapping never closes the host's loop; the host
 // may keep driving it with `uv_run` and duet's callbacks run from there.
 //
-// Threads: a loop belongs to the thread that creates the `Loop` and runs it. Every duet call on a loop, and every callback
-// duet makes, happens on that thread — except `post()`, which any thread may call.
+// Threads: a loop belongs to the thread that creates the `Loop` and runs it. Every duet call on a loop, and every
+// callback duet makes, happens on that thread — except `post()`, which any thread may call.
 //
 // Errors in user code: an exception thrown by a callback is caught where libuv called duet (it never
 // unwinds through libuv) and handed to the error hook, `set_error_handler`; by default it is printed on

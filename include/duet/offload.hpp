@@ -62,8 +62,10 @@ class WorkOp final : public RequestOp<WorkOp<Fn, Cb>, uv_work_t, Cb> {
     } else {
       std::optional<Result> value;
       try {
-        if (!ec && self->result_) value.emplace(std::move(*self->result_));
-        else value.emplace();
+        if (!ec && self->result_)
+          value.emplace(std::move(*self->result_));
+        else
+          value.emplace();
       } catch (...) {  // the result's move (or default) constructor threw: report that instead
         error = std::current_exception();
         ec = make_error_code(errc::offload_threw);
@@ -105,8 +107,8 @@ void offload(Loop& loop, Fn&& fn, Callback&& cb) {
   static_assert(Op::kVoid || std::is_default_constructible_v<typename Op::Result>,
                 "offload: the function's result must be default-constructible (it is empty on error)");
   auto& core = loop.core();
-  Op* op = core.make<Op>(&core, std::decay_t<Fn>(std::forward<Fn>(fn)),
-                         std::decay_t<Callback>(std::forward<Callback>(cb)));
+  Op* op =
+      core.make<Op>(&core, std::decay_t<Fn>(std::forward<Fn>(fn)), std::decay_t<Callback>(std::forward<Callback>(cb)));
   if (int rc = uv_queue_work(core.uv, &op->req, &Op::run, &Op::on_done); rc < 0)
     return op->template fail_submission<typename Op::Result>(rc);
   op->watch_stop();

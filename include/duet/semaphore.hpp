@@ -61,7 +61,7 @@ class Semaphore {
 
   /// Calls `cb(std::error_code)` when a permit is acquired (possibly before returning).
   template <class Callback>
-    requires std::invocable<Callback&, std::error_code>
+  requires std::invocable<Callback&, std::error_code>
   void acquire(Callback&& cb) {
     if (available_ > 0 && !head_) {
       --available_;
@@ -201,17 +201,23 @@ class Semaphore {
 
   void link(Waiter* w) noexcept {
     w->prev = tail_;
-    if (tail_) tail_->next = w;
-    else head_ = w;
+    if (tail_)
+      tail_->next = w;
+    else
+      head_ = w;
     tail_ = w;
     ++waiting_;
   }
 
   void unlink(Waiter* w) noexcept {
-    if (w->prev) w->prev->next = w->next;
-    else head_ = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else tail_ = w->prev;
+    if (w->prev)
+      w->prev->next = w->next;
+    else
+      head_ = w->next;
+    if (w->next)
+      w->next->prev = w->prev;
+    else
+      tail_ = w->prev;
     --waiting_;
   }
 

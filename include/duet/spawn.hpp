@@ -38,9 +38,9 @@
 
 #include <coroutine>
 #include <cstdio>
-#include <optional>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <variant>
@@ -144,9 +144,12 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     if (taken_) throw std::logic_error("duet::JoinHandle::result(): the result was already taken");
     taken_ = true;
     if (outcome_.index() == 2) std::rethrow_exception(std::get<2>(outcome_));
-    if constexpr (std::is_void_v<T>) return;
-    else if constexpr (std::is_reference_v<T>) return *std::get<1>(outcome_);
-    else return std::move(std::get<1>(outcome_));
+    if constexpr (std::is_void_v<T>)
+      return;
+    else if constexpr (std::is_reference_v<T>)
+      return *std::get<1>(outcome_);
+    else
+      return std::move(std::get<1>(outcome_));
   }
 
   /// The handle is gone: an exception nobody will ever see goes to the error hook.

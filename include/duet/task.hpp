@@ -104,10 +104,8 @@ class Promise final : public PromiseBase {
   void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
 
   template <class V>
-    requires std::is_convertible_v<V&&, T>
-  void return_value(V&& v) {
-    result_.template emplace<1>(std::forward<V>(v));
-  }
+  requires std::is_convertible_v<V&&, T>
+  void return_value(V&& v) { result_.template emplace<1>(std::forward<V>(v)); }
 
   T result() {
     if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));

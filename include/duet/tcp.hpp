@@ -91,7 +91,8 @@ class TcpStream {
 
   /// Coroutine face: `co_await stream.write(std::move(bytes));`
   [[nodiscard]] auto write(std::string bytes) {
-    return awaitable<void>([this, bytes = std::move(bytes)](auto cb) mutable { write(std::move(bytes), std::move(cb)); });
+    return awaitable<void>(
+        [this, bytes = std::move(bytes)](auto cb) mutable { write(std::move(bytes), std::move(cb)); });
   }
 
   /// Half-closes after pending writes; calls `cb(std::error_code)`.
@@ -225,8 +226,10 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
     LoopCore* core = self->core_;
     if (core->closing) return self->release();
     std::error_code ec = uv_error(status);
-    if (self->stop_requested()) ec = uv_error(UV_ECANCELED);
-    else if (self->timed_out_ && status < 0) ec = uv_error(UV_ETIMEDOUT);
+    if (self->stop_requested())
+      ec = uv_error(UV_ECANCELED);
+    else if (self->timed_out_ && status < 0)
+      ec = uv_error(UV_ETIMEDOUT);
     self->unwatch();
     Cb cb = std::move(self->cb_);
     TcpImpl* tcp = self->tcp_;
@@ -241,9 +244,8 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
   void close_timer() noexcept {
     if (!timer_open_) return;
     timer_open_ = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) noexcept {
-      static_cast<ConnectOp*>(h->data)->release();
-    });
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
+             [](uv_handle_t* h) noexcept { static_cast<ConnectOp*>(h->data)->release(); });
   }
 
   void release() noexcept {
@@ -266,7 +268,7 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
 /// Connects to `to`, giving up after `timeout` (zero: no timeout beyond the system's); calls
 /// `cb(std::error_code, TcpStream)`.
 template <class Rep, class Period, class Callback>
-  requires std::invocable<Callback&, std::error_code, TcpStream>
+requires std::invocable<Callback&, std::error_code, TcpStream>
 void connect(Loop& loop, const Endpoint& to, std::chrono::duration<Rep, Period> timeout, Callback&& cb) {
   using Op = detail::ConnectOp<std::decay_t<Callback>>;
   auto& core = loop.core();
@@ -276,7 +278,7 @@ void connect(Loop& loop, const Endpoint& to, std::chrono::duration<Rep, Period> 
 
 /// Connects to `to` with no timeout of duet's own.
 template <class Callback>
-  requires std::invocable<Callback&, std::error_code, TcpStream>
+requires std::invocable<Callback&, std::error_code, TcpStream>
 void connect(Loop& loop, const Endpoint& to, Callback&& cb) {
   connect(loop, to, std::chrono::milliseconds(0), std::forward<Callback>(cb));
 }
@@ -284,7 +286,8 @@ void connect(Loop& loop, const Endpoint& to, Callback&& cb) {
 /// Coroutine face: `auto stream = co_await duet::connect(loop, endpoint[, timeout]);` — throws
 /// `std::system_error` (refused, ...), `duet::TimedOut` or `duet::Cancelled`.
 template <class Rep = long, class Period = std::milli>
-[[nodiscard]] auto connect(Loop& loop, Endpoint to, std::chrono::duration<Rep, Period> timeout = std::chrono::milliseconds(0)) {
+[[nodiscard]] auto connect(Loop& loop, Endpoint to,
+                           std::chrono::duration<Rep, Period> timeout = std::chrono::milliseconds(0)) {
   return awaitable<TcpStream>([&loop, to, timeout](auto cb) { duet::connect(loop, to, timeout, std::move(cb)); });
 }
 

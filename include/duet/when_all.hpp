@@ -43,7 +43,8 @@ class WhenAllBase : public Join {
     parent_ = parent;
     if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&group_.stop});
     remaining_ = children.size() + 1;  // the extra count is held until every child has started
-    for (std::size_t i = 0; i < children.size(); ++i) children[i].start(*this, i, {context.loop, group_.stop.get_token()});
+    for (std::size_t i = 0; i < children.size(); ++i)
+      children[i].start(*this, i, {context.loop, group_.stop.get_token()});
     return --remaining_ != 0;
   }
 
@@ -72,7 +73,8 @@ class WhenAll final : public WhenAllBase {
     // The children point at this object's outcomes, so they are made now that it no longer moves.
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       ((children_[I] = make_child<Ts>(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), &group_)), ...);
-    }(std::index_sequence_for<Ts...>());
+    }
+    (std::index_sequence_for<Ts...>());
     return start(parent, children_);
   }
 
@@ -99,7 +101,8 @@ class WhenAllRange final : public WhenAllBase {
   bool await_suspend(std::coroutine_handle<Promise> parent) {
     outcomes_.resize(tasks_.size());
     children_.reserve(tasks_.size());
-    for (std::size_t i = 0; i < tasks_.size(); ++i) children_.push_back(make_child<T>(std::move(tasks_[i]), outcomes_[i], &group_));
+    for (std::size_t i = 0; i < tasks_.size(); ++i)
+      children_.push_back(make_child<T>(std::move(tasks_[i]), outcomes_[i], &group_));
     return start(parent, children_);
   }
 

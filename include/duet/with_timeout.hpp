@@ -27,7 +27,7 @@ struct AwaitResult {
   using type = decltype(std::declval<A&&>().await_resume());
 };
 template <class A>
-  requires requires(A&& a) { std::move(a).operator co_await(); }
+requires requires(A&& a) { std::move(a).operator co_await(); }
 struct AwaitResult<A> {
   using type = decltype(std::declval<A&&>().operator co_await().await_resume());
 };
@@ -52,18 +52,18 @@ class WithTimeout final : public Join {
     remaining_ = 3;  // the work, the timer, and this call until both are started
     Loop* loop = context.loop;
     duet::sleep(*loop, limit_, duet::with_cancellation(timer_stop_.get_token(), [this, loop](std::error_code ec) {
-                  if (ec) {  // the work finished first and stopped the timer
-                    if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
-                    return;
-                  }
-                  // The deadline passed. Libuv runs timers before I/O in each turn, so the cancel waits
-                  // for the next turn: a result that arrives in this same turn still wins.
-                  timed_out_ = true;
-                  loop->core().defer([this] {
-                    if (!work_done_) work_stop_.request_stop();
-                    if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
-                  });
-                }));
+      if (ec) {  // the work finished first and stopped the timer
+        if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
+        return;
+      }
+      // The deadline passed. Libuv runs timers before I/O in each turn, so the cancel waits
+      // for the next turn: a result that arrives in this same turn still wins.
+      timed_out_ = true;
+      loop->core().defer([this] {
+        if (!work_done_) work_stop_.request_stop();
+        if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
+      });
+    }));
     child_ = make_child<T>(std::move(awaitable_), outcome_);
     child_.start(*this, 0, {context.loop, work_stop_.get_token()});
     return arrive() == std::noop_coroutine();
@@ -75,8 +75,10 @@ class WithTimeout final : public Join {
       // (a result that arrived in the deadline's own turn is returned below, timed out or not)
       std::rethrow_exception(outcome_.error());
     }
-    if constexpr (std::is_void_v<T>) return;
-    else return outcome_.take();
+    if constexpr (std::is_void_v<T>)
+      return;
+    else
+      return outcome_.take();
   }
 
   // Join: the work is done; stop the timer (its callback still has to arrive).
@@ -107,7 +109,8 @@ class WithTimeout final : public Join {
 
 /// Awaits `awaitable`, or throws `duet::TimedOut` after `duration` (see the top of this header).
 template <class Rep, class Period, class A>
-[[nodiscard]] detail::WithTimeout<std::decay_t<A>> with_timeout(std::chrono::duration<Rep, Period> duration, A&& awaitable) {
+[[nodiscard]] detail::WithTimeout<std::decay_t<A>> with_timeout(std::chrono::duration<Rep, Period> duration,
+                                                                A&& awaitable) {
   return detail::WithTimeout<std::decay_t<A>>(std::chrono::duration_cast<std::chrono::nanoseconds>(duration),
                                               std::forward<A>(awaitable));
 }

@@ -64,7 +64,9 @@ bool idempotent(std::string_view method) {
   return false;
 }
 
-bool is_redirect(int status) { return status == 301 || status == 302 || status == 303 || status == 307 || status == 308; }
+bool is_redirect(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
 
 /// One request from start to delivered response, redirects and the stale-connection retry included.
 /// Shared: every pending callback holds a reference, so a late one never finds it gone.
@@ -116,8 +118,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   /// Called by the pool: an idle connection (or, if `c` is null, a free slot) is this exchange's now.
   void granted(Connection* c) {
     if (finished_) {  // cancelled while waiting: pass it on
-      if (c) core_->make_idle(c);
-      else core_->slot_freed(*origin_);
+      if (c)
+        core_->make_idle(c);
+      else
+        core_->slot_freed(*origin_);
       return;
     }
     if (c && fresh_only_) {  // a retry must not reuse a connection: keep the slot, open a new one
@@ -146,22 +150,23 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void connect(std::vector<Endpoint> eps, std::size_t i) {
     auto self = shared_from_this();
     const Endpoint to = eps[i];
-    duet::connect(core_->loop, to, core_->options.connect_timeout,
-                  with_cancellation(stop_.get_token(), [self, eps = std::move(eps), i](std::error_code ec, TcpStream s) mutable {
-                    if (self->finished_) return self->core_->slot_freed(*self->origin_);
-                    if (ec) {
-                      if (i + 1 < eps.size()) return self->connect(std::move(eps), i + 1);
-                      self->core_->slot_freed(*self->origin_);
-                      std::string what = ec.value() == UV_ETIMEDOUT ? "connect timed out" : "cannot connect";
-                      return self->fail(ec, what + " to " + eps[i].to_string() + ": " + ec.message());
-                    }
-                    auto c = std::make_unique<Connection>();
-                    c->stream = std::move(s);
-                    c->origin = self->origin_;
-                    Connection* raw = c.get();
-                    self->origin_->connections.push_back(std::move(c));
-                    self->use(raw, false);
-                  }));
+    duet::connect(
+        core_->loop, to, core_->options.connect_timeout,
+        with_cancellation(stop_.get_token(), [self, eps = std::move(eps), i](std::error_code ec, TcpStream s) mutable {
+          if (self->finished_) return self->core_->slot_freed(*self->origin_);
+          if (ec) {
+            if (i + 1 < eps.size()) return self->connect(std::move(eps), i + 1);
+            self->core_->slot_freed(*self->origin_);
+            std::string what = ec.value() == UV_ETIMEDOUT ? "connect timed out" : "cannot connect";
+            return self->fail(ec, what + " to " + eps[i].to_string() + ": " + ec.message());
+          }
+          auto c = std::make_unique<Connection>();
+          c->stream = std::move(s);
+          c->origin = self->origin_;
+          Connection* raw = c.get();
+          self->origin_->connections.push_back(std::move(c));
+          self->use(raw, false);
+        }));
   }
 
   // ---- one request/response on a connection --------------------------------------------------------
@@ -175,7 +180,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
     if (sink_) parser_.stream_body_to([this](std::string_view piece) { sink_(piece); });
-    arm(static_cast<std::uint64_t>(core_->options.header_timeout.count()), "no response headers within the header timeout");
+    arm(static_cast<std::uint64_t>(core_->options.header_timeout.count()),
+        "no response headers within the header timeout");
     auto self = shared_from_this();
     conn_->stream.write(serialize(), [self, attempt](std::error_code ec) {
       // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
@@ -189,11 +195,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     out.reserve(128 + req_.body.size());
     out.append(req_.method).append(" ").append(req_.url.target()).append(" HTTP/1.1\r\n");
     if (!req_.headers.contains("Host")) out.append("Host: ").append(req_.url.authority()).append("\r\n");
-    if (!req_.headers.contains("User-Agent")) out.append("User-Agent: ").append(core_->options.user_agent).append("\r\n");
+    if (!req_.headers.contains("User-Agent"))
+      out.append("User-Agent: ").append(core_->options.user_agent).append("\r\n");
     if (!req_.headers.contains("Accept")) out.append("Accept: */*\r\n");
     for (const auto& [name, value] : req_.headers) out.append(name).append(": ").append(value).append("\r\n");
     if (!req_.body.empty() || (req_.method != "GET" && req_.method != "HEAD"))
-      if (!req_.headers.contains("Content-Length")) out.append("Content-Length: ").append(std::to_string(req_.body.size())).append("\r\n");
+      if (!req_.headers.contains("Content-Length"))
+        out.append("Content-Length: ").append(std::to_string(req_.body.size())).append("\r\n");
     out.append("\r\n").append(req_.body);
     return out;
   }
@@ -221,8 +229,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const bool reusable = parser_.keep_alive() && consumed == chunk.size() && !chunk.empty();
     Connection* c = std::exchange(conn_, nullptr);
     c->stream.read_stop();
-    if (reusable && !core_->closed) core_->make_idle(c);
-    else core_->close_connection(c);
+    if (reusable && !core_->closed)
+      core_->make_idle(c);
+    else
+      core_->close_connection(c);
     respond();
   }
 
@@ -235,7 +245,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       fresh_only_ = true;
       return acquire();
     }
-    if (ec.value() == UV_EOF) return fail(make_error_code(errc::malformed_response), "the connection closed before a response arrived");
+    if (ec.value() == UV_EOF)
+      return fail(make_error_code(errc::malformed_response), "the connection closed before a response arrived");
     fail(ec, "connection error: " + ec.message());
   }
 
@@ -412,7 +423,8 @@ void ClientCore::make_idle(Connection* c) {
 
 }  // namespace detail
 
-Client::Client(Loop& loop, ClientOptions options) : core_(std::make_shared<detail::ClientCore>(loop, std::move(options))) {}
+Client::Client(Loop& loop, ClientOptions options)
+    : core_(std::make_shared<detail::ClientCore>(loop, std::move(options))) {}
 
 Client::~Client() {
   core_->closed = true;

@@ -9,7 +9,8 @@ char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
 }
 
 void Headers::set(std::string name, std::string value) {

@@ -31,9 +31,24 @@ int hex_value(char c) {
 bool path_char(char c) {
   if (std::isalnum(static_cast<unsigned char>(c))) return true;
   switch (c) {
-    case '-': case '.': case '_': case '~':
-    case '!': case '$': case '&': case '\'': case '(': case ')': case '*': case '+': case ',': case ';': case '=':
-    case ':': case '@': case '/':
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '@':
+    case '/':
       return true;
     default:
       return false;
@@ -181,7 +196,8 @@ std::optional<Failure> parse_into(std::string_view text, Url& url) {
   std::string scheme;
   for (char c : text.substr(0, colon)) scheme.push_back(lower(c));
   if (scheme == "https") return Failure{make_error_code(errc::unsupported_scheme), "https: TLS is not supported"};
-  if (scheme != "http") return Failure{make_error_code(errc::unsupported_scheme), "unsupported scheme '" + scheme + "'"};
+  if (scheme != "http")
+    return Failure{make_error_code(errc::unsupported_scheme), "unsupported scheme '" + scheme + "'"};
   url.scheme = scheme;
   url.port = 80;
   std::string_view rest = text.substr(colon + 3);
@@ -269,7 +285,8 @@ std::string percent_decode(std::string_view text) {
       continue;
     }
     if (i + 2 >= text.size() || !is_hex(text[i + 1]) || !is_hex(text[i + 2]))
-      throw std::system_error(make_error_code(errc::bad_url), "malformed percent-escape in '" + std::string(text) + "'");
+      throw std::system_error(make_error_code(errc::bad_url),
+                              "malformed percent-escape in '" + std::string(text) + "'");
     out.push_back(static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2])));
     i += 2;
   }

@@ -30,7 +30,8 @@ int main() {
     client = std::move(s);
     client->write(std::string("ping"), [&](std::error_code) { client->close(); });
   });
-  duet::offload(loop, [] { return 42; }, [&](std::error_code ec, int v) { answer = ec ? -1 : v; });
+  duet::offload(
+      loop, [] { return 42; }, [&](std::error_code ec, int v) { answer = ec ? -1 : v; });
   loop.run();
 
   llhttp_settings_t settings;

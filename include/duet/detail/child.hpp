@@ -20,17 +20,21 @@ namespace duet::detail {
 /// Where a child's value or exception goes.
 template <class T>
 struct Outcome {
-  std::variant<std::monostate, std::conditional_t<std::is_void_v<T>, std::monostate,
-                                                  std::conditional_t<std::is_reference_v<T>, std::remove_reference_t<T>*, T>>,
+  std::variant<std::monostate,
+               std::conditional_t<std::is_void_v<T>, std::monostate,
+                                  std::conditional_t<std::is_reference_v<T>, std::remove_reference_t<T>*, T>>,
                std::exception_ptr>
       v;
   bool failed() const noexcept { return v.index() == 2; }
   std::exception_ptr error() const { return std::get<2>(v); }
   /// The value as the awaiter receives it (void: nothing).
   decltype(auto) take() {
-    if constexpr (std::is_void_v<T>) return std::monostate();
-    else if constexpr (std::is_reference_v<T>) return static_cast<T>(*std::get<1>(v));
-    else return std::move(std::get<1>(v));
+    if constexpr (std::is_void_v<T>)
+      return std::monostate();
+    else if constexpr (std::is_reference_v<T>)
+      return static_cast<T>(*std::get<1>(v));
+    else
+      return std::move(std::get<1>(v));
   }
 };
 

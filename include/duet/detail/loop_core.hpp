@@ -122,7 +122,7 @@ class SpawnedTask {
 struct LoopCore {
   uv_loop_t* uv = nullptr;
   bool owns_uv = false;
-  bool closing = false;      // set by ~Loop: completions no longer reach user code
+  bool closing = false;  // set by ~Loop: completions no longer reach user code
   // False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   bool dispatching = false;  // the post queue is being run: the core must outlive that
@@ -165,8 +165,10 @@ struct LoopCore {
   }
   void unlink_task_from_list(SpawnedTask* t) noexcept {
     if (!t->list_) return;
-    if (t->prev_) t->prev_->next_ = t->next_;
-    else *t->list_ = t->next_;
+    if (t->prev_)
+      t->prev_->next_ = t->next_;
+    else
+      *t->list_ = t->next_;
     if (t->next_) t->next_->prev_ = t->prev_;
     t->prev_ = t->next_ = nullptr;
     t->list_ = nullptr;
@@ -200,8 +202,10 @@ struct LoopCore {
   }
 
   void unlink(Resource* r) noexcept {
-    if (r->prev_) r->prev_->next_ = r->next_;
-    else live = r->next_;
+    if (r->prev_)
+      r->prev_->next_ = r->next_;
+    else
+      live = r->next_;
     if (r->next_) r->next_->prev_ = r->prev_;
     r->prev_ = r->next_ = nullptr;
     --live_count;

@@ -33,12 +33,15 @@ inline uv_buf_t buffer(char* base, std::size_t len) noexcept {
 template <class Result, class Cb>
 void call_with_error(Cb& cb, std::error_code ec) {
   if constexpr (std::is_void_v<Result>) {
-    if constexpr (std::is_invocable_v<Cb&, std::error_code, std::exception_ptr>) cb(ec, std::exception_ptr());
-    else cb(ec);
+    if constexpr (std::is_invocable_v<Cb&, std::error_code, std::exception_ptr>)
+      cb(ec, std::exception_ptr());
+    else
+      cb(ec);
   } else {
     if constexpr (std::is_invocable_v<Cb&, std::error_code, Result, std::exception_ptr>)
       cb(ec, Result{}, std::exception_ptr());
-    else cb(ec, Result{});
+    else
+      cb(ec, Result{});
   }
 }
 

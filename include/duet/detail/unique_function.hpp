@@ -25,9 +25,9 @@ class UniqueFunction<R(Args...)> {
   UniqueFunction(std::nullptr_t) noexcept {}
 
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, UniqueFunction> &&
-             std::is_invocable_r_v<R, std::remove_cvref_t<F>&, Args...>)
-  UniqueFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts implicitly
+  requires(!std::is_same_v<std::remove_cvref_t<F>, UniqueFunction> &&
+           std::is_invocable_r_v<R, std::remove_cvref_t<F>&, Args...>)
+      UniqueFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts implicitly
     using Fn = std::remove_cvref_t<F>;
     if constexpr (fits_inline<Fn>) {
       ::new (static_cast<void*>(storage_)) Fn(std::forward<F>(f));
@@ -76,8 +76,8 @@ class UniqueFunction<R(Args...)> {
   };
 
   template <class Fn>
-  static constexpr bool fits_inline = sizeof(Fn) <= kInline && alignof(Fn) <= alignof(std::max_align_t) &&
-                                      std::is_nothrow_move_constructible_v<Fn>;
+  static constexpr bool fits_inline =
+      sizeof(Fn) <= kInline && alignof(Fn) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<Fn>;
 
   template <class Fn>
   static constexpr VTable inline_vtable{

@@ -70,8 +70,10 @@ using Completion = duet::detail::UniqueFunction<void(std::error_code, Response, 
 template <class Callback>
 Completion completion(Callback&& cb) {
   return [cb = std::forward<Callback>(cb)](std::error_code ec, Response r, std::exception_ptr e) mutable {
-    if constexpr (std::is_invocable_v<Callback&, std::error_code, Response, std::exception_ptr>) cb(ec, std::move(r), std::move(e));
-    else cb(ec, std::move(r));
+    if constexpr (std::is_invocable_v<Callback&, std::error_code, Response, std::exception_ptr>)
+      cb(ec, std::move(r), std::move(e));
+    else
+      cb(ec, std::move(r));
   };
 }
 }  // namespace detail
@@ -85,7 +87,7 @@ class Client {
 
   /// GET `url`; calls `cb(std::error_code, Response)`.
   template <class Callback>
-    requires std::invocable<Callback&, std::error_code, Response>
+  requires std::invocable<Callback&, std::error_code, Response>
   void get(std::string_view url, Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
     start_get(url, detail::completion(std::forward<Callback>(cb)), std::move(token));
@@ -93,7 +95,7 @@ class Client {
 
   /// Sends `req` (any method, headers, body); calls `cb(std::error_code, Response)`.
   template <class Callback>
-    requires std::invocable<Callback&, std::error_code, Response>
+  requires std::invocable<Callback&, std::error_code, Response>
   void request(Request req, Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
     start(std::move(req), nullptr, detail::completion(std::forward<Callback>(cb)), std::move(token));
@@ -101,7 +103,7 @@ class Client {
 
   /// Sends `req`, streaming the response body to `on_body`; `cb` gets the response without its body.
   template <class Callback>
-    requires std::invocable<Callback&, std::error_code, Response>
+  requires std::invocable<Callback&, std::error_code, Response>
   void request(Request req, BodySink on_body, Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
     start(std::move(req), std::move(on_body), detail::completion(std::forward<Callback>(cb)), std::move(token));
@@ -113,7 +115,8 @@ class Client {
   }
   /// Coroutine face: `Response res = co_await client.request(std::move(req));`
   [[nodiscard]] auto request(Request req) {
-    return awaitable<Response>([this, req = std::move(req)](auto cb) mutable { request(std::move(req), std::move(cb)); });
+    return awaitable<Response>(
+        [this, req = std::move(req)](auto cb) mutable { request(std::move(req), std::move(cb)); });
   }
   /// Coroutine face of the streaming request.
   [[nodiscard]] auto request(Request req, BodySink on_body) {

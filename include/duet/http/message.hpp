@@ -49,7 +49,7 @@ struct Response {
   int status = 0;      ///< 200, 404, ...
   std::string reason;  ///< "OK", "Not Found", as the server sent it
   Headers headers;
-  std::string body;  ///< empty when the body was streamed to a callback instead
+  std::string body;       ///< empty when the body was streamed to a callback instead
   int version_minor = 1;  ///< HTTP/1.x
 
   friend bool operator==(const Response&, const Response&) = default;
