@@ -63,15 +63,14 @@ TEST_CASE("chunked and close-delimited bodies, and a response sent one byte at a
   });
   ClientOptions opts;
   opts.max_connections_per_origin = 1;
-  Client client(loop, opts);
-  CHECK(duet::test::get(face, loop, client, server.url()).res.body == "hello world");
-  client.~Client();  // force fresh connections for the next cases
-  new (&client) Client(loop, opts);
-  Result closed = duet::test::get(face, loop, client, server.url());
+  std::optional<Client> client(std::in_place, loop, opts);
+  CHECK(duet::test::get(face, loop, *client, server.url()).res.body == "hello world");
+  client.emplace(loop, opts);  // a new client: fresh connections for the next cases
+  Result closed = duet::test::get(face, loop, *client, server.url());
   REQUIRE_FALSE(closed.ec);
   CHECK(closed.res.body == "until the close");
-  CHECK(client.open_connections() == 0);  // a close-delimited response cannot be reused
-  Result slow = duet::test::get(face, loop, client, server.url());
+  CHECK(client->open_connections() == 0);  // a close-delimited response cannot be reused
+  Result slow = duet::test::get(face, loop, *client, server.url());
   REQUIRE_FALSE(slow.ec);
   CHECK(slow.res.body == "slowly");
 }

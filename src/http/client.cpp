@@ -41,14 +41,29 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   Loop& loop;
   ClientOptions options;
   bool closed = false;
-  std::map<std::string, Origin> origins;
+  /// Origins by (host, port). The comparator is transparent, so a request finds its origin by
+  /// looking at its URL's host in place: no key string is built per request.
+  struct OriginOrder {
+    using is_transparent = void;
+    using Key = std::pair<std::string_view, std::uint16_t>;
+    static Key key(const std::pair<std::string, std::uint16_t>& k) noexcept { return {k.first, k.second}; }
+    static Key key(const Key& k) noexcept { return k; }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return key(a) < key(b);
+    }
+  };
+  std::map<std::pair<std::string, std::uint16_t>, Origin, OriginOrder> origins;
   std::list<std::weak_ptr<Exchange>> active;  // for ~Client
 
   Origin& origin_for(const Url& url) {
-    Origin& o = origins[url.host + ":" + std::to_string(url.port)];
-    o.host = url.host;
-    o.port = url.port;
-    return o;
+    auto it = origins.find(OriginOrder::Key(url.host, url.port));
+    if (it == origins.end()) {
+      it = origins.emplace(std::pair(url.host, url.port), Origin()).first;
+      it->second.host = url.host;
+      it->second.port = url.port;
+    }
+    return it->second;
   }
 
   void close_connection(Connection* c);

@@ -7,7 +7,7 @@ namespace {
 ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponseParser*>(p->data); }
 }  // namespace
 
-ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits) {
+ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits), head_parts_(limits.max_header_bytes) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = &on_message_begin;
   settings_.on_status = &on_status;
@@ -25,9 +25,8 @@ void ResponseParser::reset(bool head) {
   parser_.data = this;
   response_ = Response();
   sink_.reset();
-  field_.clear();
-  value_.clear();
-  header_bytes_ = body_bytes_ = 0;
+  head_parts_.reset();
+  body_bytes_ = 0;
   state_ = State::incomplete;
   error_.clear();
   reason_.clear();
@@ -38,6 +37,10 @@ void ResponseParser::reset(bool head) {
   headers_complete_ = false;
 }
 
+int ResponseParser::too_large() noexcept {
+  return fail(make_error_code(errc::header_too_large), "header block too large");
+}
+
 int ResponseParser::fail(std::error_code ec, std::string reason) noexcept {
   error_ = ec;
   try {
@@ -45,11 +48,6 @@ int ResponseParser::fail(std::error_code ec, std::string reason) noexcept {
   } catch (...) {
   }
   return HPE_USER;
-}
-
-bool ResponseParser::count_header_bytes(std::size_t n) noexcept {
-  header_bytes_ += n;
-  return header_bytes_ <= limits_.max_header_bytes;
 }
 
 // Each callback appends to strings, which may throw: llhttp is C, so nothing may escape.
@@ -68,26 +66,22 @@ int ResponseParser::on_message_begin(llhttp_t* p) noexcept {
 
 int ResponseParser::on_status(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  if (!self.count_header_bytes(n)) return self.fail(make_error_code(errc::header_too_large), "header block too large");
-  DUET_PARSER_GUARD(self.response_.reason.append(at, n); return 0;)
+  DUET_PARSER_GUARD(if (!self.head_parts_.start_line(self.response_.reason, at, n)) return self.too_large(); return 0;)
 }
 
 int ResponseParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  if (!self.count_header_bytes(n)) return self.fail(make_error_code(errc::header_too_large), "header block too large");
-  DUET_PARSER_GUARD(self.field_.append(at, n); return 0;)
+  DUET_PARSER_GUARD(if (!self.head_parts_.field(at, n)) return self.too_large(); return 0;)
 }
 
 int ResponseParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  if (!self.count_header_bytes(n)) return self.fail(make_error_code(errc::header_too_large), "header block too large");
-  DUET_PARSER_GUARD(self.value_.append(at, n); return 0;)
+  DUET_PARSER_GUARD(if (!self.head_parts_.value(at, n)) return self.too_large(); return 0;)
 }
 
 int ResponseParser::on_header_value_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
-  DUET_PARSER_GUARD(self.response_.headers.add(std::move(self.field_), std::move(self.value_)); self.field_.clear();
-                    self.value_.clear(); return 0;)
+  DUET_PARSER_GUARD(self.head_parts_.field_done(self.response_.headers); return 0;)
 }
 
 int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
@@ -122,7 +116,7 @@ int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
     self.response_.status = 0;
     self.response_.reason.clear();
     self.response_.headers.clear();
-    self.header_bytes_ = 0;
+    self.head_parts_.reset();
     self.informational_ = false;
     return 0;
   }

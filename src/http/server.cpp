@@ -6,6 +6,7 @@
 #include <list>
 #include <optional>
 
+#include "duet/http/detail/head_collector.hpp"
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
@@ -197,10 +198,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     flush();
   }
 
-  bool count(std::size_t n) {
-    header_bytes_ += n;
-    return header_bytes_ <= core_->options.max_header_bytes;
-  }
   int too_large() noexcept {
     error_status_ = 431;
     llhttp_set_error_reason(&parser_, "request header fields too large");
@@ -211,7 +208,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
       c.request_ = ServerRequest();
-      c.header_bytes_ = 0;
+      c.head_.reset();
       c.body_bytes_ = 0;
       c.arm(c.core_->options.header_timeout);
       return 0;
@@ -220,33 +217,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static int on_url(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.count(n)) return c.too_large();
-      c.request_.target.append(at, n);
+      if (!c.head_.start_line(c.request_.target, at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.count(n)) return c.too_large();
-      c.field_.append(at, n);
+      if (!c.head_.field(at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.count(n)) return c.too_large();
-      c.value_.append(at, n);
+      if (!c.head_.value(at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_value_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      c.request_.headers.add(std::move(c.field_), std::move(c.value_));
-      c.field_.clear();
-      c.value_.clear();
+      c.head_.field_done(c.request_.headers);
       return 0;
     });
   }
@@ -338,8 +330,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   llhttp_settings_t settings_{};
   llhttp_t parser_{};
   ServerRequest request_;
-  std::string field_, value_;
-  std::size_t header_bytes_ = 0;
+  HeadCollector head_{core_->options.max_header_bytes};
   std::size_t body_bytes_ = 0;
   int error_status_ = 0;
   std::deque<Slot> slots_;

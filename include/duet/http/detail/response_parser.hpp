@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "duet/detail/unique_function.hpp"
+#include "duet/http/detail/head_collector.hpp"
 #include "duet/http/message.hpp"
 
 namespace duet::http::detail {
@@ -67,7 +68,7 @@ class ResponseParser {
   static int on_message_complete(llhttp_t*) noexcept;
 
   int fail(std::error_code ec, std::string reason) noexcept;
-  bool count_header_bytes(std::size_t n) noexcept;
+  int too_large() noexcept;
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
 
   llhttp_settings_t settings_{};
@@ -75,9 +76,7 @@ class ResponseParser {
   ParserLimits limits_;
   Response response_;
   duet::detail::UniqueFunction<void(std::string_view)> sink_;
-  std::string field_;
-  std::string value_;
-  std::size_t header_bytes_ = 0;
+  HeadCollector head_parts_;
   std::size_t body_bytes_ = 0;
   State state_ = State::incomplete;
   std::error_code error_;
