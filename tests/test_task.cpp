@@ -196,10 +196,13 @@ TEST_CASE("awaiting a handle that its owner drops meanwhile is safe", "[task][sp
     co_await duet::sleep(l, 5ms);
     co_return 42;
   };
-  auto waiter = [](duet::JoinHandle<int>& h) -> duet::Task<int> { co_return co_await h; };
+  auto waiter = [](duet::Loop& l, duet::JoinHandle<int>& h) -> duet::Task<int> {
+    // Drop the handle on a later turn, while this coroutine is suspended on it (`slow` is still sleeping).
+    duet::sleep(l, 0ms, [&h](std::error_code) { h.detach(); });
+    co_return co_await h;
+  };
   auto inner = duet::spawn(loop, slow(loop));
-  auto outer = duet::spawn(loop, waiter(inner));
-  duet::sleep(loop, 1ms, [&](std::error_code) { inner.detach(); });  // while `outer` waits on it
+  auto outer = duet::spawn(loop, waiter(loop, inner));
   loop.run();
   CHECK(outer.result() == 42);
 }
