@@ -1,5 +1,7 @@
 #include "duet/loop.hpp"
 
+#include <signal.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -80,6 +82,23 @@ void LoopCore::report(std::exception_ptr e) noexcept {
 
 }  // namespace detail
 
+namespace {
+
+// A write to a connection the peer has closed raises SIGPIPE, whose default action kills the process;
+// libuv's stream writes do not suppress it. With the signal ignored the write fails with UV_EPIPE,
+// which duet reports like any other error. A handler the host installed is left alone.
+void ignore_sigpipe_if_default() noexcept {
+  struct sigaction now {};
+  if (sigaction(SIGPIPE, nullptr, &now) == 0 && now.sa_handler == SIG_DFL) {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, nullptr);
+  }
+}
+
+}  // namespace
+
 Loop::Loop() : core_(new detail::LoopCore) {
   core_->owns_uv = true;
   core_->uv = new uv_loop_t;
@@ -101,6 +120,7 @@ Loop::Loop(uv_loop_t* host) : core_(new detail::LoopCore) {
 }
 
 void Loop::init_async() {
+  ignore_sigpipe_if_default();
   auto* async = new uv_async_t;
   if (int rc = uv_async_init(core_->uv, async, &detail::run_queue); rc < 0) {
     delete async;

@@ -1,9 +1,11 @@
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -273,6 +275,39 @@ TEST_CASE("a connection reset by the peer is reported as UV_ECONNRESET", "[tcp]"
   loop.run();
   REQUIRE(result);
   CHECK(result->value() == UV_ECONNRESET);
+}
+
+TEST_CASE("writing to a closed connection fails with an error instead of killing the process", "[tcp]") {
+  signal(SIGPIPE, SIG_DFL);  // as a fresh process has it: constructing the Loop must take care of it
+  duet::Loop loop;
+  auto [client, server] = connected_pair(loop);
+  server.close();
+  std::optional<std::error_code> result;
+  int writes = 0;
+  std::function<void()> write_more = [&] {
+    client.write(std::string(64 * 1024, 'x'), [&](std::error_code ec) {
+      if (ec || ++writes == 1000) {
+        result = ec;
+        return;
+      }
+      write_more();
+    });
+  };
+  write_more();
+  loop.run();
+  REQUIRE(result);
+  CHECK((result->value() == UV_EPIPE || result->value() == UV_ECONNRESET));
+}
+
+TEST_CASE("a SIGPIPE handler the host installed is kept", "[tcp]") {
+  struct sigaction mine {
+  }, before{}, after{};
+  mine.sa_handler = [](int) {};
+  sigemptyset(&mine.sa_mask);
+  sigaction(SIGPIPE, &mine, &before);
+  { duet::Loop loop; }
+  sigaction(SIGPIPE, &before, &after);
+  CHECK(after.sa_handler == mine.sa_handler);
 }
 
 TEST_CASE("writes own their bytes: the caller's string may die at once", "[tcp]") {

@@ -17,6 +17,10 @@
 // released everything and closed; a wrapped loop is left to its host, and duet's last closing handle
 // frees duet's state whenever the host next runs it.
 //
+// SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
+// the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.
+// A handler the host installed is kept.
+//
 // Cost: `post()` takes a mutex and calls `uv_async_send`; running a posted function allocates nothing
 // for callables up to 48 bytes.
 #pragma once
