@@ -1,6 +1,8 @@
-// Starts a real server (Python, Node.js, nginx) as a child process for the duration of a test.
+// Starts a real server (Python, Node.js, nginx, flags_server) as a child process for the duration of a
+// test. Its stdout is read through `read_line`; its stderr goes to the test's, or to a file.
 #pragma once
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,13 +20,17 @@ class PeerProcess {
  public:
   /// Runs `argv`. If `reads_port`, waits (up to 10 s) for the port number on the first line of its
   /// stdout; otherwise the caller knows the port.
-  PeerProcess(std::vector<std::string> argv, bool reads_port) {
+  PeerProcess(std::vector<std::string> argv, bool reads_port, const std::string& stderr_file = "") {
     int out[2];
     if (::pipe(out) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
     pid_ = ::fork();
     if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
     if (pid_ == 0) {
       ::dup2(out[1], 1);
+      if (!stderr_file.empty()) {
+        const int err = ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (err >= 0) ::dup2(err, 2);
+      }
       ::close(out[0]);
       ::close(out[1]);
       std::vector<char*> args;
@@ -40,16 +46,28 @@ class PeerProcess {
   PeerProcess(const PeerProcess&) = delete;
   PeerProcess& operator=(const PeerProcess&) = delete;
   ~PeerProcess() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    if (pid_ > 0) stop(SIGTERM);
     ::close(out_);
   }
 
   std::uint16_t port() const { return port_; }
 
- private:
-  std::string read_line(std::chrono::milliseconds limit) {
+  /// Sends `signum` and waits for the process to end; returns its wait status (see WIFEXITED).
+  int stop(int signum) {
+    ::kill(pid_, signum);
+    return wait();
+  }
+
+  /// Waits for the process to end by itself; returns its wait status.
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  /// The next line the process prints on stdout; throws if none comes within `limit`.
+  std::string read_line(std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     std::string line;
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (true) {
@@ -57,14 +75,15 @@ class PeerProcess {
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       pollfd p{out_, POLLIN, 0};
       if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-        throw std::runtime_error("the peer did not print its port in time");
+        throw std::runtime_error("the peer did not print a line in time");
       char c;
-      if (::read(out_, &c, 1) != 1) throw std::runtime_error("the peer exited before printing its port");
+      if (::read(out_, &c, 1) != 1) throw std::runtime_error("the peer exited before printing a line");
       if (c == '\n') return line;
       line.push_back(c);
     }
   }
 
+ private:
   pid_t pid_ = -1;
   int out_ = -1;
   std::uint16_t port_ = 0;

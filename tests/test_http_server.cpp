@@ -5,6 +5,7 @@
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "duet/http/server.hpp"
+#include "raw_exchange.hpp"
 
 using namespace std::chrono_literals;
 using duet::Task;
@@ -13,6 +14,8 @@ using duet::http::Reply;
 using duet::http::Response;
 using duet::http::Server;
 using duet::http::ServerRequest;
+using duet::test::count;
+using duet::test::raw_exchange;
 
 namespace {
 
@@ -22,40 +25,6 @@ Response text(int status, std::string body) {
   r.headers.add("Content-Type", "text/plain");
   r.body = std::move(body);
   return r;
-}
-
-/// Sends `bytes` on a raw connection and collects everything the server sends until it closes (or
-/// `limit` passes).
-std::string raw_exchange(duet::Loop& loop, const duet::Endpoint& at, std::string bytes,
-                         std::chrono::milliseconds limit = 5s, bool half_close = false) {
-  std::string got;
-  bool done = false;
-  std::optional<duet::TcpStream> s;
-  duet::connect(loop, at, 5s, [&](std::error_code ec, duet::TcpStream stream) {
-    REQUIRE_FALSE(ec);
-    s = std::move(stream);
-    s->write(std::move(bytes), [](std::error_code) {});
-    if (half_close) s->shutdown([](std::error_code) {});
-    s->read_start([&](std::error_code rec, std::span<const char> chunk) {
-      if (rec || chunk.empty()) {
-        done = true;
-        return;
-      }
-      got.append(chunk.begin(), chunk.end());
-    });
-  });
-  bool timed_out = false;
-  duet::Timer guard(loop);
-  guard.start(limit, 0ms, [&] { timed_out = true; });
-  while (!done && !timed_out) loop.run_once();
-  if (s) s->close();
-  return got;
-}
-
-std::size_t count(const std::string& hay, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
-  return n;
 }
 
 }  // namespace

@@ -1,0 +1,324 @@
+// flags_server — the book's three flag servers in one process, on duet's HTTP server.
+//
+//     flags_server                     LOCAL on :8000, DELAY on :8001, ERROR on :8002
+//     flags_server --local-port 0 --delay-port 0 --error-port 0 --seed 7
+//
+// LOCAL answers at once. DELAY holds each answer for a random time in the --delay range (0.5 to 5 s).
+// ERROR does the same and answers a share of requests (--error-share, 25%) with `418 I'm a Teapot`.
+// Each serves the flag tree under --root (see flag_tree.hpp): GET and HEAD, 404 for a missing flag,
+// 400 for a malformed request or a path that tries to leave the tree, 403 for a link out of it, 405 for
+// other methods. Connections are kept alive, limited in number (--max-connections per port) and
+// dropped when their headers do not arrive within --header-timeout.
+//
+// On start it prints one line per server on stdout, `LABEL URL` (with the port it got, for port 0),
+// then serves until SIGINT or SIGTERM, which close everything (answers still being delayed are dropped)
+// and exit with status 0. -v logs one line per request on stderr as it arrives, with the answer it will
+// get and the delay before it: `DELAY BR 200 2.871s GET /flags/br/br.gif`. Bad options exit with status 2;
+// a tree that cannot be read or a port that cannot be bound, with status 1.
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "duet/cancellation.hpp"
+#include "duet/http/server.hpp"
+#include "duet/signal.hpp"
+#include "duet/timer.hpp"
+#include "flag_tree.hpp"
+
+using namespace std::chrono_literals;
+using duet::http::Reply;
+using duet::http::Response;
+using duet::http::ServerRequest;
+
+namespace flags_server {
+
+/// How long each answer is held back: uniform in [min, max] seconds.
+struct DelayRange {
+  double min = 0, max = 0;
+  bool none() const { return max <= 0; }
+};
+
+struct Options {
+  std::string root = DUET_DEFAULT_FLAG_ROOT;
+  std::string host = "127.0.0.1";
+  std::uint16_t local_port = 8000, delay_port = 8001, error_port = 8002;
+  std::string delay = "0.5:5";
+  double error_share = 0.25;
+  std::optional<std::uint64_t> seed;
+  std::size_t max_connections = 10'000;
+  double header_timeout = 10;
+  bool verbose = false;
+};
+
+std::optional<DelayRange> parse_delay(const std::string& text) {
+  try {
+    std::size_t used = 0;
+    const auto colon = text.find(':');
+    DelayRange d;
+    d.min = std::stod(text.substr(0, colon), &used);
+    if (used != (colon == std::string::npos ? text.size() : colon)) return std::nullopt;
+    d.max = d.min;
+    if (colon != std::string::npos) {
+      const std::string rest = text.substr(colon + 1);
+      d.max = std::stod(rest, &used);
+      if (used != rest.size()) return std::nullopt;
+    }
+    if (!(d.min >= 0 && d.max >= d.min && d.max <= 3600)) return std::nullopt;
+    return d;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+/// One of the three servers: a label, a delay, a share of teapots, and its own random sequence (so that
+/// traffic to one port never changes what another draws).
+class Site {
+ public:
+  struct Config {
+    std::string label;
+    DelayRange delay;
+    double error_share = 0;
+  };
+
+  Site(duet::Loop& loop, const FlagTree& tree, Config config, std::seed_seq& seeds, bool verbose, std::stop_token stop,
+       const duet::Endpoint& at, duet::http::ServerOptions options)
+      : loop_(loop),
+        tree_(tree),
+        config_(std::move(config)),
+        rng_(seeds),
+        verbose_(verbose),
+        stop_(std::move(stop)),
+        server_(
+            loop, at, [this](ServerRequest req, Reply reply) { serve(std::move(req), std::move(reply)); },
+            std::move(options)) {}
+
+  const std::string& label() const { return config_.label; }
+  std::uint16_t port() const { return server_.local_endpoint().port(); }
+  std::uint64_t answered() const { return answered_; }
+  std::uint64_t teapots() const { return teapots_; }
+  std::uint64_t dropped() const { return dropped_; }
+  void close() { server_.close(); }
+
+ private:
+  void serve(ServerRequest req, Reply reply) {
+    // Every request draws the same numbers in the same order, so a seed fixes the sequence of delays
+    // and teapots whatever the requests are.
+    std::chrono::milliseconds delay{0};
+    if (!config_.delay.none()) {
+      std::uniform_real_distribution<double> seconds(config_.delay.min, config_.delay.max);
+      delay = std::chrono::milliseconds(static_cast<std::int64_t>(seconds(rng_) * 1000 + 0.5));
+    }
+    const bool teapot =
+        config_.error_share > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < config_.error_share;
+    Response res = teapot ? text(418, "I'm a Teapot") : answer(req);
+    if (verbose_) log(req, res.status, delay);
+    if (delay == 0ms) return send(std::move(res), reply);
+    duet::sleep(loop_, delay,
+                duet::with_cancellation(
+                    stop_, [this, res = std::move(res), reply = std::move(reply)](std::error_code ec) mutable {
+                      if (ec) return void(++dropped_);  // cancelled: the server is stopping
+                      send(std::move(res), reply);
+                    }));
+  }
+
+  Response answer(const ServerRequest& req) const {
+    if (req.method != "GET" && req.method != "HEAD") {
+      Response res = text(405, "Method Not Allowed");
+      res.headers.add("Allow", "GET, HEAD");
+      return res;
+    }
+    const Lookup found = tree_.find(req.target);
+    switch (found.status) {
+      case Lookup::found: {
+        Response res{200, "OK", {}, found.file->body};
+        res.headers.add("Content-Type", found.file->content_type);
+        return res;
+      }
+      case Lookup::bad_path:
+        return text(400, "Bad Request");
+      case Lookup::forbidden:
+        return text(403, "Forbidden");
+      case Lookup::not_found:
+        break;
+    }
+    return text(404, "Not Found");
+  }
+
+  static Response text(int status, const char* reason) {
+    Response res{status, reason, {}, fmt::format("{} {}\n", status, reason)};
+    res.headers.add("Content-Type", "text/plain; charset=utf-8");
+    return res;
+  }
+
+  void send(Response res, Reply& reply) {
+    ++answered_;
+    if (res.status == 418) ++teapots_;
+    reply(std::move(res));
+  }
+
+  void log(const ServerRequest& req, int status, std::chrono::milliseconds delay) const {
+    // The country code from "/flags/br/br.gif", upper-cased, or "--".
+    std::string cc = "--";
+    if (auto path = relative_path(req.target);
+        path && path->starts_with("flags/") && path->size() >= 8 && (path->size() == 8 || (*path)[8] == '/'))
+      cc = {static_cast<char>(std::toupper(static_cast<unsigned char>((*path)[6]))),
+            static_cast<char>(std::toupper(static_cast<unsigned char>((*path)[7])))};
+    fmt::print(stderr, "{} {} {} {:.3f}s {} {}\n", config_.label, cc, status, static_cast<double>(delay.count()) / 1000,
+               req.method, req.target);
+  }
+
+  duet::Loop& loop_;
+  const FlagTree& tree_;
+  Config config_;
+  std::mt19937_64 rng_;
+  bool verbose_;
+  std::stop_token stop_;
+  duet::http::Server server_;
+  std::uint64_t answered_ = 0, teapots_ = 0, dropped_ = 0;
+};
+
+/// Lets this process open as many files as the system allows (the soft limit up to the hard one) and
+/// returns how many connections per port fit in it.
+std::size_t connections_that_fit(std::size_t ports) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  const std::size_t reserve = 64;  // listeners, the loop's own descriptors, stdio
+  if (lim.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  return lim.rlim_cur > reserve ? (lim.rlim_cur - reserve) / ports : 1;
+}
+
+std::string url_of(const std::string& host, std::uint16_t port) {
+  // An "any address" listener is reached through loopback from here.
+  const std::string reach = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
+  const bool v6 = reach.find(':') != std::string::npos;
+  return fmt::format("http://{}{}{}:{}/flags", v6 ? "[" : "", reach, v6 ? "]" : "", port);
+}
+
+int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
+  const FlagTree tree = FlagTree::load(opt.root);
+
+  std::size_t max_connections = opt.max_connections;
+  if (const std::size_t fit = connections_that_fit(3); fit < max_connections) {
+    if (max_connections_set)
+      fmt::print(stderr, "flags_server: the open-file limit allows {} connections per port, not {}\n", fit,
+                 max_connections);
+    max_connections = fit;
+  }
+  duet::http::ServerOptions server_options;
+  server_options.max_connections = max_connections;
+  server_options.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.header_timeout * 1000));
+
+  duet::Loop loop;
+  std::stop_source stop;  // cancels the answers still being delayed when the server stops
+  std::random_device entropy;
+  const std::uint64_t seed = opt.seed ? *opt.seed : (std::uint64_t{entropy()} << 32 | entropy());
+
+  const std::vector<std::pair<Site::Config, std::uint16_t>> configs = {
+      {{"LOCAL", {}, 0}, opt.local_port},
+      {{"DELAY", delay, 0}, opt.delay_port},
+      {{"ERROR", delay, opt.error_share}, opt.error_port},
+  };
+  std::vector<std::unique_ptr<Site>> sites;
+  for (std::uint32_t i = 0; i < configs.size(); ++i) {
+    const auto& [config, port] = configs[i];
+    std::seed_seq seeds{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), i};
+    const duet::Endpoint at = duet::Endpoint::parse(opt.host, port);
+    try {
+      sites.push_back(
+          std::make_unique<Site>(loop, tree, config, seeds, opt.verbose, stop.get_token(), at, server_options));
+    } catch (const std::system_error& e) {
+      fmt::print(stderr, "flags_server: cannot listen on {} for {}: {}\n", at.to_string(), config.label,
+                 e.code().message());
+      return 1;
+    }
+  }
+
+  for (const auto& site : sites) fmt::print("{} {}\n", site->label(), url_of(opt.host, site->port()));
+  std::fflush(stdout);
+  fmt::print(stderr,
+             "flags_server: {} files ({} KB) from {}; DELAY and ERROR wait {}-{} s, ERROR answers {:.0f}% with 418; "
+             "seed {}. Ctrl-C stops.\n",
+             tree.files(), (tree.bytes() + 1023) / 1024, opt.root, delay.min, delay.max, opt.error_share * 100, seed);
+
+  duet::wait_for_signal(loop, {SIGINT, SIGTERM}, [&](std::error_code ec, int signum) {
+    if (ec) return;
+    fmt::print(stderr, "flags_server: {}, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (auto& site : sites) site->close();
+    stop.request_stop();
+  });
+  loop.run();
+  for (const auto& site : sites)
+    fmt::print(stderr, "flags_server: {} answered {} request(s){}{}\n", site->label(), site->answered(),
+               site->teapots() ? fmt::format(", {} with 418", site->teapots()) : "",
+               site->dropped() ? fmt::format("; dropped {} still waiting", site->dropped()) : "");
+  return 0;
+}
+
+}  // namespace flags_server
+
+int main(int argc, char** argv) {
+  using namespace flags_server;
+  Options opt;
+  CLI::App app("Serves a flag tree as the book's LOCAL, DELAY and ERROR sites, on three ports.", "flags_server");
+  app.add_option("--root", opt.root, "the tree to serve: ROOT/flags/{cc}/{cc}.gif and metadata.json")
+      ->capture_default_str();
+  app.add_option("--host", opt.host, "the numeric address to listen on")->capture_default_str();
+  app.add_option("--local-port", opt.local_port, "LOCAL's port (0: any free port)")->capture_default_str();
+  app.add_option("--delay-port", opt.delay_port, "DELAY's port")->capture_default_str();
+  app.add_option("--error-port", opt.error_port, "ERROR's port")->capture_default_str();
+  app.add_option("--delay", opt.delay, "DELAY's and ERROR's wait in seconds, MIN:MAX or a fixed S")
+      ->capture_default_str();
+  app.add_option("--error-share", opt.error_share, "the share of ERROR's answers that are 418 (0 to 1)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--seed", opt.seed, "makes the delays and errors repeatable");
+  auto* max_conn = app.add_option("--max-connections", opt.max_connections, "open connections allowed per port")
+                       ->check(CLI::PositiveNumber)
+                       ->capture_default_str();
+  app.add_option("--header-timeout", opt.header_timeout, "seconds a client has to send a request's headers")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("-v,--verbose", opt.verbose, "log one line per answer on stderr");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the error and a pointer to --help
+    return 2;
+  }
+  const auto delay = parse_delay(opt.delay);
+  if (!delay) {
+    fmt::print(stderr, "flags_server: --delay takes seconds as MIN:MAX or S (0 to 3600, MIN <= MAX), not '{}'\n",
+               opt.delay);
+    return 2;
+  }
+  try {
+    duet::Endpoint::parse(opt.host, 0);
+  } catch (const std::exception&) {
+    fmt::print(stderr, "flags_server: --host takes a numeric IPv4 or IPv6 address, not '{}'\n", opt.host);
+    return 2;
+  }
+  try {
+    return run(opt, *delay, max_conn->count() > 0);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "flags_server: {}\n", e.what());
+    return 1;
+  }
+}
