@@ -2,6 +2,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <exception>
 #include <filesystem>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -97,6 +99,10 @@ class FullBacklog {
     queued_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (::connect(queued_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
       throw std::system_error(errno, std::generic_category(), "FullBacklog: connect");
+    // connect() returns on the SYN-ACK; the queue is full only once the listener has taken the final
+    // ACK, which a loaded kernel may do later. A listener is readable exactly when its queue is not empty.
+    pollfd queued{listener_, POLLIN, 0};
+    if (::poll(&queued, 1, 5000) != 1) throw std::runtime_error("FullBacklog: the connection was never queued");
   }
   FullBacklog(const FullBacklog&) = delete;
   FullBacklog& operator=(const FullBacklog&) = delete;

@@ -102,10 +102,11 @@ TEST_CASE("connecting to a closed port fails with UV_ECONNREFUSED", "[tcp]") {
 }
 
 TEST_CASE("a connect that hangs fails with UV_ETIMEDOUT after its timeout", "[tcp]") {
+  // Timed from before the loop exists: its clock, which the timeout counts from, is read at creation.
+  const auto start = std::chrono::steady_clock::now();
   duet::Loop loop;
   duet::test::FullBacklog full;
   std::optional<std::error_code> result;
-  const auto start = std::chrono::steady_clock::now();
   duet::connect(loop, Endpoint::loopback(full.port()), 200ms, [&](std::error_code ec, TcpStream) { result = ec; });
   loop.run();
   const auto took = std::chrono::steady_clock::now() - start;
@@ -181,10 +182,10 @@ TEST_CASE("read_stop applies backpressure until read_start resumes", "[tcp]") {
   while (received == 0) loop.run_once();
 
   // Paused: give the writer ample time; it must stay blocked with nothing more delivered.
+  const std::size_t paused_at = received;
   bool waited = false;
   duet::sleep(loop, 100ms, [&](std::error_code) { waited = true; });
   while (!waited) loop.run_once();
-  const std::size_t paused_at = received;
   CHECK_FALSE(write_done);
   CHECK(received == paused_at);
 
