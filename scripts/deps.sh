@@ -7,6 +7,8 @@ DUET_PACKAGES=(
   node-llhttp                    # llhttp's C sources, built as a static library
   catch2                         # tests (v2)
   libbenchmark-dev               # micro-benchmarks (bench/)
+  libcli11-dev libfmt-dev nlohmann-json3-dev  # flags_server and the examples: options, output, JSON
+  famfamfam-flag-gif iso-codes   # the flag tree flags_server serves, made at build time
   nginx-light python3            # real HTTP peers for the client tests
 )
 # Node.js is the third real peer; Debian's nodejs provides it where the machine has none of its own.
