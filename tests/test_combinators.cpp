@@ -98,7 +98,7 @@ TEST_CASE("as_completed yields results in completion order with their indices", 
   CHECK(duet::run(loop, t(loop)) == std::vector<P>{{3, 103}, {1, 101}, {2, 102}, {0, 100}});
 }
 
-TEST_CASE("as_completed rethrows a task's exception in its turn; the others carry on", "[as_completed]") {
+TEST_CASE("as_completed rethrows a task's exception in its turn, the others carry on", "[as_completed]") {
   duet::Loop loop;
   auto t = [](duet::Loop& l) -> Task<std::vector<std::string>> {
     std::vector<Task<int>> tasks;

@@ -107,7 +107,7 @@ std::vector<duet::http::Response> get_all(duet::Loop& loop, duet::http::Client& 
 
 // ---- the request mapping ------------------------------------------------------------------------------
 
-TEST_CASE("request paths map into the tree; climbing, empty and encoded-separator segments are refused",
+TEST_CASE("request paths map into the tree, climbing, empty and encoded-separator segments are refused",
           "[flags_server]") {
   CHECK(relative_path("/flags/br/br.gif") == "flags/br/br.gif");
   CHECK(relative_path("/flags/br/br.gif?size=2#top") == "flags/br/br.gif");
@@ -122,7 +122,7 @@ TEST_CASE("request paths map into the tree; climbing, empty and encoded-separato
   }
 }
 
-TEST_CASE("a tree is read at load; symlinks out of the root are forbidden, dot-files never served", "[flags_server]") {
+TEST_CASE("a tree is read at load, symlinks out of the root are forbidden, dot-files never served", "[flags_server]") {
   TempDir dir;
   const fs::path root = dir.path() / "root";
   write_file(root / "flags/br/br.gif", "GIF89a-br");
@@ -296,7 +296,7 @@ TEST_CASE("ERROR answers its share of requests with 418, repeatably with a seed"
   CHECK(teapots("7") == first);  // the same seed, the same sequence
 }
 
-TEST_CASE("DELAY holds each answer for a time within its range; LOCAL and ERROR with no share send none",
+TEST_CASE("DELAY holds each answer for a time within its range, LOCAL and ERROR with no share send none",
           "[flags_server]") {
   TempDir dir;
   const std::string log = dir / "server.log";
@@ -332,7 +332,7 @@ TEST_CASE("DELAY holds each answer for a time within its range; LOCAL and ERROR 
   }
 }
 
-TEST_CASE("many slow clients do not stall a fast one; the connection limit and header timeout free slots",
+TEST_CASE("many slow clients do not stall a fast one, the connection limit and header timeout free slots",
           "[flags_server]") {
   // The header timeout is the margin each step below has to finish in, slow machines included.
   FlagsServer server({"--max-connections", "40", "--header-timeout", "3"});
@@ -384,7 +384,7 @@ TEST_CASE("many slow clients do not stall a fast one; the connection limit and h
   loop.run();
 }
 
-TEST_CASE("-v logs each request; SIGINT and SIGTERM stop the server at once, dropping delayed answers",
+TEST_CASE("with -v each request is logged, and SIGINT or SIGTERM stop the server at once, dropping delayed answers",
           "[flags_server]") {
   for (int signum : {SIGINT, SIGTERM}) {
     TempDir dir;

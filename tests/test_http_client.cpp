@@ -18,7 +18,7 @@ using Step = ScriptedServer::Step;
 using duet::test::Face;
 using Result = duet::test::GetResult;
 
-TEST_CASE("a GET with a Content-Length body; the request carries Host and User-Agent", "[http][client]") {
+TEST_CASE("a GET with a Content-Length body, the request carries Host and User-Agent", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(
@@ -163,7 +163,7 @@ TEST_CASE("a server that closes an idle keep-alive connection: GET is retried on
   CHECK(server.connections() == 2);
 }
 
-TEST_CASE("redirects: a 301/302/307 chain is followed; a loop ends in too_many_redirects", "[http][client]") {
+TEST_CASE("redirects: a 301/302/307 chain is followed, a loop ends in too_many_redirects", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, const std::string& head) {
@@ -210,7 +210,7 @@ TEST_CASE("connection errors: refused, unknown host, https", "[http][client]") {
   CHECK(https.res.reason.find("TLS is not supported") != std::string::npos);
 }
 
-TEST_CASE("at most max_connections_per_origin at once; the rest wait their turn", "[http][client]") {
+TEST_CASE("at most max_connections_per_origin at once, the rest wait their turn", "[http][client]") {
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
   ClientOptions opts;

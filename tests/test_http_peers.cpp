@@ -99,7 +99,7 @@ struct Nginx {
 
 }  // namespace
 
-TEST_CASE("nginx: many files over keep-alive, byte-identical; 404; HEAD", "[http][peers][nginx]") {
+TEST_CASE("nginx: many files over keep-alive, byte-identical, 404, HEAD", "[http][peers][nginx]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   TempDir www;
@@ -177,7 +177,7 @@ TEST_CASE("Python http.server: HTTP/1.0, Content-Length and close-delimited bodi
   CHECK(client.open_connections() == 0);  // HTTP/1.0: nothing kept alive
 }
 
-TEST_CASE("Node.js http: a chunked response streamed in pieces; keep-alive reuse", "[http][peers][node]") {
+TEST_CASE("Node.js http: a chunked response streamed in pieces, keep-alive reuse", "[http][peers][node]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   PeerProcess node({"node", DUET_TEST_PEERS_DIR "/node_server.js"}, true);

@@ -51,7 +51,7 @@ TEST_CASE("the server answers duet's client over keep-alive, callback-face handl
   CHECK(server.connections() == 1);  // both requests on one kept-alive connection
 }
 
-TEST_CASE("a coroutine-face handler; an exception in a handler becomes a 500", "[http][server][coro]") {
+TEST_CASE("a coroutine-face handler, an exception in a handler becomes a 500", "[http][server][coro]") {
   duet::Loop loop;
   Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest req) -> Task<Response> {
     co_await duet::sleep(loop, 1ms);
@@ -92,7 +92,7 @@ TEST_CASE("pipelined requests are answered in order, whatever order the handlers
   CHECK(got.find("Connection: close") != std::string::npos);  // honoured, and the server closed
 }
 
-TEST_CASE("HEAD carries the length but no body; Connection: close is honoured", "[http][server]") {
+TEST_CASE("HEAD carries the length but no body, Connection: close is honoured", "[http][server]") {
   duet::Loop loop;
   Server server(loop, duet::Endpoint::loopback(0),
                 [](ServerRequest, Reply reply) { reply(text(200, "twelve bytes")); });

@@ -47,7 +47,7 @@ TEST_CASE("a Task is lazy: its body runs only when awaited", "[task]") {
   CHECK(ran);
 }
 
-TEST_CASE("awaiting a Task returns its value; nested tasks compose", "[task]") {
+TEST_CASE("awaiting a Task returns its value, nested tasks compose", "[task]") {
   duet::Loop loop;
   CHECK(duet::run(loop, answer()) == 42);
   CHECK(duet::run(loop, add_one(add_one(answer()))) == 44);
@@ -58,7 +58,7 @@ TEST_CASE("an exception in a Task propagates to its awaiter and out of run", "[t
   CHECK_THROWS_WITH(duet::run(loop, add_one(fails())), "task failed");
 }
 
-TEST_CASE("Task<T&> returns a reference; Task<unique_ptr> moves its result", "[task]") {
+TEST_CASE("Task<T&> returns a reference, Task<unique_ptr> moves its result", "[task]") {
   duet::Loop loop;
   int x = 1;
   int& r = duet::run(loop, pick(x));
@@ -86,7 +86,7 @@ TEST_CASE("run throws when the loop runs out of work before the task finishes", 
   CHECK(fired);
 }
 
-TEST_CASE("spawn starts on the next turn; on_done and result() serve callback code", "[task][spawn]") {
+TEST_CASE("spawn starts on the next turn, on_done and result() serve callback code", "[task][spawn]") {
   duet::Loop loop;
   bool started = false;
   auto job = [](duet::Loop& l, bool& s) -> duet::Task<std::string> {
