@@ -351,3 +351,39 @@ TEST_CASE("idle pooled connections do not keep Loop::run from returning", "[http
   CHECK(done == 1);
   CHECK(std::chrono::steady_clock::now() - start < 5s);  // not the idle timeout
 }
+
+TEST_CASE("the coroutine face throws RequestError saying what the callback's reason says, or Cancelled",
+          "[http][client][coro]") {
+  duet::Loop loop;
+  Client client(loop);
+  duet::TcpListener closed(loop, duet::Endpoint::loopback(0));
+  const std::string url = "http://127.0.0.1:" + std::to_string(closed.local_endpoint().port()) + "/";
+  closed.close();  // nothing listens there now: connection refused
+
+  std::string reason;
+  client.get(url, [&](std::error_code ec, Response res) {
+    CHECK(ec == std::errc::connection_refused);
+    reason = res.reason;
+  });
+  loop.run();
+  CHECK(reason.find("connection refused") != std::string::npos);
+
+  auto fetch = [](Client& c, std::string u) -> duet::Task<std::string> {
+    try {
+      co_await c.get(u);
+    } catch (const duet::http::RequestError& e) {
+      CHECK(e.code() == std::errc::connection_refused);
+      co_return e.what();
+    }
+    co_return "no error";
+  };
+  CHECK(duet::run(loop, fetch(client, url)) == reason);  // the same sentence, said once
+
+  ScriptedServer silent(loop, [](auto, auto, auto&) { return Step{""}; });  // never answers
+  auto waits = [](Client& c, std::string u) -> duet::Task<> { co_await c.get(u); };
+  auto handle = duet::spawn(loop, waits(client, silent.url()));
+  while (silent.requests().empty()) loop.run_once();
+  handle.cancel();
+  while (!handle.done()) loop.run_once();  // not run(): the server's listener keeps the loop alive
+  CHECK_THROWS_AS(handle.result(), duet::Cancelled);
+}

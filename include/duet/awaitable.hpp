@@ -169,6 +169,8 @@ class Awaitable {
   }
 
   Result await_resume() {
+    // A cancelled operation always throws duet::Cancelled, even one that attached an exception of its own.
+    if (ec_ && is_cancelled(ec_)) detail::throw_error(ec_);
     if (exception_) std::rethrow_exception(std::move(exception_));
     if (ec_) detail::throw_error(ec_);
     return slot_.take();

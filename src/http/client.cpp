@@ -324,7 +324,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void fail(std::error_code ec, std::string why) {
     Response res;
     res.reason = why;
-    finish(ec, std::move(res), std::make_exception_ptr(std::system_error(ec, why)));
+    finish(ec, std::move(res), std::make_exception_ptr(RequestError(ec, why)));
   }
 
   // From a stop callback or ~Client: never call back inside them.
@@ -340,7 +340,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       core_->loop.post([self, ec, why = std::move(why)]() mutable {
         Response res;
         res.reason = why;
-        self->deliver(ec, std::move(res), std::make_exception_ptr(std::system_error(ec, why)));
+        self->deliver(ec, std::move(res), std::make_exception_ptr(RequestError(ec, why)));
       });
     } catch (...) {
     }
@@ -462,7 +462,7 @@ void Client::start_get(std::string_view url, detail::Completion done, std::stop_
     core_->loop.post([done = std::move(done), ec, why = "bad URL '" + std::string(url) + "': " + why]() mutable {
       Response res;
       res.reason = why;
-      done(ec, std::move(res), std::make_exception_ptr(std::system_error(ec, why)));
+      done(ec, std::move(res), std::make_exception_ptr(RequestError(ec, why)));
     });
     return;
   }

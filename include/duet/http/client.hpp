@@ -19,8 +19,9 @@
 // (301, 302, 303, 307, 308) are followed up to `max_redirects` (0 turns following off); 303, and
 // 301/302 after a POST, continue as GET without a body.
 //
-// Errors (the callback's `std::error_code`; the awaitable throws `std::system_error` whose `what()`
-// includes the reason): UV_EAI_NONAME (unknown host), UV_ECONNREFUSED, UV_ECONNRESET, UV_ETIMEDOUT
+// Errors (the callback's `std::error_code`, with `Response::reason` saying what went wrong; the
+// awaitable throws `duet::http::RequestError`, a `std::system_error` whose `what()` is that same
+// sentence, or `duet::Cancelled`): UV_EAI_NONAME (unknown host), UV_ECONNREFUSED, UV_ECONNRESET, UV_ETIMEDOUT
 // (connect, response headers, or whole request: the reason says which), `errc::malformed_response`
 // (llhttp's reason, or "truncated"), `errc::header_too_large`, `errc::body_too_large`,
 // `errc::too_many_redirects`, `errc::bad_url`, `errc::unsupported_scheme` (https), UV_ECANCELED. A
@@ -46,6 +47,17 @@
 #include "duet/loop.hpp"
 
 namespace duet::http {
+
+/// What the coroutine face throws for a failed request: the error code, and as `what()` the sentence
+/// the callback face puts in `Response::reason` ("cannot connect to 127.0.0.1:8002: connection refused").
+class RequestError : public std::system_error {
+ public:
+  RequestError(std::error_code ec, std::string reason) : std::system_error(ec), reason_(std::move(reason)) {}
+  const char* what() const noexcept override { return reason_.c_str(); }
+
+ private:
+  std::string reason_;
+};
 
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10'000};  ///< per address tried
