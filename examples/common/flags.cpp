@@ -1,0 +1,313 @@
+#include "flags.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "duet/cancellation.hpp"
+#include "duet/error.hpp"
+#include "duet/http/url.hpp"
+#include "duet/signal.hpp"
+#include "iso_codes.hpp"  // kAssignedCodes, generated at build time from iso-codes
+
+namespace flags {
+
+namespace {
+
+constexpr const char* kPop20 = "CN IN US ID BR PK NG BD RU JP MX PH VN ET EG DE IR TR CD FR";
+
+struct Site {
+  const char* label;
+  const char* url;
+};
+constexpr Site kSites[] = {
+    {"LOCAL", "http://localhost:8000/flags"},
+    {"REMOTE", "https://www.fluentpython.com/data/flags"},
+    {"DELAY", "http://localhost:8001/flags"},
+    {"ERROR", "http://localhost:8002/flags"},
+};
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_letter(char c) { return c >= 'A' && c <= 'Z'; }
+
+// Lets this process open as many files as the system allows: -m 1000 means a thousand sockets.
+void raise_open_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+}  // namespace
+
+Outcome ok() { return {}; }
+
+Outcome from_status(const duet::http::Response& res, const std::string& url) {
+  if (res.status == 404) return {Status::not_found, "not found: " + url};
+  return {Status::error, fmt::format("error: HTTP error {} - {}", res.status, res.reason)};
+}
+
+Outcome failed(std::error_code ec, std::string_view what) {
+  if (duet::is_cancelled(ec)) return {Status::cancelled, "cancelled"};
+  return {Status::error, fmt::format("error: {}", what)};
+}
+
+Outcome save_failed(const std::string& path, std::error_code ec) {
+  return failed(ec, fmt::format("cannot save {}: {}", path, ec.message()));
+}
+
+std::vector<std::string> expand_codes(bool every, bool all, const std::vector<std::string>& args, std::size_t limit) {
+  std::set<std::string> codes;
+  if (every) {
+    for (char a = 'A'; a <= 'Z'; ++a)
+      for (char b = 'A'; b <= 'Z'; ++b) codes.insert({a, b});
+  } else if (all) {
+    for (std::string_view cc : kAssignedCodes) codes.emplace(cc);
+  } else {
+    for (const std::string& arg : args) {
+      const std::string cc = upper(arg);
+      if (cc.size() == 1 && is_letter(cc[0])) {
+        for (char b = 'A'; b <= 'Z'; ++b) codes.insert({cc[0], b});
+      } else if (cc.size() == 2 && is_letter(cc[0]) && is_letter(cc[1])) {
+        codes.insert(cc);
+      } else {
+        throw UsageError("*** Usage error: each CC argument must be A to Z or AA to ZZ.");
+      }
+    }
+  }
+  std::vector<std::string> sorted(codes.begin(), codes.end());
+  if (sorted.size() > limit) sorted.resize(limit);
+  return sorted;
+}
+
+std::string file_name_from_metadata(std::string_view metadata_json) {
+  const auto json = nlohmann::json::parse(metadata_json, nullptr, false);
+  if (json.is_discarded() || !json.is_object() || !json.contains("country") || !json["country"].is_string())
+    throw BadMetadata("bad metadata: no \"country\" name");
+  std::string name = json["country"].get<std::string>();
+  if (name.empty()) throw BadMetadata("bad metadata: an empty \"country\" name");
+  for (char& c : name)
+    if (c == ' ' || c == '/' || c == '\0') c = '_';
+  if (name.front() == '.') name.front() = '_';
+  return name + ".gif";
+}
+
+Options parse_options(int argc, char** argv, std::string program) {
+  Options opt;
+  opt.program = std::move(program);
+  bool all = false, every = false;
+  long long limit = -1, max_req = 5;
+  std::string server = "LOCAL", out = "downloaded";
+  std::vector<std::string> args;
+
+  CLI::App app(opt.program == "flags" ? "Download flags for country codes."
+                                      : "Download flags named after their countries (metadata, then flag).",
+               opt.program);
+  app.add_option("CC", args, "country code or 1st letter (eg. B for BA...BZ)");
+  app.add_flag("-a,--all", all, "get all available flags (AD to ZW)");
+  app.add_flag("-e,--every", every, "get flags for every possible code (AA...ZZ)");
+  app.add_option("-l,--limit", limit, "limit to N first codes")->option_text("N");
+  app.add_option("-m,--max_req", max_req, "maximum concurrent requests (default=5)")->option_text("CONCURRENT");
+  app.add_option("-s,--server", server, "server to hit: LOCAL, REMOTE, DELAY, ERROR or an http:// URL (default=LOCAL)")
+      ->option_text("LABEL|URL");
+  app.add_option("-o,--output", out, "folder to save the flags in (default=downloaded)")->option_text("DIR");
+  app.add_flag("-v,--verbose", opt.verbose, "output detailed progress info");
+
+  auto usage_error = [&](const std::string& message) {
+    fmt::print(stderr, "{}\nusage: {} [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [CC ...]\n",
+               message, opt.program);
+    opt.exit_code = 2;
+    return opt;
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    opt.exit_code = app.exit(e);
+    return opt;
+  } catch (const CLI::ParseError& e) {
+    return usage_error(fmt::format("*** Usage error: {}", e.what()));
+  }
+  if (max_req < 1) return usage_error("*** Usage error: --max_req CONCURRENT must be >= 1");
+  if (limit == 0 || limit < -1) return usage_error("*** Usage error: --limit N must be >= 1");
+
+  const std::string label = upper(server);
+  const auto site = std::find_if(std::begin(kSites), std::end(kSites), [&](const Site& s) { return label == s.label; });
+  if (site != std::end(kSites)) {
+    opt.label = site->label;
+    opt.base_url = site->url;
+  } else if (server.starts_with("http://") || server.starts_with("https://")) {
+    opt.label = "CUSTOM";
+    opt.base_url = server;
+    while (opt.base_url.ends_with('/')) opt.base_url.pop_back();
+  } else {
+    return usage_error("*** Usage error: --server LABEL must be one of LOCAL, REMOTE, DELAY, ERROR, or an http:// URL");
+  }
+  try {
+    duet::http::Url::parse(opt.base_url + "/xx/xx.gif");
+  } catch (const std::exception& e) {
+    return usage_error(fmt::format("*** Usage error: cannot use {} ({}): {}", opt.label, opt.base_url, e.what()));
+  }
+  try {
+    opt.codes = expand_codes(every, all, args, limit < 0 ? SIZE_MAX : static_cast<std::size_t>(limit));
+  } catch (const UsageError& e) {
+    return usage_error(e.what());
+  }
+  if (opt.codes.empty()) {
+    std::vector<std::string> pop20;
+    for (std::size_t at = 0; at < std::strlen(kPop20); at += 3) pop20.emplace_back(kPop20 + at, 2);
+    opt.codes = expand_codes(false, false, pop20, limit < 0 ? SIZE_MAX : static_cast<std::size_t>(limit));
+  }
+  opt.concurrency = std::min<std::size_t>(static_cast<std::size_t>(max_req), opt.codes.size());
+  opt.out_dir = out;
+  opt.ready = true;
+  return opt;
+}
+
+namespace {
+
+duet::http::ClientOptions client_options(const Options& opt) {
+  duet::http::ClientOptions c;
+  c.max_connections_per_origin = std::max<std::size_t>(opt.concurrency, 1);  // the semaphore is the real cap
+  return c;
+}
+
+}  // namespace
+
+Job::Job(int argc, char** argv, std::string program)
+    : options_(parse_options(argc, argv, std::move(program))),
+      client(loop, client_options(options_)),
+      semaphore(options_.concurrency) {
+  if (!ready()) return;
+  raise_open_file_limit();
+  std::error_code ec;
+  std::filesystem::create_directories(options_.out_dir, ec);  // if this fails, each save says why
+  progress_ = !options_.verbose && isatty(STDERR_FILENO);
+
+  const auto& codes = options_.codes;
+  fmt::print("{} site: {}\n", options_.label, options_.base_url);
+  const std::string list = codes.size() <= 10 ? fmt::format("{}", fmt::join(codes, ", "))
+                                              : fmt::format("from {} to {}", codes.front(), codes.back());
+  fmt::print("Searching for {} flag{}: {}\n", codes.size(), codes.size() == 1 ? "" : "s", list);
+  if (options_.concurrency == 1)
+    fmt::print("1 connection will be used.\n");
+  else
+    fmt::print("{} concurrent connections will be used.\n", options_.concurrency);
+  std::fflush(stdout);
+  start_ = std::chrono::steady_clock::now();
+  start_watching_signals();
+}
+
+Job::~Job() = default;
+
+std::string Job::flag_url(std::string_view cc) const {
+  const std::string lc = lower(cc);
+  return fmt::format("{}/{}/{}.gif", options_.base_url, lc, lc);
+}
+
+std::string Job::metadata_url(std::string_view cc) const {
+  return fmt::format("{}/{}/metadata.json", options_.base_url, lower(cc));
+}
+
+std::string Job::save_path(std::string_view file_name) const { return (options_.out_dir / file_name).string(); }
+
+void Job::start_watching_signals() {
+  duet::wait_for_signal(loop, {SIGINT, SIGTERM},
+                        duet::with_cancellation(signal_wait_.get_token(), [this](std::error_code ec, int) {
+                          if (ec) return;  // every download reported: the wait was called off
+                          interrupted_ = true;
+                          stop.request_stop();
+                          if (downloads_) downloads_->cancel();
+                        }));
+}
+
+void Job::done(std::string_view cc, const Outcome& outcome) {
+  switch (outcome.status) {
+    case Status::ok:
+      ++ok_;
+      break;
+    case Status::not_found:
+      ++not_found_;
+      break;
+    case Status::error:
+      ++errors_;
+      break;
+    case Status::cancelled:
+      return;  // counted at the end, with those that never reported
+  }
+  if (options_.verbose) {
+    fmt::print("{} {}\n", cc, outcome.detail);
+    std::fflush(stdout);
+  }
+  finished_one();
+}
+
+void Job::finished_one() {
+  ++reported_;
+  if (progress_) draw_progress(reported_ == options_.codes.size());
+  if (reported_ == options_.codes.size()) signal_wait_.request_stop();  // nothing left for Ctrl-C to stop
+}
+
+void Job::draw_progress(bool last) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!last && now - last_draw_ < std::chrono::milliseconds(50)) return;
+  last_draw_ = now;
+  const std::size_t total = options_.codes.size(), width = 30;
+  const std::size_t filled = total ? reported_ * width / total : width;
+  fmt::print(stderr, "\r{:3}%|{:<{}}| {}/{}{}", total ? reported_ * 100 / total : 100, std::string(filled, '#'), width,
+             reported_, total, last ? "\n" : "");
+  std::fflush(stderr);
+}
+
+int Job::run() {
+  if (!ready()) return exit_code();
+  if (options_.codes.empty()) signal_wait_.request_stop();
+  loop.run();
+  return final_report();
+}
+
+int Job::run(duet::JoinHandle<void> downloads) {
+  downloads_ = &downloads;
+  const int status = run();
+  downloads_ = nullptr;
+  if (downloads.done()) {
+    try {
+      downloads.result();  // anything but a cancellation is a bug worth seeing
+    } catch (const duet::Cancelled&) {
+    }
+  }
+  return status;
+}
+
+int Job::final_report() {
+  if (progress_ && reported_ < options_.codes.size()) fmt::print(stderr, "\n");
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  fmt::print("--------------------\n");
+  fmt::print("{:3} flag{} downloaded.\n", ok_, ok_ == 1 ? "" : "s");
+  if (not_found_) fmt::print("{:3} not found.\n", not_found_);
+  if (errors_) fmt::print("{:3} error{}.\n", errors_, errors_ == 1 ? "" : "s");
+  if (interrupted_) fmt::print("{:3} cancelled (interrupted).\n", options_.codes.size() - reported_);
+  fmt::print("Elapsed time: {:.2f}s\n", elapsed);
+  return 0;
+}
+
+}  // namespace flags
