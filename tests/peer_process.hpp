@@ -89,4 +89,52 @@ class PeerProcess {
   std::uint16_t port_ = 0;
 };
 
+/// What a program that ran to its end printed, and how it ended.
+struct Finished {
+  int exit_code = -1;  ///< -1 if killed by a signal
+  std::string out, err;
+};
+
+/// Runs `argv` to its end, collecting its stdout and stderr (the test's limit bounds the wait).
+inline Finished run_to_end(std::vector<std::string> argv) {
+  int out[2], err[2];
+  if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::_Exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  Finished done;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* into[2] = {&done.out, &done.err};
+  int open = 2;
+  while (open > 0 && ::poll(fds, 2, -1) > 0) {
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        into[i]->append(buf, static_cast<std::size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  done.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return done;
+}
+
 }  // namespace duet::test

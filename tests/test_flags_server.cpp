@@ -15,6 +15,7 @@
 #include "duet/http/client.hpp"
 #include "duet/tcp.hpp"
 #include "flag_tree.hpp"
+#include "flags_server_process.hpp"
 #include "http_faces.hpp"
 #include "peer_process.hpp"
 #include "raw_exchange.hpp"
@@ -23,6 +24,7 @@
 using namespace std::chrono_literals;
 using duet::test::count;
 using duet::test::Face;
+using duet::test::FlagsServer;
 using duet::test::PeerProcess;
 using duet::test::raw_exchange;
 using duet::test::TempDir;
@@ -44,35 +46,6 @@ std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
-
-/// flags_server on three ephemeral loopback ports, with `extra` options.
-class FlagsServer {
- public:
-  explicit FlagsServer(std::vector<std::string> extra = {}, const std::string& stderr_file = "")
-      : process_(argv(std::move(extra)), false, stderr_file) {
-    for (int i = 0; i < 3; ++i) {
-      std::istringstream line(process_.read_line());
-      std::string label, url;
-      line >> label >> url;
-      urls_[label] = url;
-      ports_[label] = static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
-    }
-  }
-
-  std::string url(const std::string& label, const std::string& path = "") const { return urls_.at(label) + path; }
-  duet::Endpoint at(const std::string& label) const { return duet::Endpoint::loopback(ports_.at(label)); }
-  PeerProcess& process() { return process_; }
-
- private:
-  static std::vector<std::string> argv(std::vector<std::string> extra) {
-    std::vector<std::string> args = {DUET_FLAGS_SERVER, "--local-port", "0", "--delay-port", "0", "--error-port", "0"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return args;
-  }
-  PeerProcess process_;
-  std::map<std::string, std::string> urls_;
-  std::map<std::string, std::uint16_t> ports_;
-};
 
 /// Runs flags_server to completion with `args`; returns its exit code.
 int exit_code_of(std::vector<std::string> args) {

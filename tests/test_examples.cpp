@@ -1,0 +1,269 @@
+// The flag programs, both styles, run as built against flags_server on ephemeral ports.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "duet/tcp.hpp"
+#include "flags_server_process.hpp"
+#include "peer_process.hpp"
+#include "support.hpp"
+
+using duet::test::Finished;
+using duet::test::FlagsServer;
+using duet::test::run_to_end;
+using duet::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kTree = DUET_FLAG_ROOT;
+const std::string kExamples = DUET_EXAMPLES_DIR;
+const char* const kStyles[] = {"callbacks", "coroutines"};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+Finished run(const std::string& style, const std::string& program, std::vector<std::string> args) {
+  args.insert(args.begin(), kExamples + "/" + style + "/" + program);
+  return run_to_end(std::move(args));
+}
+
+/// The report without its elapsed time or the server's port, and with -v lines (which come in completion
+/// order) sorted.
+std::string comparable(std::string out) {
+  for (auto at = out.find("127.0.0.1:"); at != std::string::npos; at = out.find("127.0.0.1:", at + 1)) {
+    const auto digits = at + 10;
+    out.replace(digits, out.find_first_not_of("0123456789", digits) - digits, "PORT");
+  }
+  std::istringstream in(out);
+  std::vector<std::string> head, lines, tail;
+  bool in_body = false, in_tail = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("Elapsed time: ")) continue;
+    if (line == "--------------------") in_tail = true;
+    (in_tail ? tail : in_body ? lines : head).push_back(line);
+    if (line.find("will be used.") != std::string::npos) in_body = true;
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string all;
+  for (const auto* part : {&head, &lines, &tail})
+    for (const auto& l : *part) all += l + "\n";
+  return all;
+}
+
+/// A count from the closing report: "downloaded", "not found" or "error" (0 when the line is absent).
+std::size_t count_of(const std::string& out, const std::string& what) {
+  const auto report = out.find("--------------------\n");
+  if (report == std::string::npos) return 0;
+  std::istringstream in(out.substr(report));
+  for (std::string line; std::getline(in, line);)
+    if (line.find(what) != std::string::npos && !line.starts_with("Elapsed")) return std::stoul(line);
+  return 0;
+}
+
+std::size_t searched(const std::string& out) {
+  const auto at = out.find("Searching for ");
+  return at == std::string::npos ? 0 : std::stoul(out.substr(at + 14));
+}
+
+}  // namespace
+
+TEST_CASE("both styles print the same report and save byte-identical flags, LOCAL, DELAY and ERROR", "[examples]") {
+  FlagsServer server({"--delay", "0.05:0.3", "--seed", "11"});
+  struct Run {
+    std::string site;
+    std::vector<std::string> args;
+  };
+  const std::vector<Run> runs = {
+      {"LOCAL", {"-a", "-m", "50"}},
+      {"DELAY", {"-e", "-m", "100"}},
+      {"ERROR", {"-m", "5"}},  // the 20 default codes all exist: only the teapots count as errors
+  };
+  for (const auto& r : runs) {
+    INFO(r.site);
+    std::string reports[2];
+    for (int s = 0; s < 2; ++s) {
+      // Each style against a fresh server with the same seed, so that ERROR draws the same teapots.
+      FlagsServer fresh({"--delay", "0", "--seed", "11"});
+      TempDir out;
+      auto args = r.args;
+      args.insert(args.end(), {"-s", (r.site == "DELAY" ? server : fresh).url(r.site), "-o", out.path().string()});
+      const Finished f = run(kStyles[s], "flags", args);
+      INFO(kStyles[s] << "\n" << f.out << f.err);
+      CHECK(f.exit_code == 0);
+      const std::size_t ok = count_of(f.out, "downloaded"), nf = count_of(f.out, "not found"),
+                        err = count_of(f.out, "error");
+      CHECK(ok + nf + err == searched(f.out));
+      CHECK(ok > 0);
+      if (r.site == "ERROR") CHECK(err > 0);
+      // What was saved is what the server has, and nothing else: no partial or temporary file.
+      std::size_t files = 0;
+      for (const auto& file : fs::directory_iterator(out.path())) {
+        ++files;
+        const std::string cc = file.path().stem().string();
+        CHECK(file.path().extension() == ".gif");
+        std::string lc = cc;
+        std::transform(lc.begin(), lc.end(), lc.begin(), ::tolower);
+        CHECK(read_file(file.path()) == read_file(kTree / "flags" / lc / (lc + ".gif")));
+      }
+      CHECK(files == ok);
+      reports[s] = comparable(f.out);
+    }
+    CHECK(reports[0] == reports[1]);
+  }
+}
+
+TEST_CASE("every option means the same in both styles", "[examples]") {
+  FlagsServer server({"--delay", "0"});
+  struct Case {
+    std::vector<std::string> args;
+    std::vector<std::string> expected;  // lines the report must have
+  };
+  const std::vector<Case> cases = {
+      {{},
+       {"Searching for 20 flags: from BD to VN", "5 concurrent connections will be used.", " 20 flags downloaded."}},
+      {{"-v", "B"},
+       {"Searching for 26 flags: from BA to BZ", "BR OK", "BC not found: http://127.0.0.1:PORT/flags/bc/bc.gif"}},
+      {{"-l", "3", "-a", "-v"}, {"Searching for 3 flags: AD, AE, AF", "3 concurrent connections will be used."}},
+      {{"br", "jp", "Zz", "-v"},
+       {"Searching for 3 flags: BR, JP, ZZ", "JP OK", "ZZ not found: http://127.0.0.1:PORT/flags/zz/zz.gif"}},
+      {{"-e", "-l", "30", "-v"},
+       {"Searching for 30 flags: from AA to BD", "AA not found: http://127.0.0.1:PORT/flags/aa/aa.gif"}},
+      {{"-a", "-e", "-l", "5", "BR"}, {"Searching for 5 flags: AA, AB, AC, AD, AE"}},  // -e wins, CCs ignored
+      {{"-m", "1", "-v", "a"}, {"1 connection will be used.", "AR OK"}},
+      {{"--limit", "2", "--verbose", "--max_req", "2", "C"},
+       {"Searching for 2 flags: CA, CB", "2 concurrent connections will be used."}},
+  };
+  for (const auto& c : cases) {
+    std::string reports[2];
+    for (int s = 0; s < 2; ++s) {
+      TempDir out;
+      auto args = c.args;
+      args.insert(args.end(), {"-s", server.url("LOCAL"), "-o", out.path().string()});
+      const Finished f = run(kStyles[s], "flags", args);
+      INFO(kStyles[s] << "\n" << f.out << f.err);
+      CHECK(f.exit_code == 0);
+      reports[s] = comparable(f.out);
+    }
+    CHECK(reports[0] == reports[1]);
+    for (const auto& line : c.expected) {
+      INFO(reports[0]);
+      CHECK(reports[0].find(line + "\n") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("usage errors print the book's message and exit 2", "[examples]") {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"-m", "0"}, "*** Usage error: --max_req CONCURRENT must be >= 1"},
+      {{"-l", "0"}, "*** Usage error: --limit N must be >= 1"},
+      {{"B1"}, "*** Usage error: each CC argument must be A to Z or AA to ZZ."},
+      {{"ABC"}, "*** Usage error: each CC argument must be A to Z or AA to ZZ."},
+      {{"-s", "NOWHERE"}, "*** Usage error: --server LABEL must be one of LOCAL, REMOTE, DELAY, ERROR"},
+      {{"-s", "REMOTE"}, "TLS is not supported"},
+      {{"--no-such-option"}, "*** Usage error:"},
+  };
+  for (const char* style : kStyles) {
+    for (const char* program : {"flags", "flags_names"}) {
+      for (const auto& [args, message] : cases) {
+        const Finished f = run(style, program, args);
+        INFO(style << " " << program << " " << args[0] << "\n" << f.err);
+        CHECK(f.exit_code == 2);
+        CHECK(f.err.find(message) != std::string::npos);
+        CHECK(f.err.find("usage: ") != std::string::npos);
+        CHECK(f.out.empty());
+      }
+    }
+  }
+}
+
+TEST_CASE("an unreachable server makes every code an error, and the run still ends normally", "[examples]") {
+  duet::Loop loop;
+  duet::TcpListener closed(loop, duet::Endpoint::loopback(0));
+  const std::string url = "http://127.0.0.1:" + std::to_string(closed.local_endpoint().port()) + "/flags";
+  closed.close();
+  for (const char* style : kStyles) {
+    TempDir out;
+    const Finished f = run(style, "flags", {"-s", url, "-o", out.path().string(), "-v", "BR", "JP", "FR"});
+    INFO(style << "\n" << f.out << f.err);
+    CHECK(f.exit_code == 0);
+    CHECK(f.out.find("  3 errors.") != std::string::npos);
+    CHECK(f.out.find("BR error: cannot connect to 127.0.0.1") != std::string::npos);
+    CHECK(duet::test::entries_in(out.path()) == 0);
+  }
+}
+
+TEST_CASE("a read-only output folder is a clear error per flag, not a crash", "[examples]") {
+  FlagsServer server({"--delay", "0"});
+  for (const char* style : kStyles) {
+    TempDir dir;
+    const fs::path out = dir.path() / "read-only";
+    fs::create_directory(out);
+    ::chmod(out.c_str(), 0555);
+    ::chmod(dir.path().c_str(), 0755);
+    std::vector<std::string> args = {
+        kExamples + "/" + style + "/flags", "-s", server.url("LOCAL"), "-o", out.string(), "-v", "BR", "JP"};
+    if (::geteuid() == 0)  // root writes anywhere: run as nobody, for whom the folder is read-only
+      args.insert(args.begin(), {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"});
+    const Finished f = run_to_end(args);
+    INFO(style << "\n" << f.out << f.err);
+    CHECK(f.exit_code == 0);
+    CHECK(f.out.find("  2 errors.") != std::string::npos);
+    CHECK(f.out.find("BR error: cannot save " + (out / "BR.gif").string() + ": permission denied") !=
+          std::string::npos);
+    CHECK(duet::test::entries_in(out) == 0);
+  }
+}
+
+TEST_CASE("flags_names saves each flag under its country's name, spaces and punctuation included", "[examples]") {
+  TempDir dir;
+  const fs::path root = dir.path() / "root";
+  auto add = [&](const std::string& cc, const std::string& metadata) {
+    fs::create_directories(root / "flags" / cc);
+    std::ofstream(root / "flags" / cc / (cc + ".gif")) << "GIF89a-" << cc;
+    std::ofstream(root / "flags" / cc / "metadata.json") << metadata;
+  };
+  add("ci", R"({"country": "Côte d'Ivoire", "iso_cc": "CI", "tld_cc": ".ci"})");
+  add("bq", R"({"country": "Bonaire, Sint Eustatius and Saba", "iso_cc": "BQ", "tld_cc": ".bq"})");
+  add("zx", R"({"country": "../../escaped", "iso_cc": "ZX", "tld_cc": ".zx"})");
+  add("zy", R"({"iso_cc": "ZY"})");  // no name: an error, not a crash
+  FlagsServer server({"--root", root.string(), "--delay", "0"});
+  std::string reports[2];
+  for (int s = 0; s < 2; ++s) {
+    TempDir out;
+    const Finished f = run(kStyles[s], "flags_names",
+                           {"-s", server.url("LOCAL"), "-o", out.path().string(), "-v", "CI", "BQ", "ZX", "ZY", "ZZ"});
+    INFO(kStyles[s] << "\n" << f.out << f.err);
+    CHECK(f.exit_code == 0);
+    CHECK(read_file(out.path() / "Côte_d'Ivoire.gif") == "GIF89a-ci");
+    CHECK(read_file(out.path() / "Bonaire,_Sint_Eustatius_and_Saba.gif") == "GIF89a-bq");
+    CHECK(read_file(out.path() / "_._.._escaped.gif") == "GIF89a-zx");  // inside the output folder
+    CHECK(duet::test::entries_in(out.path()) == 3);
+    CHECK(f.out.find("ZY error: bad metadata") != std::string::npos);
+    CHECK(f.out.find("ZZ not found: " + server.url("LOCAL", "/zz/metadata.json")) != std::string::npos);
+    reports[s] = comparable(f.out);
+  }
+  CHECK(reports[0] == reports[1]);
+}
+
+TEST_CASE("spinner and countdown, both styles", "[examples]") {
+  for (const char* style : kStyles) {
+    const Finished spin = run(style, "spinner", {});
+    INFO(style << "\n" << spin.out << spin.err);
+    CHECK(spin.exit_code == 0);
+    CHECK(spin.out.find("| thinking!") != std::string::npos);
+    CHECK(spin.out.ends_with("Answer: 42\n"));
+    const Finished count = run(style, "countdown", {"2"});
+    CHECK(count.out == "2\n1\nBlast off!\n");
+    CHECK(run(style, "countdown", {"zero"}).exit_code == 2);
+  }
+}
