@@ -1,9 +1,12 @@
 // The flag programs, both styles, run as built against flags_server on ephemeral ports.
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -265,5 +268,55 @@ TEST_CASE("spinner and countdown, both styles", "[examples]") {
     const Finished count = run(style, "countdown", {"2"});
     CHECK(count.out == "2\n1\nBlast off!\n");
     CHECK(run(style, "countdown", {"zero"}).exit_code == 2);
+  }
+}
+
+TEST_CASE("a progress bar on a terminal's stderr, none with -v or without a terminal", "[examples]") {
+  FlagsServer server({"--delay", "0"});
+  for (const char* style : kStyles) {
+    TempDir out;
+    const std::string flags =
+        kExamples + "/" + style + "/flags -s " + server.url("LOCAL") + " -o " + out.path().string();
+    // `script` runs the program on a pseudo-terminal and copies what it writes there to our stdout.
+    const Finished on_tty = run_to_end({"script", "-qec", flags, "/dev/null"});
+    INFO(style << "\n" << on_tty.out << on_tty.err);
+    CHECK(on_tty.out.find("100%|##############################| 20/20") != std::string::npos);
+    const Finished verbose = run_to_end({"script", "-qec", flags + " -v", "/dev/null"});
+    CHECK(verbose.out.find("%|") == std::string::npos);
+    CHECK(verbose.out.find("BR OK") != std::string::npos);
+    const Finished piped = run(style, "flags", {"-s", server.url("LOCAL"), "-o", out.path().string()});
+    CHECK(piped.err.empty());
+  }
+}
+
+TEST_CASE("Ctrl-C cancels the downloads in flight and still prints the report", "[examples]") {
+  for (const char* style : kStyles) {
+    TempDir dir;
+    const std::string log = dir / "server.log";
+    FlagsServer server({"--delay", "30", "-v"}, log);
+    const fs::path out = dir.path() / "out";
+    duet::test::PeerProcess flags(
+        {kExamples + "/" + style + "/flags", "-s", server.url("DELAY"), "-o", out.string(), "-m", "4"}, false);
+    // Four requests are waiting in the server (its -v log says so) when the signal comes.
+    CHECK(flags.read_line() == "CUSTOM site: " + server.url("DELAY"));
+    flags.read_line();
+    CHECK(flags.read_line() == "4 concurrent connections will be used.");
+    auto waiting = [&] {
+      std::istringstream in(read_file(log));
+      std::size_t n = 0;
+      for (std::string line; std::getline(in, line);) n += line.starts_with("DELAY ") ? 1 : 0;
+      return n;
+    };
+    while (waiting() < 4) ::usleep(10'000);  // polling the log for the server's word, not a guess at timing
+    const auto start = std::chrono::steady_clock::now();
+    const int status = flags.stop(SIGINT);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));  // not the 30 s delay
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(flags.read_line() == "--------------------");
+    CHECK(flags.read_line() == "  0 flags downloaded.");
+    CHECK(flags.read_line() == " 20 cancelled (interrupted).");
+    CHECK(flags.read_line().starts_with("Elapsed time: "));
+    CHECK(duet::test::entries_in(out) == 0);  // nothing half-written
   }
 }

@@ -31,16 +31,16 @@ void download_one(flags::Job& job, const std::string& cc) {
     if (ec) return job.done(cc, flags::failed(ec, ec.message()));
     const std::string url = job.flag_url(cc);
     job.client.get(url, watched(job, [&job, cc, url](std::error_code ec, duet::http::Response res) {
-                     if (ec || res.status != 200) {
-                       job.semaphore.release();
-                       return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, url));
-                     }
-                     const std::string path = job.save_path(cc + ".gif");
-                     duet::fs::write_file_atomic(job.loop, path, std::move(res.body),
-                                                 watched(job, [&job, cc, path](std::error_code ec) {
-                                                   job.semaphore.release();
-                                                   job.done(cc, ec ? flags::save_failed(path, ec) : flags::ok());
-                                                 }));
-                   }));
+      if (ec || res.status != 200) {
+        job.semaphore.release();
+        return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, url));
+      }
+      const std::string path = job.save_path(cc + ".gif");
+      duet::fs::write_file_atomic(
+          job.loop, path, std::move(res.body), watched(job, [&job, cc, path](std::error_code ec) {
+            job.semaphore.release();
+            job.done(cc, ec ? flags::save_failed(path, ec) : flags::ok());
+          }));
+    }));
   }));
 }

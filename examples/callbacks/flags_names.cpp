@@ -31,31 +31,30 @@ void download_one(flags::Job& job, const std::string& cc) {
     if (ec) return job.done(cc, flags::failed(ec, ec.message()));
     const std::string metadata_url = job.metadata_url(cc);
     job.client.get(metadata_url, watched(job, [&job, cc, metadata_url](std::error_code ec, duet::http::Response res) {
-                     if (ec || res.status != 200) {
-                       job.semaphore.release();
-                       return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, metadata_url));
-                     }
-                     std::string file_name;
-                     try {
-                       file_name = flags::file_name_from_metadata(res.body);
-                     } catch (const flags::BadMetadata& e) {
-                       job.semaphore.release();
-                       return job.done(cc, flags::failed({}, e.what()));
-                     }
-                     const std::string url = job.flag_url(cc);
-                     job.client.get(
-                         url, watched(job, [&job, cc, url, file_name](std::error_code ec, duet::http::Response res) {
-                           if (ec || res.status != 200) {
-                             job.semaphore.release();
-                             return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, url));
-                           }
-                           const std::string path = job.save_path(file_name);
-                           duet::fs::write_file_atomic(job.loop, path, std::move(res.body),
-                                                       watched(job, [&job, cc, path](std::error_code ec) {
-                                                         job.semaphore.release();
-                                                         job.done(cc, ec ? flags::save_failed(path, ec) : flags::ok());
-                                                       }));
-                         }));
-                   }));
+      if (ec || res.status != 200) {
+        job.semaphore.release();
+        return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, metadata_url));
+      }
+      std::string file_name;
+      try {
+        file_name = flags::file_name_from_metadata(res.body);
+      } catch (const flags::BadMetadata& e) {
+        job.semaphore.release();
+        return job.done(cc, flags::failed({}, e.what()));
+      }
+      const std::string url = job.flag_url(cc);
+      job.client.get(url, watched(job, [&job, cc, url, file_name](std::error_code ec, duet::http::Response res) {
+        if (ec || res.status != 200) {
+          job.semaphore.release();
+          return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, url));
+        }
+        const std::string path = job.save_path(file_name);
+        duet::fs::write_file_atomic(
+            job.loop, path, std::move(res.body), watched(job, [&job, cc, path](std::error_code ec) {
+              job.semaphore.release();
+              job.done(cc, ec ? flags::save_failed(path, ec) : flags::ok());
+            }));
+      }));
+    }));
   }));
 }

@@ -122,7 +122,7 @@ Options parse_options(int argc, char** argv, std::string program) {
 
   CLI::App app(opt.program == "flags" ? "Download flags for country codes."
                                       : "Download flags named after their countries (metadata, then flag).",
-               opt.program);
+      opt.program);
   app.add_option("CC", args, "country code or 1st letter (eg. B for BA...BZ)");
   app.add_flag("-a,--all", all, "get all available flags (AD to ZW)");
   app.add_flag("-e,--every", every, "get flags for every possible code (AA...ZZ)");
@@ -135,7 +135,7 @@ Options parse_options(int argc, char** argv, std::string program) {
 
   auto usage_error = [&](const std::string& message) {
     fmt::print(stderr, "{}\nusage: {} [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [CC ...]\n",
-               message, opt.program);
+        message, opt.program);
     opt.exit_code = 2;
     return opt;
   };
@@ -231,13 +231,13 @@ std::string Job::metadata_url(std::string_view cc) const {
 std::string Job::save_path(std::string_view file_name) const { return (options_.out_dir / file_name).string(); }
 
 void Job::start_watching_signals() {
-  duet::wait_for_signal(loop, {SIGINT, SIGTERM},
-                        duet::with_cancellation(signal_wait_.get_token(), [this](std::error_code ec, int) {
-                          if (ec) return;  // every download reported: the wait was called off
-                          interrupted_ = true;
-                          stop.request_stop();
-                          if (downloads_) downloads_->cancel();
-                        }));
+  duet::wait_for_signal(
+      loop, {SIGINT, SIGTERM}, duet::with_cancellation(signal_wait_.get_token(), [this](std::error_code ec, int) {
+        if (ec) return;  // every download reported: the wait was called off
+        interrupted_ = true;
+        stop.request_stop();
+        if (downloads_) downloads_->cancel();
+      }));
 }
 
 void Job::done(std::string_view cc, const Outcome& outcome) {
@@ -274,7 +274,7 @@ void Job::draw_progress(bool last) {
   const std::size_t total = options_.codes.size(), width = 30;
   const std::size_t filled = total ? reported_ * width / total : width;
   fmt::print(stderr, "\r{:3}%|{:<{}}| {}/{}{}", total ? reported_ * 100 / total : 100, std::string(filled, '#'), width,
-             reported_, total, last ? "\n" : "");
+      reported_, total, last ? "\n" : "");
   std::fflush(stderr);
 }
 
