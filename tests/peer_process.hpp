@@ -16,6 +16,24 @@
 
 namespace duet::test {
 
+/// Forks and runs `argv` with its stdout on `out_fd` and its stderr on `err_fd` (-1: left as ours);
+/// returns the child's pid.
+inline pid_t start_process(std::vector<std::string>& argv, int out_fd, int err_fd, std::vector<int> close_in_child) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid == 0) {
+    ::dup2(out_fd, 1);
+    if (err_fd >= 0) ::dup2(err_fd, 2);
+    for (int fd : close_in_child) ::close(fd);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::_Exit(127);
+  }
+  return pid;
+}
+
 class PeerProcess {
  public:
   /// Runs `argv`. If `reads_port`, waits (up to 10 s) for the port number on the first line of its
@@ -23,22 +41,9 @@ class PeerProcess {
   PeerProcess(std::vector<std::string> argv, bool reads_port, const std::string& stderr_file = "") {
     int out[2];
     if (::pipe(out) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      if (!stderr_file.empty()) {
-        const int err = ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (err >= 0) ::dup2(err, 2);
-      }
-      ::close(out[0]);
-      ::close(out[1]);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      std::_Exit(127);
-    }
+    const int err = stderr_file.empty() ? -1 : ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_ = start_process(argv, out[1], err, {out[0], out[1], err});
+    if (err >= 0) ::close(err);
     ::close(out[1]);
     out_ = out[0];
     if (reads_port) port_ = static_cast<std::uint16_t>(std::stoi(read_line(std::chrono::seconds(10))));
@@ -99,18 +104,7 @@ struct Finished {
 inline Finished run_to_end(std::vector<std::string> argv) {
   int out[2], err[2];
   if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    for (int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    std::_Exit(127);
-  }
+  const pid_t pid = start_process(argv, out[1], err[1], {out[0], out[1], err[0], err[1]});
   ::close(out[1]);
   ::close(err[1]);
   Finished done;

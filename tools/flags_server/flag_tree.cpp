@@ -6,37 +6,24 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "duet/http/url.hpp"
+
 namespace fs = std::filesystem;
 
 namespace flags_server {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // Decodes one path segment's %XX escapes. Nothing for a broken escape, or an encoded '/' or NUL (which
 // would let one segment pose as several, or cut a name short).
 std::optional<std::string> decode_segment(std::string_view raw) {
   std::string out;
-  out.reserve(raw.size());
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] != '%') {
-      out.push_back(raw[i]);
-      continue;
-    }
-    if (i + 2 >= raw.size()) return std::nullopt;
-    const int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    const char c = static_cast<char>(hi * 16 + lo);
-    if (c == '/' || c == '\0') return std::nullopt;
-    out.push_back(c);
-    i += 2;
+  try {
+    out = duet::http::percent_decode(raw);
+  } catch (const std::system_error&) {
+    return std::nullopt;
   }
+  if (out.find_first_of(std::string_view("/\0", 2)) != std::string::npos) return std::nullopt;
   return out;
 }
 
