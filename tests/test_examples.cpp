@@ -320,3 +320,19 @@ TEST_CASE("Ctrl-C cancels the downloads in flight and still prints the report", 
     CHECK(duet::test::entries_in(out) == 0);  // nothing half-written
   }
 }
+
+TEST_CASE("with -v into a pipe that closes, the run ends instead of downloading on", "[examples]") {
+  FlagsServer server({"--delay", "0.05:20"});
+  for (const char* style : kStyles) {
+    TempDir out;
+    const std::string command = kExamples + "/" + style + "/flags -v -e -m 1000 -s " + server.url("DELAY") + " -o " +
+                                out.path().string() + " | head -4";
+    const auto start = std::chrono::steady_clock::now();
+    const Finished f = run_to_end({"sh", "-c", command});
+    INFO(style << "\n" << f.out << f.err);
+    CHECK(f.exit_code == 0);
+    CHECK(f.out.find("Searching for 676 flags") != std::string::npos);
+    // The slowest answers take 20 s; the program stopped at its first line that could not be written.
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(15));
+  }
+}

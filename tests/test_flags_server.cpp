@@ -85,6 +85,10 @@ TEST_CASE("request paths map into the tree, climbing, empty and encoded-separato
   CHECK(relative_path("/flags/br/br.gif?size=2#top") == "flags/br/br.gif");
   CHECK(relative_path("/flags/c%C3%B4te/x.gif") == "flags/c\xC3\xB4te/x.gif");
   CHECK(relative_path("http://localhost:8000/flags/br/br.gif") == "flags/br/br.gif");  // absolute form
+  CHECK(relative_path("HTTP://localhost:8000/flags/br/br.gif") == "flags/br/br.gif");  // in any case
+  CHECK(relative_path("/") == "");  // folders: well-formed, and simply not found
+  CHECK(relative_path("/flags/") == "flags");
+  CHECK(relative_path("/flags/br/") == "flags/br");
   for (const char* bad :
        {"/flags/../../etc/passwd", "/flags/%2e%2e/%2E%2E/etc/passwd", "/flags/.%2e/x", "/flags/./br/br.gif",
         "//etc/passwd", "/flags//br.gif", "/flags/br/..%2f..%2fx", "/flags/br/br.gif%00.txt", "/flags/%zz", "/flags/%2",
@@ -106,6 +110,7 @@ TEST_CASE("a tree is read at load, symlinks out of the root are forbidden, dot-f
   fs::create_symlink(dir.path() / "outside/secret.txt", root / "flags/xx/xx.gif");  // a file link out
   fs::create_directory_symlink(dir.path() / "outside", root / "flags/yy");          // a folder link out
   fs::create_symlink(root / "shared/common.gif", root / "flags/br/inside.gif");     // a link that stays inside
+  fs::create_symlink(root / "flags/br/.secret", root / "flags/br/visible.gif");     // a link to a dot-file
 
   const FlagTree tree = FlagTree::load(root);
   CHECK(tree.files() == 3);  // br.gif, metadata.json, inside.gif
@@ -118,6 +123,9 @@ TEST_CASE("a tree is read at load, symlinks out of the root are forbidden, dot-f
   CHECK(tree.find("/flags/xx/xx.gif").status == Lookup::forbidden);
   CHECK(tree.find("/flags/yy/secret.txt").status == Lookup::forbidden);
   CHECK(tree.find("/flags/br/.secret").status == Lookup::not_found);
+  CHECK(tree.find("/flags/br/visible.gif").status == Lookup::not_found);
+  CHECK(tree.find("/").status == Lookup::not_found);
+  CHECK(tree.find("/flags/br/").status == Lookup::not_found);
   CHECK(tree.find("/flags/zz/zz.gif").status == Lookup::not_found);
   CHECK(tree.find("/flags/../outside/secret.txt").status == Lookup::bad_path);
 }
@@ -126,6 +134,10 @@ TEST_CASE("loading a folder that is not a flag tree says what is wrong", "[flags
   TempDir dir;
   CHECK_THROWS_WITH(FlagTree::load(dir.path() / "missing"), Catch::Contains("missing"));
   CHECK_THROWS_WITH(FlagTree::load(dir.path()), Catch::Contains("ROOT/flags/{cc}/{cc}.gif"));
+  fs::create_directories(dir.path() / "elsewhere/flags/br");
+  fs::create_directories(dir.path() / "root");
+  fs::create_directory_symlink(dir.path() / "elsewhere/flags", dir.path() / "root/flags");
+  CHECK_THROWS_WITH(FlagTree::load(dir.path() / "root"), Catch::Contains("links outside"));
 }
 
 // ---- the built server -------------------------------------------------------------------------------

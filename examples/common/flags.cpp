@@ -126,7 +126,7 @@ Options parse_options(int argc, char** argv, std::string program) {
   app.add_option("CC", args, "country code or 1st letter (eg. B for BA...BZ)");
   app.add_flag("-a,--all", all, "get all available flags (AD to ZW)");
   app.add_flag("-e,--every", every, "get flags for every possible code (AA...ZZ)");
-  app.add_option("-l,--limit", limit, "limit to N first codes")->option_text("N");
+  auto* limit_option = app.add_option("-l,--limit", limit, "limit to N first codes")->option_text("N");
   app.add_option("-m,--max_req", max_req, "maximum concurrent requests (default=5)")->option_text("CONCURRENT");
   app.add_option("-s,--server", server, "server to hit: LOCAL, REMOTE, DELAY, ERROR or an http:// URL (default=LOCAL)")
       ->option_text("LABEL|URL");
@@ -148,7 +148,7 @@ Options parse_options(int argc, char** argv, std::string program) {
     return usage_error(fmt::format("*** Usage error: {}", e.what()));
   }
   if (max_req < 1) return usage_error("*** Usage error: --max_req CONCURRENT must be >= 1");
-  if (limit == 0 || limit < -1) return usage_error("*** Usage error: --limit N must be >= 1");
+  if (limit_option->count() > 0 && limit < 1) return usage_error("*** Usage error: --limit N must be >= 1");
 
   const std::string label = upper(server);
   const auto site = std::find_if(std::begin(kSites), std::end(kSites), [&](const Site& s) { return label == s.label; });
@@ -167,15 +167,16 @@ Options parse_options(int argc, char** argv, std::string program) {
   } catch (const std::exception& e) {
     return usage_error(fmt::format("*** Usage error: cannot use {} ({}): {}", opt.label, opt.base_url, e.what()));
   }
+  const std::size_t cut = limit_option->count() == 0 ? SIZE_MAX : static_cast<std::size_t>(limit);
   try {
-    opt.codes = expand_codes(every, all, args, limit < 0 ? SIZE_MAX : static_cast<std::size_t>(limit));
+    opt.codes = expand_codes(every, all, args, cut);
   } catch (const UsageError& e) {
     return usage_error(e.what());
   }
   if (opt.codes.empty()) {
     std::vector<std::string> pop20;
     for (std::size_t at = 0; at < std::strlen(kPop20); at += 3) pop20.emplace_back(kPop20 + at, 2);
-    opt.codes = expand_codes(false, false, pop20, limit < 0 ? SIZE_MAX : static_cast<std::size_t>(limit));
+    opt.codes = expand_codes(false, false, pop20, cut);
   }
   opt.concurrency = std::min<std::size_t>(static_cast<std::size_t>(max_req), opt.codes.size());
   opt.out_dir = out;
@@ -202,6 +203,7 @@ Job::Job(int argc, char** argv, std::string program)
   std::error_code ec;
   std::filesystem::create_directories(options_.out_dir, ec);  // if this fails, each save says why
   progress_ = !options_.verbose && isatty(STDERR_FILENO);
+  start_watching_signals();  // before the first line: whoever reads it may press Ctrl-C at once
 
   const auto& codes = options_.codes;
   fmt::print("{} site: {}\n", options_.label, options_.base_url);
@@ -214,7 +216,6 @@ Job::Job(int argc, char** argv, std::string program)
     fmt::print("{} concurrent connections will be used.\n", options_.concurrency);
   std::fflush(stdout);
   start_ = std::chrono::steady_clock::now();
-  start_watching_signals();
 }
 
 Job::~Job() = default;
@@ -233,11 +234,18 @@ std::string Job::save_path(std::string_view file_name) const { return (options_.
 void Job::start_watching_signals() {
   duet::wait_for_signal(
       loop, {SIGINT, SIGTERM}, duet::with_cancellation(signal_wait_.get_token(), [this](std::error_code ec, int) {
-        if (ec) return;  // every download reported: the wait was called off
-        interrupted_ = true;
-        stop.request_stop();
-        if (downloads_) downloads_->cancel();
+        // Called off (every download reported), or a signal that came as the last one did: nothing to stop.
+        if (ec || reported_ == options_.codes.size()) return;
+        interrupt();
       }));
+}
+
+void Job::interrupt() {
+  if (interrupted_) return;
+  interrupted_ = true;
+  signal_wait_.request_stop();  // when output failed, the wait is still on: it must not hold the loop
+  stop.request_stop();
+  if (downloads_) downloads_->cancel();
 }
 
 void Job::done(std::string_view cc, const Outcome& outcome) {
@@ -254,11 +262,13 @@ void Job::done(std::string_view cc, const Outcome& outcome) {
     case Status::cancelled:
       return;  // counted at the end, with those that never reported
   }
+  finished_one();
   if (options_.verbose) {
     fmt::print("{} {}\n", cc, outcome.detail);
-    std::fflush(stdout);
+    // Output that can no longer be written (a closed pipe, as in `flags -v | head`) ends the run
+    // as Ctrl-C would: downloading on with no one to tell is pointless.
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) interrupt();
   }
-  finished_one();
 }
 
 void Job::finished_one() {
@@ -287,6 +297,8 @@ int Job::run() {
 
 int Job::run(duet::JoinHandle<void> downloads) {
   downloads_ = &downloads;
+  // However the task ends — done, cancelled, or failing with a bug — the run is over.
+  downloads.on_done([this] { signal_wait_.request_stop(); });
   const int status = run();
   downloads_ = nullptr;
   if (downloads.done()) {
@@ -305,7 +317,8 @@ int Job::final_report() {
   fmt::print("{:3} flag{} downloaded.\n", ok_, ok_ == 1 ? "" : "s");
   if (not_found_) fmt::print("{:3} not found.\n", not_found_);
   if (errors_) fmt::print("{:3} error{}.\n", errors_, errors_ == 1 ? "" : "s");
-  if (interrupted_) fmt::print("{:3} cancelled (interrupted).\n", options_.codes.size() - reported_);
+  if (interrupted_ && reported_ < options_.codes.size())
+    fmt::print("{:3} cancelled (interrupted).\n", options_.codes.size() - reported_);
   fmt::print("Elapsed time: {:.2f}s\n", elapsed);
   return 0;
 }

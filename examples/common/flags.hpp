@@ -114,6 +114,7 @@ class Job {
 
  private:
   void start_watching_signals();
+  void interrupt();
   void finished_one();
   void draw_progress(bool last);
   int final_report();

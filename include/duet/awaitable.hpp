@@ -12,8 +12,9 @@
 // `co_await` starts the operation with a callback that stores the result and resumes the coroutine.
 // The result is returned; an error is thrown as `std::system_error` carrying exactly the error_code the
 // callback would have received — `duet::Cancelled` (a `std::system_error` with UV_ECANCELED) when the
-// operation was cancelled. A callback that also receives an `std::exception_ptr` (offload) rethrows
-// that exception itself.
+// operation was cancelled. A callback that also receives an `std::exception_ptr` (offload, the HTTP
+// client) rethrows that exception itself — except after a cancellation, which always throws
+// `duet::Cancelled` (an offloaded function's own exception is then dropped: its task was cancelled).
 //
 // Cancellation: the callback exposes the awaiting task's stop token (see task.hpp), so cancelling the
 // task cancels the operation exactly as the callback face does (cancellation.hpp). A task already

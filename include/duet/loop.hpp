@@ -19,7 +19,9 @@
 //
 // SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
 // the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.
-// A handler the host installed is kept.
+// A handler the host installed is kept. The setting is the process's, so it also holds for writes to
+// stdout (a program piped into `head` sees EPIPE instead of dying: check `fflush`/`ferror`), and it is
+// inherited by children started with `system` or `posix_spawn` (libuv's `uv_spawn` resets it).
 //
 // Cost: `post()` takes a mutex and calls `uv_async_send`; running a posted function allocates nothing
 // for callables up to 48 bytes.

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "duet/http/message.hpp"
 #include "duet/http/url.hpp"
 
 namespace fs = std::filesystem;
@@ -52,8 +53,9 @@ std::string read_whole(const fs::path& path, std::size_t limit) {
 
 std::optional<std::string> relative_path(std::string_view target) {
   if (auto q = target.find_first_of("?#"); q != std::string_view::npos) target = target.substr(0, q);
-  // Absolute form ("GET http://host:8000/flags/br/br.gif"): the path starts after the authority.
-  if (target.starts_with("http://")) {
+  // Absolute form ("GET http://host:8000/flags/br/br.gif", the scheme in any case): the path starts
+  // after the authority.
+  if (target.size() >= 7 && duet::http::iequals(target.substr(0, 7), "http://")) {
     const auto slash = target.find('/', 7);
     if (slash == std::string_view::npos) return std::nullopt;
     target = target.substr(slash);
@@ -65,6 +67,9 @@ std::optional<std::string> relative_path(std::string_view target) {
   while (true) {
     const auto end = target.find('/');
     auto segment = decode_segment(target.substr(0, end));
+    // A last segment may be empty ("/", "/flags/"): a folder, which is simply not found. An empty one
+    // inside the path ("//etc") is refused.
+    if (segment && segment->empty() && end == std::string_view::npos) return out;
     if (!segment || segment->empty() || *segment == "." || *segment == "..") return std::nullopt;
     if (!out.empty()) out.push_back('/');
     out += *segment;
@@ -92,11 +97,15 @@ FlagTree FlagTree::load(const fs::path& root_arg, std::size_t max_file_bytes) {
   const fs::path flags = root / "flags";
   if (!fs::is_directory(flags, ec))
     throw std::runtime_error(flags.string() + " is not a folder (a flag tree is ROOT/flags/{cc}/{cc}.gif)");
+  if (!inside(fs::canonical(flags, ec), root))
+    throw std::runtime_error(flags.string() + " links outside " + root.string() + ": serve its target with --root");
 
   FlagTree tree;
+  // True if `path` is not to be served: a dangling link, a link to a dot-file, or a link out of the
+  // root (which is also marked forbidden).
   auto forbid_if_outside = [&](const fs::path& path, const std::string& key) {
     const fs::path real = fs::canonical(path, ec);
-    if (ec) return true;  // a dangling link: nothing to serve
+    if (ec || hidden(real)) return true;
     if (inside(real, root)) return false;
     tree.forbidden_.insert(key);
     return true;

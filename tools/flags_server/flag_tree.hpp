@@ -10,12 +10,14 @@
 //
 // Safety: only what `load` read can ever be served, so no request can name a file outside the tree.
 // On top of that, `find` refuses (`bad_path`, answered 400) a path with `.` or `..` segments — also
-// percent-encoded (`%2e%2e`) — empty segments (`//etc`), an encoded `/` or NUL, or a broken escape;
+// percent-encoded (`%2e%2e`) — an empty segment inside it (`//etc`), an encoded `/` or NUL, or a broken escape;
 // and `load` marks a file or folder that is a symlink leading out of ROOT as `forbidden` (403) rather
-// than reading it. Dot-files are neither read nor served.
+// than reading it. Dot-files, and links to them, are neither read nor served.
+//
+// A path that names a folder ("/", "/flags/") is simply not found (404).
 //
 // Failure: `load` throws `std::runtime_error` naming the path when ROOT/flags is not a readable folder
-// or a file cannot be read.
+// (or is a link out of ROOT), or a file cannot be read.
 #pragma once
 
 #include <cstddef>

@@ -21,6 +21,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -249,6 +250,13 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
     }
   }
 
+  // Signals are caught before the first line is printed: whoever reads it may send one at once.
+  duet::wait_for_signal(loop, {SIGINT, SIGTERM}, [&](std::error_code ec, int signum) {
+    if (ec) return;
+    fmt::print(stderr, "flags_server: {}, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (auto& site : sites) site->close();
+    stop.request_stop();
+  });
   for (const auto& site : sites) fmt::print("{} {}\n", site->label(), url_of(opt.host, site->port()));
   std::fflush(stdout);
   fmt::print(stderr,
@@ -256,12 +264,6 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
              "seed {}. Ctrl-C stops.\n",
              tree.files(), (tree.bytes() + 1023) / 1024, opt.root, delay.min, delay.max, opt.error_share * 100, seed);
 
-  duet::wait_for_signal(loop, {SIGINT, SIGTERM}, [&](std::error_code ec, int signum) {
-    if (ec) return;
-    fmt::print(stderr, "flags_server: {}, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    for (auto& site : sites) site->close();
-    stop.request_stop();
-  });
   loop.run();
   for (const auto& site : sites)
     fmt::print(stderr, "flags_server: {} answered {} request(s){}{}\n", site->label(), site->answered(),
@@ -292,7 +294,7 @@ int main(int argc, char** argv) {
                        ->check(CLI::PositiveNumber)
                        ->capture_default_str();
   app.add_option("--header-timeout", opt.header_timeout, "seconds a client has to send a request's headers")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.001, 3600.0))
       ->capture_default_str();
   app.add_flag("-v,--verbose", opt.verbose, "log one line per answer on stderr");
   try {
@@ -301,6 +303,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);  // prints the error and a pointer to --help
+    return 2;
+  }
+  // CLI11's range checks let NaN through (it compares false with everything).
+  if (!std::isfinite(opt.error_share) || !std::isfinite(opt.header_timeout)) {
+    fmt::print(stderr, "flags_server: --error-share and --header-timeout take finite numbers\n");
     return 2;
   }
   const auto delay = parse_delay(opt.delay);
