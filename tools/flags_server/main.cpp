@@ -118,7 +118,7 @@ class Site {
     std::chrono::milliseconds delay{0};
     if (!config_.delay.none()) {
       std::uniform_real_distribution<double> seconds(config_.delay.min, config_.delay.max);
-      delay = std::chrono::milliseconds(static_cast<std::int64_t>(seconds(rng_) * 1000 + 0.5));
+      delay = std::chrono::milliseconds(std::llround(seconds(rng_) * 1000));
     }
     const bool teapot =
         config_.error_share > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < config_.error_share;
