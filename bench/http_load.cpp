@@ -1,68 +1,84 @@
-// http_load — GET one URL many times with a fixed number of requests in flight, through either face,
-// and print one line of figures.
+// http_load — download flags the way the flag programs do, many times over, through either face, and
+// print one line of figures.
 //
-//   http_load --face callbacks|coroutines --url URL --requests N --concurrency C
+//   http_load --face callbacks|coroutines --url BASE --requests N --concurrency C [--codes every|all]
+//             [--save DIR]
 //
-// Prints: face=… requests=… ok=… errors=… seconds=… req_per_s=… rss_mb_at_10pct=… rss_mb_at_end=…
-// peak_rss_mb=…  (RSS at 10% and at the end of the run shows whether memory stays flat.)
+// Request i fetches {BASE}/{cc}/{cc}.gif for the i-th code, cycling over the codes (`all`: ISO 3166's
+// assigned codes, the default; `every`: AA..ZZ). All N requests are started at once and a
+// `duet::Semaphore` lets C of them through at a time, as in the flag programs; with --save each flag
+// is saved to DIR/{CC}.gif with write_file_atomic. Prints:
+//
+//   face=… requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=…
+//
+// Exit status: 0 when no request failed (404s are not failures), 1 otherwise, 2 on a usage error.
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
+#include "flags.hpp"  // flags::expand_codes, shared with the flag programs
 
 namespace {
 
 struct Options {
   std::string face = "callbacks";
-  std::string url;
+  std::string base;
   long requests = 100'000;
-  int concurrency = 100;
+  long concurrency = 100;
+  std::string codes = "all";
+  std::string save_dir;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(
-      stderr,
-      "*** Usage error: %s\nusage: http_load --face callbacks|coroutines --url URL --requests N --concurrency C\n",
-      why);
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "*** Usage error: %s\nusage: http_load --face callbacks|coroutines --url BASE --requests N "
+               "--concurrency C [--codes every|all] [--save DIR]\n",
+               why.c_str());
   std::exit(2);
+}
+
+long number(const std::string& text, const std::string& option) {
+  char* end = nullptr;
+  const long n = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || n < 1) usage(option + " takes a whole number of at least 1, not '" + text + "'");
+  return n;
 }
 
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
-    auto arg = std::string(argv[i]);
+    const std::string arg = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
+      if (i + 1 >= argc) usage("missing value for " + arg);
       return argv[++i];
     };
     if (arg == "--face")
       o.face = value();
     else if (arg == "--url")
-      o.url = value();
+      o.base = value();
     else if (arg == "--requests")
-      o.requests = std::atol(value().c_str());
+      o.requests = number(value(), arg);
     else if (arg == "--concurrency")
-      o.concurrency = std::atoi(value().c_str());
+      o.concurrency = number(value(), arg);
+    else if (arg == "--codes")
+      o.codes = value();
+    else if (arg == "--save")
+      o.save_dir = value();
     else
-      usage(("unknown option " + arg).c_str());
+      usage("unknown option " + arg);
   }
-  if (o.url.empty()) usage("--url is required");
+  if (o.base.empty()) usage("--url is required");
+  while (o.base.ends_with('/')) o.base.pop_back();
   if (o.face != "callbacks" && o.face != "coroutines") usage("--face must be callbacks or coroutines");
-  if (o.requests < 1 || o.concurrency < 1) usage("--requests and --concurrency must be at least 1");
+  if (o.codes != "every" && o.codes != "all") usage("--codes must be every or all");
   return o;
-}
-
-double rss_mb() {  // current resident set size
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
 double peak_rss_mb() {
@@ -71,68 +87,94 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
-struct Stats {
-  long started = 0, finished = 0, ok = 0, errors = 0;
-  long total = 0;
-  double rss_at_10pct = 0;
-  void done(bool success) {
-    ++finished;
-    (success ? ok : errors) += 1;
-    if (finished == total / 10) rss_at_10pct = rss_mb();
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+struct Load {
+  const Options& options;
+  duet::Loop& loop;
+  duet::http::Client& client;
+  duet::Semaphore semaphore;
+  std::vector<std::string> codes;
+  long ok = 0, not_found = 0, errors = 0;
+
+  std::string url(long i) const {
+    const std::string cc = lower(codes[static_cast<std::size_t>(i) % codes.size()]);
+    return options.base + "/" + cc + "/" + cc + ".gif";
   }
+  std::string path(long i) const {
+    return options.save_dir + "/" + codes[static_cast<std::size_t>(i) % codes.size()] + ".gif";
+  }
+  void count(int status) { (status == 200 ? ok : status == 404 ? not_found : errors) += 1; }
 };
 
-// Callback face: C chains, each starting its next request from the previous one's callback.
-void chain(duet::http::Client& client, const std::string& url, Stats& stats) {
-  if (stats.started == stats.total) return;
-  ++stats.started;
-  client.get(url, [&client, &url, &stats](std::error_code ec, duet::http::Response res) {
-    stats.done(!ec && res.status == 200);
-    chain(client, url, stats);
+// Callback face: every request is started at once; each waits for a permit, then runs its chain.
+void fetch_one(Load& load, long i) {
+  load.semaphore.acquire([&load, i](std::error_code) {
+    load.client.get(load.url(i), [&load, i](std::error_code ec, duet::http::Response res) {
+      if (ec || res.status != 200 || load.options.save_dir.empty()) {
+        load.semaphore.release();
+        return load.count(ec ? 0 : res.status);
+      }
+      duet::fs::write_file_atomic(load.loop, load.path(i), std::move(res.body), [&load](std::error_code ec) {
+        load.semaphore.release();
+        load.count(ec ? 0 : 200);
+      });
+    });
   });
 }
 
-// Coroutine face: C workers, each awaiting one request after another.
-duet::Task<> worker(duet::http::Client& client, const std::string& url, Stats& stats) {
-  while (stats.started < stats.total) {
-    ++stats.started;
-    bool success = false;
-    try {
-      duet::http::Response res = co_await client.get(url);
-      success = res.status == 200;
-    } catch (const std::system_error&) {
-    }
-    stats.done(success);
+// Coroutine face: one task per request, all started at once; each waits for a permit.
+duet::Task<> fetch_one_task(Load& load, long i) {
+  auto permit = co_await load.semaphore.acquire();
+  int status = 0;
+  try {
+    duet::http::Response res = co_await load.client.get(load.url(i));
+    status = res.status;
+    if (status == 200 && !load.options.save_dir.empty())
+      co_await duet::fs::write_file_atomic(load.loop, load.path(i), std::move(res.body));
+  } catch (const std::system_error&) {
+    status = 0;
   }
+  load.count(status);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  rlimit files{};  // C connections need C descriptors
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (!o.save_dir.empty()) std::filesystem::create_directories(o.save_dir);
   duet::Loop loop;
   duet::http::ClientOptions copts;
   copts.max_connections_per_origin = static_cast<std::size_t>(o.concurrency);
+  copts.header_timeout = std::chrono::minutes(5);  // a DELAY server with everything in flight is slow
   duet::http::Client client(loop, copts);
-  Stats stats;
-  stats.total = o.requests;
+  Load load{o, loop, client, duet::Semaphore(static_cast<std::size_t>(o.concurrency)),
+            flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
 
   const auto start = std::chrono::steady_clock::now();
   if (o.face == "callbacks") {
-    for (int i = 0; i < o.concurrency; ++i) chain(client, o.url, stats);
+    for (long i = 0; i < o.requests; ++i) fetch_one(load, i);
     loop.run();
   } else {
-    std::vector<duet::Task<>> workers;
-    for (int i = 0; i < o.concurrency; ++i) workers.push_back(worker(client, o.url, stats));
-    duet::run(loop, [](std::vector<duet::Task<>> ws) -> duet::Task<> {
-      co_await duet::when_all(std::move(ws));
-    }(std::move(workers)));
+    std::vector<duet::Task<>> tasks;
+    tasks.reserve(static_cast<std::size_t>(o.requests));
+    for (long i = 0; i < o.requests; ++i) tasks.push_back(fetch_one_task(load, i));
+    duet::run(loop, [](std::vector<duet::Task<>> all) -> duet::Task<> {
+      co_await duet::when_all(std::move(all));
+    }(std::move(tasks)));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf(
-      "face=%s requests=%ld ok=%ld errors=%ld seconds=%.3f req_per_s=%.0f rss_mb_at_10pct=%.1f rss_mb_at_end=%.1f "
-      "peak_rss_mb=%.1f\n",
-      o.face.c_str(), stats.finished, stats.ok, stats.errors, seconds, static_cast<double>(stats.finished) / seconds,
-      stats.rss_at_10pct, rss_mb(), peak_rss_mb());
-  return stats.errors == 0 ? 0 : 1;
+  const long finished = load.ok + load.not_found + load.errors;
+  std::printf("face=%s requests=%ld ok=%ld notfound=%ld errors=%ld seconds=%.3f req_per_s=%.0f peak_rss_mb=%.1f\n",
+              o.face.c_str(), finished, load.ok, load.not_found, load.errors, seconds,
+              static_cast<double>(finished) / seconds, peak_rss_mb());
+  return load.errors == 0 ? 0 : 1;
 }

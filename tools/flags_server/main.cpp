@@ -190,8 +190,10 @@ class Site {
 };
 
 /// Lets this process open as many files as the system allows (the soft limit up to the hard one) and
-/// returns how many connections per port fit in it.
-std::size_t connections_that_fit(std::size_t ports) {
+/// returns how many connections fit in it. Each port may use them all: the flag programs and benchmarks
+/// load one site at a time. (If all three are full at once, accepting fails with EMFILE and libuv
+/// closes the newcomers, which then see a reset.)
+std::size_t connections_that_fit() {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
   if (lim.rlim_cur < lim.rlim_max) {
@@ -201,7 +203,7 @@ std::size_t connections_that_fit(std::size_t ports) {
   }
   const std::size_t reserve = 64;  // listeners, the loop's own descriptors, stdio
   if (lim.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
-  return lim.rlim_cur > reserve ? (lim.rlim_cur - reserve) / ports : 1;
+  return lim.rlim_cur > reserve ? lim.rlim_cur - reserve : 1;
 }
 
 std::string url_of(const std::string& host, std::uint16_t port) {
@@ -215,10 +217,9 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   const FlagTree tree = FlagTree::load(opt.root);
 
   std::size_t max_connections = opt.max_connections;
-  if (const std::size_t fit = connections_that_fit(3); fit < max_connections) {
+  if (const std::size_t fit = connections_that_fit(); fit < max_connections) {
     if (max_connections_set)
-      fmt::print(stderr, "flags_server: the open-file limit allows {} connections per port, not {}\n", fit,
-                 max_connections);
+      fmt::print(stderr, "flags_server: the open-file limit allows {} connections, not {}\n", fit, max_connections);
     max_connections = fit;
   }
   duet::http::ServerOptions server_options;
