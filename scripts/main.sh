@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: build (if needed), start flags_server, and run both styles of the flag programs side
-# by side — `flags` against DELAY (every code AA..ZZ, 1000 at once) and ERROR (-v: a line per code),
+# by side — `flags` against DELAY (all 676 codes AA..ZZ at once) and ERROR (-v: a line per code),
 # `flags_names` against LOCAL — printing each report under a heading that names the style. Then stop
 # the server.
 #
