@@ -14,6 +14,7 @@
 // Exit status: 0 when no request failed (404s are not failures), 1 otherwise, 2 on a usage error.
 #include <sys/resource.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -88,7 +89,7 @@ double peak_rss_mb() {
 }
 
 std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(c - 'A' + 'a');
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
@@ -145,11 +146,7 @@ duet::Task<> fetch_one_task(Load& load, long i) {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  rlimit files{};  // C connections need C descriptors
-  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
-  }
+  duet::raise_open_file_limit();  // C connections need C descriptors
   if (!o.save_dir.empty()) std::filesystem::create_directories(o.save_dir);
   duet::Loop loop;
   duet::http::ClientOptions copts;

@@ -20,6 +20,7 @@
 
 using duet::test::Finished;
 using duet::test::FlagsServer;
+using duet::test::read_file;
 using duet::test::run_to_end;
 using duet::test::TempDir;
 namespace fs = std::filesystem;
@@ -29,11 +30,6 @@ namespace {
 const fs::path kTree = DUET_FLAG_ROOT;
 const std::string kExamples = DUET_EXAMPLES_DIR;
 const char* const kStyles[] = {"callbacks", "coroutines"};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 Finished run(const std::string& style, const std::string& program, std::vector<std::string> args) {
   args.insert(args.begin(), kExamples + "/" + style + "/" + program);

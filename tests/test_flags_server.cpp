@@ -27,7 +27,9 @@ using duet::test::Face;
 using duet::test::FlagsServer;
 using duet::test::PeerProcess;
 using duet::test::raw_exchange;
+using duet::test::read_file;
 using duet::test::TempDir;
+using duet::test::write_file;
 using flags_server::FlagTree;
 using flags_server::Lookup;
 using flags_server::relative_path;
@@ -37,22 +39,10 @@ namespace {
 
 const fs::path kBuiltTree = DUET_FLAG_ROOT;
 
-void write_file(const fs::path& path, const std::string& bytes) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 /// Runs flags_server to completion with `args`; returns its exit code.
 int exit_code_of(std::vector<std::string> args) {
   args.insert(args.begin(), DUET_FLAGS_SERVER);
-  PeerProcess p(std::move(args), false, "/dev/null");
-  const int status = p.wait();
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return duet::test::run_to_end(std::move(args)).exit_code;
 }
 
 std::string get_raw(duet::Loop& loop, const duet::Endpoint& at, const std::string& target) {

@@ -26,16 +26,6 @@ std::string random_bytes(std::size_t n) {
   return s;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary);
-  out << data;
-}
-
 std::error_code write_atomic(duet::Loop& loop, const std::string& path, std::string data) {
   std::optional<std::error_code> result;
   duet::fs::write_file_atomic(loop, path, std::move(data), [&](std::error_code ec) { result = ec; });
@@ -51,7 +41,7 @@ TEST_CASE("write_file_atomic then read_file round-trips binary data", "[fs]") {
   TempDir dir;
   const std::string data = random_bytes(1024 * 1024 + 7);  // several read chunks, NULs included
   REQUIRE_FALSE(write_atomic(loop, dir / "blob.bin", data));
-  CHECK(slurp(dir / "blob.bin") == data);
+  CHECK(duet::test::read_file(dir / "blob.bin") == data);
   CHECK(duet::test::entries_in(dir.path()) == 1);  // no temporary file left
 
   std::optional<std::string> read_back;
@@ -68,9 +58,9 @@ TEST_CASE("write_file_atomic then read_file round-trips binary data", "[fs]") {
 TEST_CASE("write_file_atomic replaces an existing file and writes empty files", "[fs]") {
   duet::Loop loop;
   TempDir dir;
-  spit(dir / "f.txt", "old contents");
+  duet::test::write_file(dir / "f.txt", "old contents");
   REQUIRE_FALSE(write_atomic(loop, dir / "f.txt", "new"));
-  CHECK(slurp(dir / "f.txt") == "new");
+  CHECK(duet::test::read_file(dir / "f.txt") == "new");
   REQUIRE_FALSE(write_atomic(loop, dir / "empty", ""));
   CHECK(fs::file_size(dir / "empty") == 0);
   CHECK(duet::test::entries_in(dir.path()) == 2);
@@ -108,7 +98,7 @@ TEST_CASE("read_file of a folder reports UV_EISDIR", "[fs]") {
 TEST_CASE("permission denied is reported as UV_EACCES", "[fs]") {
   TempDir dir;
   const std::string secret = dir / "secret";
-  spit(secret, "x");
+  duet::test::write_file(secret, "x");
   REQUIRE(::chmod(secret.c_str(), 0600) == 0);
   const std::string locked = dir / "locked";
   REQUIRE(::mkdir(locked.c_str(), 0500) == 0);
@@ -162,7 +152,7 @@ TEST_CASE("create_directories makes every missing parent and accepts existing fo
   CHECK_FALSE(results[1]);
   CHECK(fs::is_directory(deep));
 
-  spit(dir / "file", "x");
+  duet::test::write_file(dir / "file", "x");
   std::optional<std::error_code> blocked;
   duet::fs::create_directories(loop, dir / "file/sub", [&](std::error_code ec) { blocked = ec; });
   loop.run();
@@ -241,18 +231,18 @@ TEST_CASE("write_file_atomic whose rename fails leaves the target and no tempora
   TempDir dir;
   const std::string target = dir / "target";
   REQUIRE(fs::create_directory(target));
-  spit(target + "/inside", "keep me");  // a non-empty folder cannot be replaced by a file
+  duet::test::write_file(target + "/inside", "keep me");  // a non-empty folder cannot be replaced by a file
   const std::error_code ec = write_atomic(loop, target, "data");
   CHECK(ec);
   CHECK((ec.value() == UV_EISDIR || ec.value() == UV_ENOTEMPTY || ec.value() == UV_EEXIST));
   CHECK(fs::is_directory(target));
-  CHECK(slurp(target + "/inside") == "keep me");
+  CHECK(duet::test::read_file(target + "/inside") == "keep me");
   CHECK(duet::test::entries_in(dir.path()) == 1);  // just the folder
 }
 
 TEST_CASE("write_file_atomic whose write fails (file too large) leaves no partial file", "[fs]") {
   TempDir dir;
-  spit(dir / "f", "the old version");
+  duet::test::write_file(dir / "f", "the old version");
   // RLIMIT_FSIZE makes writes past 64 KiB fail (EFBIG), as a full disk would: in a child process,
   // since the limit applies to the whole process.
   pid_t child = ::fork();
@@ -272,14 +262,14 @@ TEST_CASE("write_file_atomic whose write fails (file too large) leaves no partia
   REQUIRE(::waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
-  CHECK(slurp(dir / "f") == "the old version");
+  CHECK(duet::test::read_file(dir / "f") == "the old version");
   CHECK(duet::test::entries_in(dir.path()) == 1);
 }
 
 TEST_CASE("queued fs requests are cancelled with UV_ECANCELED", "[fs][cancel]") {
   duet::Loop loop;
   TempDir dir;
-  spit(dir / "f", "data");
+  duet::test::write_file(dir / "f", "data");
   duet::test::PoolBlocker busy(loop);
   std::stop_source stop;
   std::optional<std::error_code> open_result, stat_result;
@@ -303,7 +293,7 @@ TEST_CASE("queued fs requests are cancelled with UV_ECANCELED", "[fs][cancel]") 
 TEST_CASE("a cancelled write_file_atomic keeps the old file and leaves no temporary file", "[fs][cancel]") {
   duet::Loop loop;
   TempDir dir;
-  spit(dir / "f", "old");
+  duet::test::write_file(dir / "f", "old");
   std::optional<duet::test::PoolBlocker> busy(std::in_place, loop);
   std::stop_source stop;
   std::optional<std::error_code> result;
@@ -314,13 +304,13 @@ TEST_CASE("a cancelled write_file_atomic keeps the old file and leaves no tempor
   loop.run();
   REQUIRE(result);
   CHECK(duet::is_cancelled(*result));
-  CHECK(slurp(dir / "f") == "old");
+  CHECK(duet::test::read_file(dir / "f") == "old");
   CHECK(duet::test::entries_in(dir.path()) == 1);
 }
 
 TEST_CASE("a File closes its descriptor when dropped", "[fs]") {
   TempDir dir;
-  spit(dir / "f", "x");
+  duet::test::write_file(dir / "f", "x");
   int fd = ::open((dir / "f").c_str(), O_RDONLY);
   REQUIRE(fd >= 0);
   {
@@ -334,7 +324,7 @@ TEST_CASE("a File closes its descriptor when dropped", "[fs]") {
 TEST_CASE("close is not cancellable: the descriptor is always closed", "[fs][cancel]") {
   duet::Loop loop;
   TempDir dir;
-  spit(dir / "f", "x");
+  duet::test::write_file(dir / "f", "x");
   const int fd = ::open((dir / "f").c_str(), O_RDONLY);
   REQUIRE(fd >= 0);
   duet::test::PoolBlocker busy(loop);  // the close is queued when the stop comes
@@ -352,7 +342,7 @@ TEST_CASE("close is not cancellable: the descriptor is always closed", "[fs][can
 
 TEST_CASE("destroying the loop in the middle of write_file_atomic leaves no temporary file", "[fs][loop]") {
   TempDir dir;
-  spit(dir / "target", "old");
+  duet::test::write_file(dir / "target", "old");
   {
     duet::Loop loop;
     loop.set_error_handler([](std::exception_ptr) {});
@@ -361,5 +351,5 @@ TEST_CASE("destroying the loop in the middle of write_file_atomic leaves no temp
     while (duet::test::entries_in(dir.path()) < 2) loop.run_once();  // the temporary file exists
   }
   CHECK(duet::test::entries_in(dir.path()) == 1);
-  CHECK(slurp(dir / "target") == "old");
+  CHECK(duet::test::read_file(dir / "target") == "old");
 }

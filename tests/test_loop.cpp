@@ -1,3 +1,5 @@
+#include <sys/resource.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -6,6 +8,7 @@
 #include <vector>
 
 #include "duet/loop.hpp"
+#include "duet/open_files.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
 #include "support.hpp"
@@ -214,4 +217,19 @@ TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loo
   CHECK_FALSE(loop);
   CHECK_FALSE(after);
   CHECK(uv_loop_close(&host) == 0);
+}
+
+TEST_CASE("raise_open_file_limit lifts the soft limit to the hard one", "[loop]") {
+  rlimit before{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &before) == 0);
+  if (before.rlim_max == RLIM_INFINITY || before.rlim_max < 2) return;  // nothing to lift here
+  rlimit lowered = before;
+  lowered.rlim_cur = before.rlim_max / 2;
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  CHECK(duet::raise_open_file_limit() == before.rlim_max);
+  rlimit after{};
+  getrlimit(RLIMIT_NOFILE, &after);
+  CHECK(after.rlim_cur == before.rlim_max);
+  CHECK(duet::raise_open_file_limit() == before.rlim_max);  // already there: unchanged
+  setrlimit(RLIMIT_NOFILE, &before);
 }

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +15,7 @@
 #include "duet/cancellation.hpp"
 #include "duet/error.hpp"
 #include "duet/http/url.hpp"
+#include "duet/open_files.hpp"
 #include "duet/signal.hpp"
 #include "iso_codes.hpp"  // kAssignedCodes, generated at build time from iso-codes
 
@@ -48,15 +48,6 @@ std::string lower(std::string_view s) {
 }
 
 bool is_letter(char c) { return c >= 'A' && c <= 'Z'; }
-
-// Lets this process open as many files as the system allows: -m 1000 means a thousand sockets.
-void raise_open_file_limit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
 
 }  // namespace
 
@@ -199,7 +190,7 @@ Job::Job(int argc, char** argv, std::string program)
       client(loop, client_options(options_)),
       semaphore(options_.concurrency) {
   if (!ready()) return;
-  raise_open_file_limit();
+  duet::raise_open_file_limit();  // -m 1000 means a thousand sockets
   std::error_code ec;
   std::filesystem::create_directories(options_.out_dir, ec);  // if this fails, each save says why
   progress_ = !options_.verbose && isatty(STDERR_FILENO);

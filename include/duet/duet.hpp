@@ -11,6 +11,7 @@
 #include "duet/http/url.hpp"
 #include "duet/loop.hpp"
 #include "duet/offload.hpp"
+#include "duet/open_files.hpp"
 #include "duet/semaphore.hpp"
 #include "duet/signal.hpp"
 #include "duet/spawn.hpp"

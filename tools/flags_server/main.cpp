@@ -17,7 +17,6 @@
 // a tree that cannot be read or a port that cannot be bound, with status 1.
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -33,6 +32,7 @@
 
 #include "duet/cancellation.hpp"
 #include "duet/http/server.hpp"
+#include "duet/open_files.hpp"
 #include "duet/signal.hpp"
 #include "duet/timer.hpp"
 #include "flag_tree.hpp"
@@ -189,35 +189,21 @@ class Site {
   std::uint64_t answered_ = 0, teapots_ = 0, dropped_ = 0;
 };
 
-/// Lets this process open as many files as the system allows (the soft limit up to the hard one) and
-/// returns how many connections fit in it. Each port may use them all: the flag programs and benchmarks
-/// load one site at a time. (If all three are full at once, accepting fails with EMFILE and libuv
-/// closes the newcomers, which then see a reset.)
-std::size_t connections_that_fit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
-  if (lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-    getrlimit(RLIMIT_NOFILE, &lim);
-  }
-  const std::size_t reserve = 64;  // listeners, the loop's own descriptors, stdio
-  if (lim.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
-  return lim.rlim_cur > reserve ? lim.rlim_cur - reserve : 1;
-}
-
 std::string url_of(const std::string& host, std::uint16_t port) {
   // An "any address" listener is reached through loopback from here.
   const std::string reach = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
-  const bool v6 = reach.find(':') != std::string::npos;
-  return fmt::format("http://{}{}{}:{}/flags", v6 ? "[" : "", reach, v6 ? "]" : "", port);
+  return fmt::format("http://{}/flags", duet::Endpoint::parse(reach, port).to_string());
 }
 
 int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   const FlagTree tree = FlagTree::load(opt.root);
 
   std::size_t max_connections = opt.max_connections;
-  if (const std::size_t fit = connections_that_fit(); fit < max_connections) {
+  // Each port may use the whole descriptor budget (less a reserve for listeners, the loop and stdio):
+  // clients load one site at a time. If all three fill at once, accepting fails with EMFILE and libuv
+  // closes the newcomers, which then see a reset.
+  const std::size_t files = duet::raise_open_file_limit(), reserve = 64;
+  if (const std::size_t fit = files > reserve ? files - reserve : 1; fit < max_connections) {
     if (max_connections_set)
       fmt::print(stderr, "flags_server: the open-file limit allows {} connections, not {}\n", fit, max_connections);
     max_connections = fit;
