@@ -9,11 +9,15 @@
 // `duet::Semaphore` lets C of them through at a time, as in the flag programs; with --save each flag
 // is saved to DIR/{CC}.gif with write_file_atomic. Prints:
 //
-//   face=… requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=…
+//   face=… requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…
+//
+// cpu_us_per_req is this process's own CPU time (user + system) over the run, per request: what the
+// client costs, apart from the server it shares the machine with.
 //
 // Exit status: 0 when no request failed (404s are not failures), 1 otherwise, 2 on a usage error.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -82,10 +86,15 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-double peak_rss_mb() {
+rusage usage_now() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;
+  return u;
+}
+
+double cpu_seconds(const rusage& u) {
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 std::string lower(std::string s) {
@@ -156,6 +165,7 @@ int main(int argc, char** argv) {
   Load load{o, loop, client, duet::Semaphore(static_cast<std::size_t>(o.concurrency)),
             flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
 
+  const rusage before = usage_now();
   const auto start = std::chrono::steady_clock::now();
   if (o.face == "callbacks") {
     for (long i = 0; i < o.requests; ++i) fetch_one(load, i);
@@ -169,9 +179,13 @@ int main(int argc, char** argv) {
     }(std::move(tasks)));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const rusage after = usage_now();
   const long finished = load.ok + load.not_found + load.errors;
-  std::printf("face=%s requests=%ld ok=%ld notfound=%ld errors=%ld seconds=%.3f req_per_s=%.0f peak_rss_mb=%.1f\n",
-              o.face.c_str(), finished, load.ok, load.not_found, load.errors, seconds,
-              static_cast<double>(finished) / seconds, peak_rss_mb());
+  std::printf(
+      "face=%s requests=%ld ok=%ld notfound=%ld errors=%ld seconds=%.3f req_per_s=%.0f peak_rss_mb=%.1f "
+      "cpu_us_per_req=%.2f\n",
+      o.face.c_str(), finished, load.ok, load.not_found, load.errors, seconds, static_cast<double>(finished) / seconds,
+      static_cast<double>(after.ru_maxrss) / 1024.0,
+      (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(std::max(finished, 1L)));
   return load.errors == 0 ? 0 : 1;
 }
