@@ -99,7 +99,7 @@ class Connection;
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
   ServerCore(Loop& l, const Endpoint& at, Handler h, ServerOptions o)
-      : loop(l), listener(l, at), handler(std::move(h)), options(std::move(o)) {}
+      : loop(l), listener(l, at, o.listen_backlog), handler(std::move(h)), options(std::move(o)) {}
 
   void accept_next();
   void remove(Connection* c);

@@ -57,6 +57,10 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::size_t max_connections = 10'000;
+  /// Connections the kernel may queue before they are accepted (it caps this at net.core.somaxconn).
+  /// A client that opens thousands at once needs more than the default, or its extra connects are
+  /// dropped and retried a second or more later.
+  int listen_backlog = 511;
 };
 
 /// Sends the response to one request; call it exactly once (later calls are ignored).
