@@ -8,7 +8,7 @@ Request i fetches {BASE}/{cc}/{cc}.gif for the i-th code, cycling over the codes
 started at once and an asyncio.Semaphore lets C through at a time, as in the book's flags2_asyncio.
 Prints the same line as http_load:
 
-    face=aiohttp requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=…
+    face=aiohttp requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…
 """
 import argparse
 import asyncio
@@ -48,15 +48,16 @@ async def main(args):
     semaphore = asyncio.Semaphore(args.concurrency)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         urls = (f'{base}/{cc}/{cc}.gif' for cc in (codes[i % len(codes)] for i in range(args.requests)))
         await asyncio.gather(*(fetch(session, semaphore, url, counts) for url in urls))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     done = sum(counts.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"face=aiohttp requests={done} ok={counts['ok']} notfound={counts['notfound']} "
-          f"errors={counts['errors']} seconds={seconds:.3f} req_per_s={done / seconds:.0f} peak_rss_mb={peak:.1f}")
+          f"errors={counts['errors']} seconds={seconds:.3f} req_per_s={done / seconds:.0f} peak_rss_mb={peak:.1f} "
+          f"cpu_us_per_req={cpu * 1e6 / max(done, 1):.2f}")
     return 0 if counts['errors'] == 0 else 1
 
 

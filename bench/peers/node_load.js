@@ -5,7 +5,7 @@
 //
 // Request i fetches {BASE}/{cc}/{cc}.gif for the i-th code, cycling over the codes, with at most C
 // requests in flight (the agent's socket limit; the rest queue in the agent). Prints the same line as
-// http_load: face=node requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=…
+// http_load: face=node requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -40,15 +40,17 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
 const counts = { ok: 0, notfound: 0, errors: 0 };
 let finished = 0;
 const start = process.hrtime.bigint();
+const cpuStart = process.cpuUsage();
 
 function done(key) {
   counts[key] += 1;
   if (++finished < opts.requests) return;
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const peak = process.resourceUsage().maxRSS / 1024;
+  const cpu = process.cpuUsage(cpuStart);
   process.stdout.write(`face=node requests=${finished} ok=${counts.ok} notfound=${counts.notfound} ` +
     `errors=${counts.errors} seconds=${seconds.toFixed(3)} req_per_s=${(finished / seconds).toFixed(0)} ` +
-    `peak_rss_mb=${peak.toFixed(1)}\n`);
+    `peak_rss_mb=${peak.toFixed(1)} cpu_us_per_req=${((cpu.user + cpu.system) / finished).toFixed(2)}\n`);
   agent.destroy();
   process.exitCode = counts.errors === 0 ? 0 : 1;
 }

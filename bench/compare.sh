@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# compare.sh — duet against its floor and its peers, on two workloads, in one session; prints a table
+# and renders a chart.
+#
+#   bench/compare.sh [--runs N] [--scale-runs N] [--out DIR] [--chart FILE]
+#
+# Starts, on loopback ports of its own, nginx (one worker) serving the flag tree and flags_server with
+# a fixed 1 s delay on its DELAY site. Then, round after round, it runs each client once per workload,
+# in an order rotated by one each round (so that no client always runs first or last on a machine
+# whose speed drifts):
+#
+#   bare-c      bench/bare_client: libuv + llhttp by hand, no library (the floor)
+#   callbacks   bench/http_load --face callbacks
+#   coroutines  bench/http_load --face coroutines
+#   node        bench/peers/node_load.js: Node.js http with a keep-alive agent
+#   aiohttp     bench/peers/aiohttp_load.py: Python asyncio + aiohttp, the book's stack
+#
+# Workloads:
+#   throughput  20,000 GETs of {cc}.gif, at most 100 in flight, against nginx          (--runs, 5)
+#   scale       10,000 GETs all in flight at once, against flags_server DELAY at 1 s   (--scale-runs, 3)
+#
+# Each client prints one line (face=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…); the raw
+# lines go to DIR/runs.txt (default build/release/bench/compare). The table gives each figure's median
+# over the runs and its ratio to duet coroutines; it is printed and saved as DIR/table.md. The chart
+# (gnuplot) goes to FILE (default docs/performance.png). A run with errors is reported and counts.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+runs=5 scale_runs=3 out=build/release/bench/compare chart=docs/performance.png
+usage() { echo "usage: bench/compare.sh [--runs N] [--scale-runs N] [--out DIR] [--chart FILE]" >&2; exit 2; }
+while (($#)); do
+  case $1 in
+    --runs) runs=${2:?}; shift 2 ;;
+    --scale-runs) scale_runs=${2:?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
+    --chart) chart=${2:?}; shift 2 ;;
+    *) usage ;;
+  esac
+done
+[[ $runs =~ ^[1-9][0-9]*$ && $scale_runs =~ ^[0-9]+$ ]] || usage
+
+source scripts/deps.sh
+duet_ensure_packages gnuplot-nox python3-aiohttp
+
+build=build/release
+cmake --preset release > /dev/null
+cmake --build --preset release -j"$(nproc)" --target http_load bare_client flags_server > /dev/null
+root=$(realpath "$build/flag_root")
+mkdir -p "$out"
+out=$(realpath "$out")
+work=$(mktemp -d)
+ulimit -n "$(ulimit -Hn)"  # 10,000 connections need 10,000 descriptors, in every client and server
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_listening() {  # PORT PID NAME
+  for _ in $(seq 100); do
+    if (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null; then return 0; fi
+    kill -0 "$2" 2> /dev/null || { echo "$3 did not start:" >&2; cat "$work/$3.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$3 is not listening on port $1 after 10 s" >&2
+  exit 1
+}
+
+# ---- the servers ---------------------------------------------------------------------------------
+nginx_port=$(free_port)
+cat > "$work/nginx.conf" << EOF
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+error_log $work/nginx.log;
+pid $work/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/t; proxy_temp_path $work/t; fastcgi_temp_path $work/t;
+  uwsgi_temp_path $work/t; scgi_temp_path $work/t;
+  types { image/gif gif; application/json json; }
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$nginx_port backlog=4096; root $root; }
+}
+EOF
+nginx -c "$work/nginx.conf" -p "$work" > "$work/nginx.log" 2>&1 &
+nginx_pid=$!
+delay_port=$(free_port)
+"$build/tools/flags_server" --local-port 0 --delay-port "$delay_port" --error-port 0 --delay 1 \
+  > /dev/null 2> "$work/flags_server.log" &
+server_pid=$!
+trap 'kill $nginx_pid $server_pid 2> /dev/null; wait 2> /dev/null; rm -rf "$work"' EXIT
+wait_listening "$nginx_port" $nginx_pid nginx
+wait_listening "$delay_port" $server_pid flags_server
+
+# ---- the clients ---------------------------------------------------------------------------------
+clients=(bare-c callbacks coroutines node aiohttp)
+run_client() {  # CLIENT URL REQUESTS CONCURRENCY
+  local args=(--url "$2" --requests "$3" --concurrency "$4")
+  case $1 in
+    bare-c) "$build/bench/bare_client" "${args[@]}" ;;
+    callbacks | coroutines) "$build/bench/http_load" --face "$1" "${args[@]}" ;;
+    node) node bench/peers/node_load.js "${args[@]}" ;;
+    aiohttp) /usr/bin/python3 bench/peers/aiohttp_load.py "${args[@]}" ;;
+  esac
+}
+
+: > "$out/runs.txt"
+round() {  # WORKLOAD URL REQUESTS CONCURRENCY ROUND
+  local i client line n=${#clients[@]}
+  for ((i = 0; i < n; ++i)); do
+    client=${clients[(i + $5) % n]}
+    line=$(run_client "$client" "$2" "$3" "$4" 2> "$work/client.err") || true
+    [[ $line == face=* ]] || line="face=$client failed: $(head -c 300 "$work/client.err" | tr '\n' ' ')"
+    echo "workload=$1 round=$5 $line" | tee -a "$out/runs.txt"
+  done
+}
+echo "== throughput: 20,000 GETs, 100 in flight, nginx on :$nginx_port ($runs rounds)"
+for r in $(seq "$runs"); do round throughput "http://127.0.0.1:$nginx_port/flags" 20000 100 "$r"; done
+echo "== scale: 10,000 GETs all in flight, flags_server DELAY (1 s) on :$delay_port ($scale_runs rounds)"
+for r in $(seq "$scale_runs"); do round scale "http://127.0.0.1:$delay_port/flags" 10000 10000 "$r"; done
+
+# ---- the table and the chart ------------------------------------------------------------------------
+python3 bench/summarize.py "$out/runs.txt" --table "$out/table.md" --data "$out/chart.dat"
+gnuplot -e "data='$out/chart.dat'; out='$chart'" bench/chart.gp
+echo "chart: $chart"
