@@ -118,6 +118,10 @@ struct Load {
     return options.save_dir + "/" + codes[static_cast<std::size_t>(i) % codes.size()] + ".gif";
   }
   void count(int status) { (status == 200 ? ok : status == 404 ? not_found : errors) += 1; }
+  /// A failed request: counted, and its reason printed on stderr (the first few only).
+  void fail(long i, const std::string& reason) {
+    if (++errors <= 5) std::fprintf(stderr, "http_load: %s: %s\n", url(i).c_str(), reason.c_str());
+  }
 };
 
 // Callback face: every request is started at once; each waits for a permit, then runs its chain.
@@ -126,11 +130,11 @@ void fetch_one(Load& load, long i) {
     load.client.get(load.url(i), [&load, i](std::error_code ec, duet::http::Response res) {
       if (ec || res.status != 200 || load.options.save_dir.empty()) {
         load.semaphore.release();
-        return load.count(ec ? 0 : res.status);
+        return ec ? load.fail(i, res.reason) : load.count(res.status);
       }
-      duet::fs::write_file_atomic(load.loop, load.path(i), std::move(res.body), [&load](std::error_code ec) {
+      duet::fs::write_file_atomic(load.loop, load.path(i), std::move(res.body), [&load, i](std::error_code ec) {
         load.semaphore.release();
-        load.count(ec ? 0 : 200);
+        ec ? load.fail(i, "cannot save: " + ec.message()) : load.count(200);
       });
     });
   });
@@ -139,16 +143,14 @@ void fetch_one(Load& load, long i) {
 // Coroutine face: one task per request, all started at once; each waits for a permit.
 duet::Task<> fetch_one_task(Load& load, long i) {
   auto permit = co_await load.semaphore.acquire();
-  int status = 0;
   try {
     duet::http::Response res = co_await load.client.get(load.url(i));
-    status = res.status;
-    if (status == 200 && !load.options.save_dir.empty())
+    if (res.status == 200 && !load.options.save_dir.empty())
       co_await duet::fs::write_file_atomic(load.loop, load.path(i), std::move(res.body));
-  } catch (const std::system_error&) {
-    status = 0;
+    load.count(res.status);
+  } catch (const std::system_error& e) {
+    load.fail(i, e.what());
   }
-  load.count(status);
 }
 
 }  // namespace

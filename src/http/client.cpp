@@ -21,7 +21,7 @@ struct Origin;
 struct Connection {
   TcpStream stream;
   Origin* origin = nullptr;
-  std::optional<Timer> idle_timer;
+  std::optional<Timer> idle_timer;  // runs while the connection is idle
   bool reused = false;
 };
 
@@ -54,7 +54,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
     }
   };
   std::map<std::pair<std::string, std::uint16_t>, Origin, OriginOrder> origins;
-  std::list<std::weak_ptr<Exchange>> active;  // for ~Client
+  Exchange* active = nullptr;  // requests not yet delivered, linked through themselves (for ~Client)
 
   Origin& origin_for(const Url& url) {
     auto it = origins.find(OriginOrder::Key(url.host, url.port));
@@ -94,8 +94,17 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         done_(std::move(done)),
         parser_(ParserLimits{core_->options.max_header_bytes, core_->options.max_body_bytes}) {}
 
+  ~Exchange() { unregister(); }
+
+  /// Links this exchange into the client's list of requests in flight (unlinked when delivered).
+  void register_active() noexcept {
+    next_active_ = std::exchange(core_->active, this);
+    if (next_active_) next_active_->prev_active_ = this;
+    registered_ = true;
+  }
+  Exchange* next_active() const noexcept { return next_active_; }
+
   void begin(std::stop_token token) {
-    auto self = shared_from_this();
     timer_.emplace(core_->loop);
     if (core_->options.request_timeout.count() > 0)
       deadline_ = uv_now(core_->loop.native()) + static_cast<std::uint64_t>(core_->options.request_timeout.count());
@@ -149,6 +158,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
  private:
   void open() {
+    if (!stop_.stop_possible()) stop_ = std::stop_source();  // only opening a connection needs one
     arm(0, "");  // resolving and connecting: only the request deadline (connect has its own timeout)
     auto self = shared_from_this();
     duet::resolve(core_->loop, origin_->host, origin_->port,
@@ -190,7 +200,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const unsigned attempt = ++attempt_;
     conn_ = c;
     conn_->reused = reused;
-    conn_->idle_timer.reset();
+    if (conn_->idle_timer) conn_->idle_timer->stop();
     uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
@@ -208,7 +218,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::string serialize() const {
     std::string out;
     out.reserve(128 + req_.body.size());
-    out.append(req_.method).append(" ").append(req_.url.target()).append(" HTTP/1.1\r\n");
+    out.append(req_.method).append(" ").append(req_.url.path);
+    if (!req_.url.query.empty()) out.append("?").append(req_.url.query);
+    out.append(" HTTP/1.1\r\n");
     if (!req_.headers.contains("Host")) out.append("Host: ").append(req_.url.authority()).append("\r\n");
     if (!req_.headers.contains("User-Agent"))
       out.append("User-Agent: ").append(core_->options.user_agent).append("\r\n");
@@ -358,9 +370,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void deliver(std::error_code ec, Response res, std::exception_ptr e) {
     cancel_link_.reset();
     timer_.reset();
-    if (registered_) core_->active.erase(std::exchange(registered_, std::nullopt).value());
+    unregister();
     auto done = std::move(done_);
     if (done) core_->loop.core().invoke(done, ec, std::move(res), std::move(e));
+  }
+
+  void unregister() noexcept {
+    if (!std::exchange(registered_, false)) return;
+    (prev_active_ ? prev_active_->next_active_ : core_->active) = next_active_;
+    if (next_active_) next_active_->prev_active_ = prev_active_;
+    prev_active_ = next_active_ = nullptr;
   }
 
   void remove_from_queue() {
@@ -384,16 +403,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::optional<Timer> timer_;
   std::uint64_t deadline_ = 0;
   std::string timeout_reason_;
-  std::stop_source stop_;
+  std::stop_source stop_{std::nostopstate};  // cancels resolving and connecting; made when first needed
   std::optional<std::stop_callback<CancelFn>> cancel_link_;
   int redirects_ = 0;
   unsigned attempt_ = 0;
   bool retried_ = false;
   bool fresh_only_ = false;
   bool finished_ = false;
-
- public:
-  std::optional<std::list<std::weak_ptr<Exchange>>::iterator> registered_;  // in ClientCore::active
+  bool registered_ = false;
+  Exchange* prev_active_ = nullptr;
+  Exchange* next_active_ = nullptr;
 };
 
 void ClientCore::close_connection(Connection* c) {
@@ -431,9 +450,11 @@ void ClientCore::make_idle(Connection* c) {
   // Neither keeps Loop::run() from returning: an idle pooled connection is not work to wait for.
   c->stream.read_start([this, c](std::error_code, std::span<const char>) { close_connection(c); });
   uv_unref(reinterpret_cast<uv_handle_t*>(c->stream.native()));
-  c->idle_timer.emplace(loop);
+  if (!c->idle_timer) {  // made once per connection, started each time it goes idle
+    c->idle_timer.emplace(loop);
+    c->idle_timer->keep_loop_alive(false);
+  }
   c->idle_timer->start(options.idle_timeout, std::chrono::milliseconds(0), [this, c] { close_connection(c); });
-  c->idle_timer->keep_loop_alive(false);
 }
 
 }  // namespace detail
@@ -444,8 +465,8 @@ Client::Client(Loop& loop, ClientOptions options)
 Client::~Client() {
   core_->closed = true;
   std::vector<std::shared_ptr<detail::Exchange>> in_flight;
-  for (auto& weak : core_->active)
-    if (auto ex = weak.lock()) in_flight.push_back(std::move(ex));
+  for (detail::Exchange* ex = core_->active; ex; ex = ex->next_active())
+    if (auto alive = ex->weak_from_this().lock()) in_flight.push_back(std::move(alive));
   for (auto& ex : in_flight) ex->cancel();
   for (auto& [key, origin] : core_->origins) {
     origin.waiting.clear();
@@ -473,7 +494,7 @@ void Client::start_get(std::string_view url, detail::Completion done, std::stop_
 
 void Client::start(Request req, BodySink sink, detail::Completion done, std::stop_token token) {
   auto ex = std::make_shared<detail::Exchange>(core_, std::move(req), std::move(sink), std::move(done));
-  ex->registered_ = core_->active.insert(core_->active.end(), ex);
+  ex->register_active();
   ex->begin(std::move(token));
 }
 

@@ -7,21 +7,30 @@ namespace {
 ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponseParser*>(p->data); }
 }  // namespace
 
+// One set of callbacks serves every parser (llhttp only reads it): none is copied per connection.
+const llhttp_settings_t& ResponseParser::settings() noexcept {
+  static const llhttp_settings_t shared = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &on_message_begin;
+    s.on_status = &on_status;
+    s.on_header_field = &on_header_field;
+    s.on_header_value = &on_header_value;
+    s.on_header_value_complete = &on_header_value_complete;
+    s.on_headers_complete = &on_headers_complete;
+    s.on_body = &on_body;
+    s.on_message_complete = &on_message_complete;
+    return s;
+  }();
+  return shared;
+}
+
 ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits), head_parts_(limits.max_header_bytes) {
-  llhttp_settings_init(&settings_);
-  settings_.on_message_begin = &on_message_begin;
-  settings_.on_status = &on_status;
-  settings_.on_header_field = &on_header_field;
-  settings_.on_header_value = &on_header_value;
-  settings_.on_header_value_complete = &on_header_value_complete;
-  settings_.on_headers_complete = &on_headers_complete;
-  settings_.on_body = &on_body;
-  settings_.on_message_complete = &on_message_complete;
   reset();
 }
 
 void ResponseParser::reset(bool head) {
-  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings());
   parser_.data = this;
   response_ = Response();
   sink_.reset();

@@ -116,17 +116,26 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ServerCore> core, TcpStream stream) : core_(std::move(core)), stream_(std::move(stream)) {
-    llhttp_settings_init(&settings_);
-    settings_.on_message_begin = &on_message_begin;
-    settings_.on_url = &on_url;
-    settings_.on_header_field = &on_header_field;
-    settings_.on_header_value = &on_header_value;
-    settings_.on_header_value_complete = &on_header_value_complete;
-    settings_.on_headers_complete = &on_headers_complete;
-    settings_.on_body = &on_body;
-    settings_.on_message_complete = &on_message_complete;
-    llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+    llhttp_init(&parser_, HTTP_REQUEST, &settings());
     parser_.data = this;
+  }
+
+  // One set of callbacks serves every connection (llhttp only reads it).
+  static const llhttp_settings_t& settings() noexcept {
+    static const llhttp_settings_t shared = [] {
+      llhttp_settings_t s;
+      llhttp_settings_init(&s);
+      s.on_message_begin = &on_message_begin;
+      s.on_url = &on_url;
+      s.on_header_field = &on_header_field;
+      s.on_header_value = &on_header_value;
+      s.on_header_value_complete = &on_header_value_complete;
+      s.on_headers_complete = &on_headers_complete;
+      s.on_body = &on_body;
+      s.on_message_complete = &on_message_complete;
+      return s;
+    }();
+    return shared;
   }
 
   void start() {
@@ -327,7 +336,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<ServerCore> core_;
   TcpStream stream_;
   Endpoint peer_;
-  llhttp_settings_t settings_{};
   llhttp_t parser_{};
   ServerRequest request_;
   HeadCollector head_{core_->options.max_header_bytes};

@@ -27,41 +27,32 @@ int hex_value(char c) {
   return lower(c) - 'a' + 10;
 }
 
-// RFC 3986 unreserved and sub-delims, plus ':' and '@': what a path segment may hold raw.
-bool path_char(char c) {
-  if (std::isalnum(static_cast<unsigned char>(c))) return true;
-  switch (c) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case ':':
-    case '@':
-    case '/':
-      return true;
-    default:
-      return false;
+// RFC 3986 unreserved and sub-delims, plus ':' and '@' and '/': what a path may hold raw; a query may
+// also hold '?'. One table look-up a character: URLs are parsed on every request.
+struct CharTable {
+  bool path[256] = {};
+  bool query[256] = {};
+  constexpr CharTable() {
+    for (int c = 0; c < 256; ++c) {
+      const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+      path[c] = alnum;
+    }
+    for (unsigned char c : std::string_view("-._~!$&'()*+,;=:@/")) path[c] = true;
+    for (int c = 0; c < 256; ++c) query[c] = path[c];
+    query[static_cast<unsigned char>('?')] = true;
   }
-}
+};
+constexpr CharTable kChars;
 
-bool query_char(char c) { return path_char(c) || c == '?'; }
+bool path_char(char c) { return kChars.path[static_cast<unsigned char>(c)]; }
+bool query_char(char c) { return kChars.query[static_cast<unsigned char>(c)]; }
 
 // Keeps valid %XX escapes and allowed characters, encodes everything else; nullopt on a bad escape.
 std::optional<std::string> encode(std::string_view in, bool (*allowed)(char)) {
   static constexpr char kHex[] = "0123456789ABCDEF";
+  if (std::all_of(in.begin(), in.end(), allowed)) return std::string(in);  // the usual case: nothing to do
   std::string out;
-  out.reserve(in.size());
+  out.reserve(in.size() + 16);
   for (std::size_t i = 0; i < in.size(); ++i) {
     const char c = in[i];
     if (c == '%') {
@@ -80,8 +71,22 @@ std::optional<std::string> encode(std::string_view in, bool (*allowed)(char)) {
   return out;
 }
 
+// True if some segment of `path` is "." or "..".
+bool has_dot_segments(std::string_view path) {
+  for (std::size_t i = 0; i < path.size();) {
+    std::size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    const std::string_view seg = path.substr(i, j - i);
+    if (seg == "." || seg == "..") return true;
+    i = j + 1;
+  }
+  return false;
+}
+
 // Removes "." and ".." segments (RFC 3986 section 5.2.4).
-std::string remove_dot_segments(std::string_view path) {
+std::string remove_dot_segments(std::string owned) {
+  if (!has_dot_segments(owned)) return owned.empty() ? std::string("/") : owned;  // the usual case: as it is
+  const std::string_view path = owned;
   std::vector<std::string_view> out;
   std::size_t i = 0;
   const bool absolute = !path.empty() && path[0] == '/';
@@ -149,7 +154,8 @@ std::optional<Failure> parse_authority(std::string_view auth, Url& url) {
   if (!port.empty()) {
     if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return bad("invalid port '" + std::string(port) + "'");
-    const int value = std::stoi(std::string(port));
+    int value = 0;
+    for (char c : port) value = value * 10 + (c - '0');
     if (value < 1 || value > 65535) return bad("port out of range: " + std::string(port));
     url.port = static_cast<std::uint16_t>(value);
   }
@@ -169,7 +175,7 @@ std::optional<Failure> parse_path_and_query(std::string_view rest, Url& url) {
   }
   auto encoded_path = encode(path, path_char);
   if (!encoded_path) return bad("malformed percent-escape in the path");
-  url.path = remove_dot_segments(*encoded_path);
+  url.path = remove_dot_segments(std::move(*encoded_path));
   url.query.clear();
   if (has_query) {
     auto encoded_query = encode(query, query_char);

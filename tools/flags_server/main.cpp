@@ -211,7 +211,7 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   duet::http::ServerOptions server_options;
   server_options.max_connections = max_connections;
   server_options.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.header_timeout * 1000));
-  server_options.listen_backlog = 4096;  // the flag programs and http_load open hundreds to thousands at once
+  server_options.listen_backlog = 16384;  // the flag programs and http_load open hundreds to thousands at once
 
   duet::Loop loop;
   std::stop_source stop;  // cancels the answers still being delayed when the server stops

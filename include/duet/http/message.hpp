@@ -38,6 +38,8 @@ class Headers {
   auto begin() const noexcept { return fields_.begin(); }
   auto end() const noexcept { return fields_.end(); }
   void clear() noexcept { fields_.clear(); }
+  /// Makes room for `n` fields, so that adding them one by one allocates once.
+  void reserve(std::size_t n) { fields_.reserve(n); }
 
   friend bool operator==(const Headers&, const Headers&) = default;
 

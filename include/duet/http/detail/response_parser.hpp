@@ -71,7 +71,8 @@ class ResponseParser {
   int too_large() noexcept;
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
 
-  llhttp_settings_t settings_{};
+  static const llhttp_settings_t& settings() noexcept;
+
   llhttp_t parser_{};
   ParserLimits limits_;
   Response response_;
