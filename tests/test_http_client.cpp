@@ -136,6 +136,57 @@ TEST_CASE("headers that never finish hit the header timeout", "[http][client]") 
   CHECK(std::chrono::steady_clock::now() - start >= 99ms);
 }
 
+TEST_CASE("the header timeout holds on a reused connection, long after its idle timeout was armed", "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  // The first request on a connection is answered; the second never gets its headers.
+  ScriptedServer server(loop, [](auto, std::size_t n, auto&) {
+    return n == 0 ? Step{duet::test::ok("x")} : Step{"HTTP/1.1 200 OK\r\nX-Slow: "};
+  });
+  ClientOptions opts;
+  opts.header_timeout = 150ms;
+  opts.idle_timeout = 10'000ms;  // armed when the first response left the connection idle
+  Client client(loop, opts);
+  REQUIRE_FALSE(duet::test::get(face, loop, client, server.url()).ec);
+  REQUIRE(client.idle_connections() == 1);
+  uv_update_time(loop.native());
+  const auto start = std::chrono::steady_clock::now();
+  Result r = duet::test::get(face, loop, client, server.url());
+  CHECK(server.connections() == 1);  // the second request went out on the kept-alive connection
+  CHECK(r.ec.value() == UV_ETIMEDOUT);
+  CHECK(r.res.reason.find("header") != std::string::npos);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  CHECK(waited >= 149ms);
+  CHECK(waited < 5s);  // the header timeout, not the idle one
+  CHECK(client.open_connections() == 0);
+}
+
+TEST_CASE("a request cancelled while it waits for a connection slot is told so, and the others go on",
+          "[http][client][cancel]") {
+  duet::Loop loop;
+  // The first connection's response never finishes its headers; later connections are answered.
+  ScriptedServer server(loop, [](std::size_t connection, auto, auto&) {
+    return connection == 0 ? Step{"HTTP/1.1 200 OK\r\nX-Slow: "} : Step{duet::test::ok("y")};
+  });
+  ClientOptions opts;
+  opts.max_connections_per_origin = 1;
+  opts.header_timeout = 300ms;  // frees the slot the first request holds (it counts from sending)
+  Client client(loop, opts);
+  std::optional<std::error_code> first, queued, last;
+  std::stop_source stop;
+  client.get(server.url(), [&](std::error_code ec, Response) { first = ec; });
+  client.get(server.url(), duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { queued = ec; }));
+  client.get(server.url(), [&](std::error_code ec, Response) { last = ec; });
+  while (server.requests().empty()) loop.run_once();
+  stop.request_stop();  // the queue held the only reference to the second request
+  CHECK_FALSE(queued);  // never inside request_stop
+  while (!first || !queued || !last) loop.run_once();
+  CHECK(duet::is_cancelled(*queued));
+  CHECK(first->value() == UV_ETIMEDOUT);
+  CHECK_FALSE(*last);
+  CHECK(server.requests().size() == 2);  // the cancelled request never went out
+}
+
 TEST_CASE("a server that closes an idle keep-alive connection: GET is retried once, POST is not", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;

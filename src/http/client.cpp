@@ -17,11 +17,56 @@ namespace detail {
 class Exchange;
 struct Origin;
 
-/// A keep-alive connection, owned by its origin's list.
+/// A deadline on one timer that is cheap to move. Setting a deadline later than the one the timer is
+/// running for leaves the timer alone: it fires, finds the deadline moved, and waits the rest. So a
+/// request that sets its header timeout and clears it again does no work in libuv's timer heap,
+/// which would otherwise cost two removals and two insertions per request. The timer does not keep
+/// the loop running.
+class Deadline {
+ public:
+  explicit Deadline(Loop& loop) : loop_(loop), timer_(loop) { timer_.keep_loop_alive(false); }
+
+  /// At loop time `due` (milliseconds, `uv_now`), calls `fn` (once), unless set again or cleared first.
+  void set(std::uint64_t due, duet::detail::UniqueFunction<void()> fn) {
+    due_ = due;
+    fn_ = std::move(fn);
+    if (!armed_ || armed_ > due) start(due);
+  }
+  /// Forgets the deadline and its function (the timer may still fire once, and do nothing).
+  void clear() noexcept {
+    due_ = 0;
+    fn_.reset();
+  }
+
+ private:
+  void start(std::uint64_t due) {
+    const std::uint64_t now = uv_now(loop_.native());
+    armed_ = due;
+    timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [this] { fire(); });
+  }
+  void fire() {
+    armed_ = 0;
+    if (!due_) return;
+    if (uv_now(loop_.native()) < due_) return start(due_);
+    due_ = 0;
+    auto fn = std::move(fn_);
+    fn();  // may destroy this Deadline (closing its connection): nothing of it is touched after
+  }
+
+  Loop& loop_;
+  Timer timer_;
+  std::uint64_t due_ = 0;    // 0: none
+  std::uint64_t armed_ = 0;  // when the timer fires; 0: not running
+  duet::detail::UniqueFunction<void()> fn_;
+};
+
+/// A keep-alive connection, owned by its origin's list. Its deadline is the idle timeout while it is
+/// idle, and the header timeout (or the request deadline) of the request using it while it is in use.
 struct Connection {
+  Connection(Loop& loop, TcpStream s, Origin* o) : stream(std::move(s)), origin(o), deadline(loop) {}
   TcpStream stream;
-  Origin* origin = nullptr;
-  std::optional<Timer> idle_timer;  // runs while the connection is idle
+  Origin* origin;
+  Deadline deadline;
   bool reused = false;
 };
 
@@ -73,6 +118,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void slot_freed(Origin& o);
 };
 
+/// A numeric host needs no lookup: its endpoint, or nullopt for a name.
+std::optional<Endpoint> numeric_endpoint(const std::string& host, std::uint16_t port) {
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
+      uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0)
+    return Endpoint(reinterpret_cast<const sockaddr*>(&addr));
+  return std::nullopt;
+}
+
 bool idempotent(std::string_view method) {
   for (std::string_view m : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
     if (method == m) return true;
@@ -105,7 +159,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Exchange* next_active() const noexcept { return next_active_; }
 
   void begin(std::stop_token token) {
-    timer_.emplace(core_->loop);
     if (core_->options.request_timeout.count() > 0)
       deadline_ = uv_now(core_->loop.native()) + static_cast<std::uint64_t>(core_->options.request_timeout.count());
     if (token.stop_possible()) cancel_link_.emplace(std::move(token), CancelFn{this});
@@ -159,7 +212,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  private:
   void open() {
     if (!stop_.stop_possible()) stop_ = std::stop_source();  // only opening a connection needs one
-    arm(0, "");  // resolving and connecting: only the request deadline (connect has its own timeout)
+    arm(0, nullptr);  // resolving and connecting: only the request deadline (connect has its own timeout)
+    if (auto numeric = numeric_endpoint(origin_->host, origin_->port)) return connect({*numeric}, 0);
     auto self = shared_from_this();
     duet::resolve(core_->loop, origin_->host, origin_->port,
                   with_cancellation(stop_.get_token(), [self](std::error_code ec, std::vector<Endpoint> eps) {
@@ -185,9 +239,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
             std::string what = ec.value() == UV_ETIMEDOUT ? "connect timed out" : "cannot connect";
             return self->fail(ec, what + " to " + eps[i].to_string() + ": " + ec.message());
           }
-          auto c = std::make_unique<Connection>();
-          c->stream = std::move(s);
-          c->origin = self->origin_;
+          auto c = std::make_unique<Connection>(self->core_->loop, std::move(s), self->origin_);
           Connection* raw = c.get();
           self->origin_->connections.push_back(std::move(c));
           self->use(raw, false);
@@ -197,10 +249,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // ---- one request/response on a connection --------------------------------------------------------
 
   void use(Connection* c, bool reused) {
+    // The connection's callbacks now hold references to this exchange, and closing it drops them: hold
+    // one more until the response is delivered, so that no close leaves a method running on a freed object.
+    if (!self_) self_ = shared_from_this();
     const unsigned attempt = ++attempt_;
     conn_ = c;
     conn_->reused = reused;
-    if (conn_->idle_timer) conn_->idle_timer->stop();
+    if (timer_) timer_->stop();  // the connection's deadline takes over (armed below)
+    conn_->deadline.clear();
     uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
@@ -245,7 +301,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       state = parser_.feed(std::string_view(chunk.data(), chunk.size()), consumed);
     }
     if (state == ResponseParser::State::incomplete) {
-      if (parser_.headers_complete()) arm(0, "");  // headers are in: only the request deadline remains
+      if (parser_.headers_complete()) arm(0, nullptr);  // headers are in: only the request deadline remains
       return;
     }
     if (state == ResponseParser::State::failed) {
@@ -311,24 +367,32 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // ---- timing ------------------------------------------------------------------------------------
 
-  /// Arms the timer for `phase_ms` (0: none) or the request deadline, whichever comes first.
-  void arm(std::uint64_t phase_ms, std::string phase_reason) {
+  /// Arms a timer for `phase_ms` (0: none) or the request deadline, whichever comes first: the
+  /// connection's timer while this request has one, else a timer of its own, made only when needed.
+  void arm(std::uint64_t phase_ms, const char* phase_reason) {
     const std::uint64_t now = uv_now(core_->loop.native());
     std::uint64_t due = phase_ms ? now + phase_ms : 0;
-    std::string why = std::move(phase_reason);
+    const char* why = phase_reason;
     if (deadline_ && (!due || deadline_ < due)) {
       due = deadline_;
       why = "the request timed out";
     }
-    if (!due) return timer_->stop();
-    timeout_reason_ = std::move(why);
-    auto self = shared_from_this();
-    timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [self] {
+    if (!due) {
+      if (conn_) conn_->deadline.clear();
+      if (timer_) timer_->stop();
+      return;
+    }
+    timeout_reason_ = why;
+    auto on_timeout = [self = shared_from_this()] {
       if (self->finished_) return;
       self->drop_connection();
       self->stop_.request_stop();
       self->fail(uv_error(UV_ETIMEDOUT), self->timeout_reason_);
-    });
+    };
+    if (conn_) return conn_->deadline.set(due, std::move(on_timeout));
+    if (!timer_) timer_.emplace(core_->loop);
+    timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0),
+                  std::move(on_timeout));
   }
 
   // ---- ending ------------------------------------------------------------------------------------
@@ -341,14 +405,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // From a stop callback or ~Client: never call back inside them.
   void fail_later(std::error_code ec, std::string why) noexcept {
-    if (finished_) return;
+    // The queue or a connection may hold the only other references, and both are let go below.
+    auto self = weak_from_this().lock();
+    if (finished_ || !self) return;
     finished_ = true;
     stop_.request_stop();
     drop_connection();
     remove_from_queue();
     if (timer_) timer_->stop();
     try {
-      auto self = shared_from_this();
       core_->loop.post([self, ec, why = std::move(why)]() mutable {
         Response res;
         res.reason = why;
@@ -368,6 +433,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void deliver(std::error_code ec, Response res, std::exception_ptr e) {
+    const auto keep = std::move(self_);  // released when this returns: the exchange may end here
     cancel_link_.reset();
     timer_.reset();
     unregister();
@@ -400,9 +466,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   ResponseParser parser_;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
-  std::optional<Timer> timer_;
+  std::optional<Timer> timer_;  // only while no connection carries the request's deadline
+  std::shared_ptr<Exchange> self_;  // from the first use of a connection until delivery
   std::uint64_t deadline_ = 0;
-  std::string timeout_reason_;
+  const char* timeout_reason_ = "";
   std::stop_source stop_{std::nostopstate};  // cancels resolving and connecting; made when first needed
   std::optional<std::stop_callback<CancelFn>> cancel_link_;
   int redirects_ = 0;
@@ -450,11 +517,8 @@ void ClientCore::make_idle(Connection* c) {
   // Neither keeps Loop::run() from returning: an idle pooled connection is not work to wait for.
   c->stream.read_start([this, c](std::error_code, std::span<const char>) { close_connection(c); });
   uv_unref(reinterpret_cast<uv_handle_t*>(c->stream.native()));
-  if (!c->idle_timer) {  // made once per connection, started each time it goes idle
-    c->idle_timer.emplace(loop);
-    c->idle_timer->keep_loop_alive(false);
-  }
-  c->idle_timer->start(options.idle_timeout, std::chrono::milliseconds(0), [this, c] { close_connection(c); });
+  c->deadline.set(uv_now(loop.native()) + static_cast<std::uint64_t>(options.idle_timeout.count()),
+                  [this, c] { close_connection(c); });
 }
 
 }  // namespace detail
