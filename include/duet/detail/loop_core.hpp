@@ -31,11 +31,15 @@
 namespace duet::detail {
 
 /// Size-class free lists for request objects: a request that completes gives its block to the next
-/// one of the same size class, so a steady stream of operations allocates nothing. Loop-thread only.
+/// one of the same size class, so a steady stream of operations allocates nothing. Each list keeps at
+/// most `kKeepPerClass` blocks: after a burst (10,000 connects at once) the rest go back to the
+/// allocator, where other sizes can use them, instead of staying with the loop for its lifetime.
+/// Loop-thread only.
 class Pool {
  public:
   static constexpr std::size_t kGranule = 64;
   static constexpr std::size_t kClasses = 8;  // blocks of 64 .. 512 bytes are recycled
+  static constexpr std::size_t kKeepPerClass = 1024;  // at most 512 KiB kept in one class
 
   Pool() = default;
   Pool(const Pool&) = delete;
@@ -55,21 +59,30 @@ class Pool {
     if (Block* b = free_[c]) {
       unpoison(b, sizeof(Block));
       free_[c] = b->next;
+      --count_[c];
       unpoison(b, (c + 1) * kGranule);
       return b;
     }
     return ::operator new((c + 1) * kGranule);
   }
 
+  /// Blocks kept on the free lists, in all classes (for tests and diagnostics).
+  std::size_t kept() const noexcept {
+    std::size_t n = 0;
+    for (std::size_t k : count_) n += k;
+    return n;
+  }
+
   void deallocate(void* p, std::size_t n) noexcept {
     const std::size_t c = size_class(n);
-    if (c >= kClasses) {
+    if (c >= kClasses || count_[c] >= kKeepPerClass) {
       ::operator delete(p);
       return;
     }
     auto* b = static_cast<Block*>(p);
     b->next = free_[c];
     free_[c] = b;
+    ++count_[c];
     poison(b, (c + 1) * kGranule);  // a use after free of a recycled request is still caught by ASan
   }
 
@@ -79,6 +92,7 @@ class Pool {
   };
   static constexpr std::size_t size_class(std::size_t n) noexcept { return (n + kGranule - 1) / kGranule - 1; }
   Block* free_[kClasses] = {};
+  std::size_t count_[kClasses] = {};
 };
 
 /// A duet request or handle that is alive on a loop. `abandon()` is called when the loop is being
