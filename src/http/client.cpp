@@ -15,58 +15,85 @@ namespace duet::http {
 namespace detail {
 
 class Exchange;
+class ClientCore;
 struct Origin;
 
-/// A deadline on one timer that is cheap to move. Setting a deadline later than the one the timer is
-/// running for leaves the timer alone: it fires, finds the deadline moved, and waits the rest. So a
-/// request that sets its header timeout and clears it again does no work in libuv's timer heap,
-/// which would otherwise cost two removals and two insertions per request. The timer does not keep
-/// the loop running.
-class Deadline {
- public:
-  explicit Deadline(Loop& loop) : loop_(loop), timer_(loop) { timer_.keep_loop_alive(false); }
+struct Connection;
 
-  /// At loop time `due` (milliseconds, `uv_now`), calls `fn` (once), unless set again or cleared first.
-  void set(std::uint64_t due, duet::detail::UniqueFunction<void()> fn) {
-    due_ = due;
-    fn_ = std::move(fn);
-    if (!armed_ || armed_ > due) start(due);
+/// The connections waiting out one duration (the header timeout, or the idle timeout), in the order
+/// they started waiting, which is the order they expire in, since the duration is the same for all.
+/// One timer serves the whole list, so a connection costs no timer handle of its own, and joining or
+/// leaving the list is a few pointer moves: no work in libuv's timer heap, which would otherwise cost
+/// an insertion and a removal per request. The timer runs for the head; when the head leaves, the
+/// timer is left alone: it fires, finds the new head not yet due, and waits the rest. It does not
+/// keep the loop running (an idle connection is not work to wait for; one in use has its stream).
+class TimeoutList {
+ public:
+  struct Node {
+    Connection* owner = nullptr;
+    TimeoutList* list = nullptr;  // the list it is in, if any
+    Node* prev = nullptr;
+    Node* next = nullptr;
+    std::uint64_t due = 0;  // loop time (uv_now), milliseconds
+  };
+  using Expire = void (*)(ClientCore&, Connection&);
+
+  TimeoutList(ClientCore& core, Loop& loop, std::chrono::milliseconds duration, Expire expire)
+      : core_(core), loop_(loop), duration_(static_cast<std::uint64_t>(duration.count())), expire_(expire), timer_(loop) {
+    timer_.keep_loop_alive(false);
   }
-  /// Forgets the deadline and its function (the timer may still fire once, and do nothing).
-  void clear() noexcept {
-    due_ = 0;
-    fn_.reset();
+  TimeoutList(const TimeoutList&) = delete;
+  TimeoutList& operator=(const TimeoutList&) = delete;
+
+  /// Puts `n` at the end of this list (taking it out of any list it is in), due one duration from now.
+  void add(Node& n) {
+    leave(n);
+    n.due = uv_now(loop_.native()) + duration_;
+    n.list = this;
+    n.prev = tail_;
+    (tail_ ? tail_->next : head_) = &n;
+    tail_ = &n;
+    if (!timer_.active()) start(n.due);
+  }
+  /// Takes `n` out of whichever list it is in (none: nothing to do).
+  static void leave(Node& n) noexcept {
+    if (n.list) n.list->remove(n);
   }
 
  private:
+  void remove(Node& n) noexcept {
+    (n.prev ? n.prev->next : head_) = n.next;
+    (n.next ? n.next->prev : tail_) = n.prev;
+    n.prev = n.next = nullptr;
+    n.list = nullptr;
+  }
   void start(std::uint64_t due) {
     const std::uint64_t now = uv_now(loop_.native());
-    armed_ = due;
     timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [this] { fire(); });
   }
-  void fire() {
-    armed_ = 0;
-    if (!due_) return;
-    if (uv_now(loop_.native()) < due_) return start(due_);
-    due_ = 0;
-    auto fn = std::move(fn_);
-    fn();  // may destroy this Deadline (closing its connection): nothing of it is touched after
-  }
+  void fire();  // after ClientCore
 
+  ClientCore& core_;
   Loop& loop_;
+  std::uint64_t duration_;
+  Expire expire_;
   Timer timer_;
-  std::uint64_t due_ = 0;    // 0: none
-  std::uint64_t armed_ = 0;  // when the timer fires; 0: not running
-  duet::detail::UniqueFunction<void()> fn_;
+  Node* head_ = nullptr;
+  Node* tail_ = nullptr;
 };
 
-/// A keep-alive connection, owned by its origin's list. Its deadline is the idle timeout while it is
-/// idle, and the header timeout (or the request deadline) of the request using it while it is in use.
+/// A keep-alive connection, owned by its origin's list. While idle it waits out the idle timeout;
+/// while a request that has not had its response headers yet uses it, the header timeout.
 struct Connection {
-  Connection(Loop& loop, TcpStream s, Origin* o) : stream(std::move(s)), origin(o), deadline(loop) {}
+  Connection(TcpStream s, Origin* o) : stream(std::move(s)), origin(o) { timeout.owner = this; }
+  ~Connection() { TimeoutList::leave(timeout); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
   TcpStream stream;
   Origin* origin;
-  Deadline deadline;
+  Exchange* user = nullptr;  // the request using it, if any
+  TimeoutList::Node timeout;
   bool reused = false;
 };
 
@@ -81,11 +108,20 @@ struct Origin {
 
 class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
-  ClientCore(Loop& l, ClientOptions o) : loop(l), options(std::move(o)) {}
+  ClientCore(Loop& l, ClientOptions o)
+      : loop(l),
+        options(std::move(o)),
+        header_timeouts(*this, l, options.header_timeout, &on_header_timeout),
+        idle_timeouts(*this, l, options.idle_timeout, &on_idle_timeout) {}
 
   Loop& loop;
   ClientOptions options;
   bool closed = false;
+  // Declared before the origins, so that they outlive every connection.
+  TimeoutList header_timeouts;  // connections whose request waits for its response headers
+  TimeoutList idle_timeouts;    // idle connections
+  static void on_header_timeout(ClientCore& core, Connection& c);
+  static void on_idle_timeout(ClientCore& core, Connection& c);
   /// Origins by (host, port). The comparator is transparent, so a request finds its origin by
   /// looking at its URL's host in place: no key string is built per request.
   struct OriginOrder {
@@ -117,6 +153,18 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void make_idle(Connection* c);
   void slot_freed(Origin& o);
 };
+
+void TimeoutList::fire() {
+  // What expires may deliver a response whose callback destroys the Client, and with it this list.
+  const auto keep = core_.shared_from_this();
+  const std::uint64_t now = uv_now(loop_.native());
+  while (head_ && head_->due <= now) {
+    Node& n = *head_;
+    remove(n);
+    expire_(core_, *n.owner);  // may close connections, and add to or leave this list
+  }
+  if (head_) start(head_->due);
+}
 
 /// A numeric host needs no lookup: its endpoint, or nullopt for a name.
 std::optional<Endpoint> numeric_endpoint(const std::string& host, std::uint16_t port) {
@@ -159,8 +207,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Exchange* next_active() const noexcept { return next_active_; }
 
   void begin(std::stop_token token) {
-    if (core_->options.request_timeout.count() > 0)
-      deadline_ = uv_now(core_->loop.native()) + static_cast<std::uint64_t>(core_->options.request_timeout.count());
+    if (core_->options.request_timeout.count() > 0) {  // the whole request, queueing and redirects included
+      timer_.emplace(core_->loop);
+      timer_->start(core_->options.request_timeout, std::chrono::milliseconds(0),
+                    [self = shared_from_this()] { self->time_out("the request timed out"); });
+    }
     if (token.stop_possible()) cancel_link_.emplace(std::move(token), CancelFn{this});
     if (finished_) return;  // cancelled already
     acquire();
@@ -212,7 +263,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  private:
   void open() {
     if (!stop_.stop_possible()) stop_ = std::stop_source();  // only opening a connection needs one
-    arm(0, nullptr);  // resolving and connecting: only the request deadline (connect has its own timeout)
     if (auto numeric = numeric_endpoint(origin_->host, origin_->port)) return connect({*numeric}, 0);
     auto self = shared_from_this();
     duet::resolve(core_->loop, origin_->host, origin_->port,
@@ -239,7 +289,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
             std::string what = ec.value() == UV_ETIMEDOUT ? "connect timed out" : "cannot connect";
             return self->fail(ec, what + " to " + eps[i].to_string() + ": " + ec.message());
           }
-          auto c = std::make_unique<Connection>(self->core_->loop, std::move(s), self->origin_);
+          auto c = std::make_unique<Connection>(std::move(s), self->origin_);
           Connection* raw = c.get();
           self->origin_->connections.push_back(std::move(c));
           self->use(raw, false);
@@ -255,14 +305,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const unsigned attempt = ++attempt_;
     conn_ = c;
     conn_->reused = reused;
-    if (timer_) timer_->stop();  // the connection's deadline takes over (armed below)
-    conn_->deadline.clear();
+    conn_->user = this;
+    if (core_->options.header_timeout.count() > 0)
+      core_->header_timeouts.add(conn_->timeout);  // until the response headers are in
+    else
+      TimeoutList::leave(conn_->timeout);
     uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
     if (sink_) parser_.stream_body_to([this](std::string_view piece) { sink_(piece); });
-    arm(static_cast<std::uint64_t>(core_->options.header_timeout.count()),
-        "no response headers within the header timeout");
     auto self = shared_from_this();
     conn_->stream.write(serialize(), [self, attempt](std::error_code ec) {
       // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
@@ -301,7 +352,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       state = parser_.feed(std::string_view(chunk.data(), chunk.size()), consumed);
     }
     if (state == ResponseParser::State::incomplete) {
-      if (parser_.headers_complete()) arm(0, nullptr);  // headers are in: only the request deadline remains
+      if (parser_.headers_complete()) TimeoutList::leave(conn_->timeout);  // only the request deadline remains
       return;
     }
     if (state == ResponseParser::State::failed) {
@@ -311,6 +362,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     // Complete. The connection goes back to the pool unless it cannot carry another response.
     const bool reusable = parser_.keep_alive() && consumed == chunk.size() && !chunk.empty();
     Connection* c = std::exchange(conn_, nullptr);
+    c->user = nullptr;
+    TimeoutList::leave(c->timeout);
     c->stream.read_stop();
     if (reusable && !core_->closed)
       core_->make_idle(c);
@@ -334,7 +387,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void drop_connection() {
-    if (conn_) core_->close_connection(std::exchange(conn_, nullptr));
+    if (!conn_) return;
+    Connection* c = std::exchange(conn_, nullptr);
+    c->user = nullptr;
+    core_->close_connection(c);
   }
 
   void respond() {
@@ -367,34 +423,20 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // ---- timing ------------------------------------------------------------------------------------
 
-  /// Arms a timer for `phase_ms` (0: none) or the request deadline, whichever comes first: the
-  /// connection's timer while this request has one, else a timer of its own, made only when needed.
-  void arm(std::uint64_t phase_ms, const char* phase_reason) {
-    const std::uint64_t now = uv_now(core_->loop.native());
-    std::uint64_t due = phase_ms ? now + phase_ms : 0;
-    const char* why = phase_reason;
-    if (deadline_ && (!due || deadline_ < due)) {
-      due = deadline_;
-      why = "the request timed out";
-    }
-    if (!due) {
-      if (conn_) conn_->deadline.clear();
-      if (timer_) timer_->stop();
-      return;
-    }
-    timeout_reason_ = why;
-    auto on_timeout = [self = shared_from_this()] {
-      if (self->finished_) return;
-      self->drop_connection();
-      self->stop_.request_stop();
-      self->fail(uv_error(UV_ETIMEDOUT), self->timeout_reason_);
-    };
-    if (conn_) return conn_->deadline.set(due, std::move(on_timeout));
-    if (!timer_) timer_.emplace(core_->loop);
-    timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0),
-                  std::move(on_timeout));
+  /// The header timeout (the connection's) or the request deadline (this exchange's timer) ran out.
+  void time_out(const char* why) {
+    if (finished_) return;
+    drop_connection();
+    stop_.request_stop();
+    fail(uv_error(UV_ETIMEDOUT), why);
   }
 
+ public:
+  static void header_timeout(Connection& c) {
+    if (c.user) c.user->time_out("no response headers within the header timeout");
+  }
+
+ private:
   // ---- ending ------------------------------------------------------------------------------------
 
   void fail(std::error_code ec, std::string why) {
@@ -466,10 +508,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   ResponseParser parser_;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
-  std::optional<Timer> timer_;  // only while no connection carries the request's deadline
+  std::optional<Timer> timer_;  // the whole request's deadline, when there is one
   std::shared_ptr<Exchange> self_;  // from the first use of a connection until delivery
-  std::uint64_t deadline_ = 0;
-  const char* timeout_reason_ = "";
   std::stop_source stop_{std::nostopstate};  // cancels resolving and connecting; made when first needed
   std::optional<std::stop_callback<CancelFn>> cancel_link_;
   int redirects_ = 0;
@@ -481,6 +521,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Exchange* prev_active_ = nullptr;
   Exchange* next_active_ = nullptr;
 };
+
+void ClientCore::on_header_timeout(ClientCore&, Connection& c) { Exchange::header_timeout(c); }
+
+void ClientCore::on_idle_timeout(ClientCore& core, Connection& c) { core.close_connection(&c); }
 
 void ClientCore::close_connection(Connection* c) {
   Origin& o = *c->origin;
@@ -517,8 +561,7 @@ void ClientCore::make_idle(Connection* c) {
   // Neither keeps Loop::run() from returning: an idle pooled connection is not work to wait for.
   c->stream.read_start([this, c](std::error_code, std::span<const char>) { close_connection(c); });
   uv_unref(reinterpret_cast<uv_handle_t*>(c->stream.native()));
-  c->deadline.set(uv_now(loop.native()) + static_cast<std::uint64_t>(options.idle_timeout.count()),
-                  [this, c] { close_connection(c); });
+  idle_timeouts.add(c->timeout);
 }
 
 }  // namespace detail
