@@ -151,10 +151,11 @@ TEST_CASE("the body can be streamed to a callback instead of collected", "[http]
   ResponseParser p;
   std::string streamed;
   int chunks = 0;
-  p.stream_body_to([&](std::string_view piece) {
+  duet::detail::UniqueFunction<void(std::string_view)> sink = [&](std::string_view piece) {
     streamed.append(piece);
     ++chunks;
-  });
+  };
+  p.stream_body_to(&sink);
   REQUIRE(parse(p, kChunked) == State::complete);
   CHECK(streamed == "Wikipedia ");
   CHECK(chunks >= 2);

@@ -192,7 +192,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Exchange(std::shared_ptr<ClientCore> core, Request req, BodySink sink, Completion done)
       : core_(std::move(core)),
         req_(std::move(req)),
-        sink_(std::move(sink)),
+        sink_(sink ? std::make_unique<BodySink>(std::move(sink)) : nullptr),
         done_(std::move(done)),
         parser_(ParserLimits{core_->options.max_header_bytes, core_->options.max_body_bytes}) {}
 
@@ -313,7 +313,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
-    if (sink_) parser_.stream_body_to([this](std::string_view piece) { sink_(piece); });
+    if (sink_) parser_.stream_body_to(sink_.get());
     auto self = shared_from_this();
     conn_->stream.write(serialize(), [self, attempt](std::error_code ec) {
       // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
@@ -503,7 +503,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   std::shared_ptr<ClientCore> core_;
   Request req_;
-  BodySink sink_;
+  std::unique_ptr<BodySink> sink_;  // only for a streamed body
   Completion done_;
   ResponseParser parser_;
   Origin* origin_ = nullptr;

@@ -33,7 +33,7 @@ void ResponseParser::reset(bool head) {
   llhttp_init(&parser_, HTTP_RESPONSE, &settings());
   parser_.data = this;
   response_ = Response();
-  sink_.reset();
+  sink_ = nullptr;
   head_parts_.reset();
   body_bytes_ = 0;
   state_ = State::incomplete;
@@ -110,7 +110,7 @@ int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept
     return self.fail(make_error_code(errc::body_too_large), "body larger than the limit");
   if (self.sink_) {
     try {
-      self.sink_(std::string_view(at, n));
+      (*self.sink_)(std::string_view(at, n));
     } catch (...) {
       return self.fail(make_error_code(errc::body_too_large), "the body callback refused the data (it threw)");
     }

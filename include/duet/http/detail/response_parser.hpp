@@ -38,8 +38,9 @@ class ResponseParser {
   /// Prepares for the next response; `head` if it answers a HEAD request (no body follows). Clears
   /// any body sink: each response sets its own.
   void reset(bool head = false);
-  /// Streams the body to `sink` instead of collecting it in `response().body` (call after `reset`).
-  void stream_body_to(duet::detail::UniqueFunction<void(std::string_view)> sink) { sink_ = std::move(sink); }
+  /// Streams the body to `*sink` instead of collecting it in `response().body` (call after `reset`).
+  /// The caller keeps the sink alive while this parser parses.
+  void stream_body_to(duet::detail::UniqueFunction<void(std::string_view)>* sink) noexcept { sink_ = sink; }
 
   /// Parses `data`; `consumed` is how much of it belongs to this response.
   State feed(std::string_view data, std::size_t& consumed);
@@ -76,7 +77,7 @@ class ResponseParser {
   llhttp_t parser_{};
   ParserLimits limits_;
   Response response_;
-  duet::detail::UniqueFunction<void(std::string_view)> sink_;
+  duet::detail::UniqueFunction<void(std::string_view)>* sink_ = nullptr;
   HeadCollector head_parts_;
   std::size_t body_bytes_ = 0;
   State state_ = State::incomplete;
