@@ -189,7 +189,7 @@ bool is_redirect(int status) {
 /// Shared: every pending callback holds a reference, so a late one never finds it gone.
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
-  Exchange(std::shared_ptr<ClientCore> core, Request req, BodySink sink, Completion done)
+  Exchange(std::shared_ptr<ClientCore> core, Request&& req, BodySink sink, Completion done)
       : core_(std::move(core)),
         req_(std::move(req)),
         sink_(sink ? std::make_unique<BodySink>(std::move(sink)) : nullptr),
@@ -205,6 +205,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     registered_ = true;
   }
   Exchange* next_active() const noexcept { return next_active_; }
+  Request& request() noexcept { return req_; }
+  void set_completion(Completion done) noexcept { done_ = std::move(done); }
 
   void begin(std::stop_token token) {
     if (core_->options.request_timeout.count() > 0) {  // the whole request, queueing and redirects included
@@ -328,7 +330,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     out.append(req_.method).append(" ").append(req_.url.path);
     if (!req_.url.query.empty()) out.append("?").append(req_.url.query);
     out.append(" HTTP/1.1\r\n");
-    if (!req_.headers.contains("Host")) out.append("Host: ").append(req_.url.authority()).append("\r\n");
+    if (!req_.headers.contains("Host")) {
+      out.append("Host: ");
+      req_.url.append_authority(out);
+      out.append("\r\n");
+    }
     if (!req_.headers.contains("User-Agent"))
       out.append("User-Agent: ").append(core_->options.user_agent).append("\r\n");
     if (!req_.headers.contains("Accept")) out.append("Accept: */*\r\n");
@@ -465,7 +471,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
   }
 
-  void finish(std::error_code ec, Response res, std::exception_ptr e) {
+  void finish(std::error_code ec, Response&& res, std::exception_ptr e) {
     if (finished_) return;
     finished_ = true;
     drop_connection();
@@ -474,7 +480,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     deliver(ec, std::move(res), std::move(e));
   }
 
-  void deliver(std::error_code ec, Response res, std::exception_ptr e) {
+  void deliver(std::error_code ec, Response&& res, std::exception_ptr e) {
     const auto keep = std::move(self_);  // released when this returns: the exchange may end here
     cancel_link_.reset();
     timer_.reset();
@@ -583,10 +589,11 @@ Client::~Client() {
 }
 
 void Client::start_get(std::string_view url, detail::Completion done, std::stop_token token) {
+  // The URL is parsed straight into the request the exchange sends: no Url is moved per request.
+  auto ex = std::make_shared<detail::Exchange>(core_, Request(), nullptr, nullptr);
   std::error_code ec;
   std::string why;
-  auto parsed = Url::parse(url, ec, &why);
-  if (!parsed) {
+  if (!http::detail::parse_url_into(url, ex->request().url, ec, &why)) {
     core_->loop.post([done = std::move(done), ec, why = "bad URL '" + std::string(url) + "': " + why]() mutable {
       Response res;
       res.reason = why;
@@ -594,9 +601,9 @@ void Client::start_get(std::string_view url, detail::Completion done, std::stop_
     });
     return;
   }
-  Request req;
-  req.url = std::move(*parsed);
-  start(std::move(req), nullptr, std::move(done), std::move(token));
+  ex->set_completion(std::move(done));
+  ex->register_active();
+  ex->begin(std::move(token));
 }
 
 void Client::start(Request req, BodySink sink, detail::Completion done, std::stop_token token) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <vector>
 
 #include "duet/error.hpp"
@@ -29,15 +30,21 @@ int hex_value(char c) {
 
 // RFC 3986 unreserved and sub-delims, plus ':' and '@' and '/': what a path may hold raw; a query may
 // also hold '?'. One table look-up a character: URLs are parsed on every request.
+// A host name (reg-name) may hold letters, digits and "-._~". `/`, `?` and `#` end an authority.
 struct CharTable {
   bool path[256] = {};
   bool query[256] = {};
+  bool host[256] = {};
+  bool ends_authority[256] = {};
   constexpr CharTable() {
     for (int c = 0; c < 256; ++c) {
       const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
       path[c] = alnum;
+      host[c] = alnum;
     }
     for (unsigned char c : std::string_view("-._~!$&'()*+,;=:@/")) path[c] = true;
+    for (unsigned char c : std::string_view("-._~")) host[c] = true;
+    for (unsigned char c : std::string_view("/?#")) ends_authority[c] = true;
     for (int c = 0; c < 256; ++c) query[c] = path[c];
     query[static_cast<unsigned char>('?')] = true;
   }
@@ -118,9 +125,7 @@ std::string remove_dot_segments(std::string owned) {
 
 bool valid_reg_name(std::string_view host) {
   if (host.empty()) return false;
-  return std::all_of(host.begin(), host.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~';
-  });
+  return std::all_of(host.begin(), host.end(), [](char c) { return kChars.host[static_cast<unsigned char>(c)]; });
 }
 
 std::optional<Failure> parse_authority(std::string_view auth, Url& url) {
@@ -149,8 +154,8 @@ std::optional<Failure> parse_authority(std::string_view auth, Url& url) {
     }
     if (!valid_reg_name(host)) return bad(host.empty() ? "missing host" : "invalid host '" + std::string(host) + "'");
   }
-  url.host.clear();
-  for (char c : host) url.host.push_back(lower(c));
+  url.host.assign(host);
+  for (char& c : url.host) c = lower(c);
   if (!port.empty()) {
     if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return bad("invalid port '" + std::string(port) + "'");
@@ -199,15 +204,18 @@ std::optional<Failure> parse_into(std::string_view text, Url& url) {
   if (has_control_characters(text)) return bad("control characters in the URL");
   const auto colon = text.find("://");
   if (colon == std::string_view::npos) return bad("missing scheme (expected http://)");
-  std::string scheme;
-  for (char c : text.substr(0, colon)) scheme.push_back(lower(c));
+  std::string scheme(text.substr(0, colon));
+  for (char& c : scheme) c = lower(c);
   if (scheme == "https") return Failure{make_error_code(errc::unsupported_scheme), "https: TLS is not supported"};
   if (scheme != "http")
     return Failure{make_error_code(errc::unsupported_scheme), "unsupported scheme '" + scheme + "'"};
-  url.scheme = scheme;
+  url.scheme = std::move(scheme);
   url.port = 80;
   std::string_view rest = text.substr(colon + 3);
-  const auto end = rest.find_first_of("/?#");
+  const auto end_at = std::find_if(rest.begin(), rest.end(), [](char c) {
+    return kChars.ends_authority[static_cast<unsigned char>(c)];
+  });
+  const auto end = end_at == rest.end() ? std::string_view::npos : static_cast<std::size_t>(end_at - rest.begin());
   const std::string_view auth = rest.substr(0, end);
   if (auto f = parse_authority(auth, url)) return f;
   return parse_path_and_query(end == std::string_view::npos ? std::string_view() : rest.substr(end), url);
@@ -215,14 +223,21 @@ std::optional<Failure> parse_into(std::string_view text, Url& url) {
 
 }  // namespace
 
-std::optional<Url> Url::parse(std::string_view text, std::error_code& ec, std::string* why) {
-  Url url;
+namespace detail {
+bool parse_url_into(std::string_view text, Url& url, std::error_code& ec, std::string* why) {
   if (auto failure = parse_into(text, url)) {
     ec = failure->ec;
     if (why) *why = std::move(failure->why);
-    return std::nullopt;
+    return false;
   }
   ec.clear();
+  return true;
+}
+}  // namespace detail
+
+std::optional<Url> Url::parse(std::string_view text, std::error_code& ec, std::string* why) {
+  Url url;
+  if (!detail::parse_url_into(text, url, ec, why)) return std::nullopt;
   return url;
 }
 
@@ -266,6 +281,11 @@ std::string Url::target() const { return query.empty() ? path : path + "?" + que
 
 std::string Url::authority() const {
   std::string out;
+  append_authority(out);
+  return out;
+}
+
+void Url::append_authority(std::string& out) const {
   if (host_is_ipv6()) {
     out.push_back('[');
     out.append(host);
@@ -274,10 +294,10 @@ std::string Url::authority() const {
     out.append(host);
   }
   if (port != 80) {
+    char digits[8];
     out.push_back(':');
-    out.append(std::to_string(port));
+    out.append(digits, std::to_chars(digits, digits + sizeof digits, port).ptr);
   }
-  return out;
 }
 
 std::string Url::to_string() const { return scheme + "://" + authority() + target(); }

@@ -76,12 +76,12 @@ using BodySink = duet::detail::UniqueFunction<void(std::string_view)>;
 
 namespace detail {
 class ClientCore;
-using Completion = duet::detail::UniqueFunction<void(std::error_code, Response, std::exception_ptr)>;
+using Completion = duet::detail::UniqueFunction<void(std::error_code, Response&&, std::exception_ptr)>;
 
 /// Adapts a user callback taking (ec, Response) or (ec, Response, std::exception_ptr).
 template <class Callback>
 Completion completion(Callback&& cb) {
-  return [cb = std::forward<Callback>(cb)](std::error_code ec, Response r, std::exception_ptr e) mutable {
+  return [cb = std::forward<Callback>(cb)](std::error_code ec, Response&& r, std::exception_ptr e) mutable {
     if constexpr (std::is_invocable_v<Callback&, std::error_code, Response, std::exception_ptr>)
       cb(ec, std::move(r), std::move(e));
     else

@@ -47,6 +47,8 @@ struct Url {
   std::string target() const;
   /// host, with brackets for IPv6, and ":port" unless it is the default (the Host header).
   std::string authority() const;
+  /// Appends `authority()` to `out` (no temporary string: the client writes a Host header per request).
+  void append_authority(std::string& out) const;
   /// The whole URL, normalised.
   std::string to_string() const;
   /// True if the host is an IPv6 literal.
@@ -57,5 +59,11 @@ struct Url {
 
 /// Percent-decodes `text` ("%20" -> " "); throws std::system_error(errc::bad_url) on a malformed escape.
 std::string percent_decode(std::string_view text);
+
+namespace detail {
+/// `Url::parse(text, ec, why)` into an existing Url, for the client, which parses a URL per request
+/// straight into the request it sends. On failure returns false and leaves `url` unspecified.
+bool parse_url_into(std::string_view text, Url& url, std::error_code& ec, std::string* why);
+}  // namespace detail
 
 }  // namespace duet::http
