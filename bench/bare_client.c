@@ -244,7 +244,7 @@ static int on_message_begin(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   Conn *c = p->data;
   if (c->body_len + len > c->body_cap) {
-    size_t cap = c->body_cap ? c->body_cap : 4096;
+    size_t cap = c->body_cap ? c->body_cap : 1024;
     while (cap < c->body_len + len) cap *= 2;
     char *grown = realloc(c->body, cap);
     if (!grown) return -1;

@@ -4,8 +4,8 @@
 #
 #   bench/compare.sh [--runs N] [--scale-runs N] [--out DIR] [--chart FILE]
 #
-# Starts, on loopback ports of its own, nginx (one worker) serving the flag tree and flags_server with
-# a fixed 1 s delay on its DELAY site. Then, round after round, it runs each client once per workload,
+# Starts nginx (one worker) on a loopback port of its own, serving the flag tree. Then, round after
+# round, it runs each client once per workload,
 # in an order rotated by one each round (so that no client always runs first or last on a machine
 # whose speed drifts):
 #
@@ -18,6 +18,13 @@
 # Workloads:
 #   throughput  20,000 GETs of {cc}.gif, at most 100 in flight, against nginx          (--runs, 5)
 #   scale       10,000 GETs all in flight at once, against flags_server DELAY at 1 s   (--scale-runs, 3)
+#
+# Each scale run gets a network namespace of its own (as root; `unshare --net`), with its own
+# flags_server, a listen queue of 16,384 (net.core.somaxconn, set inside that namespace only) and no
+# TIME_WAIT sockets left by the run before: otherwise 10,000 connects at once overflow the default
+# queue of 4,096 and wait out SYN retries, and the ephemeral ports the previous runs left in
+# TIME_WAIT make the kernel's port search slow. Without root the runs share this machine's network
+# and the script says so.
 #
 # Each client prints one line (face=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…); the raw
 # lines go to DIR/runs.txt (default build/release/bench/compare). The table gives each figure's median
@@ -40,7 +47,7 @@ done
 [[ $runs =~ ^[1-9][0-9]*$ && $scale_runs =~ ^[0-9]+$ ]] || usage
 
 source scripts/deps.sh
-duet_ensure_packages gnuplot-nox python3-aiohttp
+duet_ensure_packages gnuplot-nox python3-aiohttp iproute2
 
 build=build/release
 cmake --preset release > /dev/null
@@ -83,13 +90,8 @@ http {
 EOF
 nginx -c "$work/nginx.conf" -p "$work" > "$work/nginx.log" 2>&1 &
 nginx_pid=$!
-delay_port=$(free_port)
-"$build/tools/flags_server" --local-port 0 --delay-port "$delay_port" --error-port 0 --delay 1 \
-  > /dev/null 2> "$work/flags_server.log" &
-server_pid=$!
-trap 'kill $nginx_pid $server_pid 2> /dev/null; wait 2> /dev/null; rm -rf "$work"' EXIT
+trap 'kill $nginx_pid 2> /dev/null; wait 2> /dev/null; rm -rf "$work"' EXIT
 wait_listening "$nginx_port" $nginx_pid nginx
-wait_listening "$delay_port" $server_pid flags_server
 
 # ---- the clients ---------------------------------------------------------------------------------
 clients=(bare-c callbacks coroutines node aiohttp)
@@ -104,19 +106,51 @@ run_client() {  # CLIENT URL REQUESTS CONCURRENCY
 }
 
 : > "$out/runs.txt"
-round() {  # WORKLOAD URL REQUESTS CONCURRENCY ROUND
+round() {  # WORKLOAD ROUND
   local i client line n=${#clients[@]}
   for ((i = 0; i < n; ++i)); do
-    client=${clients[(i + $5) % n]}
-    line=$(run_client "$client" "$2" "$3" "$4" 2> "$work/client.err") || true
+    client=${clients[(i + $2) % n]}
+    if [[ $1 == throughput ]]; then
+      line=$(run_client "$client" "http://127.0.0.1:$nginx_port/flags" 20000 100 2> "$work/client.err") || true
+    else
+      line=$(isolated "$client" 2> "$work/client.err") || true
+    fi
     [[ $line == face=* ]] || line="face=$client failed: $(head -c 300 "$work/client.err" | tr '\n' ' ')"
-    echo "workload=$1 round=$5 $line" | tee -a "$out/runs.txt"
+    echo "workload=$1 round=$2 $line" | tee -a "$out/runs.txt"
   done
 }
 echo "== throughput: 20,000 GETs, 100 in flight, nginx on :$nginx_port ($runs rounds)"
-for r in $(seq "$runs"); do round throughput "http://127.0.0.1:$nginx_port/flags" 20000 100 "$r"; done
-echo "== scale: 10,000 GETs all in flight, flags_server DELAY (1 s) on :$delay_port ($scale_runs rounds)"
-for r in $(seq "$scale_runs"); do round scale "http://127.0.0.1:$delay_port/flags" 10000 10000 "$r"; done
+for r in $(seq "$runs"); do round throughput "$r"; done
+
+# A scale run: flags_server DELAY (1 s) on port 8001 and one client, in a network namespace of their own.
+scale_once() {  # CLIENT
+  if [[ $DUET_NETNS == 1 ]]; then
+    ip link set lo up
+    sysctl -qw net.core.somaxconn=16384
+  fi
+  "$build/tools/flags_server" --local-port 0 --delay-port 8001 --error-port 0 --delay 1 \
+    > /dev/null 2> "$work/flags_server.log" &
+  local pid=$!
+  wait_listening 8001 $pid flags_server > /dev/null
+  run_client "$1" http://127.0.0.1:8001/flags 10000 10000
+  local status=$?
+  kill -INT $pid
+  wait $pid > /dev/null 2>&1
+  return $status
+}
+if [[ $(id -u) -eq 0 ]] && unshare --net true 2> /dev/null; then
+  export build work DUET_NETNS=1
+  export -f scale_once run_client wait_listening
+  isolated() { unshare --net bash -c 'scale_once "$0"' "$1"; }
+  echo "== scale: 10,000 GETs all in flight, flags_server DELAY (1 s), a network namespace per run ($scale_runs rounds)"
+else
+  echo "== scale: not root, so the runs share this machine's network: listen queue $(cat /proc/sys/net/core/somaxconn)," \
+    "TIME_WAIT sockets from one run slow the next" >&2
+  export build work DUET_NETNS=0
+  export -f scale_once run_client wait_listening
+  isolated() { bash -c 'scale_once "$0"' "$1"; }
+fi
+for r in $(seq "$scale_runs"); do round scale "$r"; done
 
 # ---- the table and the chart ------------------------------------------------------------------------
 python3 bench/summarize.py "$out/runs.txt" --table "$out/table.md" --data "$out/chart.dat"

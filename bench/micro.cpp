@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <duet/duet.hpp>
+#include <thread>
 
 namespace {
 
@@ -148,6 +149,24 @@ void BM_semaphore_contended(benchmark::State& state) {
 }
 BENCHMARK(BM_semaphore_contended);
 
+// The same, through the coroutine face: each permit is an RAII object released at the end of its scope.
+duet::Task<long> acquire_and_release(duet::Semaphore& sem) {
+  long held = 0;
+  for (int i = 0; i < kBatch; ++i) {
+    auto permit = co_await sem.acquire();
+    held += static_cast<long>(sem.available() == 0);
+  }
+  co_return held;
+}
+
+void BM_semaphore_uncontended_awaited(benchmark::State& state) {
+  duet::Loop loop;
+  duet::Semaphore sem(1);
+  for (auto _ : state) benchmark::DoNotOptimize(duet::run(loop, acquire_and_release(sem)));
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_semaphore_uncontended_awaited);
+
 void BM_post_same_thread(benchmark::State& state) {
   duet::Loop loop;
   long ran = 0;
@@ -159,6 +178,25 @@ void BM_post_same_thread(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 BENCHMARK(BM_post_same_thread);
+
+// post() from another thread, as a worker hands results to the loop: the loop thread runs until it
+// has run every posted function (a thread-crossing wake-up through uv_async_t per batch, at best). A
+// Hold keeps the loop waiting for the posts, as an application with worker threads would.
+void BM_post_from_another_thread(benchmark::State& state) {
+  duet::Loop loop;
+  for (auto _ : state) {
+    int ran = 0;
+    auto hold = loop.hold();
+    std::thread poster([&] {
+      for (int i = 0; i < kBatch; ++i) loop.post([&] { ++ran; });
+    });
+    while (ran < kBatch) loop.run_once();
+    hold.release();
+    poster.join();
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_post_from_another_thread)->UseRealTime();
 
 void BM_sleep_zero(benchmark::State& state) {
   duet::Loop loop;
