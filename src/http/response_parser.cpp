@@ -7,30 +7,13 @@ namespace {
 ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponseParser*>(p->data); }
 }  // namespace
 
-// One set of callbacks serves every parser (llhttp only reads it): none is copied per connection.
-const llhttp_settings_t& ResponseParser::settings() noexcept {
-  static const llhttp_settings_t shared = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
-    s.on_message_begin = &on_message_begin;
-    s.on_status = &on_status;
-    s.on_header_field = &on_header_field;
-    s.on_header_value = &on_header_value;
-    s.on_header_value_complete = &on_header_value_complete;
-    s.on_headers_complete = &on_headers_complete;
-    s.on_body = &on_body;
-    s.on_message_complete = &on_message_complete;
-    return s;
-  }();
-  return shared;
-}
 
 ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits), head_parts_(limits.max_header_bytes) {
   reset();
 }
 
 void ResponseParser::reset(bool head) {
-  llhttp_init(&parser_, HTTP_RESPONSE, &settings());
+  llhttp_init(&parser_, HTTP_RESPONSE, &llhttp_settings_for<ResponseParser, HTTP_RESPONSE>());
   parser_.data = this;
   response_ = Response();
   sink_ = nullptr;

@@ -116,26 +116,8 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ServerCore> core, TcpStream stream) : core_(std::move(core)), stream_(std::move(stream)) {
-    llhttp_init(&parser_, HTTP_REQUEST, &settings());
+    llhttp_init(&parser_, HTTP_REQUEST, &llhttp_settings_for<Connection, HTTP_REQUEST>());
     parser_.data = this;
-  }
-
-  // One set of callbacks serves every connection (llhttp only reads it).
-  static const llhttp_settings_t& settings() noexcept {
-    static const llhttp_settings_t shared = [] {
-      llhttp_settings_t s;
-      llhttp_settings_init(&s);
-      s.on_message_begin = &on_message_begin;
-      s.on_url = &on_url;
-      s.on_header_field = &on_header_field;
-      s.on_header_value = &on_header_value;
-      s.on_header_value_complete = &on_header_value_complete;
-      s.on_headers_complete = &on_headers_complete;
-      s.on_body = &on_body;
-      s.on_message_complete = &on_message_complete;
-      return s;
-    }();
-    return shared;
   }
 
   void start() {
@@ -212,6 +194,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     llhttp_set_error_reason(&parser_, "request header fields too large");
     return HPE_USER;
   }
+
+  friend const llhttp_settings_t& duet::http::detail::llhttp_settings_for<Connection, HTTP_REQUEST>() noexcept;
 
   static int on_message_begin(llhttp_t* p) noexcept {
     auto& c = self_of(p);

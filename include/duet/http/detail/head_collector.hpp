@@ -6,12 +6,39 @@
 // std::bad_alloc only (the parsers catch it: nothing is thrown through llhttp).
 #pragma once
 
+#include <llhttp.h>
+
 #include <cstddef>
 #include <string>
 
 #include "duet/http/message.hpp"
 
 namespace duet::http::detail {
+
+/// The llhttp callback table of parser class `P`, made once and shared by all its parsers (llhttp
+/// only reads it, so none is copied per connection). `P` has static callbacks named after llhttp's
+/// fields — `on_url` for a request parser (`Type` HTTP_REQUEST), `on_status` for a response parser —
+/// and befriends this function.
+template <class P, llhttp_type_t Type>
+const llhttp_settings_t& llhttp_settings_for() noexcept {
+  static const llhttp_settings_t shared = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &P::on_message_begin;
+    if constexpr (Type == HTTP_REQUEST)
+      s.on_url = &P::on_url;
+    else
+      s.on_status = &P::on_status;
+    s.on_header_field = &P::on_header_field;
+    s.on_header_value = &P::on_header_value;
+    s.on_header_value_complete = &P::on_header_value_complete;
+    s.on_headers_complete = &P::on_headers_complete;
+    s.on_body = &P::on_body;
+    s.on_message_complete = &P::on_message_complete;
+    return s;
+  }();
+  return shared;
+}
 
 class HeadCollector {
  public:

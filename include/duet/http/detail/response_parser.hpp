@@ -72,7 +72,7 @@ class ResponseParser {
   int too_large() noexcept;
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
 
-  static const llhttp_settings_t& settings() noexcept;
+  friend const llhttp_settings_t& llhttp_settings_for<ResponseParser, HTTP_RESPONSE>() noexcept;
 
   llhttp_t parser_{};
   ParserLimits limits_;
