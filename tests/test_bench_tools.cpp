@@ -51,8 +51,8 @@ TEST_CASE("the load generators count every request: 200s, 404s and nothing else"
   FlagsServer server;
   const std::string requests = std::to_string(2 * 676);  // AA..ZZ twice over
   const std::size_t found = 2 * flags_in_tree();
-  const std::vector<std::string> args = {"--url", server.url("LOCAL"), "--requests", requests,
-                                         "--concurrency", "20", "--codes", "every"};
+  const std::vector<std::string> args = {"--url", server.url("LOCAL"), "--requests", requests, "--concurrency",
+                                         "20",    "--codes",           "every"};
   std::vector<Finished> runs = {http_load("callbacks", args), http_load("coroutines", args)};
   std::vector<std::string> bare = args;
   bare.insert(bare.begin(), DUET_BARE_CLIENT);
@@ -74,8 +74,8 @@ TEST_CASE("http_load --save writes each flag byte for byte, in both faces", "[be
   FlagsServer server;
   for (const char* face : {"callbacks", "coroutines"}) {
     TempDir out;
-    Finished run = http_load(face, {"--url", server.url("LOCAL"), "--requests", "249", "--concurrency",
-                                    "10", "--save", out.path().string()});
+    Finished run = http_load(face, {"--url", server.url("LOCAL"), "--requests", "249", "--concurrency", "10", "--save",
+                                    out.path().string()});
     INFO(face << ": " << run.out << run.err);
     REQUIRE(run.exit_code == 0);
     const std::size_t ok = std::stoul(fields(run.out)["ok"]);
@@ -100,8 +100,8 @@ TEST_CASE("a load generator facing a closed port counts errors, says why, and ex
     port = probe.local_endpoint().port();
   }
   loop.run();
-  const std::vector<std::string> args = {"--url", "http://127.0.0.1:" + std::to_string(port) + "/flags",
-                                         "--requests", "30", "--concurrency", "5"};
+  const std::vector<std::string> args = {
+      "--url", "http://127.0.0.1:" + std::to_string(port) + "/flags", "--requests", "30", "--concurrency", "5"};
   for (const char* face : {"callbacks", "coroutines"}) {
     Finished run = http_load(face, args);
     INFO(face << ": " << run.out << run.err);

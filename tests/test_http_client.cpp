@@ -175,7 +175,8 @@ TEST_CASE("a request cancelled while it waits for a connection slot is told so, 
   std::optional<std::error_code> first, queued, last;
   std::stop_source stop;
   client.get(server.url(), [&](std::error_code ec, Response) { first = ec; });
-  client.get(server.url(), duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { queued = ec; }));
+  client.get(server.url(),
+             duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { queued = ec; }));
   client.get(server.url(), [&](std::error_code ec, Response) { last = ec; });
   while (server.requests().empty()) loop.run_once();
   stop.request_stop();  // the queue held the only reference to the second request

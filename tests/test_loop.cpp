@@ -238,10 +238,11 @@ TEST_CASE("after a burst of operations the loop's request pool keeps a bounded n
   duet::Loop loop;
   const std::size_t burst = 3 * duet::detail::Pool::kKeepPerClass;
   std::size_t done = 0;
-  for (std::size_t i = 0; i < burst; ++i) duet::sleep(loop, std::chrono::milliseconds(0), [&](std::error_code) { ++done; });
+  for (std::size_t i = 0; i < burst; ++i)
+    duet::sleep(loop, std::chrono::milliseconds(0), [&](std::error_code) { ++done; });
   loop.run();
   CHECK(done == burst);
   const std::size_t kept = loop.core().pool.kept();
-  CHECK(kept > 0);  // the next burst finds blocks ready
+  CHECK(kept > 0);                                   // the next burst finds blocks ready
   CHECK(kept <= duet::detail::Pool::kKeepPerClass);  // the rest went back to the allocator
 }

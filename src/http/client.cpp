@@ -39,7 +39,11 @@ class TimeoutList {
   using Expire = void (*)(ClientCore&, Connection&);
 
   TimeoutList(ClientCore& core, Loop& loop, std::chrono::milliseconds duration, Expire expire)
-      : core_(core), loop_(loop), duration_(static_cast<std::uint64_t>(duration.count())), expire_(expire), timer_(loop) {
+      : core_(core),
+        loop_(loop),
+        duration_(static_cast<std::uint64_t>(duration.count())),
+        expire_(expire),
+        timer_(loop) {
     timer_.keep_loop_alive(false);
   }
   TimeoutList(const TimeoutList&) = delete;
@@ -69,7 +73,8 @@ class TimeoutList {
   }
   void start(std::uint64_t due) {
     const std::uint64_t now = uv_now(loop_.native());
-    timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [this] { fire(); });
+    timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0),
+                 [this] { fire(); });
   }
   void fire();  // after ClientCore
 
@@ -514,8 +519,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   ResponseParser parser_;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
-  std::optional<Timer> timer_;  // the whole request's deadline, when there is one
-  std::shared_ptr<Exchange> self_;  // from the first use of a connection until delivery
+  std::optional<Timer> timer_;               // the whole request's deadline, when there is one
+  std::shared_ptr<Exchange> self_;           // from the first use of a connection until delivery
   std::stop_source stop_{std::nostopstate};  // cancels resolving and connecting; made when first needed
   std::optional<std::stop_callback<CancelFn>> cancel_link_;
   int redirects_ = 0;

@@ -7,7 +7,6 @@ namespace {
 ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponseParser*>(p->data); }
 }  // namespace
 
-
 ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits), head_parts_(limits.max_header_bytes) {
   reset();
 }

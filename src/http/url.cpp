@@ -212,9 +212,8 @@ std::optional<Failure> parse_into(std::string_view text, Url& url) {
   url.scheme = std::move(scheme);
   url.port = 80;
   std::string_view rest = text.substr(colon + 3);
-  const auto end_at = std::find_if(rest.begin(), rest.end(), [](char c) {
-    return kChars.ends_authority[static_cast<unsigned char>(c)];
-  });
+  const auto end_at = std::find_if(rest.begin(), rest.end(),
+                                   [](char c) { return kChars.ends_authority[static_cast<unsigned char>(c)]; });
   const auto end = end_at == rest.end() ? std::string_view::npos : static_cast<std::size_t>(end_at - rest.begin());
   const std::string_view auth = rest.substr(0, end);
   if (auto f = parse_authority(auth, url)) return f;

@@ -38,7 +38,7 @@ namespace duet::detail {
 class Pool {
  public:
   static constexpr std::size_t kGranule = 64;
-  static constexpr std::size_t kClasses = 8;  // blocks of 64 .. 512 bytes are recycled
+  static constexpr std::size_t kClasses = 8;          // blocks of 64 .. 512 bytes are recycled
   static constexpr std::size_t kKeepPerClass = 1024;  // at most 512 KiB kept in one class
 
   Pool() = default;
