@@ -301,6 +301,48 @@ TEST_CASE("a streamed body arrives piece by piece and is not collected", "[http]
   CHECK(out->res.body.empty());
 }
 
+TEST_CASE("a streamed body's sink may cancel its own request, mid-body or on the last piece",
+          "[http][client][cancel]") {
+  const bool last_piece = GENERATE(false, true);
+  duet::Loop loop;
+  // Mid-body: the server promises 10 bytes and sends 4. Last piece: it sends the whole body.
+  ScriptedServer server(loop, [&](auto, auto, auto&) {
+    return Step{last_piece ? duet::test::ok("abcd") : std::string("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")};
+  });
+  Client client(loop);
+  std::stop_source stop;
+  duet::http::Request req;
+  req.url = duet::http::Url::parse(server.url());
+  std::optional<std::error_code> ended;
+  std::size_t received = 0;
+  client.request(
+      std::move(req),
+      [&](std::string_view piece) {
+        received += piece.size();
+        stop.request_stop();  // from inside the parser, on the connection's read callback
+      },
+      duet::with_cancellation(stop.get_token(), [&](std::error_code ec, Response) { ended = ec; }));
+  while (!ended) loop.run_once();
+  CHECK(received > 0);
+  CHECK(duet::is_cancelled(*ended));
+  CHECK(client.open_connections() == 0);  // a connection whose response was cut short is not reused
+}
+
+TEST_CASE("a request in flight when its client and then its loop go away leaves nothing behind", "[http][client]") {
+  std::weak_ptr<int> watch;  // held by the request's callback: expired once the request is freed
+  {
+    duet::Loop loop;
+    ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 200 OK\r\n"}; });  // never finishes
+    Client client(loop);
+    auto token = std::make_shared<int>(0);
+    watch = token;
+    client.get(server.url(), [token](std::error_code, Response) {});
+    token.reset();
+    while (server.requests().empty()) loop.run_once();
+  }  // ~Client posts the cancellation; ~Loop drops it unrun
+  CHECK(watch.expired());
+}
+
 TEST_CASE("the coroutine face: responses returned, errors thrown with the reason", "[http][client][coro]") {
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, std::size_t n, auto&) {

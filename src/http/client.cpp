@@ -306,9 +306,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // ---- one request/response on a connection --------------------------------------------------------
 
   void use(Connection* c, bool reused) {
-    // The connection's callbacks now hold references to this exchange, and closing it drops them: hold
-    // one more until the response is delivered, so that no close leaves a method running on a freed object.
-    if (!self_) self_ = shared_from_this();
     const unsigned attempt = ++attempt_;
     conn_ = c;
     conn_->reused = reused;
@@ -352,6 +349,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void on_data(std::error_code ec, std::span<const char> chunk) {
+    // This runs inside the connection's read callback, whose closure holds this exchange: closing the
+    // connection below destroys that closure, so hold on to the exchange until this returns.
+    const auto keep = shared_from_this();
     if (finished_) return;
     if (ec) return io_error(ec);
     ResponseParser::State state;
@@ -362,6 +362,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     } else {
       state = parser_.feed(std::string_view(chunk.data(), chunk.size()), consumed);
     }
+    if (finished_) return;  // a streamed body's sink cancelled the request (or destroyed the client)
     if (state == ResponseParser::State::incomplete) {
       if (parser_.headers_complete()) TimeoutList::leave(conn_->timeout);  // only the request deadline remains
       return;
@@ -444,7 +445,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
  public:
   static void header_timeout(Connection& c) {
-    if (c.user) c.user->time_out("no response headers within the header timeout");
+    if (!c.user) return;
+    const auto keep = c.user->shared_from_this();  // closing the connection drops its callbacks' references
+    keep->time_out("no response headers within the header timeout");
   }
 
  private:
@@ -486,7 +489,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void deliver(std::error_code ec, Response&& res, std::exception_ptr e) {
-    const auto keep = std::move(self_);  // released when this returns: the exchange may end here
     cancel_link_.reset();
     timer_.reset();
     unregister();
@@ -520,7 +522,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
   std::optional<Timer> timer_;               // the whole request's deadline, when there is one
-  std::shared_ptr<Exchange> self_;           // from the first use of a connection until delivery
   std::stop_source stop_{std::nostopstate};  // cancels resolving and connecting; made when first needed
   std::optional<std::stop_callback<CancelFn>> cancel_link_;
   int redirects_ = 0;

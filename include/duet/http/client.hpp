@@ -33,9 +33,11 @@
 // as it arrives instead of collecting it, so a large download need not fit in memory.
 //
 // Cost: an exchange per request (under 1 KB, freed when its callback has run), one allocation for
-// the serialized request, and the response's own strings. Timeouts cost no timer per request: the
-// connections waiting for headers, and the idle ones, are kept in two lists per client, each in
-// the order of its deadlines, under one timer each. See docs/performance.md for the figures.
+// the serialized request, and the response's own strings. The header and idle timeouts cost no timer
+// per request: the connections waiting for headers, and the idle ones, are kept in two lists per
+// client, each in the order of its deadlines, under one timer each. A `request_timeout` is one timer
+// per request, running from the call (waiting for a connection included) to the response. See
+// docs/performance.md for the figures.
 //
 // Lifetime: destroying the Client cancels its requests in flight (their callbacks get UV_ECANCELED,
 // later, from the loop) and closes its connections. Loop-thread only.
@@ -68,7 +70,7 @@ class RequestError : public std::system_error {
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10'000};  ///< per address tried
   std::chrono::milliseconds header_timeout{30'000};   ///< from sending the request to the response headers
-  std::chrono::milliseconds request_timeout{0};       ///< the whole request, redirects included (0: none)
+  std::chrono::milliseconds request_timeout{0};       ///< the whole request: queueing, redirects included (0: none)
   std::chrono::milliseconds idle_timeout{30'000};     ///< an unused keep-alive connection is closed after this
   std::size_t max_connections_per_origin = 6;
   std::size_t max_header_bytes = 64 * 1024;
