@@ -17,13 +17,21 @@ Endpoint::Endpoint(const sockaddr* addr) noexcept {
     std::memcpy(&storage_, addr, sizeof(sockaddr_in6));
 }
 
-Endpoint Endpoint::parse(std::string_view ip, std::uint16_t port) {
+std::optional<Endpoint> Endpoint::try_parse(std::string_view ip, std::uint16_t port) noexcept {
   if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  std::string text(ip);
+  char text[64];  // the longest IPv6 text with a zone ("%eth0") fits; anything longer is not an address
+  if (ip.size() >= sizeof text) return std::nullopt;
+  std::memcpy(text, ip.data(), ip.size());
+  text[ip.size()] = '\0';
   Endpoint ep;
-  if (uv_ip4_addr(text.c_str(), port, reinterpret_cast<sockaddr_in*>(&ep.storage_)) == 0) return ep;
-  if (uv_ip6_addr(text.c_str(), port, reinterpret_cast<sockaddr_in6*>(&ep.storage_)) == 0) return ep;
-  throw std::system_error(uv_error(UV_EINVAL), "not a numeric IP address: '" + text + "'");
+  if (uv_ip4_addr(text, port, reinterpret_cast<sockaddr_in*>(&ep.storage_)) == 0) return ep;
+  if (uv_ip6_addr(text, port, reinterpret_cast<sockaddr_in6*>(&ep.storage_)) == 0) return ep;
+  return std::nullopt;
+}
+
+Endpoint Endpoint::parse(std::string_view ip, std::uint16_t port) {
+  if (auto ep = try_parse(ip, port)) return *ep;
+  throw std::system_error(uv_error(UV_EINVAL), "not a numeric IP address: '" + std::string(ip) + "'");
 }
 
 Endpoint Endpoint::loopback(std::uint16_t port, bool ipv6) noexcept {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -11,6 +12,9 @@
 #include "peer_process.hpp"
 
 namespace duet::test {
+
+/// The flag tree the build made, which flags_server serves by default.
+inline const std::filesystem::path kFlagTree = DUET_FLAG_ROOT;
 
 /// flags_server on three ephemeral loopback ports, with `extra` options.
 class FlagsServer {

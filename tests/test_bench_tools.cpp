@@ -14,14 +14,13 @@
 
 using duet::test::Finished;
 using duet::test::FlagsServer;
+using duet::test::kFlagTree;
 using duet::test::read_file;
 using duet::test::run_to_end;
 using duet::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-const fs::path kTree = DUET_FLAG_ROOT;
 
 /// The `key=value` fields of a load generator's one line.
 std::map<std::string, std::string> fields(const std::string& line) {
@@ -40,7 +39,7 @@ Finished http_load(const std::string& face, std::vector<std::string> args) {
 /// How many of AA..ZZ have a flag in the tree.
 std::size_t flags_in_tree() {
   std::size_t n = 0;
-  for (const auto& e : fs::directory_iterator(kTree / "flags"))
+  for (const auto& e : fs::directory_iterator(kFlagTree / "flags"))
     if (fs::exists(e.path() / (e.path().filename().string() + ".gif"))) ++n;
   return n;
 }
@@ -85,7 +84,7 @@ TEST_CASE("http_load --save writes each flag byte for byte, in both faces", "[be
       const std::string cc = e.path().stem().string();
       std::string lower = cc;
       for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      CHECK(read_file(e.path()) == read_file(kTree / "flags" / lower / (lower + ".gif")));
+      CHECK(read_file(e.path()) == read_file(kFlagTree / "flags" / lower / (lower + ".gif")));
       ++saved;
     }
     CHECK(saved == ok);

@@ -1,7 +1,11 @@
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <optional>
 
 #include "duet/dns.hpp"
+#include "duet/offload.hpp"
+#include "duet/timer.hpp"
 #include "support.hpp"
 
 TEST_CASE("resolve finds localhost, with the port", "[dns]") {
@@ -35,6 +39,57 @@ TEST_CASE("resolve passes numeric addresses through", "[dns]") {
   REQUIRE(found.size() == 1);
   CHECK(found[0].to_string() == "[::1]:443");
   CHECK(found[0] == duet::Endpoint::parse("::1", 443));
+}
+
+TEST_CASE("a numeric address resolves on the loop's next turn, without the thread pool", "[dns]") {
+  duet::Loop loop;
+  // Occupy every thread of libuv's pool until the numeric lookup has answered (or 5 s have passed,
+  // so that a lookup that waits for the pool ends the test with a failure instead of a hang).
+  const char* size = std::getenv("UV_THREADPOOL_SIZE");
+  const int threads = size ? std::atoi(size) : 4;
+  std::atomic<bool> release{false};
+  auto let_go = [&] {
+    release = true;
+    release.notify_all();
+  };
+  for (int i = 0; i < threads; ++i)
+    duet::offload(
+        loop, [&] { release.wait(false); }, [](std::error_code) {});
+  std::optional<std::error_code> result;
+  bool inside_the_call = true;
+  duet::resolve(loop, "127.0.0.1", 8000, [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+    CHECK_FALSE(inside_the_call);
+    result = ec;
+    CHECK(eps == std::vector<duet::Endpoint>{duet::Endpoint::parse("127.0.0.1", 8000)});
+    let_go();
+  });
+  inside_the_call = false;
+  bool gave_up = false;
+  duet::Timer limit(loop);
+  limit.start(std::chrono::seconds(5), std::chrono::milliseconds(0), [&] {
+    gave_up = true;
+    let_go();
+  });
+  while (!result) loop.run_once();
+  limit.stop();
+  loop.run();
+  CHECK_FALSE(gave_up);
+  CHECK_FALSE(*result);
+}
+
+TEST_CASE("a numeric lookup cancelled before its turn ends with UV_ECANCELED", "[dns][cancel]") {
+  duet::Loop loop;
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  duet::resolve(loop, "::1", 80,
+                duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+                  result = ec;
+                  CHECK(eps.empty());
+                }));
+  stop.request_stop();
+  loop.run();
+  REQUIRE(result);
+  CHECK(duet::is_cancelled(*result));
 }
 
 TEST_CASE("resolve reports an unknown host as a getaddrinfo error", "[dns]") {

@@ -20,6 +20,7 @@
 
 using duet::test::Finished;
 using duet::test::FlagsServer;
+using duet::test::kFlagTree;
 using duet::test::read_file;
 using duet::test::run_to_end;
 using duet::test::TempDir;
@@ -27,7 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kTree = DUET_FLAG_ROOT;
 const std::string kExamples = DUET_EXAMPLES_DIR;
 const char* const kStyles[] = {"callbacks", "coroutines"};
 
@@ -112,7 +112,7 @@ TEST_CASE("both styles print the same report and save byte-identical flags, LOCA
         CHECK(file.path().extension() == ".gif");
         std::string lc = cc;
         std::transform(lc.begin(), lc.end(), lc.begin(), ::tolower);
-        CHECK(read_file(file.path()) == read_file(kTree / "flags" / lc / (lc + ".gif")));
+        CHECK(read_file(file.path()) == read_file(kFlagTree / "flags" / lc / (lc + ".gif")));
       }
       CHECK(files == ok);
       reports[s] = comparable(f.out);

@@ -25,6 +25,7 @@ using namespace std::chrono_literals;
 using duet::test::count;
 using duet::test::Face;
 using duet::test::FlagsServer;
+using duet::test::kFlagTree;
 using duet::test::PeerProcess;
 using duet::test::raw_exchange;
 using duet::test::read_file;
@@ -36,8 +37,6 @@ using flags_server::relative_path;
 namespace fs = std::filesystem;
 
 namespace {
-
-const fs::path kBuiltTree = DUET_FLAG_ROOT;
 
 /// Runs flags_server to completion with `args`; returns its exit code.
 int exit_code_of(std::vector<std::string> args) {
@@ -133,19 +132,19 @@ TEST_CASE("loading a folder that is not a flag tree says what is wrong", "[flags
 // ---- the built server -------------------------------------------------------------------------------
 
 TEST_CASE("the build's tree: every flag and its metadata, named from iso-codes", "[flags_server]") {
-  REQUIRE(fs::is_directory(kBuiltTree / "flags"));
+  REQUIRE(fs::is_directory(kFlagTree / "flags"));
   std::size_t flags = 0;
-  for (const auto& dir : fs::directory_iterator(kBuiltTree / "flags")) {
+  for (const auto& dir : fs::directory_iterator(kFlagTree / "flags")) {
     const std::string cc = dir.path().filename().string();
     CHECK(fs::is_regular_file(dir.path() / (cc + ".gif")));
     CHECK(read_file(dir.path() / (cc + ".gif")).starts_with("GIF8"));
     ++flags;
   }
   CHECK(flags > 200);
-  CHECK(read_file(kBuiltTree / "flags/br/metadata.json") ==
+  CHECK(read_file(kFlagTree / "flags/br/metadata.json") ==
         "{\"country\":\"Brazil\",\"iso_cc\":\"BR\",\"tld_cc\":\".br\"}\n");
-  CHECK(read_file(kBuiltTree / "flags/gb/metadata.json").find("\".uk\"") != std::string::npos);
-  CHECK(read_file(kBuiltTree / "flags/ci/metadata.json").find("C\xC3\xB4te d'Ivoire") != std::string::npos);
+  CHECK(read_file(kFlagTree / "flags/gb/metadata.json").find("\".uk\"") != std::string::npos);
+  CHECK(read_file(kFlagTree / "flags/ci/metadata.json").find("C\xC3\xB4te d'Ivoire") != std::string::npos);
 }
 
 TEST_CASE("LOCAL serves every file of the tree byte for byte, with its content type, over keep-alive",
@@ -155,7 +154,7 @@ TEST_CASE("LOCAL serves every file of the tree byte for byte, with its content t
   duet::http::Client client(loop);
   std::vector<std::string> urls;
   std::vector<fs::path> files;
-  for (const auto& dir : fs::directory_iterator(kBuiltTree / "flags")) {
+  for (const auto& dir : fs::directory_iterator(kFlagTree / "flags")) {
     for (const auto& file : fs::directory_iterator(dir.path())) {
       files.push_back(file.path());
       urls.push_back(server.url("LOCAL", "/" + dir.path().filename().string() + "/" + file.path().filename().string()));
@@ -178,7 +177,7 @@ TEST_CASE("HEAD, 404, 405 and 400 answers", "[flags_server]") {
   const std::string head =
       raw_exchange(loop, at, "HEAD /flags/br/br.gif HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   CHECK(head.starts_with("HTTP/1.1 200 OK\r\n"));
-  CHECK(head.find("Content-Length: " + std::to_string(fs::file_size(kBuiltTree / "flags/br/br.gif"))) !=
+  CHECK(head.find("Content-Length: " + std::to_string(fs::file_size(kFlagTree / "flags/br/br.gif"))) !=
         std::string::npos);
   CHECK(head.ends_with("\r\n\r\n"));  // no body
 

@@ -5,8 +5,9 @@
 // Calls back with every TCP endpoint the system resolver returns, in its order (IPv4 and IPv6), or
 // with an error: UV_EAI_NONAME for an unknown host, UV_EAI_AGAIN for a temporary failure, UV_ECANCELED
 // when cancelled (a lookup still queued is `uv_cancel`ed; one already running finishes unheard).
-// Numeric addresses resolve without touching the network. Cost: one pooled request object, plus
-// libuv's own `addrinfo` list, freed before the callback runs.
+// A numeric address ("127.0.0.1", "::1") resolves to itself without the thread pool: the callback
+// comes on the loop's next turn (UV_ECANCELED if its stop token was stopped meanwhile). Cost of a
+// lookup: one pooled request object, plus libuv's own `addrinfo` list, freed before the callback runs.
 #pragma once
 
 #include <netdb.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "duet/awaitable.hpp"
+#include "duet/cancellation.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/loop.hpp"
@@ -55,6 +57,14 @@ requires std::invocable<Callback&, std::error_code, std::vector<Endpoint>>
 void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&& cb) {
   using Op = detail::ResolveOp<std::decay_t<Callback>>;
   auto& core = loop.core();
+  if (auto numeric = Endpoint::try_parse(host, port)) {  // nothing to look up
+    core.defer([cb = std::decay_t<Callback>(std::forward<Callback>(cb)), ep = *numeric]() mutable {
+      if (stop_token_of(cb).stop_requested())
+        return detail::call_with_error<std::vector<Endpoint>>(cb, uv_error(UV_ECANCELED));
+      cb(std::error_code(), std::vector<Endpoint>{ep});
+    });
+    return;
+  }
   Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)));
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,8 @@ class Endpoint {
   /// Parses a numeric IPv4 ("127.0.0.1") or IPv6 ("::1", brackets allowed) address. Throws
   /// `std::system_error` (UV_EINVAL) when `ip` is not one.
   static Endpoint parse(std::string_view ip, std::uint16_t port);
+  /// The same, without throwing: nullopt when `ip` is not a numeric address (a host name, say).
+  static std::optional<Endpoint> try_parse(std::string_view ip, std::uint16_t port) noexcept;
   /// 127.0.0.1:port (or [::1]:port with `ipv6`).
   static Endpoint loopback(std::uint16_t port, bool ipv6 = false) noexcept;
 

@@ -171,15 +171,6 @@ void TimeoutList::fire() {
   if (head_) start(head_->due);
 }
 
-/// A numeric host needs no lookup: its endpoint, or nullopt for a name.
-std::optional<Endpoint> numeric_endpoint(const std::string& host, std::uint16_t port) {
-  sockaddr_storage addr{};
-  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
-      uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0)
-    return Endpoint(reinterpret_cast<const sockaddr*>(&addr));
-  return std::nullopt;
-}
-
 bool idempotent(std::string_view method) {
   for (std::string_view m : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
     if (method == m) return true;
@@ -270,7 +261,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  private:
   void open() {
     if (!stop_.stop_possible()) stop_ = std::stop_source();  // only opening a connection needs one
-    if (auto numeric = numeric_endpoint(origin_->host, origin_->port)) return connect({*numeric}, 0);
     auto self = shared_from_this();
     duet::resolve(core_->loop, origin_->host, origin_->port,
                   with_cancellation(stop_.get_token(), [self](std::error_code ec, std::vector<Endpoint> eps) {

@@ -7,8 +7,8 @@
 //     });
 //     duet::http::Response res = co_await client.get("http://localhost:8000/flags/br/br.gif");
 //
-// What it does: resolves the host (a numeric address needs no lookup), connects (trying each address
-// in turn), sends the request and
+// What it does: resolves the host (see dns.hpp: a numeric address needs no lookup), connects (trying
+// each address in turn), sends the request and
 // parses the response with llhttp (Content-Length, chunked and close-delimited bodies; 1xx skipped;
 // HEAD has no body). Connections are kept alive and reused per origin (host and port), most recently
 // used first, at most `max_connections_per_origin` at once; requests beyond that wait their turn in
