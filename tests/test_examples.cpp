@@ -165,6 +165,7 @@ TEST_CASE("usage errors print the book's message and exit 2", "[examples]") {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"-m", "0"}, "*** Usage error: --max_req CONCURRENT must be >= 1"},
       {{"-l", "0"}, "*** Usage error: --limit N must be >= 1"},
+      {{"-o", ""}, "*** Usage error: --output DIR must not be empty"},  // found by fuzz_flags_args
       {{"B1"}, "*** Usage error: each CC argument must be A to Z or AA to ZZ."},
       {{"ABC"}, "*** Usage error: each CC argument must be A to Z or AA to ZZ."},
       {{"-s", "NOWHERE"}, "*** Usage error: --server LABEL must be one of LOCAL, REMOTE, DELAY, ERROR"},

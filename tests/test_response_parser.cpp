@@ -125,6 +125,16 @@ TEST_CASE("malformed responses fail with llhttp's reason", "[http][parser]") {
   }
 }
 
+TEST_CASE("a status code that is not three digits is malformed (found by fuzz_http_response)", "[http][parser]") {
+  for (const char* bad : {"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 099 Hm\r\n\r\n"}) {
+    INFO(bad);
+    ResponseParser p;
+    REQUIRE(parse(p, bad) == State::failed);
+    CHECK(p.error() == duet::errc::malformed_response);
+    CHECK(p.error_reason() == "malformed status code");
+  }
+}
+
 TEST_CASE("a truncated body, or no response at all, fails at end of stream", "[http][parser]") {
   ResponseParser p;
   REQUIRE(parse(p, kLength.substr(0, kLength.size() - 2)) == State::incomplete);

@@ -140,6 +140,7 @@ Options parse_options(int argc, char** argv, std::string program) {
   }
   if (max_req < 1) return usage_error("*** Usage error: --max_req CONCURRENT must be >= 1");
   if (limit_option->count() > 0 && limit < 1) return usage_error("*** Usage error: --limit N must be >= 1");
+  if (out.empty()) return usage_error("*** Usage error: --output DIR must not be empty");
 
   const std::string label = upper(server);
   const auto site = std::find_if(std::begin(kSites), std::end(kSites), [&](const Site& s) { return label == s.label; });

@@ -1,0 +1,70 @@
+// What the fuzzers share: a check that holds in every build (assert() vanishes under NDEBUG), and the
+// outcome of one HTTP response parse, compared field by field across the ways of feeding it.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "duet/http/detail/response_parser.hpp"
+
+#define DUET_FUZZ_CHECK(cond)                                                               \
+  do {                                                                                      \
+    if (!(cond)) {                                                                          \
+      std::fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                         \
+    }                                                                                       \
+  } while (0)
+
+namespace duet::fuzz {
+
+/// Everything a client would act on once a response has been parsed (or has failed).
+struct ParseOutcome {
+  duet::http::detail::ResponseParser::State state{};
+  std::error_code error;
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  bool keep_alive = false;
+  std::size_t consumed = 0;  ///< bytes of the stream that belonged to the response
+
+  friend bool operator==(const ParseOutcome&, const ParseOutcome&) = default;
+};
+
+/// Feeds `bytes` to a fresh parser in the pieces `cuts` makes (offsets, ascending), as a connection
+/// would hand them over, then ends the stream if the response is still incomplete.
+inline ParseOutcome parse_in_pieces(std::string_view bytes, bool head, const std::vector<std::size_t>& cuts) {
+  using duet::http::detail::ResponseParser;
+  ResponseParser parser;
+  parser.reset(head);
+  ParseOutcome out;
+  std::size_t from = 0;
+  auto state = ResponseParser::State::incomplete;
+  for (std::size_t i = 0; i <= cuts.size() && state == ResponseParser::State::incomplete; ++i) {
+    const std::size_t to = i < cuts.size() ? cuts[i] : bytes.size();
+    std::size_t used = 0;
+    state = parser.feed(bytes.substr(from, to - from), used);
+    out.consumed += used;
+    from = to;
+  }
+  if (state == ResponseParser::State::incomplete) state = parser.finish();
+  out.state = state;
+  out.error = parser.error();
+  if (state == ResponseParser::State::complete) {
+    const auto& res = parser.response();
+    out.status = res.status;
+    out.reason = res.reason;
+    for (const auto& [name, value] : res.headers) out.headers.emplace_back(name, value);
+    out.body = res.body;
+    out.keep_alive = parser.keep_alive();
+  } else {
+    out.consumed = 0;
+  }
+  return out;
+}
+
+}  // namespace duet::fuzz

@@ -1,0 +1,112 @@
+// Fuzzes the server's request handling with the bytes a hostile or broken client might send.
+//
+// Input: the bytes a client writes on one connection before it half-closes. A real duet::http::Server
+// on loopback reads them (requests, pipelined or not, then end of stream); its handler answers each
+// request with "METHOD TARGET BODY-SIZE", at once or — for an odd-length path — on a later loop turn,
+// so that replies finish out of order. The checks:
+//   - what comes back is a sequence of well-formed responses, one per request the handler saw, in
+//     request order, each with the body the handler gave (none for HEAD);
+//   - at most one more response follows: a refusal (4xx/5xx, "Connection: close") for what could not
+//     be parsed, and nothing after it;
+//   - the server then closes the connection and keeps no state for it.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duet/http/server.hpp"
+#include "duet/loop.hpp"
+#include "duet/tcp.hpp"
+#include "fuzz_check.hpp"
+
+namespace {
+
+using duet::http::detail::ResponseParser;
+
+struct Seen {
+  bool head = false;
+  std::string body;  ///< what the handler answered
+};
+
+struct World {
+  duet::Loop loop;
+  std::vector<Seen> seen;
+  duet::http::Server server{loop, duet::Endpoint::loopback(0),
+                            [this](duet::http::ServerRequest req, duet::http::Reply reply) {
+                              duet::http::Response res;
+                              res.status = 200;
+                              res.body = req.method + " " + req.target + " " + std::to_string(req.body.size());
+                              seen.push_back({req.method == "HEAD", res.body});
+                              if (req.path.size() % 2 == 0) return reply(std::move(res));
+                              loop.post([reply = std::move(reply), res = std::move(res)]() mutable {
+                                reply(std::move(res));
+                              });
+                            },
+                            [] {
+                              duet::http::ServerOptions o;
+                              o.max_header_bytes = 1024;  // small limits, so that inputs reach them
+                              o.max_body_bytes = 1024;
+                              return o;
+                            }()};
+};
+
+/// Sends `bytes`, half-closes, and returns everything the server sent until it closed.
+std::string exchange(World& w, std::string_view bytes) {
+  bool done = false;
+  std::string received;
+  std::optional<duet::TcpStream> stream;
+  duet::connect(w.loop, w.server.local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+    DUET_FUZZ_CHECK(!ec);
+    stream.emplace(std::move(s));
+    if (!bytes.empty()) stream->write(std::string(bytes), [](std::error_code) {});
+    stream->shutdown([](std::error_code) {});
+    stream->read_start([&](std::error_code rec, std::span<const char> chunk) {
+      if (rec || chunk.empty()) {
+        done = true;
+        return;
+      }
+      received.append(chunk.data(), chunk.size());
+    });
+  });
+  while (!done) w.loop.run_once();
+  stream->close();
+  return received;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static World* world = new World;  // one loop and server for the whole run
+  World& w = *world;
+  w.seen.clear();
+  const std::string received = exchange(w, std::string_view(reinterpret_cast<const char*>(data), size));
+
+  std::string_view rest = received;
+  std::size_t answered = 0;
+  bool refused = false;
+  while (!rest.empty()) {
+    DUET_FUZZ_CHECK(!refused);  // nothing follows a refusal
+    ResponseParser parser;
+    const bool head = answered < w.seen.size() && w.seen[answered].head;
+    parser.reset(head);
+    std::size_t used = 0;
+    auto state = parser.feed(rest, used);
+    if (state == ResponseParser::State::incomplete) state = parser.finish();
+    DUET_FUZZ_CHECK(state == ResponseParser::State::complete);
+    const auto& res = parser.response();
+    if (answered < w.seen.size()) {
+      DUET_FUZZ_CHECK(res.status == 200);
+      DUET_FUZZ_CHECK(res.body == (head ? "" : w.seen[answered].body));
+      ++answered;
+    } else {
+      DUET_FUZZ_CHECK(res.status >= 400 && res.status <= 599);
+      DUET_FUZZ_CHECK(!parser.keep_alive());
+      refused = true;
+    }
+    rest.remove_prefix(used == 0 ? rest.size() : used);
+  }
+  DUET_FUZZ_CHECK(answered == w.seen.size());
+  // The server closed the connection (that is how the read above ended) and forgot it.
+  while (w.server.connections() != 0) w.loop.run_once();
+  return 0;
+}
