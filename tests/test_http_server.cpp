@@ -154,3 +154,25 @@ TEST_CASE("beyond max_connections new connections are closed at once", "[http][s
   CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 5s).empty());
   CHECK(server.connections() == 1);
 }
+
+TEST_CASE("a client that half-closes after its request still gets the whole of a large response", "[http][server]") {
+  // An HTTP/1.0-style client shuts down its sending side at once. The response (16 MB, more than the
+  // socket buffers hold) is still being written when the end of stream arrives: it must not be cut.
+  duet::Loop loop;
+  const std::string body(16 * 1024 * 1024, 'x');
+  Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest, Reply reply) { reply(text(200, body)); });
+  for (const char* request : {"GET /big HTTP/1.1\r\nHost: x\r\n\r\n", "GET /big HTTP/1.0\r\n\r\n",
+                              "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"}) {
+    INFO(request);
+    const std::string got = raw_exchange(loop, server.local_endpoint(), request, 20s, /*half_close=*/true);
+    const std::size_t responses = count(std::string(request), "GET ");
+    REQUIRE(count(got, "HTTP/1.1 200 OK\r\n") == responses);
+    const std::size_t head = got.find("\r\n\r\n") + 4;
+    CHECK(got.size() == responses * (head + body.size()));
+    CHECK(got.ends_with(std::string(64, 'x')));
+  }
+  while (server.connections() > 0) loop.run_once();
+  server.close();
+  loop.run();
+  CHECK(loop.live_resources() == 0);
+}

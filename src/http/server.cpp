@@ -171,7 +171,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (ec || chunk.empty()) {  // the client is gone or finished sending: finish what is queued, then close
       reading_done_ = true;
       stream_.read_stop();
-      if (slots_.empty()) shut();
+      if (ec) return shut();  // nobody to write to
+      if (slots_.empty() && writes_pending_ == 0) shut();
       return;
     }
     auto keep = shared_from_this();
@@ -302,8 +303,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       slots_.pop_front();
       ++first_seq_;
       const bool close = slot.close;
+      ++writes_pending_;
       stream_.write(std::move(*slot.bytes), [self, close](std::error_code ec) {
-        if (ec || close) self->shut();
+        --self->writes_pending_;
+        if (ec || close) return self->shut();
+        self->after_writes();
       });
       if (close) {
         closed_after_write_ = true;
@@ -311,10 +315,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return;
       }
     }
-    if (slots_.empty() && !closed_ && !closed_after_write_) {
-      if (reading_done_) return shut();
-      arm(core_->options.idle_timeout);  // idle keep-alive: wait for the next request
-    }
+    after_writes();
+  }
+
+  // Once every response is written (closing earlier would cancel what is still being written): close
+  // if the client has finished sending, else wait, idle, for its next request.
+  void after_writes() {
+    if (!slots_.empty() || writes_pending_ > 0 || closed_ || closed_after_write_) return;
+    if (reading_done_) return shut();
+    arm(core_->options.idle_timeout);
   }
 
   std::shared_ptr<ServerCore> core_;
@@ -327,6 +336,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int error_status_ = 0;
   std::deque<Slot> slots_;
   std::uint64_t first_seq_ = 0;
+  std::size_t writes_pending_ = 0;  // responses handed to the stream, not yet written
   std::optional<Timer> timer_;
   bool closed_ = false;
   bool failed_ = false;
