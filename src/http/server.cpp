@@ -94,7 +94,7 @@ Response plain(int status, std::string text) {
 
 }  // namespace
 
-class Connection;
+class ServerConnection;
 
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
@@ -102,21 +102,22 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
       : loop(l), listener(l, at, o.listen_backlog), handler(std::move(h)), options(std::move(o)) {}
 
   void accept_next();
-  void remove(Connection* c);
+  void remove(ServerConnection* c);
 
   Loop& loop;
   TcpListener listener;
   Handler handler;
   ServerOptions options;
-  std::list<std::shared_ptr<Connection>> connections;
+  std::list<std::shared_ptr<ServerConnection>> connections;
   bool closed = false;
 };
 
 /// One client connection: parses requests, dispatches them, and writes the responses back in order.
-class Connection : public std::enable_shared_from_this<Connection> {
+class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  Connection(std::shared_ptr<ServerCore> core, TcpStream stream) : core_(std::move(core)), stream_(std::move(stream)) {
-    llhttp_init(&parser_, HTTP_REQUEST, &llhttp_settings_for<Connection, HTTP_REQUEST>());
+  ServerConnection(std::shared_ptr<ServerCore> core, TcpStream stream)
+      : core_(std::move(core)), stream_(std::move(stream)) {
+    llhttp_init(&parser_, HTTP_REQUEST, &llhttp_settings_for<ServerConnection, HTTP_REQUEST>());
     parser_.data = this;
   }
 
@@ -145,7 +146,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool close = false;
   };
 
-  static Connection& self_of(llhttp_t* p) { return *static_cast<Connection*>(p->data); }
+  static ServerConnection& self_of(llhttp_t* p) { return *static_cast<ServerConnection*>(p->data); }
 
   // llhttp is C: nothing may be thrown through it. Out of memory while parsing becomes a 500.
   template <class Fn>
@@ -196,7 +197,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return HPE_USER;
   }
 
-  friend const llhttp_settings_t& duet::http::detail::llhttp_settings_for<Connection, HTTP_REQUEST>() noexcept;
+  friend const llhttp_settings_t& duet::http::detail::llhttp_settings_for<ServerConnection, HTTP_REQUEST>() noexcept;
 
   static int on_message_begin(llhttp_t* p) noexcept {
     auto& c = self_of(p);
@@ -274,7 +275,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     request_.peer = peer_;
     slots_.push_back(Slot{std::nullopt, close_after});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
-    std::weak_ptr<Connection> weak = weak_from_this();
+    std::weak_ptr<ServerConnection> weak = weak_from_this();
     Reply reply = [weak, seq, head, close_after](Response res) {
       if (auto self = weak.lock()) self->answer(seq, serialize(res, head, close_after));
     };
@@ -355,7 +356,7 @@ void ServerCore::accept_next() {
       if (self->connections.size() >= self->options.max_connections) {
         stream.close();  // over the limit: refused at once
       } else {
-        auto c = std::make_shared<Connection>(self, std::move(stream));
+        auto c = std::make_shared<ServerConnection>(self, std::move(stream));
         self->connections.push_back(c);
         c->start();
       }
@@ -364,8 +365,8 @@ void ServerCore::accept_next() {
   });
 }
 
-void ServerCore::remove(Connection* c) {
-  connections.remove_if([c](const std::shared_ptr<Connection>& p) { return p.get() == c; });
+void ServerCore::remove(ServerConnection* c) {
+  connections.remove_if([c](const std::shared_ptr<ServerConnection>& p) { return p.get() == c; });
 }
 
 }  // namespace detail
