@@ -11,12 +11,12 @@
 
 #include "duet/http/detail/response_parser.hpp"
 
-#define DUET_FUZZ_CHECK(cond)                                                               \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
+#define DUET_FUZZ_CHECK(cond)                                                            \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
       std::fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                         \
-    }                                                                                       \
+      std::abort();                                                                      \
+    }                                                                                    \
   } while (0)
 
 namespace duet::fuzz {

@@ -31,23 +31,22 @@ struct Seen {
 struct World {
   duet::Loop loop;
   std::vector<Seen> seen;
-  duet::http::Server server{loop, duet::Endpoint::loopback(0),
-                            [this](duet::http::ServerRequest req, duet::http::Reply reply) {
-                              duet::http::Response res;
-                              res.status = 200;
-                              res.body = req.method + " " + req.target + " " + std::to_string(req.body.size());
-                              seen.push_back({req.method == "HEAD", res.body});
-                              if (req.path.size() % 2 == 0) return reply(std::move(res));
-                              loop.post([reply = std::move(reply), res = std::move(res)]() mutable {
-                                reply(std::move(res));
-                              });
-                            },
-                            [] {
-                              duet::http::ServerOptions o;
-                              o.max_header_bytes = 1024;  // small limits, so that inputs reach them
-                              o.max_body_bytes = 1024;
-                              return o;
-                            }()};
+  duet::http::Server server{
+      loop, duet::Endpoint::loopback(0),
+      [this](duet::http::ServerRequest req, duet::http::Reply reply) {
+        duet::http::Response res;
+        res.status = 200;
+        res.body = req.method + " " + req.target + " " + std::to_string(req.body.size());
+        seen.push_back({req.method == "HEAD", res.body});
+        if (req.path.size() % 2 == 0) return reply(std::move(res));
+        loop.post([reply = std::move(reply), res = std::move(res)]() mutable { reply(std::move(res)); });
+      },
+      [] {
+        duet::http::ServerOptions o;
+        o.max_header_bytes = 1024;  // small limits, so that inputs reach them
+        o.max_body_bytes = 1024;
+        return o;
+      }()};
 };
 
 /// Sends `bytes`, half-closes, and returns everything the server sent until it closed.

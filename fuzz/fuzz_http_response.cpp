@@ -19,8 +19,8 @@
 
 namespace {
 
-using duet::fuzz::ParseOutcome;
 using duet::fuzz::parse_in_pieces;
+using duet::fuzz::ParseOutcome;
 using State = duet::http::detail::ResponseParser::State;
 
 constexpr std::size_t kMaxSplitInput = 2048;
