@@ -41,11 +41,16 @@ class ScriptedServer {
   }
   std::size_t connections() const { return accepted_; }
   const std::vector<std::string>& requests() const { return heads_; }
+  /// Stops keeping the request heads (a long run would pile them up).
+  void forget_requests() {
+    heads_.clear();
+    heads_.shrink_to_fit();
+    record_ = false;
+  }
   std::size_t max_concurrent() const { return max_open_; }
   void close() {
     listener_.close();
-    for (auto& c : conns_) finish(c);  // the read callbacks hold the connections: close them for real
-    conns_.clear();
+    for (auto& c : std::vector(conns_)) finish(c);  // the read callbacks hold the connections: close them for real
   }
 
  private:
@@ -80,7 +85,7 @@ class ScriptedServer {
         if (end == std::string::npos) return;
         std::string head = c->buffer.substr(0, end + 4);
         c->buffer.erase(0, end + 4);
-        heads_.push_back(head);
+        if (record_) heads_.push_back(head);
         Step step = script_(c->index, c->requests++, head);
         if (step.close_instead) return finish(c);
         send(c, std::move(step));
@@ -124,11 +129,12 @@ class ScriptedServer {
     }
   }
 
-  void finish(const std::shared_ptr<Conn>& c) {
+  void finish(std::shared_ptr<Conn> c) {
     if (!c->open) return;
     c->open = false;
     --open_;
     c->stream.close();
+    std::erase(conns_, c);
   }
 
   Loop& loop_;
@@ -139,6 +145,7 @@ class ScriptedServer {
   std::size_t accepted_ = 0;
   std::size_t open_ = 0;
   std::size_t max_open_ = 0;
+  bool record_ = true;
 };
 
 /// A complete response with a Content-Length body.

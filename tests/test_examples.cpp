@@ -1,21 +1,29 @@
 // The flag programs, both styles, run as built against flags_server on ephemeral ports.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "duet/tcp.hpp"
 #include "flags_server_process.hpp"
 #include "peer_process.hpp"
+#include "scripted_server.hpp"
 #include "support.hpp"
 
 using duet::test::Finished;
@@ -337,5 +345,185 @@ TEST_CASE("with -v into a pipe that closes, the run ends instead of downloading 
     CHECK(f.out.find("Searching for 676 flags") != std::string::npos);
     // The slowest answers take 20 s; the program stopped at its first line that could not be written.
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(15));
+  }
+}
+
+// ---- faults: misbehaving servers, a failing resolver, a full disk ---------------------------------
+
+namespace {
+
+using duet::test::ScriptedServer;
+
+/// A ScriptedServer on a thread of its own, so that the test can run a flag program to its end while
+/// the server answers it.
+class SiteThread {
+ public:
+  explicit SiteThread(ScriptedServer::Script script) {
+    std::promise<std::string> ready;
+    auto url = ready.get_future();
+    thread_ = std::thread([this, &ready, script = std::move(script)]() mutable {
+      duet::Loop loop;
+      ScriptedServer server(loop, std::move(script));
+      std::optional<duet::Loop::Hold> hold(loop.hold());
+      loop_ = &loop;
+      stop_ = [&] {
+        server.close();
+        hold.reset();
+      };
+      ready.set_value(server.url("/flags"));
+      loop.run();
+    });
+    url_ = url.get();
+  }
+  ~SiteThread() {
+    loop_->post([this] { stop_(); });
+    thread_.join();
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::thread thread_;
+  duet::Loop* loop_ = nullptr;
+  std::function<void()> stop_;
+  std::string url_;
+};
+
+/// The code in a flag site request ("GET /flags/br/br.gif ..." -> "BR"), and whether it asks for the flag.
+std::pair<std::string, bool> code_in(const std::string& head) {
+  const auto at = head.find("/flags/") + 7;
+  std::string cc = head.substr(at, 2);
+  for (char& c : cc) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return {cc, head.find(".gif ") != std::string::npos};
+}
+
+/// The flag the fault site serves for `cc`: `size` bytes, different per code.
+std::string flag_bytes(const std::string& cc, std::size_t size = 700) {
+  std::string gif = "GIF89a" + cc;
+  while (gif.size() < size) gif += static_cast<char>('a' + gif.size() % 26);
+  return gif;
+}
+
+std::string metadata(const std::string& cc) { return R"({"country": "Land )" + cc + R"("})"; }
+
+/// Where the program saves `cc`'s flag: flags uses the code, flags_names the country name.
+std::string saved_name(const std::string& program, const std::string& cc) {
+  return program == "flags" ? cc + ".gif" : "Land_" + cc + ".gif";
+}
+
+/// Every entry in `dir` is one of `expected` (file name -> content), byte for byte, and all are there.
+void check_folder(const fs::path& dir, const std::map<std::string, std::string>& expected) {
+  std::map<std::string, std::string> found;
+  for (const auto& e : fs::directory_iterator(dir)) found[e.path().filename().string()] = read_file(e.path());
+  CHECK(found == expected);  // no temporary or partial file beside them
+}
+
+}  // namespace
+
+TEST_CASE("a misbehaving server: each fault is a clear error, the counts add up, no partial file",
+          "[examples][fault]") {
+  // One code per way a server can fail; the others are served properly, some after a struggle.
+  std::atomic<int> fr_closes{0};
+  SiteThread site([&fr_closes](std::size_t, std::size_t request, const std::string& head) {
+    using Step = ScriptedServer::Step;
+    const auto [cc, gif] = code_in(head);
+    const std::string body = gif ? flag_bytes(cc) : metadata(cc);
+    if (cc == "JP") return Step{"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"};
+    if (!gif) return Step{duet::test::ok(body)};
+    const std::string head_of_1000 = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+    if (cc == "CN")  // resets in the middle of the body
+      return Step{head_of_1000 + body.substr(0, 300), false, true, false, false, std::chrono::milliseconds(20)};
+    if (cc == "IN") return Step{head_of_1000 + body.substr(0, 300), true};  // closes in the middle of the body
+    if (cc == "ID") return Step{"HTTP/1.1 2x0 Bogus\r\n\r\n", true};        // not HTTP
+    if (cc == "US") return Step{duet::test::ok(body), false, false, true};  // one byte at a time
+    // closes its idle keep-alive connection just as the request arrives: retried on a new one
+    if (cc == "FR" && request > 0) {
+      ++fr_closes;
+      return Step{"", false, false, false, true};
+    }
+    return Step{duet::test::ok(body)};
+  });
+  const std::vector<std::string> good = {"BR", "DE", "FR", "US"}, bad = {"CN", "ID", "IN"};
+  for (const char* style : kStyles) {
+    for (const char* program : {"flags", "flags_names"}) {
+      for (const char* concurrency : {"1", "4"}) {
+        TempDir out;
+        fr_closes = 0;
+        const Finished f = run(style, program,
+                               {"-s", site.url(), "-o", out.path().string(), "-v", "-m", concurrency, "BR", "CN", "DE",
+                                "FR", "ID", "IN", "JP", "US"});
+        INFO(style << " " << program << " -m " << concurrency << "\n" << f.out << f.err);
+        CHECK(f.exit_code == 0);
+        CHECK(searched(f.out) == 8);
+        CHECK(count_of(f.out, "downloaded") == good.size());
+        CHECK(count_of(f.out, "not found") == 1);
+        CHECK(count_of(f.out, "error") == bad.size());
+        for (const auto& cc : bad) CHECK(f.out.find(cc + " error: ") != std::string::npos);
+        CHECK(f.out.find("IN error: truncated response") != std::string::npos);
+        CHECK(f.out.find("ID error: HPE_INVALID_STATUS") != std::string::npos);
+        // (a reset that overtakes unread data reads as an end of stream: either way, an error that says so)
+        CHECK((f.out.find("CN error: connection error: connection reset by peer") != std::string::npos ||
+               f.out.find("CN error: truncated response") != std::string::npos));
+        // One at a time, FR follows DE on its connection (flags_names: its metadata): the close is met
+        if (std::string(concurrency) == "1" || std::string(program) == "flags_names") CHECK(fr_closes == 1);
+        std::map<std::string, std::string> expected;
+        for (const auto& cc : good) expected[saved_name(program, cc)] = flag_bytes(cc);
+        check_folder(out.path(), expected);
+      }
+    }
+  }
+}
+
+TEST_CASE("a host that does not resolve makes every code an error, and the run still ends normally",
+          "[examples][fault]") {
+  for (const char* style : kStyles) {
+    TempDir out;
+    const Finished f = run(style, "flags",
+                           {"-s", "http://duet-test.invalid/flags", "-o", out.path().string(), "-v", "BR", "JP", "FR"});
+    INFO(style << "\n" << f.out << f.err);
+    CHECK(f.exit_code == 0);
+    CHECK(count_of(f.out, "error") == 3);
+    CHECK(count_of(f.out, "downloaded") == 0);
+    CHECK(f.out.find("BR error: cannot resolve duet-test.invalid") != std::string::npos);
+    CHECK(duet::test::entries_in(out.path()) == 0);
+  }
+}
+
+TEST_CASE("a full disk while saving: the flags that fit are whole, the rest are errors, nothing partial",
+          "[examples][fault]") {
+  if (::geteuid() != 0) {
+    WARN("mounting a small tmpfs needs root: the full-disk case is not run (the read-only case is)");
+    return;
+  }
+  // 20,000-byte flags into a 64 KiB tmpfs: three fit (five pages each); the fourth gets a short
+  // write, then ENOSPC, and must leave nothing behind.
+  SiteThread site([](std::size_t, std::size_t, const std::string& head) {
+    const auto [cc, gif] = code_in(head);
+    return ScriptedServer::Step{duet::test::ok(gif ? flag_bytes(cc, 20'000) : metadata(cc))};
+  });
+  const std::vector<std::string> codes = {"BR", "CN", "DE", "FR", "ID", "IN", "JP", "US"};
+  for (const char* style : kStyles) {
+    for (const char* program : {"flags", "flags_names"}) {
+      TempDir dir;
+      const fs::path out = dir.path() / "tiny";
+      fs::create_directory(out);
+      REQUIRE(::mount("tmpfs", out.c_str(), "tmpfs", 0, "size=64k") == 0);
+      struct Unmount {
+        fs::path at;
+        ~Unmount() { ::umount(at.c_str()); }
+      } unmount{out};
+      std::vector<std::string> args = {"-s", site.url(), "-o", out.string(), "-v", "-m", "1"};
+      args.insert(args.end(), codes.begin(), codes.end());
+      const Finished f = run(style, program, args);
+      INFO(style << " " << program << "\n" << f.out << f.err);
+      CHECK(f.exit_code == 0);
+      const std::size_t ok = count_of(f.out, "downloaded"), errors = count_of(f.out, "error");
+      CHECK(ok + errors == codes.size());
+      CHECK(ok == 3);
+      CHECK(f.out.find("error: cannot save " + out.string()) != std::string::npos);
+      CHECK(f.out.find("no space left on device") != std::string::npos);
+      std::map<std::string, std::string> expected;
+      for (std::size_t i = 0; i < ok; ++i) expected[saved_name(program, codes[i])] = flag_bytes(codes[i], 20'000);
+      check_folder(out, expected);
+    }
   }
 }
