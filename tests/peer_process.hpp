@@ -56,6 +56,7 @@ class PeerProcess {
   }
 
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
 
   /// Sends `signum` and waits for the process to end; returns its wait status (see WIFEXITED).
   int stop(int signum) {
