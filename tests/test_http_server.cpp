@@ -139,6 +139,24 @@ TEST_CASE("a client that never finishes its headers is disconnected after the he
   CHECK(server.connections() == 0);
 }
 
+TEST_CASE("a request begun behind an answered one keeps its header deadline", "[http][server]") {
+  // The answer to the first request is written while the second's headers are still coming: the idle
+  // timeout (long) must not replace the second's header timeout (short).
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.header_timeout = 100ms;
+  opts.idle_timeout = 30s;
+  Server server(
+      loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string got =
+      raw_exchange(loop, server.local_endpoint(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHo", 5s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(count(got, "HTTP/1.1 200 OK") == 1);
+  CHECK(took < 4s);  // closed by the server's header timeout, not by the test's own limit
+  CHECK(server.connections() == 0);
+}
+
 TEST_CASE("beyond max_connections new connections are closed at once", "[http][server]") {
   duet::Loop loop;
   duet::http::ServerOptions opts;

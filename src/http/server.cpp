@@ -205,6 +205,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       c.request_ = ServerRequest();
       c.head_.reset();
       c.body_bytes_ = 0;
+      c.in_head_ = true;
       c.arm(c.core_->options.header_timeout);
       return 0;
     });
@@ -240,6 +241,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_headers_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
+      c.in_head_ = false;
       c.timer_->stop();  // the handler may take as long as it takes
       c.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
       c.request_.version_minor = llhttp_get_http_minor(p);
@@ -324,7 +326,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void after_writes() {
     if (!slots_.empty() || writes_pending_ > 0 || closed_ || closed_after_write_) return;
     if (reading_done_) return shut();
-    arm(core_->options.idle_timeout);
+    if (!in_head_) arm(core_->options.idle_timeout);  // (a request begun keeps its header deadline)
   }
 
   std::shared_ptr<ServerCore> core_;
@@ -338,6 +340,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::deque<Slot> slots_;
   std::uint64_t first_seq_ = 0;
   std::size_t writes_pending_ = 0;  // responses handed to the stream, not yet written
+  bool in_head_ = false;            // a request's header block has begun and not ended
   std::optional<Timer> timer_;
   bool closed_ = false;
   bool failed_ = false;
