@@ -194,3 +194,43 @@ TEST_CASE("a client that half-closes after its request still gets the whole of a
   loop.run();
   CHECK(loop.live_resources() == 0);
 }
+
+TEST_CASE("a client that stops reading a large response is dropped after the idle timeout", "[http][server]") {
+  // The response (32 MB) cannot all go out while the client reads nothing: the write stays pending,
+  // and the idle timeout bounds how long the connection may hold it.
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.idle_timeout = 200ms;
+  const std::string body(32 * 1024 * 1024, 'x');
+  Server server(
+      loop, duet::Endpoint::loopback(0), [&](ServerRequest, Reply reply) { reply(text(200, body)); }, opts);
+  std::optional<duet::TcpStream> client;
+  bool written = false;
+  duet::connect(loop, server.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+    client->write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", [&](std::error_code) { written = true; });
+  });
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(10s, 0ms, [&] { timed_out = true; });
+  while (server.connections() == 0 && !timed_out) loop.run_once();
+  const auto start = std::chrono::steady_clock::now();
+  while (server.connections() > 0 && !timed_out) loop.run_once();
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK_FALSE(timed_out);  // before: held for as long as the client liked
+  CHECK(took >= 150ms);
+  guard.stop();
+  client->close();
+  while (!written) loop.run_once();
+}
+
+TEST_CASE("nothing is answered after a response that closes the connection", "[http][server]") {
+  // An HTTP/1.0 request ends the connection: bytes after it are neither parsed nor refused.
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); });
+  const std::string got = raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.0\r\n\r\nGARBAGE");
+  CHECK(count(got, "HTTP/1.1 ") == 1);
+  CHECK(got.find("Connection: close") != std::string::npos);
+  CHECK(got.ends_with("ok"));
+}

@@ -172,9 +172,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (ec || chunk.empty()) {  // the client is gone or finished sending: finish what is queued, then close
       reading_done_ = true;
       stream_.read_stop();
-      if (ec) return shut();  // nobody to write to
-      if (slots_.empty() && writes_pending_ == 0) shut();
-      return;
+      if (ec) return shut();        // nobody to write to
+      in_head_ = in_body_ = false;  // a request cut off here can never complete
+      return settle();
     }
     auto keep = shared_from_this();
     if (stop_parsing_) return;
@@ -242,7 +242,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
       c.in_head_ = false;
-      c.timer_->stop();  // the handler may take as long as it takes
+      c.in_body_ = true;
+      c.settle();  // the body and the handler may take as long as they take
       c.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
       c.request_.version_minor = llhttp_get_http_minor(p);
       const auto q = c.request_.target.find('?');
@@ -267,6 +268,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_message_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
+      c.in_body_ = false;
       c.dispatch(llhttp_should_keep_alive(p) == 0);
       return c.closed_ ? HPE_USER : 0;
     });
@@ -281,7 +283,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Reply reply = [weak, seq, head, close_after](Response res) {
       if (auto self = weak.lock()) self->answer(seq, serialize(res, head, close_after));
     };
-    if (close_after) stream_.read_stop();  // nothing after this request is read
+    if (close_after) {  // nothing after this request is read, or answered
+      stream_.read_stop();
+      stop_parsing_ = true;
+    }
     try {
       core_->handler(std::move(request_), std::move(reply));
     } catch (...) {
@@ -310,23 +315,31 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       stream_.write(std::move(*slot.bytes), [self, close](std::error_code ec) {
         --self->writes_pending_;
         if (ec || close) return self->shut();
-        self->after_writes();
+        self->settle();
       });
       if (close) {
         closed_after_write_ = true;
         stream_.read_stop();
-        return;
+        break;
       }
     }
-    after_writes();
+    settle();
   }
 
-  // Once every response is written (closing earlier would cancel what is still being written): close
-  // if the client has finished sending, else wait, idle, for its next request.
-  void after_writes() {
-    if (!slots_.empty() || writes_pending_ > 0 || closed_ || closed_after_write_) return;
-    if (reading_done_) return shut();
-    if (!in_head_) arm(core_->options.idle_timeout);  // (a request begun keeps its header deadline)
+  // Sets the connection's one timer after each change in what it is doing. A request whose headers are
+  // arriving keeps their deadline; a response being written must be taken by the client within the
+  // idle timeout (counted again as each write completes); a body arriving or a handler at work has no
+  // deadline; an idle keep-alive connection has the idle timeout. Once the client has finished sending
+  // and every response is written, the connection closes — not before: closing cancels what is still
+  // being written.
+  void settle() {
+    if (closed_) return;
+    if (reading_done_ && slots_.empty() && writes_pending_ == 0) return shut();
+    if (in_head_) return;
+    if (writes_pending_ > 0) return arm(core_->options.idle_timeout);
+    if (closed_after_write_) return;
+    if (!slots_.empty() || in_body_) return timer_->stop();
+    arm(core_->options.idle_timeout);
   }
 
   std::shared_ptr<ServerCore> core_;
@@ -341,6 +354,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::uint64_t first_seq_ = 0;
   std::size_t writes_pending_ = 0;  // responses handed to the stream, not yet written
   bool in_head_ = false;            // a request's header block has begun and not ended
+  bool in_body_ = false;            // a request's headers have ended and its body has not
   std::optional<Timer> timer_;
   bool closed_ = false;
   bool failed_ = false;

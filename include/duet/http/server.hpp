@@ -21,8 +21,9 @@
 // `max_body_bytes` gets 413, a malformed request gets 400 (each then closes the connection); a client
 // that has not completed a request's headers within `header_timeout` (counted from the connection,
 // or from the first byte of each later request) is disconnected, and so is a keep-alive connection
-// idle for `idle_timeout` between requests; beyond `max_connections` open connections, new ones are
-// closed at once.
+// idle for `idle_timeout` between requests, and a client that takes longer than `idle_timeout` to read
+// a response (counted again as each response is written); beyond `max_connections` open connections,
+// new ones are closed at once. A client that half-closes after its requests still gets every response.
 //
 // Lifetime: `close()` or destroying the Server stops listening and closes every connection at once;
 // replies that arrive afterwards are dropped. Loop-thread only.
