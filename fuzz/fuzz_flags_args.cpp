@@ -2,10 +2,10 @@
 // programs use (flags::parse_options, CLI11 underneath).
 //
 // Input: the arguments, separated by NUL bytes (argv[0] is supplied). The checks: the parser never
-// crashes or throws; it either refuses (exit code 2, or 0 after --help) or yields a run whose codes are
-// a sorted set of two-letter upper-case codes, cut by -l, whose concurrency is between 1 and the
-// number of codes (and never above -m), and whose base URL parses. What the parser prints (usage
-// errors, help) goes to /dev/null while it runs.
+// crashes or throws; it either refuses (exit code 2, or 0 after --help) or yields a run with a sorted
+// set of at most 676 two-letter upper-case codes, a concurrency between 1 and the number of codes, an
+// output folder, and a base URL that parses. What the parser prints (usage errors, help) goes to
+// /dev/null while it runs.
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -7,7 +7,7 @@
 //   - what comes back is a sequence of well-formed responses, one per request the handler saw, in
 //     request order, each with the body the handler gave (none for HEAD);
 //   - at most one more response follows: a refusal (4xx/5xx, "Connection: close") for what could not
-//     be parsed, and nothing after it;
+//     be parsed; nothing follows a response that says "Connection: close";
 //   - the server then closes the connection and keeps no state for it.
 #include <cstdint>
 #include <optional>
@@ -87,9 +87,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   std::string_view rest = received;
   std::size_t answered = 0;
-  bool refused = false;
+  bool closing = false;  // a response said "Connection: close" (a refusal always does)
   while (!rest.empty()) {
-    DUET_FUZZ_CHECK(!refused);  // nothing follows a refusal
+    DUET_FUZZ_CHECK(!closing);  // nothing follows it
     ResponseParser parser;
     const bool head = answered < w.seen.size() && w.seen[answered].head;
     parser.reset(head);
@@ -105,8 +105,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else {
       DUET_FUZZ_CHECK(res.status >= 400 && res.status <= 599);
       DUET_FUZZ_CHECK(!parser.keep_alive());
-      refused = true;
     }
+    closing = !parser.keep_alive();
     rest.remove_prefix(used == 0 ? rest.size() : used);
   }
   DUET_FUZZ_CHECK(answered == w.seen.size());

@@ -28,7 +28,7 @@ run_one() {
   local name=$1 log=$out/$1.log
   mkdir -p "$out/work/$name" "$out/crashes/$name"
   local status=0
-  ASAN_OPTIONS=detect_leaks=1 "$out/fuzz_$name" -max_total_time="$seconds" -max_len=4096 -timeout=20 \
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$out/fuzz_$name" -max_total_time="$seconds" -max_len=4096 -timeout=20 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/crashes/$name/" \
     "$out/work/$name" "fuzz/corpus/$name" > "$log" 2>&1 || status=$?
   local runs rate rss
