@@ -9,6 +9,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -506,7 +507,11 @@ TEST_CASE("a full disk while saving: the flags that fit are whole, the rest are 
       TempDir dir;
       const fs::path out = dir.path() / "tiny";
       fs::create_directory(out);
-      REQUIRE(::mount("tmpfs", out.c_str(), "tmpfs", 0, "size=64k") == 0);
+      if (::mount("tmpfs", out.c_str(), "tmpfs", 0, "size=64k") != 0) {
+        // Root without CAP_SYS_ADMIN (a container, say) may not mount.
+        WARN("cannot mount a tmpfs (" << std::strerror(errno) << "): the full-disk case is not run");
+        return;
+      }
       struct Unmount {
         fs::path at;
         ~Unmount() { ::umount(at.c_str()); }
