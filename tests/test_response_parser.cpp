@@ -125,7 +125,7 @@ TEST_CASE("malformed responses fail with llhttp's reason", "[http][parser]") {
   }
 }
 
-TEST_CASE("a status code that is not three digits is malformed (found by fuzz_http_response)", "[http][parser]") {
+TEST_CASE("a status code below 100 is malformed (found by fuzz_http_response)", "[http][parser]") {
   for (const char* bad : {"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 099 Hm\r\n\r\n"}) {
     INFO(bad);
     ResponseParser p;

@@ -79,7 +79,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
   self.response_.status = llhttp_get_status_code(p);
   self.response_.version_minor = llhttp_get_http_minor(p);
-  // llhttp takes any number of digits; HTTP's status code is exactly three ("HTTP/1.1 20 OK" is garbage).
+  // HTTP's status code is three digits; llhttp takes fewer ("HTTP/1.1 20 OK" is garbage, not status 20).
   if (self.response_.status < 100 || self.response_.status > 999)
     return self.fail(make_error_code(errc::malformed_response), "malformed status code");
   self.informational_ = self.response_.status >= 100 && self.response_.status < 200 && self.response_.status != 101;
