@@ -10,7 +10,6 @@
 //     be parsed; nothing follows a response that says "Connection: close";
 //   - the server then closes the connection and keeps no state for it.
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,9 +17,11 @@
 #include "duet/loop.hpp"
 #include "duet/tcp.hpp"
 #include "fuzz_check.hpp"
+#include "raw_exchange.hpp"  // tests/
 
 namespace {
 
+using namespace std::chrono_literals;
 using duet::http::detail::ResponseParser;
 
 struct Seen {
@@ -55,35 +56,15 @@ struct World {
   }
 };
 
-/// Sends `bytes`, half-closes, and returns everything the server sent until it closed.
-std::string exchange(World& w, std::string_view bytes) {
-  bool done = false;
-  std::string received;
-  std::optional<duet::TcpStream> stream;
-  duet::connect(w.loop, w.server.local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
-    DUET_FUZZ_CHECK(!ec);
-    stream.emplace(std::move(s));
-    if (!bytes.empty()) stream->write(std::string(bytes), [](std::error_code) {});
-    stream->shutdown([](std::error_code) {});
-    stream->read_start([&](std::error_code rec, std::span<const char> chunk) {
-      if (rec || chunk.empty()) {
-        done = true;
-        return;
-      }
-      received.append(chunk.data(), chunk.size());
-    });
-  });
-  while (!done) w.loop.run_once();
-  stream->close();
-  return received;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static World w;  // one loop and server for the whole run
   w.seen.clear();
-  const std::string received = exchange(w, std::string_view(reinterpret_cast<const char*>(data), size));
+  // Sends the bytes, half-closes, and collects everything until the server closes (the limit only
+  // guards against a server that never does: the check below then catches it).
+  const std::string received = duet::test::raw_exchange(
+      w.loop, w.server.local_endpoint(), std::string(reinterpret_cast<const char*>(data), size), 10s, true);
 
   std::string_view rest = received;
   std::size_t answered = 0;

@@ -285,7 +285,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     };
     if (close_after) {  // nothing after this request is read, or answered
       stream_.read_stop();
-      stop_parsing_ = true;
+      stop_parsing_ = true;  // llhttp 8 ignores the rest of the chunk; later versions call it an error
     }
     try {
       core_->handler(std::move(request_), std::move(reply));
