@@ -83,6 +83,12 @@ std::size_t searched(const std::string& out) {
   return at == std::string::npos ? 0 : std::stoul(out.substr(at + 14));
 }
 
+/// The seconds on the report's "Elapsed time: 1.52s" line (-1 when it is missing).
+double elapsed(const std::string& out) {
+  const auto at = out.find("\nElapsed time: ");
+  return at == std::string::npos ? -1 : std::stod(out.substr(at + 15));
+}
+
 }  // namespace
 
 TEST_CASE("both styles print the same report and save byte-identical flags, LOCAL, DELAY and ERROR", "[examples]") {
@@ -150,6 +156,8 @@ TEST_CASE("every option means the same in both styles", "[examples]") {
       {{"-m", "1", "-v", "a"}, {"1 connection will be used.", "AR OK"}},
       {{"--limit", "2", "--verbose", "--max_req", "2", "C"},
        {"Searching for 2 flags: CA, CB", "2 concurrent connections will be used."}},
+      {{"--timeout", "0", "-v", "BR"}, {"BR OK", "  1 flag downloaded."}},  // 0: no deadline
+      {{"--timeout", "2.5", "-v", "JP", "ZZ"}, {"JP OK", "ZZ not found: http://127.0.0.1:PORT/flags/zz/zz.gif"}},
   };
   for (const auto& c : cases) {
     std::string reports[2];
@@ -180,6 +188,12 @@ TEST_CASE("usage errors print the book's message and exit 2", "[examples]") {
       {{"-s", "NOWHERE"}, "*** Usage error: --server LABEL must be one of LOCAL, REMOTE, DELAY, ERROR"},
       {{"-s", "REMOTE"}, "TLS is not supported"},
       {{"--no-such-option"}, "*** Usage error:"},
+      {{"--timeout", "abc"}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
+      {{"--timeout=-1"}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
+      {{"--timeout", "-1"}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
+      {{"--timeout", "1e3"}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
+      {{"--timeout", "86401"}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
+      {{"--timeout", ""}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
   };
   for (const char* style : kStyles) {
     for (const char* program : {"flags", "flags_names"}) {
@@ -307,9 +321,11 @@ TEST_CASE("Ctrl-C cancels the downloads in flight and still prints the report", 
     const std::string log = dir / "server.log";
     FlagsServer server({"--delay", "30", "-v"}, log);
     const fs::path out = dir.path() / "out";
-    duet::test::PeerProcess flags(
-        {kExamples + "/" + style + "/flags", "-s", server.url("DELAY"), "-o", out.string(), "-m", "4"}, false);
-    // Four requests are waiting in the server (its -v log says so) when the signal comes.
+    duet::test::PeerProcess flags({kExamples + "/" + style + "/flags", "-s", server.url("DELAY"), "-o", out.string(),
+                                   "-m", "4", "--timeout", "0"},
+                                  false);
+    // Four requests are waiting in the server (its -v log says so, and with no deadline they wait on)
+    // when the signal comes.
     CHECK(flags.read_line() == "CUSTOM site: " + server.url("DELAY"));
     flags.read_line();
     CHECK(flags.read_line() == "4 concurrent connections will be used.");
@@ -337,8 +353,9 @@ TEST_CASE("with -v into a pipe that closes, the run ends instead of downloading 
   FlagsServer server({"--delay", "0.05:20"});
   for (const char* style : kStyles) {
     TempDir out;
-    const std::string command = kExamples + "/" + style + "/flags -v -e -m 1000 -s " + server.url("DELAY") + " -o " +
-                                out.path().string() + " | head -4";
+    // No deadline: the slow answers would otherwise end as timeouts in 3.1 s, pipe or no pipe.
+    const std::string command = kExamples + "/" + style + "/flags -v -e -m 1000 --timeout 0 -s " + server.url("DELAY") +
+                                " -o " + out.path().string() + " | head -4";
     const auto start = std::chrono::steady_clock::now();
     const Finished f = run_to_end({"sh", "-c", command});
     INFO(style << "\n" << f.out << f.err);
@@ -471,6 +488,48 @@ TEST_CASE("a misbehaving server: each fault is a clear error, the counts add up,
         check_folder(out.path(), expected);
       }
     }
+  }
+}
+
+TEST_CASE("a server that never answers makes every code a timeout error, long before the header timeout",
+          "[examples][fault]") {
+  // It reads each request and says nothing: only a request deadline ends the wait before the client's
+  // 30 s header timeout.
+  std::atomic<int> requests{0};
+  SiteThread silent([&requests](std::size_t, std::size_t, const std::string&) {
+    ++requests;
+    return ScriptedServer::Step{""};  // never answers, never closes
+  });
+  const std::vector<std::string> codes = {"BR", "CN", "DE", "FR", "JP"};
+  for (const char* style : kStyles) {
+    for (const char* program : {"flags", "flags_names"}) {
+      TempDir out;
+      requests = 0;
+      // Two at a time: each timeout must give its permit to the next code.
+      std::vector<std::string> args = {"-s", silent.url(), "-o", out.path().string(), "-v", "-m",
+                                       "2",  "--timeout",  "0.5"};
+      args.insert(args.end(), codes.begin(), codes.end());
+      const Finished f = run(style, program, args);
+      INFO(style << " " << program << "\n" << f.out << f.err);
+      CHECK(f.exit_code == 0);
+      CHECK(searched(f.out) == codes.size());
+      CHECK(count_of(f.out, "error") == codes.size());
+      CHECK(count_of(f.out, "downloaded") == 0);
+      for (const auto& cc : codes) CHECK(f.out.find("\n" + cc + " error: timed out\n") != std::string::npos);
+      CHECK(requests == static_cast<int>(codes.size()));  // one request each (flags_names: the metadata)
+      CHECK(duet::test::entries_in(out.path()) == 0);
+      // Three rounds of 0.5 s deadlines: bounds, far from either edge, not a timing measurement.
+      CHECK(elapsed(f.out) >= 1.0);
+      CHECK(elapsed(f.out) < 10);
+    }
+    // With no --timeout, the book's 3.1 s.
+    TempDir out;
+    const Finished f = run(style, "flags", {"-s", silent.url(), "-o", out.path().string(), "-v", "BR"});
+    INFO(style << " flags, the default timeout\n" << f.out << f.err);
+    CHECK(f.out.find("\nBR error: timed out\n") != std::string::npos);
+    CHECK(count_of(f.out, "error") == 1);
+    CHECK(elapsed(f.out) >= 3.0);
+    CHECK(elapsed(f.out) < 10);
   }
 }
 

@@ -8,8 +8,11 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "duet/cancellation.hpp"
@@ -49,6 +52,23 @@ std::string lower(std::string_view s) {
 
 bool is_letter(char c) { return c >= 'A' && c <= 'Z'; }
 
+constexpr double kMaxTimeout = 86'400;  // a day: beyond that, ask for none
+
+/// `--timeout`'s SECONDS: "3.1" is 3100 ms, "0" none. Only digits and at most one decimal point (no
+/// sign, exponent or "inf"), up to kMaxTimeout; a fraction of a millisecond rounds up, never to none.
+std::optional<std::chrono::milliseconds> parse_timeout(std::string_view text) {
+  const bool well_formed =
+      std::count(text.begin(), text.end(), '.') <= 1 &&
+      std::all_of(
+          text.begin(), text.end(), [](char c) { return c == '.' || std::isdigit(static_cast<unsigned char>(c)); }) &&
+      std::any_of(text.begin(), text.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  if (!well_formed) return std::nullopt;
+  double seconds = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec != std::errc() || end != text.data() + text.size() || seconds > kMaxTimeout) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000)));
+}
+
 }  // namespace
 
 Outcome ok() { return {}; }
@@ -58,13 +78,23 @@ Outcome from_status(const duet::http::Response& res, const std::string& url) {
   return {Status::error, fmt::format("error: HTTP error {} - {}", res.status, res.reason)};
 }
 
-Outcome failed(std::error_code ec, std::string_view what) {
+namespace {
+
+Outcome error_or_cancelled(std::error_code ec, std::string_view what) {
   if (duet::is_cancelled(ec)) return {Status::cancelled, "cancelled"};
   return {Status::error, fmt::format("error: {}", what)};
 }
 
+}  // namespace
+
+Outcome failed(std::error_code ec, std::string_view what) {
+  // Whichever deadline it was (connect, headers, the whole request), the book says only this.
+  if (ec == std::errc::timed_out) return {Status::error, "error: timed out"};
+  return error_or_cancelled(ec, what);
+}
+
 Outcome save_failed(const std::string& path, std::error_code ec) {
-  return failed(ec, fmt::format("cannot save {}: {}", path, ec.message()));
+  return error_or_cancelled(ec, fmt::format("cannot save {}: {}", path, ec.message()));
 }
 
 std::vector<std::string> expand_codes(bool every, bool all, const std::vector<std::string>& args, std::size_t limit) {
@@ -108,7 +138,7 @@ Options parse_options(int argc, char** argv, std::string program) {
   opt.program = std::move(program);
   bool all = false, every = false;
   long long limit = -1, max_req = 5;
-  std::string server = "LOCAL", out = "downloaded";
+  std::string server = "LOCAL", out = "downloaded", timeout = "3.1";
   std::vector<std::string> args;
 
   CLI::App app(opt.program == "flags" ? "Download flags for country codes."
@@ -123,9 +153,13 @@ Options parse_options(int argc, char** argv, std::string program) {
       ->option_text("LABEL|URL");
   app.add_option("-o,--output", out, "folder to save the flags in (default=downloaded)")->option_text("DIR");
   app.add_flag("-v,--verbose", opt.verbose, "output detailed progress info");
+  app.add_option("--timeout", timeout, "time out each request after SECONDS (default=3.1; 0: never)")
+      ->option_text("SECONDS");
 
   auto usage_error = [&](const std::string& message) {
-    fmt::print(stderr, "{}\nusage: {} [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [CC ...]\n",
+    fmt::print(stderr,
+        "{}\nusage: {} [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [--timeout SECONDS] "
+        "[CC ...]\n",
         message, opt.program);
     opt.exit_code = 2;
     return opt;
@@ -141,6 +175,10 @@ Options parse_options(int argc, char** argv, std::string program) {
   if (max_req < 1) return usage_error("*** Usage error: --max_req CONCURRENT must be >= 1");
   if (limit_option->count() > 0 && limit < 1) return usage_error("*** Usage error: --limit N must be >= 1");
   if (out.empty()) return usage_error("*** Usage error: --output DIR must not be empty");
+  const auto request_timeout = parse_timeout(timeout);
+  if (!request_timeout)
+    return usage_error(
+        fmt::format("*** Usage error: --timeout SECONDS must be a number from 0 (never) to {}", kMaxTimeout));
 
   const std::string label = upper(server);
   const auto site = std::find_if(std::begin(kSites), std::end(kSites), [&](const Site& s) { return label == s.label; });
@@ -172,6 +210,7 @@ Options parse_options(int argc, char** argv, std::string program) {
   }
   opt.concurrency = std::min<std::size_t>(static_cast<std::size_t>(max_req), opt.codes.size());
   opt.out_dir = out;
+  opt.timeout = *request_timeout;
   opt.ready = true;
   return opt;
 }
@@ -181,6 +220,7 @@ namespace {
 duet::http::ClientOptions client_options(const Options& opt) {
   duet::http::ClientOptions c;
   c.max_connections_per_origin = std::max<std::size_t>(opt.concurrency, 1);  // the semaphore is the real cap
+  c.request_timeout = opt.timeout;  // from the call, made once the semaphore lets the download through
   return c;
 }
 

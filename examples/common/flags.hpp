@@ -1,14 +1,17 @@
 // examples/common/flags.hpp — what both styles of the flag programs share, so that the programs in
 // examples/callbacks and examples/coroutines hold only the downloading, each in its style.
 //
-//     flags [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [CC ...]
+//     flags [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [--timeout SECONDS] [CC ...]
 //
 // `Job` is one run: it parses the options (a usage error prints `*** Usage error: …` and the usage,
 // and the run exits with status 2), prints the opening lines, owns the loop, the HTTP client and the
 // semaphore that caps the requests in flight, takes each code's outcome (`done`) for the progress bar
-// or the -v line, and prints the closing report. Ctrl-C (SIGINT) or SIGTERM cancels what is in flight:
-// the callbacks style watches `job.stop` in every operation, the coroutines style's task is cancelled;
-// either way the report still comes, counting what finished.
+// or the -v line, and prints the closing report. Each request times out after `--timeout` seconds
+// (3.1, as in the book's flags2 programs; 0: never), set once in the client's options, so both styles
+// and both programs get it; a timeout is an error like the others: `XB error: timed out`.
+// Ctrl-C (SIGINT) or SIGTERM cancels what is in flight: the callbacks style watches `job.stop` in
+// every operation, the coroutines style's task is cancelled; either way the report still comes,
+// counting what finished.
 #pragma once
 
 #include <chrono>
@@ -40,7 +43,8 @@ struct Outcome {
 Outcome ok();
 /// 200 is no outcome yet (the caller goes on); 404 is "not found"; any other status is an error.
 Outcome from_status(const duet::http::Response& res, const std::string& url);
-/// A request or metadata that failed: `what` says why. A cancellation is `Status::cancelled`.
+/// A request or metadata that failed: `what` says why, except for a timeout (`std::errc::timed_out`),
+/// which is "error: timed out" whichever deadline ran out. A cancellation is `Status::cancelled`.
 Outcome failed(std::error_code ec, std::string_view what);
 /// Saving to `path` failed with `ec`.
 Outcome save_failed(const std::string& path, std::error_code ec);
@@ -74,6 +78,7 @@ struct Options {
   std::size_t concurrency = 5;  ///< -m, cut to the number of codes
   std::string label, base_url;  ///< "DELAY", "http://localhost:8001/flags"
   std::filesystem::path out_dir = "downloaded";
+  std::chrono::milliseconds timeout{3100};  ///< --timeout: each request's deadline (0: none)
   std::vector<std::string> codes;
 };
 
