@@ -4,12 +4,13 @@
 // Input: the arguments, separated by NUL bytes (argv[0] is supplied). The checks: the parser never
 // crashes or throws; it either refuses (exit code 2, or 0 after --help) or yields a run with a sorted
 // set of at most 676 two-letter upper-case codes, a concurrency between 1 and the number of codes, an
-// output folder, and a base URL that parses. What the parser prints (usage errors, help) goes to
-// /dev/null while it runs.
+// output folder, a request timeout from 0 (none) to a day, and a base URL that parses. What the
+// parser prints (usage errors, help) goes to /dev/null while it runs.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -82,6 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   DUET_FUZZ_CHECK(opt.codes.size() <= 676);
   DUET_FUZZ_CHECK(opt.concurrency >= 1 && opt.concurrency <= opt.codes.size());
   DUET_FUZZ_CHECK(!opt.base_url.empty() && !opt.out_dir.empty());
+  DUET_FUZZ_CHECK(opt.timeout.count() >= 0 && opt.timeout <= std::chrono::hours(24));
   (void)duet::http::Url::parse(opt.base_url + "/br/br.gif");  // accepted URLs parse (this would throw)
   return 0;
 }
