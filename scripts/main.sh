@@ -2,7 +2,8 @@
 # The main job: build (if needed), start flags_server, and run both styles of the flag programs side
 # by side — `flags` against DELAY (all 676 codes AA..ZZ at once) and ERROR (-v: a line per code),
 # `flags_names` against LOCAL — printing each report under a heading that names the style. Then stop
-# the server.
+# the server. As in the book, each request times out after 3.1 s: DELAY and ERROR hold answers for
+# 0.5 to 5 s, so a share of their codes end as `timed out` errors, counted in the report.
 #
 #   scripts/main.sh            (as root it installs the Debian packages it needs first)
 #
