@@ -148,11 +148,11 @@ TEST_CASE("a truncated body, or no response at all, fails at end of stream", "[h
 }
 
 TEST_CASE("header and body limits", "[http][parser]") {
-  ResponseParser small_headers(ParserLimits{64, 1024});
+  ResponseParser small_headers(ParserLimits{.max_header_bytes = 64, .max_body_bytes = 1024});
   REQUIRE(parse(small_headers, "HTTP/1.1 200 OK\r\nX-Big: " + std::string(100, 'a') + "\r\n\r\n") == State::failed);
   CHECK(small_headers.error() == duet::errc::header_too_large);
 
-  ResponseParser small_body(ParserLimits{1024, 4});
+  ResponseParser small_body(ParserLimits{.max_header_bytes = 1024, .max_body_bytes = 4});
   REQUIRE(parse(small_body, kLength) == State::failed);
   CHECK(small_body.error() == duet::errc::body_too_large);
 }

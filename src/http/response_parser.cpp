@@ -7,7 +7,8 @@ namespace {
 ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponseParser*>(p->data); }
 }  // namespace
 
-ResponseParser::ResponseParser(ParserLimits limits) noexcept : limits_(limits), head_parts_(limits.max_header_bytes) {
+ResponseParser::ResponseParser(ParserLimits limits) noexcept
+    : limits_(limits), head_parts_(limits.max_header_bytes, limits.max_header_fields) {
   reset();
 }
 
@@ -17,6 +18,7 @@ void ResponseParser::reset(bool head) {
   response_ = Response();
   sink_ = nullptr;
   head_parts_.reset();
+  framing_.reset();
   body_bytes_ = 0;
   state_ = State::incomplete;
   error_.clear();
@@ -70,10 +72,25 @@ int ResponseParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) 
   DUET_PARSER_GUARD(if (!self.head_parts_.value(at, n)) return self.too_large(); return 0;)
 }
 
-int ResponseParser::on_header_value_complete(llhttp_t* p) noexcept {
-  auto& self = self_of(p);
-  DUET_PARSER_GUARD(self.head_parts_.field_done(self.response_.headers); return 0;)
+int ResponseParser::field_done() noexcept {
+  FieldVerdict verdict;
+  try {
+    verdict = head_parts_.field_done(response_.headers);
+  } catch (...) {
+    return fail(std::make_error_code(std::errc::not_enough_memory), "out of memory");
+  }
+  switch (verdict) {
+    case FieldVerdict::ok:
+      return 0;
+    case FieldVerdict::too_large:
+      return fail(make_error_code(errc::header_too_large), "header block too large (bytes or fields)");
+    case FieldVerdict::bad_name:
+      break;
+  }
+  return fail(make_error_code(errc::malformed_response), "an empty or invalid header field name");
 }
+
+int ResponseParser::on_header_value_complete(llhttp_t* p) noexcept { return self_of(p).field_done(); }
 
 int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
@@ -82,9 +99,16 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   // HTTP's status code is three digits; llhttp takes fewer ("HTTP/1.1 20 OK" is garbage, not status 20).
   if (self.response_.status < 100 || self.response_.status > 999)
     return self.fail(make_error_code(errc::malformed_response), "malformed status code");
-  self.informational_ = self.response_.status >= 100 && self.response_.status < 200 && self.response_.status != 101;
-  if (!self.informational_) self.headers_complete_ = true;
-  if (self.head_ && !self.informational_) return 1;  // a response to HEAD has no body, whatever it says
+  // duet never asks to switch protocols: a 101 would hand the connection to a protocol it cannot speak.
+  if (self.response_.status == 101)
+    return self.fail(make_error_code(errc::malformed_response), "an unsolicited 101 Switching Protocols");
+  self.informational_ = self.response_.status < 200;
+  if (self.informational_) return 0;
+  self.headers_complete_ = true;
+  self.head_parts_.end_head();  // what follows a chunked body are trailers
+  // A response to HEAD, and a 204 or 304, has no body, whatever its headers say (RFC 9110 §6.4.1).
+  if (self.head_ || self.response_.status == 204 || self.response_.status == 304) return 1;
+  if (p->flags & F_CHUNKED) self.framing_.expect_chunked_body();
   return 0;
 }
 
@@ -106,14 +130,7 @@ int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept
 
 int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
-  if (self.informational_) {  // 100 Continue and friends: wait for the real response
-    self.response_.status = 0;
-    self.response_.reason.clear();
-    self.response_.headers.clear();
-    self.head_parts_.reset();
-    self.informational_ = false;
-    return 0;
-  }
+  if (self.informational_) return HPE_PAUSED;  // 100 Continue and friends: `feed` checks it, then goes on
   self.keep_alive_ = llhttp_should_keep_alive(p) != 0;
   self.state_ = State::complete;
   return HPE_PAUSED;  // stop here: what follows belongs to the next response
@@ -125,12 +142,12 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
                                                     std::size_t& consumed) {
   if (rc == HPE_OK) {
     consumed = len;
-    return state_;
+    return check_framing(data, len);
   }
   if (rc == HPE_PAUSED && state_ == State::complete) {
     const char* pos = llhttp_get_error_pos(&parser_);
     consumed = pos ? static_cast<std::size_t>(pos - data) : len;
-    return state_;
+    return check_framing(data, consumed);
   }
   consumed = 0;
   state_ = State::failed;
@@ -141,12 +158,41 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
   return state_;
 }
 
+ResponseParser::State ResponseParser::check_framing(const char* data, std::size_t len) {
+  if (framing_.feed(data, len)) return state_;
+  state_ = State::failed;
+  error_ = make_error_code(errc::malformed_response);
+  reason_ = framing_.why();
+  return state_;
+}
+
 ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& consumed) {
   consumed = 0;
   if (state_ != State::incomplete) return state_;
   if (!data.empty()) started_ = true;
-  const llhttp_errno_t rc = llhttp_execute(&parser_, data.data(), data.size());
-  return after_execute(rc, data.data(), data.size(), consumed);
+  const char* at = data.data();
+  std::size_t len = data.size();
+  for (;;) {
+    const llhttp_errno_t rc = llhttp_execute(&parser_, at, len);
+    if (rc != HPE_PAUSED || !informational_) {
+      const State s = after_execute(rc, at, len, consumed);
+      consumed += static_cast<std::size_t>(at - data.data());
+      return s;
+    }
+    // An interim (1xx) response ended: check its framing, forget it, and wait for the real response.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    const std::size_t used = static_cast<std::size_t>(pos - at);
+    if (check_framing(at, used) == State::failed) return state_;
+    response_.status = 0;
+    response_.reason.clear();
+    response_.headers.clear();
+    head_parts_.reset();
+    framing_.reset();
+    informational_ = false;
+    llhttp_resume(&parser_);
+    at = pos;
+    len -= used;
+  }
 }
 
 ResponseParser::State ResponseParser::finish() {

@@ -4,6 +4,7 @@
 // case-insensitively, as HTTP requires: `res.headers.get("content-type")`.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,13 @@ namespace duet::http {
 
 /// True if `a` and `b` are equal ignoring ASCII case.
 bool iequals(std::string_view a, std::string_view b) noexcept;
+
+/// True if `s` is an HTTP token (RFC 9110 §5.6.2): one or more of the letters, digits and
+/// ``!#$%&'*+-.^_`|~``. Field names and methods are tokens.
+bool is_token(std::string_view s) noexcept;
+/// True if `s` may be sent as a field value or a reason phrase: no control characters but HTAB (so no
+/// CR, LF or NUL: nothing that could end a line and begin another), bytes 0x80 and up allowed as opaque.
+bool is_field_value(std::string_view s) noexcept;
 
 class Headers {
  public:
@@ -58,10 +66,13 @@ struct Response {
 };
 
 struct Request {
-  std::string method = "GET";
+  std::string method = "GET";  ///< a token: anything else is refused before a byte is sent
   Url url;
-  Headers headers;
+  Headers headers;  ///< names are tokens, values hold no CR, LF or other control byte (else refused)
   std::string body;
+  /// This request's deadline, from the call to the response, redirects included; 0: the client's
+  /// `ClientOptions::request_timeout`.
+  std::chrono::milliseconds timeout{0};
 };
 
 }  // namespace duet::http

@@ -1,9 +1,11 @@
 // duet/http/detail/head_collector.hpp — what parsing requests and responses shares: the head.
 //
 // llhttp hands over the start line's text (a request's target, a response's reason) and each header
-// field's name and value in pieces. This gathers them into `Headers` and counts every byte of the head
-// against a limit. Used by the client's response parser and the server's request parser. May throw
-// std::bad_alloc only (the parsers catch it: nothing is thrown through llhttp).
+// field's name and value in pieces. This gathers them into `Headers`, counts every line of the head
+// (its bytes, and the line itself) against a byte limit and a field limit, refuses field names that
+// are not tokens (empty ones included), and keeps trailer fields out of the headers. Used by the
+// client's response parser and the server's request parser. May throw std::bad_alloc only (the
+// parsers catch it: nothing is thrown through llhttp).
 #pragma once
 
 #include <llhttp.h>
@@ -40,27 +42,50 @@ const llhttp_settings_t& llhttp_settings_for() noexcept {
   return shared;
 }
 
+/// What `HeadCollector::field_done` found.
+enum class FieldVerdict {
+  ok,
+  too_large,  ///< the head passed its byte limit or its field limit
+  bad_name,   ///< an empty field name, or one that is not a token (a space, a control byte, ...)
+};
+
 class HeadCollector {
  public:
-  explicit HeadCollector(std::size_t max_bytes) noexcept : max_bytes_(max_bytes) {}
+  /// Each line of the head costs its bytes plus the 4 of `: ` and CRLF, so that empty lines (which
+  /// llhttp reports as a field with an empty name and value) count too.
+  static constexpr std::size_t kLineOverhead = 4;
+
+  HeadCollector(std::size_t max_bytes, std::size_t max_fields) noexcept
+      : max_bytes_(max_bytes), max_fields_(max_fields) {}
 
   /// Forgets the head collected so far (a new message, or the next after a 1xx response).
   void reset() noexcept {
     field_.clear();
     value_.clear();
     bytes_ = 0;
+    fields_ = 0;
+    in_trailers_ = false;
   }
 
   /// Appends a piece of the start line to `to`; false (nothing appended) once the head is over the limit.
   bool start_line(std::string& to, const char* at, std::size_t n) { return append(to, at, n); }
   bool field(const char* at, std::size_t n) { return append(field_, at, n); }
   bool value(const char* at, std::size_t n) { return append(value_, at, n); }
-  /// The current field is complete: it goes into `headers`.
-  void field_done(Headers& headers) {
-    if (headers.empty()) headers.reserve(kTypicalFields);  // one allocation, not one per doubling
-    headers.add(std::move(field_), std::move(value_));
+  /// The header block is over: fields from now on are trailers. They are checked and counted against
+  /// the same limits, and dropped: a trailer never passes for a header.
+  void end_head() noexcept { in_trailers_ = true; }
+  /// The current field is complete: it goes into `headers` (a trailer is dropped).
+  FieldVerdict field_done(Headers& headers) {
+    bytes_ += kLineOverhead;
+    if (++fields_ > max_fields_ || bytes_ > max_bytes_) return FieldVerdict::too_large;
+    if (!is_token(field_)) return FieldVerdict::bad_name;
+    if (!in_trailers_) {
+      if (headers.empty()) headers.reserve(kTypicalFields);  // one allocation, not one per doubling
+      headers.add(std::move(field_), std::move(value_));
+    }
     field_.clear();
     value_.clear();
+    return FieldVerdict::ok;
   }
 
  private:
@@ -73,7 +98,10 @@ class HeadCollector {
 
   static constexpr std::size_t kTypicalFields = 12;  // nginx sends 7 on a static file, Node.js 5
   std::size_t max_bytes_;
+  std::size_t max_fields_;
   std::size_t bytes_ = 0;
+  std::size_t fields_ = 0;
+  bool in_trailers_ = false;
   std::string field_;
   std::string value_;
 };

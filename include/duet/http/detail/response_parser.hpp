@@ -3,8 +3,11 @@
 // Bytes go in as they arrive (`feed`, any split); the parser stops at the end of one response and
 // says how many bytes it used (the rest belong to the next one). Handles Content-Length, chunked and
 // close-delimited bodies (`finish` at end of stream), skips 1xx interim responses, knows that a
-// response to HEAD has no body, and enforces limits on the header block and the body. A malformed
-// response fails with `duet::errc::malformed_response` and llhttp's reason; a limit with
+// response to HEAD, and a 204 or 304, has no body whatever its headers say, and enforces limits on
+// the header block (bytes and fields) and the body. Trailer fields are checked and dropped, never
+// merged into the headers. What llhttp 8.1.0 lets through in the framing (a bare CR in the head, a
+// chunk not followed by CRLF) is checked again by a `FramingCheck`. A malformed response (an unsolicited
+// 101 included) fails with `duet::errc::malformed_response` and the reason; a limit with
 // `errc::header_too_large` / `errc::body_too_large`; an end of stream before the response is
 // complete with `errc::malformed_response` ("truncated ...").
 #pragma once
@@ -17,6 +20,7 @@
 #include <system_error>
 
 #include "duet/detail/unique_function.hpp"
+#include "duet/http/detail/framing_check.hpp"
 #include "duet/http/detail/head_collector.hpp"
 #include "duet/http/message.hpp"
 
@@ -24,7 +28,8 @@ namespace duet::http::detail {
 
 struct ParserLimits {
   std::size_t max_header_bytes = 64 * 1024;
-  std::size_t max_body_bytes = 256 * 1024 * 1024;
+  std::size_t max_header_fields = 100;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;
 };
 
 class ResponseParser {
@@ -69,7 +74,9 @@ class ResponseParser {
   static int on_message_complete(llhttp_t*) noexcept;
 
   int fail(std::error_code ec, std::string reason) noexcept;
+  int field_done() noexcept;
   int too_large() noexcept;
+  State check_framing(const char* data, std::size_t len);
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
 
   friend const llhttp_settings_t& llhttp_settings_for<ResponseParser, HTTP_RESPONSE>() noexcept;
@@ -79,6 +86,7 @@ class ResponseParser {
   Response response_;
   duet::detail::UniqueFunction<void(std::string_view)>* sink_ = nullptr;
   HeadCollector head_parts_;
+  FramingCheck framing_;
   std::size_t body_bytes_ = 0;
   State state_ = State::incomplete;
   std::error_code error_;

@@ -1,0 +1,68 @@
+// duet/http/detail/framing_check.hpp — checks the framing bytes that llhttp lets through.
+//
+// llhttp 8.1.0 (Debian's) is lenient where a message's framing is decided: a bare CR followed by any
+// byte ends a header block (`X-A: 1\r\n\rXGET /other ...` reads as two requests), and the two bytes
+// after a chunk's data are skipped unchecked (`5\r\nhelloXX0\r\n\r\n` is accepted). Either lets a peer
+// make duet see message boundaries that another parser on the path would not: request smuggling.
+//
+// A FramingCheck is fed exactly the bytes llhttp consumed for one message, after llhttp has parsed
+// them, and before the message is acted on. It checks them on its own, independently of llhttp:
+// every CR in the head (start line, fields, and the trailer section) is followed by LF, and a chunked
+// body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
+// (extensions included) at most `kMaxChunkLine` bytes. It keeps a few integers of state, allocates
+// nothing, and looks at each head byte once; a chunk's data is skipped, not scanned.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace duet::http::detail {
+
+class FramingCheck {
+ public:
+  static constexpr std::size_t kMaxChunkLine = 1024;  ///< a chunk's size line, extensions included
+
+  /// Ready for the next message (any CRLFs before its start line are allowed, as llhttp allows them).
+  void reset() noexcept { *this = FramingCheck(); }
+  /// The message's body is chunked (llhttp's verdict, given once its head is parsed). Without it, the
+  /// check ends with the head: a Content-Length or close-delimited body has no framing bytes.
+  void expect_chunked_body() noexcept { chunked_ = true; }
+
+  /// Checks the next `n` bytes of the message; false (and `why()` says what) at the first violation.
+  bool feed(const char* data, std::size_t n) noexcept;
+  const char* why() const noexcept { return why_; }
+
+ private:
+  enum class State : std::uint8_t {
+    leading,        // before the start line: empty lines only
+    leading_lf,     // a CR before the start line: LF must follow
+    line,           // inside a head line
+    line_lf,        // a CR in a head line: LF must follow
+    line_start,     // at the start of a head line: an empty one ends the head
+    end_lf,         // the CR of the empty line: LF must follow
+    size,           // a chunk's size digits
+    extension,      // a chunk's extensions, up to CR
+    size_lf,        // the CR after a size line: LF must follow
+    data,           // a chunk's data
+    data_cr,        // after a chunk's data: CR must follow
+    data_lf,        // then LF
+    trailer_start,  // at the start of a trailer line: an empty one ends the message
+    trailer,        // inside a trailer line
+    trailer_lf,     // a CR in a trailer line: LF must follow
+    final_lf,       // the CR of the last empty line: LF must follow
+    done,
+  };
+  bool fail(const char* why) noexcept {
+    why_ = why;
+    return false;
+  }
+
+  State state_ = State::leading;
+  bool chunked_ = false;
+  std::uint8_t digits_ = 0;
+  std::size_t line_bytes_ = 0;
+  std::uint64_t remaining_ = 0;  // a chunk's data still to come
+  const char* why_ = nullptr;
+};
+
+}  // namespace duet::http::detail
