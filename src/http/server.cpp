@@ -5,7 +5,9 @@
 #include <deque>
 #include <list>
 #include <optional>
+#include <stdexcept>
 
+#include "duet/http/detail/framing_check.hpp"
 #include "duet/http/detail/head_collector.hpp"
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
@@ -15,18 +17,29 @@ namespace duet::http {
 namespace detail {
 namespace {
 
+/// RFC 9110's reason phrases (and 418, RFC 2324; 428, 429, 431, 511, RFC 6585).
 const char* reason_phrase(int status) {
   switch (status) {
     case 100:
       return "Continue";
+    case 101:
+      return "Switching Protocols";
     case 200:
       return "OK";
     case 201:
       return "Created";
+    case 202:
+      return "Accepted";
+    case 203:
+      return "Non-Authoritative Information";
     case 204:
       return "No Content";
+    case 205:
+      return "Reset Content";
     case 206:
       return "Partial Content";
+    case 300:
+      return "Multiple Choices";
     case 301:
       return "Moved Permanently";
     case 302:
@@ -35,6 +48,8 @@ const char* reason_phrase(int status) {
       return "See Other";
     case 304:
       return "Not Modified";
+    case 305:
+      return "Use Proxy";
     case 307:
       return "Temporary Redirect";
     case 308:
@@ -43,44 +58,98 @@ const char* reason_phrase(int status) {
       return "Bad Request";
     case 401:
       return "Unauthorized";
+    case 402:
+      return "Payment Required";
     case 403:
       return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 407:
+      return "Proxy Authentication Required";
     case 408:
       return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
     case 413:
       return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
     case 418:
       return "I'm a Teapot";
+    case 421:
+      return "Misdirected Request";
+    case 422:
+      return "Unprocessable Content";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
     case 501:
       return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
     case 503:
       return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 511:
+      return "Network Authentication Required";
     default:
       return "Unknown";
   }
 }
 
+/// Why `res` cannot be sent as a final response, or null if it can.
+const char* unsendable(const Response& res) noexcept {
+  if (res.status < 200 || res.status > 599) return "the handler's status is not a final status (200-599)";
+  if (!is_field_value(res.reason)) return "the handler's reason phrase holds a control character";
+  for (const auto& [name, value] : res.headers) {
+    if (!is_token(name)) return "the handler's header field name is not a token";
+    if (!is_field_value(value)) return "the handler's header field value holds a CR, LF or other control character";
+  }
+  return nullptr;
+}
+
+/// The bytes of `res` (which `unsendable` accepted) on the wire.
 std::string serialize(const Response& res, bool head, bool close) {
+  // 204 and 304 have neither body nor length (RFC 9110 §8.6, §15.4.5).
+  const bool bodiless = res.status == 204 || res.status == 304;
   std::string out;
-  out.reserve(128 + (head ? 0 : res.body.size()));
+  out.reserve(128 + (head || bodiless ? 0 : res.body.size()));
   out.append("HTTP/1.1 ").append(std::to_string(res.status)).append(" ");
   out.append(res.reason.empty() ? reason_phrase(res.status) : res.reason).append("\r\n");
   for (const auto& [name, value] : res.headers) {
     if (iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding") || iequals(name, "Connection")) continue;
     out.append(name).append(": ").append(value).append("\r\n");
   }
-  out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
+  if (!bodiless) out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
   if (close) out.append("Connection: close\r\n");
   out.append("\r\n");
-  if (!head) out.append(res.body);
+  if (!head && !bodiless) out.append(res.body);
   return out;
 }
 
@@ -113,6 +182,13 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 };
 
 /// One client connection: parses requests, dispatches them, and writes the responses back in order.
+///
+/// Each state has a deadline and a bound (see server.hpp): the connection keeps up to four deadlines
+/// (the head's, the whole request's, the response being written's, the idle connection's) and runs
+/// its one timer for the earliest. Parsing stops after each request (llhttp is paused in
+/// on_message_complete), so that the bytes of that request are checked by the FramingCheck before it
+/// is dispatched, and so that a connection whose responses are backed up stops reading: the unparsed
+/// rest of the last read (at most one read buffer) waits in `pending_input_`.
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
   ServerConnection(std::shared_ptr<ServerCore> core, TcpStream stream)
@@ -127,9 +203,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     } catch (...) {
     }
     timer_.emplace(core_->loop);
-    arm(core_->options.header_timeout);  // a new connection must start a request promptly
-    auto self = shared_from_this();
-    stream_.read_start([self](std::error_code ec, std::span<const char> chunk) { self->on_read(ec, chunk); });
+    head_due_ = due_in(core_->options.header_timeout);  // a new connection must start a request promptly
+    read();
+    settle();
   }
 
   void shut() noexcept {
@@ -140,10 +216,26 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     core_->remove(this);  // may free this: the caller holds a reference
   }
 
+  /// A Reply's answer (or its 500, if dropped) for the request numbered `seq`.
+  void answer(std::uint64_t seq, Response res) {
+    if (closed_ || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    Slot& s = slots_[seq - first_seq_];
+    if (s.bytes) return;  // replied twice: the first one stands
+    if (const char* why = unsendable(res)) {
+      core_->loop.report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
+      res = plain(500, "internal error\n");
+    }
+    s.bytes = serialize(res, s.head, s.close);
+    flush();
+  }
+
+  void report(std::exception_ptr e) noexcept { core_->loop.report(std::move(e)); }
+
  private:
   struct Slot {
     std::optional<std::string> bytes;  // the serialized response, once the handler has replied
     bool close = false;
+    bool head = false;
   };
 
   static ServerConnection& self_of(llhttp_t* p) { return *static_cast<ServerConnection*>(p->data); }
@@ -154,47 +246,164 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     try {
       return fn();
     } catch (...) {
-      error_status_ = 500;
-      llhttp_set_error_reason(&parser_, "out of memory");
-      return HPE_USER;
+      return reject(500, "out of memory");
     }
   }
 
-  void arm(std::chrono::milliseconds d) {
+  /// Fails the request being parsed: answered with `status` and `why`, then the connection closes.
+  int reject(int status, const char* why) noexcept {
+    error_status_ = status;
+    error_reason_ = why;
+    return HPE_USER;
+  }
+
+  // ---- deadlines ----------------------------------------------------------------------------------
+
+  std::uint64_t now() const noexcept { return uv_now(core_->loop.native()); }
+  std::uint64_t due_in(std::chrono::milliseconds d) const noexcept {
+    return d.count() > 0 ? now() + static_cast<std::uint64_t>(d.count()) : 0;
+  }
+
+  // Sets the connection's one timer after each change in what it is doing: to the earliest of the
+  // deadlines in force. Once the client has finished sending and every response is written, the
+  // connection closes — not before: closing cancels what is still being written.
+  void settle() {
+    if (closed_) return;
+    if (reading_done_ && slots_.empty() && writes_pending_ == 0) return shut();
+    const bool idle = !in_request_ && slots_.empty() && writes_pending_ == 0 && !closed_after_write_;
+    if (!idle)
+      idle_due_ = 0;
+    else if (idle_due_ == 0)
+      idle_due_ = due_in(core_->options.idle_timeout);
+    std::uint64_t due = 0;
+    for (std::uint64_t d : {head_due_, request_due_, write_due_, idle_due_})
+      if (d != 0 && (due == 0 || d < due)) due = d;
+    if (due == armed_due_) return;
+    armed_due_ = due;
+    if (due == 0) return timer_->stop();
+    const std::uint64_t t = now();
     auto weak = weak_from_this();
-    timer_->start(d, std::chrono::milliseconds(0), [weak] {
-      if (auto self = weak.lock()) self->shut();
+    timer_->start(std::chrono::milliseconds(due > t ? due - t : 0), std::chrono::milliseconds(0), [weak] {
+      if (auto self = weak.lock()) self->on_timer();
     });
+  }
+
+  void on_timer() {
+    armed_due_ = 0;
+    const std::uint64_t t = now();
+    // A response being written that the client is taking, however slowly, has made progress.
+    if (write_due_ != 0 && write_due_ <= t) {
+      const std::size_t queued = write_queue_bytes();
+      if (queued < write_mark_) {
+        write_mark_ = queued;
+        write_due_ = due_in(core_->options.write_timeout);
+      }
+    }
+    for (std::uint64_t d : {head_due_, request_due_, write_due_, idle_due_})
+      if (d != 0 && d <= t) return shut();
+    settle();
+  }
+
+  std::size_t write_queue_bytes() noexcept {
+    uv_tcp_t* h = stream_.native();
+    return h ? uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(h)) : 0;
+  }
+
+  // ---- reading and parsing ------------------------------------------------------------------------
+
+  void read() {
+    auto self = shared_from_this();
+    stream_.read_start([self](std::error_code ec, std::span<const char> chunk) { self->on_read(ec, chunk); });
   }
 
   void on_read(std::error_code ec, std::span<const char> chunk) {
     if (closed_ || failed_) return;
+    auto keep = shared_from_this();
     if (ec || chunk.empty()) {  // the client is gone or finished sending: finish what is queued, then close
       reading_done_ = true;
       stream_.read_stop();
-      if (ec) return shut();        // nobody to write to
-      in_head_ = in_body_ = false;  // a request cut off here can never complete
+      if (ec) return shut();  // nobody to write to
+      in_request_ = false;    // a request cut off here can never complete
+      head_due_ = request_due_ = 0;
       return settle();
     }
-    auto keep = shared_from_this();
     if (stop_parsing_) return;
-    const llhttp_errno_t rc = llhttp_execute(&parser_, chunk.data(), chunk.size());
-    if (rc != HPE_OK && !stop_parsing_ && !closed_)
-      refuse(error_status_ ? error_status_ : 400, llhttp_get_error_reason(&parser_));
+    const std::size_t used = parse(chunk.data(), chunk.size());
+    if (used < chunk.size() && !stop_parsing_ && !failed_ && !closed_) {  // backed up: keep the rest for later
+      pending_input_.assign(chunk.data() + used, chunk.size() - used);
+      pause_reading();
+    }
+    settle();
+  }
+
+  void pause_reading() {
+    paused_ = true;
+    stream_.read_stop();
+  }
+
+  /// Too many responses waiting, or too many bytes of them: read nothing more until they go out.
+  bool backed_up() noexcept {
+    static constexpr std::size_t kWriteHighWater = 256 * 1024;
+    return slots_.size() + writes_pending_ >= core_->options.max_pipelined ||
+           (writes_pending_ > 0 && write_queue_bytes() > kWriteHighWater);
+  }
+
+  /// Reading was paused and the responses have gone out: parse what was kept, then read again.
+  void resume_if_drained() {
+    if (!paused_ || parsing_ || closed_ || failed_ || stop_parsing_ || backed_up()) return;
+    paused_ = false;
+    std::string input = std::move(pending_input_);
+    pending_input_.clear();
+    const std::size_t used = parse(input.data(), input.size());
+    if (closed_ || failed_ || stop_parsing_) return;
+    if (used < input.size()) {
+      pending_input_ = input.substr(used);
+      paused_ = true;
+      return;
+    }
+    if (!reading_done_) read();
+  }
+
+  /// Parses requests from `data` until it is used up or the connection backs up; returns the bytes used.
+  std::size_t parse(const char* data, std::size_t n) {
+    parsing_ = true;
+    std::size_t used = 0;
+    while (used < n && !closed_ && !failed_ && !stop_parsing_ && !backed_up()) {
+      const char* at = data + used;
+      const llhttp_errno_t rc = llhttp_execute(&parser_, at, n - used);
+      std::size_t took = n - used;
+      if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
+        took = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - at);
+      } else if (rc != HPE_OK) {
+        refuse(error_status_ ? error_status_ : 400, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_));
+        break;
+      }
+      // llhttp 8.1.0 lets a bare CR end the head and skips the two bytes after chunk data unchecked.
+      if (!framing_.feed(at, took)) {
+        refuse(400, framing_.why());
+        break;
+      }
+      used += took;
+      if (rc == HPE_PAUSED_UPGRADE) {  // an Upgrade the handler did not take: carry on as HTTP/1.1
+        llhttp_resume_after_upgrade(&parser_);
+      } else if (rc == HPE_PAUSED) {  // a request is complete
+        llhttp_resume(&parser_);
+        framing_.reset();
+        dispatch();
+      }
+    }
+    parsing_ = false;
+    return used;
   }
 
   // A request that cannot be served: answer it (after those before it), then close.
   void refuse(int status, const char* why) {
     failed_ = true;
+    in_request_ = false;
+    head_due_ = request_due_ = 0;
     stream_.read_stop();
-    slots_.push_back(Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true), true});
+    slots_.push_back(Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true), true, false});
     flush();
-  }
-
-  int too_large() noexcept {
-    error_status_ = 431;
-    llhttp_set_error_reason(&parser_, "request header fields too large");
-    return HPE_USER;
   }
 
   friend const llhttp_settings_t& duet::http::detail::llhttp_settings_for<ServerConnection, HTTP_REQUEST>() noexcept;
@@ -205,8 +414,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       c.request_ = ServerRequest();
       c.head_.reset();
       c.body_bytes_ = 0;
-      c.in_head_ = true;
-      c.arm(c.core_->options.header_timeout);
+      c.in_request_ = true;
+      c.head_due_ = c.due_in(c.core_->options.header_timeout);
+      c.request_due_ = c.due_in(c.core_->options.request_timeout);
+      c.idle_due_ = 0;
       return 0;
     });
   }
@@ -234,73 +445,83 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_header_value_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      c.head_.field_done(c.request_.headers);
-      return 0;
+      switch (c.head_.field_done(c.request_.headers)) {
+        case FieldVerdict::ok:
+          return 0;
+        case FieldVerdict::too_large:
+          return c.too_large();
+        case FieldVerdict::bad_name:
+          break;
+      }
+      return c.reject(400, "an empty or invalid header field name");
     });
   }
+  int too_large() noexcept { return reject(431, "request header fields too large"); }
+
   static int on_headers_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
-    return c.guarded([&]() -> int {
-      c.in_head_ = false;
-      c.in_body_ = true;
-      c.settle();  // the body and the handler may take as long as they take
-      c.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
-      c.request_.version_minor = llhttp_get_http_minor(p);
-      const auto q = c.request_.target.find('?');
-      c.request_.path = c.request_.target.substr(0, q);
-      if (q != std::string::npos) c.request_.query = c.request_.target.substr(q + 1);
-      return 0;
-    });
+    return c.guarded([&]() -> int { return c.headers_complete(p); });
+  }
+
+  int headers_complete(llhttp_t* p) {
+    head_.end_head();
+    head_due_ = 0;
+    if (llhttp_get_http_major(p) != 1) return reject(505, "only HTTP/1.x is supported");
+    const int minor = llhttp_get_http_minor(p);
+    if (llhttp_get_method(p) == HTTP_CONNECT) return reject(501, "CONNECT is not supported");
+    for (char ch : request_.target) {
+      const auto b = static_cast<unsigned char>(ch);
+      if (b <= 0x20 || b >= 0x7f) return reject(400, "a control or non-ASCII byte in the request target");
+    }
+    const std::size_t hosts = request_.headers.get_all("Host").size();
+    if (hosts > 1 || (minor >= 1 && hosts == 0)) return reject(400, "an HTTP/1.1 request needs exactly one Host");
+    if (auto expect = request_.headers.get("Expect"); expect && minor >= 1) {
+      if (!iequals(*expect, "100-continue")) return reject(417, "only Expect: 100-continue is supported");
+      const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
+      if (sized && p->content_length > core_->options.max_body_bytes)  // said at once: the body is not read
+        return reject(413, "request body too large");
+      slots_.push_back(Slot{std::string("HTTP/1.1 100 Continue\r\n\r\n"), false, false});
+      flush();
+    }
+    request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
+    request_.version_minor = minor;
+    const auto q = request_.target.find('?');
+    request_.path = request_.target.substr(0, q);
+    if (q != std::string::npos) request_.query = request_.target.substr(q + 1);
+    if (p->flags & F_CHUNKED) framing_.expect_chunked_body();
+    return 0;
   }
   static int on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
       c.body_bytes_ += n;
-      if (c.body_bytes_ > c.core_->options.max_body_bytes) {
-        c.error_status_ = 413;
-        llhttp_set_error_reason(p, "request body too large");
-        return HPE_USER;
-      }
+      if (c.body_bytes_ > c.core_->options.max_body_bytes) return c.reject(413, "request body too large");
       c.request_.body.append(at, n);
       return 0;
     });
   }
   static int on_message_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
-    return c.guarded([&]() -> int {
-      c.in_body_ = false;
-      c.dispatch(llhttp_should_keep_alive(p) == 0);
-      return c.closed_ ? HPE_USER : 0;
-    });
+    c.in_request_ = false;
+    c.request_due_ = 0;
+    c.close_after_ = llhttp_should_keep_alive(p) == 0;
+    return HPE_PAUSED;  // `parse` checks the request's framing, then dispatches it
   }
 
-  void dispatch(bool close_after) {
-    const bool head = request_.method == "HEAD";
+  void dispatch() {
+    const bool close_after = close_after_;
     request_.peer = peer_;
-    slots_.push_back(Slot{std::nullopt, close_after});
+    slots_.push_back(Slot{std::nullopt, close_after, request_.method == "HEAD"});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
-    std::weak_ptr<ServerConnection> weak = weak_from_this();
-    Reply reply = [weak, seq, head, close_after](Response res) {
-      if (auto self = weak.lock()) self->answer(seq, serialize(res, head, close_after));
-    };
     if (close_after) {  // nothing after this request is read, or answered
       stream_.read_stop();
-      stop_parsing_ = true;  // llhttp 8 ignores the rest of the chunk; later versions call it an error
+      stop_parsing_ = true;
     }
     try {
-      core_->handler(std::move(request_), std::move(reply));
-    } catch (...) {
+      core_->handler(std::move(request_), Reply(weak_from_this(), seq));
+    } catch (...) {  // a handler's Reply, if it was not called, answers 500 as it goes
       core_->loop.report(std::current_exception());
-      answer(seq, serialize(plain(500, "internal error\n"), head, close_after));
     }
-  }
-
-  void answer(std::uint64_t seq, std::string bytes) {
-    if (closed_ || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
-    Slot& s = slots_[seq - first_seq_];
-    if (s.bytes) return;  // replied twice: the first one stands
-    s.bytes = std::move(bytes);
-    flush();
   }
 
   // Writes every response that is ready, in request order.
@@ -311,10 +532,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       slots_.pop_front();
       ++first_seq_;
       const bool close = slot.close;
-      ++writes_pending_;
+      if (writes_pending_++ == 0) write_due_ = due_in(core_->options.write_timeout);
       stream_.write(std::move(*slot.bytes), [self, close](std::error_code ec) {
-        --self->writes_pending_;
+        if (--self->writes_pending_ == 0)
+          self->write_due_ = 0;
+        else
+          self->write_due_ = self->due_in(self->core_->options.write_timeout);  // progress
         if (ec || close) return self->shut();
+        self->resume_if_drained();
         self->settle();
       });
       if (close) {
@@ -323,23 +548,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         break;
       }
     }
+    write_mark_ = write_queue_bytes();
+    resume_if_drained();
     settle();
-  }
-
-  // Sets the connection's one timer after each change in what it is doing. A request whose headers are
-  // arriving keeps their deadline; a response being written must be taken by the client within the
-  // idle timeout (counted again as each write completes); a body arriving or a handler at work has no
-  // deadline; an idle keep-alive connection has the idle timeout. Once the client has finished sending
-  // and every response is written, the connection closes — not before: closing cancels what is still
-  // being written.
-  void settle() {
-    if (closed_) return;
-    if (reading_done_ && slots_.empty() && writes_pending_ == 0) return shut();
-    if (in_head_) return;
-    if (writes_pending_ > 0) return arm(core_->options.idle_timeout);
-    if (closed_after_write_) return;
-    if (!slots_.empty() || in_body_) return timer_->stop();
-    arm(core_->options.idle_timeout);
   }
 
   std::shared_ptr<ServerCore> core_;
@@ -347,20 +558,32 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   Endpoint peer_;
   llhttp_t parser_{};
   ServerRequest request_;
-  HeadCollector head_{core_->options.max_header_bytes};
+  HeadCollector head_{core_->options.max_header_bytes, core_->options.max_header_fields};
+  FramingCheck framing_;
   std::size_t body_bytes_ = 0;
   int error_status_ = 0;
+  const char* error_reason_ = nullptr;
   std::deque<Slot> slots_;
   std::uint64_t first_seq_ = 0;
   std::size_t writes_pending_ = 0;  // responses handed to the stream, not yet written
-  bool in_head_ = false;            // a request's header block has begun and not ended
-  bool in_body_ = false;            // a request's headers have ended and its body has not
+  std::size_t write_mark_ = 0;      // bytes queued for writing when the write deadline was last set
+  std::string pending_input_;       // read but not parsed: reading is paused until the responses go out
   std::optional<Timer> timer_;
+  // Deadlines in loop time (ms), 0 when not in force.
+  std::uint64_t head_due_ = 0;     // the head of the request being read
+  std::uint64_t request_due_ = 0;  // the whole request being read, body included
+  std::uint64_t write_due_ = 0;    // progress of the responses being written
+  std::uint64_t idle_due_ = 0;     // a connection with nothing to do
+  std::uint64_t armed_due_ = 0;    // what the timer runs for
+  bool in_request_ = false;        // a request has begun and not ended
+  bool close_after_ = false;       // the request just parsed is the connection's last
   bool closed_ = false;
   bool failed_ = false;
   bool reading_done_ = false;
   bool closed_after_write_ = false;
   bool stop_parsing_ = false;
+  bool paused_ = false;   // reading paused while responses are backed up
+  bool parsing_ = false;  // inside `parse`: a reply now must not start parsing again
 };
 
 void ServerCore::accept_next() {
@@ -388,6 +611,38 @@ void ServerCore::remove(ServerConnection* c) {
 
 }  // namespace detail
 
+Reply::Reply(Reply&& other) noexcept
+    : conn_(std::move(other.conn_)), seq_(other.seq_), owed_(std::exchange(other.owed_, false)) {}
+
+Reply& Reply::operator=(Reply&& other) noexcept {
+  if (this != &other) {
+    drop();
+    conn_ = std::move(other.conn_);
+    seq_ = other.seq_;
+    owed_ = std::exchange(other.owed_, false);
+  }
+  return *this;
+}
+
+Reply::~Reply() { drop(); }
+
+void Reply::operator()(Response res) {
+  if (!std::exchange(owed_, false)) return;
+  if (auto c = conn_.lock()) c->answer(seq_, std::move(res));
+}
+
+void Reply::drop() noexcept {
+  if (!std::exchange(owed_, false)) return;
+  auto c = conn_.lock();
+  if (!c) return;
+  c->report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
+  try {
+    c->answer(seq_, detail::plain(500, "internal error\n"));
+  } catch (...) {  // out of memory: the connection's deadlines still end it
+    c->report(std::current_exception());
+  }
+}
+
 Server::Server(Loop& loop, const Endpoint& at, detail::Handler handler, ServerOptions options)
     : core_(std::make_shared<detail::ServerCore>(loop, at, std::move(handler), std::move(options))) {
   core_->accept_next();
@@ -409,12 +664,13 @@ std::size_t Server::connections() const noexcept { return core_->connections.siz
 
 void Server::serve_task(Loop& loop, Task<Response> task, Reply reply) {
   auto handle = std::make_shared<JoinHandle<Response>>(spawn(loop, std::move(task)));
-  handle->on_done([handle, reply = std::move(reply)]() mutable {
+  handle->on_done([&loop, handle, reply = std::move(reply)]() mutable {
     Response res;
     try {
       res = handle->result();
-    } catch (const std::exception& e) {
-      res = detail::plain(500, std::string("internal error: ") + e.what() + "\n");
+    } catch (...) {  // whatever it is, its text stays on the server: the client gets a plain 500
+      loop.report(std::current_exception());
+      res = detail::plain(500, "internal error\n");
     }
     reply(std::move(res));
   });

@@ -8,7 +8,8 @@
 // Each serves the flag tree under --root (see flag_tree.hpp): GET and HEAD, 404 for a missing flag,
 // 400 for a malformed request or a path that tries to leave the tree, 403 for a link out of it, 405 for
 // other methods. Connections are kept alive, limited in number (--max-connections per port) and
-// dropped when their headers do not arrive within --header-timeout.
+// dropped when a request (head and body) does not arrive whole within --header-timeout of its first
+// byte; see docs/http.md for the rest of what the server bounds.
 //
 // On start it prints one line per server on stdout, `LABEL URL` (with the port it got, for port 0),
 // then serves until SIGINT or SIGTERM, which close everything (answers still being delayed are dropped)
@@ -211,6 +212,7 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   duet::http::ServerOptions server_options;
   server_options.max_connections = max_connections;
   server_options.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.header_timeout * 1000));
+  server_options.request_timeout = server_options.header_timeout;  // the whole request, body included
   server_options.listen_backlog = 16384;  // the flag programs and http_load open hundreds to thousands at once
 
   duet::Loop loop;
@@ -281,7 +283,8 @@ int main(int argc, char** argv) {
   auto* max_conn = app.add_option("--max-connections", opt.max_connections, "open connections allowed per port")
                        ->check(CLI::PositiveNumber)
                        ->capture_default_str();
-  app.add_option("--header-timeout", opt.header_timeout, "seconds a client has to send a request's headers")
+  app.add_option("--header-timeout", opt.header_timeout,
+                 "seconds a client has to send a whole request, from its first byte")
       ->check(CLI::Range(0.001, 3600.0))
       ->capture_default_str();
   app.add_flag("-v,--verbose", opt.verbose, "log one line per answer on stderr");

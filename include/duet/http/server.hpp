@@ -12,24 +12,39 @@
 //
 // Each request is parsed by llhttp and handed to the handler once its body has arrived. The handler
 // answers by calling `reply(response)` once, now or later (callback face), or by returning the
-// response (coroutine face; an exception becomes a 500). Connections are kept alive (HTTP/1.1 unless
-// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`); pipelined requests are answered
-// in the order they came, whatever order their handlers finish in. `Content-Length` is set from the
-// body; a response to HEAD carries the length but no body.
+// response (coroutine face). Connections are kept alive (HTTP/1.1 unless `Connection: close`;
+// HTTP/1.0 only with `Connection: keep-alive`); pipelined requests are answered in the order they
+// came, whatever order their handlers finish in. `Content-Length` is set from the body; a response to
+// HEAD carries the length but no body; a 204 or 304 carries neither.
 //
-// Protection: a header block larger than `max_header_bytes` gets 431, a body larger than
-// `max_body_bytes` gets 413, a malformed request gets 400 (each then closes the connection); a client
-// that has not completed a request's headers within `header_timeout` (counted from the connection,
-// or from the first byte of each later request) is disconnected, and so is a keep-alive connection
-// idle for `idle_timeout` between requests, and a client that takes longer than `idle_timeout` to read
-// a response (counted again as each response is written); beyond `max_connections` open connections,
-// new ones are closed at once. A client that half-closes after its requests still gets every response.
+// Failures of the handler, one path for both faces: a handler that throws (anything, in either face),
+// returns a response that cannot be sent (a status outside 200-599, a field name that is not a token,
+// a CR, LF or other control byte in a field value or the reason), or drops its Reply without calling
+// it, answers 500 "internal error" and the cause goes to the loop's error hook. Exception text never
+// reaches the client.
+//
+// Every peer is hostile: what a connection may hold and for how long (docs/http.md, "Security"):
+// - the head: `max_header_bytes` (each line counted with its CRLF) and `max_header_fields`, else 431;
+//   within `header_timeout` of its first byte (of the connection, for the first request);
+// - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
+//   of its first byte; chunk extensions at most 1 KiB per chunk;
+// - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
+//   wait, or while more than 256 KiB are waiting to be written, nothing more is read. A response
+//   being written must make progress within `write_timeout`, whatever the client sends meanwhile;
+// - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
+// Refused (then the connection closes): malformed requests and bare CRs or bad chunk framing that
+// llhttp lets through (400), HTTP/1.1 without exactly one Host (400), an empty or non-token field name
+// (400), control or non-ASCII bytes in the target (400), versions other than HTTP/1.x (505), CONNECT
+// (501), an `Expect` other than 100-continue (417). `Expect: 100-continue` gets `100 Continue`, or the
+// final 413 at once if the declared body is too large. An Upgrade the handler does not take is
+// ignored and the connection goes on as HTTP/1.1. Trailer fields are not merged into the headers.
 //
 // Lifetime: `close()` or destroying the Server stops listening and closes every connection at once;
 // replies that arrive afterwards are dropped. Loop-thread only.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -53,10 +68,14 @@ struct ServerRequest {
 };
 
 struct ServerOptions {
-  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_header_bytes = 16 * 1024;  ///< a request's head: its lines, each with its CRLF
+  std::size_t max_header_fields = 100;       ///< header fields in a request (and trailers)
   std::size_t max_body_bytes = 1024 * 1024;
-  std::chrono::milliseconds header_timeout{10'000};
-  std::chrono::milliseconds idle_timeout{60'000};
+  std::size_t max_pipelined = 16;                     ///< requests read ahead of their responses before reading pauses
+  std::chrono::milliseconds header_timeout{10'000};   ///< a request's head, from its first byte
+  std::chrono::milliseconds request_timeout{60'000};  ///< a whole request, body included (0: none)
+  std::chrono::milliseconds write_timeout{30'000};    ///< a response being written must progress within this
+  std::chrono::milliseconds idle_timeout{60'000};     ///< a kept-alive connection between requests
   std::size_t max_connections = 10'000;
   /// Connections the kernel may queue before they are accepted (it caps this at net.core.somaxconn).
   /// A client that opens thousands at once needs more than the default, or its extra connects are
@@ -64,8 +83,36 @@ struct ServerOptions {
   int listen_backlog = 511;
 };
 
-/// Sends the response to one request; call it exactly once (later calls are ignored).
-using Reply = duet::detail::UniqueFunction<void(Response)>;
+namespace detail {
+class ServerConnection;
+}  // namespace detail
+
+/// Sends the response to one request: call it once (later calls are ignored). Move-only. Destroyed
+/// without being called, it answers 500 and reports the dropped reply to the loop's error hook, so a
+/// request is never left without an answer.
+class Reply {
+ public:
+  Reply() noexcept = default;
+  Reply(Reply&& other) noexcept;
+  Reply& operator=(Reply&& other) noexcept;
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+  ~Reply();
+
+  void operator()(Response res);
+  /// True until called (or moved from).
+  explicit operator bool() const noexcept { return owed_; }
+
+ private:
+  friend class detail::ServerConnection;
+  Reply(std::weak_ptr<detail::ServerConnection> conn, std::uint64_t seq) noexcept
+      : conn_(std::move(conn)), seq_(seq), owed_(true) {}
+  void drop() noexcept;
+
+  std::weak_ptr<detail::ServerConnection> conn_;
+  std::uint64_t seq_ = 0;
+  bool owed_ = false;
+};
 
 namespace detail {
 class ServerCore;
@@ -100,7 +147,7 @@ class Server {
       static_assert(std::is_invocable_r_v<Task<Response>, Handler&, ServerRequest>,
                     "a Server handler is void(ServerRequest, Reply) or Task<Response>(ServerRequest)");
       return [&loop, handler = std::move(handler)](ServerRequest req, Reply reply) mutable {
-        serve_task(loop, handler(std::move(req)), std::move(reply));
+        serve_task(loop, handler(std::move(req)), std::move(reply));  // a throw here: the caller's 500
       };
     }
   }
