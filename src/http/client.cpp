@@ -105,6 +105,7 @@ struct Connection {
 struct Origin {
   std::string host;
   std::uint16_t port = 80;
+  std::size_t users = 0;                               // exchanges pointing at this origin
   std::list<std::unique_ptr<Connection>> connections;  // every open connection of this origin
   std::vector<Connection*> idle;                       // most recently used last
   std::size_t slots = 0;                               // connections open or being opened
@@ -115,17 +116,22 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
   ClientCore(Loop& l, ClientOptions o)
       : loop(l),
+        loop_alive(l.core().alive),
         options(std::move(o)),
         header_timeouts(*this, l, options.header_timeout, &on_header_timeout),
+        read_timeouts(*this, l, options.read_timeout, &on_read_timeout),
         idle_timeouts(*this, l, options.idle_timeout, &on_idle_timeout) {}
 
   Loop& loop;
+  std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is posted to it
   ClientOptions options;
   bool closed = false;
   // Declared before the origins, so that they outlive every connection.
   TimeoutList header_timeouts;  // connections whose request waits for its response headers
+  TimeoutList read_timeouts;    // connections whose request waits for more of its response body
   TimeoutList idle_timeouts;    // idle connections
   static void on_header_timeout(ClientCore& core, Connection& c);
+  static void on_read_timeout(ClientCore& core, Connection& c);
   static void on_idle_timeout(ClientCore& core, Connection& c);
   /// Origins by (host, port). The comparator is transparent, so a request finds its origin by
   /// looking at its URL's host in place: no key string is built per request.
@@ -142,14 +148,27 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::map<std::pair<std::string, std::uint16_t>, Origin, OriginOrder> origins;
   Exchange* active = nullptr;  // requests not yet delivered, linked through themselves (for ~Client)
 
-  Origin& origin_for(const Url& url) {
+  /// The origin of `url`, made if new; the caller becomes one of its users (see `release`).
+  Origin& use_origin(const Url& url) {
     auto it = origins.find(OriginOrder::Key(url.host, url.port));
     if (it == origins.end()) {
       it = origins.emplace(std::pair(url.host, url.port), Origin()).first;
       it->second.host = url.host;
       it->second.port = url.port;
     }
+    ++it->second.users;
     return it->second;
+  }
+  /// An exchange no longer points at `o`: forget it if nothing else does.
+  void release(Origin& o) noexcept {
+    --o.users;
+    forget_if_unused(o);
+  }
+  /// Origins without connections, requests or waiters are dropped, so that a client that visits many
+  /// hosts holds only those it is using.
+  void forget_if_unused(Origin& o) noexcept {
+    if (o.users == 0 && o.slots == 0 && o.connections.empty() && o.waiting.empty() && !closed)
+      origins.erase(std::pair(o.host, o.port));
   }
 
   void close_connection(Connection* c);
@@ -181,6 +200,36 @@ bool is_redirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
+/// True if `s` can go into a request line or Host field: no control byte, space or non-ASCII byte.
+bool is_wire_safe(std::string_view s) noexcept {
+  for (char ch : s) {
+    const auto b = static_cast<unsigned char>(ch);
+    if (b <= 0x20 || b >= 0x7f) return false;
+  }
+  return true;
+}
+
+/// Why the URL's parts cannot be written into a request, or null.
+const char* unsendable_url(const Url& url) noexcept {
+  if (url.host.empty() || !is_wire_safe(url.host)) return "the URL's host holds a byte that cannot be sent";
+  if (url.path.empty() || url.path[0] != '/' || !is_wire_safe(url.path))
+    return "the URL's path holds a byte that cannot be sent (encode it)";
+  if (!is_wire_safe(url.query)) return "the URL's query holds a byte that cannot be sent (encode it)";
+  return nullptr;
+}
+
+/// Why `req` (with `user_agent`) cannot be written as it is, or null. Nothing a caller passes may end a
+/// line and begin another on the wire.
+const char* unsendable(const Request& req, std::string_view user_agent) noexcept {
+  if (!is_token(req.method)) return "the method is not a token";
+  for (const auto& [name, value] : req.headers) {
+    if (!is_token(name)) return "a header field name is not a token";
+    if (!is_field_value(value)) return "a header field value holds a CR, LF or other control byte";
+  }
+  if (!is_field_value(user_agent)) return "ClientOptions::user_agent holds a CR, LF or other control byte";
+  return unsendable_url(req.url);
+}
+
 /// One request from start to delivered response, redirects and the stale-connection retry included.
 /// Shared: every pending callback holds a reference, so a late one never finds it gone.
 class Exchange : public std::enable_shared_from_this<Exchange> {
@@ -190,9 +239,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         req_(std::move(req)),
         sink_(sink ? std::make_unique<BodySink>(std::move(sink)) : nullptr),
         done_(std::move(done)),
-        parser_(ParserLimits{core_->options.max_header_bytes, core_->options.max_body_bytes}) {}
+        parser_(ParserLimits{.max_header_bytes = core_->options.max_header_bytes,
+                             .max_header_fields = core_->options.max_header_fields,
+                             .max_body_bytes = core_->options.max_body_bytes}) {}
 
-  ~Exchange() { unregister(); }
+  ~Exchange() {
+    unregister();
+    leave_origin();
+  }
 
   /// Links this exchange into the client's list of requests in flight (unlinked when delivered).
   void register_active() noexcept {
@@ -205,9 +259,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void set_completion(Completion done) noexcept { done_ = std::move(done); }
 
   void begin(std::stop_token token) {
-    if (core_->options.request_timeout.count() > 0) {  // the whole request, queueing and redirects included
+    if (const char* why = unsendable(req_, core_->options.user_agent)) {
+      return fail_later(make_error_code(errc::invalid_argument), std::string("invalid request: ") + why);
+    }
+    const auto timeout = req_.timeout.count() > 0 ? req_.timeout : core_->options.request_timeout;
+    if (timeout.count() > 0) {  // the whole request, queueing and redirects included
       timer_.emplace(core_->loop);
-      timer_->start(core_->options.request_timeout, std::chrono::milliseconds(0),
+      timer_->start(timeout, std::chrono::milliseconds(0),
                     [self = shared_from_this()] { self->time_out("the request timed out"); });
     }
     if (token.stop_possible()) cancel_link_.emplace(std::move(token), CancelFn{this});
@@ -227,7 +285,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // ---- getting a connection ---------------------------------------------------------------------
 
   void acquire() {
-    origin_ = &core_->origin_for(req_.url);
+    Origin& o = core_->use_origin(req_.url);
+    leave_origin();
+    origin_ = &o;
     if (!origin_->idle.empty() && !fresh_only_) {
       Connection* c = origin_->idle.back();
       origin_->idle.pop_back();
@@ -295,6 +355,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // ---- one request/response on a connection --------------------------------------------------------
 
+  void leave_origin() noexcept {
+    if (Origin* o = std::exchange(origin_, nullptr)) core_->release(*o);
+  }
+
   void use(Connection* c, bool reused) {
     const unsigned attempt = ++attempt_;
     conn_ = c;
@@ -307,7 +371,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
-    if (sink_) parser_.stream_body_to(sink_.get());
+    if (sink_) {
+      // Only the final response's body reaches the caller's sink: a redirect that is followed is not it.
+      if (!filtered_sink_)
+        filtered_sink_ = [this](std::string_view piece) {
+          if (!will_follow(parser_.response())) (*sink_)(piece);
+        };
+      parser_.stream_body_to(&filtered_sink_);
+    }
     auto self = shared_from_this();
     conn_->stream.write(serialize(), [self, attempt](std::error_code ec) {
       // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
@@ -354,7 +425,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     if (finished_) return;  // a streamed body's sink cancelled the request (or destroyed the client)
     if (state == ResponseParser::State::incomplete) {
-      if (parser_.headers_complete()) TimeoutList::leave(conn_->timeout);  // only the request deadline remains
+      if (parser_.headers_complete()) {  // the body must keep coming: each piece within the read timeout
+        if (core_->options.read_timeout.count() > 0)
+          core_->read_timeouts.add(conn_->timeout);
+        else
+          TimeoutList::leave(conn_->timeout);
+      }
       return;
     }
     if (state == ResponseParser::State::failed) {
@@ -395,19 +471,33 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     core_->close_connection(c);
   }
 
+  /// True if `res` is a redirect this exchange follows (or fails on, past the limit).
+  bool will_follow(const Response& res) const noexcept {
+    return is_redirect(res.status) && core_->options.max_redirects > 0 && res.headers.contains("Location");
+  }
+
   void respond() {
     Response& res = parser_.response();
-    if (is_redirect(res.status) && core_->options.max_redirects > 0) {
+    if (will_follow(res)) {
       auto location = res.headers.get("Location");
-      if (location) {
+      {
         if (redirects_ >= core_->options.max_redirects)
           return fail(make_error_code(errc::too_many_redirects),
                       "more than " + std::to_string(core_->options.max_redirects) + " redirects");
+        Url next;
         try {
-          req_.url = req_.url.resolve(*location);
+          next = req_.url.resolve(*location);
         } catch (const std::system_error& e) {
           return fail(e.code(), std::string("redirect to an unusable location: ") + e.what());
         }
+        if (const char* why = unsendable_url(next))
+          return fail(make_error_code(errc::invalid_argument), std::string("redirect to an unusable location: ") + why);
+        if (next.scheme != req_.url.scheme || next.host != req_.url.host || next.port != req_.url.port) {
+          // Another origin: what authenticated the caller to this one stays here (as curl and browsers do).
+          for (std::string_view name : {"Authorization", "Proxy-Authorization", "Cookie", "Host"})
+            req_.headers.remove(name);
+        }
+        req_.url = std::move(next);
         ++redirects_;
         if (res.status == 303 || ((res.status == 301 || res.status == 302) && req_.method == "POST")) {
           req_.method = "GET";
@@ -439,6 +529,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const auto keep = c.user->shared_from_this();  // closing the connection drops its callbacks' references
     keep->time_out("no response headers within the header timeout");
   }
+  static void read_timeout(Connection& c) {
+    if (!c.user) return;
+    const auto keep = c.user->shared_from_this();
+    keep->time_out("the response body stalled: nothing arrived within the read timeout");
+  }
 
  private:
   // ---- ending ------------------------------------------------------------------------------------
@@ -459,13 +554,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     drop_connection();
     remove_from_queue();
     if (timer_) timer_->stop();
+    if (!*core_->loop_alive) return;  // the Loop is gone (a Client outliving it): nobody to call back
     try {
       core_->loop.post([self, ec, why = std::move(why)]() mutable {
         Response res;
         res.reason = why;
         self->deliver(ec, std::move(res), std::make_exception_ptr(RequestError(ec, why)));
       });
-    } catch (...) {
+    } catch (...) {  // out of memory: the completion is lost, and the loop's error hook says so
+      core_->loop.report(std::current_exception());
     }
   }
 
@@ -507,6 +604,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::shared_ptr<ClientCore> core_;
   Request req_;
   std::unique_ptr<BodySink> sink_;  // only for a streamed body
+  BodySink filtered_sink_;          // what the parser streams to: `sink_`, for the final response only
   Completion done_;
   ResponseParser parser_;
   Origin* origin_ = nullptr;
@@ -526,6 +624,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
 void ClientCore::on_header_timeout(ClientCore&, Connection& c) { Exchange::header_timeout(c); }
 
+void ClientCore::on_read_timeout(ClientCore&, Connection& c) { Exchange::read_timeout(c); }
+
 void ClientCore::on_idle_timeout(ClientCore& core, Connection& c) { core.close_connection(&c); }
 
 void ClientCore::close_connection(Connection* c) {
@@ -533,6 +633,7 @@ void ClientCore::close_connection(Connection* c) {
   std::erase(o.idle, c);
   o.connections.remove_if([c](const std::unique_ptr<Connection>& p) { return p.get() == c; });  // closes the stream
   slot_freed(o);
+  forget_if_unused(o);
 }
 
 void ClientCore::discard(Connection* c) {
@@ -613,6 +714,8 @@ std::size_t Client::open_connections() const noexcept {
   for (auto& [key, o] : core_->origins) n += o.connections.size();
   return n;
 }
+
+std::size_t Client::known_origins() const noexcept { return core_->origins.size(); }
 
 std::size_t Client::idle_connections() const noexcept {
   std::size_t n = 0;

@@ -13,12 +13,26 @@
 // HEAD has no body). Connections are kept alive and reused per origin (host and port), most recently
 // used first, at most `max_connections_per_origin` at once; requests beyond that wait their turn in
 // order. An idle connection is closed after `idle_timeout`, or as soon as the server closes it; it
-// does not keep `Loop::run()` from returning. If a
+// does not keep `Loop::run()` from returning. An origin with no connection and no request is
+// forgotten. If a
 // request on a reused connection fails before any byte of the response arrived (the server closed
 // the idle connection just as the request went out), an idempotent request (GET, HEAD, PUT, DELETE,
 // OPTIONS, TRACE) is retried once on a fresh connection; a non-idempotent one never is. Redirects
 // (301, 302, 303, 307, 308) are followed up to `max_redirects` (0 turns following off); 303, and
-// 301/302 after a POST, continue as GET without a body.
+// 301/302 after a POST, continue as GET without a body. A redirect to another origin (scheme, host or
+// port) drops `Authorization`, `Proxy-Authorization`, `Cookie` and a caller-set `Host`.
+//
+// Every peer is hostile (docs/http.md, "Security"): a response's head is bounded in bytes
+// (`max_header_bytes`) and fields (`max_header_fields`), a buffered body by `max_body_bytes` (16 MiB by
+// default; a streamed body goes to its sink and is not buffered), and every wait has a deadline: the
+// connect, the response's headers (`header_timeout`), each read of its body (`read_timeout`), and,
+// when set, the whole request (`request_timeout`, or `Request::timeout`). 1xx, 204 and 304 responses
+// have no body whatever their headers say; an unsolicited 101, trailers passed off as headers, and the
+// framing llhttp 8.1.0 lets through (a bare CR in the head, chunk data not followed by CRLF) are
+// refused. What the caller passes that would go on the wire (the method, header names and values,
+// `user_agent`, the URL's host, path and query) is checked first: a CR, LF or other control byte, or
+// a method or field name that is not a token, fails the request with `errc::invalid_argument` before
+// anything is sent.
 //
 // Errors (the callback's `std::error_code`, with `Response::reason` saying what went wrong; the
 // awaitable throws `duet::http::RequestError`, a `std::system_error` whose `what()` is that same
@@ -30,7 +44,8 @@
 // is not an error: it is a response.
 //
 // Streaming: `request(req, on_body, cb)` hands each piece of the body to `on_body(std::string_view)`
-// as it arrives instead of collecting it, so a large download need not fit in memory.
+// as it arrives instead of collecting it, so a large download need not fit in memory. Only the final
+// response's body reaches the sink: a redirect's body, when the redirect is followed, is dropped.
 //
 // Cost: an exchange per request (under 1 KB, freed when its callback has run), one allocation for
 // the serialized request, and the response's own strings. The header and idle timeouts cost no timer
@@ -40,7 +55,9 @@
 // docs/performance.md for the figures.
 //
 // Lifetime: destroying the Client cancels its requests in flight (their callbacks get UV_ECANCELED,
-// later, from the loop) and closes its connections. Loop-thread only.
+// later, from the loop) and closes its connections. A Client may outlive its Loop: destroyed after
+// it, it closes what is left and calls nothing back (the Loop reported the pending work as it went).
+// Loop-thread only.
 #pragma once
 
 #include <chrono>
@@ -70,13 +87,15 @@ class RequestError : public std::system_error {
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{10'000};  ///< per address tried
   std::chrono::milliseconds header_timeout{30'000};   ///< from sending the request to the response headers
+  std::chrono::milliseconds read_timeout{30'000};     ///< then between pieces of the body (0: none)
   std::chrono::milliseconds request_timeout{0};       ///< the whole request: queueing, redirects included (0: none)
   std::chrono::milliseconds idle_timeout{30'000};     ///< an unused keep-alive connection is closed after this
   std::size_t max_connections_per_origin = 6;
   std::size_t max_header_bytes = 64 * 1024;
-  std::size_t max_body_bytes = 256 * 1024 * 1024;
-  int max_redirects = 10;  ///< 0: a redirect is returned as the response
-  std::string user_agent = "duet/0.1";
+  std::size_t max_header_fields = 100;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;  ///< a buffered body; a streamed one is not held
+  int max_redirects = 10;                         ///< 0: a redirect is returned as the response
+  std::string user_agent = "duet/0.1";  ///< sent unless the request sets User-Agent; checked like a field value
 };
 
 /// Receives each piece of a streamed body.
@@ -148,6 +167,8 @@ class Client {
   /// Connections open (in use or idle), and idle ones, across all origins (for tests and diagnostics).
   std::size_t open_connections() const noexcept;
   std::size_t idle_connections() const noexcept;
+  /// Origins the client keeps state for: those with a connection, a request or a waiter.
+  std::size_t known_origins() const noexcept;
 
  private:
   void start_get(std::string_view url, detail::Completion done, std::stop_token token);
