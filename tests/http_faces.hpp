@@ -41,4 +41,34 @@ inline GetResult get(Face face, Loop& loop, http::Client& client, const std::str
   return run(loop, t());
 }
 
+/// Sends `req` through `face` (its body streamed to `sink`, if given) and runs the loop until it is answered.
+inline GetResult send(Face face, Loop& loop, http::Client& client, http::Request req, http::BodySink sink = nullptr) {
+  if (face == Face::callbacks) {
+    std::optional<GetResult> out;
+    auto done = [&](std::error_code ec, http::Response res) { out = GetResult{ec, std::move(res)}; };
+    if (sink)
+      client.request(std::move(req), std::move(sink), done);
+    else
+      client.request(std::move(req), done);
+    while (!out) loop.run_once();
+    return std::move(*out);
+  }
+  auto t = [&]() -> Task<GetResult> {
+    try {
+      // One co_await per statement: g++ 12 miscompiles a co_await in a conditional expression.
+      http::Response res;
+      if (sink)
+        res = co_await client.request(std::move(req), std::move(sink));
+      else
+        res = co_await client.request(std::move(req));
+      co_return GetResult{std::error_code(), std::move(res)};
+    } catch (const std::system_error& e) {
+      http::Response failed;
+      failed.reason = e.what();
+      co_return GetResult{e.code(), std::move(failed)};
+    }
+  };
+  return run(loop, t());
+}
+
 }  // namespace duet::test

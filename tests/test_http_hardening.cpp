@@ -1,0 +1,596 @@
+// Hostile peers: what duet's HTTP server and client bound, refuse and time out (docs/http.md, "Security").
+// Each test here failed before the limit or check it names existed.
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <optional>
+
+#include "duet/duet.hpp"
+#include "duet/http/client.hpp"
+#include "duet/http/detail/framing_check.hpp"
+#include "duet/http/server.hpp"
+#include "http_faces.hpp"
+#include "raw_exchange.hpp"
+#include "scripted_server.hpp"
+#include "support.hpp"
+#ifdef DUET_FLAGS_SERVER
+#include "flags_server_process.hpp"
+#endif
+
+using namespace std::chrono_literals;
+using duet::Task;
+using duet::http::Client;
+using duet::http::ClientOptions;
+using duet::http::Reply;
+using duet::http::Request;
+using duet::http::Response;
+using duet::http::Server;
+using duet::http::ServerOptions;
+using duet::http::ServerRequest;
+using duet::test::count;
+using duet::test::Face;
+using duet::test::raw_exchange;
+using duet::test::ScriptedServer;
+using Step = ScriptedServer::Step;
+
+namespace {
+
+Response text(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+/// A server on loopback that answers every request "ok" and counts them.
+struct OkServer {
+  explicit OkServer(duet::Loop& loop, ServerOptions opts = {})
+      : server(
+            loop, duet::Endpoint::loopback(0),
+            [this](ServerRequest req, Reply reply) {
+              ++handled;
+              last = std::move(req);
+              reply(text(200, "ok"));
+            },
+            opts) {}
+  std::string exchange(duet::Loop& loop, std::string bytes, std::chrono::milliseconds limit = 5s) {
+    return raw_exchange(loop, server.local_endpoint(), std::move(bytes), limit);
+  }
+  int handled = 0;
+  ServerRequest last;
+  Server server;
+};
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+// ---- the server ---------------------------------------------------------------------------------
+
+TEST_CASE("server: a client that pipelines and never reads is stopped, then dropped at the write deadline",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  ServerOptions opts;
+  opts.write_timeout = 300ms;
+  opts.max_pipelined = 8;
+  const std::string body(1024 * 1024, 'x');
+  int handled = 0;
+  Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](ServerRequest, Reply reply) {
+        ++handled;
+        reply(text(200, body));
+      },
+      opts);
+  std::optional<duet::TcpStream> client;
+  std::size_t sent = 0;
+  const std::string request = "GET /flag HTTP/1.1\r\nHost: x\r\n\r\n";
+  duet::connect(loop, server.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+    uv_os_fd_t fd;
+    REQUIRE(uv_fileno(reinterpret_cast<uv_handle_t*>(client->native()), &fd) == 0);
+    int small = 4096;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    std::string burst;
+    for (int i = 0; i < 500; ++i) burst += request;
+    sent += 500;
+    client->write(std::move(burst), [](std::error_code) {});
+  });
+  // The client keeps sending, and never reads a byte.
+  duet::Timer more(loop);
+  more.start(20ms, 20ms, [&] {
+    if (client && client->is_open()) {
+      client->write(request, [](std::error_code) {});
+      ++sent;
+    }
+  });
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(10s, 0ms, [&] { timed_out = true; });
+  while (server.connections() == 0 && !timed_out) loop.run_once();
+  const auto start = std::chrono::steady_clock::now();
+  while (server.connections() > 0 && !timed_out) loop.run_once();
+  const auto took = std::chrono::steady_clock::now() - start;
+  more.stop();
+  guard.stop();
+  CHECK_FALSE(timed_out);  // before: each new request re-armed the deadline, and the client stayed
+  CHECK(took < 5s);
+  // The server read no further than its limits: what the socket buffers took, then max_pipelined more.
+  // Before: it parsed (and answered, into memory) every request the client sent.
+  CHECK(handled < 40);
+  CHECK(sent > 500);
+  client->close();
+}
+
+TEST_CASE("server: every line of the head counts, empty field names are refused, fields are capped",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  ServerOptions opts;
+  opts.max_header_bytes = 1024;
+  opts.max_header_fields = 20;
+  OkServer s(loop, opts);
+  std::string empties = "GET / HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 1000; ++i) empties += ":\r\n";
+  CHECK(starts_with(s.exchange(loop, empties + "\r\n"), "HTTP/1.1 400"));
+
+  std::string many = "GET / HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 21; ++i) many += "A: b\r\n";
+  CHECK(starts_with(s.exchange(loop, many + "\r\n"), "HTTP/1.1 431"));
+
+  // 250 one-byte lines are 250 bytes of names, but 1,250 bytes of head: over the limit.
+  ServerOptions bytes_only = opts;
+  bytes_only.max_header_fields = 10'000;
+  OkServer b(loop, bytes_only);
+  std::string tiny = "GET / HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 250; ++i) tiny += "A:\r\n";
+  CHECK(starts_with(b.exchange(loop, tiny + "\r\n"), "HTTP/1.1 431"));
+  CHECK(s.handled + b.handled == 0);
+}
+
+TEST_CASE("server: a request body must arrive within the request timeout; chunk extensions are bounded",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  ServerOptions opts;
+  opts.header_timeout = 5s;
+  opts.request_timeout = 200ms;
+  OkServer s(loop, opts);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string got = s.exchange(loop, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", 5s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(got.empty());
+  CHECK(took >= 190ms);
+  CHECK(took < 4s);  // closed by the server; before, it waited for the body for ever
+  CHECK(s.server.connections() == 0);
+
+  const std::string ext = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;" +
+                          std::string(2000, 'e') + "\r\nhello\r\n0\r\n\r\n";
+  CHECK(starts_with(s.exchange(loop, ext), "HTTP/1.1 400"));
+  CHECK(s.handled == 0);
+}
+
+TEST_CASE("server: a bare CR does not end the head, chunk data must end with CRLF (no smuggling)",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  OkServer s(loop);
+  const std::string bare_cr =
+      s.exchange(loop, "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\rXGET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(starts_with(bare_cr, "HTTP/1.1 400"));
+  CHECK(count(bare_cr, "HTTP/1.1 ") == 1);
+  const std::string chunk = s.exchange(loop,
+                                       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                                       "chunked\r\n\r\n5\r\nhelloXX0\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(starts_with(chunk, "HTTP/1.1 400"));
+  CHECK(count(chunk, "HTTP/1.1 ") == 1);
+  CHECK(s.handled == 0);
+  // The well-formed versions of both are served.
+  const std::string good =
+      s.exchange(loop,
+                 "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n"
+                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                 "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(count(good, "HTTP/1.1 200 OK") == 3);
+  CHECK(s.handled == 3);
+}
+
+TEST_CASE("server: an Upgrade is ignored and the connection goes on; CONNECT is 501 and closes",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  OkServer s(loop);
+  const std::string up = s.exchange(loop,
+                                    "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+                                    "GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(count(up, "HTTP/1.1 ") == 2);  // before: the handler's answer, then a stray 400
+  CHECK(count(up, "HTTP/1.1 200 OK") == 2);
+  CHECK(s.handled == 2);
+  CHECK(s.last.path == "/next");
+
+  const std::string connect = s.exchange(loop, "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+  CHECK(starts_with(connect, "HTTP/1.1 501"));
+  CHECK(count(connect, "HTTP/1.1 ") == 1);
+  CHECK(connect.find("Connection: close") != std::string::npos);
+  CHECK(s.handled == 2);
+}
+
+TEST_CASE("server: a response that cannot be sent becomes a 500, reported; exception text stays home",
+          "[http][hardening][server]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::test::ErrorLog log;  // declared first: the loop reports to it until it is gone
+  duet::Loop loop;
+  loop.set_error_handler(log.handler());
+  auto respond = [](const std::string& path) {
+    Response r = text(200, "fine");
+    if (path == "/value") r.headers.add("X-Echo", "a\r\nSet-Cookie: stolen=1\r\n\r\nHTTP/1.1 200 OK");
+    if (path == "/name") r.headers.add("X Bad", "v");
+    if (path == "/empty-name") r.headers.add("", "v");
+    if (path == "/reason") r.reason = "OK\r\nSet-Cookie: stolen=1";
+    if (path == "/status0") r.status = 0;
+    if (path == "/status-5") r.status = -5;
+    if (path == "/status1000") r.status = 1000;
+    if (path == "/status100") r.status = 100;
+    return r;
+  };
+  std::optional<Server> server;
+  if (face == Face::callbacks)
+    server.emplace(loop, duet::Endpoint::loopback(0),
+                   [&](ServerRequest req, Reply reply) { reply(respond(req.path)); });
+  else
+    server.emplace(loop, duet::Endpoint::loopback(0), [&](ServerRequest req) -> Task<Response> {
+      if (req.path == "/throw") throw std::runtime_error("secret detail");
+      if (req.path == "/throw-int") throw 42;
+      co_return respond(req.path);
+    });
+  std::vector<std::string> paths = {"/value",   "/name",     "/empty-name", "/reason",
+                                    "/status0", "/status-5", "/status1000", "/status100"};
+  if (face == Face::coroutines) paths.insert(paths.end(), {"/throw", "/throw-int"});
+  for (const auto& path : paths) {
+    INFO(path);
+    const std::string got = raw_exchange(loop, server->local_endpoint(),
+                                         "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    CHECK(starts_with(got, "HTTP/1.1 500 Internal Server Error\r\n"));
+    CHECK(got.find("stolen") == std::string::npos);
+    CHECK(got.find("secret") == std::string::npos);
+    CHECK(got.ends_with("\r\n\r\ninternal error\n"));
+  }
+  CHECK(log.messages.size() == paths.size());  // each cause reached the error hook
+  const std::string ok =
+      raw_exchange(loop, server->local_endpoint(), "GET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(starts_with(ok, "HTTP/1.1 200 OK\r\n"));
+}
+
+TEST_CASE("server: 204 and 304 carry no body and no length", "[http][hardening][server]") {
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest req, Reply reply) {
+    reply(text(req.path == "/204" ? 204 : req.path == "/304" ? 304 : 200, "BODY"));
+  });
+  const std::string got = raw_exchange(loop, server.local_endpoint(),
+                                       "GET /204 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       "GET /304 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       "GET /200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(starts_with(got, "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\n\r\nHTTP/1.1 200 OK\r\n"));
+  CHECK(count(got, "BODY") == 1);
+  CHECK(count(got, "Content-Length") == 1);
+}
+
+TEST_CASE("server: RFC 9112's rules for Host, field names, versions and targets", "[http][hardening][server]") {
+  duet::Loop loop;
+  OkServer s(loop);
+  auto status_of = [&](const std::string& bytes) { return s.exchange(loop, bytes).substr(0, 12); };
+  CHECK(status_of("GET / HTTP/1.1\r\n\r\n") == "HTTP/1.1 400");                        // no Host
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == "HTTP/1.1 400");  // two
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n") == "HTTP/1.1 400");   // a space in a name
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nXA : b\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n") == "HTTP/1.1 400");  // an empty name
+  CHECK(status_of("GET /x\r\n\r\n") == "HTTP/1.1 505");                            // HTTP/0.9
+  CHECK(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n") == "HTTP/1.1 505");
+  CHECK(status_of("GET /\x01x HTTP/1.1\r\nHost: a\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status_of("GET /\x80x HTTP/1.1\r\nHost: a\r\n\r\n") == "HTTP/1.1 400");
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n") == "HTTP/1.1 417");
+  CHECK(s.handled == 0);
+  CHECK(status_of("GET / HTTP/1.0\r\n\r\n") == "HTTP/1.1 200");  // HTTP/1.0 needs no Host
+  CHECK(s.handled == 1);
+}
+
+TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once; trailers stay out of the headers",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  ServerOptions opts;
+  opts.max_body_bytes = 10;
+  OkServer s(loop, opts);
+  const std::string cont = s.exchange(
+      loop,
+      "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+  CHECK(starts_with(cont, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+  CHECK(s.last.body == "hello");
+  // Too large: answered from the head alone (the client has sent no body, and need not).
+  const std::string big =
+      s.exchange(loop, "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n");
+  CHECK(starts_with(big, "HTTP/1.1 413"));
+  CHECK(big.find("100 Continue") == std::string::npos);
+
+  const std::string trailers =
+      s.exchange(loop,
+                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                 "5\r\nhello\r\n0\r\nX-Trailer: 1\r\nHost: evil\r\n\r\n");
+  CHECK(starts_with(trailers, "HTTP/1.1 200 OK"));
+  CHECK(s.last.body == "hello");
+  CHECK_FALSE(s.last.headers.contains("X-Trailer"));
+  CHECK(s.last.headers.get_all("Host").size() == 1);
+  CHECK(s.last.headers.get("Host") == "x");
+}
+
+TEST_CASE("server: a dropped Reply answers 500 and is reported; the connection goes on", "[http][hardening][server]") {
+  duet::test::ErrorLog log;  // declared first: the loop reports to it until it is gone
+  duet::Loop loop;
+  loop.set_error_handler(log.handler());
+  Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest req, Reply reply) {
+    if (req.path == "/ok") reply(text(200, "ok"));
+    // otherwise the Reply is dropped here, unanswered
+  });
+  const std::string got =
+      raw_exchange(loop, server.local_endpoint(),
+                   "GET /drop HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(starts_with(got, "HTTP/1.1 500 Internal Server Error\r\n"));
+  CHECK(count(got, "HTTP/1.1 200 OK") == 1);
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("dropped its Reply") != std::string::npos);
+  while (server.connections() > 0) loop.run_once();  // before: the connection stayed, with no deadline
+}
+
+#ifdef DUET_FLAGS_SERVER
+TEST_CASE("flags_server: a whole request, body included, must arrive within --header-timeout",
+          "[http][hardening][flags_server]") {
+  duet::test::FlagsServer flags({"--header-timeout", "0.3", "--max-connections", "2"});
+  duet::Loop loop;
+  // Two clients declare bodies and send none: they must not lock the site out for good.
+  std::vector<std::string> got(2);
+  std::vector<std::optional<duet::TcpStream>> streams(2);
+  for (int i = 0; i < 2; ++i) {
+    duet::connect(loop, flags.at("LOCAL"), 5s, [&, i](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      streams[i] = std::move(s);
+      streams[i]->write("POST /flags HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", [](std::error_code) {});
+    });
+  }
+  while (!streams[0] || !streams[1]) loop.run_once();
+  const auto start = std::chrono::steady_clock::now();
+  int closed = 0;
+  for (auto& s : streams)
+    s->read_start([&](std::error_code ec, std::span<const char> chunk) {
+      if (ec || chunk.empty()) ++closed;
+    });
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(10s, 0ms, [&] { timed_out = true; });
+  while (closed < 2 && !timed_out) loop.run_once();
+  guard.stop();
+  CHECK_FALSE(timed_out);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  for (auto& s : streams) s->close();
+  // The site serves again.
+  Client client(loop);
+  CHECK(duet::test::get(Face::callbacks, loop, client, flags.url("LOCAL", "/br/br.gif")).res.status == 200);
+}
+#endif
+
+// ---- the client ---------------------------------------------------------------------------------
+
+TEST_CASE("client: CR/LF and non-tokens from the caller are refused before a byte is sent",
+          "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
+  Client client(loop);
+  auto base = [&] {
+    Request r;
+    r.url = duet::http::Url::parse(server.url("/a"));
+    return r;
+  };
+  std::vector<Request> bad;
+  bad.push_back(base());
+  bad.back().headers.add("X-Value", "a\r\nX-Injected: 1\r\n\r\nGET /smuggled HTTP/1.1");
+  bad.push_back(base());
+  bad.back().headers.add("X-Name\r\nX-Injected", "1");
+  bad.push_back(base());
+  bad.back().headers.add("", "1");
+  bad.push_back(base());
+  bad.back().method = "GET /smuggled HTTP/1.1\r\nX:";
+  bad.push_back(base());
+  bad.back().url.path = "/a HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /smuggled";
+  bad.push_back(base());
+  bad.back().url.query = "q\r\nX: 1";
+  bad.push_back(base());
+  bad.back().url.host = "127.0.0.1\r\nX: 1";
+  for (auto& req : bad) {
+    const auto r = duet::test::send(face, loop, client, std::move(req));
+    CHECK(r.ec == duet::errc::invalid_argument);
+    CHECK(r.res.reason.find("invalid request") != std::string::npos);
+  }
+  ClientOptions agent;
+  agent.user_agent = "duet\r\nX-Injected: 1";
+  Client injected(loop, agent);
+  CHECK(duet::test::get(face, loop, injected, server.url("/a")).ec == duet::errc::invalid_argument);
+  CHECK(server.requests().empty());  // nothing reached the wire
+  CHECK(duet::test::send(face, loop, client, base()).res.status == 200);
+}
+
+TEST_CASE("client: a redirect to another origin drops credentials", "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer other(loop, [](auto, auto, auto&) { return Step{duet::test::ok("there")}; });
+  ScriptedServer first(loop, [&](auto, auto, const std::string& head) {
+    if (head.rfind("GET /same", 0) == 0)
+      return Step{"HTTP/1.1 302 Found\r\nLocation: /landed\r\nContent-Length: 0\r\n\r\n"};
+    if (head.rfind("GET /landed", 0) == 0) return Step{duet::test::ok("here")};
+    return Step{"HTTP/1.1 302 Found\r\nLocation: " + other.url("/landed") + "\r\nContent-Length: 0\r\n\r\n"};
+  });
+  Client client(loop);
+  for (const char* path : {"/same", "/away"}) {
+    Request req;
+    req.url = duet::http::Url::parse(first.url(path));
+    req.headers.add("Authorization", "Bearer secret");
+    req.headers.add("Proxy-Authorization", "Basic secret");
+    req.headers.add("Cookie", "session=secret");
+    req.headers.add("X-Kept", "yes");
+    const auto r = duet::test::send(face, loop, client, std::move(req));
+    REQUIRE_FALSE(r.ec);
+  }
+  REQUIRE(first.requests().size() == 3);
+  CHECK(first.requests()[1].find("Authorization: Bearer secret") != std::string::npos);  // same origin: kept
+  REQUIRE(other.requests().size() == 1);
+  const std::string& away = other.requests()[0];
+  CHECK(away.find("secret") == std::string::npos);
+  CHECK(away.find("X-Kept: yes") != std::string::npos);
+}
+
+TEST_CASE("client: a streamed body is only the final response's, never a redirect's", "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, std::size_t n, auto&) {
+    if (n == 0) return Step{"HTTP/1.1 302 Found\r\nLocation: /final\r\nContent-Length: 13\r\n\r\nREDIRECT-BODY"};
+    return Step{duet::test::ok("FINAL")};
+  });
+  Client client(loop);
+  std::string streamed;
+  Request req;
+  req.url = duet::http::Url::parse(server.url("/start"));
+  const auto r =
+      duet::test::send(face, loop, client, std::move(req), [&](std::string_view piece) { streamed.append(piece); });
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.status == 200);
+  CHECK(streamed == "FINAL");
+}
+
+TEST_CASE("client: 1xx, 204 and 304 have no body whatever they say; an unsolicited 101 is an error",
+          "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, const std::string& head) {
+    if (head.rfind("GET /304", 0) == 0) return Step{"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"};
+    if (head.rfind("GET /204", 0) == 0) return Step{"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello"};
+    if (head.rfind("GET /101", 0) == 0)
+      return Step{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"};
+    return Step{"HTTP/1.1 100 Continue\r\n\r\n" + duet::test::ok("after 100")};
+  });
+  ClientOptions opts;
+  opts.header_timeout = 5s;
+  Client client(loop, opts);
+  const auto not_modified = duet::test::get(face, loop, client, server.url("/304"));  // before: hung
+  REQUIRE_FALSE(not_modified.ec);
+  CHECK(not_modified.res.status == 304);
+  CHECK(not_modified.res.body.empty());
+  const auto no_content = duet::test::get(face, loop, client, server.url("/204"));
+  REQUIRE_FALSE(no_content.ec);
+  CHECK(no_content.res.body.empty());  // before: "hello", the bytes after it
+  CHECK(duet::test::get(face, loop, client, server.url("/101")).ec == duet::errc::malformed_response);
+  const auto after = duet::test::get(face, loop, client, server.url("/x"));
+  REQUIRE_FALSE(after.ec);
+  CHECK(after.res.body == "after 100");
+}
+
+TEST_CASE("client: empty field names, too many fields, bare CRs and bad chunk framing are refused",
+          "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  std::string many = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n";
+  for (int i = 0; i < 101; ++i) many += "A: b\r\n";
+  ScriptedServer server(loop, [&](auto, auto, const std::string& head) {
+    if (head.rfind("GET /empty", 0) == 0) return Step{"HTTP/1.1 200 OK\r\n:\r\n:\r\nContent-Length: 0\r\n\r\n", true};
+    if (head.rfind("GET /many", 0) == 0) return Step{many + "\r\n", true};
+    if (head.rfind("GET /cr", 0) == 0) return Step{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: 1\r\n\rX", true};
+    if (head.rfind("GET /trailer", 0) == 0)
+      return Step{"HTTP/1.1 302 Found\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nLocation: /elsewhere\r\n\r\n"};
+    return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", true};
+  });
+  Client client(loop);
+  CHECK(duet::test::get(face, loop, client, server.url("/empty")).ec == duet::errc::malformed_response);
+  CHECK(duet::test::get(face, loop, client, server.url("/many")).ec == duet::errc::header_too_large);
+  CHECK(duet::test::get(face, loop, client, server.url("/cr")).ec == duet::errc::malformed_response);
+  const auto chunk = duet::test::get(face, loop, client, server.url("/chunk"));
+  CHECK(chunk.ec == duet::errc::malformed_response);
+  CHECK(chunk.res.reason.find("CRLF") != std::string::npos);
+  // A Location sent only as a trailer is not a Location: the 302 is the answer.
+  const auto trailer = duet::test::get(face, loop, client, server.url("/trailer"));
+  REQUIRE_FALSE(trailer.ec);
+  CHECK(trailer.res.status == 302);
+  CHECK_FALSE(trailer.res.headers.contains("Location"));
+}
+
+TEST_CASE("client: a stalled body hits the read timeout; a request's own timeout, both faces",
+          "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, const std::string& head) {
+    if (head.rfind("GET /silent", 0) == 0) return Step{""};  // never answers
+    return Step{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"};
+  });
+  ClientOptions opts;
+  opts.read_timeout = 200ms;
+  Client client(loop, opts);
+  const auto start = std::chrono::steady_clock::now();
+  const auto stalled = duet::test::get(face, loop, client, server.url("/stalled"));
+  CHECK(stalled.ec.value() == UV_ETIMEDOUT);
+  CHECK(stalled.res.reason.find("stalled") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(ClientOptions{}.read_timeout > 0ms);  // on by default: before, the default waited for ever
+
+  Request req;
+  req.url = duet::http::Url::parse(server.url("/silent"));
+  req.timeout = 150ms;
+  const auto silent = duet::test::send(face, loop, client, std::move(req));
+  CHECK(silent.ec.value() == UV_ETIMEDOUT);
+  CHECK(silent.res.reason.find("request timed out") != std::string::npos);
+}
+
+TEST_CASE("client: origins with nothing open are forgotten", "[http][hardening][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
+  Client client(loop);
+  REQUIRE(duet::test::get(Face::callbacks, loop, client, server.url("/")).res.status == 200);
+  CHECK(client.known_origins() == 1);  // kept: it has an idle connection
+  // 300 origins that refuse (ports on 127.0.0.x that nothing listens on) leave nothing behind.
+  int done = 0;
+  for (int i = 0; i < 300; ++i) {
+    const std::string url = "http://127.0.0." + std::to_string(2 + i % 200) + ":" + std::to_string(1 + i / 200) + "/";
+    client.get(url, [&](std::error_code, Response) { ++done; });
+  }
+  while (done < 300) loop.run_once();
+  CHECK(client.known_origins() == 1);  // before: 301
+}
+
+TEST_CASE("client: the default body limit is 16 MiB", "[http][hardening][client]") {
+  CHECK(ClientOptions{}.max_body_bytes == 16u * 1024 * 1024);
+}
+
+// ---- the framing check on its own ---------------------------------------------------------------
+
+TEST_CASE("FramingCheck: the framing llhttp 8.1.0 lets through, at every split", "[http][hardening][parser]") {
+  struct Case {
+    std::string bytes;
+    bool chunked;
+    bool ok;
+  };
+  const std::vector<Case> cases = {
+      {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, true},
+      {"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", false, true},
+      {"GET / HTTP/1.1\r\nX: 1\r\n\rX", false, false},
+      {"GET / HTTP/1.1\rX: 1\r\n\r\n", false, false},
+      {"POST / HTTP/1.1\r\n\r\n5\r\nhello\r\n0\r\n\r\n", true, true},
+      {"POST / HTTP/1.1\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n", true, true},
+      {"POST / HTTP/1.1\r\n\r\n5\r\nhelloXX0\r\n\r\n", true, false},
+      {"POST / HTTP/1.1\r\n\r\n5\r\nhello\r\n0\r\nT: 1\r\rX", true, false},
+      {"POST / HTTP/1.1\r\n\r\nZ\r\n", true, false},
+      {"POST / HTTP/1.1\r\n\r\n1;" + std::string(2000, 'e') + "\r\n", true, false},
+      {"POST / HTTP/1.1\r\n\r\n11111111111111111\r\n", true, false},
+  };
+  for (const auto& c : cases) {
+    INFO(c.bytes);
+    for (std::size_t split = 0; split <= c.bytes.size(); ++split) {
+      duet::http::detail::FramingCheck check;
+      if (c.chunked) check.expect_chunked_body();
+      const bool ok = check.feed(c.bytes.data(), split) && check.feed(c.bytes.data() + split, c.bytes.size() - split);
+      REQUIRE(ok == c.ok);
+      if (!ok) CHECK(check.why() != nullptr);
+    }
+  }
+}
