@@ -14,18 +14,26 @@ namespace duet {
 namespace detail {
 namespace {
 
+// The default error hook. What reaches it is either an exception that user code (a callback, or a
+// task nobody awaits) let escape, or duet's own report of work a destroyed Loop dropped (loop_closed).
 void print_to_stderr(std::exception_ptr e) noexcept {
   try {
     std::rethrow_exception(std::move(e));
+  } catch (const std::system_error& ex) {
+    if (ex.code() == make_error_code(errc::loop_closed))
+      std::fprintf(stderr, "duet: %s\n", ex.what());
+    else
+      std::fprintf(stderr, "duet: uncaught exception in a callback or task: %s\n", ex.what());
   } catch (const std::exception& ex) {
-    std::fprintf(stderr, "duet: uncaught exception in a callback: %s\n", ex.what());
+    std::fprintf(stderr, "duet: uncaught exception in a callback or task: %s\n", ex.what());
   } catch (...) {
-    std::fprintf(stderr, "duet: uncaught exception of unknown type in a callback\n");
+    std::fprintf(stderr, "duet: uncaught exception of unknown type in a callback or task\n");
   }
 }
 
 void run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
+  core->set_loop_thread();  // a host may run its loop on a thread other than the Loop's creator
   std::vector<UniqueFunction<void()>>& batch = core->running_batch;
   {
     std::lock_guard lock(core->queue_mutex);
@@ -60,12 +68,14 @@ void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
 }
 
 void LoopCore::post(UniqueFunction<void()> fn) {
-  if (std::this_thread::get_id() == loop_thread) return defer(std::move(fn));
-  {
-    std::lock_guard lock(queue_mutex);
-    queue.push_back(std::move(fn));
+  if (on_loop_thread()) return defer(std::move(fn));
+  std::unique_lock lock(queue_mutex);
+  if (posts_closed) {
+    lock.unlock();
+    return;  // `fn` is destroyed here, outside the lock
   }
-  uv_async_send(async);
+  queue.push_back(std::move(fn));
+  uv_async_send(async);  // under the lock: ~Loop closes `async` only after it has set posts_closed
 }
 
 void LoopCore::report(std::exception_ptr e) noexcept {
@@ -138,6 +148,8 @@ void Loop::init_async() {
 
 Loop::~Loop() {
   detail::LoopCore* core = core_;
+  // Whoever destroys the Loop is its thread now: the cancellations below run here, not posted.
+  core->set_loop_thread();
   if (core->running > 0) {
     // libuv cannot close a loop from inside its own uv_run: a programming error, not a recoverable one.
     std::fputs("duet: a duet::Loop that owns its libuv loop was destroyed inside its own run(); aborting\n", stderr);
@@ -164,6 +176,7 @@ Loop::~Loop() {
   {
     std::lock_guard lock(core->queue_mutex);
     dropped.swap(core->queue);
+    core->posts_closed = true;  // later posts (a stop requested on another thread) are dropped
   }
   dropped.clear();  // outside the lock: what they own may close handles as it goes
   for (auto* r : resources) r->abandon();
@@ -217,11 +230,13 @@ struct Running {
 }  // namespace
 
 void Loop::run() {
+  core_->set_loop_thread();
   Running r(core_);
   uv_run(core_->uv, UV_RUN_DEFAULT);
 }
 
 bool Loop::run_once() {
+  core_->set_loop_thread();
   Running r(core_);
   return uv_run(core_->uv, UV_RUN_ONCE) != 0;
 }

@@ -20,7 +20,7 @@ struct TcpImpl final : Resource {
     TcpImpl* self;
     void operator()() const noexcept { self->cancel_read(); }
   };
-  std::optional<std::stop_callback<StopRead>> stop_read;
+  OnLoopStop<StopRead> stop_read;  // a cancellable one-shot read's stop token, routed to the loop thread
 
   explicit TcpImpl(LoopCore* c) : core(c) {
     if (int rc = uv_tcp_init(core->uv, &tcp); rc < 0) throw std::system_error(uv_error(rc), "uv_tcp_init");
@@ -121,7 +121,7 @@ struct ListenerImpl final : Resource {
     ListenerImpl* self;
     void operator()() const noexcept { self->cancel_accept(); }
   };
-  std::optional<std::stop_callback<StopAccept>> stop_accept;
+  OnLoopStop<StopAccept> stop_accept;
 
   explicit ListenerImpl(LoopCore* c) : core(c) {
     if (int rc = uv_tcp_init(core->uv, &tcp); rc < 0) throw std::system_error(uv_error(rc), "uv_tcp_init");
@@ -228,8 +228,7 @@ void TcpStream::read_once(std::span<char> buffer, detail::UniqueFunction<void(st
     cb = std::move(impl_->once_cb);
     return fail(uv_error(rc));
   }
-  impl_->stop_read.reset();
-  if (token.stop_possible()) impl_->stop_read.emplace(std::move(token), detail::TcpImpl::StopRead{impl_});
+  impl_->stop_read.watch(core, std::move(token), detail::TcpImpl::StopRead{impl_});
 }
 
 void TcpStream::read_stream(detail::UniqueFunction<void(std::error_code, std::span<const char>)> cb) {
@@ -339,8 +338,7 @@ void TcpListener::accept_erased(detail::UniqueFunction<void(std::error_code, Tcp
     return deliver_later(uv_error(std::exchange(impl_->last_error, 0)), TcpStream());
   }
   impl_->acceptor = std::move(cb);
-  impl_->stop_accept.reset();
-  if (token.stop_possible()) impl_->stop_accept.emplace(std::move(token), detail::ListenerImpl::StopAccept{impl_});
+  impl_->stop_accept.watch(core, std::move(token), detail::ListenerImpl::StopAccept{impl_});
 }
 
 }  // namespace duet

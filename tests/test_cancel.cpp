@@ -273,3 +273,102 @@ TEST_CASE("with_timeout: a result due in the same turn as the deadline wins", "[
   for (int i = 0; i < 10; ++i) wins += duet::run(loop, t(loop)) == 42 ? 1 : 0;
   CHECK(wins == 10);
 }
+
+namespace {
+
+/// Bytes queued on a stream that the kernel has not taken yet.
+std::size_t unsent(duet::TcpStream& s) {
+  return uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(s.native()));
+}
+
+/// More than loopback's socket buffers hold: a write of this much to a peer that does not read stays
+/// pending.
+constexpr std::size_t kBig = 32 * 1024 * 1024;
+
+/// Runs `loop` until `done()` or `limit` has passed (a short repeating timer keeps each turn short,
+/// so a test of something that never happens fails instead of hanging).
+template <class Pred>
+bool run_until(duet::Loop& loop, Pred done, std::chrono::milliseconds limit = 5s) {
+  duet::Timer tick(loop);
+  tick.start(10ms, 10ms, [] {});
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < deadline) loop.run_once();
+  return done();
+}
+
+/// Reads everything `s` receives until end of stream; returns the byte count.
+std::size_t drain(duet::Loop& loop, duet::TcpStream& s) {
+  std::size_t total = 0;
+  bool ended = false;
+  s.read_start([&](std::error_code ec, std::span<const char> chunk) {
+    REQUIRE_FALSE(ec);
+    if (chunk.empty()) ended = true;
+    total += chunk.size();
+  });
+  REQUIRE(run_until(
+      loop, [&] { return ended; }, 30s));
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("a task cancelled while its write is pending throws Cancelled; the stream still sends the bytes",
+          "[cancel][coro][tcp]") {
+  Fixture f;
+  std::exception_ptr thrown;
+  bool cleaned = false;
+  auto write = [](Fixture& fx) -> Task<> { co_await fx.client->write(std::string(kBig, 'x')); };
+  auto handle = duet::spawn(f.loop, guarded(f, write, cleaned, thrown));
+  f.loop.run_once();  // starts the task: the write is taken, and waits for the peer to read
+  REQUIRE_FALSE(handle.done());
+  REQUIRE(unsent(*f.client) > 0);
+  handle.cancel();
+  CHECK_FALSE(thrown);                                        // never inside cancel(): on a later turn
+  REQUIRE(run_until(f.loop, [&] { return handle.done(); }));  // the peer has read nothing
+  CHECK(holds<duet::Cancelled>(thrown));
+  CHECK(cleaned);
+  CHECK(unsent(*f.client) > 0);  // the write goes on, owning its bytes
+  // The caller was detached, the write was not recalled: every byte arrives.
+  f.client->shutdown([](std::error_code ec) { CHECK_FALSE(ec); });
+  CHECK(drain(f.loop, *f.server) == kBig);
+  finish(f);
+}
+
+TEST_CASE("a task cancelled while its shutdown is pending throws Cancelled; the shutdown still happens",
+          "[cancel][coro][tcp]") {
+  Fixture f;
+  bool wrote = false;
+  f.client->write(std::string(kBig, 'x'), [&](std::error_code ec) {
+    CHECK_FALSE(ec);
+    wrote = true;
+  });
+  REQUIRE(unsent(*f.client) > 0);  // the shutdown waits behind this write
+  std::exception_ptr thrown;
+  bool cleaned = false;
+  auto shutdown = [](Fixture& fx) -> Task<> { co_await fx.client->shutdown(); };
+  auto handle = duet::spawn(f.loop, guarded(f, shutdown, cleaned, thrown));
+  f.loop.run_once();
+  REQUIRE_FALSE(handle.done());
+  handle.cancel();
+  REQUIRE(run_until(f.loop, [&] { return handle.done(); }));
+  CHECK(holds<duet::Cancelled>(thrown));
+  CHECK(cleaned);
+  CHECK(drain(f.loop, *f.server) == kBig);  // ...then end of stream: the shutdown was not recalled
+  CHECK(wrote);
+  finish(f);
+}
+
+TEST_CASE("a pending write's callback, cancelled by its stop token, gets UV_ECANCELED on a later turn",
+          "[cancel][tcp]") {
+  Fixture f;
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  f.client->write(std::string(kBig, 'x'),
+                  duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
+  REQUIRE(unsent(*f.client) > 0);
+  stop.request_stop();
+  CHECK_FALSE(result);  // never inside request_stop()
+  REQUIRE(run_until(f.loop, [&] { return result.has_value(); }));
+  CHECK(duet::is_cancelled(*result));
+  finish(f);  // closing the stream ends the detached write; ASan checks it is freed
+}

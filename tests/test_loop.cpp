@@ -1,8 +1,11 @@
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -217,6 +220,44 @@ TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loo
   CHECK_FALSE(loop);
   CHECK_FALSE(after);
   CHECK(uv_loop_close(&host) == 0);
+}
+
+namespace {
+/// What `fn` writes to this process's stderr (fd 2 goes to a temporary file meanwhile).
+std::string stderr_of(const std::function<void()>& fn) {
+  std::fflush(stderr);
+  std::FILE* tmp = std::tmpfile();
+  REQUIRE(tmp);
+  const int saved = ::dup(2);
+  ::dup2(::fileno(tmp), 2);
+  fn();
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::rewind(tmp);
+  std::string text;
+  for (int c; (c = std::fgetc(tmp)) != EOF;) text += static_cast<char>(c);
+  std::fclose(tmp);
+  return text;
+}
+}  // namespace
+
+TEST_CASE("the default error hook names each kind of report for what it is", "[loop]") {
+  // Work dropped by a destroyed Loop is not an exception escaping a callback.
+  const std::string dropped = stderr_of([] {
+    duet::Loop loop;
+    duet::sleep(loop, 10s, [](std::error_code) {});
+  });
+  CHECK(dropped ==
+        "duet: duet::Loop destroyed with 1 operation(s) pending; their callbacks will not be called: the loop was "
+        "closed while the operation was pending\n");
+  // An exception thrown by a callback is.
+  const std::string thrown = stderr_of([] {
+    duet::Loop loop;
+    loop.post([] { throw std::runtime_error("boom"); });
+    loop.run();
+  });
+  CHECK(thrown == "duet: uncaught exception in a callback or task: boom\n");
 }
 
 TEST_CASE("raise_open_file_limit lifts the soft limit to the hard one", "[loop]") {

@@ -117,6 +117,9 @@ class Awaitable {
    public:
     explicit Completion(Awaitable* self) noexcept : self_(self) {}
     const std::stop_token& stop_token() const noexcept { return self_->context_->stop_token; }
+    /// The awaiting task's loop (null outside a duet task): where a loop-free operation (a semaphore
+    /// wait) routes a stop requested on another thread.
+    Loop* loop() const noexcept { return self_->context_->loop; }
 
     void operator()(std::error_code ec) requires std::is_void_v<Result> {
       self_->ec_ = ec;

@@ -9,13 +9,21 @@
 //     }));
 //     stop.request_stop();
 //
-// What cancelling does (see DESIGN.md): queued fs, work and DNS requests are `uv_cancel`ed; timers are
-// stopped; connects and pending reads are abandoned by closing or stopping their handle. The callback is
-// then called once, later, from the loop (never inside `request_stop()`), with `UV_ECANCELED`. A request
-// already running on the thread pool cannot be stopped: it finishes, its result is discarded (an opened
-// file is closed), and the callback still gets `UV_ECANCELED`. A started write is never cancelled.
+// What cancelling does (the table in docs/loop-and-operations.md, "Cancellation", has every operation):
+// queued fs, work and DNS requests are `uv_cancel`ed; timers are stopped; connects and pending reads
+// are abandoned by closing or stopping their handle. The callback is then called once, later, from the
+// loop (never inside `request_stop()`), with `UV_ECANCELED`. A request already running on the thread
+// pool cannot be stopped: it finishes, its result is discarded (an opened file is closed), and the
+// callback still gets `UV_ECANCELED`. A started write or shutdown cannot be recalled: the callback is
+// detached and gets `UV_ECANCELED`, while the stream goes on sending the bytes it owns. (A semaphore
+// wait is the exception to "later": it calls back inside `request_stop()`; see semaphore.hpp.)
 //
-// Thread rule: call `request_stop()` on the loop's thread (from another thread, `loop.post` it).
+// Thread rule: `request_stop()` may be called on any thread. Called on the loop's thread, the
+// operation is cancelled inside it; called on another, the cancellation is posted to the loop and
+// happens there on a later turn (if the operation finishes first, the stop is ignored: its callback
+// gets its real result). Either way libuv is only ever called on the loop's thread. The one exception
+// is a semaphore wait with a plain callback, which knows no loop: request its stop on the semaphore's
+// thread (a coroutine awaiting a semaphore may be cancelled from anywhere).
 //
 // The coroutine face uses the same hook: its callbacks expose their task's stop token.
 #pragma once

@@ -4,8 +4,11 @@
 // (embedding): `duet::Loop loop(uv_default_loop());`. Wrapping never closes the host's loop; the host
 // may keep driving it with `uv_run` and duet's callbacks run from there.
 //
-// Threads: a loop belongs to the thread that creates the `Loop` and runs it. Every duet call on a loop, and every
-// callback duet makes, happens on that thread — except `post()`, which any thread may call.
+// Threads: a loop belongs to the thread that runs it (the one that created the `Loop`, until another
+// calls `run()`/`run_once()`; the one that destroys it, from then on). Every duet call on a loop, and
+// every callback duet makes, happens on that thread — except `post()` and cancellation (`request_stop()`
+// on a stop source an operation watches, `JoinHandle::cancel()`), which any thread may call: a stop
+// requested elsewhere is posted to the loop thread (cancellation.hpp).
 //
 // Errors in user code: an exception thrown by a callback is caught where libuv called duet (it never
 // unwinds through libuv) and handed to the error hook, `set_error_handler`; by default it is printed on

@@ -18,9 +18,11 @@
 // waiter's callback may destroy the semaphore.
 //
 // Cancellation: a waiting acquire whose callback's stop token is stopped leaves the queue and its
-// callback is called with UV_ECANCELED immediately, on the thread that requested stop (the only duet
-// operation that calls back inside `request_stop()`, since a semaphore has no loop to defer to). An
-// acquire whose token is already stopped calls back with UV_ECANCELED inside `acquire`.
+// callback is called with UV_ECANCELED immediately, inside `request_stop()` (the only duet operation
+// that calls back there, since a semaphore has no loop to defer to). An acquire whose token is already
+// stopped calls back with UV_ECANCELED inside `acquire`. A stop requested on another thread is posted
+// to the loop when the callback knows it (the coroutine face: the awaiting task's loop), and handled
+// there; a plain callback knows no loop, so its stop must be requested on the semaphore's thread.
 // Destroying a semaphore calls every waiter with UV_ECANCELED; those callbacks must not throw.
 //
 // Cost: no allocation when a permit is free; one small allocation per waiter otherwise.
@@ -38,8 +40,10 @@
 
 #include "duet/awaitable.hpp"
 #include "duet/cancellation.hpp"
+#include "duet/detail/loop_core.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/error.hpp"
+#include "duet/loop.hpp"
 
 namespace duet {
 
@@ -73,10 +77,15 @@ class Semaphore {
       cb(cancelled());
       return;
     }
+    detail::LoopCore* core = loop_core_of(cb);
     auto* w = new Waiter(this, detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)));
     link(w);
-    // Not stopped yet, and only the loop thread may stop it: the callback cannot run during emplace.
-    if (token.stop_possible()) w->stop.emplace(std::move(token), StopFn{w});
+    // A stop requested from now on reaches `cancel`, on this thread (or posted to it). One requested
+    // since the check above runs inside `watch`, where `w` must not be freed: it is served after.
+    w->registering = true;
+    w->stop.watch(core, std::move(token), StopFn{w});
+    w->registering = false;
+    if (w->stopped_while_registering) cancel(w);
   }
 
   /// A permit held for a scope: released when destroyed (or by `release()`). Move-only.
@@ -174,18 +183,38 @@ class Semaphore {
   struct Waiter;
   struct StopFn {
     Waiter* w;
-    void operator()() const noexcept { w->sem->cancel(w); }
+    void operator()() const noexcept {
+      if (w->registering)
+        w->stopped_while_registering = true;
+      else
+        w->sem->cancel(w);
+    }
   };
   struct Waiter {
     Waiter(Semaphore* s, detail::UniqueFunction<void(std::error_code)> c) : sem(s), cb(std::move(c)) {}
     Semaphore* sem;
     detail::UniqueFunction<void(std::error_code)> cb;
-    std::optional<std::stop_callback<StopFn>> stop;
+    detail::OnLoopStop<StopFn> stop;
+    bool registering = false;
+    bool stopped_while_registering = false;
     Waiter* prev = nullptr;
     Waiter* next = nullptr;
   };
 
   static std::error_code cancelled() noexcept { return uv_error(UV_ECANCELED); }
+
+  /// The loop a callback knows (an awaiting task's), if any.
+  template <class Callback>
+  static detail::LoopCore* loop_core_of(const Callback& cb) noexcept {
+    if constexpr (requires {
+                    { cb.loop() } -> std::convertible_to<Loop*>;
+                  }) {
+      Loop* loop = cb.loop();
+      return loop ? &loop->core() : nullptr;
+    } else {
+      return nullptr;
+    }
+  }
 
   void cancel(Waiter* w) noexcept {
     unlink(w);

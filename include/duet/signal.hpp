@@ -82,7 +82,7 @@ class SignalWaitOp final : public Resource, public StopWatch<SignalWaitOp<Cb>> {
         return;
       }
     }
-    this->watch(stop_token_of(cb_));
+    this->watch(core_, stop_token_of(cb_));
   }
 
   // Stop requested (on the loop thread): close the handles; the last close reports UV_ECANCELED.

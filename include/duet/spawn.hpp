@@ -183,6 +183,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     if (core.closing) {  // finished while the loop is being destroyed: no user code runs any more
       callbacks_.clear();
       awaiter_ = {};
+      observed_ = true;  // its end (most often the Cancelled the destruction threw in) is the loop's report
       return;
     }
     auto callbacks = std::move(callbacks_);
@@ -274,7 +275,7 @@ class JoinHandle {
       }
       state_->await(waiter);
       waiter_ = waiter;
-      if (context.stop_token.stop_possible()) stop_.emplace(context.stop_token, StopFn{this});
+      stop_.watch(&state_->loop_->core(), context.stop_token, StopFn{this});
       return true;
     }
     T await_resume() {
@@ -292,7 +293,7 @@ class JoinHandle {
     };
     std::shared_ptr<detail::SpawnState<T>> state_;
     std::coroutine_handle<> waiter_;
-    std::optional<std::stop_callback<StopFn>> stop_;
+    detail::OnLoopStop<StopFn> stop_;  // runs StopFn on the loop thread, whichever thread cancels
     bool cancelled_ = false;
   };
   /// Waits for the task and returns its result (or rethrows its exception).

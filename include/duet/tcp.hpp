@@ -18,14 +18,25 @@
 //   the kernel buffers, then the peer's sends block, until `read_start` is called again.
 //
 // Writing: `write(bytes, cb)` takes the bytes by value (`std::string`) and owns them until the write
-// completes, so the caller can never free what is being sent. Writes go out in order. A started write
-// cannot be cancelled; closing the stream completes pending writes with UV_ECANCELED.
+// completes, so the caller can never free what is being sent. Writes go out in order. Closing the stream
+// completes pending writes with UV_ECANCELED.
+//
+// Cancelling a write or a shutdown (its callback's stop token, see cancellation.hpp; or the task
+// awaiting it) detaches the caller: the callback gets UV_ECANCELED on the next turn of the loop, and
+// the awaiting coroutine throws `duet::Cancelled`, even if the peer never reads. The request itself
+// cannot be recalled (part of the bytes may already be in the kernel): it stays queued on the stream,
+// owning its bytes, and the stream goes on sending them. To drop them, close the stream.
 //
 // Ending: `shutdown(cb)` sends FIN after pending writes; `close()` closes at once (a pending one-shot
 // read gets UV_ECANCELED). The destructor closes. The `uv_tcp_t` lives until its close callback.
 //
-// Errors: UV_ECONNRESET, UV_EPIPE, UV_ENOTCONN and friends, as libuv reports them; operations on a
-// closed or default-constructed stream call back with `duet::errc::not_connected`.
+// Errors: UV_ECONNRESET, UV_EPIPE, UV_ENOTCONN and friends, as libuv reports them. Starting an
+// operation on a closed or default-constructed stream is a programming error: it throws
+// `std::system_error` with `duet::errc::not_connected` (the callback is not called).
+//
+// Loop destruction: the stream (or listener) is closed with its loop and becomes inert, as if
+// `close()` had been called: it may be destroyed, moved or closed after its Loop; starting an
+// operation on it throws `not_connected`.
 //
 // Cost: a stream is one `uv_tcp_t` plus a few pointers (no per-stream read buffer); each write is one
 // pooled request object.
@@ -138,10 +149,11 @@ uv_tcp_t* tcp_handle(TcpImpl* impl) noexcept;
 void close_tcp(TcpImpl* impl) noexcept;
 
 /// A write (`uv_write_t`, owning the bytes it sends) or a shutdown (`uv_shutdown_t`) on a stream: a
-/// request that completes once with a status. Neither is cancellable; closing the stream completes
-/// them with UV_ECANCELED, which is also how the loop's destruction ends them.
+/// request that completes once with a status. libuv cannot recall either: closing the stream completes
+/// them with UV_ECANCELED, which is also how the loop's destruction ends them. A stop request detaches
+/// the callback instead (UV_ECANCELED on the next turn); the request completes later, silently.
 template <class Req, class Cb>
-class StreamOp final : public Resource {
+class StreamOp final : public Resource, public StopWatch<StreamOp<Req, Cb>> {
  public:
   Req req{};
   std::string bytes;  // a write's bytes, owned until it completes
@@ -150,11 +162,22 @@ class StreamOp final : public Resource {
     req.data = this;
   }
   void abandon() noexcept override {}
+  bool pending() const noexcept override { return !detached_; }
+
+  /// Call once libuv has taken the request.
+  void watch_stop() { this->watch(core_, stop_token_of(cb_)); }
+
+  // Stop requested: the caller hears UV_ECANCELED from the loop; the request goes on without it.
+  void on_stop() noexcept {
+    detached_ = true;
+    fail_later<void>(*core_, std::move(cb_), uv_error(UV_ECANCELED));
+  }
 
   static void on_done(Req* req, int status) noexcept {
     auto* self = static_cast<StreamOp*>(req->data);
     LoopCore* core = self->core_;
-    if (core->closing) return core->destroy(self);
+    self->unwatch();
+    if (core->closing || self->detached_) return core->destroy(self);
     Cb cb = std::move(self->cb_);
     core->destroy(self);
     core->invoke(cb, uv_error(status));
@@ -171,6 +194,7 @@ class StreamOp final : public Resource {
  private:
   LoopCore* core_;
   Cb cb_;
+  bool detached_ = false;
 };
 
 /// A connect in flight: the uv_connect_t, the new stream and the optional timeout timer. Freed once
@@ -202,7 +226,7 @@ class ConnectOp final : public Resource, public StopWatch<ConnectOp<Cb>> {
       timer_open_ = true;
       ++outstanding_;
     }
-    this->watch(stop_token_of(cb_));
+    this->watch(core_, stop_token_of(cb_));
   }
 
   // Closing the socket makes libuv call on_connect with UV_ECANCELED.
@@ -300,7 +324,8 @@ void TcpStream::write(std::string bytes, Callback&& cb) {
   }
   Op* op = core->make<Op>(core, std::decay_t<Callback>(std::forward<Callback>(cb)), std::move(bytes));
   uv_buf_t buf = detail::buffer(op->bytes.data(), op->bytes.size());
-  if (int rc = uv_write(&op->req, stream_if_open(), &buf, 1, &Op::on_done); rc < 0) op->fail(rc);
+  if (int rc = uv_write(&op->req, stream_if_open(), &buf, 1, &Op::on_done); rc < 0) return op->fail(rc);
+  op->watch_stop();
 }
 
 template <class Callback>
@@ -311,7 +336,8 @@ void TcpStream::shutdown(Callback&& cb) {
     throw std::system_error(make_error_code(errc::not_connected), "duet::TcpStream::shutdown on a closed stream");
   }
   Op* op = core->make<Op>(core, std::decay_t<Callback>(std::forward<Callback>(cb)));
-  if (int rc = uv_shutdown(&op->req, stream_if_open(), &Op::on_done); rc < 0) op->fail(rc);
+  if (int rc = uv_shutdown(&op->req, stream_if_open(), &Op::on_done); rc < 0) return op->fail(rc);
+  op->watch_stop();
 }
 
 /// A listening TCP socket. Loop-thread only. Move-only; the destructor closes it.

@@ -40,7 +40,7 @@ class SleepOp final : public Resource, public StopWatch<SleepOp<Cb>> {
     uv_timer_init(core_->uv, &timer_);  // cannot fail for timers
     timer_.data = this;
     uv_timer_start(&timer_, &on_fire, millis, 0);
-    this->watch(stop_token_of(cb_));
+    this->watch(core_, stop_token_of(cb_));
   }
 
   // Stop requested: fire on the next turn of the loop, which reports UV_ECANCELED.

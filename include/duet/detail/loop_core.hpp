@@ -6,12 +6,14 @@
 // loop is a host's (wrapped) loop and duet resources are still closing on it: the last one to finish
 // deletes it.
 //
-// Loop-thread only, except `post()`.
+// Loop-thread only, except `post()` (and the stop callbacks of `OnLoopStop`, which route themselves).
 #pragma once
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -158,8 +160,16 @@ struct LoopCore {
   std::vector<UniqueFunction<void()>> queue;
   std::vector<UniqueFunction<void()>> running_batch;  // swapped with `queue`: both keep their capacity
   uv_async_t* async = nullptr;
+  bool posts_closed = false;  // (under queue_mutex) the Loop is being destroyed: `async` may be gone
   int holds = 0;
-  std::thread::id loop_thread = std::this_thread::get_id();  // the thread that created the Loop
+  // The thread that runs the loop: the one that created the Loop until `run`/`run_once` (or a posted
+  // function, on a host's loop) runs it from another. Read by any thread (post, stop callbacks).
+  std::atomic<std::thread::id> loop_thread{std::this_thread::get_id()};
+
+  bool on_loop_thread() const noexcept {
+    return loop_thread.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+  void set_loop_thread() noexcept { loop_thread.store(std::this_thread::get_id(), std::memory_order_relaxed); }
 
   // Spawned tasks still running, and (while the loop is being destroyed) those already cancelled.
   SpawnedTask* tasks = nullptr;
@@ -280,14 +290,89 @@ struct LoopCore {
   /// Never throws: if memory runs out, the loss is reported to the error hook.
   void defer(UniqueFunction<void()> fn) noexcept;
 
-  /// Thread-safe: queues `fn` and wakes the loop.
+  /// Thread-safe: queues `fn` and wakes the loop. Once the Loop is being destroyed, `fn` is dropped
+  /// (destroyed without being called).
   void post(UniqueFunction<void()> fn);
 
   void report(std::exception_ptr e) noexcept;
 };
 
+/// A `std::stop_callback` for something that lives on a loop: `fn()` always runs on the loop thread.
+///
+/// `std::stop_callback` runs its callback on whichever thread calls `request_stop()`, but libuv and
+/// duet's operations are loop-thread only. Here, a stop requested on the loop thread calls `fn()` at
+/// once, inside `request_stop()`, allocating nothing. A stop requested on another thread is posted to
+/// the loop with a small shared cell that points back here; `reset()` (or the destructor), on the loop
+/// thread, clears the cell, so a posted stop that arrives after the operation has finished does
+/// nothing. `reset()` first destroys the `std::stop_callback`, which waits for a callback running on
+/// another thread to return: that is what makes the cell that callback wrote visible here. Once the
+/// Loop is being destroyed, posted stops are dropped (the destruction cancels everything anyway).
+///
+/// With a null core (a `Semaphore` waiter whose callback knows no loop), `fn()` runs on the thread
+/// that requests stop, as `std::stop_callback` does: that thread must then be the owner's.
+///
+/// `fn()` may destroy this object (and its owner); nothing here touches `this` after calling it.
+template <class Fn>
+class OnLoopStop {
+ public:
+  OnLoopStop() noexcept = default;
+  OnLoopStop(const OnLoopStop&) = delete;
+  OnLoopStop& operator=(const OnLoopStop&) = delete;
+  ~OnLoopStop() { reset(); }
+
+  /// Starts watching `token` (replacing any previous watch). If it is already stopped, `fn()` runs now.
+  /// Call on the loop thread.
+  void watch(LoopCore* core, std::stop_token token, Fn fn) {
+    reset();
+    if (!token.stop_possible()) return;
+    core_ = core;
+    fn_.emplace(std::move(fn));  // set before registering: the callback may run at once
+    stop_.emplace(std::move(token), Trampoline{this});
+  }
+
+  /// Stops watching; a stop already posted from another thread will do nothing. Loop thread only.
+  void reset() noexcept {
+    stop_.reset();  // waits for a callback running on another thread
+    if (cell_) {
+      cell_->target = nullptr;
+      cell_.reset();
+    }
+  }
+
+ private:
+  struct Cell {
+    OnLoopStop* target;
+  };
+  struct Trampoline {
+    OnLoopStop* self;
+    void operator()() const noexcept { self->fire(); }
+  };
+
+  void fire() noexcept {
+    if (!core_ || core_->on_loop_thread()) return (*fn_)();
+    try {
+      auto cell = std::make_shared<Cell>(Cell{this});
+      cell_ = cell;  // read on the loop thread only after `stop_` is destroyed (see reset)
+      core_->post([cell = std::move(cell)] {
+        if (OnLoopStop* self = cell->target) {
+          self->cell_.reset();  // this stop is being delivered: nothing is left to clear
+          (*self->fn_)();
+        }
+      });
+    } catch (...) {
+      std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
+    }
+  }
+
+  LoopCore* core_ = nullptr;
+  std::optional<Fn> fn_;
+  std::shared_ptr<Cell> cell_;
+  std::optional<std::stop_callback<Trampoline>> stop_;  // last: destroyed first
+};
+
 /// Mixin for an operation that can be cancelled through its callback's stop token. `Derived` provides
-/// `void on_stop() noexcept`, called (on the thread requesting stop) at most once.
+/// `void on_stop() noexcept`, called on the loop thread at most once, whichever thread requests stop
+/// (see `OnLoopStop`).
 template <class Derived>
 class StopWatch {
  public:
@@ -295,8 +380,8 @@ class StopWatch {
 
  protected:
   /// Call after the libuv request is started. If `token` is already stopped, `on_stop` runs now.
-  void watch(std::stop_token token) {
-    if (token.stop_possible()) stop_.emplace(std::move(token), Fn{static_cast<Derived*>(this)});
+  void watch(LoopCore* core, std::stop_token token) {
+    stop_.watch(core, std::move(token), Fn{static_cast<Derived*>(this)});
   }
   void unwatch() noexcept { stop_.reset(); }
 
@@ -309,7 +394,7 @@ class StopWatch {
     }
   };
   friend struct Fn;
-  std::optional<std::stop_callback<Fn>> stop_;
+  OnLoopStop<Fn> stop_;
   bool stopped_ = false;
 };
 

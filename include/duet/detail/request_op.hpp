@@ -63,7 +63,7 @@ class RequestOp : public Resource, public StopWatch<Derived> {
   void abandon() noexcept override { uv_cancel(reinterpret_cast<uv_req_t*>(&req)); }
 
   /// Starts watching the callback's stop token; call once the request is submitted.
-  void watch_stop() { this->watch(stop_token_of(cb_)); }
+  void watch_stop() { this->watch(core_, stop_token_of(cb_)); }
 
   /// Submission failed: frees this object and reports `status` later.
   template <class Result>
