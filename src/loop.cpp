@@ -247,12 +247,16 @@ void Loop::set_error_handler(std::function<void(std::exception_ptr)> handler) {
   core_->error_handler = std::move(handler);
 }
 
-Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core) {
+Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core), alive_(core->alive) {
   if (core_->holds++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(core_->async));
 }
 
 void Loop::Hold::release() noexcept {
   if (!core_) return;
+  if (!*alive_) {  // the Loop is gone, and its core with it (or soon): nothing is held any more
+    core_ = nullptr;
+    return;
+  }
   if (--core_->holds == 0) {
     bool idle;
     {

@@ -16,7 +16,9 @@
 //
 // Destruction: destroying a loop cancels every request duet started on it and closes every handle duet
 // opened on it; callbacks of work still pending are not called, and that work is reported through the
-// error hook (`duet::errc::loop_closed`, with the count). An owned loop is then run until libuv has
+// error hook (`duet::errc::loop_closed`, with the count; the default hook prints "duet: duet::Loop
+// destroyed with N operation(s) pending; ..."). Which duet objects may outlive their Loop, and what
+// they do then: docs/loop-and-operations.md, "What may outlive its Loop". An owned loop is then run until libuv has
 // released everything and closed; a wrapped loop is left to its host, and duet's last closing handle
 // frees duet's state whenever the host next runs it.
 //
@@ -34,6 +36,7 @@
 
 #include <exception>
 #include <functional>
+#include <memory>
 #include <utility>
 
 #include "duet/detail/loop_core.hpp"
@@ -69,10 +72,10 @@ class Loop {
   }
 
   /// Keeps `run()` from returning for lack of work while it lives — e.g. while other threads may post.
-  /// Create and destroy it on the loop thread.
+  /// Create and destroy it on the loop thread. It may outlive the Loop (it then holds nothing).
   class Hold {
    public:
-    Hold(Hold&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    Hold(Hold&& other) noexcept : core_(std::exchange(other.core_, nullptr)), alive_(std::move(other.alive_)) {}
     Hold& operator=(Hold&&) = delete;
     ~Hold() { release(); }
     void release() noexcept;
@@ -81,6 +84,7 @@ class Loop {
     friend class Loop;
     explicit Hold(detail::LoopCore* core) noexcept;
     detail::LoopCore* core_;
+    std::shared_ptr<bool> alive_;  // the loop's `alive` flag: false once the Loop is destroyed
   };
   [[nodiscard]] Hold hold() noexcept { return Hold(core_); }
 

@@ -1,0 +1,166 @@
+// What may outlive its Loop (docs/loop-and-operations.md): each public object is made on a loop, the
+// Loop is destroyed first, then the object is used and destroyed. ASan checks that nothing touches
+// freed memory; the tests check what each object does once its loop is gone.
+#include <catch2/catch.hpp>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <system_error>
+
+#include "duet/duet.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using duet::Task;
+
+namespace {
+
+/// An owned loop whose destruction reports (expected) pending work to a log instead of stderr.
+struct DoomedLoop {
+  duet::test::ErrorLog log;
+  std::optional<duet::Loop> loop{std::in_place};
+  DoomedLoop() { loop->set_error_handler(log.handler()); }
+  duet::Loop& operator*() { return *loop; }
+  duet::Loop* operator->() { return &*loop; }
+  void destroy() { loop.reset(); }
+};
+
+/// A connected pair of streams on `loop`.
+struct Pair {
+  duet::TcpListener listener;
+  std::optional<duet::TcpStream> client, server;
+  explicit Pair(duet::Loop& loop) : listener(loop, duet::Endpoint::loopback(0)) {
+    listener.accept([&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      server = std::move(s);
+    });
+    duet::connect(loop, listener.local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      client = std::move(s);
+    });
+    while (!client || !server) loop.run_once();
+  }
+};
+
+bool not_connected(const std::system_error& e) { return e.code() == duet::errc::not_connected; }
+
+}  // namespace
+
+TEST_CASE("a TcpStream and a TcpListener outlive their loop, inert", "[lifetime][tcp]") {
+  DoomedLoop loop;
+  std::optional<Pair> pair(std::in_place, *loop);
+  bool called = false;
+  char buffer[16];
+  pair->client->read(buffer, [&](std::error_code, std::size_t) { called = true; });
+  pair->server->write(std::string(1024 * 1024, 'x'), [&](std::error_code) { called = true; });
+  pair->listener.accept([&](std::error_code, duet::TcpStream) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(pair->client->is_open());
+  CHECK_FALSE(pair->listener.is_open());
+  CHECK_THROWS_MATCHES(pair->client->write("x", [](std::error_code) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(pair->listener.accept([](std::error_code, duet::TcpStream) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  pair->client->close();  // idempotent
+  duet::TcpStream moved = std::move(*pair->server);
+  CHECK_FALSE(moved.is_open());
+  pair.reset();
+}
+
+TEST_CASE("a Timer outlives its loop, inert", "[lifetime][timer]") {
+  DoomedLoop loop;
+  duet::Timer timer(*loop);
+  timer.start(10s, 1s, [] {});
+  loop.destroy();
+  CHECK_FALSE(timer.active());
+  timer.stop();
+  timer.keep_loop_alive(false);
+  CHECK_THROWS_AS(timer.again(), std::system_error);
+  duet::Timer moved = std::move(timer);
+  CHECK_FALSE(moved.active());
+}
+
+TEST_CASE("a Loop::Hold outlives its loop and then holds nothing", "[lifetime][loop]") {
+  std::optional<duet::Loop> loop(std::in_place);
+  std::optional<duet::Loop::Hold> hold(loop->hold());
+  std::optional<duet::Loop::Hold> moved(std::move(*hold));
+  loop.reset();
+  hold.reset();
+  moved->release();
+  moved.reset();
+}
+
+TEST_CASE("a JoinHandle outlives its loop: done, with loop_closed", "[lifetime][coro]") {
+  DoomedLoop loop;
+  auto slow = [](duet::Loop& l) -> Task<int> {
+    co_await duet::sleep(l, 60s);
+    co_return 1;
+  };
+  auto running = duet::spawn(*loop, slow(*loop));
+  while (loop->live_resources() == 0) loop->run_once();  // started: waits on its sleep
+  auto never_started = duet::spawn(*loop, slow(*loop));
+  loop.destroy();
+  for (auto* handle : {&running, &never_started}) {
+    CHECK(handle->done());
+    handle->cancel();  // nothing left to cancel
+    try {
+      handle->result();
+      FAIL("result() returned");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == duet::errc::loop_closed);
+    }
+    CHECK_THROWS_AS(handle->on_done([] {}), std::logic_error);
+  }
+}
+
+TEST_CASE("a Task that never ran, holding duet objects, is destroyed after its loop", "[lifetime][coro]") {
+  DoomedLoop loop;
+  auto uses = [](duet::TcpStream s, duet::Timer t) -> Task<> {
+    co_await s.write("never");
+    t.stop();
+  };
+  std::optional<Pair> pair(std::in_place, *loop);
+  std::optional<Task<>> task(uses(std::move(*pair->client), duet::Timer(*loop)));
+  loop.destroy();
+  task.reset();  // destroys the frame, and the stream and timer in it
+  pair.reset();
+}
+
+TEST_CASE("a Semaphore, its permits and a stop source outlive the loop their waiters used", "[lifetime][coro]") {
+  DoomedLoop loop;
+  std::optional<duet::Semaphore> sem(std::in_place, 1);
+  std::optional<duet::Semaphore::Permit> held;
+  auto take = [](duet::Semaphore& s, std::optional<duet::Semaphore::Permit>& out) -> Task<> {
+    out = co_await s.acquire();
+  };
+  auto wait = [](duet::Semaphore& s) -> Task<> { auto permit = co_await s.acquire(); };
+  std::stop_source stop;
+  bool called = false;
+  duet::sleep(*loop, 60s, duet::with_cancellation(stop.get_token(), [&](std::error_code) { called = true; }));
+  auto first = duet::spawn(*loop, take(*sem, held));
+  auto second = duet::spawn(*loop, wait(*sem));
+  while (sem->waiting() == 0) loop->run_once();
+  REQUIRE(held);
+  loop.destroy();  // cancels the waiting task: it leaves the semaphore's queue
+  CHECK(sem->waiting() == 0);
+  stop.request_stop();  // the sleep it watched is gone with the loop: nothing happens
+  CHECK_FALSE(called);
+  held.reset();  // the permit goes back
+  CHECK(sem->available() == 1);
+  sem.reset();
+}
+
+TEST_CASE("a File outlives the loop that opened it", "[lifetime][fs]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  std::optional<duet::fs::File> file;
+  duet::fs::open(*loop, dir / "f", O_CREAT | O_WRONLY, 0644, [&](std::error_code ec, duet::fs::File f) {
+    REQUIRE_FALSE(ec);
+    file = std::move(f);
+  });
+  while (!file) loop->run_once();
+  loop.destroy();
+  CHECK(file->is_open());
+  file.reset();  // closes the descriptor, synchronously
+}
