@@ -62,8 +62,41 @@ const std::error_category& error_category() noexcept {
   return category;
 }
 
+namespace {
+const char* duet_error_name(int ev) noexcept {
+  switch (static_cast<errc>(ev)) {
+    case errc::offload_threw:
+      return "offload_threw";
+    case errc::loop_closed:
+      return "loop_closed";
+    case errc::not_connected:
+      return "not_connected";
+    case errc::already_reading:
+      return "already_reading";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::malformed_response:
+      return "malformed_response";
+    case errc::header_too_large:
+      return "header_too_large";
+    case errc::body_too_large:
+      return "body_too_large";
+    case errc::bad_url:
+      return "bad_url";
+    case errc::unsupported_scheme:
+      return "unsupported_scheme";
+    case errc::too_many_redirects:
+      return "too_many_redirects";
+  }
+  return nullptr;
+}
+}  // namespace
+
 std::string error_name(const std::error_code& ec) {
   if (ec.category() == uv_category()) return uv_err_name(ec.value());
+  if (ec.category() == error_category()) {
+    if (const char* name = duet_error_name(ec.value())) return name;
+  }
   return std::string(ec.category().name()) + ":" + std::to_string(ec.value());
 }
 

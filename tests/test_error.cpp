@@ -1,7 +1,11 @@
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <string>
+#include <utility>
 
+#include "duet/awaitable.hpp"
 #include "duet/error.hpp"
 
 TEST_CASE("libuv codes become error_codes with libuv's names and messages", "[error]") {
@@ -30,8 +34,39 @@ TEST_CASE("duet's own codes have their own category and messages", "[error]") {
   CHECK(std::string(ec.category().name()) == "duet");
   CHECK(ec.message() == "the offloaded function threw an exception");
   CHECK(duet::make_error_code(duet::errc::unsupported_scheme).message().find("TLS") != std::string::npos);
-  CHECK(duet::error_name(ec) == "duet:1");
+  CHECK(duet::error_name(ec) == "offload_threw");
   CHECK(ec != duet::uv_error(1));
+}
+
+TEST_CASE("error_name gives duet's own codes their enumerator's name", "[error]") {
+  using duet::errc;
+  const std::pair<errc, const char*> names[] = {
+      {errc::offload_threw, "offload_threw"},
+      {errc::loop_closed, "loop_closed"},
+      {errc::not_connected, "not_connected"},
+      {errc::already_reading, "already_reading"},
+      {errc::invalid_argument, "invalid_argument"},
+      {errc::malformed_response, "malformed_response"},
+      {errc::header_too_large, "header_too_large"},
+      {errc::body_too_large, "body_too_large"},
+      {errc::bad_url, "bad_url"},
+      {errc::unsupported_scheme, "unsupported_scheme"},
+      {errc::too_many_redirects, "too_many_redirects"},
+  };
+  for (auto [code, name] : names) CHECK(duet::error_name(duet::make_error_code(code)) == name);
+  // A value duet does not define, and codes of other categories, keep "category:value".
+  CHECK(duet::error_name(std::error_code(99, duet::error_category())) == "duet:99");
+  CHECK(duet::error_name(std::make_error_code(std::errc::no_such_file_or_directory)) ==
+        "generic:" + std::to_string(ENOENT));
+}
+
+TEST_CASE("TimedOut says 'timed out', whatever ran out; Cancelled carries UV_ECANCELED", "[error]") {
+  const duet::TimedOut timed_out;
+  CHECK(std::string(timed_out.what()) == "timed out");
+  CHECK(timed_out.code() == duet::uv_error(UV_ETIMEDOUT));
+  CHECK(timed_out.code() == std::errc::timed_out);
+  const duet::Cancelled cancelled;
+  CHECK(duet::is_cancelled(cancelled.code()));
 }
 
 TEST_CASE("is_cancelled recognises libuv's UV_ECANCELED only", "[error]") {

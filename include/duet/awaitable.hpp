@@ -50,10 +50,13 @@ class Cancelled : public std::system_error {
 };
 
 /// Thrown when a timeout ran out first: a `std::system_error` with UV_ETIMEDOUT (`with_timeout`, and
-/// the awaited face of operations with a timeout of their own, such as `connect`).
+/// the awaited face of operations with a timeout of their own, such as `connect`). `what()` is "timed
+/// out", whichever deadline it was (libuv's text for the code, `code().message()`, says "connection
+/// timed out" for every ETIMEDOUT).
 class TimedOut : public std::system_error {
  public:
   TimedOut() : std::system_error(uv_error(UV_ETIMEDOUT)) {}
+  const char* what() const noexcept override { return "timed out"; }
 };
 
 /// What a duet coroutine knows about where it runs: passed from each awaiting task to the task (or

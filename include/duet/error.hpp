@@ -46,8 +46,9 @@ const std::error_category& error_category() noexcept;
 
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
-/// libuv's short name for a code in `uv_category()` ("ECONNREFUSED"); for any other code, its category
-/// name and value ("duet:3").
+/// The short name of a code: libuv's for `uv_category()` ("ECONNREFUSED"), the enumerator's for duet's
+/// own (`errc::unsupported_scheme`: "unsupported_scheme"); for any other category (or a value duet does
+/// not define), the category's name and the value ("generic:2", "duet:99").
 std::string error_name(const std::error_code& ec);
 
 /// True if `ec` means "cancelled" (libuv's UV_ECANCELED).

@@ -5,8 +5,9 @@
 // Every TCP connection holds a file descriptor, and the usual soft limit (often 1024) is far below
 // what a program with thousands of connections in flight needs. This raises the soft limit to the
 // hard one, which an unprivileged process may do, and returns the limit now in force (SIZE_MAX when
-// unlimited). It never lowers a limit and never fails: if the system refuses, the old limit is
-// returned. Process-wide and synchronous (two system calls); call it once at start-up.
+// unlimited). It never lowers a limit and never throws: if the system refuses to raise it, the old
+// limit is returned; if the limit cannot even be read (`getrlimit` fails), it returns 0, meaning
+// "unknown". Process-wide and synchronous (two system calls); call it once at start-up.
 #pragma once
 
 #include <cstddef>
