@@ -594,3 +594,22 @@ TEST_CASE("FramingCheck: the framing llhttp 8.1.0 lets through, at every split",
     }
   }
 }
+
+TEST_CASE("client: a Client destroyed after its Loop, with a request waiting for a slot, touches nothing",
+          "[http][hardening][client]") {
+  duet::test::ErrorLog log;
+  std::optional<duet::Loop> loop(std::in_place);
+  loop->set_error_handler(log.handler());
+  duet::test::FullBacklog backlog;  // its connects hang: the first request holds the only slot
+  ClientOptions opts;
+  opts.max_connections_per_origin = 1;
+  std::optional<Client> client(std::in_place, *loop, opts);
+  int called = 0;
+  const std::string url = "http://127.0.0.1:" + std::to_string(backlog.port()) + "/";
+  client->get(url, [&](std::error_code, Response) { ++called; });
+  client->get(url, [&](std::error_code, Response) { ++called; });  // waits for the slot
+  for (int i = 0; i < 4; ++i) uv_run(loop->native(), UV_RUN_NOWAIT);
+  loop.reset();
+  client.reset();  // before: a heap-use-after-free (ASan), posting the cancellations to the freed loop
+  CHECK(called == 0);
+}

@@ -3,12 +3,14 @@
 // repeated, half the time racing the stop against the operation's start.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <latch>
 #include <optional>
 #include <thread>
 
 #include "duet/duet.hpp"
+#include "duet/http/client.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -232,4 +234,35 @@ TEST_CASE("a stop requested on another thread while the loop is destroyed is dro
     owner.join();
     CHECK_FALSE(called);
   }
+}
+
+TEST_CASE("an HTTP request cancelled from another thread gets UV_ECANCELED, on the loop thread",
+          "[cancel][threads][http]") {
+  LoopOnThread lt;
+  std::optional<duet::TcpListener> silent;  // accepts and never answers
+  std::vector<duet::TcpStream> held;
+  std::optional<duet::http::Client> client;
+  std::function<void()> accept_next;
+  lt.call([&] {
+    silent.emplace(lt.loop, duet::Endpoint::loopback(0));
+    accept_next = [&] {
+      silent->accept([&](std::error_code ec, duet::TcpStream s) {
+        if (ec) return;
+        held.push_back(std::move(s));
+        accept_next();
+      });
+    };
+    accept_next();
+    client.emplace(lt.loop);
+  });
+  const std::string url = "http://127.0.0.1:" + std::to_string(silent->local_endpoint().port()) + "/";
+  cancel_from_this_thread(lt, [&](std::stop_token token, auto done) {
+    client->get(url, duet::with_cancellation(std::move(token),
+                                             [done](std::error_code ec, duet::http::Response) mutable { done(ec); }));
+  });
+  lt.call([&] {
+    client.reset();
+    held.clear();
+    silent.reset();
+  });
 }

@@ -268,8 +268,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       timer_->start(timeout, std::chrono::milliseconds(0),
                     [self = shared_from_this()] { self->time_out("the request timed out"); });
     }
-    if (token.stop_possible()) cancel_link_.emplace(std::move(token), CancelFn{this});
-    if (finished_) return;  // cancelled already
+    cancel_link_.watch(&core_->loop.core(), std::move(token), CancelFn{this});  // carried out on the loop thread
+    if (finished_) return;                                                      // cancelled already
     acquire();
   }
 
@@ -579,6 +579,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     cancel_link_.reset();
     timer_.reset();
     unregister();
+    if (!*core_->loop_alive) return;
     auto done = std::move(done_);
     if (done) core_->loop.core().invoke(done, ec, std::move(res), std::move(e));
   }
@@ -611,7 +612,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Connection* conn_ = nullptr;
   std::optional<Timer> timer_;               // the whole request's deadline, when there is one
   std::stop_source stop_{std::nostopstate};  // cancels resolving and connecting; made when first needed
-  std::optional<std::stop_callback<CancelFn>> cancel_link_;
+  duet::detail::OnLoopStop<CancelFn> cancel_link_;
   int redirects_ = 0;
   unsigned attempt_ = 0;
   bool retried_ = false;
@@ -674,6 +675,14 @@ Client::Client(Loop& loop, ClientOptions options)
 
 Client::~Client() {
   core_->closed = true;
+  if (!*core_->loop_alive) {  // the Loop went first and closed every stream and timer: nobody to call back
+    for (auto& [key, origin] : core_->origins) {
+      origin.waiting.clear();
+      origin.idle.clear();
+      origin.connections.clear();
+    }
+    return;
+  }
   std::vector<std::shared_ptr<detail::Exchange>> in_flight;
   for (detail::Exchange* ex = core_->active; ex; ex = ex->next_active())
     if (auto alive = ex->weak_from_this().lock()) in_flight.push_back(std::move(alive));
@@ -691,6 +700,7 @@ void Client::start_get(std::string_view url, detail::Completion done, std::stop_
   std::error_code ec;
   std::string why;
   if (!http::detail::parse_url_into(url, ex->request().url, ec, &why)) {
+    if (!*core_->loop_alive) return;
     core_->loop.post([done = std::move(done), ec, why = "bad URL '" + std::string(url) + "': " + why]() mutable {
       Response res;
       res.reason = why;
