@@ -3,7 +3,10 @@
 is cut off. Each attack runs against a fresh flags_server on loopback, for a bounded time, and prints
 the server's peak RSS (VmHWM) and what happened to the attacking connections.
 
-    bench/hostile_peers.py build/release/tools/flags_server/flags_server [ATTACK ...]
+    bench/hostile_peers.py FLAGS_SERVER [--root TREE] [ATTACK ...]
+
+With --root, flags_server serves that tree (the book's flags, 11 KB for BR, make the pipeline attack's
+responses realistic); without, the tree the build made (famfamfam's 16x11 GIFs, under 1 KB).
 
 Attacks:
   pipeline   one socket pipelines GETs for a flag as fast as it can and never reads a byte (6 s)
@@ -42,11 +45,14 @@ def rss_kib(pid):
     return 0
 
 
+ROOT = []
+
+
 class Server:
     def __init__(self, binary, *extra):
         self.port = free_port()
         args = [binary, "--host", "127.0.0.1", "--local-port", str(self.port), "--delay-port", "0",
-                "--error-port", "0", *extra]
+                "--error-port", "0", *ROOT, *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -140,18 +146,24 @@ def attack_body(binary):
     socks = []
     head = b"POST /flags HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n"
     chunk = b"x" * 65536
+    refused = 0
     for _ in range(300):
         s = srv.connect()
-        s.sendall(head)
-        left = 1048576 - 1
-        while left > 0:
-            n = s.send(chunk[: min(left, len(chunk))])
-            left -= n
         socks.append(s)
+        try:
+            s.sendall(head)
+            left = 1048576 - 1
+            while left > 0:
+                left -= s.send(chunk[: min(left, len(chunk))])
+        except OSError:  # the server refused the body (413) and closed
+            refused += 1
     silent = []
     for _ in range(20):
         s = srv.connect()
-        s.sendall(head)
+        try:
+            s.sendall(head)
+        except OSError:
+            pass
         silent.append(s)
     time.sleep(4)  # the attack holds for twice the server's --header-timeout
     rss_held = rss_kib(srv.proc.pid)
@@ -168,7 +180,8 @@ def attack_body(binary):
     peak = srv.stop()
     for s in socks + silent:
         s.close()
-    print(f"body: after 4 s, {cut}/300 stalled bodies and {cut_silent}/20 silent bodies cut off; "
+    print(f"body: {refused}/300 bodies refused while being sent; after 4 s, {cut}/300 stalled bodies and "
+          f"{cut_silent}/20 silent bodies cut off; "
           f"a new client {'is served' if ok else 'is NOT served'}; server RSS {srv.start_rss} KiB at start, "
           f"{rss_held} KiB during the attack, peak {peak} KiB")
 
@@ -178,7 +191,11 @@ def main():
         print(__doc__)
         return 2
     binary = sys.argv[1]
-    attacks = sys.argv[2:] or ["pipeline", "fields", "body"]
+    rest = sys.argv[2:]
+    if rest[:1] == ["--root"]:
+        ROOT.extend(rest[:2])
+        rest = rest[2:]
+    attacks = rest or ["pipeline", "fields", "body"]
     for name in attacks:
         {"pipeline": attack_pipeline, "fields": attack_fields, "body": attack_body}[name](binary)
     return 0

@@ -213,6 +213,7 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   server_options.max_connections = max_connections;
   server_options.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.header_timeout * 1000));
   server_options.request_timeout = server_options.header_timeout;  // the whole request, body included
+  server_options.max_body_bytes = 16 * 1024;  // it serves GET and HEAD: a body is never needed
   server_options.listen_backlog = 16384;  // the flag programs and http_load open hundreds to thousands at once
 
   duet::Loop loop;
