@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "duet/dns.hpp"
+#include "duet/http/detail/request_writer.hpp"
 #include "duet/http/detail/response_parser.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
@@ -200,36 +201,6 @@ bool is_redirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-/// True if `s` can go into a request line or Host field: no control byte, space or non-ASCII byte.
-bool is_wire_safe(std::string_view s) noexcept {
-  for (char ch : s) {
-    const auto b = static_cast<unsigned char>(ch);
-    if (b <= 0x20 || b >= 0x7f) return false;
-  }
-  return true;
-}
-
-/// Why the URL's parts cannot be written into a request, or null.
-const char* unsendable_url(const Url& url) noexcept {
-  if (url.host.empty() || !is_wire_safe(url.host)) return "the URL's host holds a byte that cannot be sent";
-  if (url.path.empty() || url.path[0] != '/' || !is_wire_safe(url.path))
-    return "the URL's path holds a byte that cannot be sent (encode it)";
-  if (!is_wire_safe(url.query)) return "the URL's query holds a byte that cannot be sent (encode it)";
-  return nullptr;
-}
-
-/// Why `req` (with `user_agent`) cannot be written as it is, or null. Nothing a caller passes may end a
-/// line and begin another on the wire.
-const char* unsendable(const Request& req, std::string_view user_agent) noexcept {
-  if (!is_token(req.method)) return "the method is not a token";
-  for (const auto& [name, value] : req.headers) {
-    if (!is_token(name)) return "a header field name is not a token";
-    if (!is_field_value(value)) return "a header field value holds a CR, LF or other control byte";
-  }
-  if (!is_field_value(user_agent)) return "ClientOptions::user_agent holds a CR, LF or other control byte";
-  return unsendable_url(req.url);
-}
-
 /// One request from start to delivered response, redirects and the stale-connection retry included.
 /// Shared: every pending callback holds a reference, so a late one never finds it gone.
 class Exchange : public std::enable_shared_from_this<Exchange> {
@@ -380,33 +351,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       parser_.stream_body_to(&filtered_sink_);
     }
     auto self = shared_from_this();
-    conn_->stream.write(serialize(), [self, attempt](std::error_code ec) {
+    conn_->stream.write(write_request(req_, core_->options.user_agent), [self, attempt](std::error_code ec) {
       // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
       if (ec && !self->finished_ && attempt == self->attempt_) self->io_error(ec);
     });
     conn_->stream.read_start([self](std::error_code ec, std::span<const char> chunk) { self->on_data(ec, chunk); });
-  }
-
-  std::string serialize() const {
-    std::string out;
-    out.reserve(128 + req_.body.size());
-    out.append(req_.method).append(" ").append(req_.url.path);
-    if (!req_.url.query.empty()) out.append("?").append(req_.url.query);
-    out.append(" HTTP/1.1\r\n");
-    if (!req_.headers.contains("Host")) {
-      out.append("Host: ");
-      req_.url.append_authority(out);
-      out.append("\r\n");
-    }
-    if (!req_.headers.contains("User-Agent"))
-      out.append("User-Agent: ").append(core_->options.user_agent).append("\r\n");
-    if (!req_.headers.contains("Accept")) out.append("Accept: */*\r\n");
-    for (const auto& [name, value] : req_.headers) out.append(name).append(": ").append(value).append("\r\n");
-    if (!req_.body.empty() || (req_.method != "GET" && req_.method != "HEAD"))
-      if (!req_.headers.contains("Content-Length"))
-        out.append("Content-Length: ").append(std::to_string(req_.body.size())).append("\r\n");
-    out.append("\r\n").append(req_.body);
-    return out;
   }
 
   void on_data(std::error_code ec, std::span<const char> chunk) {

@@ -1,0 +1,26 @@
+// duet/http/detail/request_writer.hpp — a client request as bytes on the wire, and the check before it.
+//
+// `unsendable` says why a request cannot be written as it is (a method or field name that is not a
+// token; a CR, LF or other control byte in a field value, the User-Agent, or the URL's host, path or
+// query), or null. `write_request` writes a request that passed: the request line, Host (from the URL
+// unless the caller set one), User-Agent and Accept unless set, the caller's fields, Content-Length
+// when there is a body or the method is not GET/HEAD, then the body. Nothing a caller passes can end a
+// line and begin another: the client checks before it writes, and the request-writer fuzzer holds
+// both to that.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "duet/http/message.hpp"
+
+namespace duet::http::detail {
+
+/// Why the URL's host, path or query cannot be written into a request line or Host field, or null.
+const char* unsendable_url(const Url& url) noexcept;
+/// Why `req`, sent with `user_agent`, cannot be written as it is, or null.
+const char* unsendable(const Request& req, std::string_view user_agent) noexcept;
+/// The bytes of `req` (which `unsendable` accepted).
+std::string write_request(const Request& req, std::string_view user_agent);
+
+}  // namespace duet::http::detail

@@ -1,0 +1,54 @@
+#include "duet/http/detail/request_writer.hpp"
+
+namespace duet::http::detail {
+namespace {
+/// True if `s` can go into a request line or Host field: no control byte, space or non-ASCII byte.
+bool is_wire_safe(std::string_view s) noexcept {
+  for (char ch : s) {
+    const auto b = static_cast<unsigned char>(ch);
+    if (b <= 0x20 || b >= 0x7f) return false;
+  }
+  return true;
+}
+}  // namespace
+
+const char* unsendable_url(const Url& url) noexcept {
+  if (url.host.empty() || !is_wire_safe(url.host)) return "the URL's host holds a byte that cannot be sent";
+  if (url.path.empty() || url.path[0] != '/' || !is_wire_safe(url.path))
+    return "the URL's path holds a byte that cannot be sent (encode it)";
+  if (!is_wire_safe(url.query)) return "the URL's query holds a byte that cannot be sent (encode it)";
+  return nullptr;
+}
+
+const char* unsendable(const Request& req, std::string_view user_agent) noexcept {
+  if (!is_token(req.method)) return "the method is not a token";
+  for (const auto& [name, value] : req.headers) {
+    if (!is_token(name)) return "a header field name is not a token";
+    if (!is_field_value(value)) return "a header field value holds a CR, LF or other control byte";
+  }
+  if (!is_field_value(user_agent)) return "ClientOptions::user_agent holds a CR, LF or other control byte";
+  return unsendable_url(req.url);
+}
+
+std::string write_request(const Request& req, std::string_view user_agent) {
+  std::string out;
+  out.reserve(128 + req.body.size());
+  out.append(req.method).append(" ").append(req.url.path);
+  if (!req.url.query.empty()) out.append("?").append(req.url.query);
+  out.append(" HTTP/1.1\r\n");
+  if (!req.headers.contains("Host")) {
+    out.append("Host: ");
+    req.url.append_authority(out);
+    out.append("\r\n");
+  }
+  if (!req.headers.contains("User-Agent")) out.append("User-Agent: ").append(user_agent).append("\r\n");
+  if (!req.headers.contains("Accept")) out.append("Accept: */*\r\n");
+  for (const auto& [name, value] : req.headers) out.append(name).append(": ").append(value).append("\r\n");
+  if (!req.body.empty() || (req.method != "GET" && req.method != "HEAD"))
+    if (!req.headers.contains("Content-Length"))
+      out.append("Content-Length: ").append(std::to_string(req.body.size())).append("\r\n");
+  out.append("\r\n").append(req.body);
+  return out;
+}
+
+}  // namespace duet::http::detail
