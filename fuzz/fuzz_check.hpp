@@ -21,6 +21,44 @@
 
 namespace duet::fuzz {
 
+/// The first head of a message stream: up to and including its first empty line (or all of it).
+inline std::string_view first_head(std::string_view bytes) {
+  const auto end = bytes.find("\r\n\r\n");
+  return end == std::string_view::npos ? bytes : bytes.substr(0, end + 4);
+}
+
+/// True if the first head holds a CR followed by something other than LF: a message that must be
+/// refused (llhttp 8.1.0 takes `\r` + any byte as the end of the head).
+inline bool bare_cr_in_first_head(std::string_view bytes) {
+  const std::string_view head = first_head(bytes);
+  for (std::size_t i = 0; i < head.size(); ++i)
+    if (head[i] == '\r' && i + 1 < bytes.size() && bytes[i + 1] != '\n') return true;
+  return false;
+}
+
+/// True if the first message declares a chunked body (a `Transfer-Encoding: chunked` line) whose first
+/// chunk, `SIZE CRLF data`, is not followed by CRLF: a message that must be refused (llhttp 8.1.0
+/// skips those two bytes unchecked).
+inline bool bad_first_chunk(std::string_view bytes) {
+  const std::string_view head = first_head(bytes);
+  if (head.size() == bytes.size() && !head.ends_with("\r\n\r\n")) return false;
+  if (head.find("\r\nTransfer-Encoding: chunked\r\n") == std::string_view::npos) return false;
+  std::string_view rest = bytes.substr(head.size());
+  std::size_t n = 0, digits = 0;
+  for (; digits < rest.size() && digits < 4; ++digits) {
+    const char c = rest[digits];
+    const int v = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
+    if (v < 0) break;
+    n = n * 16 + static_cast<std::size_t>(v);
+  }
+  if (digits == 0 || n == 0 || rest.substr(digits, 2) != "\r\n") return false;
+  rest.remove_prefix(digits + 2);
+  return rest.size() >= n + 2 && rest.substr(n, 2) != "\r\n";
+}
+
 /// Everything a client would act on once a response has been parsed (or has failed).
 struct ParseOutcome {
   duet::http::detail::ResponseParser::State state{};

@@ -8,6 +8,9 @@
 //   3. a real duet::http::Client over loopback against a fake peer that answers the request with the
 //      bytes and closes: the client must fail exactly when (1) failed, and otherwise deliver (1)'s
 //      status and body — never a partial response as a success, never a hang or a leak.
+// And what RFC 9112 asks of a response whatever llhttp 8.1.0 allows: 204 and 304 have no body, a 101
+// nobody asked for is an error, field names are tokens, and a bare CR in the first head or a first
+// chunk not followed by CRLF fails the response.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -111,7 +114,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (whole.state == State::complete) {
     DUET_FUZZ_CHECK(whole.status >= 100 && whole.status <= 999);
     DUET_FUZZ_CHECK(whole.consumed <= bytes.size());
-    if (head) DUET_FUZZ_CHECK(whole.body.empty());
+    if (head || whole.status == 204 || whole.status == 304) DUET_FUZZ_CHECK(whole.body.empty());
+    DUET_FUZZ_CHECK(whole.status != 101);
+    for (const auto& [name, value] : whole.headers) DUET_FUZZ_CHECK(duet::http::is_token(name));
+    DUET_FUZZ_CHECK(!duet::fuzz::bare_cr_in_first_head(bytes));
+    DUET_FUZZ_CHECK(!duet::fuzz::bad_first_chunk(bytes));
   } else {
     DUET_FUZZ_CHECK(whole.state == State::failed && whole.error);
   }
