@@ -312,7 +312,7 @@ std::size_t drain(duet::Loop& loop, duet::TcpStream& s) {
 
 }  // namespace
 
-TEST_CASE("a task cancelled while its write is pending throws Cancelled; the stream still sends the bytes",
+TEST_CASE("a task cancelled while its write is pending throws Cancelled — the stream still sends the bytes",
           "[cancel][coro][tcp]") {
   Fixture f;
   std::exception_ptr thrown;
@@ -334,7 +334,7 @@ TEST_CASE("a task cancelled while its write is pending throws Cancelled; the str
   finish(f);
 }
 
-TEST_CASE("a task cancelled while its shutdown is pending throws Cancelled; the shutdown still happens",
+TEST_CASE("a task cancelled while its shutdown is pending throws Cancelled — the shutdown still happens",
           "[cancel][coro][tcp]") {
   Fixture f;
   bool wrote = false;

@@ -60,7 +60,7 @@ TEST_CASE("error_name gives duet's own codes their enumerator's name", "[error]"
         "generic:" + std::to_string(ENOENT));
 }
 
-TEST_CASE("TimedOut says 'timed out', whatever ran out; Cancelled carries UV_ECANCELED", "[error]") {
+TEST_CASE("TimedOut says 'timed out', whatever ran out — Cancelled carries UV_ECANCELED", "[error]") {
   const duet::TimedOut timed_out;
   CHECK(std::string(timed_out.what()) == "timed out");
   CHECK(timed_out.code() == duet::uv_error(UV_ETIMEDOUT));

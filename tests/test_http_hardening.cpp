@@ -148,7 +148,7 @@ TEST_CASE("server: every line of the head counts, empty field names are refused,
   CHECK(s.handled + b.handled == 0);
 }
 
-TEST_CASE("server: a request body must arrive within the request timeout; chunk extensions are bounded",
+TEST_CASE("server: a request body must arrive within the request timeout — chunk extensions are bounded",
           "[http][hardening][server]") {
   duet::Loop loop;
   ServerOptions opts;
@@ -193,7 +193,7 @@ TEST_CASE("server: a bare CR does not end the head, chunk data must end with CRL
   CHECK(s.handled == 3);
 }
 
-TEST_CASE("server: an Upgrade is ignored and the connection goes on; CONNECT is 501 and closes",
+TEST_CASE("server: an Upgrade is ignored and the connection goes on — CONNECT is 501 and closes",
           "[http][hardening][server]") {
   duet::Loop loop;
   OkServer s(loop);
@@ -212,7 +212,7 @@ TEST_CASE("server: an Upgrade is ignored and the connection goes on; CONNECT is 
   CHECK(s.handled == 2);
 }
 
-TEST_CASE("server: a response that cannot be sent becomes a 500, reported; exception text stays home",
+TEST_CASE("server: a response that cannot be sent becomes a 500, reported — exception text stays home",
           "[http][hardening][server]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::test::ErrorLog log;  // declared first: the loop reports to it until it is gone
@@ -291,7 +291,7 @@ TEST_CASE("server: RFC 9112's rules for Host, field names, versions and targets"
   CHECK(s.handled == 1);
 }
 
-TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once; trailers stay out of the headers",
+TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once — trailers stay out of the headers",
           "[http][hardening][server]") {
   duet::Loop loop;
   ServerOptions opts;
@@ -319,7 +319,7 @@ TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once; trail
   CHECK(s.last.headers.get("Host") == "x");
 }
 
-TEST_CASE("server: a dropped Reply answers 500 and is reported; the connection goes on", "[http][hardening][server]") {
+TEST_CASE("server: a dropped Reply answers 500 and is reported — the connection goes on", "[http][hardening][server]") {
   duet::test::ErrorLog log;  // declared first: the loop reports to it until it is gone
   duet::Loop loop;
   loop.set_error_handler(log.handler());
@@ -461,7 +461,7 @@ TEST_CASE("client: a streamed body is only the final response's, never a redirec
   CHECK(streamed == "FINAL");
 }
 
-TEST_CASE("client: 1xx, 204 and 304 have no body whatever they say; an unsolicited 101 is an error",
+TEST_CASE("client: 1xx, 204 and 304 have no body whatever they say — an unsolicited 101 is an error",
           "[http][hardening][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
@@ -516,7 +516,7 @@ TEST_CASE("client: empty field names, too many fields, bare CRs and bad chunk fr
   CHECK_FALSE(trailer.res.headers.contains("Location"));
 }
 
-TEST_CASE("client: a stalled body hits the read timeout; a request's own timeout, both faces",
+TEST_CASE("client: a stalled body hits the read timeout — a request's own timeout, both faces",
           "[http][hardening][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
@@ -612,4 +612,26 @@ TEST_CASE("client: a Client destroyed after its Loop, with a request waiting for
   loop.reset();
   client.reset();  // before: a heap-use-after-free (ASan), posting the cancellations to the freed loop
   CHECK(called == 0);
+}
+
+TEST_CASE("server: a Server and a Reply destroyed after their Loop touch nothing", "[http][hardening][server]") {
+  duet::test::ErrorLog log;
+  std::optional<duet::Loop> loop(std::in_place);
+  loop->set_error_handler(log.handler());
+  std::optional<Reply> kept;
+  std::optional<Server> server(std::in_place, *loop, duet::Endpoint::loopback(0),
+                               [&](ServerRequest, Reply reply) { kept.emplace(std::move(reply)); });
+  std::optional<duet::TcpStream> client;
+  duet::connect(*loop, server->local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+    client->write("GET / HTTP/1.1\r\nHost: x\r\n\r\n", [](std::error_code) {});
+  });
+  while (!kept) loop->run_once();
+  client.reset();
+  loop.reset();
+  const std::size_t reports = log.messages.size();
+  kept.reset();  // dropped unanswered: with a live loop this sends 500 and reports; now it does neither
+  server.reset();
+  CHECK(log.messages.size() == reports);  // and nothing is reported to the dead loop
 }

@@ -168,12 +168,17 @@ class ServerConnection;
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
   ServerCore(Loop& l, const Endpoint& at, Handler h, ServerOptions o)
-      : loop(l), listener(l, at, o.listen_backlog), handler(std::move(h)), options(std::move(o)) {}
+      : loop(l),
+        loop_alive(l.core().alive),
+        listener(l, at, o.listen_backlog),
+        handler(std::move(h)),
+        options(std::move(o)) {}
 
   void accept_next();
   void remove(ServerConnection* c);
 
   Loop& loop;
+  std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is reported to it
   TcpListener listener;
   Handler handler;
   ServerOptions options;
@@ -218,18 +223,20 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// A Reply's answer (or its 500, if dropped) for the request numbered `seq`.
   void answer(std::uint64_t seq, Response res) {
-    if (closed_ || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;  // replied twice: the first one stands
     if (const char* why = unsendable(res)) {
-      core_->loop.report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
+      report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
       res = plain(500, "internal error\n");
     }
     s.bytes = serialize(res, s.head, s.close);
     flush();
   }
 
-  void report(std::exception_ptr e) noexcept { core_->loop.report(std::move(e)); }
+  void report(std::exception_ptr e) noexcept {
+    if (*core_->loop_alive) core_->loop.report(std::move(e));
+  }
 
  private:
   struct Slot {

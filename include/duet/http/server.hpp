@@ -40,7 +40,8 @@
 // ignored and the connection goes on as HTTP/1.1. Trailer fields are not merged into the headers.
 //
 // Lifetime: `close()` or destroying the Server stops listening and closes every connection at once;
-// replies that arrive afterwards are dropped. Loop-thread only.
+// replies that arrive afterwards are dropped. A Server, and a Reply, may outlive the Loop: afterwards
+// they send and report nothing. Loop-thread only.
 #pragma once
 
 #include <chrono>
