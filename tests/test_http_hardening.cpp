@@ -182,6 +182,12 @@ TEST_CASE("server: a bare CR does not end the head, chunk data must end with CRL
                                        "chunked\r\n\r\n5\r\nhelloXX0\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(starts_with(chunk, "HTTP/1.1 400"));
   CHECK(count(chunk, "HTTP/1.1 ") == 1);
+  // llhttp 8.1.0 ends a head at CRLF LF, where a stricter parser reads on into a chunked body.
+  const std::string lf = s.exchange(loop,
+                                    "POST / HTTP/1.1\r\nHost: x\r\n\nTransfer-Encoding: chunked\r\n\r\n"
+                                    "5\r\nhelloXX0\r\n\r\n");
+  CHECK(starts_with(lf, "HTTP/1.1 400"));
+  CHECK(count(lf, "HTTP/1.1 ") == 1);
   CHECK(s.handled == 0);
   // The well-formed versions of both are served.
   const std::string good =
@@ -575,6 +581,8 @@ TEST_CASE("FramingCheck: the framing llhttp 8.1.0 lets through, at every split",
       {"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", false, true},
       {"GET / HTTP/1.1\r\nX: 1\r\n\rX", false, false},
       {"GET / HTTP/1.1\rX: 1\r\n\r\n", false, false},
+      {"GET / HTTP/1.1\r\nHost: x\r\n\nTransfer-Encoding: chunked\r\n\r\n", false, false},
+      {"GET / HTTP/1.1\nHost: x\r\n\r\n", false, false},
       {"POST / HTTP/1.1\r\n\r\n5\r\nhello\r\n0\r\n\r\n", true, true},
       {"POST / HTTP/1.1\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n", true, true},
       {"POST / HTTP/1.1\r\n\r\n5\r\nhelloXX0\r\n\r\n", true, false},
@@ -634,4 +642,21 @@ TEST_CASE("server: a Server and a Reply destroyed after their Loop touch nothing
   kept.reset();  // dropped unanswered: with a live loop this sends 500 and reports; now it does neither
   server.reset();
   CHECK(log.messages.size() == reports);  // and nothing is reported to the dead loop
+}
+
+TEST_CASE("server: every RFC 9110 status has its reason phrase", "[http][server]") {
+  duet::Loop loop;
+  Server server(loop, duet::Endpoint::loopback(0),
+                [](ServerRequest req, Reply reply) { reply(text(std::stoi(req.path.substr(1)), "")); });
+  for (const auto& [status, reason] : std::vector<std::pair<int, std::string>>{{409, "Conflict"},
+                                                                               {415, "Unsupported Media Type"},
+                                                                               {422, "Unprocessable Content"},
+                                                                               {429, "Too Many Requests"},
+                                                                               {502, "Bad Gateway"},
+                                                                               {599, "Unknown"}}) {
+    const std::string got =
+        raw_exchange(loop, server.local_endpoint(),
+                     "GET /" + std::to_string(status) + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    CHECK(starts_with(got, "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\n"));
+  }
 }

@@ -33,20 +33,19 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
         if (c == '\r')
           state_ = State::line_lf;
         else if (c == '\n')
-          state_ = State::line_start;
+          return fail("a bare LF in the head");
         break;
       case State::line_lf:
         if (c != '\n') return fail("a CR not followed by LF in the head");
         state_ = State::line_start;
         break;
       case State::line_start:
-        if (c == '\r') {
+        if (c == '\r')
           state_ = State::end_lf;
-        } else if (c == '\n') {
-          state_ = chunked_ ? State::size : State::done;
-        } else {
+        else if (c == '\n')  // llhttp 8.1.0 ends a head at CRLF LF: another parser would read on
+          return fail("a bare LF in the head");
+        else
           state_ = State::line;
-        }
         break;
       case State::end_lf:
         if (c != '\n') return fail("a CR not followed by LF in the head");

@@ -7,7 +7,8 @@
 //
 // A FramingCheck is fed exactly the bytes llhttp consumed for one message, after llhttp has parsed
 // them, and before the message is acted on. It checks them on its own, independently of llhttp:
-// every CR in the head (start line, fields, and the trailer section) is followed by LF, and a chunked
+// every line of the head (start line, fields, and the trailer section) ends with CRLF — no bare CR,
+// and no bare LF, which llhttp 8.1.0 takes as the end of a head after a CRLF — and a chunked
 // body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
 // (extensions included) at most `kMaxChunkLine` bytes. It keeps a few integers of state, allocates
 // nothing, and looks at each head byte once; a chunk's data is skipped, not scanned.
