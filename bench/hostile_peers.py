@@ -88,23 +88,28 @@ def closed_by_peer(s):
         return True
 
 
+def flood(s, burst, seconds):
+    """Sends `burst` over and over on non-blocking `s` for `seconds`, reading nothing. Returns the bytes
+    sent, and after how long the server cut the connection (None if it did not)."""
+    sent = 0
+    start = time.monotonic()
+    while time.monotonic() < start + seconds:
+        try:
+            sent += s.send(burst)
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            return sent, time.monotonic() - start
+    return sent, None
+
+
 def attack_pipeline(binary):
     srv = Server(binary)
     s = srv.connect()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.setblocking(False)
     burst = FLAG * 64
-    sent = 0
-    end = time.monotonic() + 6
-    cut = None
-    while time.monotonic() < end:
-        try:
-            sent += s.send(burst)
-        except BlockingIOError:
-            time.sleep(0.001)
-        except OSError:
-            cut = time.monotonic() - (end - 6)
-            break
+    sent, cut = flood(s, burst, 6)
     requests = sent // len(FLAG)
     peak = srv.stop()
     s.close()
@@ -118,17 +123,7 @@ def attack_fields(binary):
     s.setblocking(False)
     s.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
     burst = b":\r\n" * 4096
-    sent = 0
-    end = time.monotonic() + 6
-    cut = None
-    while time.monotonic() < end:
-        try:
-            sent += s.send(burst)
-        except BlockingIOError:
-            time.sleep(0.001)
-        except OSError:
-            cut = time.monotonic() - (end - 6)
-            break
+    sent, cut = flood(s, burst, 6)
     reply = b""
     try:
         reply = s.recv(200)
