@@ -407,6 +407,14 @@ TEST_CASE("client: CR/LF and non-tokens from the caller are refused before a byt
   bad.back().url.query = "q\r\nX: 1";
   bad.push_back(base());
   bad.back().url.host = "127.0.0.1\r\nX: 1";
+  bad.push_back(base());  // the framing is the client's: a body must not carry a second request
+  bad.back().headers.add("Content-Length", "0");
+  bad.back().body = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+  bad.push_back(base());
+  bad.back().headers.add("Transfer-Encoding", "chunked");
+  bad.push_back(base());
+  bad.back().headers.add("Host", "a");
+  bad.back().headers.add("Host", "b");
   for (auto& req : bad) {
     const auto r = duet::test::send(face, loop, client, std::move(req));
     CHECK(r.ec == duet::errc::invalid_argument);
@@ -474,6 +482,8 @@ TEST_CASE("client: 1xx, 204 and 304 have no body whatever they say — an unsoli
   ScriptedServer server(loop, [](auto, auto, const std::string& head) {
     if (head.rfind("GET /304", 0) == 0) return Step{"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"};
     if (head.rfind("GET /204", 0) == 0) return Step{"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello"};
+    if (head.rfind("GET /100len", 0) == 0)  // an interim response with a "body": the bytes are no response
+      return Step{"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\nHELLO" + duet::test::ok("hi"), true};
     if (head.rfind("GET /101", 0) == 0)
       return Step{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"};
     return Step{"HTTP/1.1 100 Continue\r\n\r\n" + duet::test::ok("after 100")};
@@ -489,6 +499,9 @@ TEST_CASE("client: 1xx, 204 and 304 have no body whatever they say — an unsoli
   REQUIRE_FALSE(no_content.ec);
   CHECK(no_content.res.body.empty());  // before: "hello", the bytes after it
   CHECK(duet::test::get(face, loop, client, server.url("/101")).ec == duet::errc::malformed_response);
+  const auto interim = duet::test::get(face, loop, client, server.url("/100len"));
+  CHECK(interim.ec == duet::errc::malformed_response);  // before: a 200 whose body was "HELLOhi"
+  CHECK(interim.res.body.empty());
   const auto after = duet::test::get(face, loop, client, server.url("/x"));
   REQUIRE_FALSE(after.ec);
   CHECK(after.res.body == "after 100");
@@ -659,4 +672,22 @@ TEST_CASE("server: every RFC 9110 status has its reason phrase", "[http][server]
                      "GET /" + std::to_string(status) + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     CHECK(starts_with(got, "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\n"));
   }
+}
+
+TEST_CASE("client: max_body_bytes bounds a buffered body, not a streamed one", "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  const std::string body(5000, 'b');
+  ScriptedServer server(loop, [&](auto, auto, auto&) { return Step{duet::test::ok(body)}; });
+  ClientOptions opts;
+  opts.max_body_bytes = 1000;
+  Client client(loop, opts);
+  CHECK(duet::test::get(face, loop, client, server.url("/")).ec == duet::errc::body_too_large);
+  std::string streamed;
+  Request req;
+  req.url = duet::http::Url::parse(server.url("/"));
+  const auto r =
+      duet::test::send(face, loop, client, std::move(req), [&](std::string_view piece) { streamed.append(piece); });
+  REQUIRE_FALSE(r.ec);
+  CHECK(streamed == body);
 }

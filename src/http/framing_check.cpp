@@ -55,7 +55,7 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
         remaining_ = 0;
         break;
       case State::size:
-        ++line_bytes_;
+        if (++line_bytes_ > kMaxChunkLine) return fail("a chunk size line too long");
         if (const int v = hex_value(c); v >= 0) {
           if (remaining_ > (UINT64_MAX >> 4)) return fail("a chunk size too large");
           remaining_ = (remaining_ << 4) | static_cast<unsigned>(v);

@@ -27,6 +27,12 @@ const char* unsendable(const Request& req, std::string_view user_agent) noexcept
     if (!is_field_value(value)) return "a header field value holds a CR, LF or other control byte";
   }
   if (!is_field_value(user_agent)) return "ClientOptions::user_agent holds a CR, LF or other control byte";
+  // The framing is the client's: a length that is not the body's, or a transfer coding, would make the
+  // server read a second request out of the body.
+  if (req.headers.contains("Transfer-Encoding")) return "Transfer-Encoding is the client's to set";
+  for (std::string_view length : req.headers.get_all("Content-Length"))
+    if (length != std::to_string(req.body.size())) return "a Content-Length that is not the body's";
+  if (req.headers.get_all("Host").size() > 1) return "more than one Host";
   return unsendable_url(req.url);
 }
 

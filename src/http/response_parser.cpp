@@ -103,7 +103,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   if (self.response_.status == 101)
     return self.fail(make_error_code(errc::malformed_response), "an unsolicited 101 Switching Protocols");
   self.informational_ = self.response_.status < 200;
-  if (self.informational_) return 0;
+  if (self.informational_) return 1;  // an interim response has no body, whatever its headers say
   self.headers_complete_ = true;
   self.head_parts_.end_head();  // what follows a chunked body are trailers
   // A response to HEAD, and a 204 or 304, has no body, whatever its headers say (RFC 9110 §6.4.1).
@@ -114,10 +114,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
 
 int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  self.body_bytes_ += n;
-  if (self.body_bytes_ > self.limits_.max_body_bytes)
-    return self.fail(make_error_code(errc::body_too_large), "body larger than the limit");
-  if (self.sink_) {
+  if (self.sink_) {  // a streamed body is the sink's to bound: max_body_bytes is for buffered ones
     try {
       (*self.sink_)(std::string_view(at, n));
     } catch (...) {
@@ -125,6 +122,9 @@ int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept
     }
     return 0;
   }
+  self.body_bytes_ += n;
+  if (self.body_bytes_ > self.limits_.max_body_bytes)
+    return self.fail(make_error_code(errc::body_too_large), "body larger than the limit");
   DUET_PARSER_GUARD(self.response_.body.append(at, n); return 0;)
 }
 

@@ -233,9 +233,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       idle_due_ = 0;
     else if (idle_due_ == 0)
       idle_due_ = due_in(core_->options.idle_timeout);
-    std::uint64_t due = 0;
-    for (std::uint64_t d : {head_due_, request_due_, write_due_, idle_due_})
-      if (d != 0 && (due == 0 || d < due)) due = d;
+    const std::uint64_t due = earliest_due();
     if (due == armed_due_) return;
     armed_due_ = due;
     if (due == 0) return timer_->stop();
@@ -246,19 +244,19 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     });
   }
 
+  /// The earliest deadline in force (0: none). While reading is paused because the server's own
+  /// responses are backed up, the request being read cannot progress: its deadlines wait too (they
+  /// start again when reading resumes), and the write deadline is the one that holds.
+  std::uint64_t earliest_due() const noexcept {
+    std::uint64_t due = 0;
+    for (std::uint64_t d : {paused_ ? 0 : head_due_, paused_ ? 0 : request_due_, write_due_, idle_due_})
+      if (d != 0 && (due == 0 || d < due)) due = d;
+    return due;
+  }
+
   void on_timer() {
     armed_due_ = 0;
-    const std::uint64_t t = now();
-    // A response being written that the client is taking, however slowly, has made progress.
-    if (write_due_ != 0 && write_due_ <= t) {
-      const std::size_t queued = write_queue_bytes();
-      if (queued < write_mark_) {
-        write_mark_ = queued;
-        write_due_ = due_in(core_->options.write_timeout);
-      }
-    }
-    for (std::uint64_t d : {head_due_, request_due_, write_due_, idle_due_})
-      if (d != 0 && d <= t) return shut();
+    if (const std::uint64_t due = earliest_due(); due != 0 && due <= now()) return shut();
     settle();
   }
 
@@ -299,6 +297,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     stream_.read_stop();
   }
 
+  /// Reading resumes: a request that was waiting on the server gets its deadlines afresh.
+  void unpause() {
+    paused_ = false;
+    if (!in_request_) return;
+    if (head_due_) head_due_ = due_in(core_->options.header_timeout);
+    if (request_due_) request_due_ = due_in(core_->options.request_timeout);
+  }
+
   /// Too many responses waiting, or too many bytes of them: read nothing more until they go out.
   bool backed_up() noexcept {
     static constexpr std::size_t kWriteHighWater = 256 * 1024;
@@ -309,7 +315,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// Reading was paused and the responses have gone out: parse what was kept, then read again.
   void resume_if_drained() {
     if (!paused_ || parsing_ || closed_ || failed_ || stop_parsing_ || backed_up()) return;
-    paused_ = false;
+    unpause();
     std::string input = std::move(pending_input_);
     pending_input_.clear();
     const std::size_t used = parse(input.data(), input.size());
@@ -373,7 +379,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       c.head_.reset();
       c.body_bytes_ = 0;
       c.in_request_ = true;
-      c.head_due_ = c.due_in(c.core_->options.header_timeout);
+      if (c.head_due_ == 0)  // the first request's head keeps the deadline its connection started with
+        c.head_due_ = c.due_in(c.core_->options.header_timeout);
       c.request_due_ = c.due_in(c.core_->options.request_timeout);
       c.idle_due_ = 0;
       return 0;
@@ -495,7 +502,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         if (--self->writes_pending_ == 0)
           self->write_due_ = 0;
         else
-          self->write_due_ = self->due_in(self->core_->options.write_timeout);  // progress
+          self->write_due_ = self->due_in(self->core_->options.write_timeout);  // the next one's turn
         if (ec || close) return self->shut();
         self->resume_if_drained();
         self->settle();
@@ -506,7 +513,6 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         break;
       }
     }
-    write_mark_ = write_queue_bytes();
     resume_if_drained();
     settle();
   }
@@ -524,13 +530,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::deque<Slot> slots_;
   std::uint64_t first_seq_ = 0;
   std::size_t writes_pending_ = 0;  // responses handed to the stream, not yet written
-  std::size_t write_mark_ = 0;      // bytes queued for writing when the write deadline was last set
   std::string pending_input_;       // read but not parsed: reading is paused until the responses go out
   std::optional<Timer> timer_;
   // Deadlines in loop time (ms), 0 when not in force.
   std::uint64_t head_due_ = 0;     // the head of the request being read
   std::uint64_t request_due_ = 0;  // the whole request being read, body included
-  std::uint64_t write_due_ = 0;    // progress of the responses being written
+  std::uint64_t write_due_ = 0;    // the response being written must be taken whole by then
   std::uint64_t idle_due_ = 0;     // a connection with nothing to do
   std::uint64_t armed_due_ = 0;    // what the timer runs for
   bool in_request_ = false;        // a request has begun and not ended

@@ -30,9 +30,9 @@
 // have no body whatever their headers say; an unsolicited 101, trailers passed off as headers, and the
 // framing llhttp 8.1.0 lets through (a bare CR in the head, chunk data not followed by CRLF) are
 // refused. What the caller passes that would go on the wire (the method, header names and values,
-// `user_agent`, the URL's host, path and query) is checked first: a CR, LF or other control byte, or
-// a method or field name that is not a token, fails the request with `errc::invalid_argument` before
-// anything is sent.
+// `user_agent`, the URL's host, path and query) is checked first: a CR, LF or other control byte, a
+// method or field name that is not a token, a Transfer-Encoding, a Content-Length other than the
+// body's, or two Hosts, fails the request with `errc::invalid_argument` before anything is sent.
 //
 // Errors (the callback's `std::error_code`, with `Response::reason` saying what went wrong; the
 // awaitable throws `duet::http::RequestError`, a `std::system_error` whose `what()` is that same

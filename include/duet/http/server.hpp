@@ -29,8 +29,9 @@
 // - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
 //   of its first byte; chunk extensions at most 1 KiB per chunk;
 // - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
-//   wait, or while more than 256 KiB are waiting to be written, nothing more is read. A response
-//   being written must make progress within `write_timeout`, whatever the client sends meanwhile;
+//   wait, or while more than 256 KiB are waiting to be written, nothing more is read (and the request
+//   being read waits with its deadlines stopped). Each response being written must be taken whole
+//   within `write_timeout` (of its turn), whatever the client sends meanwhile;
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
 // Refused (then the connection closes): malformed requests and bare CRs or bad chunk framing that
 // llhttp lets through (400), HTTP/1.1 without exactly one Host (400), an empty or non-token field name
@@ -75,7 +76,7 @@ struct ServerOptions {
   std::size_t max_pipelined = 16;                     ///< requests read ahead of their responses before reading pauses
   std::chrono::milliseconds header_timeout{10'000};   ///< a request's head, from its first byte
   std::chrono::milliseconds request_timeout{60'000};  ///< a whole request, body included (0: none)
-  std::chrono::milliseconds write_timeout{30'000};    ///< a response being written must progress within this
+  std::chrono::milliseconds write_timeout{30'000};    ///< each response must be taken whole within this
   std::chrono::milliseconds idle_timeout{60'000};     ///< a kept-alive connection between requests
   std::size_t max_connections = 10'000;
   /// Connections the kernel may queue before they are accepted (it caps this at net.core.somaxconn).

@@ -60,7 +60,7 @@ class FramingCheck {
 
   State state_ = State::leading;
   bool chunked_ = false;
-  std::uint8_t digits_ = 0;
+  std::uint32_t digits_ = 0;
   std::size_t line_bytes_ = 0;
   std::uint64_t remaining_ = 0;  // a chunk's data still to come
   const char* why_ = nullptr;

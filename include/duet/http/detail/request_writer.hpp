@@ -2,11 +2,11 @@
 //
 // `unsendable` says why a request cannot be written as it is (a method or field name that is not a
 // token; a CR, LF or other control byte in a field value, the User-Agent, or the URL's host, path or
-// query), or null. `write_request` writes a request that passed: the request line, Host (from the URL
-// unless the caller set one), User-Agent and Accept unless set, the caller's fields, Content-Length
-// when there is a body or the method is not GET/HEAD, then the body. Nothing a caller passes can end a
-// line and begin another: the client checks before it writes, and the request-writer fuzzer holds
-// both to that.
+// query; a Transfer-Encoding, a Content-Length other than the body's, or two Hosts), or null. `write_request` writes a
+// request that passed: the request line, Host (from the URL unless the caller set one), User-Agent and Accept unless
+// set, the caller's fields, Content-Length when there is a body or the method is not GET/HEAD, then the body. Nothing a
+// caller passes can end a line and begin another: the client checks before it writes, and the request-writer fuzzer
+// holds both to that.
 #pragma once
 
 #include <string>
