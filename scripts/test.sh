@@ -5,12 +5,12 @@
 #   asan      AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan      ThreadSanitizer
 #   fuzz      the libFuzzer fuzzers (clang-14), a bounded number of inputs each (fuzz/run.sh goes longer)
-#   coverage  the suite under gcov, then gcovr's line coverage of src/ and of include/ (each at least 85%)
+#   coverage  the suite under gcov, then the line coverage of src/ (gcovr) and of include/ (lcov), each at least 85%
 # Warnings are errors. Usage: scripts/test.sh [PRESET ...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh
-duet_ensure_packages clang-14 libclang-rt-14-dev gcovr  # the fuzzers, the coverage report
+duet_ensure_packages clang-14 libclang-rt-14-dev gcovr lcov  # the fuzzers, the coverage reports
 
 presets=("$@")
 ((${#presets[@]})) || presets=(release asan tsan fuzz coverage)
@@ -28,12 +28,18 @@ for preset in "${presets[@]}"; do
       ctest --preset soak
       ;;
     coverage)
-      # Most of an operation's logic is in header templates: include/ is counted on its own, as src/ is.
-      for part in src include; do
-        echo "== coverage: lines of $part/ run by the tests (at least 85%)"
-        gcovr --root . --filter "$part/" --exclude-unreachable-branches --print-summary --fail-under-line 85 \
-          "build/$preset"
-      done
+      echo "== coverage: lines of src/ run by the tests (at least 85%)"
+      gcovr --root . --filter 'src/' --exclude-unreachable-branches --print-summary --fail-under-line 85 "build/$preset"
+      # Most of an operation's logic is in header templates, so include/ is counted on its own. gcovr 5.2
+      # stops on them (an assertion merging the coroutine functions' records), so lcov counts them.
+      echo "== coverage: lines of include/ run by the tests (at least 85%)"
+      lcov --quiet --capture --directory "build/$preset" --output-file "build/$preset/all.info" \
+        --ignore-errors gcov,source 2> "build/$preset/lcov.log"
+      lcov --quiet --extract "build/$preset/all.info" "$PWD/include/*" --output-file "build/$preset/include.info"
+      lines=$(lcov --summary "build/$preset/include.info" 2>&1 | grep 'lines\.')
+      echo "include/ $lines"
+      percent=$(sed -E 's/.*: ([0-9.]+)%.*/\1/' <<< "$lines")
+      awk -v p="$percent" 'BEGIN { exit !(p >= 85) }' || { echo "include/ line coverage under 85%"; exit 1; }
       ;;
   esac
 done
