@@ -343,6 +343,29 @@ TEST_CASE("server: a dropped Reply answers 500 and is reported — the connectio
   while (server.connections() > 0) loop.run_once();  // before: the connection stayed, with no deadline
 }
 
+TEST_CASE("server: a Reply dropped after its client left is not an error", "[http][hardening][server]") {
+  duet::test::ErrorLog log;  // declared first: the loop reports to it until it is gone
+  duet::Loop loop;
+  loop.set_error_handler(log.handler());
+  std::optional<Reply> kept;
+  Server server(loop, duet::Endpoint::loopback(0), [&](ServerRequest, Reply reply) { kept.emplace(std::move(reply)); });
+  std::optional<duet::TcpStream> client;
+  duet::connect(loop, server.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+    client->write("GET / HTTP/1.1\r\nHost: x\r\n\r\n", [](std::error_code) {});
+  });
+  while (!kept) loop.run_once();
+  uv_os_fd_t fd;  // the client gives up with a reset: the server has nobody left to answer, and closes
+  REQUIRE(uv_fileno(reinterpret_cast<uv_handle_t*>(client->native()), &fd) == 0);
+  linger hard{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+  client->close();
+  while (server.connections() > 0) loop.run_once();
+  kept.reset();  // the handler gives up too (a delayed answer cancelled at shutdown, say)
+  CHECK(log.messages.empty());
+}
+
 #ifdef DUET_FLAGS_SERVER
 TEST_CASE("flags_server: a whole request, body included, must arrive within --header-timeout",
           "[http][hardening][flags_server]") {

@@ -156,7 +156,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void start() {
     try {
       peer_ = stream_.remote_endpoint();
-    } catch (...) {
+    } catch (...) {  // the peer is already gone: its address stays empty, and its reads will say so
     }
     timer_.emplace(core_->loop);
     head_due_ = due_in(core_->options.header_timeout);  // a new connection must start a request promptly
@@ -183,6 +183,18 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     s.bytes = serialize(res, s.head, s.close);
     flush();
+  }
+
+  /// A Reply for request `seq` was destroyed unanswered: a 500 and a report, unless nobody is waiting
+  /// for the answer any more (the connection closed, or the Server or the Loop went away).
+  void dropped(std::uint64_t seq) noexcept {
+    if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
+    try {
+      answer(seq, plain(500, "internal error\n"));
+    } catch (...) {  // out of memory: the connection's deadlines still end it
+      report(std::current_exception());
+    }
   }
 
   void report(std::exception_ptr e) noexcept {
@@ -596,14 +608,7 @@ void Reply::operator()(Response res) {
 
 void Reply::drop() noexcept {
   if (!std::exchange(owed_, false)) return;
-  auto c = conn_.lock();
-  if (!c) return;
-  c->report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
-  try {
-    c->answer(seq_, detail::plain(500, "internal error\n"));
-  } catch (...) {  // out of memory: the connection's deadlines still end it
-    c->report(std::current_exception());
-  }
+  if (auto c = conn_.lock()) c->dropped(seq_);
 }
 
 Server::Server(Loop& loop, const Endpoint& at, detail::Handler handler, ServerOptions options)
