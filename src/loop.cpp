@@ -31,60 +31,73 @@ void print_to_stderr(std::exception_ptr e) noexcept {
   }
 }
 
-void run_queue(uv_async_t* async) noexcept {
+}  // namespace
+
+void LoopCore::run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
   core->set_loop_thread();  // a host may run its loop on a thread other than the Loop's creator
-  std::vector<UniqueFunction<void()>>& batch = core->running_batch;
+  std::vector<UniqueFunction<void()>>& batch = core->running_batch_;
   {
-    std::lock_guard lock(core->queue_mutex);
-    batch.swap(core->queue);  // `queue` gets the spare (empty, with capacity): no allocation per post
+    std::lock_guard lock(core->queue_mutex_);
+    batch.swap(core->queue_);  // `queue` gets the spare (empty, with capacity): no allocation per post
   }
   // A function may destroy the Loop: `dispatching` keeps the core alive until this returns.
-  core->dispatching = true;
+  core->dispatching_ = true;
   for (auto& fn : batch) {
-    if (core->closing) break;
+    if (core->closing_) break;
     core->invoke(fn);
   }
   batch.clear();
-  core->dispatching = false;
-  if (core->closing) return core->finish_if_orphaned();
-  std::lock_guard lock(core->queue_mutex);
-  if (core->holds == 0 && core->queue.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
+  core->dispatching_ = false;
+  if (core->closing_) return core->finish_if_orphaned();
+  std::lock_guard lock(core->queue_mutex_);
+  if (core->holds_ == 0 && core->queue_.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
 }
 
-}  // namespace
+void LoopCore::cancel_and_destroy_tasks() noexcept {
+  // Destroying frames can create new orphans (an as_completed abandoned by a destroyed frame): repeat
+  // until no task is left.
+  while (!tasks_.empty() || !cancelled_tasks_.empty()) {
+    while (SpawnedTask* t = tasks_.front()) {
+      tasks_.erase(t);
+      cancelled_tasks_.push_front(t);
+      t->cancel();  // may finish the task, which unlinks it
+    }
+    while (SpawnedTask* t = cancelled_tasks_.front()) t->destroy_frames();
+  }
+}
 
 void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
-  if (closing) return;
+  if (closing_) return;
   try {
-    std::lock_guard lock(queue_mutex);
-    queue.push_back(std::move(fn));
+    std::lock_guard lock(queue_mutex_);
+    queue_.push_back(std::move(fn));
   } catch (...) {
     report(std::current_exception());  // out of memory: this completion is lost, and said so
     return;
   }
-  uv_ref(reinterpret_cast<uv_handle_t*>(async));
-  uv_async_send(async);
+  uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+  uv_async_send(async_);
 }
 
 void LoopCore::post(UniqueFunction<void()> fn) {
   if (on_loop_thread()) return defer(std::move(fn));
-  std::unique_lock lock(queue_mutex);
-  if (posts_closed) {
+  std::unique_lock lock(queue_mutex_);
+  if (posts_closed_) {
     lock.unlock();
     return;  // `fn` is destroyed here, outside the lock
   }
-  queue.push_back(std::move(fn));
-  uv_async_send(async);  // under the lock: ~Loop closes `async` only after it has set posts_closed
+  queue_.push_back(std::move(fn));
+  uv_async_send(async_);  // under the lock: ~Loop closes `async_` only after it has set posts_closed_
 }
 
 void LoopCore::report(std::exception_ptr e) noexcept {
-  if (!error_handler) {
+  if (!error_handler_) {
     print_to_stderr(std::move(e));
     return;
   }
   try {
-    error_handler(std::move(e));
+    error_handler_(std::move(e));
   } catch (...) {
     std::fprintf(stderr, "duet: the loop's error handler threw; the original error is lost\n");
   }
@@ -110,10 +123,10 @@ void ignore_sigpipe_if_default() noexcept {
 }  // namespace
 
 Loop::Loop() : core_(new detail::LoopCore) {
-  core_->owns_uv = true;
-  core_->uv = new uv_loop_t;
-  if (int rc = uv_loop_init(core_->uv); rc < 0) {
-    delete core_->uv;
+  core_->owns_uv_ = true;
+  core_->uv_ = new uv_loop_t;
+  if (int rc = uv_loop_init(core_->uv_); rc < 0) {
+    delete core_->uv_;
     delete core_;
     throw std::system_error(uv_error(rc), "uv_loop_init");
   }
@@ -125,69 +138,69 @@ Loop::Loop(uv_loop_t* host) : core_(new detail::LoopCore) {
     delete core_;
     throw std::invalid_argument("duet::Loop: the host loop is null");
   }
-  core_->uv = host;
+  core_->uv_ = host;
   init_async();
 }
 
 void Loop::init_async() {
   ignore_sigpipe_if_default();
   auto* async = new uv_async_t;
-  if (int rc = uv_async_init(core_->uv, async, &detail::run_queue); rc < 0) {
+  if (int rc = uv_async_init(core_->uv_, async, &detail::LoopCore::run_queue); rc < 0) {
     delete async;
-    if (core_->owns_uv) {
-      uv_loop_close(core_->uv);
-      delete core_->uv;
+    if (core_->owns_uv_) {
+      uv_loop_close(core_->uv_);
+      delete core_->uv_;
     }
     delete core_;
     throw std::system_error(uv_error(rc), "uv_async_init");
   }
   async->data = core_;
   uv_unref(reinterpret_cast<uv_handle_t*>(async));
-  core_->async = async;
+  core_->async_ = async;
 }
 
 Loop::~Loop() {
   detail::LoopCore* core = core_;
   // Whoever destroys the Loop is its thread now: the cancellations below run here, not posted.
   core->set_loop_thread();
-  if (core->running > 0) {
+  if (core->running_ > 0) {
     // libuv cannot close a loop from inside its own uv_run: a programming error, not a recoverable one.
     std::fputs("duet: a duet::Loop that owns its libuv loop was destroyed inside its own run(); aborting\n", stderr);
     std::abort();
   }
 
   // What user code still waits on is reported; then everything duet started is cancelled or closed.
-  std::vector<detail::Resource*> resources = core->snapshot();
+  std::vector<detail::Resource*> resources = core->live_.snapshot();
   std::size_t pending = 0;
   for (auto* r : resources) pending += r->pending() ? 1 : 0;
   {
-    std::lock_guard lock(core->queue_mutex);
-    pending += core->queue.size();  // posted or deferred functions that will not run
+    std::lock_guard lock(core->queue_mutex_);
+    pending += core->queue_.size();  // posted or deferred functions that will not run
   }
-  if (pending > 0 || core->task_count > 0) {
+  if (pending > 0 || core->tasks_.size() > 0) {
     std::string what = "duet::Loop destroyed with " + std::to_string(pending) +
                        " operation(s) pending; their callbacks will not be called";
-    if (core->task_count > 0) what += "; " + std::to_string(core->task_count) + " spawned task(s) unfinished";
+    if (core->tasks_.size() > 0) what += "; " + std::to_string(core->tasks_.size()) + " spawned task(s) unfinished";
     core->report(std::make_exception_ptr(std::system_error(make_error_code(errc::loop_closed), what)));
   }
-  core->closing = true;
-  *core->alive = false;
+  core->closing_ = true;
+  *core->alive_ = false;
   std::vector<detail::UniqueFunction<void()>> dropped;
   {
-    std::lock_guard lock(core->queue_mutex);
-    dropped.swap(core->queue);
-    core->posts_closed = true;  // later posts (a stop requested on another thread) are dropped
+    std::lock_guard lock(core->queue_mutex_);
+    dropped.swap(core->queue_);
+    core->posts_closed_ = true;  // later posts (a stop requested on another thread) are dropped
   }
   dropped.clear();  // outside the lock: what they own may close handles as it goes
   for (auto* r : resources) r->abandon();
   // Spawned tasks: cancelled first (a task waiting on a semaphore unwinds with Cancelled), then the
   // frames of those still suspended on abandoned operations are destroyed.
   core->cancel_and_destroy_tasks();
-  for (auto* r : core->snapshot()) r->abandon();  // anything that teardown started (abandon is idempotent)
-  uv_close(reinterpret_cast<uv_handle_t*>(core->async),
+  for (auto* r : core->live_.snapshot()) r->abandon();  // anything that teardown started (abandon is idempotent)
+  uv_close(reinterpret_cast<uv_handle_t*>(core->async_),
            [](uv_handle_t* h) noexcept { delete reinterpret_cast<uv_async_t*>(h); });
 
-  if (!core->owns_uv) {
+  if (!core->owns_uv_) {
     // The host runs its loop: duet's resources finish there, and the last one frees the core (or the
     // posted function running now, if this Loop is destroyed from one).
     core->finish_if_orphaned();
@@ -196,7 +209,7 @@ Loop::~Loop() {
 
   // duet owns this loop: handles that code outside duet opened on it are closed as well, then the loop
   // runs until every cancelled request has called back and every handle is closed.
-  uv_loop_t* uv = core->uv;
+  uv_loop_t* uv = core->uv_;
   std::size_t foreign = 0;
   uv_walk(
       uv,
@@ -219,36 +232,36 @@ Loop::~Loop() {
   delete core;
 }
 
-namespace {
+namespace detail {
 // Counts how deep an owned loop is inside its own uv_run, so that destroying it there is caught.
-struct Running {
+struct LoopRunning {
   detail::NestedRun trampoline;  // a run inside a coroutine drives its own coroutines
   detail::LoopCore* core;
-  explicit Running(detail::LoopCore* c) : core(c) { core->running += core->owns_uv ? 1 : 0; }
-  ~Running() { core->running -= core->owns_uv ? 1 : 0; }
+  explicit LoopRunning(detail::LoopCore* c) : core(c) { core->running_ += core->owns_uv_ ? 1 : 0; }
+  ~LoopRunning() { core->running_ -= core->owns_uv_ ? 1 : 0; }
 };
-}  // namespace
+}  // namespace detail
 
 void Loop::run() {
   core_->set_loop_thread();
-  Running r(core_);
-  uv_run(core_->uv, UV_RUN_DEFAULT);
+  detail::LoopRunning r(core_);
+  uv_run(core_->uv_, UV_RUN_DEFAULT);
 }
 
 bool Loop::run_once() {
   core_->set_loop_thread();
-  Running r(core_);
-  return uv_run(core_->uv, UV_RUN_ONCE) != 0;
+  detail::LoopRunning r(core_);
+  return uv_run(core_->uv_, UV_RUN_ONCE) != 0;
 }
 
-void Loop::stop() noexcept { uv_stop(core_->uv); }
+void Loop::stop() noexcept { uv_stop(core_->uv_); }
 
 void Loop::set_error_handler(std::function<void(std::exception_ptr)> handler) {
-  core_->error_handler = std::move(handler);
+  core_->error_handler_ = std::move(handler);
 }
 
-Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core), alive_(core->alive) {
-  if (core_->holds++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(core_->async));
+Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core), alive_(core->alive_) {
+  if (core_->holds_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(core_->async_));
 }
 
 void Loop::Hold::release() noexcept {
@@ -257,13 +270,13 @@ void Loop::Hold::release() noexcept {
     core_ = nullptr;
     return;
   }
-  if (--core_->holds == 0) {
+  if (--core_->holds_ == 0) {
     bool idle;
     {
-      std::lock_guard lock(core_->queue_mutex);
-      idle = core_->queue.empty();
+      std::lock_guard lock(core_->queue_mutex_);
+      idle = core_->queue_.empty();
     }
-    if (idle) uv_unref(reinterpret_cast<uv_handle_t*>(core_->async));
+    if (idle) uv_unref(reinterpret_cast<uv_handle_t*>(core_->async_));
   }
   core_ = nullptr;
 }

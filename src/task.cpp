@@ -4,64 +4,23 @@
 #include <new>
 #include <vector>
 
-#include "duet/detail/poison.hpp"
+#include "duet/detail/free_list.hpp"
 
 namespace duet::detail {
 namespace {
 
-constexpr std::size_t kGranule = 64;
-constexpr std::size_t kClasses = 32;         // frames up to 2 KiB are recycled
-constexpr std::size_t kKeepPerClass = 4096;  // bound what an idle thread holds on to
-
 std::atomic<bool> recycling{true};
 
-struct FreeLists {
-  struct Block {
-    Block* next;
-  };
-  Block* head[kClasses] = {};
-  std::size_t count[kClasses] = {};
-  ~FreeLists() {
-    for (Block*& h : head) {
-      while (h) {
-        unpoison(h, sizeof(Block));
-        ::operator delete(std::exchange(h, h->next));
-      }
-    }
-  }
-};
-
-thread_local FreeLists lists;
-
-constexpr std::size_t size_class(std::size_t n) noexcept { return (n + kGranule - 1) / kGranule - 1; }
+// Frames up to 2 KiB are recycled; at most 4096 per size class are kept, to bound what an idle thread
+// holds on to.
+thread_local SizeClassFreeList<32, 4096> frames;
 
 }  // namespace
 
-void* allocate_frame(std::size_t n) {
-  const std::size_t c = size_class(n);
-  if (c >= kClasses) return ::operator new(n);
-  if (FreeLists::Block* b = lists.head[c]) {
-    unpoison(b, sizeof(FreeLists::Block));
-    lists.head[c] = b->next;
-    --lists.count[c];
-    unpoison(b, (c + 1) * kGranule);
-    return b;
-  }
-  // Always the whole size class, so any block of a class can serve any frame of that class.
-  return ::operator new((c + 1) * kGranule);
-}
+void* allocate_frame(std::size_t n) { return frames.allocate(n); }
 
 void deallocate_frame(void* p, std::size_t n) noexcept {
-  const std::size_t c = size_class(n);
-  if (c >= kClasses || !recycling.load(std::memory_order_relaxed) || lists.count[c] >= kKeepPerClass) {
-    ::operator delete(p);
-    return;
-  }
-  auto* b = static_cast<FreeLists::Block*>(p);
-  b->next = lists.head[c];
-  lists.head[c] = b;
-  ++lists.count[c];
-  poison(b, (c + 1) * kGranule);  // a resumed dead frame is still caught by ASan
+  frames.deallocate(p, n, recycling.load(std::memory_order_relaxed));
 }
 
 namespace {

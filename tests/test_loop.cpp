@@ -277,13 +277,13 @@ TEST_CASE("raise_open_file_limit lifts the soft limit to the hard one", "[loop]"
 
 TEST_CASE("after a burst of operations the loop's request pool keeps a bounded number of blocks", "[loop]") {
   duet::Loop loop;
-  const std::size_t burst = 3 * duet::detail::Pool::kKeepPerClass;
+  const std::size_t burst = 3 * duet::detail::LoopCore::kKeepPerClass;
   std::size_t done = 0;
   for (std::size_t i = 0; i < burst; ++i)
     duet::sleep(loop, std::chrono::milliseconds(0), [&](std::error_code) { ++done; });
   loop.run();
   CHECK(done == burst);
-  const std::size_t kept = loop.core().pool.kept();
-  CHECK(kept > 0);                                   // the next burst finds blocks ready
-  CHECK(kept <= duet::detail::Pool::kKeepPerClass);  // the rest went back to the allocator
+  const std::size_t kept = loop.core().kept_blocks();
+  CHECK(kept > 0);                                        // the next burst finds blocks ready
+  CHECK(kept <= duet::detail::LoopCore::kKeepPerClass);  // the rest went back to the allocator
 }

@@ -71,7 +71,7 @@ void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&&
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   const std::string service = std::to_string(port);
-  if (int rc = uv_getaddrinfo(core.uv, &op->req, &Op::on_done, host.c_str(), service.c_str(), &hints); rc < 0)
+  if (int rc = uv_getaddrinfo(core.uv(), &op->req, &Op::on_done, host.c_str(), service.c_str(), &hints); rc < 0)
     return op->template fail_submission<std::vector<Endpoint>>(rc);
   op->watch_stop();
 }

@@ -136,7 +136,7 @@ void start(Loop& loop, Callback&& cb, typename FsOp<Result, std::decay_t<Callbac
   auto& core = loop.core();
   Op* op =
       core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)), extract, std::move(buffer), cancellable);
-  if (int rc = submit(core.uv, &op->req, op->buffer, &Op::on_done); rc < 0)
+  if (int rc = submit(core.uv(), &op->req, op->buffer, &Op::on_done); rc < 0)
     return op->template fail_submission<Result>(rc);
   if (cancellable) op->watch_stop();
 }

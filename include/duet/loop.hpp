@@ -95,12 +95,12 @@ class Loop {
   void report(std::exception_ptr e) noexcept { core_->report(std::move(e)); }
 
   /// The libuv loop, for mixing duet with raw libuv code.
-  uv_loop_t* native() const noexcept { return core_->uv; }
+  uv_loop_t* native() const noexcept { return core_->uv(); }
   /// True if this Loop created its libuv loop (and will close it).
-  bool owns_native() const noexcept { return core_->owns_uv; }
+  bool owns_native() const noexcept { return core_->owns_uv_; }
 
   /// Number of duet requests and handles alive on this loop (for tests and diagnostics).
-  std::size_t live_resources() const noexcept { return core_->live_count; }
+  std::size_t live_resources() const noexcept { return core_->live_count(); }
 
   detail::LoopCore& core() noexcept { return *core_; }
 

@@ -109,7 +109,7 @@ void offload(Loop& loop, Fn&& fn, Callback&& cb) {
   auto& core = loop.core();
   Op* op =
       core.make<Op>(&core, std::decay_t<Fn>(std::forward<Fn>(fn)), std::decay_t<Callback>(std::forward<Callback>(cb)));
-  if (int rc = uv_queue_work(core.uv, &op->req, &Op::run, &Op::on_done); rc < 0)
+  if (int rc = uv_queue_work(core.uv(), &op->req, &Op::run, &Op::on_done); rc < 0)
     return op->template fail_submission<typename Op::Result>(rc);
   op->watch_stop();
 }

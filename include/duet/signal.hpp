@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "duet/awaitable.hpp"
+#include "duet/detail/handle.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/loop.hpp"
 
@@ -66,23 +67,27 @@ namespace detail {
 inline constexpr std::size_t kMaxSignalsPerWait = 4;
 
 template <class Cb>
-class SignalWaitOp final : public Resource, public StopWatch<SignalWaitOp<Cb>> {
+class SignalWaitOp final : public HandleOwner, public StopWatch<SignalWaitOp<Cb>> {
  public:
-  SignalWaitOp(LoopCore* core, Cb&& cb) : core_(core), cb_(std::move(cb)) {}
+  SignalWaitOp(LoopCore* core, Cb&& cb) : HandleOwner(core), cb_(std::move(cb)) {}
 
   void start(SignalSet signums) {
+    hold();  // until every handle is set up: a failure part-way must not free this object early
     for (int signum = 1; signum <= 64; ++signum) {
       if (!signums.contains(signum)) continue;
       uv_signal_t& h = handles_[count_++];
-      uv_signal_init(core_->uv, &h);  // cannot fail on Unix
-      h.data = this;
+      uv_signal_init(core()->uv(), &h);  // cannot fail on Unix
+      adopt(&h);
       if (int rc = uv_signal_start(&h, &on_signal, signum); rc < 0) {
         result_ = uv_error(rc);
-        close_all();
-        return;
+        break;
       }
     }
-    this->watch(core_, stop_token_of(cb_));
+    if (result_)
+      close_all();
+    else
+      this->watch(core(), stop_token_of(cb_));
+    release();
   }
 
   // Stop requested (on the loop thread): close the handles; the last close reports UV_ECANCELED.
@@ -98,43 +103,32 @@ class SignalWaitOp final : public Resource, public StopWatch<SignalWaitOp<Cb>> {
 
  private:
   static void on_signal(uv_signal_t* h, int signum) noexcept {
-    auto* self = owner_of<SignalWaitOp>(h);
+    auto* self = of<SignalWaitOp>(h);
     if (self->signum_ == 0 && !self->result_) self->signum_ = signum;
     self->close_all();
   }
 
   void close_all() noexcept {
-    if (closing_) return;
-    closing_ = true;
-    open_ = count_;
-    for (std::size_t i = 0; i < count_; ++i) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&handles_[i]), [](uv_handle_t* h) noexcept {
-        auto* self = static_cast<SignalWaitOp*>(h->data);
-        if (--self->open_ == 0) self->finish();
-      });
-    }
+    for (std::size_t i = 0; i < count_; ++i) close_handle(&handles_[i]);
   }
 
   // Every handle is closed: report once, then free.
-  void finish() noexcept {
+  void finished() noexcept override {
     this->unwatch();
     Cb cb = std::move(cb_);
     const std::error_code ec = result_;
     const int signum = signum_;
     const bool call = !abandoned_;
-    LoopCore* core = core_;
+    LoopCore* core = this->core();
     core->destroy(this);
     if (call) core->invoke(cb, ec, signum);
   }
 
   std::array<uv_signal_t, kMaxSignalsPerWait> handles_{};
   std::size_t count_ = 0;
-  std::size_t open_ = 0;
-  LoopCore* core_;
   Cb cb_;
   std::error_code result_;
   int signum_ = 0;
-  bool closing_ = false;
   bool abandoned_ = false;
 };
 

@@ -83,7 +83,7 @@ using Stored = std::conditional_t<std::is_void_v<T>, std::monostate,
 template <class T>
 class SpawnState final : public SpawnedTask, public std::enable_shared_from_this<SpawnState<T>> {
  public:
-  SpawnState(Loop& loop, Task<T> task) : loop_(&loop), loop_alive_(loop.core().alive), task_(std::move(task)) {}
+  SpawnState(Loop& loop, Task<T> task) : loop_(&loop), loop_alive_(loop.core().alive()), task_(std::move(task)) {}
 
   void start() {
     loop_->core().link_task(this);
@@ -180,7 +180,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     task_ = Task<T>();
     LoopCore& core = loop_->core();
     core.unlink_task(this);
-    if (core.closing) {  // finished while the loop is being destroyed: no user code runs any more
+    if (core.closing()) {  // finished while the loop is being destroyed: no user code runs any more
       callbacks_.clear();
       awaiter_ = {};
       observed_ = true;  // its end (most often the Cancelled the destruction threw in) is the loop's report

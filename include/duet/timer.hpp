@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "duet/awaitable.hpp"
+#include "duet/detail/handle.hpp"
 #include "duet/loop.hpp"
 
 namespace duet {
@@ -32,50 +33,42 @@ inline std::uint64_t to_uv_millis(std::chrono::nanoseconds d) noexcept {
 }
 
 template <class Cb>
-class SleepOp final : public Resource, public StopWatch<SleepOp<Cb>> {
+class SleepOp final : public HandleOwner, public StopWatch<SleepOp<Cb>> {
  public:
-  SleepOp(LoopCore* core, Cb&& cb) : core_(core), cb_(std::move(cb)) {}
+  SleepOp(LoopCore* core, Cb&& cb) : HandleOwner(core), cb_(std::move(cb)) {
+    uv_timer_init(core->uv(), &timer_);  // cannot fail for timers
+    adopt(&timer_);
+  }
 
   void start(std::uint64_t millis) {
-    uv_timer_init(core_->uv, &timer_);  // cannot fail for timers
-    timer_.data = this;
     uv_timer_start(&timer_, &on_fire, millis, 0);
-    this->watch(core_, stop_token_of(cb_));
+    this->watch(core(), stop_token_of(cb_));
   }
 
   // Stop requested: fire on the next turn of the loop, which reports UV_ECANCELED.
   void on_stop() noexcept { uv_timer_start(&timer_, &on_fire, 0, 0); }
 
-  void abandon() noexcept override { close(); }
+  void abandon() noexcept override { close_handle(&timer_); }
   bool pending() const noexcept override { return !fired_; }
 
  private:
   static void on_fire(uv_timer_t* t) noexcept {
-    auto* self = owner_of<SleepOp>(t);
+    auto* self = of<SleepOp>(t);
     self->fired_ = true;
     std::error_code ec = self->stop_requested() ? uv_error(UV_ECANCELED) : std::error_code();
     self->unwatch();
     Cb cb = std::move(self->cb_);
-    LoopCore* core = self->core_;
-    self->close();
+    LoopCore* core = self->core();
+    self->close_handle(&self->timer_);  // freed in the close callback
     core->invoke(cb, ec);
   }
 
-  void close() noexcept {
-    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* h) noexcept {
-      auto* self = static_cast<SleepOp*>(h->data);
-      self->core_->destroy(self);
-    });
-  }
-
   uv_timer_t timer_{};
-  LoopCore* core_;
   Cb cb_;
   bool fired_ = false;
 };
 
-struct TimerImpl;
+class TimerImpl;
 
 }  // namespace detail
 
@@ -99,11 +92,6 @@ template <class Rep, class Period>
 class Timer {
  public:
   explicit Timer(Loop& loop);
-  Timer(Timer&& other) noexcept;
-  Timer& operator=(Timer&& other) noexcept;
-  Timer(const Timer&) = delete;
-  Timer& operator=(const Timer&) = delete;
-  ~Timer();
 
   /// (Re)starts the timer: `cb()` runs after `timeout`, then every `repeat` (zero: only once).
   /// Replaces any previous callback. Throws `std::system_error` if the loop is gone.
@@ -123,9 +111,8 @@ class Timer {
   void keep_loop_alive(bool keep) noexcept;
 
  private:
-  friend struct detail::TimerImpl;
   void start_erased(std::uint64_t timeout, std::uint64_t repeat, detail::UniqueFunction<void()> cb);
-  detail::TimerImpl* impl_ = nullptr;
+  detail::HandlePtr<detail::TimerImpl> impl_;
 };
 
 }  // namespace duet

@@ -117,7 +117,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
  public:
   ClientCore(Loop& l, ClientOptions o)
       : loop(l),
-        loop_alive(l.core().alive),
+        loop_alive(l.core().alive()),
         options(std::move(o)),
         header_timeouts(*this, l, options.header_timeout, &on_header_timeout),
         read_timeouts(*this, l, options.read_timeout, &on_read_timeout),
@@ -339,7 +339,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       core_->header_timeouts.add(conn_->timeout);  // until the response headers are in
     else
       TimeoutList::leave(conn_->timeout);
-    uv_ref(reinterpret_cast<uv_handle_t*>(conn_->stream.native()));  // in use: it keeps the loop running again
+    conn_->stream.keep_loop_alive(true);  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
     if (sink_) {
@@ -613,7 +613,7 @@ void ClientCore::make_idle(Connection* c) {
   // While idle, any byte or close from the server ends the connection; so does the idle timeout.
   // Neither keeps Loop::run() from returning: an idle pooled connection is not work to wait for.
   c->stream.read_start([this, c](std::error_code, std::span<const char>) { close_connection(c); });
-  uv_unref(reinterpret_cast<uv_handle_t*>(c->stream.native()));
+  c->stream.keep_loop_alive(false);
   idle_timeouts.add(c->timeout);
 }
 

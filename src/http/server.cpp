@@ -120,7 +120,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
   ServerCore(Loop& l, const Endpoint& at, Handler h, ServerOptions o)
       : loop(l),
-        loop_alive(l.core().alive),
+        loop_alive(l.core().alive()),
         listener(l, at, o.listen_backlog),
         handler(std::move(h)),
         options(std::move(o)) {}
@@ -272,10 +272,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     settle();
   }
 
-  std::size_t write_queue_bytes() noexcept {
-    uv_tcp_t* h = stream_.native();
-    return h ? uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(h)) : 0;
-  }
+  std::size_t write_queue_bytes() const noexcept { return stream_.write_queue_size(); }
 
   // ---- reading and parsing ------------------------------------------------------------------------
 

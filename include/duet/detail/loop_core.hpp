@@ -1,8 +1,9 @@
 // duet/detail/loop_core.hpp — what every duet request and handle shares with its loop.
 //
 // `LoopCore` is the heap-allocated state behind a `duet::Loop`: the libuv loop pointer, a recycling
-// allocator for request objects, the list of live duet resources (so closing the loop can cancel or
-// close them), the cross-thread post queue and the error hook. It outlives the `Loop` object when the
+// allocator for request and handle objects, the list of live duet resources (so closing the loop can
+// cancel or close them), the cross-thread post queue and the error hook. Operations see a narrow
+// interface (make/destroy, defer/post, invoke/report, the shared read buffer); the rest is the Loop's. It outlives the `Loop` object when the
 // loop is a host's (wrapped) loop and duet resources are still closing on it: the last one to finish
 // deletes it.
 //
@@ -22,84 +23,26 @@
 #include <optional>
 #include <stop_token>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "duet/cancellation.hpp"
-#include "duet/detail/poison.hpp"
+#include "duet/detail/free_list.hpp"
+#include "duet/detail/intrusive_list.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/error.hpp"
 
+namespace duet {
+class Loop;
+}
+
 namespace duet::detail {
-
-/// Size-class free lists for request objects: a request that completes gives its block to the next
-/// one of the same size class, so a steady stream of operations allocates nothing. Each list keeps at
-/// most `kKeepPerClass` blocks: after a burst (10,000 connects at once) the rest go back to the
-/// allocator, where other sizes can use them, instead of staying with the loop for its lifetime.
-/// Loop-thread only.
-class Pool {
- public:
-  static constexpr std::size_t kGranule = 64;
-  static constexpr std::size_t kClasses = 8;          // blocks of 64 .. 512 bytes are recycled
-  static constexpr std::size_t kKeepPerClass = 1024;  // at most 512 KiB kept in one class
-
-  Pool() = default;
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
-  ~Pool() {
-    for (Block*& head : free_) {
-      while (head) {
-        unpoison(head, sizeof(Block));
-        ::operator delete(std::exchange(head, head->next));
-      }
-    }
-  }
-
-  void* allocate(std::size_t n) {
-    const std::size_t c = size_class(n);
-    if (c >= kClasses) return ::operator new(n);
-    if (Block* b = free_[c]) {
-      unpoison(b, sizeof(Block));
-      free_[c] = b->next;
-      --count_[c];
-      unpoison(b, (c + 1) * kGranule);
-      return b;
-    }
-    return ::operator new((c + 1) * kGranule);
-  }
-
-  /// Blocks kept on the free lists, in all classes (for tests and diagnostics).
-  std::size_t kept() const noexcept {
-    std::size_t n = 0;
-    for (std::size_t k : count_) n += k;
-    return n;
-  }
-
-  void deallocate(void* p, std::size_t n) noexcept {
-    const std::size_t c = size_class(n);
-    if (c >= kClasses || count_[c] >= kKeepPerClass) {
-      ::operator delete(p);
-      return;
-    }
-    auto* b = static_cast<Block*>(p);
-    b->next = free_[c];
-    free_[c] = b;
-    ++count_[c];
-    poison(b, (c + 1) * kGranule);  // a use after free of a recycled request is still caught by ASan
-  }
-
- private:
-  struct Block {
-    Block* next;
-  };
-  static constexpr std::size_t size_class(std::size_t n) noexcept { return (n + kGranule - 1) / kGranule - 1; }
-  Block* free_[kClasses] = {};
-  std::size_t count_[kClasses] = {};
-};
 
 /// A duet request or handle that is alive on a loop. `abandon()` is called when the loop is being
 /// destroyed: cancel the request or close the handle so that it finishes soon, without calling user code.
-class Resource {
+/// Made by `LoopCore::make` and freed by `LoopCore::destroy`, whatever its most derived type.
+class Resource : public ListHook {
  public:
   virtual void abandon() noexcept = 0;
   /// True if user code is still waiting on this resource (counted in the "pending work" report).
@@ -107,17 +50,16 @@ class Resource {
 
  protected:
   Resource() = default;
-  ~Resource() = default;
+  virtual ~Resource() = default;
 
  private:
-  friend struct LoopCore;
-  Resource* prev_ = nullptr;
-  Resource* next_ = nullptr;
+  friend class LoopCore;
+  std::size_t block_size_ = 0;  // what `make` allocated, for `destroy`
 };
 
 /// A spawned task's root, registered on its loop while it runs, so that destroying the loop can cancel
 /// it and then free the frames of whatever did not finish.
-class SpawnedTask {
+class SpawnedTask : public ListHook {
  public:
   /// Requests stop (loop destruction, step 1). May resume the task, which may finish and unlink.
   virtual void cancel() noexcept = 0;
@@ -127,152 +69,75 @@ class SpawnedTask {
  protected:
   SpawnedTask() = default;
   ~SpawnedTask() = default;
-
- private:
-  friend struct LoopCore;
-  SpawnedTask* prev_ = nullptr;
-  SpawnedTask* next_ = nullptr;
-  SpawnedTask** list_ = nullptr;  // the list this task is on
 };
 
-struct LoopCore {
-  uv_loop_t* uv = nullptr;
-  bool owns_uv = false;
-  bool closing = false;  // set by ~Loop: completions no longer reach user code
-  // False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
-  bool dispatching = false;  // the post queue is being run: the core must outlive that
-  int running = 0;           // nesting of Loop::run / run_once on an owned loop
-  Pool pool;
-  std::function<void(std::exception_ptr)> error_handler;
+struct LoopRunning;
 
+class LoopCore {
+ public:
   // One buffer for every streaming read on this loop: libuv reads into it and the chunk is handed to
   // the reader's callback at once, so no stream needs a buffer of its own while it waits for data.
   static constexpr std::size_t kReadBufferSize = 64 * 1024;
-  std::unique_ptr<char[]> read_buffer;
+  /// Request and handle objects of 64 .. 512 bytes are recycled; at most this many per size class.
+  static constexpr std::size_t kKeepPerClass = 1024;
 
-  // Resources alive on this loop.
-  Resource* live = nullptr;
-  std::size_t live_count = 0;
+  LoopCore(const LoopCore&) = delete;
+  LoopCore& operator=(const LoopCore&) = delete;
 
-  // Posted and deferred functions, run in order by `async`'s callback.
-  std::mutex queue_mutex;
-  std::vector<UniqueFunction<void()>> queue;
-  std::vector<UniqueFunction<void()>> running_batch;  // swapped with `queue`: both keep their capacity
-  uv_async_t* async = nullptr;
-  bool posts_closed = false;  // (under queue_mutex) the Loop is being destroyed: `async` may be gone
-  int holds = 0;
-  // The thread that runs the loop: the one that created the Loop until `run`/`run_once` (or a posted
-  // function, on a host's loop) runs it from another. Read by any thread (post, stop callbacks).
-  std::atomic<std::thread::id> loop_thread{std::this_thread::get_id()};
-
+  uv_loop_t* uv() const noexcept { return uv_; }
+  /// True once the Loop is being destroyed: completions no longer reach user code.
+  bool closing() const noexcept { return closing_; }
+  /// False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
+  const std::shared_ptr<bool>& alive() const noexcept { return alive_; }
   bool on_loop_thread() const noexcept {
-    return loop_thread.load(std::memory_order_relaxed) == std::this_thread::get_id();
-  }
-  void set_loop_thread() noexcept { loop_thread.store(std::this_thread::get_id(), std::memory_order_relaxed); }
-
-  // Spawned tasks still running, and (while the loop is being destroyed) those already cancelled.
-  SpawnedTask* tasks = nullptr;
-  SpawnedTask* cancelled_tasks = nullptr;
-  std::size_t task_count = 0;
-
-  void link_task(SpawnedTask* t, SpawnedTask** list) noexcept {
-    t->list_ = list;
-    t->prev_ = nullptr;
-    t->next_ = *list;
-    if (*list) (*list)->prev_ = t;
-    *list = t;
-  }
-  void link_task(SpawnedTask* t) noexcept {
-    link_task(t, &tasks);
-    ++task_count;
-  }
-  void unlink_task_from_list(SpawnedTask* t) noexcept {
-    if (!t->list_) return;
-    if (t->prev_)
-      t->prev_->next_ = t->next_;
-    else
-      *t->list_ = t->next_;
-    if (t->next_) t->next_->prev_ = t->prev_;
-    t->prev_ = t->next_ = nullptr;
-    t->list_ = nullptr;
-  }
-  void unlink_task(SpawnedTask* t) noexcept {
-    if (!t->list_) return;
-    unlink_task_from_list(t);
-    --task_count;
+    return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
   }
 
-  /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
-  /// Destroying frames can create new orphans (an as_completed abandoned by a destroyed frame): repeat
-  /// until no task is left.
-  void cancel_and_destroy_tasks() noexcept {
-    while (tasks || cancelled_tasks) {
-      while (SpawnedTask* t = tasks) {
-        unlink_task_from_list(t);
-        link_task(t, &cancelled_tasks);
-        t->cancel();  // may finish the task, which unlinks it
-      }
-      while (SpawnedTask* t = cancelled_tasks) t->destroy_frames();
-    }
+  /// The loop's shared read buffer (kReadBufferSize bytes), allocated on first use; null if memory ran out.
+  char* read_buffer() noexcept {
+    if (!read_buffer_) read_buffer_.reset(new (std::nothrow) char[kReadBufferSize]);
+    return read_buffer_.get();
   }
 
-  void link(Resource* r) noexcept {
-    r->prev_ = nullptr;
-    r->next_ = live;
-    if (live) live->prev_ = r;
-    live = r;
-    ++live_count;
-  }
-
-  void unlink(Resource* r) noexcept {
-    if (r->prev_)
-      r->prev_->next_ = r->next_;
-    else
-      live = r->next_;
-    if (r->next_) r->next_->prev_ = r->prev_;
-    r->prev_ = r->next_ = nullptr;
-    --live_count;
-  }
-
-  std::vector<Resource*> snapshot() const {
-    std::vector<Resource*> all;
-    all.reserve(live_count);
-    for (Resource* r = live; r; r = r->next_) all.push_back(r);
-    return all;
-  }
-
-  /// Allocates and links a resource of type T.
+  /// Allocates (from the loop's free lists) and links a resource of type T.
   template <class T, class... A>
   T* make(A&&... args) {
+    static_assert(std::is_base_of_v<Resource, T>);
     static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    void* p = pool.allocate(sizeof(T));
+    void* p = pool_.allocate(sizeof(T));
     T* r;
     try {
       r = ::new (p) T(std::forward<A>(args)...);
     } catch (...) {
-      pool.deallocate(p, sizeof(T));
+      pool_.deallocate(p, sizeof(T));
       throw;
     }
-    link(r);
+    r->block_size_ = sizeof(T);
+    live_.push_front(r);
     return r;
   }
 
   /// Unlinks, destroys and frees a resource made by `make`. When the loop was wrapped and its `Loop`
   /// is gone, the last resource to go deletes the core: callers must not touch `this` afterwards
   /// unless they know the loop is not closing.
-  template <class T>
-  void destroy(T* r) noexcept {
-    unlink(r);
-    r->~T();
-    pool.deallocate(r, sizeof(T));
+  void destroy(Resource* r) noexcept {
+    live_.erase(r);
+    const std::size_t size = r->block_size_;
+    r->~Resource();
+    pool_.deallocate(r, size);
     finish_if_orphaned();
   }
 
-  /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
-  /// posted function is running. Callers must not touch the core afterwards.
-  void finish_if_orphaned() noexcept {
-    if (closing && !owns_uv && live_count == 0 && !dispatching) delete this;
+  /// Resources alive on this loop, and blocks kept for reuse (for tests and diagnostics).
+  std::size_t live_count() const noexcept { return live_.size(); }
+  std::size_t kept_blocks() const noexcept { return pool_.kept(); }
+
+  void link_task(SpawnedTask* t) noexcept { tasks_.push_front(t); }
+  void unlink_task(SpawnedTask* t) noexcept {
+    if (tasks_.contains(t))
+      tasks_.erase(t);
+    else if (cancelled_tasks_.contains(t))
+      cancelled_tasks_.erase(t);
   }
 
   /// Calls `fn` with `args`, routing anything it throws to the error hook.
@@ -294,7 +159,50 @@ struct LoopCore {
   /// (destroyed without being called).
   void post(UniqueFunction<void()> fn);
 
+  /// Hands `e` to the error hook.
   void report(std::exception_ptr e) noexcept;
+
+ private:
+  friend class duet::Loop;
+  friend struct LoopRunning;
+  LoopCore() = default;
+  ~LoopCore() = default;
+
+  void set_loop_thread() noexcept { loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
+  static void run_queue(uv_async_t* async) noexcept;
+  /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
+  void cancel_and_destroy_tasks() noexcept;
+  /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
+  /// posted function is running. Callers must not touch the core afterwards.
+  void finish_if_orphaned() noexcept {
+    if (closing_ && !owns_uv_ && live_.empty() && !dispatching_) delete this;
+  }
+
+  uv_loop_t* uv_ = nullptr;
+  bool owns_uv_ = false;
+  bool closing_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool dispatching_ = false;  // the post queue is being run: the core must outlive that
+  int running_ = 0;           // nesting of Loop::run / run_once on an owned loop
+  SizeClassFreeList<8, kKeepPerClass> pool_;
+  std::function<void(std::exception_ptr)> error_handler_;
+  std::unique_ptr<char[]> read_buffer_;
+  IntrusiveList<Resource> live_;
+
+  // Posted and deferred functions, run in order by `async_`'s callback.
+  std::mutex queue_mutex_;
+  std::vector<UniqueFunction<void()>> queue_;
+  std::vector<UniqueFunction<void()>> running_batch_;  // swapped with `queue_`: both keep their capacity
+  uv_async_t* async_ = nullptr;
+  bool posts_closed_ = false;  // (under queue_mutex_) the Loop is being destroyed: `async_` may be gone
+  int holds_ = 0;
+  // The thread that runs the loop: the one that created the Loop until `run`/`run_once` (or a posted
+  // function, on a host's loop) runs it from another. Read by any thread (post, stop callbacks).
+  std::atomic<std::thread::id> loop_thread_{std::this_thread::get_id()};
+
+  // Spawned tasks still running, and (while the loop is being destroyed) those already cancelled.
+  IntrusiveList<SpawnedTask> tasks_;
+  IntrusiveList<SpawnedTask> cancelled_tasks_;
 };
 
 /// A `std::stop_callback` for something that lives on a loop: `fn()` always runs on the loop thread.

@@ -76,7 +76,7 @@ class RequestOp : public Resource, public StopWatch<Derived> {
 
  protected:
   /// True if the loop is closing: the caller must release the result and call `finish_silently`.
-  bool loop_closing() const noexcept { return core_->closing; }
+  bool loop_closing() const noexcept { return core_->closing(); }
   void finish_silently() noexcept { core_->destroy(static_cast<Derived*>(this)); }
   /// The callback cannot be called (its arguments could not be built): say why, and free the request.
   void finish_silently_with_report(std::exception_ptr e) noexcept {
