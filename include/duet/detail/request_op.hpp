@@ -78,6 +78,8 @@ class RequestOp : public Resource, public StopWatch<Derived> {
   /// True if the loop is closing: the caller must release the result and call `finish_silently`.
   bool loop_closing() const noexcept { return core_->closing(); }
   void finish_silently() noexcept { core_->destroy(static_cast<Derived*>(this)); }
+  /// Hands `e` to the loop's error hook.
+  void report(std::exception_ptr e) noexcept { core_->report(std::move(e)); }
   /// The callback cannot be called (its arguments could not be built): say why, and free the request.
   void finish_silently_with_report(std::exception_ptr e) noexcept {
     LoopCore* core = core_;
