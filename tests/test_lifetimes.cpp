@@ -2,6 +2,7 @@
 // Loop is destroyed first, then the object is used and destroyed. ASan checks that nothing touches
 // freed memory; the tests check what each object does once its loop is gone.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -162,4 +163,38 @@ TEST_CASE("a File outlives the loop that opened it", "[lifetime][fs]") {
   loop.destroy();
   CHECK(file->is_open());
   file.reset();  // closes the descriptor, synchronously
+}
+
+TEST_CASE("a PipeStream and a PipeListener outlive their loop, inert, and the socket file is gone", "[lifetime][pipe]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  const std::string path = dir / "doomed.sock";
+  std::optional<duet::PipeListener> listener(std::in_place, *loop, path);
+  std::optional<duet::PipeStream> client, server;
+  listener->accept([&](std::error_code ec, duet::PipeStream s) {
+    REQUIRE_FALSE(ec);
+    server = std::move(s);
+  });
+  duet::connect(*loop, path, [&](std::error_code ec, duet::PipeStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+  });
+  while (!client || !server) loop->run_once();
+  bool called = false;
+  char buffer[16];
+  client->read(buffer, [&](std::error_code, std::size_t) { called = true; });
+  listener->accept([&](std::error_code, duet::PipeStream) { called = true; });
+  duet::connect(*loop, path, [&](std::error_code, duet::PipeStream) { called = true; });  // still connecting
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(client->is_open());
+  CHECK_FALSE(listener->is_open());
+  CHECK_FALSE(std::filesystem::exists(path));
+  CHECK_THROWS_MATCHES(client->write("x", [](std::error_code) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(listener->local_name(), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  client->close();
+  listener.reset();
+  duet::PipeStream moved = std::move(*server);
+  CHECK_FALSE(moved.is_open());
 }
