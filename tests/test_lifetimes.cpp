@@ -1,6 +1,10 @@
 // What may outlive its Loop (docs/loop-and-operations.md): each public object is made on a loop, the
 // Loop is destroyed first, then the object is used and destroyed. ASan checks that nothing touches
 // freed memory; the tests check what each object does once its loop is gone.
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <optional>
@@ -197,4 +201,37 @@ TEST_CASE("a PipeStream and a PipeListener outlive their loop, inert, and the so
   listener.reset();
   duet::PipeStream moved = std::move(*server);
   CHECK_FALSE(moved.is_open());
+}
+
+TEST_CASE("a Tty in raw mode outlives its loop: the terminal's mode is restored, the Tty inert", "[lifetime][tty]") {
+  DoomedLoop loop;
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(::grantpt(master) == 0);
+  REQUIRE(::unlockpt(master) == 0);
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  REQUIRE(slave >= 0);
+  termios original{}, now{};
+  REQUIRE(::tcgetattr(slave, &original) == 0);
+  std::optional<duet::Tty> tty(std::in_place, *loop, slave);
+  tty->set_mode(duet::Tty::Mode::raw);
+  REQUIRE(::tcgetattr(slave, &now) == 0);
+  REQUIRE_FALSE(now.c_lflag & ICANON);
+  bool called = false;
+  char buffer[8];
+  tty->read(buffer, [&](std::error_code, std::size_t) { called = true; });
+  loop.destroy();
+  REQUIRE(::tcgetattr(slave, &now) == 0);
+  CHECK(now.c_lflag == original.c_lflag);
+  CHECK((now.c_lflag & ICANON));
+  CHECK((now.c_lflag & ECHO));
+  CHECK_FALSE(called);
+  CHECK_FALSE(tty->is_open());
+  CHECK(tty->mode() == duet::Tty::Mode::normal);
+  CHECK_THROWS_MATCHES(tty->set_mode(duet::Tty::Mode::raw), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(tty->window_size(), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  tty.reset();
+  ::close(slave);
+  ::close(master);
 }

@@ -19,5 +19,6 @@
 #include "duet/task.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "duet/tty.hpp"
 #include "duet/when_all.hpp"
 #include "duet/with_timeout.hpp"
