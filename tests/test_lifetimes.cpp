@@ -2,10 +2,13 @@
 // Loop is destroyed first, then the object is used and destroyed. ASan checks that nothing touches
 // freed memory; the tests check what each object does once its loop is gone.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -234,4 +237,58 @@ TEST_CASE("a Tty in raw mode outlives its loop: the terminal's mode is restored,
   tty.reset();
   ::close(slave);
   ::close(master);
+}
+
+TEST_CASE("destroying the Loop kills and reaps a running child: no leak, no zombie, the Process inert",
+          "[lifetime][process]") {
+  DoomedLoop loop;
+  std::optional<duet::Process> child(duet::spawn(
+      *loop, {.file = "sleep", .args = {"sleep", "60"},
+              .stdio = {duet::Stdio::pipe(), duet::Stdio::pipe(), duet::Stdio::inherit()}}));
+  const int pid = child->pid();
+  bool called = false;
+  child->wait([&](std::error_code, duet::ExitStatus) { called = true; });
+  // A second child, let go while it runs: killed and reaped all the same.
+  std::optional<duet::Process> dropped(duet::spawn(*loop, {.file = "sleep", .args = {"sleep", "60"}}));
+  const int dropped_pid = dropped->pid();
+  dropped.reset();
+  loop.destroy();
+  CHECK_FALSE(called);
+  REQUIRE(loop.log.messages.size() == 1);
+  CHECK(loop.log.messages[0].find("1 operation(s) pending") != std::string::npos);  // the wait
+  for (int pid_ : {pid, dropped_pid}) {
+    CHECK(::waitpid(pid_, nullptr, WNOHANG) == -1);  // no child of ours any more: reaped
+    CHECK(errno == ECHILD);
+    CHECK_FALSE(std::filesystem::exists("/proc/" + std::to_string(pid_)));  // and gone, not running on
+  }
+  CHECK_FALSE(child->is_open());
+  CHECK_FALSE(child->running());
+  CHECK(child->pid() == pid);
+  CHECK_FALSE(child->pipe(0).is_open());
+  CHECK_THROWS_MATCHES(child->wait([](std::error_code, duet::ExitStatus) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(child->kill(SIGTERM), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  duet::Process moved = std::move(*child);
+  child.reset();
+}
+
+TEST_CASE("a detached child outlives its Loop: neither killed nor reaped", "[lifetime][process]") {
+  DoomedLoop loop;
+  duet::Process child = duet::spawn(*loop, {.file = "sleep", .args = {"sleep", "60"}});
+  const int pid = child.pid();
+  std::optional<std::error_code> waited;
+  child.wait([&](std::error_code ec, duet::ExitStatus) { waited = ec; });
+  child.detach();
+  CHECK_FALSE(child.is_open());
+  CHECK(child.pid() == pid);
+  loop->run();  // returns: the detached child no longer keeps the loop running (the wait was cancelled)
+  REQUIRE(waited);
+  CHECK(duet::is_cancelled(*waited));
+  loop.destroy();
+  CHECK(::kill(pid, 0) == 0);  // still there
+  CHECK(::waitpid(pid, nullptr, WNOHANG) == 0);  // still our child, still running: duet did not reap it
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  CHECK(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status));
 }

@@ -13,6 +13,7 @@
 #include "duet/offload.hpp"
 #include "duet/open_files.hpp"
 #include "duet/pipe.hpp"
+#include "duet/process.hpp"
 #include "duet/semaphore.hpp"
 #include "duet/signal.hpp"
 #include "duet/spawn.hpp"
