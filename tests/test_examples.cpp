@@ -591,3 +591,47 @@ TEST_CASE("a full disk while saving: the flags that fit are whole, the rest are 
     }
   }
 }
+
+TEST_CASE("run_process, both styles: the same numbered lines and exit status, a failing and a missing program",
+          "[examples][process]") {
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string out;  // empty: not checked beyond both styles agreeing
+  };
+  const std::vector<Case> cases = {
+      {{"sh", "-c", "echo first; echo; printf 'last, without a newline'"},
+       0,
+       "   1  first\n   2  \n   3  last, without a newline\nexit status 0\n"},
+      {{"sh", "-c", "echo failing; exit 3"}, 3, "   1  failing\nexit status 3\n"},
+      {{"sh", "-c", "echo killed; kill -TERM $$"}, 128 + SIGTERM, "   1  killed\nkilled by signal 15\n"},
+      {{"duet-no-such-program", "--flag"}, 127, ""},
+  };
+  for (const auto& c : cases) {
+    Finished runs[2];
+    for (int s = 0; s < 2; ++s) {
+      runs[s] = run(kStyles[s], "run_process", c.args);
+      INFO(kStyles[s] << " " << c.args[0] << "\n" << runs[s].out << runs[s].err);
+      CHECK(runs[s].exit_code == c.exit_code);
+      if (!c.out.empty()) CHECK(runs[s].out == c.out);
+    }
+    CHECK(runs[0].out == runs[1].out);
+    CHECK(runs[0].err == runs[1].err);
+  }
+  // The missing program: a clear message on stderr, nothing on stdout.
+  const Finished missing = run("callbacks", "run_process", {"duet-no-such-program"});
+  CHECK(missing.out.empty());
+  CHECK(missing.err == "run_process: cannot run duet-no-such-program: no such file or directory\n");
+
+  // The default command, ls -l /: a numbered "total" line first, then one line per (visible) entry of /.
+  for (const char* style : kStyles) {
+    const Finished ls = run(style, "run_process", {});
+    INFO(style << "\n" << ls.out << ls.err);
+    CHECK(ls.exit_code == 0);
+    CHECK(ls.out.starts_with("   1  total "));
+    CHECK(ls.out.ends_with("exit status 0\n"));
+    std::size_t entries = 0;
+    for (auto& e : fs::directory_iterator("/")) entries += e.path().filename().string().starts_with('.') ? 0 : 1;
+    CHECK(static_cast<std::size_t>(std::count(ls.out.begin(), ls.out.end(), '\n')) == entries + 2);
+  }
+}

@@ -1,7 +1,15 @@
 // What may outlive its Loop (docs/loop-and-operations.md): each public object is made on a loop, the
 // Loop is destroyed first, then the object is used and destroyed. ASan checks that nothing touches
 // freed memory; the tests check what each object does once its loop is gone.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -162,4 +170,125 @@ TEST_CASE("a File outlives the loop that opened it", "[lifetime][fs]") {
   loop.destroy();
   CHECK(file->is_open());
   file.reset();  // closes the descriptor, synchronously
+}
+
+TEST_CASE("a PipeStream and a PipeListener outlive their loop, inert, and the socket file is gone", "[lifetime][pipe]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  const std::string path = dir / "doomed.sock";
+  std::optional<duet::PipeListener> listener(std::in_place, *loop, path);
+  std::optional<duet::PipeStream> client, server;
+  listener->accept([&](std::error_code ec, duet::PipeStream s) {
+    REQUIRE_FALSE(ec);
+    server = std::move(s);
+  });
+  duet::connect(*loop, path, [&](std::error_code ec, duet::PipeStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+  });
+  while (!client || !server) loop->run_once();
+  bool called = false;
+  char buffer[16];
+  client->read(buffer, [&](std::error_code, std::size_t) { called = true; });
+  listener->accept([&](std::error_code, duet::PipeStream) { called = true; });
+  duet::connect(*loop, path, [&](std::error_code, duet::PipeStream) { called = true; });  // still connecting
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(client->is_open());
+  CHECK_FALSE(listener->is_open());
+  CHECK_FALSE(std::filesystem::exists(path));
+  CHECK_THROWS_MATCHES(client->write("x", [](std::error_code) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(listener->local_name(), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  client->close();
+  listener.reset();
+  duet::PipeStream moved = std::move(*server);
+  CHECK_FALSE(moved.is_open());
+}
+
+TEST_CASE("a Tty in raw mode outlives its loop: the terminal's mode is restored, the Tty inert", "[lifetime][tty]") {
+  DoomedLoop loop;
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(::grantpt(master) == 0);
+  REQUIRE(::unlockpt(master) == 0);
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  REQUIRE(slave >= 0);
+  termios original{}, now{};
+  REQUIRE(::tcgetattr(slave, &original) == 0);
+  std::optional<duet::Tty> tty(std::in_place, *loop, slave);
+  tty->set_mode(duet::Tty::Mode::raw);
+  REQUIRE(::tcgetattr(slave, &now) == 0);
+  REQUIRE_FALSE(now.c_lflag & ICANON);
+  bool called = false;
+  char buffer[8];
+  tty->read(buffer, [&](std::error_code, std::size_t) { called = true; });
+  loop.destroy();
+  REQUIRE(::tcgetattr(slave, &now) == 0);
+  CHECK(now.c_lflag == original.c_lflag);
+  CHECK((now.c_lflag & ICANON));
+  CHECK((now.c_lflag & ECHO));
+  CHECK_FALSE(called);
+  CHECK_FALSE(tty->is_open());
+  CHECK(tty->mode() == duet::Tty::Mode::normal);
+  CHECK_THROWS_MATCHES(tty->set_mode(duet::Tty::Mode::raw), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(tty->window_size(), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  tty.reset();
+  ::close(slave);
+  ::close(master);
+}
+
+TEST_CASE("destroying the Loop kills and reaps a running child: no leak, no zombie, the Process inert",
+          "[lifetime][process]") {
+  DoomedLoop loop;
+  std::optional<duet::Process> child(duet::spawn(
+      *loop, {.file = "sleep", .args = {"sleep", "60"},
+              .stdio = {duet::Stdio::pipe(), duet::Stdio::pipe(), duet::Stdio::inherit()}}));
+  const int pid = child->pid();
+  bool called = false;
+  child->wait([&](std::error_code, duet::ExitStatus) { called = true; });
+  // A second child, let go while it runs: killed and reaped all the same.
+  std::optional<duet::Process> dropped(duet::spawn(*loop, {.file = "sleep", .args = {"sleep", "60"}}));
+  const int dropped_pid = dropped->pid();
+  dropped.reset();
+  loop.destroy();
+  CHECK_FALSE(called);
+  REQUIRE(loop.log.messages.size() == 1);
+  CHECK(loop.log.messages[0].find("1 operation(s) pending") != std::string::npos);  // the wait
+  for (int pid_ : {pid, dropped_pid}) {
+    CHECK(::waitpid(pid_, nullptr, WNOHANG) == -1);  // no child of ours any more: reaped
+    CHECK(errno == ECHILD);
+    CHECK_FALSE(std::filesystem::exists("/proc/" + std::to_string(pid_)));  // and gone, not running on
+  }
+  CHECK_FALSE(child->is_open());
+  CHECK_FALSE(child->running());
+  CHECK(child->pid() == pid);
+  CHECK_FALSE(child->pipe(0).is_open());
+  CHECK_THROWS_MATCHES(child->wait([](std::error_code, duet::ExitStatus) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(child->kill(SIGTERM), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  duet::Process moved = std::move(*child);
+  child.reset();
+}
+
+TEST_CASE("a detached child outlives its Loop: neither killed nor reaped", "[lifetime][process]") {
+  DoomedLoop loop;
+  duet::Process child = duet::spawn(*loop, {.file = "sleep", .args = {"sleep", "60"}});
+  const int pid = child.pid();
+  std::optional<std::error_code> waited;
+  child.wait([&](std::error_code ec, duet::ExitStatus) { waited = ec; });
+  child.detach();
+  CHECK_FALSE(child.is_open());
+  CHECK(child.pid() == pid);
+  loop->run();  // returns: the detached child no longer keeps the loop running (the wait was cancelled)
+  REQUIRE(waited);
+  CHECK(duet::is_cancelled(*waited));
+  loop.destroy();
+  CHECK(::kill(pid, 0) == 0);  // still there
+  CHECK(::waitpid(pid, nullptr, WNOHANG) == 0);  // still our child, still running: duet did not reap it
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  CHECK(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status));
 }

@@ -96,9 +96,10 @@ class StreamImpl : public OwnedHandle {
 };
 
 /// A stream of libuv type `Uv` (uv_tcp_t, uv_pipe_t, uv_tty_t). `init(uv_loop_t*, Uv*)` is the
-/// type's uv_*_init call; a failure throws `std::system_error`.
+/// type's uv_*_init call; a failure throws `std::system_error`. A handle type with something to undo
+/// before closing (a terminal's mode) derives from it and overrides `before_close`, calling this one's.
 template <class Uv>
-class StreamHandle final : public StreamImpl {
+class StreamHandle : public StreamImpl {
  public:
   template <class Init>
   StreamHandle(LoopCore* core, Init&& init) : StreamImpl(core, reinterpret_cast<uv_handle_t*>(&native)) {
