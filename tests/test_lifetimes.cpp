@@ -163,3 +163,31 @@ TEST_CASE("a File outlives the loop that opened it", "[lifetime][fs]") {
   CHECK(file->is_open());
   file.reset();  // closes the descriptor, synchronously
 }
+
+TEST_CASE("a UdpSocket outlives its loop, inert", "[lifetime][udp]") {
+  DoomedLoop loop;
+  std::optional<duet::UdpSocket> receiver(std::in_place, *loop, duet::Endpoint::loopback(0));
+  std::optional<duet::UdpSocket> streaming(std::in_place, *loop, duet::Endpoint::loopback(0));
+  bool called = false;
+  char buffer[16];
+  receiver->receive(buffer, [&](std::error_code, duet::UdpReceived) { called = true; });
+  streaming->receive_start([&](std::error_code, std::span<const char>, const duet::Endpoint&) { called = true; });
+  streaming->send_to(receiver->local_endpoint(), std::string(1000, 'x'), [&](std::error_code) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  REQUIRE(loop.log.messages.size() == 1);  // the pending receives and the send, reported once
+  CHECK(loop.log.messages[0].find("pending") != std::string::npos);
+  CHECK_FALSE(receiver->is_open());
+  CHECK(receiver->native() == nullptr);
+  CHECK_THROWS_MATCHES(receiver->receive(buffer, [](std::error_code, duet::UdpReceived) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(streaming->send_to(duet::Endpoint::loopback(9), "x", [](std::error_code) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(receiver->set_broadcast(true), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  streaming->receive_stop();
+  receiver->close();  // idempotent
+  duet::UdpSocket moved = std::move(*streaming);
+  CHECK_FALSE(moved.is_open());
+  receiver.reset();
+  streaming.reset();
+}

@@ -18,5 +18,6 @@
 #include "duet/task.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "duet/udp.hpp"
 #include "duet/when_all.hpp"
 #include "duet/with_timeout.hpp"
