@@ -1,6 +1,9 @@
 // What may outlive its Loop (docs/loop-and-operations.md): each public object is made on a loop, the
 // Loop is destroyed first, then the object is used and destroyed. ASan checks that nothing touches
 // freed memory; the tests check what each object does once its loop is gone.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <optional>
 #include <stdexcept>
@@ -190,4 +193,28 @@ TEST_CASE("a UdpSocket outlives its loop, inert", "[lifetime][udp]") {
   CHECK_FALSE(moved.is_open());
   receiver.reset();
   streaming.reset();
+}
+
+TEST_CASE("a Poller and a pending wait on a descriptor outlive their loop", "[lifetime][poll]") {
+  DoomedLoop loop;
+  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const int other = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  REQUIRE(efd >= 0);
+  REQUIRE(other >= 0);
+  std::optional<duet::Poller> poller(std::in_place, *loop, efd);
+  bool called = false;
+  poller->start(duet::PollEvents::readable, [&](std::error_code, duet::PollEvents) { called = true; });
+  duet::wait_readable(*loop, other, [&](std::error_code) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(poller->is_open());
+  CHECK_FALSE(poller->active());
+  CHECK_THROWS_MATCHES(poller->wait(duet::PollEvents::readable, [](std::error_code, duet::PollEvents) {}),
+                       std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  poller->stop();
+  duet::Poller moved = std::move(*poller);
+  CHECK_FALSE(moved.is_open());
+  poller.reset();
+  CHECK(::close(efd) == 0);  // duet never closes a descriptor it polls
+  CHECK(::close(other) == 0);
 }

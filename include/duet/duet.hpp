@@ -12,6 +12,7 @@
 #include "duet/loop.hpp"
 #include "duet/offload.hpp"
 #include "duet/open_files.hpp"
+#include "duet/poll.hpp"
 #include "duet/semaphore.hpp"
 #include "duet/signal.hpp"
 #include "duet/spawn.hpp"
