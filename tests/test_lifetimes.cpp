@@ -218,3 +218,28 @@ TEST_CASE("a Poller and a pending wait on a descriptor outlive their loop", "[li
   CHECK(::close(efd) == 0);  // duet never closes a descriptor it polls
   CHECK(::close(other) == 0);
 }
+
+TEST_CASE("Idle, Prepare and Check outlive their loop, inert", "[lifetime][hooks]") {
+  DoomedLoop loop;
+  duet::Idle idle(*loop);
+  duet::Prepare prepare(*loop);
+  duet::Check check(*loop);
+  bool called = false;
+  idle.start([&] { called = true; });
+  prepare.start([&] { called = true; });
+  check.next([&](std::error_code) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  for (duet::detail::LoopHook* hook : {static_cast<duet::detail::LoopHook*>(&idle),
+                                       static_cast<duet::detail::LoopHook*>(&prepare),
+                                       static_cast<duet::detail::LoopHook*>(&check)}) {
+    CHECK_FALSE(hook->is_open());
+    CHECK_FALSE(hook->active());
+    CHECK_THROWS_MATCHES(hook->start([] {}), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+    hook->stop();
+    hook->keep_loop_alive(false);
+    hook->close();
+  }
+  duet::Check moved = std::move(check);
+  CHECK_FALSE(moved.is_open());
+}
