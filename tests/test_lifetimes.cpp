@@ -243,3 +243,46 @@ TEST_CASE("Idle, Prepare and Check outlive their loop, inert", "[lifetime][hooks
   duet::Check moved = std::move(check);
   CHECK_FALSE(moved.is_open());
 }
+
+TEST_CASE("an FsEvent outlives its loop, inert, with events queued and a next pending", "[lifetime][fs_event]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  std::optional<duet::FsEvent> queued(std::in_place, *loop);
+  std::optional<duet::FsEvent> waiting(std::in_place, *loop);
+  queued->start(dir.path().string());
+  waiting->start(dir.path().string());
+  std::ofstream(dir / "new").close();
+  while (queued->queued() == 0) loop->run_once();
+  bool called = false;
+  waiting->next([&](std::error_code, duet::FileEvent) { called = true; });  // given the queued event ...
+  waiting->next([&](std::error_code, duet::FileEvent) { called = true; });  // ... this one waits
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(queued->is_open());
+  CHECK(queued->queued() == 0);
+  CHECK_THROWS_MATCHES(queued->next([](std::error_code, duet::FileEvent) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(waiting->start(dir.path().string()), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  duet::FsEvent moved = std::move(*waiting);
+  moved.stop();
+  queued.reset();
+  waiting.reset();
+}
+
+TEST_CASE("an FsPoll outlives its loop, inert, even with a stat on the thread pool", "[lifetime][fs_poll]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  std::optional<duet::FsPoll> poll(std::in_place, *loop);
+  bool called = false;
+  poll->start(dir / "missing", 1ms, [&](std::error_code, const duet::StatChange&) { called = true; });
+  loop.destroy();  // the first stat was just queued: the loop waits for it, and calls nothing back
+  CHECK_FALSE(called);
+  CHECK_FALSE(poll->is_open());
+  CHECK_FALSE(poll->active());
+  CHECK_THROWS_MATCHES(poll->start(dir / "missing", 1ms), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  duet::FsPoll moved = std::move(*poll);
+  moved.close();
+  poll.reset();
+}

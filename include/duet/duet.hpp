@@ -8,6 +8,8 @@
 #include "duet/endpoint.hpp"
 #include "duet/error.hpp"
 #include "duet/fs.hpp"
+#include "duet/fs_event.hpp"
+#include "duet/fs_poll.hpp"
 #include "duet/hooks.hpp"
 #include "duet/http/url.hpp"
 #include "duet/loop.hpp"
