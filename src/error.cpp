@@ -28,9 +28,9 @@ class DuetCategory final : public std::error_category {
       case errc::loop_closed:
         return "the loop was closed while the operation was pending";
       case errc::not_connected:
-        return "the stream is not connected";
+        return "not connected, or closed";
       case errc::already_reading:
-        return "the stream is already being read";
+        return "already being read or waited on";
       case errc::invalid_argument:
         return "invalid argument";
       case errc::malformed_response:

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -291,4 +292,122 @@ TEST_CASE("a detached child outlives its Loop: neither killed nor reaped", "[lif
   int status = 0;
   CHECK(::waitpid(pid, &status, 0) == pid);
   CHECK(WIFSIGNALED(status));
+TEST_CASE("a UdpSocket outlives its loop, inert", "[lifetime][udp]") {
+  DoomedLoop loop;
+  std::optional<duet::UdpSocket> receiver(std::in_place, *loop, duet::Endpoint::loopback(0));
+  std::optional<duet::UdpSocket> streaming(std::in_place, *loop, duet::Endpoint::loopback(0));
+  bool called = false;
+  char buffer[16];
+  receiver->receive(buffer, [&](std::error_code, duet::UdpReceived) { called = true; });
+  streaming->receive_start([&](std::error_code, std::span<const char>, const duet::Endpoint&) { called = true; });
+  streaming->send_to(receiver->local_endpoint(), std::string(1000, 'x'), [&](std::error_code) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  REQUIRE(loop.log.messages.size() == 1);  // the pending receives and the send, reported once
+  CHECK(loop.log.messages[0].find("pending") != std::string::npos);
+  CHECK_FALSE(receiver->is_open());
+  CHECK(receiver->native() == nullptr);
+  CHECK_THROWS_MATCHES(receiver->receive(buffer, [](std::error_code, duet::UdpReceived) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(streaming->send_to(duet::Endpoint::loopback(9), "x", [](std::error_code) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(receiver->set_broadcast(true), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  streaming->receive_stop();
+  receiver->close();  // idempotent
+  duet::UdpSocket moved = std::move(*streaming);
+  CHECK_FALSE(moved.is_open());
+  receiver.reset();
+  streaming.reset();
+}
+
+TEST_CASE("a Poller and a pending wait on a descriptor outlive their loop", "[lifetime][poll]") {
+  DoomedLoop loop;
+  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const int other = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  REQUIRE(efd >= 0);
+  REQUIRE(other >= 0);
+  std::optional<duet::Poller> poller(std::in_place, *loop, efd);
+  bool called = false;
+  poller->start(duet::PollEvents::readable, [&](std::error_code, duet::PollEvents) { called = true; });
+  duet::wait_readable(*loop, other, [&](std::error_code) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(poller->is_open());
+  CHECK_FALSE(poller->active());
+  CHECK_THROWS_MATCHES(poller->wait(duet::PollEvents::readable, [](std::error_code, duet::PollEvents) {}),
+                       std::system_error, Catch::Predicate<std::system_error>(not_connected));
+  poller->stop();
+  duet::Poller moved = std::move(*poller);
+  CHECK_FALSE(moved.is_open());
+  poller.reset();
+  CHECK(::close(efd) == 0);  // duet never closes a descriptor it polls
+  CHECK(::close(other) == 0);
+}
+
+TEST_CASE("Idle, Prepare and Check outlive their loop, inert", "[lifetime][hooks]") {
+  DoomedLoop loop;
+  duet::Idle idle(*loop);
+  duet::Prepare prepare(*loop);
+  duet::Check check(*loop);
+  bool called = false;
+  idle.start([&] { called = true; });
+  prepare.start([&] { called = true; });
+  check.next([&](std::error_code) { called = true; });
+  loop.destroy();
+  CHECK_FALSE(called);
+  for (duet::detail::LoopHook* hook : {static_cast<duet::detail::LoopHook*>(&idle),
+                                       static_cast<duet::detail::LoopHook*>(&prepare),
+                                       static_cast<duet::detail::LoopHook*>(&check)}) {
+    CHECK_FALSE(hook->is_open());
+    CHECK_FALSE(hook->active());
+    CHECK_THROWS_MATCHES(hook->start([] {}), std::system_error, Catch::Predicate<std::system_error>(not_connected));
+    hook->stop();
+    hook->keep_loop_alive(false);
+    hook->close();
+  }
+  duet::Check moved = std::move(check);
+  CHECK_FALSE(moved.is_open());
+}
+
+TEST_CASE("an FsEvent outlives its loop, inert, with events queued and a next pending", "[lifetime][fs_event]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  std::optional<duet::FsEvent> queued(std::in_place, *loop);
+  std::optional<duet::FsEvent> waiting(std::in_place, *loop);
+  queued->start(dir.path().string());
+  waiting->start(dir.path().string());
+  std::ofstream(dir / "new").close();
+  while (queued->queued() == 0) loop->run_once();
+  bool called = false;
+  waiting->next([&](std::error_code, duet::FileEvent) { called = true; });  // given the queued event ...
+  waiting->next([&](std::error_code, duet::FileEvent) { called = true; });  // ... this one waits
+  loop.destroy();
+  CHECK_FALSE(called);
+  CHECK_FALSE(queued->is_open());
+  CHECK(queued->queued() == 0);
+  CHECK_THROWS_MATCHES(queued->next([](std::error_code, duet::FileEvent) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  CHECK_THROWS_MATCHES(waiting->start(dir.path().string()), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  duet::FsEvent moved = std::move(*waiting);
+  moved.stop();
+  queued.reset();
+  waiting.reset();
+}
+
+TEST_CASE("an FsPoll outlives its loop, inert, even with a stat on the thread pool", "[lifetime][fs_poll]") {
+  DoomedLoop loop;
+  duet::test::TempDir dir;
+  std::optional<duet::FsPoll> poll(std::in_place, *loop);
+  bool called = false;
+  poll->start(dir / "missing", 1ms, [&](std::error_code, const duet::StatChange&) { called = true; });
+  loop.destroy();  // the first stat was just queued: the loop waits for it, and calls nothing back
+  CHECK_FALSE(called);
+  CHECK_FALSE(poll->is_open());
+  CHECK_FALSE(poll->active());
+  CHECK_THROWS_MATCHES(poll->start(dir / "missing", 1ms), std::system_error,
+                       Catch::Predicate<std::system_error>(not_connected));
+  duet::FsPoll moved = std::move(*poll);
+  moved.close();
+  poll.reset();
 }

@@ -30,8 +30,8 @@ inline std::error_code uv_error(int status) noexcept {
 enum class errc {
   offload_threw = 1,   ///< the function given to `offload` threw (the exception is reported with it)
   loop_closed,         ///< the loop was destroyed while the operation was pending
-  not_connected,       ///< an operation on a stream that is closed or was never connected
-  already_reading,     ///< a second reader on a stream that is already being read
+  not_connected,       ///< an operation on a stream never connected, or on any closed duet object
+  already_reading,     ///< a second reader (or waiter) on a stream, socket or handle that has one
   invalid_argument,    ///< an argument duet rejected before reaching libuv
   malformed_response,  ///< HTTP: a peer sent bytes that are not HTTP (llhttp's reason is attached)
   header_too_large,    ///< HTTP: the header block passed its limit
