@@ -1,5 +1,6 @@
 #include "duet/fs.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +24,10 @@ std::string temporary_name_for(const std::string& path) {
   auto [folder, name] = split_path(path);
   return folder + "." + name + "." + std::to_string(::getpid()) + "." + std::to_string(++counter) + ".tmp";
 }
+
+bool is_directory(const Stat& st) noexcept { return (st.st_mode & S_IFMT) == S_IFDIR; }
+
+void unlink_now(const std::string& path) noexcept { ::unlink(path.c_str()); }
 
 }  // namespace detail
 }  // namespace duet::fs
