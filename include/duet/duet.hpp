@@ -8,6 +8,7 @@
 #include "duet/endpoint.hpp"
 #include "duet/error.hpp"
 #include "duet/fs.hpp"
+#include "duet/fs_directory.hpp"
 #include "duet/http/url.hpp"
 #include "duet/loop.hpp"
 #include "duet/offload.hpp"
