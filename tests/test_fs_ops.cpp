@@ -721,6 +721,12 @@ TEST_CASE("a path holding a NUL byte is refused before libuv could cut it short,
   CHECK(by_callback<fs::Stat>(loop, [&](auto cb) { fs::lstat(loop, bad, cb); }).first == kRefused);
   CHECK(coroutine_error(loop, [&] { return fs::rmdir(loop, bad_dir); }) == kRefused);
   CHECK(coroutine_error(loop, [&] { return fs::scandir(loop, bad_dir); }) == kRefused);
+  CHECK(by_callback(loop, [&](auto cb) { fs::unlink(loop, bad, cb); }) == kRefused);
+  CHECK(coroutine_error(loop, [&] { return fs::unlink(loop, bad); }) == kRefused);
+  CHECK(by_callback(loop, [&](auto cb) { fs::rename(loop, dir / "f", bad, cb); }) == kRefused);
+  CHECK(by_callback<fs::Stat>(loop, [&](auto cb) { fs::stat(loop, bad, cb); }).first == kRefused);
+  CHECK(by_callback<fs::File>(loop, [&](auto cb) { fs::open(loop, bad, UV_FS_O_RDONLY, 0, cb); }).first == kRefused);
+  CHECK(coroutine_error(loop, [&] { return fs::mkdir(loop, bad); }) == kRefused);
   CHECK(duet::test::read_file(dir / "f") == "kept");
   CHECK(permissions_of(dir / "f") != 0600);
   CHECK(names_in(dir.path()) == std::set<std::string>{"f"});

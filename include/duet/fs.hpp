@@ -132,6 +132,8 @@ void unlink_now(const std::string& path) noexcept;
 /// calls `cb(std::error_code, File)`.
 template <class Callback>
 void open(Loop& loop, std::string path, int flags, int mode, Callback&& cb) {
+  if (detail::bad_path(path))
+    return detail::fail<File>(loop, std::forward<Callback>(cb), make_error_code(errc::invalid_argument));
   detail::start<File>(loop, std::forward<Callback>(cb), &detail::extract_file, std::move(path),
                       [flags, mode](uv_loop_t* uv, uv_fs_t* req, std::string& p, uv_fs_cb done) {
                         return uv_fs_open(uv, req, p.c_str(), flags, mode, done);
@@ -234,6 +236,8 @@ void ftruncate(Loop& loop, const File& file, std::int64_t length, Callback&& cb)
 /// Calls `cb(std::error_code, Stat)` with `path`'s metadata (following symlinks).
 template <class Callback>
 void stat(Loop& loop, std::string path, Callback&& cb) {
+  if (detail::bad_path(path))
+    return detail::fail<Stat>(loop, std::forward<Callback>(cb), make_error_code(errc::invalid_argument));
   detail::start<Stat>(
       loop, std::forward<Callback>(cb), &detail::extract_stat, std::move(path),
       [](uv_loop_t* uv, uv_fs_t* req, std::string& p, uv_fs_cb done) { return uv_fs_stat(uv, req, p.c_str(), done); });
@@ -358,6 +362,8 @@ void futime(Loop& loop, const File& file, std::chrono::system_clock::time_point 
 /// Removes the file `path`; calls `cb(std::error_code)`.
 template <class Callback>
 void unlink(Loop& loop, std::string path, Callback&& cb) {
+  if (detail::bad_path(path))
+    return detail::fail<void>(loop, std::forward<Callback>(cb), make_error_code(errc::invalid_argument));
   detail::start<void>(loop, std::forward<Callback>(cb), nullptr, std::move(path),
                       [](uv_loop_t* uv, uv_fs_t* req, std::string& p, uv_fs_cb done) {
                         return uv_fs_unlink(uv, req, p.c_str(), done);
@@ -367,6 +373,8 @@ void unlink(Loop& loop, std::string path, Callback&& cb) {
 /// Renames `from` to `to`, replacing `to` atomically; calls `cb(std::error_code)`.
 template <class Callback>
 void rename(Loop& loop, std::string from, std::string to, Callback&& cb) {
+  if (detail::bad_path(from) || detail::bad_path(to))
+    return detail::fail<void>(loop, std::forward<Callback>(cb), make_error_code(errc::invalid_argument));
   detail::start<void>(loop, std::forward<Callback>(cb), nullptr, std::move(from),
                       [to = std::move(to)](uv_loop_t* uv, uv_fs_t* req, std::string& f, uv_fs_cb done) {
                         return uv_fs_rename(uv, req, f.c_str(), to.c_str(), done);

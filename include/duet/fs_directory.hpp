@@ -138,6 +138,8 @@ std::vector<DirEntry> extract_entries(uv_fs_t& req, DirRead& read);
 /// Creates one folder (mode 0777 less the umask); calls `cb(std::error_code)` (UV_EEXIST if it exists).
 template <class Callback>
 void mkdir(Loop& loop, std::string path, Callback&& cb) {
+  if (detail::bad_path(path))
+    return detail::fail<void>(loop, std::forward<Callback>(cb), make_error_code(errc::invalid_argument));
   detail::start<void>(loop, std::forward<Callback>(cb), nullptr, std::move(path),
                       [](uv_loop_t* uv, uv_fs_t* req, std::string& p, uv_fs_cb done) {
                         return uv_fs_mkdir(uv, req, p.c_str(), 0777, done);
