@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -5,8 +6,29 @@
 
 #include "duet/dns.hpp"
 #include "duet/offload.hpp"
+#include "duet/spawn.hpp"
+#include "duet/task.hpp"
 #include "duet/timer.hpp"
 #include "support.hpp"
+
+namespace {
+
+/// Runs `task` on `loop`; the error it throws (or success).
+template <class T>
+std::error_code thrown_by(duet::Loop& loop, duet::Task<T> task) {
+  try {
+    duet::run(loop, std::move(task));
+  } catch (const std::system_error& e) {
+    return e.code();
+  }
+  return {};
+}
+
+duet::Task<duet::NameInfo> name_of(duet::Loop& loop, duet::Endpoint ep) {
+  co_return co_await duet::reverse_resolve(loop, ep);
+}
+
+}  // namespace
 
 TEST_CASE("resolve finds localhost, with the port", "[dns]") {
   duet::Loop loop;
@@ -133,4 +155,113 @@ TEST_CASE("Endpoint parses IPv4 and IPv6 and rejects names", "[dns]") {
   CHECK(duet::Endpoint::loopback(9, true).family() == AF_INET6);
   CHECK_THROWS_AS(duet::Endpoint::parse("localhost", 80), std::system_error);
   CHECK(duet::Endpoint().family() == AF_UNSPEC);
+}
+
+// ---- reverse_resolve ------------------------------------------------------------------------------------
+
+TEST_CASE("reverse_resolve names 127.0.0.1 and its port's service, both faces", "[dns]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  duet::NameInfo found;
+  bool inside = true;
+  duet::reverse_resolve(loop, duet::Endpoint::loopback(80), [&](std::error_code ec, duet::NameInfo info) {
+    CHECK_FALSE(inside);
+    result = ec;
+    found = std::move(info);
+  });
+  inside = false;
+  loop.run();
+  REQUIRE(result);
+  REQUIRE_FALSE(*result);
+  CHECK(found.host == "localhost");  // as every /etc/hosts says; a name is required, never the digits
+  CHECK((found.service == "http" || found.service == "80"));  // "80" where /etc/services is missing
+
+  const duet::NameInfo co = duet::run(loop, name_of(loop, duet::Endpoint::loopback(80)));
+  CHECK(co.host == found.host);
+  CHECK(co.service == found.service);
+
+  // The name found leads back to the address.
+  std::vector<duet::Endpoint> back;
+  duet::resolve(loop, found.host, 80, [&](std::error_code ec, std::vector<duet::Endpoint> eps) {
+    REQUIRE_FALSE(ec);
+    back = std::move(eps);
+  });
+  loop.run();
+  CHECK(std::find(back.begin(), back.end(), duet::Endpoint::loopback(80)) != back.end());
+}
+
+TEST_CASE("reverse_resolve refuses an endpoint that is not an address, both faces", "[dns]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  bool inside = true;
+  duet::reverse_resolve(loop, duet::Endpoint(), [&](std::error_code ec, duet::NameInfo info) {
+    CHECK_FALSE(inside);
+    result = ec;
+    CHECK(info.host.empty());
+    CHECK(info.service.empty());
+  });
+  inside = false;
+  loop.run();
+  REQUIRE(result);
+  CHECK(*result == duet::errc::invalid_argument);
+  CHECK(thrown_by(loop, name_of(loop, duet::Endpoint())) == duet::errc::invalid_argument);
+}
+
+TEST_CASE("reverse_resolve of an address that has no name reports a getaddrinfo error", "[dns]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  // 192.0.2.1 is for documentation (RFC 5737): no hosts file or DNS names it.
+  const auto nameless = duet::Endpoint::parse("192.0.2.1", 80);
+  duet::reverse_resolve(loop, nameless, [&](std::error_code ec, duet::NameInfo info) {
+    result = ec;
+    CHECK(info.host.empty());
+  });
+  loop.run();
+  REQUIRE(result);
+  CHECK(duet::error_name(*result).rfind("EAI_", 0) == 0);  // EAI_NONAME, or EAI_AGAIN without DNS
+  CHECK(thrown_by(loop, name_of(loop, nameless)).category() == duet::uv_category());
+}
+
+TEST_CASE("a queued reverse_resolve is cancelled with UV_ECANCELED, both faces", "[dns][cancel]") {
+  duet::Loop loop;
+  duet::test::PoolBlocker busy(loop);  // the lookup cannot start: it stays queued
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  duet::reverse_resolve(loop, duet::Endpoint::loopback(80),
+                        duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::NameInfo info) {
+                          result = ec;
+                          CHECK(info.host.empty());
+                          CHECK(info.service.empty());
+                        }));
+  bool started = false;
+  auto task = [](duet::Loop& l, bool& s) -> duet::Task<duet::NameInfo> {
+    s = true;
+    co_return co_await duet::reverse_resolve(l, duet::Endpoint::loopback(80));
+  };
+  auto handle = duet::spawn(loop, task(loop, started));
+  while (!started) loop.run_once();
+  stop.request_stop();
+  handle.cancel();
+  busy.release();
+  loop.run();
+  REQUIRE(result);
+  CHECK(duet::is_cancelled(*result));
+  CHECK_THROWS_AS(handle.result(), duet::Cancelled);
+  CHECK(busy.finished == duet::test::threadpool_size());
+}
+
+TEST_CASE("destroying the loop with a reverse_resolve queued calls nothing back and leaks nothing", "[dns][loop]") {
+  duet::test::ErrorLog log;
+  std::optional<duet::test::PoolBlocker> busy;  // outlives the loop: released inside its destruction
+  bool called = false;
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    busy.emplace(loop);
+    duet::test::release_during_destruction(loop, *busy);
+    duet::reverse_resolve(loop, duet::Endpoint::loopback(80), [&](std::error_code, duet::NameInfo) { called = true; });
+  }
+  CHECK_FALSE(called);
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("operation(s) pending") != std::string::npos);
 }
