@@ -6,6 +6,7 @@
 
 #include "duet/dns.hpp"
 #include "duet/offload.hpp"
+#include "duet/random.hpp"
 #include "duet/spawn.hpp"
 #include "duet/task.hpp"
 #include "duet/timer.hpp"
@@ -27,6 +28,8 @@ std::error_code thrown_by(duet::Loop& loop, duet::Task<T> task) {
 duet::Task<duet::NameInfo> name_of(duet::Loop& loop, duet::Endpoint ep) {
   co_return co_await duet::reverse_resolve(loop, ep);
 }
+
+duet::Task<std::string> random_from(duet::Loop& loop, std::size_t n) { co_return co_await duet::random_bytes(loop, n); }
 
 }  // namespace
 
@@ -260,6 +263,119 @@ TEST_CASE("destroying the loop with a reverse_resolve queued calls nothing back 
     busy.emplace(loop);
     duet::test::release_during_destruction(loop, *busy);
     duet::reverse_resolve(loop, duet::Endpoint::loopback(80), [&](std::error_code, duet::NameInfo) { called = true; });
+  }
+  CHECK_FALSE(called);
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("operation(s) pending") != std::string::npos);
+}
+
+// ---- random_bytes (random.hpp): the same thread pool, the same request life cycle -------------------------
+
+TEST_CASE("random_bytes gives exactly n bytes, different on each call, both faces", "[random]") {
+  duet::Loop loop;
+  std::vector<std::string> got;
+  bool inside = true;
+  for (int i = 0; i < 2; ++i) {
+    duet::random_bytes(loop, 32, [&](std::error_code ec, std::string bytes) {
+      CHECK_FALSE(inside);
+      REQUIRE_FALSE(ec);
+      got.push_back(std::move(bytes));
+    });
+  }
+  inside = false;
+  loop.run();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].size() == 32);
+  CHECK(got[1].size() == 32);
+  CHECK(got[0] != got[1]);  // 2^-256 to be equal by chance
+  CHECK(got[0] != std::string(32, '\0'));
+
+  const std::string co = duet::run(loop, random_from(loop, 1000));
+  CHECK(co.size() == 1000);
+  CHECK(co.substr(0, 32) != got[0]);
+}
+
+TEST_CASE("random_bytes of zero bytes gives an empty string on a later turn, both faces", "[random]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  std::string bytes = "not empty";
+  bool inside = true;
+  duet::random_bytes(loop, 0, [&](std::error_code ec, std::string b) {
+    CHECK_FALSE(inside);
+    result = ec;
+    bytes = std::move(b);
+  });
+  inside = false;
+  loop.run();
+  REQUIRE(result);
+  CHECK_FALSE(*result);
+  CHECK(bytes.empty());
+  CHECK(duet::run(loop, random_from(loop, 0)).empty());
+}
+
+TEST_CASE("random_bytes refuses more than one request can fill with UV_E2BIG, both faces", "[random]") {
+  duet::Loop loop;
+  std::optional<std::error_code> result;
+  const std::size_t too_many = std::size_t(1) << 31;  // refused before a 2 GiB buffer is allocated
+  duet::random_bytes(loop, too_many, [&](std::error_code ec, std::string b) {
+    result = ec;
+    CHECK(b.empty());
+  });
+  loop.run();
+  REQUIRE(result);
+  CHECK(result->value() == UV_E2BIG);
+  CHECK(thrown_by(loop, random_from(loop, too_many)).value() == UV_E2BIG);
+}
+
+TEST_CASE("a queued random_bytes is cancelled with UV_ECANCELED, both faces", "[random][cancel]") {
+  duet::Loop loop;
+  duet::test::PoolBlocker busy(loop);
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  duet::random_bytes(loop, 16, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::string b) {
+                       result = ec;
+                       CHECK(b.empty());
+                     }));
+  bool started = false;
+  auto task = [](duet::Loop& l, bool& s) -> duet::Task<std::string> {
+    s = true;
+    co_return co_await duet::random_bytes(l, 16);
+  };
+  auto handle = duet::spawn(loop, task(loop, started));
+  while (!started) loop.run_once();
+  stop.request_stop();
+  handle.cancel();
+  busy.release();
+  loop.run();
+  REQUIRE(result);
+  CHECK(duet::is_cancelled(*result));
+  CHECK_THROWS_AS(handle.result(), duet::Cancelled);
+}
+
+TEST_CASE("destroying the loop with a random_bytes queued calls nothing back and leaks nothing", "[random][loop]") {
+  duet::test::ErrorLog log;
+  std::optional<duet::test::PoolBlocker> busy;  // outlives the loop: released inside its destruction
+  bool called = false;
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    busy.emplace(loop);
+    duet::test::release_during_destruction(loop, *busy);
+    duet::random_bytes(loop, 64, [&](std::error_code, std::string) { called = true; });
+  }
+  CHECK_FALSE(called);
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("operation(s) pending") != std::string::npos);
+}
+
+TEST_CASE("destroying the loop after random_bytes ran but before it called back drops its bytes", "[random][loop]") {
+  duet::test::ErrorLog log;
+  bool called = false;
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    duet::random_bytes(loop, 1 << 20, [&](std::error_code, std::string) { called = true; });
+    duet::test::PoolBlocker busy(loop);  // returns once the request above has run on the pool
   }
   CHECK_FALSE(called);
   REQUIRE(log.messages.size() == 1);

@@ -13,6 +13,7 @@
 #include "duet/loop.hpp"
 #include "duet/offload.hpp"
 #include "duet/open_files.hpp"
+#include "duet/random.hpp"
 #include "duet/semaphore.hpp"
 #include "duet/signal.hpp"
 #include "duet/spawn.hpp"
