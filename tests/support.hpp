@@ -21,6 +21,9 @@
 #include <vector>
 
 #include "duet/offload.hpp"
+#include "duet/spawn.hpp"
+#include "duet/task.hpp"
+#include "duet/timer.hpp"
 
 namespace duet::test {
 
@@ -66,6 +69,27 @@ class PoolBlocker {
   int started_ = 0;
   bool released_ = false;
 };
+
+/// Makes `busy` let go of the pool from inside `loop`'s destructor, right after the loop has cancelled
+/// the requests still queued behind it: so that a test can destroy a loop whose requests are certainly
+/// queued (cancelled), not running. A spawned task holds the release, suspended on a day-long sleep;
+/// the loop's destruction cancels its tasks (and destroys their frames) only after cancelling its
+/// requests, and then waits for the pool. Call on the loop thread, before the requests are started
+/// (it runs the loop until the task waits); `busy` must outlive the loop.
+inline void release_during_destruction(Loop& loop, PoolBlocker& busy) {
+  struct Release {
+    PoolBlocker* busy;
+    ~Release() { busy->release(); }
+  };
+  bool waiting = false;
+  auto hold = [](Loop& l, PoolBlocker& b, bool& w) -> Task<> {
+    Release release{&b};
+    w = true;
+    co_await duet::sleep(l, std::chrono::hours(24));
+  };
+  spawn(loop, hold(loop, busy, waiting)).detach();
+  while (!waiting) loop.run_once();
+}
 
 /// Collects the messages of what reaches a loop's error hook: `loop.set_error_handler(log.handler())`.
 struct ErrorLog {

@@ -10,13 +10,15 @@
 //     stop.request_stop();
 //
 // What cancelling does (the table in docs/loop-and-operations.md, "Cancellation", has every operation):
-// queued fs, work and DNS requests are `uv_cancel`ed; timers are stopped; connects and pending reads
-// are abandoned by closing or stopping their handle. The callback is then called once, later, from the
-// loop (never inside `request_stop()`), with `UV_ECANCELED`. A request already running on the thread
-// pool cannot be stopped: it finishes, its result is discarded (an opened file is closed), and the
-// callback still gets `UV_ECANCELED`. A started write or shutdown cannot be recalled: the callback is
-// detached and gets `UV_ECANCELED`, while the stream goes on sending the bytes it owns. (A semaphore
-// wait is the exception to "later": it calls back inside `request_stop()`; see semaphore.hpp.)
+// queued fs, work, DNS and random requests are `uv_cancel`ed; timers are stopped; connects and pending
+// reads are abandoned by closing or stopping their handle. The callback is then called once, later,
+// from the loop (never inside `request_stop()`), with `UV_ECANCELED`. A request already running on the
+// thread pool cannot be stopped: it finishes, its result is discarded (an opened file is closed, a
+// temporary file or folder it made is removed), and the callback still gets `UV_ECANCELED`. (`fs::close`
+// and `fs::closedir` are never cancelled: the descriptor would stay open.) A started write or shutdown
+// cannot be recalled: the callback is detached and gets `UV_ECANCELED`, while the stream goes on
+// sending the bytes it owns. (A semaphore wait is the exception to "later": it calls back inside
+// `request_stop()`; see semaphore.hpp.)
 //
 // Thread rule: `request_stop()` may be called on any thread. Called on the loop's thread, the
 // operation is cancelled inside it; called on another, the cancellation is posted to the loop and

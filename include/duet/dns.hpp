@@ -1,18 +1,29 @@
-// duet/dns.hpp — host name resolution on libuv's thread pool (`uv_getaddrinfo`).
+// duet/dns.hpp — name resolution on libuv's thread pool: host to addresses (`uv_getaddrinfo`) and
+// address to host name (`uv_getnameinfo`).
 //
 //     duet::resolve(loop, "localhost", 8000, [](std::error_code ec, std::vector<duet::Endpoint> eps) {...});
+//     duet::reverse_resolve(loop, duet::Endpoint::loopback(80), [](std::error_code ec, duet::NameInfo n) {...});
 //
-// Calls back with every TCP endpoint the system resolver returns, in its order (IPv4 and IPv6), or
-// with an error: UV_EAI_NONAME for an unknown host, UV_EAI_AGAIN for a temporary failure, UV_ECANCELED
-// when cancelled (a lookup still queued is `uv_cancel`ed; one already running finishes unheard).
-// A numeric address ("127.0.0.1", "::1") resolves to itself without the thread pool: the callback
-// comes on the loop's next turn (UV_ECANCELED if its stop token was stopped meanwhile). Cost of a
-// lookup: one pooled request object, plus libuv's own `addrinfo` list, freed before the callback runs.
+// `resolve` calls back with every TCP endpoint the system resolver returns, in its order (IPv4 and
+// IPv6), or with an error: UV_EAI_NONAME for an unknown host, UV_EAI_AGAIN for a temporary failure,
+// UV_ECANCELED when cancelled (a lookup still queued is `uv_cancel`ed; one already running finishes
+// unheard). A numeric address ("127.0.0.1", "::1") resolves to itself without the thread pool: the
+// callback comes on the loop's next turn (UV_ECANCELED if its stop token was stopped meanwhile).
+//
+// `reverse_resolve` asks the system (/etc/hosts, then DNS, as configured) for the name of an
+// endpoint's address and of its port's service: `{"localhost", "http"}` for 127.0.0.1:80. A name is
+// required: an address that has none is UV_EAI_NONAME (not its own digits back); UV_EAI_AGAIN when
+// no resolver answers; an endpoint that is neither IPv4 nor IPv6 (a default `Endpoint`) is refused
+// with `errc::invalid_argument`; cancelling works as for `resolve`.
+//
+// Cost of a lookup: one pooled request object, plus (for `resolve`) libuv's own `addrinfo` list,
+// freed before the callback runs, or (for `reverse_resolve`) the two strings of the result.
 #pragma once
 
 #include <netdb.h>
 
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -20,9 +31,18 @@
 #include "duet/cancellation.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/endpoint.hpp"
+#include "duet/error.hpp"
 #include "duet/loop.hpp"
 
 namespace duet {
+
+/// What `reverse_resolve` finds: the name of the address, and of the port's service ("http"; the
+/// port's digits when the system knows no name for it).
+struct NameInfo {
+  std::string host;
+  std::string service;
+};
+
 namespace detail {
 
 template <class Cb>
@@ -46,6 +66,30 @@ class ResolveOp final : public RequestOp<ResolveOp<Cb>, uv_getaddrinfo_t, Cb> {
     uv_freeaddrinfo(res);
     if (self->loop_closing()) return self->finish_silently();
     self->complete(ec, std::move(endpoints));
+  }
+};
+
+template <class Cb>
+class NameInfoOp final : public RequestOp<NameInfoOp<Cb>, uv_getnameinfo_t, Cb> {
+ public:
+  using RequestOp<NameInfoOp<Cb>, uv_getnameinfo_t, Cb>::RequestOp;
+
+  // `host` and `service` point into the request, which is gone once `complete` runs: copied first.
+  static void on_done(uv_getnameinfo_t* req, int status, const char* host, const char* service) noexcept {
+    auto* self = static_cast<NameInfoOp*>(req->data);
+    if (self->loop_closing()) return self->finish_silently();
+    std::error_code ec = self->status_error(status);
+    NameInfo info;
+    if (!ec) {
+      try {
+        info.host = host;
+        info.service = service;
+      } catch (const std::bad_alloc&) {
+        ec = uv_error(UV_ENOMEM);
+        info = NameInfo();
+      }
+    }
+    self->complete(ec, std::move(info));
   }
 };
 
@@ -80,6 +124,27 @@ void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&&
 [[nodiscard]] inline auto resolve(Loop& loop, std::string host, std::uint16_t port) {
   return awaitable<std::vector<Endpoint>>(
       [&loop, host = std::move(host), port](auto cb) { duet::resolve(loop, host, port, std::move(cb)); });
+}
+
+/// Looks up the host name of `endpoint`'s address and the service name of its port; calls
+/// `cb(std::error_code, NameInfo)`. An address without a name is UV_EAI_NONAME.
+template <class Callback>
+requires std::invocable<Callback&, std::error_code, NameInfo>
+void reverse_resolve(Loop& loop, const Endpoint& endpoint, Callback&& cb) {
+  using Op = detail::NameInfoOp<std::decay_t<Callback>>;
+  auto& core = loop.core();
+  if (endpoint.family() != AF_INET && endpoint.family() != AF_INET6)  // libuv would say only UV_EINVAL
+    return detail::fail_later<NameInfo>(core, std::decay_t<Callback>(std::forward<Callback>(cb)),
+                                        make_error_code(errc::invalid_argument));
+  Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)));
+  if (int rc = uv_getnameinfo(core.uv, &op->req, &Op::on_done, endpoint.data(), NI_NAMEREQD); rc < 0)
+    return op->template fail_submission<NameInfo>(rc);
+  op->watch_stop();
+}
+
+/// Coroutine face: `duet::NameInfo name = co_await duet::reverse_resolve(loop, endpoint);`
+[[nodiscard]] inline auto reverse_resolve(Loop& loop, const Endpoint& endpoint) {
+  return awaitable<NameInfo>([&loop, endpoint](auto cb) { duet::reverse_resolve(loop, endpoint, std::move(cb)); });
 }
 
 }  // namespace duet
