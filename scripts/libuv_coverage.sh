@@ -43,7 +43,8 @@ functions=(
 used=0
 missing=()
 for f in "${functions[@]}"; do
-  where=$(grep -rlE "\b$f\(" include src 2> /dev/null | head -3 | tr '\n' ' ' || true)
+  where=$(grep -rE "\b$f\b" include src 2> /dev/null | grep -vE '^[^:]*:\s*//' | cut -d: -f1 | sort -u | head -3 |
+    tr '\n' ' ' || true)
   if [[ -n $where ]]; then
     used=$((used + 1))
     [[ ${1:-} == --all ]] && printf '%-34s %s\n' "$f" "$where"

@@ -137,7 +137,7 @@ void reverse_resolve(Loop& loop, const Endpoint& endpoint, Callback&& cb) {
     return detail::fail_later<NameInfo>(core, std::decay_t<Callback>(std::forward<Callback>(cb)),
                                         make_error_code(errc::invalid_argument));
   Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)));
-  if (int rc = uv_getnameinfo(core.uv, &op->req, &Op::on_done, endpoint.data(), NI_NAMEREQD); rc < 0)
+  if (int rc = uv_getnameinfo(core.uv(), &op->req, &Op::on_done, endpoint.data(), NI_NAMEREQD); rc < 0)
     return op->template fail_submission<NameInfo>(rc);
   op->watch_stop();
 }

@@ -64,7 +64,7 @@ void random_bytes(Loop& loop, std::size_t n, Callback&& cb) {
     return detail::fail_later<std::string>(core, std::decay_t<Callback>(std::forward<Callback>(cb)),
                                            uv_error(UV_E2BIG));
   Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)), n);
-  if (int rc = uv_random(core.uv, &op->req, op->bytes.data(), op->bytes.size(), 0, &Op::on_done); rc < 0)
+  if (int rc = uv_random(core.uv(), &op->req, op->bytes.data(), op->bytes.size(), 0, &Op::on_done); rc < 0)
     return op->template fail_submission<std::string>(rc);
   op->watch_stop();
 }
