@@ -292,6 +292,8 @@ TEST_CASE("a detached child outlives its Loop: neither killed nor reaped", "[lif
   int status = 0;
   CHECK(::waitpid(pid, &status, 0) == pid);
   CHECK(WIFSIGNALED(status));
+}
+
 TEST_CASE("a UdpSocket outlives its loop, inert", "[lifetime][udp]") {
   DoomedLoop loop;
   std::optional<duet::UdpSocket> receiver(std::in_place, *loop, duet::Endpoint::loopback(0));
