@@ -66,7 +66,9 @@ PipeStream PipeStream::open(Loop& loop, uv_file fd) {
 
 uv_pipe_t* PipeStream::native() const noexcept { return impl_ ? detail::pipe_handle(impl_.get()) : nullptr; }
 
-std::string PipeStream::local_name() const { return detail::name_of(detail::pipe_handle(open_impl("local_name")), false); }
+std::string PipeStream::local_name() const {
+  return detail::name_of(detail::pipe_handle(open_impl("local_name")), false);
+}
 
 std::string PipeStream::peer_name() const { return detail::name_of(detail::pipe_handle(open_impl("peer_name")), true); }
 

@@ -181,8 +181,7 @@ TEST_CASE("a cancelled pipe connect calls back with UV_ECANCELED", "[pipe][cance
   PipeListener listener(loop, path);
   std::stop_source stop;
   std::optional<std::error_code> result;
-  duet::connect(loop, path,
-                duet::with_cancellation(stop.get_token(), [&](std::error_code ec, PipeStream s) {
+  duet::connect(loop, path, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, PipeStream s) {
                   result = ec;
                   CHECK_FALSE(s.is_open());
                   listener.close();

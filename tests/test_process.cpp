@@ -29,11 +29,10 @@ ProcessOptions shell(const std::string& script, std::vector<Stdio> stdio) {
   return {.file = "/bin/sh", .args = {"sh", "-c", script}, .stdio = std::move(stdio)};
 }
 
-/// Reads `stream` to its end, appending to `into`; `done()` runs at the end.
-void read_all(duet::Stream& stream, std::string& into, std::function<void()> done = [] {}) {
-  stream.read_start([&into, done = std::move(done)](std::error_code ec, std::span<const char> chunk) {
+/// Reads `stream` to its end, appending to `into`.
+void read_all(duet::Stream& stream, std::string& into) {
+  stream.read_start([&into](std::error_code ec, std::span<const char> chunk) {
     REQUIRE_FALSE(ec);
-    if (chunk.empty()) return done();
     into.append(chunk.begin(), chunk.end());
   });
 }
@@ -64,7 +63,8 @@ std::string chunk_at(std::size_t offset) {
 
 TEST_CASE("echo through /bin/sh -c: stdout and stderr pipes, exit status 0", "[process]") {
   duet::Loop loop;
-  Process child = duet::spawn(loop, shell("echo hello; echo oops >&2", {Stdio::ignore(), Stdio::pipe(), Stdio::pipe()}));
+  Process child =
+      duet::spawn(loop, shell("echo hello; echo oops >&2", {Stdio::ignore(), Stdio::pipe(), Stdio::pipe()}));
   CHECK(child.pid() > 0);
   CHECK(child.is_open());
   std::string out, err;
@@ -92,7 +92,8 @@ TEST_CASE("echo through /bin/sh -c: stdout and stderr pipes, exit status 0", "[p
 TEST_CASE("the coroutine face: echo through /bin/sh -c and co_await wait", "[process][coro]") {
   duet::Loop loop;
   auto run = [](duet::Loop& l) -> Task<std::pair<std::string, ExitStatus>> {
-    Process child = duet::spawn(l, shell("read line; echo \"got $line\"", {Stdio::pipe(), Stdio::pipe(), Stdio::inherit()}));
+    Process child =
+        duet::spawn(l, shell("read line; echo \"got $line\"", {Stdio::pipe(), Stdio::pipe(), Stdio::inherit()}));
     co_await child.pipe(0).write("ping\n");
     co_await child.pipe(0).shutdown();
     std::string out;
@@ -169,7 +170,7 @@ TEST_CASE("a program that does not exist: spawn throws UV_ENOENT naming it, and 
     CHECK(e.code() == duet::errc::invalid_argument);
   }
   loop.run();
-  CHECK(loop.live_resources() == 0);     // the pipes and the process handle are closed
+  CHECK(loop.live_resources() == 0);            // the pipes and the process handle are closed
   CHECK(::waitpid(-1, nullptr, WNOHANG) <= 0);  // and libuv reaped the child that failed to exec
 }
 
@@ -207,7 +208,8 @@ TEST_CASE("kill ends a sleep 60 and the signal is reported, both faces", "[proce
 TEST_CASE("env and cwd are honoured", "[process]") {
   duet::Loop loop;
   duet::test::TempDir dir;
-  ProcessOptions options = shell("echo \"$DUET_VALUE\"; pwd; echo \"${HOME-unset}\"", {Stdio::ignore(), Stdio::pipe(), Stdio::inherit()});
+  ProcessOptions options =
+      shell("echo \"$DUET_VALUE\"; pwd; echo \"${HOME-unset}\"", {Stdio::ignore(), Stdio::pipe(), Stdio::inherit()});
   options.env = std::vector<std::string>{"DUET_VALUE=forty two", "PATH=/usr/bin:/bin"};
   options.cwd = dir.path().string();
   Process child = duet::spawn(loop, options);
@@ -357,7 +359,8 @@ TEST_CASE("a cancelled wait calls back with UV_ECANCELED and leaves the child al
 
 TEST_CASE("a Process dropped while its child runs: the child runs on and is still reaped", "[process]") {
   duet::Loop loop;
-  std::optional<Process> cat(duet::spawn(loop, {.file = "cat", .stdio = {Stdio::pipe(), Stdio::ignore(), Stdio::inherit()}}));
+  std::optional<Process> cat(
+      duet::spawn(loop, {.file = "cat", .stdio = {Stdio::pipe(), Stdio::ignore(), Stdio::inherit()}}));
   const int pid = cat->pid();
   duet::PipeStream in = std::move(cat->pipe(0));
   std::optional<std::error_code> waited;

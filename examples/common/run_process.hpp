@@ -17,9 +17,8 @@ namespace run_process {
 inline duet::ProcessOptions command(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) args = {"ls", "-l", "/"};
-  return {.file = args[0],
-          .args = args,
-          .stdio = {duet::Stdio::inherit(), duet::Stdio::pipe(), duet::Stdio::inherit()}};
+  return {
+      .file = args[0], .args = args, .stdio = {duet::Stdio::inherit(), duet::Stdio::pipe(), duet::Stdio::inherit()}};
 }
 
 /// Cuts the child's output into lines and prints each after its number. Reads land in `buffer`;
