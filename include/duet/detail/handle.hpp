@@ -148,13 +148,17 @@ class HandlePtr {
   explicit operator bool() const noexcept { return p_ != nullptr; }
 
   /// Closes the handle (which clears this pointer).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
   // g++ 12 at -O2 takes the pointer of a disengaged std::optional<Timer> for uninitialised here.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
   void reset() noexcept {
     if (p_) p_->close();
   }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
   /// Gives the handle up without closing it: the caller takes over.
   Impl* release() noexcept {
     if (!p_) return nullptr;
