@@ -84,14 +84,7 @@ void FsEvent::next_erased(detail::UniqueFunction<void(std::error_code, FileEvent
 
 std::string FsEvent::path() const {
   if (!impl_ || !active()) return {};
-  std::vector<char> buffer(256);
-  while (true) {
-    std::size_t size = buffer.size();
-    const int rc = uv_fs_event_getpath(&impl_->native, buffer.data(), &size);
-    if (rc == 0) return std::string(buffer.data(), size);
-    if (rc != UV_ENOBUFS) return {};
-    buffer.resize(size + 1);  // libuv says how much it needs
-  }
+  return detail::watched_path(&impl_->native, &uv_fs_event_getpath);
 }
 
 std::size_t FsEvent::queued() const noexcept { return impl_ ? impl_->events.size() : 0; }

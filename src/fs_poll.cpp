@@ -93,14 +93,7 @@ void FsPoll::next_erased(detail::UniqueFunction<void(std::error_code, StatChange
 
 std::string FsPoll::path() const {
   if (!impl_ || !active()) return {};
-  std::vector<char> buffer(256);
-  while (true) {
-    std::size_t size = buffer.size();
-    const int rc = uv_fs_poll_getpath(&impl_->native, buffer.data(), &size);
-    if (rc == 0) return std::string(buffer.data(), size);
-    if (rc != UV_ENOBUFS) return {};
-    buffer.resize(size + 1);  // libuv says how much it needs
-  }
+  return detail::watched_path(&impl_->native, &uv_fs_poll_getpath);
 }
 
 std::size_t FsPoll::queued() const noexcept { return impl_ ? impl_->changes.size() : 0; }

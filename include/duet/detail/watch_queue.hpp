@@ -12,6 +12,10 @@
 // Loop-thread only. Lives inside its handle's owner (it must not move).
 #pragma once
 
+#include <vector>
+
+#include <string>
+
 #include <cstddef>
 #include <deque>
 #include <stop_token>
@@ -131,5 +135,19 @@ class WatchQueue {
   Waiter waiter_;
   OnLoopStop<StopWaiter> stop_;
 };
+
+/// The path a watcher watches, through libuv's getpath call for its handle type
+/// (`uv_fs_event_getpath`, `uv_fs_poll_getpath`): empty if libuv has none.
+template <class H>
+std::string watched_path(H* handle, int (*getpath)(H*, char*, std::size_t*)) {
+  std::vector<char> buffer(256);
+  while (true) {
+    std::size_t size = buffer.size();
+    const int rc = getpath(handle, buffer.data(), &size);
+    if (rc == 0) return std::string(buffer.data(), size);
+    if (rc != UV_ENOBUFS) return {};
+    buffer.resize(size + 1);  // libuv says how much it needs
+  }
+}
 
 }  // namespace duet::detail
