@@ -4,6 +4,7 @@
 DUET_PACKAGES=(
   g++ cmake make pkg-config      # the toolchain
   libuv1-dev                     # the event loop
+  libssl-dev openssl curl        # TLS (OpenSSL 3); the CLI and curl as TLS peers in the tests
   node-llhttp                    # llhttp's C sources, built as a static library
   catch2                         # tests (v2)
   libbenchmark-dev               # micro-benchmarks (bench/)

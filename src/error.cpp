@@ -42,9 +42,25 @@ class DuetCategory final : public std::error_category {
       case errc::bad_url:
         return "malformed URL";
       case errc::unsupported_scheme:
-        return "unsupported URL scheme (TLS is not supported)";
+        return "unsupported URL scheme";
       case errc::too_many_redirects:
         return "too many redirects";
+      case errc::tls_untrusted_issuer:
+        return "the certificate is not signed by a trusted CA";
+      case errc::tls_hostname_mismatch:
+        return "the certificate does not match the host name";
+      case errc::tls_certificate_expired:
+        return "the certificate has expired or is not yet valid";
+      case errc::tls_certificate_invalid:
+        return "the certificate failed verification";
+      case errc::tls_handshake_failed:
+        return "the TLS handshake failed";
+      case errc::tls_truncated:
+        return "the TLS peer closed the connection without close_notify (truncated)";
+      case errc::tls_protocol_error:
+        return "TLS protocol error";
+      case errc::insecure_redirect:
+        return "redirect from https to http refused";
     }
     return "unknown duet error " + std::to_string(ev);
   }
@@ -87,6 +103,22 @@ const char* duet_error_name(int ev) noexcept {
       return "unsupported_scheme";
     case errc::too_many_redirects:
       return "too_many_redirects";
+    case errc::tls_untrusted_issuer:
+      return "tls_untrusted_issuer";
+    case errc::tls_hostname_mismatch:
+      return "tls_hostname_mismatch";
+    case errc::tls_certificate_expired:
+      return "tls_certificate_expired";
+    case errc::tls_certificate_invalid:
+      return "tls_certificate_invalid";
+    case errc::tls_handshake_failed:
+      return "tls_handshake_failed";
+    case errc::tls_truncated:
+      return "tls_truncated";
+    case errc::tls_protocol_error:
+      return "tls_protocol_error";
+    case errc::insecure_redirect:
+      return "insecure_redirect";
   }
   return nullptr;
 }

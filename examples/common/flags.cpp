@@ -149,7 +149,8 @@ Options parse_options(int argc, char** argv, std::string program) {
   app.add_flag("-e,--every", every, "get flags for every possible code (AA...ZZ)");
   auto* limit_option = app.add_option("-l,--limit", limit, "limit to N first codes")->option_text("N");
   app.add_option("-m,--max_req", max_req, "maximum concurrent requests (default=5)")->option_text("CONCURRENT");
-  app.add_option("-s,--server", server, "server to hit: LOCAL, REMOTE, DELAY, ERROR or an http:// URL (default=LOCAL)")
+  app.add_option("-s,--server", server,
+         "server to hit: LOCAL, REMOTE, DELAY, ERROR or an http:// or https:// URL (default=LOCAL)")
       ->option_text("LABEL|URL");
   app.add_option("-o,--output", out, "folder to save the flags in (default=downloaded)")->option_text("DIR");
   app.add_flag("-v,--verbose", opt.verbose, "output detailed progress info");
@@ -190,7 +191,8 @@ Options parse_options(int argc, char** argv, std::string program) {
     opt.base_url = server;
     while (opt.base_url.ends_with('/')) opt.base_url.pop_back();
   } else {
-    return usage_error("*** Usage error: --server LABEL must be one of LOCAL, REMOTE, DELAY, ERROR, or an http:// URL");
+    return usage_error(
+        "*** Usage error: --server LABEL must be one of LOCAL, REMOTE, DELAY, ERROR, or an http(s):// URL");
   }
   try {
     duet::http::Url::parse(opt.base_url + "/xx/xx.gif");

@@ -37,8 +37,16 @@ enum class errc {
   header_too_large,    ///< HTTP: the header block passed its limit
   body_too_large,      ///< HTTP: the body passed its limit
   bad_url,             ///< HTTP: a URL that does not parse
-  unsupported_scheme,  ///< HTTP: e.g. https:// (TLS is not supported)
+  unsupported_scheme,  ///< HTTP: a URL scheme other than http and https
   too_many_redirects,  ///< HTTP: the redirect limit was reached
+  tls_untrusted_issuer,  ///< TLS: the certificate chain does not lead to a trusted CA
+  tls_hostname_mismatch,  ///< TLS: the certificate is not for the name (or IP address) connected to
+  tls_certificate_expired,  ///< TLS: the certificate has expired (or is not valid yet)
+  tls_certificate_invalid,  ///< TLS: any other certificate verification failure
+  tls_handshake_failed,  ///< TLS: the handshake failed (OpenSSL's reason is attached)
+  tls_truncated,  ///< TLS: the peer closed without close_notify (the data may be cut short)
+  tls_protocol_error,  ///< TLS: a corrupt or unexpected record after the handshake
+  insecure_redirect,  ///< HTTP: a redirect from https to http (refused by default)
 };
 
 /// duet's own error category.

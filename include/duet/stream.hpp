@@ -192,6 +192,7 @@ class ListenerImpl : public OwnedHandle {
 };
 
 [[noreturn]] void throw_closed(const char* what);
+struct StreamAccess;  // tls.hpp: a TLS stream takes over its transport's handle
 
 }  // namespace detail
 
@@ -272,6 +273,7 @@ class Stream {
   }
 
  protected:
+  friend struct detail::StreamAccess;
   Stream() noexcept = default;
   explicit Stream(detail::HandlePtr<detail::StreamImpl> impl) noexcept : impl_(std::move(impl)) {}
   Stream(Stream&&) noexcept = default;

@@ -4,6 +4,7 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "duet/dns.hpp"
@@ -11,6 +12,8 @@
 #include "duet/http/detail/response_parser.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "duet/tls.hpp"
+#include "transport.hpp"
 
 namespace duet::http {
 namespace detail {
@@ -91,12 +94,12 @@ class TimeoutList {
 /// A keep-alive connection, owned by its origin's list. While idle it waits out the idle timeout;
 /// while a request that has not had its response headers yet uses it, the header timeout.
 struct Connection {
-  Connection(TcpStream s, Origin* o) : stream(std::move(s)), origin(o) { timeout.owner = this; }
+  Connection(Transport s, Origin* o) : stream(std::move(s)), origin(o) { timeout.owner = this; }
   ~Connection() { TimeoutList::leave(timeout); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  TcpStream stream;
+  Transport stream;
   Origin* origin;
   Exchange* user = nullptr;  // the request using it, if any
   TimeoutList::Node timeout;
@@ -106,6 +109,7 @@ struct Connection {
 struct Origin {
   std::string host;
   std::uint16_t port = 80;
+  bool secure = false;                                 // https: connections start with a TLS handshake
   std::size_t users = 0;                               // exchanges pointing at this origin
   std::list<std::unique_ptr<Connection>> connections;  // every open connection of this origin
   std::vector<Connection*> idle;                       // most recently used last
@@ -134,28 +138,32 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   static void on_header_timeout(ClientCore& core, Connection& c);
   static void on_read_timeout(ClientCore& core, Connection& c);
   static void on_idle_timeout(ClientCore& core, Connection& c);
-  /// Origins by (host, port). The comparator is transparent, so a request finds its origin by
+  /// Origins by (scheme, host, port). The comparator is transparent, so a request finds its origin by
   /// looking at its URL's host in place: no key string is built per request.
   struct OriginOrder {
     using is_transparent = void;
-    using Key = std::pair<std::string_view, std::uint16_t>;
-    static Key key(const std::pair<std::string, std::uint16_t>& k) noexcept { return {k.first, k.second}; }
+    using Key = std::tuple<bool, std::string_view, std::uint16_t>;
+    using Stored = std::tuple<bool, std::string, std::uint16_t>;
+    static Key key(const Stored& k) noexcept { return {std::get<0>(k), std::get<1>(k), std::get<2>(k)}; }
     static Key key(const Key& k) noexcept { return k; }
     template <class A, class B>
     bool operator()(const A& a, const B& b) const noexcept {
       return key(a) < key(b);
     }
   };
-  std::map<std::pair<std::string, std::uint16_t>, Origin, OriginOrder> origins;
-  Exchange* active = nullptr;  // requests not yet delivered, linked through themselves (for ~Client)
+  std::map<OriginOrder::Stored, Origin, OriginOrder> origins;
+  std::optional<TlsContext> tls;  // made at the first https request (loading the trust store takes a while)
+  std::string tls_error;          // why it could not be made, if it could not
+  Exchange* active = nullptr;     // requests not yet delivered, linked through themselves (for ~Client)
 
   /// The origin of `url`, made if new; the caller becomes one of its users (see `release`).
   Origin& use_origin(const Url& url) {
-    auto it = origins.find(OriginOrder::Key(url.host, url.port));
+    auto it = origins.find(OriginOrder::Key(url.secure(), url.host, url.port));
     if (it == origins.end()) {
-      it = origins.emplace(std::pair(url.host, url.port), Origin()).first;
+      it = origins.emplace(OriginOrder::Stored(url.secure(), url.host, url.port), Origin()).first;
       it->second.host = url.host;
       it->second.port = url.port;
+      it->second.secure = url.secure();
     }
     ++it->second.users;
     return it->second;
@@ -169,7 +177,21 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   /// hosts holds only those it is using.
   void forget_if_unused(Origin& o) noexcept {
     if (o.users == 0 && o.slots == 0 && o.connections.empty() && o.waiting.empty() && !closed)
-      origins.erase(std::pair(o.host, o.port));
+      origins.erase(origins.find(OriginOrder::Key(o.secure, o.host, o.port)));
+  }
+
+  /// The client's TLS context, made on first use; null (with `tls_error` saying why) if it cannot be.
+  const TlsContext* tls_context() {
+    if (!tls && tls_error.empty()) {
+      try {
+        TlsClientOptions o = options.tls;
+        if (o.alpn.empty()) o.alpn = {"http/1.1"};
+        tls = TlsContext::client(o);
+      } catch (const std::exception& e) {
+        tls_error = e.what();
+      }
+    }
+    return tls ? &*tls : nullptr;
   }
 
   void close_connection(Connection* c);
@@ -317,11 +339,37 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
             std::string what = ec.value() == UV_ETIMEDOUT ? "connect timed out" : "cannot connect";
             return self->fail(ec, what + " to " + eps[i].to_string() + ": " + ec.message());
           }
-          auto c = std::make_unique<Connection>(std::move(s), self->origin_);
-          Connection* raw = c.get();
-          self->origin_->connections.push_back(std::move(c));
-          self->use(raw, false);
+          if (self->origin_->secure) return self->handshake(std::move(s));
+          self->connected(Transport(std::move(s)));
         }));
+  }
+
+  // https: the TLS handshake on the new connection, verifying the certificate against the URL's host.
+  void handshake(TcpStream s) {
+    auto self = shared_from_this();
+    const TlsContext* ctx = core_->tls_context();
+    if (!ctx) {
+      core_->slot_freed(*origin_);
+      return fail(make_error_code(errc::invalid_argument), core_->tls_error);
+    }
+    tls_connect(std::move(s), *ctx, origin_->host, core_->options.tls_handshake_timeout,
+                with_cancellation(stop_.get_token(), [self](std::error_code ec, TlsStream tls) {
+                  if (self->finished_) return self->core_->slot_freed(*self->origin_);
+                  if (ec) {
+                    self->core_->slot_freed(*self->origin_);
+                    std::string why = tls.error_reason().empty() ? ec.message() : tls.error_reason();
+                    return self->fail(
+                        ec, "TLS with " + self->origin_->host + ":" + std::to_string(self->origin_->port) + ": " + why);
+                  }
+                  self->connected(Transport(std::move(tls)));
+                }));
+  }
+
+  void connected(Transport stream) {
+    auto c = std::make_unique<Connection>(std::move(stream), origin_);
+    Connection* raw = c.get();
+    origin_->connections.push_back(std::move(c));
+    use(raw, false);
   }
 
   // ---- one request/response on a connection --------------------------------------------------------
@@ -441,6 +489,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         }
         if (const char* why = unsendable_url(next))
           return fail(make_error_code(errc::invalid_argument), std::string("redirect to an unusable location: ") + why);
+        if (req_.url.secure() && !next.secure() && !core_->options.allow_https_to_http_redirects)
+          return fail(make_error_code(errc::insecure_redirect),
+                      "refused a redirect from https to http (" + next.to_string() + ")");
         if (next.scheme != req_.url.scheme || next.host != req_.url.host || next.port != req_.url.port) {
           // Another origin: what authenticated the caller to this one stays here (as curl and browsers do).
           for (std::string_view name : {"Authorization", "Proxy-Authorization", "Cookie", "Host"})

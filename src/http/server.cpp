@@ -13,6 +13,7 @@
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "transport.hpp"
 
 namespace duet::http {
 namespace detail {
@@ -123,10 +124,14 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
         loop_alive(l.core().alive()),
         listener(l, at, o.listen_backlog),
         handler(std::move(h)),
-        options(std::move(o)) {}
+        options(std::move(o)) {
+    if (options.tls) tls = TlsContext::server(*options.tls);
+  }
 
   void accept_next();
   void remove(ServerConnection* c);
+  void serve(TcpStream stream);
+  void serve(Transport transport, Endpoint peer);
 
   Loop& loop;
   std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is reported to it
@@ -134,6 +139,9 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   Handler handler;
   ServerOptions options;
   std::list<std::shared_ptr<ServerConnection>> connections;
+  std::optional<TlsContext> tls;     // https: each connection's handshake comes first
+  std::size_t handshakes = 0;        // in progress; they count against max_connections
+  std::stop_source stop_handshakes;  // the server closing ends them
   bool closed = false;
 };
 
@@ -147,17 +155,13 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 /// rest of the last read (at most one read buffer) waits in `pending_input_`.
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(std::shared_ptr<ServerCore> core, TcpStream stream)
-      : core_(std::move(core)), stream_(std::move(stream)) {
+  ServerConnection(std::shared_ptr<ServerCore> core, Transport stream, Endpoint peer)
+      : core_(std::move(core)), stream_(std::move(stream)), peer_(peer) {
     llhttp_init(&parser_, HTTP_REQUEST, &llhttp_settings_for<ServerConnection, HTTP_REQUEST>());
     parser_.data = this;
   }
 
   void start() {
-    try {
-      peer_ = stream_.remote_endpoint();
-    } catch (...) {  // the peer is already gone: its address stays empty, and its reads will say so
-    }
     timer_.emplace(core_->loop);
     head_due_ = due_in(core_->options.header_timeout);  // a new connection must start a request promptly
     read();
@@ -527,7 +531,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   }
 
   std::shared_ptr<ServerCore> core_;
-  TcpStream stream_;
+  Transport stream_;
   Endpoint peer_;
   llhttp_t parser_{};
   ServerRequest request_;
@@ -564,17 +568,35 @@ void ServerCore::accept_next() {
   listener.accept([weak](std::error_code ec, TcpStream stream) {
     auto self = weak.lock();
     if (!self || self->closed) return;
-    if (!ec) {
-      if (self->connections.size() >= self->options.max_connections) {
-        stream.close();  // over the limit: refused at once
-      } else {
-        auto c = std::make_shared<ServerConnection>(self, std::move(stream));
-        self->connections.push_back(c);
-        c->start();
-      }
-    }
+    if (!ec) self->serve(std::move(stream));
     self->accept_next();
   });
+}
+
+void ServerCore::serve(TcpStream stream) {
+  if (connections.size() + handshakes >= options.max_connections) return stream.close();  // refused at once
+  Endpoint peer;
+  try {
+    peer = stream.remote_endpoint();
+  } catch (...) {  // the peer is already gone: its address stays empty, and its reads will say so
+  }
+  if (!tls) return serve(Transport(std::move(stream)), peer);
+  ++handshakes;
+  std::weak_ptr<ServerCore> weak = weak_from_this();
+  tls_accept(std::move(stream), *tls, options.tls_handshake_timeout,
+             with_cancellation(stop_handshakes.get_token(), [weak, peer](std::error_code ec, TlsStream tls) {
+               auto self = weak.lock();
+               if (!self) return;
+               --self->handshakes;
+               // A failed handshake is the client's problem (an untrusting or broken client): nothing to serve.
+               if (!ec && !self->closed) self->serve(Transport(std::move(tls)), peer);
+             }));
+}
+
+void ServerCore::serve(Transport transport, Endpoint peer) {
+  auto c = std::make_shared<ServerConnection>(shared_from_this(), std::move(transport), peer);
+  connections.push_back(c);
+  c->start();
 }
 
 void ServerCore::remove(ServerConnection* c) {
@@ -619,6 +641,7 @@ void Server::close() noexcept {
   if (core_->closed) return;
   core_->closed = true;
   core_->listener.close();
+  core_->stop_handshakes.request_stop();
   auto connections = core_->connections;  // shut() removes from the list
   for (auto& c : connections) c->shut();
 }

@@ -203,14 +203,13 @@ std::optional<Failure> parse_into(std::string_view text, Url& url) {
   if (text.empty()) return bad("empty URL");
   if (has_control_characters(text)) return bad("control characters in the URL");
   const auto colon = text.find("://");
-  if (colon == std::string_view::npos) return bad("missing scheme (expected http://)");
+  if (colon == std::string_view::npos) return bad("missing scheme (expected http:// or https://)");
   std::string scheme(text.substr(0, colon));
   for (char& c : scheme) c = lower(c);
-  if (scheme == "https") return Failure{make_error_code(errc::unsupported_scheme), "https: TLS is not supported"};
-  if (scheme != "http")
+  if (scheme != "http" && scheme != "https")
     return Failure{make_error_code(errc::unsupported_scheme), "unsupported scheme '" + scheme + "'"};
   url.scheme = std::move(scheme);
-  url.port = 80;
+  url.port = url.default_port();
   std::string_view rest = text.substr(colon + 3);
   const auto end_at = std::find_if(rest.begin(), rest.end(),
                                    [](char c) { return kChars.ends_authority[static_cast<unsigned char>(c)]; });
@@ -292,7 +291,7 @@ void Url::append_authority(std::string& out) const {
   } else {
     out.append(host);
   }
-  if (port != 80) {
+  if (port != default_port()) {
     char digits[8];
     out.push_back(':');
     out.append(digits, std::to_chars(digits, digits + sizeof digits, port).ptr);

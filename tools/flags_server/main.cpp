@@ -2,6 +2,7 @@
 //
 //     flags_server                     LOCAL on :8000, DELAY on :8001, ERROR on :8002
 //     flags_server --local-port 0 --delay-port 0 --error-port 0 --seed 7
+//     flags_server --tls-cert cert.pem --tls-key key.pem   all three over https
 //
 // LOCAL answers at once. DELAY holds each answer for a random time in the --delay range (0.5 to 5 s).
 // ERROR does the same and answers a share of requests (--error-share, 25%) with `418 I'm a Teapot`.
@@ -9,13 +10,14 @@
 // 400 for a malformed request or a path that tries to leave the tree, 403 for a link out of it, 405 for
 // other methods. Connections are kept alive, limited in number (--max-connections per port) and
 // dropped when a request (head and body) does not arrive whole within --header-timeout of its first
-// byte; see docs/http.md for the rest of what the server bounds.
+// byte; see docs/http.md for the rest of what the server bounds. With --tls-cert and --tls-key (PEM
+// files, given together) every site speaks https with that certificate (docs/tls.md).
 //
 // On start it prints one line per server on stdout, `LABEL URL` (with the port it got, for port 0),
 // then serves until SIGINT or SIGTERM, which close everything (answers still being delayed are dropped)
 // and exit with status 0. -v logs one line per request on stderr as it arrives, with the answer it will
 // get and the delay before it: `DELAY BR 200 2.871s GET /flags/br/br.gif`. Bad options exit with status 2;
-// a tree that cannot be read or a port that cannot be bound, with status 1.
+// a tree, certificate or key that cannot be read, or a port that cannot be bound, with status 1.
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -61,6 +63,7 @@ struct Options {
   std::size_t max_connections = 10'000;
   double header_timeout = 10;
   bool verbose = false;
+  std::string tls_cert, tls_key;  // both set: https
 };
 
 std::optional<DelayRange> parse_delay(const std::string& text) {
@@ -190,10 +193,10 @@ class Site {
   std::uint64_t answered_ = 0, teapots_ = 0, dropped_ = 0;
 };
 
-std::string url_of(const std::string& host, std::uint16_t port) {
+std::string url_of(const std::string& host, std::uint16_t port, bool tls) {
   // An "any address" listener is reached through loopback from here.
   const std::string reach = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
-  return fmt::format("http://{}/flags", duet::Endpoint::parse(reach, port).to_string());
+  return fmt::format("{}://{}/flags", tls ? "https" : "http", duet::Endpoint::parse(reach, port).to_string());
 }
 
 int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
@@ -213,8 +216,19 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   server_options.max_connections = max_connections;
   server_options.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.header_timeout * 1000));
   server_options.request_timeout = server_options.header_timeout;  // the whole request, body included
-  server_options.max_body_bytes = 16 * 1024;  // it serves GET and HEAD: a body is never needed
+  server_options.max_body_bytes = 16 * 1024;                       // it serves GET and HEAD: a body is never needed
   server_options.listen_backlog = 16384;  // the flag programs and http_load open hundreds to thousands at once
+  const bool tls = !opt.tls_cert.empty();
+  if (tls) {
+    server_options.tls =
+        duet::TlsServerOptions{.certificate_file = opt.tls_cert, .private_key_file = opt.tls_key, .alpn = {"http/1.1"}};
+    try {
+      duet::TlsContext::server(*server_options.tls);  // a bad certificate or key is reported as such
+    } catch (const duet::TlsError& e) {
+      fmt::print(stderr, "flags_server: {}\n", e.what());
+      return 1;
+    }
+  }
 
   duet::Loop loop;
   std::stop_source stop;  // cancels the answers still being delayed when the server stops
@@ -248,7 +262,7 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
     for (auto& site : sites) site->close();
     stop.request_stop();
   });
-  for (const auto& site : sites) fmt::print("{} {}\n", site->label(), url_of(opt.host, site->port()));
+  for (const auto& site : sites) fmt::print("{} {}\n", site->label(), url_of(opt.host, site->port(), tls));
   std::fflush(stdout);
   fmt::print(stderr,
              "flags_server: {} files ({} KB) from {}; DELAY and ERROR wait {}-{} s, ERROR answers {:.0f}% with 418; "
@@ -289,6 +303,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.001, 3600.0))
       ->capture_default_str();
   app.add_flag("-v,--verbose", opt.verbose, "log one line per answer on stderr");
+  auto* cert = app.add_option("--tls-cert", opt.tls_cert, "serve https with this certificate (PEM, chain after it)");
+  auto* key = app.add_option("--tls-key", opt.tls_key, "the certificate's private key (PEM)");
+  cert->needs(key);
+  key->needs(cert);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

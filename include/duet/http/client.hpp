@@ -70,6 +70,7 @@
 #include "duet/detail/unique_function.hpp"
 #include "duet/http/message.hpp"
 #include "duet/loop.hpp"
+#include "duet/tls.hpp"
 
 namespace duet::http {
 
@@ -96,6 +97,12 @@ struct ClientOptions {
   std::size_t max_body_bytes = 16 * 1024 * 1024;  ///< a buffered body; a streamed one is not held
   int max_redirects = 10;                         ///< 0: a redirect is returned as the response
   std::string user_agent = "duet/0.1";  ///< sent unless the request sets User-Agent; checked like a field value
+  /// https: what to trust and offer (tls.hpp). By default the system's trust store, verification on,
+  /// ALPN "http/1.1", sessions resumed. The context is made at the first https request.
+  TlsClientOptions tls;
+  std::chrono::milliseconds tls_handshake_timeout{10'000};  ///< per connection, after the TCP connect
+  /// Follow a redirect from https to http (off: it fails with `errc::insecure_redirect`).
+  bool allow_https_to_http_redirects = false;
 };
 
 /// Receives each piece of a streamed body.

@@ -33,6 +33,8 @@
 //   being read waits with its deadlines stopped). Each response being written must be taken whole
 //   within `write_timeout` (of its turn), whatever the client sends meanwhile;
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
+// - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
+//   connections still in their handshake count against `max_connections`.
 // Refused (then the connection closes): malformed requests and bare CRs or bad chunk framing that
 // llhttp lets through (400), HTTP/1.1 without exactly one Host (400), an empty or non-token field name
 // (400), control or non-ASCII bytes in the target (400), versions other than HTTP/1.x (505), CONNECT
@@ -48,6 +50,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "duet/detail/unique_function.hpp"
@@ -55,6 +58,7 @@
 #include "duet/http/message.hpp"
 #include "duet/loop.hpp"
 #include "duet/task.hpp"
+#include "duet/tls.hpp"
 
 namespace duet::http {
 
@@ -83,6 +87,10 @@ struct ServerOptions {
   /// A client that opens thousands at once needs more than the default, or its extra connects are
   /// dropped and retried a second or more later.
   int listen_backlog = 511;
+  /// Serve https: every connection starts with a TLS handshake, with this certificate and key (a bad
+  /// file makes the constructor throw `duet::TlsError`). Handshakes count against `max_connections`.
+  std::optional<TlsServerOptions> tls;
+  std::chrono::milliseconds tls_handshake_timeout{10'000};  ///< a client must finish its handshake within this
 };
 
 namespace detail {

@@ -6,14 +6,15 @@
 //     url.target();   // "/flags/br/br.gif?x=1"     — what goes on the request line
 //     url.authority();// "[::1]:8001"               — what goes in the Host header
 //
-// Accepted: `http://` URLs (scheme and host case-insensitive, kept lower-case), registered names,
-// IPv4 and bracketed IPv6 literals, an optional port (1–65535, default 80), a path and a query. The
+// Accepted: `http://` and `https://` URLs (scheme and host case-insensitive, kept lower-case),
+// registered names, IPv4 and bracketed IPv6 literals, an optional port (1–65535, default 80 for http
+// and 443 for https), a path and a query. The
 // path and query are kept percent-encoded as sent on the wire: bytes that may not appear raw (spaces,
 // controls, non-ASCII, ...) are encoded, existing `%XX` escapes are kept, a malformed escape is an
 // error. An empty path becomes "/".
 //
 // Errors are `std::system_error` with `duet::errc::bad_url` (what is wrong is in `what()`), or
-// `duet::errc::unsupported_scheme` — `https://` says "TLS is not supported". `Url::parse(text, ec)`
+// `duet::errc::unsupported_scheme` (any scheme but http and https). `Url::parse(text, ec)`
 // reports the same without throwing. Pure functions: no I/O, no locale.
 #pragma once
 
@@ -51,6 +52,10 @@ struct Url {
   void append_authority(std::string& out) const;
   /// The whole URL, normalised.
   std::string to_string() const;
+  /// True for https:// (TLS).
+  bool secure() const noexcept { return scheme == "https"; }
+  /// 443 for https, 80 for http.
+  std::uint16_t default_port() const noexcept { return secure() ? 443 : 80; }
   /// True if the host is an IPv6 literal.
   bool host_is_ipv6() const noexcept { return host.find(':') != std::string::npos; }
 

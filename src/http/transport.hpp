@@ -1,0 +1,48 @@
+// The connection under an HTTP exchange: a plain TCP stream (http://) or a TLS stream over one
+// (https://). One small forwarding class, so that the client and the server have one code path for
+// both: the HTTP layer reads, writes and closes; only connecting and accepting differ.
+#pragma once
+
+#include <span>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "duet/tcp.hpp"
+#include "duet/tls.hpp"
+
+namespace duet::http::detail {
+
+class Transport {
+ public:
+  Transport() noexcept = default;
+  explicit Transport(TcpStream tcp) noexcept : tcp_(std::move(tcp)) {}
+  explicit Transport(TlsStream tls) noexcept : tls_(std::move(tls)), secure_(true) {}
+
+  bool secure() const noexcept { return secure_; }
+  bool is_open() const noexcept { return secure_ ? tls_.is_open() : tcp_.is_open(); }
+
+  template <class Callback>
+  void read_start(Callback&& cb) {
+    secure_ ? tls_.read_start(std::forward<Callback>(cb)) : tcp_.read_start(std::forward<Callback>(cb));
+  }
+  void read_stop() noexcept { secure_ ? tls_.read_stop() : tcp_.read_stop(); }
+  template <class Callback>
+  void write(std::string bytes, Callback&& cb) {
+    secure_ ? tls_.write(std::move(bytes), std::forward<Callback>(cb))
+            : tcp_.write(std::move(bytes), std::forward<Callback>(cb));
+  }
+  std::size_t write_queue_size() const noexcept { return secure_ ? tls_.write_queue_size() : tcp_.write_queue_size(); }
+  void keep_loop_alive(bool keep) noexcept { secure_ ? tls_.keep_loop_alive(keep) : tcp_.keep_loop_alive(keep); }
+  void close() noexcept {
+    tls_.close();
+    tcp_.close();
+  }
+
+ private:
+  TcpStream tcp_;
+  TlsStream tls_;
+  bool secure_ = false;
+};
+
+}  // namespace duet::http::detail

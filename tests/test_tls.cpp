@@ -1,0 +1,597 @@
+// TLS (tls.hpp): handshakes, verification and its failures, resumption, truncation, timeouts and
+// cancellation, both faces; then https in the HTTP client against nginx, Python, Node.js and
+// `openssl s_server`, and the HTTP server's TLS against curl and Python's client. Every certificate is
+// made at run time (tls_certs.hpp).
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+#include <list>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "duet/duet.hpp"
+#include "duet/http/client.hpp"
+#include "duet/http/server.hpp"
+#include "duet/process.hpp"
+#include "duet/tls.hpp"
+#include "http_faces.hpp"
+#include "support.hpp"
+#include "tls_certs.hpp"
+#include "tls_peers.hpp"
+
+using namespace std::chrono_literals;
+using duet::test::CertFiles;
+using duet::test::Face;
+using duet::test::Pki;
+
+namespace {
+
+/// A CA, and a certificate from it for localhost, 127.0.0.1 and ::1.
+struct Certs {
+  duet::test::TempDir dir;
+  Pki pki{dir.path() / "pki"};
+  CertFiles server = pki.issue("localhost", {"localhost"}, {"127.0.0.1", "::1"});
+
+  duet::TlsContext client(duet::TlsClientOptions o = {}) const {
+    o.ca_file = pki.ca_file().string();
+    return duet::TlsContext::client(o);
+  }
+  static duet::TlsContext server_for(const CertFiles& c, duet::TlsServerOptions o = {}) {
+    o.certificate_file = c.cert.string();
+    o.private_key_file = c.key.string();
+    return duet::TlsContext::server(o);
+  }
+};
+
+/// A duet TLS server on a loopback port: echoes what it reads; answers close_notify with its own.
+struct EchoServer {
+  EchoServer(duet::Loop& loop, duet::TlsContext c) : ctx(std::move(c)), listener(loop, duet::Endpoint::loopback(0)) {
+    accept();
+  }
+  void accept() {
+    listener.accept([this](std::error_code ec, duet::TcpStream tcp) {
+      if (ec) return;
+      duet::tls_accept(std::move(tcp), ctx, 5s, [this](std::error_code ec, duet::TlsStream tls) {
+        if (ec) return errors.push_back(ec);
+        duet::TlsStream* s = &streams.emplace_back(std::move(tls));
+        reused.push_back(s->session_reused());
+        s->read_start([s](std::error_code ec, std::span<const char> chunk) {
+          if (ec) return s->close();
+          if (chunk.empty()) return s->shutdown([](std::error_code) {});
+          s->write(std::string(chunk.data(), chunk.size()), [](std::error_code) {});
+        });
+      });
+      accept();
+    });
+  }
+  duet::Endpoint endpoint() const { return listener.local_endpoint(); }
+
+  duet::TlsContext ctx;
+  duet::TcpListener listener;
+  std::list<duet::TlsStream> streams;
+  std::vector<std::error_code> errors;
+  std::vector<bool> reused;
+};
+
+struct Connected {
+  std::error_code ec;
+  duet::TlsStream tls;
+  std::string reason;  // error_reason() in the callback face, TlsError::what() in the coroutine face
+};
+
+/// TCP connect to `to`, then the TLS handshake as `name`, through `face`.
+Connected connect_tls(Face face, duet::Loop& loop, duet::Endpoint to, const duet::TlsContext& ctx, std::string name,
+                      std::chrono::milliseconds timeout = 5s, std::stop_token stop = {}) {
+  if (face == Face::callbacks) {
+    std::optional<Connected> out;
+    duet::connect(loop, to, 5s, [&](std::error_code ec, duet::TcpStream tcp) {
+      if (ec) return void(out = Connected{ec, {}, "connect: " + ec.message()});
+      duet::tls_connect(std::move(tcp), ctx, name, timeout,
+                        duet::with_cancellation(stop, [&](std::error_code ec, duet::TlsStream tls) {
+                          std::string why = tls.error_reason();
+                          out = Connected{ec, std::move(tls), std::move(why)};
+                        }));
+    });
+    while (!out) loop.run_once();
+    return std::move(*out);
+  }
+  auto t = [&]() -> duet::Task<Connected> {
+    try {
+      duet::TcpStream tcp = co_await duet::connect(loop, to, 5s);
+      duet::TlsStream tls = co_await duet::tls_connect(std::move(tcp), ctx, name, timeout);
+      co_return Connected{{}, std::move(tls), {}};
+    } catch (const std::system_error& e) {
+      co_return Connected{e.code(), {}, e.what()};
+    }
+  };
+  auto handle = duet::spawn(loop, t());
+  std::stop_callback forward(stop, [&] { handle.cancel(); });
+  std::optional<Connected> out;
+  handle.on_done([&] { out = handle.result(); });
+  while (!out) loop.run_once();
+  return std::move(*out);
+}
+
+/// Sends `text` and reads until as many bytes came back (the echo), through `face`.
+std::string echo(Face face, duet::Loop& loop, duet::TlsStream& tls, const std::string& text) {
+  if (face == Face::callbacks) {
+    std::string got;
+    bool failed = false;
+    tls.write(text, [&](std::error_code ec) { failed |= static_cast<bool>(ec); });
+    tls.read_start([&](std::error_code ec, std::span<const char> chunk) {
+      if (ec || chunk.empty()) return void(failed = true);
+      got.append(chunk.data(), chunk.size());
+      if (got.size() >= text.size()) tls.read_stop();
+    });
+    while (got.size() < text.size() && !failed) loop.run_once();
+    return got;
+  }
+  return duet::run(loop, [&]() -> duet::Task<std::string> {
+    co_await tls.write(text);
+    std::string got;
+    char buf[4096];
+    while (got.size() < text.size()) {
+      const std::size_t n = co_await tls.read(buf);
+      if (n == 0) break;
+      got.append(buf, n);
+    }
+    co_return got;
+  }());
+}
+
+/// One read through `face`: the bytes, or the error that ended the stream ("" and no error: end of stream).
+std::pair<std::error_code, std::string> read_rest(Face face, duet::Loop& loop, duet::TlsStream& tls) {
+  if (face == Face::callbacks) {
+    std::optional<std::pair<std::error_code, std::string>> out;
+    std::string got;
+    tls.read_start([&](std::error_code ec, std::span<const char> chunk) {
+      if (ec || chunk.empty()) return void(out.emplace(ec, got));
+      got.append(chunk.data(), chunk.size());
+    });
+    while (!out) loop.run_once();
+    return *out;
+  }
+  return duet::run(loop, [&]() -> duet::Task<std::pair<std::error_code, std::string>> {
+    std::string got;
+    char buf[4096];
+    try {
+      for (;;) {
+        const std::size_t n = co_await tls.read(buf);
+        if (n == 0) co_return std::pair(std::error_code(), got);
+        got.append(buf, n);
+      }
+    } catch (const std::system_error& e) {
+      co_return std::pair(e.code(), got);
+    }
+  }());
+}
+
+/// Runs `args` on the loop with its stdout into `out_file`; returns its exit status.
+duet::ExitStatus run_program(duet::Loop& loop, std::vector<std::string> args, const std::string& out_file) {
+  const int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(fd >= 0);
+  duet::Process p = duet::spawn(
+      loop,
+      {.file = args[0], .args = args, .stdio = {duet::Stdio::ignore(), duet::Stdio::fd(fd), duet::Stdio::inherit()}});
+  ::close(fd);
+  std::optional<duet::ExitStatus> status;
+  p.wait([&](std::error_code ec, duet::ExitStatus st) {
+    REQUIRE_FALSE(ec);
+    status = st;
+  });
+  while (!status) loop.run_once();
+  return *status;
+}
+
+}  // namespace
+
+TEST_CASE("TLS: handshake, echo and close_notify, both faces", "[tls]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server, {.alpn = {"h2", "http/1.1"}}));
+  auto ctx = certs.client({.alpn = {"http/1.1"}});
+  Connected c = connect_tls(face, loop, server.endpoint(), ctx, "localhost");
+  REQUIRE_FALSE(c.ec);
+  CHECK(c.tls.is_open());
+  CHECK(c.tls.version() == "TLSv1.3");
+  CHECK(c.tls.alpn_protocol() == "http/1.1");
+  const std::string big(200'000, 'z');  // many records each way
+  CHECK(echo(face, loop, c.tls, "hello") == "hello");
+  CHECK(echo(face, loop, c.tls, big) == big);
+  // Our close_notify; the server answers with its own: a clean end of stream (0 bytes), not truncation.
+  bool shut = false;
+  c.tls.shutdown([&](std::error_code ec) {
+    CHECK_FALSE(ec);
+    shut = true;
+  });
+  auto [ec, rest] = read_rest(face, loop, c.tls);
+  CHECK_FALSE(ec);
+  CHECK(rest.empty());
+  CHECK(shut);
+  CHECK(server.errors.empty());
+}
+
+TEST_CASE("TLS: a TLS 1.2 minimum and maximum still talk, over an IPv4 address checked against the IP SAN", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  auto ctx = certs.client();
+  Connected c = connect_tls(Face::callbacks, loop, server.endpoint(), ctx, "127.0.0.1");
+  REQUIRE_FALSE(c.ec);
+  CHECK(echo(Face::callbacks, loop, c.tls, "by address") == "by address");
+  CHECK(c.tls.alpn_protocol().empty());  // nothing offered
+}
+
+TEST_CASE("TLS: sessions are resumed per server, and not when resumption is off", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  for (bool resume : {true, false}) {
+    auto ctx = certs.client({.session_resumption = resume});
+    for (int i = 0; i < 2; ++i) {
+      Connected c = connect_tls(Face::callbacks, loop, server.endpoint(), ctx, "localhost");
+      REQUIRE_FALSE(c.ec);
+      CHECK(c.tls.session_reused() == (resume && i == 1));
+      // TLS 1.3 hands out its ticket after the handshake: a round trip reads it.
+      CHECK(echo(Face::callbacks, loop, c.tls, "ticket?") == "ticket?");
+    }
+    CHECK(ctx.cached_sessions() == (resume ? 1u : 0u));
+  }
+}
+
+TEST_CASE("TLS: verification failures are distinct errors with reasons, both faces", "[tls]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  struct Case {
+    CertFiles cert;
+    std::string name;
+    duet::errc expected;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {certs.pki.issue("other", {"localhost"}, {"127.0.0.1"}, -1h, 24h, true), "localhost",
+       duet::errc::tls_untrusted_issuer, "unable to get local issuer certificate"},
+      {certs.pki.self_signed("self", {"localhost"}, {}), "localhost", duet::errc::tls_untrusted_issuer,
+       "self-signed certificate"},
+      {certs.pki.issue("elsewhere", {"elsewhere.example"}, {}), "localhost", duet::errc::tls_hostname_mismatch,
+       "hostname mismatch"},
+      {certs.server, "wrong.localhost", duet::errc::tls_hostname_mismatch, "hostname mismatch"},
+      {certs.pki.issue("names-only", {"localhost"}, {}), "127.0.0.1", duet::errc::tls_hostname_mismatch,
+       "IP address mismatch"},
+      {certs.pki.issue("expired", {"localhost"}, {"127.0.0.1"}, -48h, -24h), "localhost",
+       duet::errc::tls_certificate_expired, "certificate has expired"},
+      {certs.pki.issue("future", {"localhost"}, {"127.0.0.1"}, 24h, 48h), "localhost",
+       duet::errc::tls_certificate_expired, "certificate is not yet valid"},
+  };
+  duet::Loop loop;
+  auto ctx = certs.client();
+  std::list<EchoServer> servers;  // each lives until the loop ends: its side of the failed handshake finishes later
+  for (const Case& c : cases) {
+    INFO(c.cert.cert.string() << " as " << c.name);
+    EchoServer& server = servers.emplace_back(loop, Certs::server_for(c.cert));
+    Connected r = connect_tls(face, loop, server.endpoint(), ctx, c.name);
+    CHECK(r.ec == c.expected);
+    CHECK_FALSE(r.tls.is_open());
+    CHECK_THAT(r.reason, Catch::Contains(c.reason));
+  }
+  // The one named way to skip verification accepts the untrusted certificate.
+  EchoServer server(loop, Certs::server_for(cases[0].cert));
+  auto trusting = duet::TlsContext::client({.insecure_skip_verify = true});
+  Connected r = connect_tls(face, loop, server.endpoint(), trusting, "anything.example");
+  REQUIRE_FALSE(r.ec);
+  CHECK(echo(face, loop, r.tls, "unverified") == "unverified");
+}
+
+TEST_CASE("TLS: the system trust store is the default, and SSL_CERT_FILE points it elsewhere", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  {
+    auto system = duet::TlsContext::client();  // Debian's CAs: our private CA is not among them
+    CHECK(connect_tls(Face::callbacks, loop, server.endpoint(), system, "localhost").ec ==
+          duet::errc::tls_untrusted_issuer);
+  }
+  ::setenv("SSL_CERT_FILE", certs.pki.ca_file().c_str(), 1);
+  auto from_env = duet::TlsContext::client();
+  ::unsetenv("SSL_CERT_FILE");
+  Connected c = connect_tls(Face::callbacks, loop, server.endpoint(), from_env, "localhost");
+  REQUIRE_FALSE(c.ec);
+  CHECK(echo(Face::callbacks, loop, c.tls, "trusted") == "trusted");
+}
+
+TEST_CASE("TLS: a TLS-1.0-only server fails the handshake with OpenSSL's reason", "[tls][peers]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::test::OpensslServer old(certs.server, duet::test::kOpensslTls1Only);
+  duet::Loop loop;
+  auto ctx = certs.client();
+  Connected c = connect_tls(face, loop, duet::Endpoint::loopback(old.port), ctx, "localhost");
+  CHECK(c.ec == duet::errc::tls_handshake_failed);
+  CHECK_THAT(c.reason, Catch::Contains("TLS handshake failed") && Catch::Contains("protocol version"));
+}
+
+TEST_CASE("TLS: a peer that closes mid-handshake, or answers with something that is not TLS", "[tls]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  const bool garbage = GENERATE(false, true);
+  Certs certs;
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  duet::TcpStream peer;
+  char hello[512];
+  listener.accept([&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    peer = std::move(s);
+    peer.read(hello, [&](std::error_code ec, std::size_t n) {  // the ClientHello, or its first part
+      REQUIRE_FALSE(ec);
+      REQUIRE(n > 0);
+      if (!garbage) return peer.close();
+      peer.write("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", [](std::error_code) {});
+    });
+  });
+  auto ctx = certs.client();
+  Connected c = connect_tls(face, loop, listener.local_endpoint(), ctx, "localhost");
+  CHECK(c.ec == duet::errc::tls_handshake_failed);
+  CHECK_THAT(c.reason, garbage ? Catch::Contains("wrong version number")
+                               : Catch::Contains("closed the connection during the handshake"));
+}
+
+TEST_CASE("TLS: a handshake that never completes times out, and one can be cancelled", "[tls]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  std::vector<duet::TcpStream> silent;  // accepted, never answered
+  std::function<void()> accept = [&] {
+    listener.accept([&](std::error_code ec, duet::TcpStream s) {
+      if (ec) return;
+      silent.push_back(std::move(s));
+      accept();
+    });
+  };
+  accept();
+  auto ctx = certs.client();
+  Connected slow = connect_tls(face, loop, listener.local_endpoint(), ctx, "localhost", 100ms);
+  CHECK(slow.ec.value() == UV_ETIMEDOUT);
+  if (face == Face::callbacks) CHECK_THAT(slow.reason, Catch::Contains("did not finish within 100 ms"));
+
+  std::stop_source stop;
+  duet::Timer timer(loop);
+  timer.start(20ms, 0ms, [&] { stop.request_stop(); });
+  Connected cancelled = connect_tls(face, loop, listener.local_endpoint(), ctx, "localhost", 0ms, stop.get_token());
+  CHECK(duet::is_cancelled(cancelled.ec));
+  CHECK_FALSE(cancelled.tls.is_open());
+}
+
+TEST_CASE("TLS: a peer closing without close_notify is reported as truncation, after the data", "[tls]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::Loop loop;
+  auto sctx = Certs::server_for(certs.server);
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  duet::TlsStream served;
+  listener.accept([&](std::error_code ec, duet::TcpStream tcp) {
+    REQUIRE_FALSE(ec);
+    duet::tls_accept(std::move(tcp), sctx, 5s, [&](std::error_code ec, duet::TlsStream tls) {
+      REQUIRE_FALSE(ec);
+      served = std::move(tls);
+      // The data, then a close of the socket with no close_notify.
+      served.write("partial body", [&](std::error_code ec) {
+        CHECK_FALSE(ec);
+        served.close();
+      });
+    });
+  });
+  auto ctx = certs.client();
+  Connected c = connect_tls(face, loop, listener.local_endpoint(), ctx, "localhost");
+  REQUIRE_FALSE(c.ec);
+  auto [ec, got] = read_rest(face, loop, c.tls);
+  CHECK(got == "partial body");
+  CHECK(ec == duet::errc::tls_truncated);
+  CHECK_THAT(c.tls.error_reason(), Catch::Contains("without close_notify"));
+}
+
+TEST_CASE("TLS: contexts report unreadable or mismatched files and wrong roles clearly", "[tls]") {
+  Certs certs;
+  const CertFiles other = certs.pki.issue("other", {"localhost"}, {});
+  auto what = [](auto&& make) -> std::string {
+    try {
+      make();
+    } catch (const duet::TlsError& e) {
+      CHECK(e.code() == duet::errc::invalid_argument);
+      return e.what();
+    }
+    return "no error";
+  };
+  CHECK_THAT(what([&] { duet::TlsContext::server({.certificate_file = "/nonexistent.pem", .private_key_file = "k"}); }),
+             Catch::Contains("/nonexistent.pem"));
+  CHECK_THAT(what([&] {
+               duet::TlsContext::server(
+                   {.certificate_file = certs.server.cert.string(), .private_key_file = other.key.string()});
+             }),
+             Catch::Contains("does not match"));
+  CHECK_THAT(what([&] { duet::TlsContext::server({}); }), Catch::Contains("certificate and a key"));
+  CHECK_THAT(what([&] { duet::TlsContext::client({.ca_file = "/nonexistent-ca.pem"}); }),
+             Catch::Contains("/nonexistent-ca.pem"));
+  CHECK_THAT(what([&] { duet::TlsContext::client({.alpn = {""}}); }), Catch::Contains("ALPN"));
+
+  // A client context used to accept, or no name to verify against: refused before any byte is sent.
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  auto ctx = certs.client();
+  Connected nameless = connect_tls(Face::callbacks, loop, server.endpoint(), ctx, "");
+  CHECK(nameless.ec == duet::errc::invalid_argument);
+  CHECK_THAT(nameless.reason, Catch::Contains("server's name"));
+  auto server_ctx = Certs::server_for(certs.server);
+  Connected wrong_role = connect_tls(Face::callbacks, loop, server.endpoint(), server_ctx, "localhost");
+  CHECK(wrong_role.ec == duet::errc::invalid_argument);
+  CHECK_THAT(wrong_role.reason, Catch::Contains("client context"));
+}
+
+// ---- https in the HTTP client, against real servers -------------------------------------------------
+
+namespace {
+
+/// Files of assorted sizes (up to 300 KB) in a folder, served by every peer.
+struct Site {
+  duet::test::TempDir root;
+  std::vector<std::string> names;
+  Site() {
+    for (std::size_t size : {0u, 1u, 1000u, 16'384u, 16'385u, 300'000u}) {
+      std::string bytes(size, '\0');
+      for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>((i * 131 + size) % 251);
+      names.push_back("f" + std::to_string(size) + ".bin");
+      duet::test::write_file(root.path() / names.back(), bytes);
+    }
+  }
+  std::string bytes(const std::string& name) const { return duet::test::read_file(root.path() / name); }
+};
+
+duet::http::ClientOptions trusting(const Certs& certs) {
+  duet::http::ClientOptions o;
+  o.tls.ca_file = certs.pki.ca_file().string();
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("https: nginx, Python's ssl http.server and Node.js https serve byte-identical files, both faces",
+          "[tls][http][peers]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  Site site;
+  duet::test::NginxTls nginx(certs.server, site.root.path());
+  duet::test::PythonHttps python(certs.server, site.root.path());
+  duet::test::NodeHttps node(certs.server, site.root.path());
+  duet::Loop loop;
+  duet::http::Client client(loop, trusting(certs));
+  for (const std::string& name : site.names) {
+    INFO(name);
+    for (const std::string& url :
+         {nginx.url("/" + name), nginx.ip_url("/" + name), python.url("/" + name), node.url("/" + name)}) {
+      INFO(url);
+      auto r = duet::test::get(face, loop, client, url);
+      REQUIRE_FALSE(r.ec);
+      CHECK(r.res.status == 200);
+      CHECK(r.res.body == site.bytes(name));
+    }
+  }
+  auto missing = duet::test::get(face, loop, client, nginx.url("/nope"));
+  CHECK(missing.res.status == 404);
+}
+
+TEST_CASE("https: openssl s_server answers, and the wrong CA is an untrusted issuer with the URL's host",
+          "[tls][http][peers]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::test::OpensslServer s_server(certs.server);
+  duet::Loop loop;
+  duet::http::Client client(loop, trusting(certs));
+  auto r = duet::test::get(face, loop, client, s_server.url("/"));
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.status == 200);
+  CHECK_THAT(r.res.body, Catch::Contains("TLSv1.3"));  // -www's status page names the protocol
+
+  duet::http::Client system_trust(loop);  // Debian's store: our CA is unknown
+  auto refused = duet::test::get(face, loop, system_trust, s_server.url("/"));
+  CHECK(refused.ec == duet::errc::tls_untrusted_issuer);
+  CHECK_THAT(refused.res.reason, Catch::Contains("localhost:" + std::to_string(s_server.port)) &&
+                                     Catch::Contains("unable to get local issuer certificate"));
+}
+
+TEST_CASE("https: a close-delimited body cut without close_notify fails as truncated, not short",
+          "[tls][http][peers]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  Site site;
+  duet::test::PythonHttps truncating(certs.server, site.root.path(), {"--truncate"});
+  duet::Loop loop;
+  duet::http::Client client(loop, trusting(certs));
+  auto r = duet::test::get(face, loop, client, truncating.url("/anything"));
+  CHECK(r.ec == duet::errc::tls_truncated);
+  CHECK(r.res.status == 0);
+}
+
+TEST_CASE("https: duet's server over TLS, to curl and to Python's urllib, and keep-alive reuse", "[tls][http][peers]") {
+  Certs certs;
+  duet::Loop loop;
+  const std::string body(100'000, 'b');
+  duet::http::ServerOptions so;
+  so.tls = duet::TlsServerOptions{.certificate_file = certs.server.cert.string(),
+                                  .private_key_file = certs.server.key.string(),
+                                  .alpn = {"http/1.1"}};
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        reply(duet::http::Response{200, "OK", {}, req.target == "/big" ? body : "hello over tls\n"});
+      },
+      so);
+  const std::string base = "https://localhost:" + std::to_string(server.local_endpoint().port());
+  duet::test::TempDir out;
+  const std::string ca = certs.pki.ca_file().string();
+
+  CHECK(run_program(loop, {"curl", "-sS", "--cacert", ca, base + "/big"}, out / "curl.txt").success());
+  CHECK(duet::test::read_file(out / "curl.txt") == body);
+  CHECK(run_program(loop, {"curl", "-sS", "--cacert", ca, base + "/"}, out / "curl2.txt").success());
+  CHECK(duet::test::read_file(out / "curl2.txt") == "hello over tls\n");
+  CHECK(run_program(loop,
+                    {"python3", "-c",
+                     "import ssl, sys, urllib.request\n"
+                     "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+                     "sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[2], context=ctx).read())\n",
+                     ca, base + "/big"},
+                    out / "python.txt")
+            .success());
+  CHECK(duet::test::read_file(out / "python.txt") == body);
+  // curl without our CA refuses the server (exit 60: peer certificate cannot be authenticated).
+  CHECK(run_program(loop, {"curl", "-sS", base + "/"}, out / "refused.txt").code == 60);
+
+  // duet's own client: three requests, one connection.
+  duet::http::Client client(loop, trusting(certs));
+  for (int i = 0; i < 3; ++i) {
+    auto r = duet::test::get(Face::callbacks, loop, client, base + "/");
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.res.body == "hello over tls\n");
+  }
+  CHECK(server.connections() == 1);
+}
+
+TEST_CASE("https: redirects from http to https are followed, from https to http refused by default", "[tls][http]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::Loop loop;
+  duet::http::ServerOptions so;
+  so.tls = duet::TlsServerOptions{.certificate_file = certs.server.cert.string(),
+                                  .private_key_file = certs.server.key.string()};
+  std::string plain_base, secure_base;
+  auto redirecting = [&](const std::string* other) {
+    return [&, other](duet::http::ServerRequest req, duet::http::Reply reply) {
+      if (req.target == "/here") return reply(duet::http::Response{200, "OK", {}, "arrived"});
+      duet::http::Response r{302, "Found", {}, ""};
+      r.headers.set("Location", *other + "/here");
+      reply(std::move(r));
+    };
+  };
+  duet::http::Server secure(loop, duet::Endpoint::loopback(0), redirecting(&plain_base), so);
+  duet::http::Server plain(loop, duet::Endpoint::loopback(0), redirecting(&secure_base));
+  plain_base = "http://localhost:" + std::to_string(plain.local_endpoint().port());
+  secure_base = "https://localhost:" + std::to_string(secure.local_endpoint().port());
+
+  duet::http::ClientOptions o = trusting(certs);
+  duet::http::Client client(loop, o);
+  auto up = duet::test::get(face, loop, client, plain_base + "/go");
+  REQUIRE_FALSE(up.ec);
+  CHECK(up.res.body == "arrived");
+  auto down = duet::test::get(face, loop, client, secure_base + "/go");
+  CHECK(down.ec == duet::errc::insecure_redirect);
+  CHECK_THAT(down.res.reason, Catch::Contains(plain_base + "/here"));
+
+  o.allow_https_to_http_redirects = true;
+  duet::http::Client allowing(loop, o);
+  auto allowed = duet::test::get(face, loop, allowing, secure_base + "/go");
+  REQUIRE_FALSE(allowed.ec);
+  CHECK(allowed.res.body == "arrived");
+}
