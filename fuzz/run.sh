@@ -9,7 +9,7 @@
 #     build/fuzz/fuzz/fuzz_NAME build/fuzz/fuzz/crashes/NAME/crash-...
 # and, once fixed, copy it into fuzz/corpus/NAME so that every CI run replays it.
 #
-# Usage: fuzz/run.sh [SECONDS] [NAME ...]   (names: http_response http_request http_request_writer url flags_args)
+# Usage: fuzz/run.sh [SECONDS] [NAME ...]   (names: http_response http_request http_request_writer url tls_client flags_args)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/deps.sh
@@ -18,7 +18,7 @@ duet_ensure_packages clang-14 libclang-rt-14-dev
 seconds=${1:-600}
 (($# > 0)) && shift
 names=("$@")
-((${#names[@]})) || names=(http_response http_request http_request_writer url flags_args)
+((${#names[@]})) || names=(http_response http_request http_request_writer url tls_client flags_args)
 
 cmake --preset fuzz > /dev/null
 cmake --build --preset fuzz -j "$(nproc)"

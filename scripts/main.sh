@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job: build (if needed), start flags_server, and run both styles of the flag programs side
 # by side — `flags` against DELAY (all 676 codes AA..ZZ at once) and ERROR (-v: a line per code),
-# `flags_names` against LOCAL — printing each report under a heading that names the style. Then stop
-# the server. As in the book, each request times out after 3.1 s: DELAY and ERROR hold answers for
+# `flags_names` against LOCAL — printing each report under a heading that names the style; then
+# `flags` over https, against a second flags_server with a certificate from a private CA made here
+# (scripts/make_tls_certs.sh; the program trusts it through SSL_CERT_FILE). Then stop the servers. As in the book, each request times out after 3.1 s: DELAY and ERROR hold answers for
 # 0.5 to 5 s, so a share of their codes end as `timed out` errors, counted in the report.
 #
 #   scripts/main.sh            (as root it installs the Debian packages it needs first)
 #
-# Flags are saved under downloaded/<style>/ and downloaded/<style>-names/.
+# Flags are saved under downloaded/<style>/, downloaded/<style>-names/ and downloaded/https/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -20,15 +21,24 @@ if [[ ! -x $build/tools/flags_server || ! -x $build/examples/coroutines/flags ]]
 fi
 cmake --build --preset release -j"$(nproc)" > /dev/null  # quick when already built
 
-# The server on the book's ports: LOCAL 8000, DELAY 8001, ERROR 8002.
-"$build/tools/flags_server" > /dev/null 2> flags_server.log &
-server=$!
-trap 'kill -INT $server 2> /dev/null; wait $server 2> /dev/null || true' EXIT
-for _ in $(seq 100); do  # until it listens (or give up after 10 s)
-  if grep -q "Ctrl-C stops" flags_server.log 2> /dev/null; then break; fi
-  if ! kill -0 $server 2> /dev/null; then cat flags_server.log >&2; exit 1; fi
-  sleep 0.1
-done
+servers=()
+trap 'for s in "${servers[@]}"; do kill -INT $s 2> /dev/null; wait $s 2> /dev/null || true; done' EXIT
+start_server() {  # start_server LOG ARGS...: flags_server in the background, until it listens (10 s at most)
+  local log=$1
+  shift
+  "$build/tools/flags_server" "$@" > /dev/null 2> "$log" &
+  servers+=($!)
+  for _ in $(seq 100); do
+    if grep -q "Ctrl-C stops" "$log" 2> /dev/null; then return; fi
+    if ! kill -0 "${servers[-1]}" 2> /dev/null; then cat "$log" >&2; exit 1; fi
+    sleep 0.1
+  done
+}
+# The server on the book's ports: LOCAL 8000, DELAY 8001, ERROR 8002; its https twin on 8443-8445.
+start_server flags_server.log
+scripts/make_tls_certs.sh $build/tls
+start_server flags_server_https.log --local-port 8443 --delay-port 8444 --error-port 8445 \
+  --tls-cert $build/tls/server.pem --tls-key $build/tls/server.key
 
 run() {  # run STYLE PROGRAM ARGS...
   local style=$1 program=$2
@@ -40,3 +50,6 @@ run() {  # run STYLE PROGRAM ARGS...
 for style in callbacks coroutines; do run $style flags -s DELAY -e -m 1000 -o downloaded/$style; done
 for style in callbacks coroutines; do run $style flags -s ERROR -v -m 20 -o downloaded/$style; done
 for style in callbacks coroutines; do run $style flags_names -s LOCAL -a -o downloaded/$style-names; done
+echo
+echo "=== coroutines: flags -s https://127.0.0.1:8443/flags (trusting the private CA through SSL_CERT_FILE)"
+SSL_CERT_FILE=$build/tls/ca.pem "$build/examples/coroutines/flags" -s https://127.0.0.1:8443/flags -a -o downloaded/https

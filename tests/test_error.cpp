@@ -33,7 +33,8 @@ TEST_CASE("duet's own codes have their own category and messages", "[error]") {
   CHECK(ec.category() == duet::error_category());
   CHECK(std::string(ec.category().name()) == "duet");
   CHECK(ec.message() == "the offloaded function threw an exception");
-  CHECK(duet::make_error_code(duet::errc::unsupported_scheme).message().find("TLS") != std::string::npos);
+  CHECK(duet::make_error_code(duet::errc::unsupported_scheme).message() == "unsupported URL scheme");
+  CHECK(duet::make_error_code(duet::errc::tls_truncated).message().find("close_notify") != std::string::npos);
   CHECK(duet::error_name(ec) == "offload_threw");
   CHECK(ec != duet::uv_error(1));
 }
@@ -52,6 +53,14 @@ TEST_CASE("error_name gives duet's own codes their enumerator's name", "[error]"
       {errc::bad_url, "bad_url"},
       {errc::unsupported_scheme, "unsupported_scheme"},
       {errc::too_many_redirects, "too_many_redirects"},
+      {errc::tls_untrusted_issuer, "tls_untrusted_issuer"},
+      {errc::tls_hostname_mismatch, "tls_hostname_mismatch"},
+      {errc::tls_certificate_expired, "tls_certificate_expired"},
+      {errc::tls_certificate_invalid, "tls_certificate_invalid"},
+      {errc::tls_handshake_failed, "tls_handshake_failed"},
+      {errc::tls_truncated, "tls_truncated"},
+      {errc::tls_protocol_error, "tls_protocol_error"},
+      {errc::insecure_redirect, "insecure_redirect"},
   };
   for (auto [code, name] : names) CHECK(duet::error_name(duet::make_error_code(code)) == name);
   // A value duet does not define, and codes of other categories, keep "category:value".

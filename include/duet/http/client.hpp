@@ -10,7 +10,9 @@
 // What it does: resolves the host (see dns.hpp: a numeric address needs no lookup), connects (trying
 // each address in turn), sends the request and
 // parses the response with llhttp (Content-Length, chunked and close-delimited bodies; 1xx skipped;
-// HEAD has no body). Connections are kept alive and reused per origin (host and port), most recently
+// HEAD has no body). https:// URLs get TLS (tls.hpp): the certificate is verified against the system's
+// trust store and the URL's host, unless `ClientOptions::tls` says otherwise. Connections are kept
+// alive and reused per origin (scheme, host and port), most recently
 // used first, at most `max_connections_per_origin` at once; requests beyond that wait their turn in
 // order. An idle connection is closed after `idle_timeout`, or as soon as the server closes it; it
 // does not keep `Loop::run()` from returning. An origin with no connection and no request is
@@ -20,7 +22,8 @@
 // OPTIONS, TRACE) is retried once on a fresh connection; a non-idempotent one never is. Redirects
 // (301, 302, 303, 307, 308) are followed up to `max_redirects` (0 turns following off); 303, and
 // 301/302 after a POST, continue as GET without a body. A redirect to another origin (scheme, host or
-// port) drops `Authorization`, `Proxy-Authorization`, `Cookie` and a caller-set `Host`.
+// port) drops `Authorization`, `Proxy-Authorization`, `Cookie` and a caller-set `Host`; one from https
+// to http fails with `errc::insecure_redirect` unless `allow_https_to_http_redirects` is set.
 //
 // Every peer is hostile (docs/http.md, "Security"): a response's head is bounded in bytes
 // (`max_header_bytes`) and fields (`max_header_fields`), a buffered body by `max_body_bytes` (16 MiB by
@@ -39,7 +42,8 @@
 // sentence, or `duet::Cancelled`): UV_EAI_NONAME (unknown host), UV_ECONNREFUSED, UV_ECONNRESET, UV_ETIMEDOUT
 // (connect, response headers, or whole request: the reason says which), `errc::malformed_response`
 // (llhttp's reason, or "truncated"), `errc::header_too_large`, `errc::body_too_large`,
-// `errc::too_many_redirects`, `errc::bad_url`, `errc::unsupported_scheme` (https), UV_ECANCELED. A
+// `errc::too_many_redirects`, `errc::bad_url`, `errc::unsupported_scheme` (not http or https), the
+// TLS errors of tls.hpp (`errc::tls_*`, with OpenSSL's reason), `errc::insecure_redirect`, UV_ECANCELED. A
 // response that fails midway is never delivered as a success. An HTTP error status (404, 500, ...)
 // is not an error: it is a response.
 //
