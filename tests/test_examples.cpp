@@ -547,7 +547,8 @@ TEST_CASE("over https, both styles save byte-identical flags from flags_server a
     for (const char* style : kStyles) {
       INFO(style << " from " << base);
       TempDir out;
-      const Finished f = run(style, "flags", {"-s", base, "-o", out.path().string(), "-m", "20", "BR", "JP", "FR", "ZZ"});
+      const Finished f =
+          run(style, "flags", {"-s", base, "-o", out.path().string(), "-m", "20", "BR", "JP", "FR", "ZZ"});
       INFO(f.out << f.err);
       CHECK(f.exit_code == 0);
       CHECK(count_of(f.out, "downloaded") == 3);
@@ -555,7 +556,8 @@ TEST_CASE("over https, both styles save byte-identical flags from flags_server a
       for (const char* cc : {"br", "jp", "fr"}) {
         std::string upper = cc;
         std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
-        CHECK(read_file(out.path() / (upper + ".gif")) == read_file(kFlagTree / "flags" / cc / (std::string(cc) + ".gif")));
+        CHECK(read_file(out.path() / (upper + ".gif")) ==
+              read_file(kFlagTree / "flags" / cc / (std::string(cc) + ".gif")));
       }
     }
   }

@@ -10,6 +10,7 @@
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "http_faces.hpp"
+#include "nginx_process.hpp"
 #include "peer_process.hpp"
 #include "support.hpp"
 
@@ -52,51 +53,6 @@ void write_file(const std::filesystem::path& p, const std::string& data) {
   std::ofstream(p, std::ios::binary) << data;
 }
 
-/// Waits until something accepts connections on `port` (a server just started).
-void wait_until_listening(duet::Loop& loop, std::uint16_t port) {
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::optional<std::error_code> result;
-    duet::connect(loop, duet::Endpoint::loopback(port), 1s, [&](std::error_code ec, duet::TcpStream) { result = ec; });
-    while (!result) loop.run_once();
-    if (!*result) return;
-    bool waited = false;
-    duet::sleep(loop, 20ms, [&](std::error_code) { waited = true; });  // poll again shortly
-    while (!waited) loop.run_once();
-  }
-  FAIL("the server did not start listening on port " << port);
-}
-
-/// nginx on a loopback port, serving `root`, configured by the test.
-struct Nginx {
-  TempDir dir;
-  std::uint16_t port;
-  std::optional<PeerProcess> process;
-
-  Nginx(duet::Loop& loop, const std::filesystem::path& root) {
-    {  // a free port: bound, then released for nginx
-      duet::TcpListener probe(loop, duet::Endpoint::loopback(0));
-      port = probe.local_endpoint().port();
-    }
-    loop.run();
-    const std::string d = dir.path().string();
-    std::ofstream(dir / "nginx.conf") << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-                                      << "error_log " << d << "/error.log;\npid " << d << "/nginx.pid;\n"
-                                      << "events { worker_connections 1024; }\n"
-                                      << "http {\n  access_log off;\n  client_body_temp_path " << d << "/tmp_body;\n"
-                                      << "  proxy_temp_path " << d << "/tmp_proxy;\n  fastcgi_temp_path " << d
-                                      << "/tmp_fastcgi;\n"
-                                      << "  types { image/gif gif; text/plain txt; application/octet-stream bin; }\n"
-                                      << "  keepalive_requests 1000000;\n"
-                                      << "  server { listen 127.0.0.1:" << port << "; root " << root.string()
-                                      << "; }\n}\n";
-    process.emplace(std::vector<std::string>{"nginx", "-c", dir / "nginx.conf", "-p", d, "-e", dir / "error.log"},
-                    false);
-    wait_until_listening(loop, port);
-  }
-  std::string url(const std::string& path) const { return local_url(port, path); }
-};
-
 }  // namespace
 
 TEST_CASE("nginx: many files over keep-alive, byte-identical, 404, HEAD", "[http][peers][nginx]") {
@@ -108,7 +64,7 @@ TEST_CASE("nginx: many files over keep-alive, byte-identical, 404, HEAD", "[http
     files.push_back(random_bytes(static_cast<std::size_t>(1 + i * 2731), static_cast<unsigned>(i)));
     write_file(www.path() / file_name(i), files.back());
   }
-  Nginx nginx(loop, www.path());
+  duet::test::Nginx nginx(www.path());
   ClientOptions opts;
   opts.max_connections_per_origin = 4;
   Client client(loop, opts);
@@ -141,7 +97,7 @@ TEST_CASE("nginx: concurrent requests share the per-origin pool", "[http][peers]
   duet::Loop loop;
   TempDir www;
   write_file(www.path() / "flag.gif", random_bytes(367, 7));
-  Nginx nginx(loop, www.path());
+  duet::test::Nginx nginx(www.path());
   ClientOptions opts;
   opts.max_connections_per_origin = 8;
   Client client(loop, opts);

@@ -595,3 +595,38 @@ TEST_CASE("https: redirects from http to https are followed, from https to http 
   REQUIRE_FALSE(allowed.ec);
   CHECK(allowed.res.body == "arrived");
 }
+
+TEST_CASE("TLS over a Unix-domain socket: any duet stream can carry it", "[tls][pipe]") {
+  Certs certs;
+  duet::Loop loop;
+  const std::string path = certs.dir / "tls.sock";
+  duet::PipeListener listener(loop, path);
+  auto sctx = Certs::server_for(certs.server);
+  duet::TlsStream served;
+  listener.accept([&](std::error_code ec, duet::PipeStream pipe) {
+    REQUIRE_FALSE(ec);
+    duet::tls_accept(std::move(pipe), sctx, 5s, [&](std::error_code ec, duet::TlsStream tls) {
+      REQUIRE_FALSE(ec);
+      served = std::move(tls);
+      served.read_start([&](std::error_code ec, std::span<const char> chunk) {
+        if (ec || chunk.empty()) return served.shutdown([](std::error_code) {});
+        served.write(std::string(chunk.data(), chunk.size()), [](std::error_code) {});
+      });
+    });
+  });
+  auto ctx = certs.client();
+  std::optional<Connected> c;
+  duet::connect(loop, path, [&](std::error_code ec, duet::PipeStream pipe) {
+    REQUIRE_FALSE(ec);
+    duet::tls_connect(std::move(pipe), ctx, "localhost", 5s, [&](std::error_code ec, duet::TlsStream tls) {
+      c = Connected{ec, std::move(tls), {}};
+    });
+  });
+  while (!c) loop.run_once();
+  REQUIRE_FALSE(c->ec);
+  CHECK(echo(Face::coroutines, loop, c->tls, "over a pipe") == "over a pipe");
+  c->tls.shutdown([](std::error_code) {});
+  auto [ec, rest] = read_rest(Face::callbacks, loop, c->tls);
+  CHECK_FALSE(ec);
+  CHECK(rest.empty());
+}

@@ -23,12 +23,12 @@
 #include <thread>
 #include <vector>
 
+#include "nginx_process.hpp"
 #include "peer_process.hpp"
 #include "support.hpp"
 #include "tls_certs.hpp"
 
 namespace duet::test {
-
 
 /// The options that make `openssl s_server` (OpensslServer) speak TLS 1.0 and nothing else: OpenSSL 3
 /// allows TLS 1.0 only at security level 0. A client with a TLS 1.2 minimum must fail to connect.
@@ -44,80 +44,10 @@ inline std::string https_url(std::uint16_t port, const std::string& path, const 
   return url;
 }
 
-/// A loopback port free a moment ago: bound to port 0, then released for a server that cannot report
-/// the port it chose itself (nginx).
-inline std::uint16_t free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::system_error(err, std::generic_category(), "bind");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-/// Waits until something accepts TCP connections on 127.0.0.1:`port` (a server just started);
-/// throws if nothing does within `limit`.
-inline void wait_until_accepting(std::uint16_t port, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    const bool accepted = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (accepted) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  throw std::runtime_error("the server did not start listening on port " + std::to_string(port));
-}
-
-/// nginx with `ssl` on a loopback port, serving `root` with `cert` (its `.pem` may hold a chain):
-/// TLS 1.2 and 1.3, a shared session cache and tickets (resumption), keep-alive for a million requests.
-/// `extra_server` is pasted into the `server` block (e.g. "ssl_protocols TLSv1.3;" to override).
-/// Its error log is dir/error.log.
-struct NginxTls {
-  TempDir dir;
-  std::uint16_t port = 0;
-  std::optional<PeerProcess> process;
-
-  NginxTls(const CertFiles& cert, const std::filesystem::path& root, const std::string& extra_server = "") {
-    port = free_loopback_port();
-    const std::string d = dir.path().string();
-    std::ofstream(dir / "nginx.conf") << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-                                      << "error_log " << d << "/error.log;\npid " << d << "/nginx.pid;\n"
-                                      << "events { worker_connections 1024; }\n"
-                                      << "http {\n  access_log off;\n  client_body_temp_path " << d << "/tmp_body;\n"
-                                      << "  proxy_temp_path " << d << "/tmp_proxy;\n  fastcgi_temp_path " << d
-                                      << "/tmp_fastcgi;\n  uwsgi_temp_path " << d << "/tmp_uwsgi;\n  scgi_temp_path "
-                                      << d << "/tmp_scgi;\n"
-                                      << "  types { image/gif gif; text/plain txt; application/octet-stream bin; }\n"
-                                      << "  keepalive_requests 1000000;\n"
-                                      << "  server {\n    listen 127.0.0.1:" << port << " ssl;\n"
-                                      << "    root " << root.string() << ";\n"
-                                      << "    ssl_certificate " << cert.cert.string() << ";\n"
-                                      << "    ssl_certificate_key " << cert.key.string() << ";\n"
-                                      << "    ssl_protocols TLSv1.2 TLSv1.3;\n"
-                                      << "    ssl_session_cache shared:SSL:1m;\n    ssl_session_tickets on;\n"
-                                      << "    " << extra_server << "\n  }\n}\n";
-    process.emplace(std::vector<std::string>{"nginx", "-c", dir / "nginx.conf", "-p", d, "-e", dir / "error.log"},
-                    false);
-    wait_until_accepting(port);
-  }
-  /// https://localhost:PORT + path ("/file.bin").
-  std::string url(const std::string& path) const { return https_url(port, path); }
-  /// https://127.0.0.1:PORT + path: for certificates checked against an IP address.
-  std::string ip_url(const std::string& path) const { return https_url(port, path, "127.0.0.1"); }
+/// nginx with `ssl` (see nginx_process.hpp), serving `root` with `cert`.
+struct NginxTls : Nginx {
+  NginxTls(const CertFiles& cert, const std::filesystem::path& root, const std::string& extra_server = "")
+      : Nginx(root, &cert, extra_server) {}
 };
 
 /// Python's http.server over TLS (peers/https_server.py) serving `root` (HTTP/1.0, one request per

@@ -11,18 +11,11 @@ const path = require('path');
 const [cert, key, root] = process.argv.slice(2);
 const top = path.resolve(root);
 
-const server = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key), ALPNProtocols: ['http/1.1'] },
+const { chunked, listen } = require('./node_server');
+
+listen(https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key), ALPNProtocols: ['http/1.1'] },
   (req, res) => {
-    if (req.url === '/chunked') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' });
-      let i = 0;
-      const next = () => {
-        if (i === 10) return res.end();
-        res.write(`chunk ${i++};`);
-        setTimeout(next, 2);
-      };
-      return next();
-    }
+    if (chunked(req, res)) return;
     const file = path.join(top, decodeURIComponent(req.url.split('?')[0]));
     fs.stat(file, (err, st) => {
       if (err || !st.isFile() || !file.startsWith(top + path.sep)) {
@@ -33,6 +26,4 @@ const server = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFil
       if (req.method === 'HEAD') return res.end();
       fs.createReadStream(file).pipe(res);
     });
-  });
-server.keepAliveTimeout = 5000;
-server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+  }));

@@ -1,20 +1,21 @@
 # A real peer for duet's TLS tests: Python's http.server (HTTP/1.0) over Python's ssl module.
 #   python3 https_server.py CERT KEY ROOT [--tls1-only] [--truncate]
-# Serves files from ROOT, as python_server.py does; /close-delimited answers with a body that ends
-# with the connection (no Content-Length). Each connection ends with close_notify, then the TCP close.
+# Serves what python_server.py serves (its handler, here over TLS): files from ROOT, and
+# /close-delimited. Each connection ends with close_notify, then the TCP close.
 # --tls1-only: speaks TLS 1.0 and nothing else (a peer that a TLS 1.2 minimum must refuse).
 # --truncate: every request is answered with "HTTP/1.1 200 OK", "Connection: close", no Content-Length
 # and 1000 bytes of "x", then the connection is closed WITHOUT close_notify (a truncation attack, as
 # far as the client can tell). Prints its port on the first line of stdout, then serves until killed.
 import argparse
-import http.server
 import socket
 import socketserver
 import ssl
 import warnings
 
+import python_server
 
-class Handler(http.server.SimpleHTTPRequestHandler):
+
+class Handler(python_server.Handler):
     def setup(self):
         # The handshake runs here, on the connection's own thread: a client that never completes it
         # holds up no one else.
@@ -28,12 +29,6 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" + b"x" * 1000)
             self.close_connection = True
             return
-        if self.path == "/close-delimited":
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()  # no Content-Length: HTTP/1.0, the body ends with the connection
-            self.wfile.write(b"the body ends when the connection does\n" * 100)
-            return
         super().do_GET()
 
     def finish(self):
@@ -42,9 +37,6 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             close_without_notify(self.request)
         else:
             close_with_notify(self.request)
-
-    def log_message(self, *args):
-        pass
 
 
 def close_with_notify(tls):

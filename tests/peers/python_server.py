@@ -20,7 +20,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def main():
+def main():  # (https_server.py imports Handler; only running this file starts the plain server)
     folder = sys.argv[1]
     handler = lambda *a, **kw: Handler(*a, directory=folder, **kw)
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as server:
@@ -28,4 +28,5 @@ def main():
         server.serve_forever()
 
 
-main()
+if __name__ == "__main__":
+    main()
