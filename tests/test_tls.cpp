@@ -10,6 +10,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "duet/duet.hpp"
@@ -629,4 +630,26 @@ TEST_CASE("TLS over a Unix-domain socket: any duet stream can carry it", "[tls][
   auto [ec, rest] = read_rest(Face::callbacks, loop, c->tls);
   CHECK_FALSE(ec);
   CHECK(rest.empty());
+}
+
+TEST_CASE("TLS: one context shared by loops on two threads (handshakes and the session cache at once)",
+          "[tls][threads]") {
+  Certs certs;
+  auto client_ctx = certs.client();
+  auto server_ctx = Certs::server_for(certs.server);
+  auto work = [&](int* ok) {
+    duet::Loop loop;
+    EchoServer server(loop, server_ctx);
+    for (int i = 0; i < 10; ++i) {
+      Connected c = connect_tls(Face::callbacks, loop, server.endpoint(), client_ctx, "localhost");
+      if (!c.ec && echo(Face::callbacks, loop, c.tls, "from a thread") == "from a thread") ++*ok;
+    }
+  };
+  int ok[2] = {0, 0};
+  std::thread other(work, &ok[1]);
+  work(&ok[0]);
+  other.join();
+  CHECK(ok[0] == 10);
+  CHECK(ok[1] == 10);
+  CHECK(client_ctx.cached_sessions() == 2);  // one per server (each thread's has its own port)
 }
