@@ -653,3 +653,37 @@ TEST_CASE("TLS: one context shared by loops on two threads (handshakes and the s
   CHECK(ok[1] == 10);
   CHECK(client_ctx.cached_sessions() == 2);  // one per server (each thread's has its own port)
 }
+
+TEST_CASE("TLS: a one-shot read is cancellable, and the stream goes on afterwards, both faces", "[tls]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  auto ctx = certs.client();
+  Connected c = connect_tls(face, loop, server.endpoint(), ctx, "localhost");
+  REQUIRE_FALSE(c.ec);
+  char buf[64];
+  std::stop_source stop;
+  duet::Timer timer(loop);
+  timer.start(20ms, 0ms, [&] { stop.request_stop(); });  // nothing is coming: only the stop ends the read
+  std::optional<std::error_code> got;
+  if (face == Face::callbacks) {
+    c.tls.read(buf, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::size_t) { got = ec; }));
+    while (!got) loop.run_once();
+  } else {
+    auto handle = duet::spawn(loop, [&]() -> duet::Task<std::error_code> {
+      try {
+        co_await c.tls.read(buf);
+      } catch (const std::system_error& e) {
+        co_return e.code();
+      }
+      co_return std::error_code();
+    }());
+    std::stop_callback forward(stop.get_token(), [&] { handle.cancel(); });
+    handle.on_done([&] { got = handle.result(); });
+    while (!got) loop.run_once();
+  }
+  CHECK(duet::is_cancelled(*got));
+  CHECK(c.tls.is_open());
+  CHECK(echo(face, loop, c.tls, "still here") == "still here");
+}
