@@ -48,7 +48,8 @@ std::string peer_suffix(StreamImpl* transport) {
 
 class TlsSession final : public OwnedHandle {
  public:
-  static constexpr std::size_t kPlainBuffer = 16 * 1024;  // one TLS record's worth
+  static constexpr std::size_t kPlainBuffer = 16 * 1024;   // one TLS record's worth
+  static constexpr std::size_t kMaxOwnOutput = 64 * 1024;  // see flush()
 
   TlsSession(LoopCore* core, std::unique_ptr<TlsEngine> engine, HandlePtr<StreamImpl> transport)
       : OwnedHandle(core, &timer_), engine_(std::move(engine)), transport_(std::move(transport)) {
@@ -127,17 +128,31 @@ class TlsSession final : public OwnedHandle {
   };
 
   void write(std::string bytes, UniqueFunction<void(std::error_code)> cb, std::stop_token token) {
-    if (engine_->write(bytes) == TlsEngine::Status::failed) {
-      const std::error_code ec = engine_->error();
-      return core()->defer([cb = std::move(cb), ec]() mutable { cb(ec); });
-    }
+    auto fail = [&](std::error_code ec, std::string why) {
+      reason_ = std::move(why);
+      core()->defer([cb = std::move(cb), ec]() mutable { cb(ec); });
+    };
+    // After close_notify nothing more may be sent; reading goes on.
+    if (shut_down_) return fail(uv_error(UV_EPIPE), "write after shutdown");
+    if (engine_->write(bytes) == TlsEngine::Status::failed) return fail(engine_->error(), engine_->reason());
     transport_.write(engine_->take_output(), Done(this, std::move(cb), std::move(token)));
   }
 
   void shutdown(UniqueFunction<void(std::error_code)> cb, std::stop_token token) {
+    shut_down_ = true;
     engine_->close_notify();
     flush();
     transport_.shutdown(Done(this, std::move(cb), std::move(token)));
+  }
+
+  /// Sends close_notify if the kernel takes it at once (it never waits, and never queues).
+  void close_notify_now() noexcept {
+    if (shut_down_ || ended_ || handshake_cb_ || !transport_.is_open()) return;
+    shut_down_ = true;
+    engine_->close_notify();
+    const std::string out = engine_->take_output();
+    std::error_code ignored;
+    transport_.try_write(out, ignored);
   }
 
   void keep_loop_alive(bool keep) noexcept {
@@ -236,7 +251,8 @@ class TlsSession final : public OwnedHandle {
   }
 
   void update_transport_reading() noexcept {
-    const bool want = !closing() && transport_.is_open() && !ended_ && (handshake_cb_ || reading_ != Reading::no);
+    const bool want = !closing() && transport_.is_open() && !ended_ && own_output_ <= kMaxOwnOutput &&
+                      (handshake_cb_ || reading_ != Reading::no);
     if (want == transport_reading_) return;
     transport_reading_ = want;
     if (!want) return transport_.read_stop();
@@ -247,11 +263,20 @@ class TlsSession final : public OwnedHandle {
     }
   }
 
-  /// Sends what OpenSSL has queued (handshake messages, alerts, close_notify).
+  /// Sends what OpenSSL has queued of its own (handshake messages, alerts, key updates). While more
+  /// than kMaxOwnOutput of it waits for the peer to read, the transport is not read: a peer that
+  /// provokes answers and never reads them fills its own buffers, not this process's memory.
   void flush() noexcept {
     if (!engine_->has_output() || !transport_.is_open()) return;
     try {
-      transport_.write(engine_->take_output(), Done(this, UniqueFunction<void(std::error_code)>(), std::stop_token()));
+      std::string out = engine_->take_output();
+      const std::size_t n = out.size();
+      own_output_ += n;
+      auto sent = [this, n](std::error_code) {
+        own_output_ -= n;
+        update_transport_reading();
+      };
+      transport_.write(std::move(out), Done(this, std::move(sent), std::stop_token()));
     } catch (...) {  // out of memory: the peer will see the connection stall and time out
     }
   }
@@ -331,6 +356,8 @@ class TlsSession final : public OwnedHandle {
   std::unique_ptr<TlsEngine> engine_;
   Transport transport_;
   bool transport_reading_ = false;
+  std::size_t own_output_ = 0;  // bytes of OpenSSL's own (flush) handed to the transport, not yet sent
+  bool shut_down_ = false;      // close_notify sent: no more writes
 
   // The handshake.
   HandlePtr<TlsSession> self_;  // the session is its own owner until the handshake hands it over
@@ -403,7 +430,12 @@ void TlsStream::shutdown_erased(detail::UniqueFunction<void(std::error_code)> cb
   open_impl("shutdown")->shutdown(std::move(cb), std::move(token));
 }
 
-void TlsStream::close() noexcept { impl_.reset(); }
+void TlsStream::close() noexcept {
+  if (impl_) impl_->close_notify_now();
+  impl_.reset();
+}
+
+void TlsStream::abort() noexcept { impl_.reset(); }
 
 void TlsStream::keep_loop_alive(bool keep) noexcept {
   if (impl_) impl_->keep_loop_alive(keep);

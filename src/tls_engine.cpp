@@ -85,6 +85,17 @@ std::error_code verify_error(long result) {
   }
 }
 
+// Post-handshake messages from the peer: a HelloRequest (to a client) or ClientHello (to a server)
+// asks for TLS 1.2 renegotiation. OpenSSL refuses it with a warning alert and goes on, so a peer could
+// ask forever and have alerts pile up unread; the engine ends the connection instead.
+void on_message(int write_p, int, int content_type, const void* buf, std::size_t len, SSL* ssl, void*) {
+  if (write_p || content_type != SSL3_RT_HANDSHAKE || len == 0) return;
+  auto* engine = static_cast<TlsEngine*>(SSL_get_ex_data(ssl, engine_index()));
+  const auto type = *static_cast<const unsigned char*>(buf);
+  if (engine && engine->handshake_done() && (type == SSL3_MT_HELLO_REQUEST || type == SSL3_MT_CLIENT_HELLO))
+    engine->renegotiation_asked();
+}
+
 }  // namespace
 
 // ---- contexts ---------------------------------------------------------------------------------------
@@ -257,7 +268,14 @@ TlsEngine::TlsEngine(std::shared_ptr<TlsContextImpl> ctx, bool server, const std
     throw TlsError(make_error_code(errc::invalid_argument),
                    server ? "duet: tls_accept needs a server context (TlsContext::server)"
                           : "duet: tls_connect needs a client context (TlsContext::client)");
-  if (!server && ctx_->verify && server_name.empty())
+  // The name as TLS wants it: "[::1]" is the address ::1, and "example.org." (fully qualified) is
+  // "example.org", both for SNI (which has no trailing dot) and for the certificate's names.
+  std::string name = server_name;
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  if (name.size() > 1 && name.back() == '.') name.pop_back();
+  if (name.find('\0') != std::string::npos)
+    throw TlsError(make_error_code(errc::invalid_argument), "duet: a TLS server name with a NUL byte");
+  if (!server && ctx_->verify && name.empty())
     throw TlsError(make_error_code(errc::invalid_argument),
                    "duet: tls_connect needs the server's name to verify its certificate");
   ssl_ = SSL_new(ctx_->ctx);
@@ -273,22 +291,24 @@ TlsEngine::TlsEngine(std::shared_ptr<TlsContextImpl> ctx, bool server, const std
   BIO_set_mem_eof_return(out_, -1);
   SSL_set_bio(ssl_, in_, out_);
   SSL_set_ex_data(ssl_, engine_index(), this);
+  SSL_set_msg_callback(ssl_, &on_message);
   if (server) {
     SSL_set_accept_state(ssl_);
     return;
   }
   SSL_set_connect_state(ssl_);
-  if (!server_name.empty()) {
-    const bool ip = is_ip_address(server_name);
-    if (!ip) SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+  if (!name.empty()) {
+    const bool ip = is_ip_address(name);
+    if (!ip) SSL_set_tlsext_host_name(ssl_, name.c_str());
     if (ctx_->verify) {
       X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
-      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
-                        : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), server_name.size());
+      X509_VERIFY_PARAM_set_hostflags(param,
+                                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+      const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str())
+                        : X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
       if (ok != 1) {
         SSL_free(ssl_);
-        throw TlsError(make_error_code(errc::invalid_argument), "duet: unusable TLS server name '" + server_name + "'");
+        throw TlsError(make_error_code(errc::invalid_argument), "duet: unusable TLS server name '" + name + "'");
       }
     }
   }
@@ -348,6 +368,10 @@ TlsEngine::Status TlsEngine::read(char* buffer, std::size_t n, std::size_t& got)
   if (error_) return Status::failed;
   ERR_clear_error();
   const int rc = SSL_read_ex(ssl_, buffer, n, &got);
+  if (renegotiation_) {
+    got = 0;
+    return fail(make_error_code(errc::tls_protocol_error), "TLS error: the peer asked to renegotiate (refused)");
+  }
   if (rc == 1) return Status::ok;
   switch (SSL_get_error(ssl_, rc)) {
     case SSL_ERROR_WANT_READ:

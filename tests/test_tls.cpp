@@ -3,6 +3,7 @@
 // `openssl s_server`, and the HTTP server's TLS against curl and Python's client. Every certificate is
 // made at run time (tls_certs.hpp).
 #include <fcntl.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 
 #include <catch2/catch.hpp>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "duet/detail/tls_engine.hpp"
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "duet/http/server.hpp"
@@ -267,6 +269,8 @@ TEST_CASE("TLS: verification failures are distinct errors with reasons, both fac
        duet::errc::tls_certificate_expired, "certificate has expired"},
       {certs.pki.issue("future", {"localhost"}, {"127.0.0.1"}, 24h, 48h), "localhost",
        duet::errc::tls_certificate_expired, "certificate is not yet valid"},
+      // A name only in the subject's CN (no subjectAltName) does not count, as in browsers.
+      {certs.pki.issue("cn-only", {}, {}), "cn-only", duet::errc::tls_hostname_mismatch, "hostname mismatch"},
   };
   duet::Loop loop;
   auto ctx = certs.client();
@@ -382,7 +386,7 @@ TEST_CASE("TLS: a peer closing without close_notify is reported as truncation, a
       // The data, then a close of the socket with no close_notify.
       served.write("partial body", [&](std::error_code ec) {
         CHECK_FALSE(ec);
-        served.close();
+        served.abort();
       });
     });
   });
@@ -686,4 +690,126 @@ TEST_CASE("TLS: a one-shot read is cancellable, and the stream goes on afterward
   CHECK(duet::is_cancelled(*got));
   CHECK(c.tls.is_open());
   CHECK(echo(face, loop, c.tls, "still here") == "still here");
+}
+
+TEST_CASE("TLS: a trailing dot and a bracketed IPv6 address name the same server", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  auto ctx = certs.client();
+  for (const char* name : {"localhost.", "[::1]", "LOCALHOST"}) {
+    INFO(name);
+    Connected c = connect_tls(Face::callbacks, loop, server.endpoint(), ctx, name);
+    REQUIRE_FALSE(c.ec);
+    CHECK(echo(Face::callbacks, loop, c.tls, name) == name);
+  }
+  Connected nul = connect_tls(Face::callbacks, loop, server.endpoint(), ctx, std::string("localhost\0.evil", 15));
+  CHECK(nul.ec == duet::errc::invalid_argument);
+  CHECK_THAT(nul.reason, Catch::Contains("NUL"));
+}
+
+TEST_CASE("TLS: after shutdown writes fail with EPIPE and reading goes on to the peer's close_notify", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  auto ctx = certs.client();
+  Connected c = connect_tls(Face::callbacks, loop, server.endpoint(), ctx, "localhost");
+  REQUIRE_FALSE(c.ec);
+  c.tls.write("sent before", [](std::error_code ec) { CHECK_FALSE(ec); });
+  c.tls.shutdown([](std::error_code ec) { CHECK_FALSE(ec); });
+  std::optional<std::error_code> late;
+  c.tls.write("too late", [&](std::error_code ec) { late = ec; });
+  auto [ec, got] = read_rest(Face::callbacks, loop, c.tls);  // the echo, then the server's close_notify
+  CHECK_FALSE(ec);
+  CHECK(got == "sent before");
+  REQUIRE(late);
+  CHECK(late->value() == UV_EPIPE);
+}
+
+TEST_CASE("TLS: close sends close_notify (a clean end for the peer), abort does not (a truncation)", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  // No session tickets: the client leaves nothing unread, so its close is a FIN, not a reset.
+  auto sctx = Certs::server_for(certs.server, {.session_resumption = false});
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  std::optional<std::pair<std::error_code, std::string>> seen;
+  duet::TlsStream served;
+  std::function<void()> accept = [&] {
+    listener.accept([&](std::error_code ec, duet::TcpStream tcp) {
+      REQUIRE_FALSE(ec);
+      duet::tls_accept(std::move(tcp), sctx, 5s, [&](std::error_code ec, duet::TlsStream tls) {
+        REQUIRE_FALSE(ec);
+        served = std::move(tls);
+        auto got = std::make_shared<std::string>();
+        served.read_start([&, got](std::error_code ec, std::span<const char> chunk) {
+          if (ec || chunk.empty()) return void(seen.emplace(ec, *got));
+          got->append(chunk.data(), chunk.size());
+        });
+      });
+      accept();
+    });
+  };
+  accept();
+  auto ctx = certs.client();
+  for (bool graceful : {true, false}) {
+    seen.reset();
+    Connected c = connect_tls(Face::callbacks, loop, listener.local_endpoint(), ctx, "localhost");
+    REQUIRE_FALSE(c.ec);
+    bool written = false;
+    c.tls.write("last words", [&](std::error_code ec) {
+      CHECK_FALSE(ec);
+      written = true;
+    });
+    while (!written) loop.run_once();
+    graceful ? c.tls.close() : c.tls.abort();
+    while (!seen) loop.run_once();
+    CHECK(seen->second == "last words");
+    if (graceful)
+      CHECK_FALSE(seen->first);
+    else
+      CHECK(seen->first == duet::errc::tls_truncated);
+  }
+}
+
+TEST_CASE("TLS: a TLS 1.2 server asking to renegotiate ends the connection with tls_protocol_error", "[tls]") {
+  // A raw OpenSSL server in memory, facing the client's engine: renegotiation cannot be scripted with
+  // the tools at hand, and the engine is what every TlsStream runs.
+  Certs certs;
+  auto ctx = certs.client();
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> sctx(SSL_CTX_new(TLS_server_method()), &SSL_CTX_free);
+  REQUIRE(SSL_CTX_use_certificate_chain_file(sctx.get(), certs.server.cert.c_str()) == 1);
+  REQUIRE(SSL_CTX_use_PrivateKey_file(sctx.get(), certs.server.key.c_str(), SSL_FILETYPE_PEM) == 1);
+  SSL_CTX_set_max_proto_version(sctx.get(), TLS1_2_VERSION);
+  std::unique_ptr<SSL, decltype(&SSL_free)> server(SSL_new(sctx.get()), &SSL_free);
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(in, -1);
+  SSL_set_bio(server.get(), in, out);
+  SSL_set_accept_state(server.get());
+  duet::detail::TlsEngine client(ctx.impl(), false, "localhost", "");
+  auto pass = [](BIO* from, duet::detail::TlsEngine& to) {
+    std::string bytes(static_cast<std::size_t>(BIO_ctrl_pending(from)), '\0');
+    if (!bytes.empty()) BIO_read(from, bytes.data(), static_cast<int>(bytes.size()));
+    to.feed(bytes.data(), bytes.size());
+  };
+  for (int i = 0; i < 10 && !client.handshake_done(); ++i) {
+    client.handshake();
+    const std::string hello = client.take_output();
+    BIO_write(in, hello.data(), static_cast<int>(hello.size()));
+    SSL_do_handshake(server.get());
+    pass(out, client);
+  }
+  REQUIRE(client.handshake() == duet::detail::TlsEngine::Status::ok);
+  CHECK(client.version() == "TLSv1.2");
+  const std::string finished = client.take_output();
+  BIO_write(in, finished.data(), static_cast<int>(finished.size()));
+  REQUIRE(SSL_do_handshake(server.get()) == 1);
+  REQUIRE(SSL_renegotiate(server.get()) == 1);
+  SSL_do_handshake(server.get());  // sends the HelloRequest
+  pass(out, client);
+  char buf[64];
+  std::size_t n = 0;
+  CHECK(client.read(buf, sizeof buf, n) == duet::detail::TlsEngine::Status::failed);
+  CHECK(client.error() == duet::errc::tls_protocol_error);
+  CHECK_THAT(client.reason(), Catch::Contains("renegotiate"));
 }

@@ -26,7 +26,9 @@
 // The stream's faces are `Stream`'s (stream.hpp): `read` once or `read_start` for every chunk,
 // `read_stop` (backpressure: the transport stops reading too), `write` (the callback runs once the
 // encrypted bytes are handed to the kernel), `shutdown` (sends close_notify, then ends the
-// transport's sending side), `close`. One reader at a time; writes go out in order.
+// transport's sending side; a write after it fails with UV_EPIPE, reading goes on), `close`
+// (close_notify if the kernel takes it at once, then closes), `abort` (closes without it). One
+// reader at a time; writes go out in order.
 //
 // Errors (`std::error_code`; `error_reason()` on the stream, or `what()` of the `TlsError` the
 // coroutine face throws, says more, such as OpenSSL's reason):
@@ -47,6 +49,12 @@
 // operation does (cancellation.hpp). A cancelled handshake closes the transport.
 //
 // Loop destruction: as for `Stream`: the stream becomes inert; handshakes in flight are dropped.
+//
+// Hostile peers: a stream reads its transport only while it is read from (or handshaking), so a peer
+// that sends forever fills kernel buffers, not this process's; what OpenSSL answers on its own (alerts,
+// key updates) is bounded too (64 KiB waiting to be sent, then reading pauses). TLS 1.2 renegotiation
+// is refused: a peer that asks for it gets `tls_protocol_error`. Names are checked against the
+// certificate's subjectAltName only, never its CN; "[::1]" and a trailing dot ("example.org.") work.
 //
 // Cost: per connection, OpenSSL's state (some 30 KiB once the handshake is done), a 16 KiB buffer for
 // decrypted bytes while reading, and one transport write per `write` (the record's bytes). Contexts
@@ -208,8 +216,11 @@ class TlsStream {
     return awaitable<void>([this](auto cb) { shutdown(std::move(cb)); });
   }
 
-  /// Closes the stream and its transport now, without close_notify. Idempotent.
+  /// Closes the stream and its transport now, after sending close_notify if the kernel takes it at
+  /// once (it never waits: a peer that does not read gets none). Idempotent.
   void close() noexcept;
+  /// Closes the stream and its transport now, without close_notify (the peer sees a truncation).
+  void abort() noexcept;
 
   /// As `Stream::keep_loop_alive`: false for a stream kept idle (a pooled connection).
   void keep_loop_alive(bool keep) noexcept;

@@ -61,6 +61,8 @@ class TlsEngine {
   std::string version() const;
   bool session_reused() const noexcept;
   const std::string& session_key() const noexcept { return session_key_; }
+  /// The peer asked for renegotiation (OpenSSL's message callback): the next read fails.
+  void renegotiation_asked() noexcept { renegotiation_ = true; }
 
  private:
   Status fail_handshake();
@@ -72,6 +74,7 @@ class TlsEngine {
   bio_st* out_ = nullptr;  // ciphertext for the peer (owned by ssl_)
   std::string session_key_;
   bool done_ = false;
+  bool renegotiation_ = false;
   std::error_code error_;
   std::string reason_;
 };
