@@ -28,6 +28,7 @@
 #include "duet/stream.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "duet/tls.hpp"
 #include "duet/tty.hpp"
 #include "duet/udp.hpp"
 #include "duet/when_all.hpp"
