@@ -58,65 +58,23 @@ out=$(realpath "$out")
 work=$(mktemp -d)
 ulimit -n "$(ulimit -Hn)"  # 10,000 connections need 10,000 descriptors, in every client and server
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_listening() {  # PORT PID NAME
-  for _ in $(seq 100); do
-    if (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null; then return 0; fi
-    kill -0 "$2" 2> /dev/null || { echo "$3 did not start:" >&2; cat "$work/$3.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "$3 is not listening on port $1 after 10 s" >&2
-  exit 1
-}
+source bench/lib.sh  # free_port, wait_listening, start_nginx, run_client, logged
 
-# ---- the servers ---------------------------------------------------------------------------------
-nginx_port=$(free_port)
-cat > "$work/nginx.conf" << EOF
-daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-error_log $work/nginx.log;
-pid $work/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/t; proxy_temp_path $work/t; fastcgi_temp_path $work/t;
-  uwsgi_temp_path $work/t; scgi_temp_path $work/t;
-  types { image/gif gif; application/json json; }
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$nginx_port backlog=4096; root $root; }
-}
-EOF
-nginx -c "$work/nginx.conf" -p "$work" > "$work/nginx.log" 2>&1 &
-nginx_pid=$!
-trap 'kill $nginx_pid 2> /dev/null; wait 2> /dev/null; rm -rf "$work"' EXIT
-wait_listening "$nginx_port" $nginx_pid nginx
+# ---- the server ----------------------------------------------------------------------------------
+start_nginx
 
 # ---- the clients ---------------------------------------------------------------------------------
 clients=(bare-c callbacks coroutines node aiohttp)
-run_client() {  # CLIENT URL REQUESTS CONCURRENCY
-  local args=(--url "$2" --requests "$3" --concurrency "$4")
-  case $1 in
-    bare-c) "$build/bench/bare_client" "${args[@]}" ;;
-    callbacks | coroutines) "$build/bench/http_load" --face "$1" "${args[@]}" ;;
-    node) node bench/peers/node_load.js "${args[@]}" ;;
-    aiohttp) /usr/bin/python3 bench/peers/aiohttp_load.py "${args[@]}" ;;
-  esac
-}
-
 : > "$out/runs.txt"
-round() {  # WORKLOAD ROUND
-  local i client line n=${#clients[@]}
+round() {  # WORKLOAD ROUND: each client once, in an order rotated by ROUND
+  local i n=${#clients[@]}
   for ((i = 0; i < n; ++i)); do
-    client=${clients[(i + $2) % n]}
+    local client=${clients[(i + $2) % n]}
     if [[ $1 == throughput ]]; then
-      line=$(run_client "$client" "http://127.0.0.1:$nginx_port/flags" 20000 100 2> "$work/client.err") || true
+      logged "$1" "$2" "$client" run_client "$client" "http://127.0.0.1:$nginx_port/flags" 20000 100
     else
-      line=$(isolated "$client" 2> "$work/client.err") || true
+      logged "$1" "$2" "$client" isolated "$client"
     fi
-    [[ $line == face=* ]] || line="face=$client failed: $(head -c 300 "$work/client.err" | tr '\n' ' ')"
-    echo "workload=$1 round=$2 $line" | tee -a "$out/runs.txt"
   done
 }
 echo "== throughput: 20,000 GETs, 100 in flight, nginx on :$nginx_port ($runs rounds)"

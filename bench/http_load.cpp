@@ -2,12 +2,15 @@
 // print one line of figures.
 //
 //   http_load --face callbacks|coroutines --url BASE --requests N --concurrency C [--codes every|all]
-//             [--save DIR]
+//             [--save DIR] [--warmup W]
 //
 // Request i fetches {BASE}/{cc}/{cc}.gif for the i-th code, cycling over the codes (`all`: ISO 3166's
 // assigned codes, the default; `every`: AA..ZZ). All N requests are started at once and a
 // `duet::Semaphore` lets C of them through at a time, as in the flag programs; with --save each flag
-// is saved to DIR/{CC}.gif with write_file_atomic. Prints:
+// is saved to DIR/{CC}.gif with write_file_atomic. With --warmup, W requests are made the same way
+// first, uncounted, and the clock starts once they are done, over the connections they left in the
+// pool. BASE may be https://: the client verifies the server against the system's trust store, so
+// `SSL_CERT_FILE=ca.pem` makes it trust a private CA. Prints:
 //
 //   face=… requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…
 //
@@ -39,12 +42,13 @@ struct Options {
   long concurrency = 100;
   std::string codes = "all";
   std::string save_dir;
+  long warmup = 0;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "*** Usage error: %s\nusage: http_load --face callbacks|coroutines --url BASE --requests N "
-               "--concurrency C [--codes every|all] [--save DIR]\n",
+               "--concurrency C [--codes every|all] [--save DIR] [--warmup W]\n",
                why.c_str());
   std::exit(2);
 }
@@ -76,6 +80,8 @@ Options parse(int argc, char** argv) {
       o.codes = value();
     else if (arg == "--save")
       o.save_dir = value();
+    else if (arg == "--warmup")
+      o.warmup = number(value(), arg);
     else
       usage("unknown option " + arg);
   }
@@ -153,6 +159,23 @@ duet::Task<> fetch_one_task(Load& load, long i) {
   }
 }
 
+/// Makes `n` requests through the chosen face, then returns (idle pooled connections do not keep the
+/// loop running).
+void make_requests(Load& load, long n) {
+  load.ok = load.not_found = load.errors = 0;
+  if (load.options.face == "callbacks") {
+    for (long i = 0; i < n; ++i) fetch_one(load, i);
+    load.loop.run();
+    return;
+  }
+  std::vector<duet::Task<>> tasks;
+  tasks.reserve(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i) tasks.push_back(fetch_one_task(load, i));
+  duet::run(load.loop, [](std::vector<duet::Task<>> all) -> duet::Task<> {
+    co_await duet::when_all(std::move(all));
+  }(std::move(tasks)));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,19 +190,10 @@ int main(int argc, char** argv) {
   Load load{o, loop, client, duet::Semaphore(static_cast<std::size_t>(o.concurrency)),
             flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
 
+  if (o.warmup > 0) make_requests(load, o.warmup);
   const rusage before = usage_now();
   const auto start = std::chrono::steady_clock::now();
-  if (o.face == "callbacks") {
-    for (long i = 0; i < o.requests; ++i) fetch_one(load, i);
-    loop.run();
-  } else {
-    std::vector<duet::Task<>> tasks;
-    tasks.reserve(static_cast<std::size_t>(o.requests));
-    for (long i = 0; i < o.requests; ++i) tasks.push_back(fetch_one_task(load, i));
-    duet::run(loop, [](std::vector<duet::Task<>> all) -> duet::Task<> {
-      co_await duet::when_all(std::move(all));
-    }(std::move(tasks)));
-  }
+  make_requests(load, o.requests);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const rusage after = usage_now();
   const long finished = load.ok + load.not_found + load.errors;

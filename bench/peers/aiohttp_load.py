@@ -2,10 +2,13 @@
 """aiohttp_load — the book's stack (asyncio + aiohttp) doing what bench/http_load does, for comparison.
 Runs on Debian's python3 with its python3-aiohttp package.
 
-    aiohttp_load.py --url BASE --requests N --concurrency C [--codes every|all]
+    aiohttp_load.py --url BASE --requests N --concurrency C [--codes every|all] [--warmup W]
 
 Request i fetches {BASE}/{cc}/{cc}.gif for the i-th code, cycling over the codes; every request is
 started at once and an asyncio.Semaphore lets C through at a time, as in the book's flags2_asyncio.
+With --warmup, W requests are made first, uncounted, and the clock starts once they are done, over the
+connections they opened. An https BASE is verified against OpenSSL's default trust store, as aiohttp
+does by default (ssl.create_default_context()), so SSL_CERT_FILE names a private CA.
 Prints the same line as http_load:
 
     face=aiohttp requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…
@@ -48,11 +51,16 @@ async def main(args):
     semaphore = asyncio.Semaphore(args.concurrency)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
-    start, cpu_start = time.perf_counter(), time.process_time()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        urls = (f'{base}/{cc}/{cc}.gif' for cc in (codes[i % len(codes)] for i in range(args.requests)))
-        await asyncio.gather(*(fetch(session, semaphore, url, counts) for url in urls))
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        def batch(n):
+            urls = (f'{base}/{cc}/{cc}.gif' for cc in (codes[i % len(codes)] for i in range(n)))
+            return asyncio.gather(*(fetch(session, semaphore, url, counts) for url in urls))
+        if args.warmup:
+            await batch(args.warmup)
+            counts.update(ok=0, notfound=0, errors=0)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        await batch(args.requests)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     done = sum(counts.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"face=aiohttp requests={done} ok={counts['ok']} notfound={counts['notfound']} "
@@ -67,9 +75,10 @@ if __name__ == '__main__':
     parser.add_argument('--requests', type=int, default=100_000)
     parser.add_argument('--concurrency', type=int, default=100)
     parser.add_argument('--codes', choices=['every', 'all'], default='all')
+    parser.add_argument('--warmup', type=int, default=0)
     parsed = parser.parse_args()
-    if parsed.requests < 1 or parsed.concurrency < 1:
-        parser.error('--requests and --concurrency must be at least 1')
+    if parsed.requests < 1 or parsed.concurrency < 1 or parsed.warmup < 0:
+        parser.error('--requests and --concurrency must be at least 1, --warmup at least 0')
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sys.exit(asyncio.run(main(parsed)))
