@@ -85,7 +85,7 @@ class TlsSession final : public OwnedHandle {
     once_buffer_ = buffer;
     once_cb_ = std::move(cb);
     stop_read_.watch(core(), std::move(token), StopRead{this});
-    if (reading_ == Reading::once) schedule_pump();
+    if (reading_ == Reading::once) start_reading();
   }
 
   void read_stream(UniqueFunction<void(std::error_code, std::span<const char>)> cb) {
@@ -95,7 +95,7 @@ class TlsSession final : public OwnedHandle {
     stream_cb_ = std::move(cb);
     if (reading_ == Reading::stream) return;
     reading_ = Reading::stream;
-    schedule_pump();
+    start_reading();
   }
 
   void read_stop() noexcept {
@@ -281,7 +281,14 @@ class TlsSession final : public OwnedHandle {
     }
   }
 
-  void schedule_pump() noexcept { uv_timer_start(&timer_, &on_timer, 0, 0); }
+  /// A read begins: with bytes already inside the engine (or the end already seen), delivery runs on the
+  /// next turn of the loop (never inside the call); otherwise the transport is read.
+  void start_reading() noexcept {
+    if (ended_ || engine_->has_buffered())
+      uv_timer_start(&timer_, &on_timer, 0, 0);
+    else
+      update_transport_reading();
+  }
 
   // ---- delivering plaintext -------------------------------------------------------------------------
 

@@ -59,6 +59,12 @@ int engine_index() {
   return index;
 }
 
+/// Empties this thread's OpenSSL error queue, so that what an SSL call leaves there is its own. The
+/// queue is nearly always empty: looking first costs a fraction of clearing.
+void clear_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 bool is_ip_address(const std::string& name) {
   unsigned char buf[16];
   return uv_inet_pton(AF_INET, name.c_str(), buf) == 0 || uv_inet_pton(AF_INET6, name.c_str(), buf) == 0;
@@ -263,7 +269,7 @@ namespace duet::detail {
 TlsEngine::TlsEngine(std::shared_ptr<TlsContextImpl> ctx, bool server, const std::string& server_name,
                      std::string session_key)
     : ctx_(std::move(ctx)), session_key_(std::move(session_key)) {
-  ERR_clear_error();
+  clear_errors();
   if (!ctx_ || ctx_->server != server)
     throw TlsError(make_error_code(errc::invalid_argument),
                    server ? "duet: tls_accept needs a server context (TlsContext::server)"
@@ -320,7 +326,14 @@ TlsEngine::TlsEngine(std::shared_ptr<TlsContextImpl> ctx, bool server, const std
   }
 }
 
-TlsEngine::~TlsEngine() { SSL_free(ssl_); }
+TlsEngine::~TlsEngine() {
+  // Freed without close_notify, OpenSSL marks the session not resumable; a connection that ended
+  // without an error (closed by the pool, or by a peer that skips close_notify) may be resumed.
+  if (done_ && !error_) SSL_set_shutdown(ssl_, SSL_get_shutdown(ssl_) | SSL_SENT_SHUTDOWN);
+  SSL_free(ssl_);
+}
+
+bool TlsEngine::has_buffered() const noexcept { return SSL_has_pending(ssl_) == 1 || BIO_ctrl_pending(in_) > 0; }
 
 void TlsEngine::feed(const char* data, std::size_t n) {
   while (n > 0) {
@@ -352,7 +365,7 @@ TlsEngine::Status TlsEngine::fail_handshake() {
 TlsEngine::Status TlsEngine::handshake() {
   if (error_) return Status::failed;
   if (done_) return Status::ok;
-  ERR_clear_error();
+  clear_errors();
   const int rc = SSL_do_handshake(ssl_);
   if (rc == 1) {
     done_ = true;
@@ -366,7 +379,7 @@ TlsEngine::Status TlsEngine::handshake() {
 TlsEngine::Status TlsEngine::read(char* buffer, std::size_t n, std::size_t& got) {
   got = 0;
   if (error_) return Status::failed;
-  ERR_clear_error();
+  clear_errors();
   const int rc = SSL_read_ex(ssl_, buffer, n, &got);
   if (renegotiation_) {
     got = 0;
@@ -388,7 +401,7 @@ TlsEngine::Status TlsEngine::read(char* buffer, std::size_t n, std::size_t& got)
 
 TlsEngine::Status TlsEngine::write(std::string_view bytes) {
   if (error_) return Status::failed;
-  ERR_clear_error();
+  clear_errors();
   std::size_t written = 0;
   if (bytes.empty() || SSL_write_ex(ssl_, bytes.data(), bytes.size(), &written) == 1) return Status::ok;
   std::string why = openssl_reasons();
@@ -396,9 +409,9 @@ TlsEngine::Status TlsEngine::write(std::string_view bytes) {
 }
 
 void TlsEngine::close_notify() {
-  ERR_clear_error();
+  clear_errors();
   if (done_) SSL_shutdown(ssl_);
-  ERR_clear_error();
+  clear_errors();
 }
 
 bool TlsEngine::received_close_notify() const noexcept { return (SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN) != 0; }

@@ -44,6 +44,8 @@ class TlsEngine {
   bool handshake_done() const noexcept { return done_; }
   /// Decrypts up to `n` bytes into `buffer`; `got` is how many (only with Status::ok).
   Status read(char* buffer, std::size_t n, std::size_t& got);
+  /// True if bytes from the peer wait inside the engine (a `read` may give something without more).
+  bool has_buffered() const noexcept;
   /// Encrypts `bytes` (after the handshake); the records are then in the output.
   Status write(std::string_view bytes);
   /// Queues close_notify in the output.
