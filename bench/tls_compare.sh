@@ -21,8 +21,8 @@
 # bench/tls_handshakes makes --connections new connections one after the other (default 2,000), each
 # with one GET and `Connection: close`, four ways: `--resume off` (a full handshake each), `--resume
 # on` (each resumes the session the one before was given; each closed with close_notify), the same
-# closed without close_notify as duet's HTTP client closes its connections (`--close abrupt`: fewer
-# resume, see docs/performance.md), and over http (what is not TLS).
+# closed without close_notify (`--close abrupt`, `TlsStream::abort`: the session must resume all the
+# same), and over http (what is not TLS).
 #
 # The raw lines go to DIR/runs.txt (default build/release/bench/tls). The table (medians over the
 # rounds; TLS ÷ plain is the median of each round's own ratio, its two runs being close in

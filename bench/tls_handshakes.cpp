@@ -9,11 +9,12 @@
 // system's trust store: `SSL_CERT_FILE=ca.pem` names a private CA), one GET of PATH with
 // `Connection: close`, read to the end (a TLS 1.3 server's session tickets arrive meanwhile, so the
 // next connection has one to offer), and a close: `TlsStream::shutdown` (close_notify; a failure, as
-// when the server has already gone, is ignored) then `close`, or with `--close abrupt` only `close`,
-// as duet's HTTP client closes a pooled connection. With `--resume on` (the default; the context's
-// `TlsClientOptions::session_resumption`) every connection after the first offers the last session
-// the server gave; `TlsStream::session_reused()` tells whether the server took it, and the count of
-// those that did is printed. An http:// URL does the same without TLS: the cost of the rest. Prints:
+// when the server has already gone, is ignored) then `close`, or with `--close abrupt` `abort` (no
+// close_notify at all: the session must stay resumable all the same). With `--resume on` (the
+// default; the context's `TlsClientOptions::session_resumption`) every connection after the first
+// offers the last session the server gave; `TlsStream::session_reused()` tells whether the server took
+// it, and the count of those that did is printed. An http:// URL does the same without TLS: the cost
+// of the rest. Prints:
 //
 //   face=handshakes resume=on|off|plain close=notify|abrupt connections=… reused=… errors=… seconds=… per_s=…
 //   cpu_us_per_conn=…
@@ -154,6 +155,8 @@ duet::Task<> worker(Run& run) {
             co_await tls.shutdown();
           } catch (const std::system_error&) {  // the server closed first: close_notify went, or not
           }
+        } else {
+          tls.abort();  // no close_notify at all
         }
       } else {
         ok = co_await exchange(run, tcp);
