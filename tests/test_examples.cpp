@@ -571,7 +571,7 @@ TEST_CASE("over https, both styles save byte-identical flags from flags_server a
   CHECK(f.out.find("unable to get local issuer certificate") != std::string::npos);
 }
 
-TEST_CASE("-s REMOTE is the book's https site: without internet each code is a network error, not a usage error",
+TEST_CASE("the REMOTE site is the book's https one: without internet each code is a network error, not a usage error",
           "[examples][tls]") {
   for (const char* style : kStyles) {
     TempDir out;

@@ -246,7 +246,7 @@ TEST_CASE("redirects: a 301/302/307 chain is followed, a loop ends in too_many_r
   CHECK(first.res.headers.get("Location") == "/b");
 }
 
-TEST_CASE("connection errors: refused, unknown host, https", "[http][client]") {
+TEST_CASE("connection errors: refused, unknown host, unsupported scheme", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   duet::TcpListener probe(loop, duet::Endpoint::loopback(0));

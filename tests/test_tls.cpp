@@ -675,14 +675,15 @@ TEST_CASE("TLS: a one-shot read is cancellable, and the stream goes on afterward
     c.tls.read(buf, duet::with_cancellation(stop.get_token(), [&](std::error_code ec, std::size_t) { got = ec; }));
     while (!got) loop.run_once();
   } else {
-    auto handle = duet::spawn(loop, [&]() -> duet::Task<std::error_code> {
+    auto read_once = [&]() -> duet::Task<std::error_code> {  // named: it outlives the spawn() call
       try {
         co_await c.tls.read(buf);
       } catch (const std::system_error& e) {
         co_return e.code();
       }
       co_return std::error_code();
-    }());
+    };
+    auto handle = duet::spawn(loop, read_once());
     std::stop_callback forward(stop.get_token(), [&] { handle.cancel(); });
     handle.on_done([&] { got = handle.result(); });
     while (!got) loop.run_once();
