@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_cli.hpp"
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "flags.hpp"  // flags::expand_codes, shared with the flag programs
@@ -45,20 +46,13 @@ struct Options {
   long warmup = 0;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "*** Usage error: %s\nusage: http_load --face callbacks|coroutines --url BASE --requests N "
-               "--concurrency C [--codes every|all] [--save DIR] [--warmup W]\n",
-               why.c_str());
-  std::exit(2);
-}
+constexpr const char* kUsage =
+    "http_load --face callbacks|coroutines --url BASE --requests N --concurrency C [--codes every|all] [--save DIR] "
+    "[--warmup W]";
 
-long number(const std::string& text, const std::string& option) {
-  char* end = nullptr;
-  const long n = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || n < 1) usage(option + " takes a whole number of at least 1, not '" + text + "'");
-  return n;
-}
+[[noreturn]] void usage(const std::string& why) { bench::usage_error(kUsage, why); }
+
+long number(const std::string& text, const std::string& option) { return bench::whole_number(kUsage, text, option); }
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -90,17 +84,6 @@ Options parse(int argc, char** argv) {
   if (o.face != "callbacks" && o.face != "coroutines") usage("--face must be callbacks or coroutines");
   if (o.codes != "every" && o.codes != "all") usage("--codes must be every or all");
   return o;
-}
-
-rusage usage_now() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u;
-}
-
-double cpu_seconds(const rusage& u) {
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 std::string lower(std::string s) {
@@ -191,17 +174,16 @@ int main(int argc, char** argv) {
             flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
 
   if (o.warmup > 0) make_requests(load, o.warmup);
-  const rusage before = usage_now();
+  const double cpu_before = bench::cpu_seconds();
   const auto start = std::chrono::steady_clock::now();
   make_requests(load, o.requests);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const rusage after = usage_now();
+  const double cpu = bench::cpu_seconds() - cpu_before;
   const long finished = load.ok + load.not_found + load.errors;
   std::printf(
       "face=%s requests=%ld ok=%ld notfound=%ld errors=%ld seconds=%.3f req_per_s=%.0f peak_rss_mb=%.1f "
       "cpu_us_per_req=%.2f\n",
       o.face.c_str(), finished, load.ok, load.not_found, load.errors, seconds, static_cast<double>(finished) / seconds,
-      static_cast<double>(after.ru_maxrss) / 1024.0,
-      (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(std::max(finished, 1L)));
+      bench::peak_rss_mb(), cpu * 1e6 / static_cast<double>(std::max(finished, 1L)));
   return load.errors == 0 ? 0 : 1;
 }

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_cli.hpp"
 #include "duet/duet.hpp"
 #include "duet/http/url.hpp"
 #include "duet/tls.hpp"
@@ -48,20 +49,13 @@ struct Options {
   bool close_notify = true;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "*** Usage error: %s\nusage: tls_handshakes --url https://HOST:PORT/PATH [--connections N] "
-               "[--parallel P] [--resume on|off] [--close notify|abrupt]\n",
-               why.c_str());
-  std::exit(2);
-}
+constexpr const char* kUsage =
+    "tls_handshakes --url https://HOST:PORT/PATH [--connections N] [--parallel P] [--resume on|off] [--close "
+    "notify|abrupt]";
 
-long number(const std::string& text, const std::string& option) {
-  char* end = nullptr;
-  const long n = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || n < 1) usage(option + " takes a whole number of at least 1, not '" + text + "'");
-  return n;
-}
+[[noreturn]] void usage(const std::string& why) { bench::usage_error(kUsage, why); }
+
+long number(const std::string& text, const std::string& option) { return bench::whole_number(kUsage, text, option); }
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -97,13 +91,6 @@ Options parse(int argc, char** argv) {
   }
   if (!have_url) usage("--url is required");
   return o;
-}
-
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 struct Run {
@@ -186,11 +173,11 @@ int main(int argc, char** argv) {
         co_return (co_await duet::resolve(loop, std::move(host), port)).front();
       }(loop, o.url.host, o.url.port));
 
-  const double cpu_before = cpu_seconds();
+  const double cpu_before = bench::cpu_seconds();
   const auto start = std::chrono::steady_clock::now();
   duet::run(loop, all_workers(run));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double cpu = cpu_seconds() - cpu_before;
+  const double cpu = bench::cpu_seconds() - cpu_before;
   const char* resume = !o.url.secure() ? "plain" : o.resume ? "on" : "off";
   std::printf(
       "face=handshakes resume=%s close=%s connections=%ld reused=%ld errors=%ld seconds=%.3f per_s=%.0f "
