@@ -218,7 +218,8 @@ TEST_CASE("TLS: handshake, echo and close_notify, both faces", "[tls]") {
   CHECK(server.errors.empty());
 }
 
-TEST_CASE("TLS: a TLS 1.2 minimum and maximum still talk, over an IPv4 address checked against the IP SAN", "[tls]") {
+TEST_CASE("TLS: an IPv4 address is checked against the certificate's IP addresses, and no ALPN is offered unless asked",
+          "[tls]") {
   Certs certs;
   duet::Loop loop;
   EchoServer server(loop, Certs::server_for(certs.server));
