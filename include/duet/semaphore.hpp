@@ -25,25 +25,22 @@
 // there; a plain callback knows no loop, so its stop must be requested on the semaphore's thread.
 // Destroying a semaphore calls every waiter with UV_ECANCELED; those callbacks must not throw.
 //
-// Cost: no allocation when a permit is free; one small allocation per waiter otherwise.
+// A permit can outlive the code that took it: `Permit::forget()` gives up the RAII release, and the
+// holder calls `release()` when it is done (a producer that hands a permit to a consumer, say).
+//
+// Cost: no allocation when a permit is free; one small allocation per waiter otherwise (the waiter
+// list is detail/wait_list.hpp, shared with Lock, Event and Queue).
 #pragma once
 
-#include <uv.h>
-
+#include <concepts>
+#include <coroutine>
 #include <cstddef>
 #include <cstdio>
-#include <exception>
-#include <optional>
-#include <stop_token>
 #include <system_error>
 #include <utility>
 
 #include "duet/awaitable.hpp"
-#include "duet/cancellation.hpp"
-#include "duet/detail/loop_core.hpp"
-#include "duet/detail/unique_function.hpp"
-#include "duet/error.hpp"
-#include "duet/loop.hpp"
+#include "duet/detail/wait_list.hpp"
 
 namespace duet {
 
@@ -54,38 +51,16 @@ class Semaphore {
   Semaphore& operator=(const Semaphore&) = delete;
 
   ~Semaphore() {
-    if (destroyed_) *destroyed_ = true;  // a release() further up the stack must stop touching *this
-    while (Waiter* w = head_) {
-      unlink(w);
-      auto cb = std::move(w->cb);
-      delete w;
-      cb(cancelled());
-    }
+    serving_.end();  // a release() further up the stack must stop touching *this
+    waiters_.fail_all(uv_error(UV_ECANCELED));
   }
 
   /// Calls `cb(std::error_code)` when a permit is acquired (possibly before returning).
   template <class Callback>
   requires std::invocable<Callback&, std::error_code>
   void acquire(Callback&& cb) {
-    if (available_ > 0 && !head_) {
-      --available_;
-      cb(std::error_code());
-      return;
-    }
-    std::stop_token token = stop_token_of(cb);
-    if (token.stop_requested()) {  // cancelled before it could wait
-      cb(cancelled());
-      return;
-    }
-    detail::LoopCore* core = loop_core_of(cb);
-    auto* w = new Waiter(this, detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)));
-    link(w);
-    // A stop requested from now on reaches `cancel`, on this thread (or posted to it). One requested
-    // since the check above runs inside `watch`, where `w` must not be freed: it is served after.
-    w->registering = true;
-    w->stop.watch(core, std::move(token), StopFn{w});
-    w->registering = false;
-    if (w->stopped_while_registering) cancel(w);
+    if (try_acquire()) return cb(std::error_code());
+    waiters_.push(std::forward<Callback>(cb));
   }
 
   /// A permit held for a scope: released when destroyed (or by `release()`). Move-only.
@@ -96,19 +71,32 @@ class Semaphore {
     Permit(Permit&& o) noexcept : sem_(std::exchange(o.sem_, nullptr)) {}
     Permit& operator=(Permit&& o) noexcept {
       if (this != &o) {
-        release();
+        release_quietly();
         sem_ = std::exchange(o.sem_, nullptr);
       }
       return *this;
     }
-    ~Permit() { release(); }
+    ~Permit() { release_quietly(); }
     /// Returns the permit now (idempotent).
     void release() {
       if (sem_) std::exchange(sem_, nullptr)->release();
     }
+    /// Gives up the automatic release: the permit stays taken until someone calls the semaphore's
+    /// `release()` by hand. Returns the semaphore (null if this held no permit).
+    Semaphore* forget() noexcept { return std::exchange(sem_, nullptr); }
     explicit operator bool() const noexcept { return sem_ != nullptr; }
 
    private:
+    /// A destructor must not throw: what a waiter's callback threw while taking this permit is said
+    /// on stderr instead (the semaphore has no loop whose error hook could take it).
+    void release_quietly() noexcept {
+      try {
+        release();
+      } catch (...) {
+        std::fputs("duet::Semaphore: a waiter's callback threw when a permit was released by its destructor\n",
+                   stderr);
+      }
+    }
     Semaphore* sem_ = nullptr;
   };
 
@@ -137,7 +125,7 @@ class Semaphore {
 
   /// Takes a permit if one is free and nobody is waiting; never waits.
   bool try_acquire() noexcept {
-    if (available_ == 0 || head_) return false;
+    if (available_ == 0 || !waiters_.empty()) return false;
     --available_;
     return true;
   }
@@ -148,113 +136,21 @@ class Semaphore {
   /// the semaphore.
   void release() {
     ++available_;
-    if (destroyed_) return;  // a release() further up the stack serves the waiters
-    bool destroyed = false;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdangling-pointer"  // cleared below before returning, unless *this is gone
-#endif
-    destroyed_ = &destroyed;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-    std::exception_ptr failure;
-    while (available_ > 0 && head_) {
+    serving_.run([this] {
+      if (available_ == 0 || waiters_.empty()) return false;
       --available_;
-      Waiter* w = head_;
-      unlink(w);
-      auto cb = std::move(w->cb);
-      delete w;
-      try {
-        cb(std::error_code());
-      } catch (...) {
-        if (!failure) failure = std::current_exception();
-      }
-      if (destroyed) break;
-    }
-    if (!destroyed) destroyed_ = nullptr;
-    if (failure) std::rethrow_exception(failure);
+      waiters_.take_front().cb(std::error_code());
+      return true;
+    });
   }
 
-  std::size_t available() const noexcept { return available_; }  ///< permits free now
-  std::size_t waiting() const noexcept { return waiting_; }      ///< acquires queued
+  std::size_t available() const noexcept { return available_; }       ///< permits free now
+  std::size_t waiting() const noexcept { return waiters_.size(); }  ///< acquires queued
 
  private:
-  struct Waiter;
-  struct StopFn {
-    Waiter* w;
-    void operator()() const noexcept {
-      if (w->registering)
-        w->stopped_while_registering = true;
-      else
-        w->sem->cancel(w);
-    }
-  };
-  struct Waiter {
-    Waiter(Semaphore* s, detail::UniqueFunction<void(std::error_code)> c) : sem(s), cb(std::move(c)) {}
-    Semaphore* sem;
-    detail::UniqueFunction<void(std::error_code)> cb;
-    detail::OnLoopStop<StopFn> stop;
-    bool registering = false;
-    bool stopped_while_registering = false;
-    Waiter* prev = nullptr;
-    Waiter* next = nullptr;
-  };
-
-  static std::error_code cancelled() noexcept { return uv_error(UV_ECANCELED); }
-
-  /// The loop a callback knows (an awaiting task's), if any.
-  template <class Callback>
-  static detail::LoopCore* loop_core_of(const Callback& cb) noexcept {
-    if constexpr (requires {
-                    { cb.loop() } -> std::convertible_to<Loop*>;
-                  }) {
-      Loop* loop = cb.loop();
-      return loop ? &loop->core() : nullptr;
-    } else {
-      return nullptr;
-    }
-  }
-
-  void cancel(Waiter* w) noexcept {
-    unlink(w);
-    auto cb = std::move(w->cb);
-    delete w;  // destroys the stop_callback that is running now: allowed on its own thread
-    try {
-      cb(cancelled());
-    } catch (...) {
-      // The semaphore has no loop whose error hook could take this; say so rather than lose it.
-      std::fputs("duet::Semaphore: a waiter's callback threw while being cancelled\n", stderr);
-    }
-  }
-
-  void link(Waiter* w) noexcept {
-    w->prev = tail_;
-    if (tail_)
-      tail_->next = w;
-    else
-      head_ = w;
-    tail_ = w;
-    ++waiting_;
-  }
-
-  void unlink(Waiter* w) noexcept {
-    if (w->prev)
-      w->prev->next = w->next;
-    else
-      head_ = w->next;
-    if (w->next)
-      w->next->prev = w->prev;
-    else
-      tail_ = w->prev;
-    --waiting_;
-  }
-
   std::size_t available_;
-  std::size_t waiting_ = 0;
-  Waiter* head_ = nullptr;
-  Waiter* tail_ = nullptr;
-  bool* destroyed_ = nullptr;  // set while release() serves waiters
+  detail::WaitList<void(std::error_code)> waiters_;
+  detail::Serving serving_;
 };
 
 }  // namespace duet
