@@ -61,6 +61,8 @@ class DuetCategory final : public std::error_category {
         return "TLS protocol error";
       case errc::insecure_redirect:
         return "redirect from https to http refused";
+      case errc::queue_closed:
+        return "the queue is closed";
     }
     return "unknown duet error " + std::to_string(ev);
   }
@@ -119,6 +121,8 @@ const char* duet_error_name(int ev) noexcept {
       return "tls_protocol_error";
     case errc::insecure_redirect:
       return "insecure_redirect";
+    case errc::queue_closed:
+      return "queue_closed";
   }
   return nullptr;
 }

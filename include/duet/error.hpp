@@ -47,6 +47,7 @@ enum class errc {
   tls_truncated,  ///< TLS: the peer closed without close_notify (the data may be cut short)
   tls_protocol_error,  ///< TLS: a corrupt or unexpected record after the handshake
   insecure_redirect,  ///< HTTP: a redirect from https to http (refused by default)
+  queue_closed,  ///< Queue: closed (a push is refused; a pop finds it closed and empty)
 };
 
 /// duet's own error category.
