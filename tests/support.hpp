@@ -182,4 +182,16 @@ inline std::size_t entries_in(const std::filesystem::path& dir) {
   return n;
 }
 
+/// A task that returns `value` after `ms` milliseconds (a timer: the order of several is deterministic).
+inline Task<int> after(Loop& loop, int ms, int value) {
+  co_await sleep(loop, std::chrono::milliseconds(ms));
+  co_return value;
+}
+
+/// A task that throws std::runtime_error(`what`, or "failed after Nms") after `ms` milliseconds.
+inline Task<int> fail_after(Loop& loop, int ms, std::string what = {}) {
+  co_await sleep(loop, std::chrono::milliseconds(ms));
+  throw std::runtime_error(what.empty() ? "failed after " + std::to_string(ms) + "ms" : what);
+}
+
 }  // namespace duet::test

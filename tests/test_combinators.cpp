@@ -9,15 +9,8 @@ using duet::Task;
 
 namespace {
 
-Task<int> after(duet::Loop& loop, int ms, int value) {
-  co_await duet::sleep(loop, std::chrono::milliseconds(ms));
-  co_return value;
-}
-
-Task<int> fail_after(duet::Loop& loop, int ms) {
-  co_await duet::sleep(loop, std::chrono::milliseconds(ms));
-  throw std::runtime_error("failed after " + std::to_string(ms) + "ms");
-}
+using duet::test::after;
+using duet::test::fail_after;
 
 /// Sleeps for long; records whether it was cancelled (and let RAII run).
 Task<int> long_sleeper(duet::Loop& loop, int& cancelled) {

@@ -41,6 +41,16 @@ struct Completed<void> {
 
 namespace detail {
 
+/// Task `index`'s outcome as a `Completed<T>`, or its exception rethrown.
+template <class T>
+Completed<T> completed(std::size_t index, Outcome<T>& o) {
+  if (o.failed()) std::rethrow_exception(o.error());
+  if constexpr (std::is_void_v<T>)
+    return Completed<void>{index};
+  else
+    return Completed<T>{index, o.take()};
+}
+
 template <class T>
 class AsCompletedState final : public Join, public SpawnedTask {
  public:
@@ -78,12 +88,7 @@ class AsCompletedState final : public Join, public SpawnedTask {
   Completed<T> next() {
     const std::size_t index = ready_.front();
     ready_.pop_front();
-    Outcome<T>& o = outcomes_[index];
-    if (o.failed()) std::rethrow_exception(o.error());
-    if constexpr (std::is_void_v<T>)
-      return Completed<void>{index};
-    else
-      return Completed<T>{index, o.take()};
+    return completed(index, outcomes_[index]);
   }
 
   /// The owner is gone: cancel what still runs and let the last child free the state.

@@ -115,9 +115,9 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     callbacks_.push_back(std::move(cb));
   }
 
+  /// While a coroutine awaits, the outcome is its to see; if it stops waiting (cancelled), nobody's.
   void await(std::coroutine_handle<> waiter) {
     if (awaiter_) throw std::logic_error("duet::JoinHandle: awaited by two coroutines at once");
-    observed_ = true;
     awaiter_ = waiter;
   }
 
@@ -193,7 +193,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
   }
 
   void report_if_unobserved() noexcept {
-    if (!done() || observed_ || handle_alive_ || outcome_.index() != 2) return;
+    if (!done() || observed_ || awaiter_ || handle_alive_ || outcome_.index() != 2) return;
     observed_ = true;
     if (*loop_alive_) return loop_->core().report(std::get<2>(outcome_));
     // The loop is gone, and its error hook with it: say it where it cannot be missed.

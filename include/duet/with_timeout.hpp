@@ -2,8 +2,12 @@
 //
 //     auto bytes = co_await duet::with_timeout(2s, duet::read_file(loop, path));
 //     auto flag  = co_await duet::with_timeout(5s, get_flag(loop, cc));      // a Task works too
+//     auto [a, b] = co_await duet::with_timeout(5s, duet::when_all(f(), g()));   // and combinators
 //
-// Awaits `awaitable` (any duet operation or Task). If it has not finished after `duration`, it is
+// Awaits `awaitable` (any duet operation, Task, combinator, TaskGroup or JoinHandle: an rvalue is
+// moved in, an lvalue is awaited in place and must outlive the wait). For a JoinHandle, the timeout
+// stops the waiting, as cancelling its awaiter does: the spawned task runs on (cancel it through the
+// handle if it should stop too). If it has not finished after `duration`, it is
 // cancelled (exactly as `JoinHandle::cancel` would cancel it) and, once it has stopped, `duet::TimedOut`
 // is thrown. A result that arrives in the same turn as the deadline wins. Cancelling the awaiting
 // coroutine cancels both, and it sees `duet::Cancelled`.
@@ -27,7 +31,7 @@ struct AwaitResult {
   using type = decltype(std::declval<A&&>().await_resume());
 };
 template <class A>
-requires requires(A&& a) { std::move(a).operator co_await(); }
+requires requires(A&& a) { static_cast<A&&>(a).operator co_await(); }
 struct AwaitResult<A> {
   using type = decltype(std::declval<A&&>().operator co_await().await_resume());
 };
@@ -37,7 +41,7 @@ class WithTimeout final : public Join {
   using T = typename AwaitResult<A>::type;
 
  public:
-  WithTimeout(std::chrono::nanoseconds limit, A awaitable) : limit_(limit), awaitable_(std::move(awaitable)) {}
+  WithTimeout(std::chrono::nanoseconds limit, A&& awaitable) : limit_(limit), awaitable_(static_cast<A&&>(awaitable)) {}
   WithTimeout(WithTimeout&&) = default;
 
   bool await_ready() const noexcept { return false; }
@@ -48,7 +52,7 @@ class WithTimeout final : public Join {
     if (!context.loop) throw std::logic_error("duet::with_timeout must be awaited inside a duet task");
     parent_ = parent;
     parent_token_ = context.stop_token;
-    if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&work_stop_});
+    link_.link(context.stop_token, work_stop_);
     remaining_ = 3;  // the work, the timer, and this call until both are started
     Loop* loop = context.loop;
     duet::sleep(*loop, limit_, duet::with_cancellation(timer_stop_.get_token(), [this, loop](std::error_code ec) {
@@ -64,7 +68,7 @@ class WithTimeout final : public Join {
         if (auto next = arrive(); next != std::noop_coroutine()) resume(next);
       });
     }));
-    child_ = make_child<T>(std::move(awaitable_), outcome_);
+    child_ = make_child<T, A>(static_cast<A&&>(awaitable_), outcome_);
     child_.start(*this, 0, {context.loop, work_stop_.get_token()});
     return arrive() == std::noop_coroutine();
   }
@@ -102,17 +106,17 @@ class WithTimeout final : public Join {
   bool work_done_ = false;
   std::stop_source work_stop_;
   std::stop_source timer_stop_;
-  std::optional<std::stop_callback<StopForward>> link_;
+  StopLink link_;
 };
 
 }  // namespace detail
 
 /// Awaits `awaitable`, or throws `duet::TimedOut` after `duration` (see the top of this header).
+/// An rvalue is moved in; an lvalue (a TaskGroup, a JoinHandle) is awaited where it is.
 template <class Rep, class Period, class A>
-[[nodiscard]] detail::WithTimeout<std::decay_t<A>> with_timeout(std::chrono::duration<Rep, Period> duration,
-                                                                A&& awaitable) {
-  return detail::WithTimeout<std::decay_t<A>>(std::chrono::duration_cast<std::chrono::nanoseconds>(duration),
-                                              std::forward<A>(awaitable));
+[[nodiscard]] detail::WithTimeout<A> with_timeout(std::chrono::duration<Rep, Period> duration, A&& awaitable) {
+  return detail::WithTimeout<A>(std::chrono::duration_cast<std::chrono::nanoseconds>(duration),
+                                std::forward<A>(awaitable));
 }
 
 }  // namespace duet

@@ -1,5 +1,5 @@
-// duet/detail/child.hpp — running tasks as children of a waiting coroutine (when_all, with_timeout,
-// as_completed).
+// duet/detail/child.hpp — running tasks as children of a waiting coroutine (when_all, when_any,
+// with_timeout, as_completed, TaskGroup).
 //
 // A `Child` is a lazy coroutine that awaits one task under a context the parent chooses (its loop, and a
 // stop token the parent can trigger), stores the outcome in a slot the parent owns, and when done calls
@@ -9,6 +9,8 @@
 
 #include <coroutine>
 #include <exception>
+#include <optional>
+#include <span>
 #include <stop_token>
 #include <utility>
 #include <variant>
@@ -109,17 +111,18 @@ struct FailureGroup {
 };
 
 /// A child that awaits `awaitable` and stores its outcome in `out`; if it throws and `group` is given,
-/// the group is cancelled.
+/// the group is cancelled. `Awaitable` may be an lvalue reference: the child then awaits the caller's
+/// object (which must outlive it) rather than a copy.
 template <class T, class Awaitable>
 Child make_child(Awaitable awaitable, Outcome<T>& out, FailureGroup* group = nullptr) {
   try {
     if constexpr (std::is_void_v<T>) {
-      co_await std::move(awaitable);
+      co_await static_cast<Awaitable&&>(awaitable);
       out.v.template emplace<1>();
     } else if constexpr (std::is_reference_v<T>) {
-      out.v.template emplace<1>(std::addressof(co_await std::move(awaitable)));
+      out.v.template emplace<1>(std::addressof(co_await static_cast<Awaitable&&>(awaitable)));
     } else {
-      out.v.template emplace<1>(co_await std::move(awaitable));
+      out.v.template emplace<1>(co_await static_cast<Awaitable&&>(awaitable));
     }
   } catch (...) {
     out.v.template emplace<2>(std::current_exception());
@@ -146,5 +149,64 @@ struct StopForward {
   std::stop_source* target;
   void operator()() const noexcept { target->request_stop(); }
 };
+
+/// A parent's stop token forwarded to its children's stop source while this lives. Moving one makes
+/// an empty one: combinators are moved only before they are awaited, when nothing is linked yet. That
+/// is what lets `with_timeout(d, when_all(...))` take a combinator by value.
+class StopLink {
+ public:
+  StopLink() noexcept = default;
+  StopLink(StopLink&&) noexcept {}
+  StopLink& operator=(StopLink&&) = delete;
+
+  void link(const std::stop_token& from, std::stop_source& to) {
+    if (from.stop_possible()) forward_.emplace(from, StopForward{&to});
+  }
+  void reset() noexcept { forward_.reset(); }
+
+ private:
+  std::optional<std::stop_callback<StopForward>> forward_;
+};
+
+/// The parent side of a combinator whose children start together under one stop source and which
+/// resumes its parent once every child has finished (when_all, when_all_settled, when_any).
+class JoinAll : public Join {
+ protected:
+  /// Starts `children` under the parent's loop and `stop` (linked to the parent's stop token);
+  /// returns true if the parent must suspend.
+  template <class Promise>
+  bool start_all(std::coroutine_handle<Promise> parent, std::span<Child> children, std::stop_source& stop) {
+    const TaskContext& context = context_of(parent);
+    parent_ = parent;
+    context_ = &context;
+    link_.link(context.stop_token, stop);
+    remaining_ = children.size() + 1;  // the extra count is held until every child has started
+    for (std::size_t i = 0; i < children.size(); ++i) children[i].start(*this, i, {context.loop, stop.get_token()});
+    return --remaining_ != 0;
+  }
+  /// One child has finished: the parent, once it was the last.
+  std::coroutine_handle<> arrive() noexcept { return --remaining_ == 0 ? parent_ : std::noop_coroutine(); }
+  /// The parent's context (valid while it awaits, and in its await_resume).
+  const TaskContext& parent_context() const noexcept { return *context_; }
+
+ private:
+  const TaskContext* context_ = &no_context;
+  std::coroutine_handle<> parent_;
+  std::size_t remaining_ = 0;
+  StopLink link_;
+};
+
+/// `co_await current_context()` inside a duet coroutine: its TaskContext (loop and stop token), at once.
+struct CurrentContext {
+  const TaskContext* context = &no_context;
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) noexcept {
+    context = &context_of(h);
+    return false;
+  }
+  const TaskContext& await_resume() const noexcept { return *context; }
+};
+inline CurrentContext current_context() noexcept { return {}; }
 
 }  // namespace duet::detail
