@@ -187,10 +187,49 @@ TEST_CASE("tasks cancelled from another thread throw Cancelled", "[cancel][threa
     }
   };
 
+  // The asyncio vocabulary, each waiting for something that never comes (all used on the loop thread).
+  duet::Queue<int> no_values;
+  duet::Queue<int> no_room(1);
+  REQUIRE(no_room.try_push(0));
+  duet::Lock held;
+  REQUIRE(held.try_lock());
+  duet::Event never;
+  auto popper = [](duet::Queue<int>& q) -> Task<> { (void)co_await q.pop(); };
+  auto pusher = [](duet::Queue<int>& q) -> Task<> { co_await q.push(1); };
+  auto locker = [](duet::Lock& l) -> Task<> { auto guard = co_await l.lock(); };
+  auto event_waiter = [](duet::Event& e) -> Task<> { co_await e.wait(); };
+  auto group = [](duet::Event& e) -> Task<> {
+    auto child = [](duet::Event& ev) -> Task<> { co_await ev.wait(); };
+    duet::TaskGroup g;
+    g.spawn(child(e));
+    g.spawn(child(e));
+    co_await g;
+  };
+  auto any = [](duet::Event& e, duet::Semaphore& sem) -> Task<> {
+    auto on_sem = [](duet::Semaphore& s) -> Task<> { auto permit = co_await s.acquire(); };
+    auto on_event = [](duet::Event& ev) -> Task<> { co_await ev.wait(); };
+    (void)co_await duet::when_any(on_sem(sem), on_event(e));
+  };
+  auto generated = [](duet::Event& e) -> Task<> {
+    auto gen = [](duet::Event& ev) -> duet::Generator<int> {
+      co_await ev.wait();
+      co_yield 1;
+    };
+    auto g = gen(e);
+    (void)co_await g.next();
+  };
+
   const std::pair<const char*, std::function<Task<>()>> kinds[] = {
       {"sleep", [&] { return sleeper(lt.loop); }},
       {"semaphore", [&] { return waiter(empty); }},
       {"task handle", [&] { return joiner(lt.loop, sleep_60s); }},
+      {"queue pop", [&] { return popper(no_values); }},
+      {"queue push", [&] { return pusher(no_room); }},
+      {"lock", [&] { return locker(held); }},
+      {"event", [&] { return event_waiter(never); }},
+      {"task group", [&] { return group(never); }},
+      {"when_any", [&] { return any(never, empty); }},
+      {"generator", [&] { return generated(never); }},
   };
   for (const auto& [name, make] : kinds) {
     SECTION(name) {
@@ -215,7 +254,14 @@ TEST_CASE("tasks cancelled from another thread throw Cancelled", "[cancel][threa
       }
     }
   }
-  lt.call([&] { CHECK(empty.waiting() == 0); });
+  lt.call([&] {
+    CHECK(empty.waiting() == 0);
+    CHECK(no_values.waiting_poppers() == 0);
+    CHECK(no_room.waiting_pushers() == 0);
+    CHECK(no_room.size() == 1);
+    CHECK(held.waiting() == 0);
+    CHECK(never.waiting() == 0);
+  });
 }
 
 TEST_CASE("a stop requested on another thread while the loop is destroyed is dropped safely", "[cancel][threads]") {
