@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The main job: build (if needed), start flags_server, and run both styles of the flag programs side
 # by side — `flags` against DELAY (all 676 codes AA..ZZ at once) and ERROR (-v: a line per code),
-# `flags_names` against LOCAL — printing each report under a heading that names the style; then
+# `flags_names` against LOCAL, `flags_workers` (10 workers pulling codes from a queue) against LOCAL —
+# printing each report under a heading that names the style; then
 # `flags` over https, against a second flags_server with a certificate from a private CA made here
 # (scripts/make_tls_certs.sh; the program trusts it through SSL_CERT_FILE). Then stop the servers. As in the book, each request times out after 3.1 s: DELAY and ERROR hold answers for
 # 0.5 to 5 s, so a share of their codes end as `timed out` errors, counted in the report.
 #
 #   scripts/main.sh            (as root it installs the Debian packages it needs first)
 #
-# Flags are saved under downloaded/<style>/, downloaded/<style>-names/ and downloaded/https/.
+# Flags are saved under downloaded/<style>/, downloaded/<style>-names/, downloaded/<style>-workers/
+# and downloaded/https/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -50,6 +52,7 @@ run() {  # run STYLE PROGRAM ARGS...
 for style in callbacks coroutines; do run $style flags -s DELAY -e -m 1000 -o downloaded/$style; done
 for style in callbacks coroutines; do run $style flags -s ERROR -v -m 20 -o downloaded/$style; done
 for style in callbacks coroutines; do run $style flags_names -s LOCAL -a -o downloaded/$style-names; done
+for style in callbacks coroutines; do run $style flags_workers -s LOCAL -a -m 10 -o downloaded/$style-workers; done
 echo
 echo "=== coroutines: flags -s https://127.0.0.1:8443/flags (trusting the private CA through SSL_CERT_FILE)"
 SSL_CERT_FILE=$build/tls/ca.pem "$build/examples/coroutines/flags" -s https://127.0.0.1:8443/flags -a -o downloaded/https

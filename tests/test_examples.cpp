@@ -93,7 +93,9 @@ double elapsed(const std::string& out) {
 
 }  // namespace
 
-TEST_CASE("both styles print the same report and save byte-identical flags, LOCAL, DELAY and ERROR", "[examples]") {
+TEST_CASE("both styles, and both shapes (flags, flags_workers), print the same report and save byte-identical flags, "
+          "LOCAL, DELAY and ERROR",
+          "[examples]") {
   FlagsServer server({"--delay", "0.05:0.3", "--seed", "11"});
   struct Run {
     std::string site;
@@ -106,15 +108,16 @@ TEST_CASE("both styles print the same report and save byte-identical flags, LOCA
   };
   for (const auto& r : runs) {
     INFO(r.site);
-    std::string reports[2];
-    for (int s = 0; s < 2; ++s) {
-      // Each style against a fresh server with the same seed, so that ERROR draws the same teapots.
+    std::string reports[4];
+    for (int s = 0; s < 4; ++s) {
+      // Each run against a fresh server with the same seed, so that ERROR draws the same teapots.
       FlagsServer fresh({"--delay", "0", "--seed", "11"});
       TempDir out;
       auto args = r.args;
       args.insert(args.end(), {"-s", (r.site == "DELAY" ? server : fresh).url(r.site), "-o", out.path().string()});
-      const Finished f = run(kStyles[s], "flags", args);
-      INFO(kStyles[s] << "\n" << f.out << f.err);
+      const char* program = s < 2 ? "flags" : "flags_workers";
+      const Finished f = run(kStyles[s % 2], program, args);
+      INFO(kStyles[s % 2] << " " << program << "\n" << f.out << f.err);
       CHECK(f.exit_code == 0);
       const std::size_t ok = count_of(f.out, "downloaded"), nf = count_of(f.out, "not found"),
                         err = count_of(f.out, "error");
@@ -135,10 +138,12 @@ TEST_CASE("both styles print the same report and save byte-identical flags, LOCA
       reports[s] = comparable(f.out);
     }
     CHECK(reports[0] == reports[1]);
+    CHECK(reports[0] == reports[2]);
+    CHECK(reports[0] == reports[3]);
   }
 }
 
-TEST_CASE("every option means the same in both styles", "[examples]") {
+TEST_CASE("every option means the same in both styles and both shapes", "[examples]") {
   FlagsServer server({"--delay", "0"});
   struct Case {
     std::vector<std::string> args;
@@ -162,17 +167,20 @@ TEST_CASE("every option means the same in both styles", "[examples]") {
       {{"--timeout", "2.5", "-v", "JP", "ZZ"}, {"JP OK", "ZZ not found: http://127.0.0.1:PORT/flags/zz/zz.gif"}},
   };
   for (const auto& c : cases) {
-    std::string reports[2];
-    for (int s = 0; s < 2; ++s) {
+    std::string reports[4];
+    for (int s = 0; s < 4; ++s) {
       TempDir out;
       auto args = c.args;
       args.insert(args.end(), {"-s", server.url("LOCAL"), "-o", out.path().string()});
-      const Finished f = run(kStyles[s], "flags", args);
-      INFO(kStyles[s] << "\n" << f.out << f.err);
+      const char* program = s < 2 ? "flags" : "flags_workers";
+      const Finished f = run(kStyles[s % 2], program, args);
+      INFO(kStyles[s % 2] << " " << program << "\n" << f.out << f.err);
       CHECK(f.exit_code == 0);
       reports[s] = comparable(f.out);
     }
     CHECK(reports[0] == reports[1]);
+    CHECK(reports[0] == reports[2]);
+    CHECK(reports[0] == reports[3]);
     for (const auto& line : c.expected) {
       INFO(reports[0]);
       CHECK(reports[0].find(line + "\n") != std::string::npos);
@@ -197,7 +205,7 @@ TEST_CASE("usage errors print the book's message and exit 2", "[examples]") {
       {{"--timeout", ""}, "*** Usage error: --timeout SECONDS must be a number from 0 (never) to 86400"},
   };
   for (const char* style : kStyles) {
-    for (const char* program : {"flags", "flags_names"}) {
+    for (const char* program : {"flags", "flags_names", "flags_workers"}) {
       for (const auto& [args, message] : cases) {
         const Finished f = run(style, program, args);
         INFO(style << " " << program << " " << args[0] << "\n" << f.err);
@@ -317,12 +325,14 @@ TEST_CASE("a progress bar on a terminal's stderr, none with -v or without a term
 }
 
 TEST_CASE("Ctrl-C cancels the downloads in flight and still prints the report", "[examples]") {
-  for (const char* style : kStyles) {
+  for (const auto& [style, program] : {std::pair{"callbacks", "flags"}, std::pair{"coroutines", "flags"},
+                                       std::pair{"callbacks", "flags_workers"}, std::pair{"coroutines", "flags_workers"}}) {
+    INFO(style << " " << program);
     TempDir dir;
     const std::string log = dir / "server.log";
     FlagsServer server({"--delay", "30", "-v"}, log);
     const fs::path out = dir.path() / "out";
-    duet::test::PeerProcess flags({kExamples + "/" + style + "/flags", "-s", server.url("DELAY"), "-o", out.string(),
+    duet::test::PeerProcess flags({kExamples + "/" + style + "/" + program, "-s", server.url("DELAY"), "-o", out.string(),
                                    "-m", "4", "--timeout", "0"},
                                   false);
     // Four requests are waiting in the server (its -v log says so, and with no deadline they wait on)
@@ -424,9 +434,9 @@ std::string flag_bytes(const std::string& cc, std::size_t size = 700) {
 
 std::string metadata(const std::string& cc) { return R"({"country": "Land )" + cc + R"("})"; }
 
-/// Where the program saves `cc`'s flag: flags uses the code, flags_names the country name.
+/// Where the program saves `cc`'s flag: flags and flags_workers use the code, flags_names the country name.
 std::string saved_name(const std::string& program, const std::string& cc) {
-  return program == "flags" ? cc + ".gif" : "Land_" + cc + ".gif";
+  return program == "flags_names" ? "Land_" + cc + ".gif" : cc + ".gif";
 }
 
 /// Every entry in `dir` is one of `expected` (file name -> content), byte for byte, and all are there.
@@ -463,7 +473,7 @@ TEST_CASE("a misbehaving server: each fault is a clear error, the counts add up,
   });
   const std::vector<std::string> good = {"BR", "DE", "FR", "US"}, bad = {"CN", "ID", "IN"};
   for (const char* style : kStyles) {
-    for (const char* program : {"flags", "flags_names"}) {
+    for (const char* program : {"flags", "flags_names", "flags_workers"}) {
       for (const char* concurrency : {"1", "4"}) {
         TempDir out;
         fr_closes = 0;
@@ -503,7 +513,7 @@ TEST_CASE("a server that never answers makes every code a timeout error, long be
   });
   const std::vector<std::string> codes = {"BR", "CN", "DE", "FR", "JP"};
   for (const char* style : kStyles) {
-    for (const char* program : {"flags", "flags_names"}) {
+    for (const char* program : {"flags", "flags_names", "flags_workers"}) {
       TempDir out;
       requests = 0;
       // Two at a time: each timeout must give its permit to the next code.
@@ -616,7 +626,7 @@ TEST_CASE("a full disk while saving: the flags that fit are whole, the rest are 
   });
   const std::vector<std::string> codes = {"BR", "CN", "DE", "FR", "ID", "IN", "JP", "US"};
   for (const char* style : kStyles) {
-    for (const char* program : {"flags", "flags_names"}) {
+    for (const char* program : {"flags", "flags_names", "flags_workers"}) {
       TempDir dir;
       const fs::path out = dir.path() / "tiny";
       fs::create_directory(out);

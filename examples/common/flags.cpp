@@ -141,8 +141,8 @@ Options parse_options(int argc, char** argv, std::string program) {
   std::string server = "LOCAL", out = "downloaded", timeout = "3.1";
   std::vector<std::string> args;
 
-  CLI::App app(opt.program == "flags" ? "Download flags for country codes."
-                                      : "Download flags named after their countries (metadata, then flag).",
+  CLI::App app(opt.program == "flags_names" ? "Download flags named after their countries (metadata, then flag)."
+                                            : "Download flags for country codes.",
       opt.program);
   app.add_option("CC", args, "country code or 1st letter (eg. B for BA...BZ)");
   app.add_flag("-a,--all", all, "get all available flags (AD to ZW)");

@@ -71,7 +71,7 @@ std::string file_name_from_metadata(std::string_view metadata_json);
 
 /// The parsed command line.
 struct Options {
-  std::string program;  ///< "flags" or "flags_names"
+  std::string program;  ///< "flags", "flags_names" or "flags_workers"
   bool ready = false;   ///< false after --help or a usage error (already printed)
   int exit_code = 0;
   bool verbose = false;
@@ -87,7 +87,7 @@ Options parse_options(int argc, char** argv, std::string program);
 
 class Job {
  public:
-  /// Parses the command line of `program` ("flags" or "flags_names"); see `ready()`.
+  /// Parses the command line of `program` ("flags", "flags_names" or "flags_workers"); see `ready()`.
   Job(int argc, char** argv, std::string program);
   ~Job();
 
@@ -96,6 +96,8 @@ class Job {
   int exit_code() const noexcept { return options_.exit_code; }
 
   const std::vector<std::string>& codes() const noexcept { return options_.codes; }
+  /// -m, cut to the number of codes: the semaphore's permits, or flags_workers' workers.
+  std::size_t concurrency() const noexcept { return options_.concurrency; }
   std::string flag_url(std::string_view cc) const;      ///< {base}/{cc}/{cc}.gif, lower-case
   std::string metadata_url(std::string_view cc) const;  ///< {base}/{cc}/metadata.json
   std::string save_path(std::string_view file_name) const;
