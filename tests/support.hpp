@@ -194,4 +194,17 @@ inline Task<int> fail_after(Loop& loop, int ms, std::string what = {}) {
   throw std::runtime_error(what.empty() ? "failed after " + std::to_string(ms) + "ms" : what);
 }
 
+/// Awaits `awaitable`, which the test means to cancel: counts the cancellation (the awaiting frame's
+/// cleanup has run by then) and rethrows it. Returns -1 if it ended some other way.
+template <class Awaitable>
+Task<int> until_cancelled(Awaitable awaitable, int& cancelled) {
+  try {
+    co_await std::move(awaitable);
+  } catch (const Cancelled&) {
+    ++cancelled;
+    throw;
+  }
+  co_return -1;
+}
+
 }  // namespace duet::test

@@ -14,13 +14,7 @@ using duet::test::fail_after;
 
 /// Sleeps for long; records whether it was cancelled (and let RAII run).
 Task<int> long_sleeper(duet::Loop& loop, int& cancelled) {
-  try {
-    co_await duet::sleep(loop, 10s);
-  } catch (const duet::Cancelled&) {
-    ++cancelled;
-    throw;
-  }
-  co_return 0;
+  return duet::test::until_cancelled(duet::sleep(loop, 10s), cancelled);
 }
 
 }  // namespace

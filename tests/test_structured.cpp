@@ -24,15 +24,7 @@ using duet::test::after;
 using duet::test::fail_after;
 
 /// Waits on `gate` until cancelled; counts the cancellation (RAII ran) and rethrows it.
-Task<int> wait_forever(duet::Event& gate, int& cancelled) {
-  try {
-    co_await gate.wait();
-  } catch (const duet::Cancelled&) {
-    ++cancelled;
-    throw;
-  }
-  co_return -1;
-}
+Task<int> wait_forever(duet::Event& gate, int& cancelled) { return duet::test::until_cancelled(gate.wait(), cancelled); }
 
 std::string message_of(const std::exception_ptr& e) {
   try {
