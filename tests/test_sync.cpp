@@ -286,8 +286,14 @@ TEST_CASE("a lock is FIFO, hands over on unlock, refuses an unlock it does not h
   lock.lock(record(log, "a"));
   CHECK(lock.locked());
   lock.lock(record(log, "b"));
+  std::stop_source stop;
+  lock.lock(duet::with_cancellation(stop.get_token(), record(log, "cancelled")));
   lock.lock(record(log, "c"));
   CHECK_FALSE(lock.try_lock());
+  CHECK(lock.waiting() == 3);
+  stop.request_stop();  // leaves the line at once, and is never handed the lock
+  CHECK(log == std::vector<std::string>{"a", "cancelled:ECANCELED"});
+  log.erase(log.begin() + 1);
   CHECK(lock.waiting() == 2);
   lock.unlock();
   CHECK(log == std::vector<std::string>{"a", "b"});
