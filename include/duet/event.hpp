@@ -50,7 +50,7 @@ class Event {
 
   /// Coroutine face: `co_await event.wait();` throws `duet::Cancelled` if the waiting task is cancelled.
   [[nodiscard]] auto wait() {
-    return awaitable<void>([this](auto cb) { wait(std::move(cb)); });
+    return awaitable<void>([this](auto cb) { this->wait(std::move(cb)); });
   }
 
   /// Sets the event and wakes every waiter queued now, in order. A waiter's callback may throw (the

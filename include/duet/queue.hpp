@@ -95,13 +95,13 @@ class Queue {
   /// Coroutine face: `co_await queue.push(v)`. Throws `std::system_error` (`errc::queue_closed`) if the
   /// queue is closed, `duet::Cancelled` if the waiting task is cancelled.
   [[nodiscard]] auto push(T value) {
-    return awaitable<void>([this, v = std::move(value)](auto cb) mutable { push(std::move(v), std::move(cb)); });
+    return awaitable<void>([this, v = std::move(value)](auto cb) mutable { this->push(std::move(v), std::move(cb)); });
   }
 
   /// Coroutine face: `co_await queue.pop()` — the oldest value, or an empty optional once the queue is
   /// closed and drained. Throws `duet::Cancelled` if the waiting task is cancelled.
   [[nodiscard]] auto pop() {
-    return awaitable<std::optional<T>>([this](auto cb) { pop_any(EndAsEmpty<decltype(cb)>{std::move(cb)}); });
+    return awaitable<std::optional<T>>([this](auto cb) { this->pop_any(EndAsEmpty<decltype(cb)>{std::move(cb)}); });
   }
 
   /// Puts `value` in the queue if there is room, it is open and no push waits; never waits.
