@@ -5,12 +5,12 @@
 //     auto [a, b] = co_await duet::with_timeout(5s, duet::when_all(f(), g()));   // and combinators
 //
 // Awaits `awaitable` (any duet operation, Task, combinator, TaskGroup or JoinHandle: an rvalue is
-// moved in, an lvalue is awaited in place and must outlive the wait). For a JoinHandle, the timeout
-// stops the waiting, as cancelling its awaiter does: the spawned task runs on (cancel it through the
-// handle if it should stop too). If it has not finished after `duration`, it is
-// cancelled (exactly as `JoinHandle::cancel` would cancel it) and, once it has stopped, `duet::TimedOut`
-// is thrown. A result that arrives in the same turn as the deadline wins. Cancelling the awaiting
-// coroutine cancels both, and it sees `duet::Cancelled`.
+// moved in, an lvalue is awaited in place and must outlive the wait). If it has not finished after
+// `duration`, it is cancelled (exactly as `JoinHandle::cancel` would cancel it) and, once it has
+// stopped, `duet::TimedOut` is thrown. A result that arrives in the same turn as the deadline wins.
+// Cancelling the awaiting coroutine cancels both, and it sees `duet::Cancelled`. A JoinHandle is the
+// exception: the timeout stops only the waiting, as cancelling its awaiter does, and the spawned task
+// runs on (cancel it through the handle if it should stop too).
 //
 // Must be awaited inside a duet task (it takes the loop from the task's context); elsewhere it throws
 // `std::logic_error`. Cost: one timer request from the loop's pool and one child frame (recycled).
