@@ -105,6 +105,29 @@ TEST_CASE("as_completed rethrows a task's exception in its turn, the others carr
   CHECK(duet::run(loop, t(loop)) == std::vector<std::string>{"failed after 5ms", "ok 0"});
 }
 
+TEST_CASE("as_completed: next.index() names the task whether it returned or threw", "[as_completed]") {
+  duet::Loop loop;
+  auto t = [](duet::Loop& l) -> Task<std::vector<std::string>> {
+    std::vector<Task<int>> tasks;
+    tasks.push_back(after(l, 30, 10));
+    tasks.push_back(fail_after(l, 5, "boom"));
+    tasks.push_back(after(l, 15, 12));
+    std::vector<std::string> events;
+    for (auto next : duet::as_completed(std::move(tasks))) {
+      CHECK_THROWS_AS(next.index(), std::logic_error);  // nothing taken yet
+      std::string what;
+      try {
+        what = std::to_string((co_await next).value);
+      } catch (const std::runtime_error& e) {
+        what = e.what();
+      }
+      events.push_back(std::to_string(next.index()) + ": " + what);
+    }
+    co_return events;
+  };
+  CHECK(duet::run(loop, t(loop)) == std::vector<std::string>{"1: boom", "2: 12", "0: 10"});
+}
+
 TEST_CASE("leaving an as_completed loop early cancels the tasks still running", "[as_completed][cancel]") {
   duet::Loop loop;
   int cancelled = 0;

@@ -1,9 +1,14 @@
 #include <catch2/catch.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
+#include <string>
 #include <vector>
 
+#include "duet/cancellation.hpp"
+#include "duet/error.hpp"
 #include "duet/semaphore.hpp"
 #include "duet/timer.hpp"
 
@@ -149,4 +154,43 @@ TEST_CASE("a waiter that throws does not strand the others", "[semaphore]") {
   CHECK_THROWS_WITH(sem.release(), "waiter failed");  // rethrown after the queue was served
   CHECK(served == 1);
   CHECK(sem.waiting() == 0);
+}
+
+TEST_CASE("the callback face can hand over the RAII permit: the chain that carries it releases it", "[semaphore]") {
+  duet::Semaphore sem(1);
+  std::function<void()> next_step;  // a later step of the chain, holding the permit
+  sem.acquire([&](std::error_code ec, duet::Semaphore::Permit permit) {
+    REQUIRE_FALSE(ec);
+    CHECK(permit);
+    next_step = [p = std::make_shared<duet::Semaphore::Permit>(std::move(permit))] {};
+  });
+  CHECK(sem.available() == 0);
+  std::vector<std::string> events;
+  sem.acquire([&](std::error_code ec, duet::Semaphore::Permit permit) {
+    events.push_back(ec ? "b:err" : permit ? "b" : "b:empty");
+  });
+  std::stop_source stop;
+  sem.acquire(duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::Semaphore::Permit permit) {
+    events.push_back(duet::is_cancelled(ec) && !permit ? "c:cancelled" : "c:?");
+  }));
+  stop.request_stop();  // a waiter cancelled in line: no permit
+  CHECK(events == std::vector<std::string>{"c:cancelled"});
+  CHECK(sem.waiting() == 1);
+  next_step = nullptr;  // the chain ends: its permit goes to b, whose own is released as its callback returns
+  CHECK(events == std::vector<std::string>{"c:cancelled", "b"});
+  CHECK(sem.available() == 1);
+  CHECK(sem.waiting() == 0);
+}
+
+TEST_CASE("the Permit callback face: a semaphore destroyed with waiters calls them with no permit", "[semaphore]") {
+  auto sem = std::make_unique<duet::Semaphore>(0);
+  std::error_code got;
+  bool had_permit = true;
+  sem->acquire([&](std::error_code ec, duet::Semaphore::Permit permit) {
+    got = ec;
+    had_permit = static_cast<bool>(permit);
+  });
+  sem.reset();
+  CHECK(duet::is_cancelled(got));
+  CHECK_FALSE(had_permit);
 }

@@ -8,7 +8,17 @@
 // The loop runs once per task. The first `co_await` starts every task (each runs until its first
 // suspension); each `co_await next` then returns the next result to arrive, as `Completed<T>{index,
 // value}` (`Completed<void>` has only the index), or rethrows that task's exception — the other tasks
-// carry on. Cancelling the awaiting coroutine cancels every task.
+// carry on. Once awaited, `next.index()` says which task it was, exception or not:
+//
+//     for (auto next : duet::as_completed(std::move(tasks))) {
+//       try {
+//         use(co_await next);
+//       } catch (const std::exception& e) {
+//         report(names[next.index()], e);            // which one failed, without asking the exception
+//       }
+//     }
+//
+// Cancelling the awaiting coroutine cancels every task.
 //
 // Leaving the loop early (break, or an exception) cancels the tasks still running; they finish in the
 // background (on later turns of the loop) and are freed then, so they must not use the caller's
@@ -22,6 +32,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "duet/detail/child.hpp"
@@ -85,8 +96,9 @@ class AsCompletedState final : public Join, public SpawnedTask {
     return true;
   }
 
-  Completed<T> next() {
-    const std::size_t index = ready_.front();
+  /// Takes the next result; `index` is set first, so that it is known even when the result rethrows.
+  Completed<T> next(std::size_t& index) {
+    index = ready_.front();
     ready_.pop_front();
     return completed(index, outcomes_[index]);
   }
@@ -170,10 +182,19 @@ class AsCompleted {
     bool await_suspend(std::coroutine_handle<Promise> waiter) {
       return state_->suspend(waiter);
     }
-    Completed<T> await_resume() { return state_->next(); }
+    Completed<T> await_resume() { return state_->next(index_); }
+
+    /// After `co_await next` (returned or threw): the position in `tasks` of the task it took.
+    /// Throws `std::logic_error` before that.
+    std::size_t index() const {
+      if (index_ == kNotYet) throw std::logic_error("duet::as_completed: index() of a result not awaited yet");
+      return index_;
+    }
 
    private:
+    static constexpr std::size_t kNotYet = static_cast<std::size_t>(-1);
     State* state_;
+    std::size_t index_ = kNotYet;
   };
 
   class iterator {

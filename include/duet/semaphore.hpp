@@ -2,15 +2,16 @@
 //
 //     duet::Semaphore sem(5);
 //     auto permit = co_await sem.acquire();   // coroutine face: an RAII permit
-
-//     sem.acquire([&](std::error_code ec) {
+//     sem.acquire([&](std::error_code ec, duet::Semaphore::Permit permit) {   // callback face
 //       if (ec) return;                 // UV_ECANCELED: cancelled while waiting
-//       start_download(..., [&] { sem.release(); });
+//       start_download(..., [permit = std::move(permit)] { /* released when this is dropped */ });
 //     });
 //
-// `acquire(cb)` calls `cb(std::error_code)` once a permit is the caller's: right away, inside
-// `acquire`, when one is free and nobody is waiting; otherwise from the `release()` that frees one,
-// waiters served strictly in arrival order. Every successful acquire owes exactly one `release()`.
+// `acquire(cb)` calls `cb(std::error_code, Permit)` (or `cb(std::error_code)`) once a permit is the
+// caller's: right away, inside `acquire`, when one is free and nobody is waiting; otherwise from the
+// `release()` that frees one, waiters served strictly in arrival order. A callback taking the
+// `Permit` owns it: it is released when the permit is destroyed, wherever the chain that carries it
+// ends. A callback taking only the error code owes exactly one `release()`.
 // Permits are handed straight to the next waiter, so a waiter can never be overtaken.
 //
 // Not bound to a loop and not thread-safe: use it from one thread (the loop's). A `release()` made
@@ -99,6 +100,18 @@ class Semaphore {
     }
     Semaphore* sem_ = nullptr;
   };
+
+  /// Calls `cb(std::error_code, Permit)` when a permit is acquired: the callback face with the RAII
+  /// permit, for a chain of callbacks that carries it along (moved into the next callback) and so
+  /// releases it wherever the chain ends. With an error the Permit is empty.
+  template <class Callback>
+  requires std::invocable<Callback&, std::error_code, Permit>
+  void acquire(Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    acquire(with_cancellation(std::move(token), [this, cb = std::forward<Callback>(cb)](std::error_code ec) mutable {
+      cb(ec, ec ? Permit() : Permit(this));
+    }));
+  }
 
   /// Coroutine face: `auto permit = co_await sem.acquire();` — the permit is released when `permit`
   /// goes out of scope. Throws `duet::Cancelled` if the waiting coroutine is cancelled.
