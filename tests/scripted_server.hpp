@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -28,6 +29,7 @@ class ScriptedServer {
     // Pause before closing or resetting. Linux reports an RST that arrives while received data is still
     // unread as a plain end of stream; pausing lets the client read first, so it sees the reset.
     std::chrono::milliseconds pause_before_close{0};
+    std::chrono::milliseconds reply_after{0};  // hold the reply this long (a slow server)
   };
   using Script = std::function<Step(std::size_t connection, std::size_t request, const std::string& head)>;
 
@@ -48,6 +50,9 @@ class ScriptedServer {
     record_ = false;
   }
   std::size_t max_concurrent() const { return max_open_; }
+  /// The most requests seen at once between their arrival and their reply's write (any thread may ask).
+  std::size_t max_in_flight() const { return max_in_flight_; }
+  void reset_max_in_flight() { max_in_flight_ = in_flight_.load(); }
   void close() {
     listener_.close();
     for (auto& c : std::vector(conns_)) finish(c);  // the read callbacks hold the connections: close them for real
@@ -88,6 +93,16 @@ class ScriptedServer {
         if (record_) heads_.push_back(head);
         Step step = script_(c->index, c->requests++, head);
         if (step.close_instead) return finish(c);
+        const std::size_t now = ++in_flight_;
+        if (now > max_in_flight_) max_in_flight_ = now;
+        if (step.reply_after.count() > 0) {
+          const auto wait = step.reply_after;
+          duet::sleep(loop_, wait, [this, c, step = std::move(step)](std::error_code ec) mutable {
+            if (ec || !c->open) return void(--in_flight_);
+            send(c, std::move(step));
+          });
+          continue;
+        }
         send(c, std::move(step));
         if (!c->open) return;
       }
@@ -106,6 +121,7 @@ class ScriptedServer {
     const bool reset = step.reset_after, close = step.close_after;
     const auto pause = step.pause_before_close;
     c->stream.write(std::move(step.reply), [this, c, reset, close, pause](std::error_code) {
+      --in_flight_;
       if ((reset || close) && pause.count() > 0) {
         duet::sleep(loop_, pause, [this, c, reset, close](std::error_code) { end(c, reset, close); });
         return;
@@ -145,6 +161,7 @@ class ScriptedServer {
   std::size_t accepted_ = 0;
   std::size_t open_ = 0;
   std::size_t max_open_ = 0;
+  std::atomic<std::size_t> in_flight_{0}, max_in_flight_{0};
   bool record_ = true;
 };
 

@@ -1,15 +1,24 @@
 // flags_names — download flags and save each under its country's name: two requests per country,
-// the metadata first (for the name), then the flag. At most -m countries in progress at once.
+// the flag first, then its metadata (for the name), as the book's flags3_asyncio.py does. At most -m
+// requests in flight.
 // This is the callbacks style: each step names the next one as its callback.
 // examples/coroutines/flags_names.cpp is the same program with coroutines; diff them to see the difference.
+#include <exception>
+#include <functional>
 #include <string>
 
 #include "duet/cancellation.hpp"
-#include "duet/fs.hpp"
+#include "duet/offload.hpp"
 #include "flags.hpp"
 
+using Done = std::function<void(flags::Outcome)>;
+using Got = std::function<void(std::error_code, duet::http::Response)>;
+
 void download_many(flags::Job& job);
-void download_one(flags::Job& job, const std::string& cc);
+void download_one(flags::Job& job, const std::string& cc, Done done);
+void get_country(flags::Job& job, const std::string& cc, std::string image, Done done);
+void throttled_get(flags::Job& job, const std::string& url, Got then);
+void save(flags::Job& job, const std::string& file_name, std::string image, Done done);
 
 int main(int argc, char** argv) {
   flags::Job job(argc, argv, "flags_names");
@@ -18,43 +27,65 @@ int main(int argc, char** argv) {
   return job.run();
 }
 
-// Starts every download at once: the semaphore lets -m of them through at a time.
+// Starts every download at once: the semaphore lets -m requests through at a time. Each download
+// calls back with its outcome, so the outcomes come in the order the downloads finish.
 void download_many(flags::Job& job) {
-  for (const std::string& cc : job.codes()) download_one(job, cc);
+  for (const std::string& cc : job.codes()) {
+    download_one(job, cc, [&job, cc](flags::Outcome outcome) {
+      job.done(cc, outcome);
+      job.progress_bar.step();
+    });
+  }
 }
 
 // Ctrl-C requests job.stop: every step watches it, and is called back with UV_ECANCELED.
-auto watched(flags::Job& job, auto callback) { return duet::with_cancellation(job.stop.get_token(), callback); }
+auto watched(flags::Job& job, auto callback) {
+  return duet::with_cancellation(job.stop.get_token(), std::move(callback));
+}
 
-void download_one(flags::Job& job, const std::string& cc) {
-  job.semaphore.acquire(watched(job, [&job, cc](std::error_code ec) {
-    if (ec) return job.done(cc, flags::failed(ec, ec.message()));
-    const std::string metadata_url = job.metadata_url(cc);
-    job.client.get(metadata_url, watched(job, [&job, cc, metadata_url](std::error_code ec, duet::http::Response res) {
-      if (ec || res.status != 200) {
-        job.semaphore.release();
-        return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, metadata_url));
-      }
-      std::string file_name;
-      try {
-        file_name = flags::file_name_from_metadata(res.body);
-      } catch (const flags::BadMetadata& e) {
-        job.semaphore.release();
-        return job.done(cc, flags::failed({}, e.what()));
-      }
-      const std::string url = job.flag_url(cc);
-      job.client.get(url, watched(job, [&job, cc, url, file_name](std::error_code ec, duet::http::Response res) {
-        if (ec || res.status != 200) {
-          job.semaphore.release();
-          return job.done(cc, ec ? flags::failed(ec, res.reason) : flags::from_status(res, url));
-        }
-        const std::string path = job.save_path(file_name);
-        duet::fs::write_file_atomic(
-            job.loop, path, std::move(res.body), watched(job, [&job, cc, path](std::error_code ec) {
-              job.semaphore.release();
-              job.done(cc, ec ? flags::save_failed(path, ec) : flags::ok());
-            }));
-      }));
-    }));
+void download_one(flags::Job& job, const std::string& cc, Done done) {
+  const std::string url = job.flag_url(cc);
+  throttled_get(job, url, [&job, cc, url, done](std::error_code ec, duet::http::Response res) {
+    if (ec) return done(flags::failed(ec, res.reason));
+    if (res.status != 200) return done(flags::from_status(res, url));  // 404: not found; others: errors
+    get_country(job, cc, std::move(res.body), done);
+  });
+}
+
+void get_country(flags::Job& job, const std::string& cc, std::string image, Done done) {
+  const std::string url = job.metadata_url(cc);
+  throttled_get(job, url,
+      [&job, url, image = std::move(image), done](std::error_code ec, duet::http::Response res) mutable {
+    if (ec) return done(flags::failed(ec, res.reason));
+    if (res.status != 200) return done(flags::from_status(res, url));
+    std::string country;
+    try {
+      country = flags::country_from_metadata(res.body);
+    } catch (const flags::BadMetadata& e) {
+      return done(flags::failed({}, e.what()));
+    }
+    save(job, flags::flag_file_name(country), std::move(image), done);
+  });
+}
+
+// One request, with a permit that rides along and is released when the request ends.
+void throttled_get(flags::Job& job, const std::string& url, Got then) {
+  job.semaphore.acquire(watched(job, [&job, url, then](std::error_code ec, duet::Semaphore::Permit permit) {
+    if (ec) return then(ec, duet::http::Response{});
+    job.client.get(
+        url, watched(job, [then, permit = std::move(permit)](std::error_code ec, duet::http::Response res) mutable {
+          permit.release();  // the request is over: the next one may start
+          then(ec, std::move(res));
+        }));
   }));
+}
+
+// An ordinary blocking function, run on the thread pool so that the loop goes on meanwhile.
+void save(flags::Job& job, const std::string& file_name, std::string image, Done done) {
+  const std::string path = job.save_path(file_name);
+  duet::offload(
+      job.loop, [path, image = std::move(image)] { flags::save_flag(path, image); },
+      watched(job, [done](std::error_code ec, std::exception_ptr thrown) {
+        done(ec ? flags::failed(ec, thrown) : flags::ok());
+      }));
 }

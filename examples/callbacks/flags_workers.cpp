@@ -30,13 +30,16 @@ void start_workers(flags::Job& job, duet::Queue<std::string>& codes) {
 }
 
 // Ctrl-C requests job.stop: every step watches it, and is called back with UV_ECANCELED.
-auto watched(flags::Job& job, auto callback) { return duet::with_cancellation(job.stop.get_token(), callback); }
+auto watched(flags::Job& job, auto callback) {
+  return duet::with_cancellation(job.stop.get_token(), std::move(callback));
+}
 
 void work(flags::Job& job, duet::Queue<std::string>& codes) {
   codes.pop(watched(job, [&job, &codes](std::error_code ec, std::string cc) {
     if (ec) return;  // the queue is empty (or Ctrl-C): this worker is done
     download_one(job, cc, [&job, &codes, cc](flags::Outcome outcome) {
       job.done(cc, outcome);
+      job.progress_bar.step();
       work(job, codes);
     });
   }));
@@ -47,8 +50,7 @@ void download_one(flags::Job& job, const std::string& cc, std::function<void(fla
   job.client.get(url, watched(job, [&job, cc, url, done](std::error_code ec, duet::http::Response res) {
     if (ec || res.status != 200) return done(ec ? flags::failed(ec, res.reason) : flags::from_status(res, url));
     const std::string path = job.save_path(cc + ".gif");
-    duet::fs::write_file_atomic(job.loop, path, std::move(res.body), watched(job, [path, done](std::error_code ec) {
-      done(ec ? flags::save_failed(path, ec) : flags::ok());
-    }));
+    duet::fs::write_file_atomic(job.loop, path, std::move(res.body),
+        watched(job, [path, done](std::error_code ec) { done(ec ? flags::save_failed(path, ec) : flags::ok()); }));
   }));
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -73,9 +74,26 @@ std::optional<std::chrono::milliseconds> parse_timeout(std::string_view text) {
 
 Outcome ok() { return {}; }
 
+Outcome not_found(const std::string& url) { return {Status::not_found, "not found: " + url}; }
+
+namespace {
+
+std::string http_error_message(int status, std::string_view reason) {
+  return fmt::format("HTTP error {} - {}", status, reason);
+}
+
+}  // namespace
+
 Outcome from_status(const duet::http::Response& res, const std::string& url) {
-  if (res.status == 404) return {Status::not_found, "not found: " + url};
-  return {Status::error, fmt::format("error: HTTP error {} - {}", res.status, res.reason)};
+  if (res.status == 404) return not_found(url);
+  return {Status::error, "error: " + http_error_message(res.status, res.reason)};
+}
+
+HttpError::HttpError(int status, const std::string& reason, std::string url)
+    : std::runtime_error(http_error_message(status, reason)), status(status), url(std::move(url)) {}
+
+void raise_for_status(const duet::http::Response& res, const std::string& url) {
+  if (res.status != 200) throw HttpError(res.status, res.reason, url);
 }
 
 namespace {
@@ -95,6 +113,40 @@ Outcome failed(std::error_code ec, std::string_view what) {
 
 Outcome save_failed(const std::string& path, std::error_code ec) {
   return error_or_cancelled(ec, fmt::format("cannot save {}: {}", path, ec.message()));
+}
+
+Outcome error(const std::exception& e) {
+  if (const auto* system_error = dynamic_cast<const std::system_error*>(&e)) return failed(system_error->code(), e.what());
+  return {Status::error, fmt::format("error: {}", e.what())};
+}
+
+Outcome failed(std::error_code ec, std::exception_ptr thrown) {
+  if (!thrown) return failed(ec, ec.message());
+  try {
+    std::rethrow_exception(thrown);
+  } catch (const std::exception& e) {
+    return error(e);
+  } catch (...) {
+    return failed(ec, ec.message());
+  }
+}
+
+void save_flag(const std::string& path, std::string_view image) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw std::system_error(duet::uv_error(-errno), "cannot save " + path);
+  int error = 0;
+  for (std::size_t at = 0; at < image.size() && error == 0;) {
+    const ssize_t n = ::write(fd, image.data() + at, image.size() - at);
+    if (n >= 0)
+      at += static_cast<std::size_t>(n);
+    else if (errno != EINTR)
+      error = errno;
+  }
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) {
+    ::unlink(path.c_str());  // no partial flag left behind
+    throw std::system_error(duet::uv_error(-error), "cannot save " + path);
+  }
 }
 
 std::vector<std::string> expand_codes(bool every, bool all, const std::vector<std::string>& args, std::size_t limit) {
@@ -121,16 +173,20 @@ std::vector<std::string> expand_codes(bool every, bool all, const std::vector<st
   return sorted;
 }
 
-std::string file_name_from_metadata(std::string_view metadata_json) {
+std::string country_from_metadata(std::string_view metadata_json) {
   const auto json = nlohmann::json::parse(metadata_json, nullptr, false);
   if (json.is_discarded() || !json.is_object() || !json.contains("country") || !json["country"].is_string())
     throw BadMetadata("bad metadata: no \"country\" name");
   std::string name = json["country"].get<std::string>();
   if (name.empty()) throw BadMetadata("bad metadata: an empty \"country\" name");
-  for (char& c : name)
+  return name;
+}
+
+std::string flag_file_name(std::string country) {
+  for (char& c : country)
     if (c == ' ' || c == '/' || c == '\0') c = '_';
-  if (name.front() == '.') name.front() = '_';
-  return name + ".gif";
+  if (!country.empty() && country.front() == '.') country.front() = '_';
+  return country + ".gif";
 }
 
 Options parse_options(int argc, char** argv, std::string program) {
@@ -141,7 +197,7 @@ Options parse_options(int argc, char** argv, std::string program) {
   std::string server = "LOCAL", out = "downloaded", timeout = "3.1";
   std::vector<std::string> args;
 
-  CLI::App app(opt.program == "flags_names" ? "Download flags named after their countries (metadata, then flag)."
+  CLI::App app(opt.program == "flags_names" ? "Download flags named after their countries (flag, then metadata)."
                                             : "Download flags for country codes.",
       opt.program);
   app.add_option("CC", args, "country code or 1st letter (eg. B for BA...BZ)");
@@ -231,12 +287,12 @@ duet::http::ClientOptions client_options(const Options& opt) {
 Job::Job(int argc, char** argv, std::string program)
     : options_(parse_options(argc, argv, std::move(program))),
       client(loop, client_options(options_)),
-      semaphore(options_.concurrency) {
+      semaphore(options_.concurrency),
+      progress_bar(options_.codes.size(), !options_.verbose && isatty(STDERR_FILENO)) {
   if (!ready()) return;
   duet::raise_open_file_limit();  // -m 1000 means a thousand sockets
   std::error_code ec;
   std::filesystem::create_directories(options_.out_dir, ec);  // if this fails, each save says why
-  progress_ = !options_.verbose && isatty(STDERR_FILENO);
   start_watching_signals();  // before the first line: whoever reads it may press Ctrl-C at once
 
   const auto& codes = options_.codes;
@@ -279,6 +335,7 @@ void Job::interrupt() {
   interrupted_ = true;
   signal_wait_.request_stop();  // when output failed, the wait is still on: it must not hold the loop
   stop.request_stop();
+  progress_bar.stop();
   if (downloads_) downloads_->cancel();
 }
 
@@ -307,19 +364,29 @@ void Job::done(std::string_view cc, const Outcome& outcome) {
 
 void Job::finished_one() {
   ++reported_;
-  if (progress_) draw_progress(reported_ == options_.codes.size());
   if (reported_ == options_.codes.size()) signal_wait_.request_stop();  // nothing left for Ctrl-C to stop
 }
 
-void Job::draw_progress(bool last) {
+void ProgressBar::step() {
+  ++done_;
+  if (shown_ && !stopped_) draw(done_ >= total_);
+}
+
+void ProgressBar::draw(bool last) {
   const auto now = std::chrono::steady_clock::now();
   if (!last && now - last_draw_ < std::chrono::milliseconds(50)) return;
   last_draw_ = now;
-  const std::size_t total = options_.codes.size(), width = 30;
-  const std::size_t filled = total ? reported_ * width / total : width;
-  fmt::print(stderr, "\r{:3}%|{:<{}}| {}/{}{}", total ? reported_ * 100 / total : 100, std::string(filled, '#'), width,
-      reported_, total, last ? "\n" : "");
+  drawn_ = !last;  // a line left open
+  const std::size_t shown = std::min(done_, total_), width = 30;
+  const std::size_t filled = total_ ? shown * width / total_ : width;
+  fmt::print(stderr, "\r{:3}%|{:<{}}| {}/{}{}", total_ ? shown * 100 / total_ : 100, std::string(filled, '#'), width,
+      shown, total_, last ? "\n" : "");
   std::fflush(stderr);
+}
+
+void ProgressBar::finish() {
+  if (drawn_) fmt::print(stderr, "\n");
+  drawn_ = false;
 }
 
 int Job::run() {
@@ -345,7 +412,7 @@ int Job::run(duet::JoinHandle<void> downloads) {
 }
 
 int Job::final_report() {
-  if (progress_ && reported_ < options_.codes.size()) fmt::print(stderr, "\n");
+  progress_bar.finish();
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   fmt::print("--------------------\n");
   fmt::print("{:3} flag{} downloaded.\n", ok_, ok_ == 1 ? "" : "s");

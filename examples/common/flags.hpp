@@ -1,14 +1,18 @@
 // examples/common/flags.hpp — what both styles of the flag programs share, so that the programs in
-// examples/callbacks and examples/coroutines hold only the downloading, each in its style.
+// examples/callbacks and examples/coroutines hold only the downloading, each in its style. It plays
+// the part of the book's flags2_common.py (options, report, save_flag) plus httpx's raise_for_status
+// and tqdm's progress bar.
 //
 //     flags [-h] [-a] [-e] [-l N] [-m CONCURRENT] [-s LABEL|URL] [-o DIR] [-v] [--timeout SECONDS] [CC ...]
 //
 // `Job` is one run: it parses the options (a usage error prints `*** Usage error: …` and the usage,
 // and the run exits with status 2), prints the opening lines, owns the loop, the HTTP client and the
-// semaphore that caps the requests in flight, takes each code's outcome (`done`) for the progress bar
-// or the -v line, and prints the closing report. Each request times out after `--timeout` seconds
-// (3.1, as in the book's flags2 programs; 0: never), set once in the client's options, so both styles
-// and both programs get it; a timeout is an error like the others: `XB error: timed out`.
+// semaphore that caps the requests in flight, takes each code's outcome (`done`) for the report and
+// the -v line, and prints the closing report. The progress bar is the program's to move (`step()` per
+// code, or `showing_progress` around the loop that takes the results), as the book wraps its
+// `as_completed` loop in `tqdm`. Each request times out after `--timeout` seconds (3.1, as in the
+// book's flags2 programs; 0: never), set once in the client's options, so both styles and every
+// program get it; a timeout is an error like the others: `XB error: timed out`.
 // Ctrl-C (SIGINT) or SIGTERM cancels what is in flight: the callbacks style watches `job.stop` in
 // every operation, the coroutines style's task is cancelled; either way the report still comes,
 // counting what finished.
@@ -16,12 +20,14 @@
 
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <filesystem>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "duet/http/client.hpp"
@@ -41,6 +47,8 @@ struct Outcome {
 };
 
 Outcome ok();
+/// "not found: URL".
+Outcome not_found(const std::string& url);
 /// 200 is no outcome yet (the caller goes on); 404 is "not found"; any other status is an error.
 Outcome from_status(const duet::http::Response& res, const std::string& url);
 /// A request or metadata that failed: `what` says why, except for a timeout (`std::errc::timed_out`),
@@ -48,11 +56,33 @@ Outcome from_status(const duet::http::Response& res, const std::string& url);
 Outcome failed(std::error_code ec, std::string_view what);
 /// Saving to `path` failed with `ec`.
 Outcome save_failed(const std::string& path, std::error_code ec);
+/// A step that failed with `ec` and, when it threw (offload's `errc::offload_threw`), `thrown`: the
+/// exception's message says why.
+Outcome failed(std::error_code ec, std::exception_ptr thrown);
+/// What a download threw (anything but `duet::Cancelled`), as an error: a `std::system_error`'s code
+/// decides as in `failed`, the message is `e.what()`.
+Outcome error(const std::exception& e);
 
-/// Thrown by `file_name_from_metadata` for metadata without a usable country name.
+/// A response whose status is not 200, thrown by `raise_for_status` (httpx's HTTPStatusError).
+/// `what()` is the book's "HTTP error 418 - I'm a Teapot".
+struct HttpError : std::runtime_error {
+  HttpError(int status, const std::string& reason, std::string url);
+  int status;
+  std::string url;
+};
+/// Throws `HttpError` unless `res.status` is 200.
+void raise_for_status(const duet::http::Response& res, const std::string& url);
+
+/// Thrown by `country_from_metadata` for metadata without a usable country name.
 struct BadMetadata : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+/// Writes `image` to `path` — an ordinary blocking function (the book's `save_flag`), to be run on
+/// the thread pool with `duet::offload`. If it fails it removes what it wrote and throws
+/// `std::system_error` ("cannot save PATH: no space left on device"). It is not atomic: a crash in the
+/// middle leaves part of a file, which `duet::fs::write_file_atomic` never does.
+void save_flag(const std::string& path, std::string_view image);
 
 /// Thrown by `expand_codes` for a bad CC argument; the message is the book's.
 struct UsageError : std::runtime_error {
@@ -64,10 +94,30 @@ struct UsageError : std::runtime_error {
 /// `limit`; empty when nothing asked (the caller then takes the 20 most populous countries).
 std::vector<std::string> expand_codes(bool every, bool all, const std::vector<std::string>& args, std::size_t limit);
 
-/// The file a country's flag is saved as, from its metadata.json (`{"country": "Côte d'Ivoire", ...}`):
-/// `Côte_d'Ivoire.gif`. Spaces become underscores; so do a '/' and a leading '.', which could leave the
-/// output folder. Throws `BadMetadata` ("bad metadata: ...") for JSON without a usable name.
-std::string file_name_from_metadata(std::string_view metadata_json);
+/// The country's name in its metadata.json (`{"country": "Côte d'Ivoire", ...}`). Throws
+/// `BadMetadata` ("bad metadata: ...") for JSON without a usable name.
+std::string country_from_metadata(std::string_view metadata_json);
+
+/// The file a country's flag is saved as: `Côte_d'Ivoire.gif`. Spaces become underscores; so do a '/'
+/// and a leading '.', which could leave the output folder.
+std::string flag_file_name(std::string country);
+
+/// The progress bar on stderr, the book's `tqdm`: one `step()` per code that finishes. It is drawn
+/// only on a terminal and without -v, and it stops moving after Ctrl-C.
+class ProgressBar {
+ public:
+  ProgressBar(std::size_t total, bool shown) : total_(total), shown_(shown) {}
+  void step();
+  void stop() noexcept { stopped_ = true; }
+  /// Ends the bar's line if it was left part-way (the report comes next).
+  void finish();
+
+ private:
+  void draw(bool last);
+  std::size_t total_, done_ = 0;
+  bool shown_, stopped_ = false, drawn_ = false;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
 
 /// The parsed command line.
 struct Options {
@@ -102,7 +152,7 @@ class Job {
   std::string metadata_url(std::string_view cc) const;  ///< {base}/{cc}/metadata.json
   std::string save_path(std::string_view file_name) const;
 
-  /// One code's outcome: counted, and shown as a -v line or on the progress bar.
+  /// One code's outcome: counted, and shown as a -v line (the progress bar is moved by the caller).
   void done(std::string_view cc, const Outcome& outcome);
 
   /// Runs the loop until every download has reported or Ctrl-C cancelled them, then prints the report.
@@ -118,21 +168,60 @@ class Job {
   duet::http::Client client;
   duet::Semaphore semaphore;
   std::stop_source stop;  ///< requested on Ctrl-C
+  ProgressBar progress_bar;
 
  private:
   void start_watching_signals();
   void interrupt();
   void finished_one();
-  void draw_progress(bool last);
   int final_report();
 
-  bool progress_ = false;
   std::size_t reported_ = 0, ok_ = 0, not_found_ = 0, errors_ = 0;
   std::stop_source signal_wait_;
   bool interrupted_ = false;
   std::chrono::steady_clock::time_point start_;
-  std::chrono::steady_clock::time_point last_draw_{};
   duet::JoinHandle<void>* downloads_ = nullptr;
 };
+
+/// `range` (the results of `duet::as_completed`), moving `job`'s progress bar one step per result
+/// taken: the book's `tqdm(as_completed(...))`.
+template <class Range>
+class ShowingProgress {
+ public:
+  ShowingProgress(Range range, ProgressBar& bar) : range_(std::move(range)), bar_(&bar) {}
+
+  class iterator {
+   public:
+    using Inner = decltype(std::declval<Range&>().begin());
+    using difference_type = std::ptrdiff_t;
+    using value_type = decltype(*std::declval<Inner&>());
+    iterator() = default;
+    iterator(Inner inner, ProgressBar* bar) : inner_(inner), bar_(bar) {}
+    value_type operator*() const { return *inner_; }
+    iterator& operator++() {
+      bar_->step();
+      ++inner_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(const iterator& o) const { return inner_ == o.inner_; }
+
+   private:
+    Inner inner_{};
+    ProgressBar* bar_ = nullptr;
+  };
+
+  iterator begin() { return {range_.begin(), bar_}; }
+  iterator end() { return {range_.end(), bar_}; }
+
+ private:
+  Range range_;
+  ProgressBar* bar_;
+};
+
+template <class Range>
+ShowingProgress<Range> showing_progress(Job& job, Range range) {
+  return {std::move(range), job.progress_bar};
+}
 
 }  // namespace flags

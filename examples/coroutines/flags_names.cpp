@@ -1,16 +1,20 @@
 // flags_names — download flags and save each under its country's name: two requests per country,
-// the metadata first (for the name), then the flag. At most -m countries in progress at once.
+// the flag first, then its metadata (for the name), as the book's flags3_asyncio.py does. At most -m
+// requests in flight.
 // This is the coroutines style: each download reads top-down, awaiting each step.
 // examples/callbacks/flags_names.cpp is the same program with callbacks; diff them to see the difference.
+#include <exception>
 #include <string>
 #include <vector>
 
 #include "duet/as_completed.hpp"
-#include "duet/fs.hpp"
+#include "duet/offload.hpp"
 #include "flags.hpp"
 
 duet::Task<> download_many(flags::Job& job);
 duet::Task<flags::Outcome> download_one(flags::Job& job, std::string cc);
+duet::Task<std::string> get_flag(flags::Job& job, std::string cc);
+duet::Task<std::string> get_country(flags::Job& job, std::string cc);
 
 int main(int argc, char** argv) {
   flags::Job job(argc, argv, "flags_names");
@@ -18,41 +22,55 @@ int main(int argc, char** argv) {
   return job.run(duet::spawn(job.loop, download_many(job)));
 }
 
-// Starts every download at once: the semaphore lets -m of them through at a time.
+// Starts every download at once: the semaphore lets -m requests through at a time. as_completed
+// gives the outcomes in the order the downloads finish; what a download threw is its error.
 duet::Task<> download_many(flags::Job& job) {
-  std::vector<duet::Task<flags::Outcome>> downloads;
-  for (const std::string& cc : job.codes()) downloads.push_back(download_one(job, cc));
-  for (auto next : duet::as_completed(std::move(downloads))) {
-    auto [index, outcome] = co_await next;
-    job.done(job.codes()[index], outcome);
+  std::vector<duet::Task<flags::Outcome>> to_do;
+  for (const std::string& cc : job.codes()) to_do.push_back(download_one(job, cc));
+  for (auto next : flags::showing_progress(job, duet::as_completed(std::move(to_do)))) {
+    flags::Outcome outcome;
+    try {
+      outcome = (co_await next).value;
+    } catch (const duet::Cancelled&) {
+      throw;  // Ctrl-C: the run is over, not one more error
+    } catch (const std::exception& e) {
+      outcome = flags::error(e);  // an HTTP error, a network error, a timeout, bad metadata, a failed save
+    }
+    job.done(job.codes()[next.index()], outcome);  // which code: its index, no URL to take apart
   }
 }
 
-// Ctrl-C cancels the task: the step it waits on throws duet::Cancelled, and the permit is released.
+// Ctrl-C cancels the task: the step it waits on throws duet::Cancelled, and a permit held is released.
 duet::Task<flags::Outcome> download_one(flags::Job& job, std::string cc) {
-  auto permit = co_await job.semaphore.acquire();
-  const std::string metadata_url = job.metadata_url(cc);
-  const std::string url = job.flag_url(cc);
-  duet::http::Response res;
-  std::string file_name;
+  std::string image, country;
   try {
-    res = co_await job.client.get(metadata_url);
-    if (res.status != 200) co_return flags::from_status(res, metadata_url);
-    file_name = flags::file_name_from_metadata(res.body);
-    res = co_await job.client.get(url);
-  } catch (const duet::http::RequestError& e) {
-    co_return flags::failed(e.code(), e.what());
-  } catch (const flags::BadMetadata& e) {
-    co_return flags::failed({}, e.what());
+    {
+      auto permit = co_await job.semaphore.acquire();  // a permit per request, released at the '}'
+      image = co_await get_flag(job, cc);
+    }
+    {
+      auto permit = co_await job.semaphore.acquire();
+      country = co_await get_country(job, cc);
+    }
+  } catch (const flags::HttpError& e) {
+    if (e.status != 404) throw;
+    co_return flags::not_found(e.url);
   }
-  if (res.status != 200) co_return flags::from_status(res, url);
-  const std::string path = job.save_path(file_name);
-  try {
-    co_await duet::fs::write_file_atomic(job.loop, path, std::move(res.body));
-  } catch (const duet::Cancelled&) {
-    throw;
-  } catch (const std::system_error& e) {
-    co_return flags::save_failed(path, e.code());
-  }
+  const std::string path = job.save_path(flags::flag_file_name(country));
+  co_await duet::offload(job.loop, [&] { flags::save_flag(path, image); });
   co_return flags::ok();
+}
+
+duet::Task<std::string> get_flag(flags::Job& job, std::string cc) {
+  const std::string url = job.flag_url(cc);
+  duet::http::Response res = co_await job.client.get(url);
+  flags::raise_for_status(res, url);  // a status other than 200 throws flags::HttpError
+  co_return std::move(res.body);
+}
+
+duet::Task<std::string> get_country(flags::Job& job, std::string cc) {
+  const std::string url = job.metadata_url(cc);
+  duet::http::Response res = co_await job.client.get(url);
+  flags::raise_for_status(res, url);
+  co_return flags::country_from_metadata(res.body);  // no usable name: flags::BadMetadata
 }

@@ -35,6 +35,7 @@ duet::Task<> work(flags::Job& job, duet::Queue<std::string>& codes) {
   while (std::optional<std::string> cc = co_await codes.pop()) {
     const flags::Outcome outcome = co_await download_one(job, *cc);
     job.done(*cc, outcome);
+    job.progress_bar.step();
   }
 }
 
