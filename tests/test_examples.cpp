@@ -305,24 +305,29 @@ std::size_t frames_in(const std::string& out) {
 
 }  // namespace
 
-TEST_CASE("spinner and countdown, both styles; a blocking call on the loop freezes the spinner", "[examples]") {
+TEST_CASE("spinner and countdown, both styles", "[examples]") {
   for (const char* style : kStyles) {
-    // The slow function takes seconds and the spinner draws every 100 ms: on the pool, it keeps
-    // spinning; on the loop's own thread, the loop cannot draw until the answer is in.
+    // The slow function takes seconds and the spinner draws every 100 ms: on the pool, it keeps spinning.
     const Finished spin = run(style, "spinner", {});
     INFO(style << "\n" << spin.out << spin.err);
     CHECK(spin.exit_code == 0);
     CHECK(spin.out.find("| thinking!") != std::string::npos);
     CHECK(frames_in(spin.out) >= 5);
     CHECK(spin.out.ends_with("Answer: 42\n"));
-    const Finished frozen = run(style, "spinner_blocking", {});
-    INFO(frozen.out << frozen.err);
-    CHECK(frozen.exit_code == 0);
-    CHECK(frames_in(frozen.out) <= 1);
-    CHECK(frozen.out.ends_with("Answer: 42\n"));
     const Finished count = run(style, "countdown", {"2"});
     CHECK(count.out == "2\n1\nBlast off!\n");
     CHECK(run(style, "countdown", {"zero"}).exit_code == 2);
+  }
+}
+
+TEST_CASE("spinner_blocking, both styles: the slow function on the loop's thread freezes the spinner", "[examples]") {
+  for (const char* style : kStyles) {
+    // The same seconds of work, but the loop cannot draw until the answer is in.
+    const Finished frozen = run(style, "spinner_blocking", {});
+    INFO(style << "\n" << frozen.out << frozen.err);
+    CHECK(frozen.exit_code == 0);
+    CHECK(frames_in(frozen.out) <= 1);
+    CHECK(frozen.out.ends_with("Answer: 42\n"));
   }
 }
 
@@ -709,7 +714,7 @@ TEST_CASE("a permit is held for a request only: at most -m requests in flight, a
       const std::size_t all = codes.size() * (std::string(program) == "flags_names" ? 2 : 1);
       {
         std::unique_lock lock(mutex);
-        CHECK(arrived.wait_for(lock, std::chrono::seconds(30), [&] { return requests == all; }));
+        CHECK(arrived.wait_for(lock, std::chrono::seconds(30), [&] { return requests >= all; }));
       }
       for (const auto& cc : blocked)
         CHECK(drain_fifo(out.path() / saved_name(program, cc), std::chrono::seconds(30)) == flag_bytes(cc));

@@ -70,14 +70,15 @@ void get_country(flags::Job& job, const std::string& cc, std::string image, Done
 
 // One request, with a permit that rides along and is released when the request ends.
 void throttled_get(flags::Job& job, const std::string& url, Got then) {
-  job.semaphore.acquire(watched(job, [&job, url, then](std::error_code ec, duet::Semaphore::Permit permit) {
-    if (ec) return then(ec, duet::http::Response{});
-    job.client.get(
-        url, watched(job, [then, permit = std::move(permit)](std::error_code ec, duet::http::Response res) mutable {
+  job.semaphore.acquire(
+      watched(job, [&job, url, then = std::move(then)](std::error_code ec, duet::Semaphore::Permit permit) mutable {
+        if (ec) return then(ec, duet::http::Response{});
+        job.client.get(url, watched(job, [then = std::move(then), permit = std::move(permit)](
+                                             std::error_code ec, duet::http::Response res) mutable {
           permit.release();  // the request is over: the next one may start
           then(ec, std::move(res));
         }));
-  }));
+      }));
 }
 
 // An ordinary blocking function, run on the thread pool so that the loop goes on meanwhile.

@@ -1,8 +1,8 @@
 #include "flags.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -116,7 +116,8 @@ Outcome save_failed(const std::string& path, std::error_code ec) {
 }
 
 Outcome error(const std::exception& e) {
-  if (const auto* system_error = dynamic_cast<const std::system_error*>(&e)) return failed(system_error->code(), e.what());
+  if (const auto* system_error = dynamic_cast<const std::system_error*>(&e))
+    return failed(system_error->code(), e.what());
   return {Status::error, fmt::format("error: {}", e.what())};
 }
 
@@ -132,8 +133,13 @@ Outcome failed(std::error_code ec, std::exception_ptr thrown) {
 }
 
 void save_flag(const std::string& path, std::string_view image) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) throw std::system_error(duet::uv_error(-errno), "cannot save " + path);
+  int fd = -1;
+  do fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    const int error = errno;
+    throw std::system_error(duet::uv_error(-error), "cannot save " + path);
+  }
   int error = 0;
   for (std::size_t at = 0; at < image.size() && error == 0;) {
     const ssize_t n = ::write(fd, image.data() + at, image.size() - at);
@@ -142,7 +148,7 @@ void save_flag(const std::string& path, std::string_view image) {
     else if (errno != EINTR)
       error = errno;
   }
-  if (::close(fd) != 0 && error == 0) error = errno;
+  if (::close(fd) != 0 && error == 0 && errno != EINTR) error = errno;  // Linux closed it even so
   if (error != 0) {
     ::unlink(path.c_str());  // no partial flag left behind
     throw std::system_error(duet::uv_error(-error), "cannot save " + path);
@@ -334,8 +340,8 @@ void Job::interrupt() {
   if (interrupted_) return;
   interrupted_ = true;
   signal_wait_.request_stop();  // when output failed, the wait is still on: it must not hold the loop
+  progress_bar.stop();          // first: cancelling the waiting callbacks reports each of them at once
   stop.request_stop();
-  progress_bar.stop();
   if (downloads_) downloads_->cancel();
 }
 
@@ -385,7 +391,7 @@ void ProgressBar::draw(bool last) {
 }
 
 void ProgressBar::finish() {
-  if (drawn_) fmt::print(stderr, "\n");
+  if (drawn_ || (shown_ && done_ < total_)) fmt::print(stderr, "\n");  // after a bar cut short, or a ^C
   drawn_ = false;
 }
 

@@ -11,7 +11,8 @@
 // caller's: right away, inside `acquire`, when one is free and nobody is waiting; otherwise from the
 // `release()` that frees one, waiters served strictly in arrival order. A callback taking the
 // `Permit` owns it: it is released when the permit is destroyed, wherever the chain that carries it
-// ends. A callback taking only the error code owes exactly one `release()`.
+// ends (so it must not destroy the semaphore while the permit lives: `forget()` it first). A callback
+// taking only the error code owes exactly one `release()`.
 // Permits are handed straight to the next waiter, so a waiter can never be overtaken.
 //
 // Not bound to a loop and not thread-safe: use it from one thread (the loop's). A `release()` made
