@@ -57,7 +57,7 @@ duet::Task<flags::Outcome> download_one(flags::Job& job, std::string cc) {
     co_return flags::not_found(e.url);
   }
   const std::string path = job.save_path(flags::flag_file_name(country));
-  co_await duet::offload(job.loop, [path, image = std::move(image)] { flags::save_flag(path, image); });
+  co_await duet::offload(job.loop, [&] { flags::save_flag(path, image); });  // this frame waits for it to end
   co_return flags::ok();
 }
 
