@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Checks that the C++ in the course pages is code that compiles: every ```cpp block must follow a
-`<!-- code: PATH -->` line naming a source file the build compiles, and its lines must appear in that
-file, in order and together (leading and trailing spaces aside). A page that quotes code it does not
-build, or code that has since changed, fails.
+"""Checks that the C++ in the course pages is taken from code the build compiles: every ```cpp block
+must follow a `<!-- code: PATH -->` line naming the source file it comes from (an example program,
+built with the rest), and its lines must appear in that file, in order and together (leading and
+trailing spaces aside). A block with no source, or one whose source has since changed, fails.
 
     scripts/check_doc_code.py docs/from-asyncio.md docs/pitfalls.md ...
 """

@@ -373,6 +373,10 @@ void Job::finished_one() {
   if (reported_ == options_.codes.size()) signal_wait_.request_stop();  // nothing left for Ctrl-C to stop
 }
 
+void ProgressBar::start() {
+  if (shown_ && total_ > 0) draw(false);
+}
+
 void ProgressBar::step() {
   ++done_;
   if (shown_ && !stopped_) draw(done_ >= total_);
@@ -398,6 +402,7 @@ void ProgressBar::finish() {
 int Job::run() {
   if (!ready()) return exit_code();
   if (options_.codes.empty()) signal_wait_.request_stop();
+  progress_bar.start();
   loop.run();
   return final_report();
 }

@@ -107,6 +107,8 @@ std::string flag_file_name(std::string country);
 class ProgressBar {
  public:
   ProgressBar(std::size_t total, bool shown) : total_(total), shown_(shown) {}
+  /// Draws 0/N, as tqdm does when it is made (`Job::run` calls it as the loop starts).
+  void start();
   void step();
   void stop() noexcept { stopped_ = true; }
   /// Ends the bar's line if it was left part-way (the report comes next).
