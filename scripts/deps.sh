@@ -6,6 +6,7 @@ DUET_PACKAGES=(
   libuv1-dev                     # the event loop
   libssl-dev openssl curl        # TLS (OpenSSL 3); the CLI and curl as TLS peers in the tests
   node-llhttp                    # llhttp's C sources, built as a static library
+  zlib1g-dev                     # gzip and deflate response bodies
   catch2                         # tests (v2)
   libbenchmark-dev               # micro-benchmarks (bench/)
   libcli11-dev libfmt-dev nlohmann-json3-dev  # flags_server and the examples: options, output, JSON

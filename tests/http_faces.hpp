@@ -71,4 +71,11 @@ inline GetResult send(Face face, Loop& loop, http::Client& client, http::Request
   return run(loop, t());
 }
 
+/// The same, with a sink that takes the piece only.
+template <class Sink>
+requires std::invocable<Sink&, std::string_view>
+GetResult send(Face face, Loop& loop, http::Client& client, http::Request req, Sink sink) {
+  return send(face, loop, client, std::move(req), http::detail::body_sink(std::move(sink)));
+}
+
 }  // namespace duet::test

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "duet/dns.hpp"
+#include "duet/fs.hpp"
 #include "duet/http/detail/request_writer.hpp"
 #include "duet/http/detail/response_parser.hpp"
 #include "duet/tcp.hpp"
@@ -234,7 +235,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         done_(std::move(done)),
         parser_(ParserLimits{.max_header_bytes = core_->options.max_header_bytes,
                              .max_header_fields = core_->options.max_header_fields,
-                             .max_body_bytes = core_->options.max_body_bytes}) {}
+                             .max_body_bytes = req_.max_body_bytes.value_or(core_->options.max_body_bytes),
+                             .max_streamed_body_bytes = req_.max_body_bytes.value_or(0)}) {}
 
   ~Exchange() {
     unregister();
@@ -250,6 +252,41 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Exchange* next_active() const noexcept { return next_active_; }
   Request& request() noexcept { return req_; }
   void set_completion(Completion done) noexcept { done_ = std::move(done); }
+  /// Called once with the final response's head, before any of its body reaches the sink (`open`).
+  using HeadHook = duet::detail::UniqueFunction<void(const Response&)>;
+  void set_head_hook(HeadHook hook) noexcept { on_head_ = std::move(hook); }
+
+  // ---- pausing a streamed body (BodyFlow, Resume) ---------------------------------------------------
+
+  Resume pause_body() {
+    if (paused_ || finished_) return Resume();
+    paused_ = true;
+    parser_.pause_body(true);  // the parser stops after this piece
+    // Nothing else holds a paused exchange: its connection stops reading, which lets go of the read
+    // callback. It holds itself until it is resumed or ends.
+    paused_self_ = shared_from_this();
+    return Resume(weak_from_this());
+  }
+
+  void resume_body() noexcept {
+    const auto keep = std::move(paused_self_);
+    if (!std::exchange(paused_, false) || finished_) return;
+    if (in_feed_) return parser_.pause_body(false);  // resumed from the sink itself: the parser goes on
+    if (!*core_->loop_alive || !conn_) return;
+    try {
+      parser_.resume_body();
+      const std::string rest = std::move(stash_);
+      stash_.clear();
+      process(rest, false);
+    } catch (...) {  // out of memory in the caller's sink or in following a redirect
+      core_->loop.report(std::current_exception());
+      cancel();
+    }
+  }
+
+  std::uint64_t body_received() const noexcept { return parser_.body_bytes(); }
+  /// The Loop is gone: a paused exchange lets go of itself (nothing can resume it any more).
+  void release_pause() noexcept { paused_self_.reset(); }
 
   void begin(std::stop_token token) {
     if (const char* why = unsendable(req_, core_->options.user_agent)) {
@@ -390,11 +427,18 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     conn_->stream.keep_loop_alive(true);  // in use: it keeps the loop running again
     conn_->stream.read_stop();
     parser_.reset(req_.method == "HEAD");
+    parser_.decode_content(req_.decompress);
+    paused_ = false;
+    stash_.clear();
     if (sink_) {
       // Only the final response's body reaches the caller's sink: a redirect that is followed is not it.
       if (!filtered_sink_)
         filtered_sink_ = [this](std::string_view piece) {
-          if (!will_follow(parser_.response())) (*sink_)(piece);
+          if (will_follow(parser_.response())) return;
+          announce_head();
+          if (finished_) return parser_.pause_body(true);  // cancelled from a callback: stop parsing
+          BodyFlow flow(*this);
+          (*sink_)(piece, flow);
         };
       parser_.stream_body_to(&filtered_sink_);
     }
@@ -403,7 +447,19 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
       if (ec && !self->finished_ && attempt == self->attempt_) self->io_error(ec);
     });
-    conn_->stream.read_start([self](std::error_code ec, std::span<const char> chunk) { self->on_data(ec, chunk); });
+    read_on();
+  }
+
+  void read_on() {
+    conn_->stream.read_start(
+        [self = shared_from_this()](std::error_code ec, std::span<const char> chunk) { self->on_data(ec, chunk); });
+  }
+
+  /// The final response's head is in: hand it to the `open` caller, once.
+  void announce_head() {
+    if (!on_head_ || head_announced_ || !parser_.headers_complete() || will_follow(parser_.response())) return;
+    head_announced_ = true;
+    core_->loop.core().invoke(on_head_, std::as_const(parser_.response()));
   }
 
   void on_data(std::error_code ec, std::span<const char> chunk) {
@@ -412,30 +468,58 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const auto keep = shared_from_this();
     if (finished_) return;
     if (ec) return io_error(ec);
-    ResponseParser::State state;
-    std::size_t consumed = chunk.size();
-    if (chunk.empty()) {
-      if (!parser_.started()) return io_error(uv_error(UV_EOF));
-      state = parser_.finish();
-    } else {
-      state = parser_.feed(std::string_view(chunk.data(), chunk.size()), consumed);
-    }
-    if (finished_) return;  // a streamed body's sink cancelled the request (or destroyed the client)
-    if (state == ResponseParser::State::incomplete) {
-      if (parser_.headers_complete()) {  // the body must keep coming: each piece within the read timeout
-        if (core_->options.read_timeout.count() > 0)
-          core_->read_timeouts.add(conn_->timeout);
-        else
-          TimeoutList::leave(conn_->timeout);
-      }
+    if (paused_) {  // a read that crossed the pause
+      stash_.append(chunk.data(), chunk.size());
       return;
     }
-    if (state == ResponseParser::State::failed) {
-      drop_connection();
-      return fail(parser_.error(), parser_.error_reason());
+    if (chunk.empty()) {
+      if (!parser_.started()) return io_error(uv_error(UV_EOF));
+      return after_feed(parser_.finish(), {}, 0, true);
+    }
+    process(std::string_view(chunk.data(), chunk.size()), true);
+  }
+
+  /// Parses `data` (a read, or what a pause left over) and acts on where the response stands.
+  void process(std::string_view data, bool reading) {
+    std::size_t consumed = data.size();
+    in_feed_ = true;
+    const ResponseParser::State state = parser_.feed(data, consumed);
+    in_feed_ = false;
+    if (getenv("DBG"))
+      fprintf(stderr, "fed %zu consumed %zu state %d reading %d body %zu\n", data.size(), consumed, (int)state, reading,
+              (size_t)parser_.body_bytes());
+    if (state == ResponseParser::State::incomplete && !reading) read_on();  // the pause is over
+    after_feed(state, data, consumed, false);
+  }
+
+  void after_feed(ResponseParser::State state, std::string_view data, std::size_t consumed, bool eof) {
+    if (finished_) return;  // a streamed body's sink cancelled the request (or destroyed the client)
+    if (state != ResponseParser::State::failed) {
+      announce_head();  // the head before whatever follows it (for a body-less response, its end)
+      if (finished_) return;
+    }
+    switch (state) {
+      case ResponseParser::State::paused:  // the sink paused the body: keep the rest, read no more
+        stash_.assign(data.substr(consumed));
+        conn_->stream.read_stop();
+        TimeoutList::leave(conn_->timeout);  // a slow consumer is not a stalled server
+        return;
+      case ResponseParser::State::incomplete:
+        if (parser_.headers_complete()) {  // the body must keep coming: each piece within the read timeout
+          if (core_->options.read_timeout.count() > 0)
+            core_->read_timeouts.add(conn_->timeout);
+          else
+            TimeoutList::leave(conn_->timeout);
+        }
+        return;
+      case ResponseParser::State::failed:
+        drop_connection();
+        return fail(parser_.error(), parser_.error_reason());
+      case ResponseParser::State::complete:
+        break;
     }
     // Complete. The connection goes back to the pool unless it cannot carry another response.
-    const bool reusable = parser_.keep_alive() && consumed == chunk.size() && !chunk.empty();
+    const bool reusable = parser_.keep_alive() && consumed == data.size() && !eof;
     Connection* c = std::exchange(conn_, nullptr);
     c->user = nullptr;
     TimeoutList::leave(c->timeout);
@@ -468,9 +552,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     core_->close_connection(c);
   }
 
+  int max_redirects() const noexcept { return req_.max_redirects.value_or(core_->options.max_redirects); }
+
   /// True if `res` is a redirect this exchange follows (or fails on, past the limit).
   bool will_follow(const Response& res) const noexcept {
-    return is_redirect(res.status) && core_->options.max_redirects > 0 && res.headers.contains("Location");
+    return is_redirect(res.status) && max_redirects() > 0 && res.headers.contains("Location");
   }
 
   void respond() {
@@ -478,9 +564,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (will_follow(res)) {
       auto location = res.headers.get("Location");
       {
-        if (redirects_ >= core_->options.max_redirects)
+        if (redirects_ >= max_redirects())
           return fail(make_error_code(errc::too_many_redirects),
-                      "more than " + std::to_string(core_->options.max_redirects) + " redirects");
+                      "more than " + std::to_string(max_redirects()) + " redirects");
         Url next;
         try {
           next = req_.url.resolve(*location);
@@ -550,6 +636,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     auto self = weak_from_this().lock();
     if (finished_ || !self) return;
     finished_ = true;
+    paused_self_.reset();
     stop_.request_stop();
     drop_connection();
     remove_from_queue();
@@ -569,6 +656,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void finish(std::error_code ec, Response&& res, std::exception_ptr e) {
     if (finished_) return;
     finished_ = true;
+    const auto keep = std::move(paused_self_);
     drop_connection();
     remove_from_queue();
     if (timer_) timer_->stop();
@@ -604,9 +692,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   std::shared_ptr<ClientCore> core_;
   Request req_;
-  std::unique_ptr<BodySink> sink_;  // only for a streamed body
-  BodySink filtered_sink_;          // what the parser streams to: `sink_`, for the final response only
+  std::unique_ptr<BodySink> sink_;                                      // only for a streamed body
+  duet::detail::UniqueFunction<void(std::string_view)> filtered_sink_;  // `sink_`, for the final response only
   Completion done_;
+  HeadHook on_head_;                       // `open`: the head goes to the stream's opener
+  std::string stash_;                      // what a paused body left unparsed (at most one read)
+  std::shared_ptr<Exchange> paused_self_;  // while paused
   ResponseParser parser_;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
@@ -619,8 +710,307 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool fresh_only_ = false;
   bool finished_ = false;
   bool registered_ = false;
+  bool paused_ = false;   // the sink paused the body
+  bool in_feed_ = false;  // inside the parser (so inside the sink)
+  bool head_announced_ = false;
   Exchange* prev_active_ = nullptr;
   Exchange* next_active_ = nullptr;
+};
+
+/// What stands between an `open`ed response's body and its reader: at most one piece, taken from the
+/// sink, which pauses the body until the piece is read. Shared by the sink (inside the exchange), the
+/// exchange's completion and the ResponseStream.
+class BodyQueue : public std::enable_shared_from_this<BodyQueue> {
+ public:
+  using Opened = duet::detail::UniqueFunction<void(std::error_code, ResponseStream, std::exception_ptr)>;
+  BodyQueue(Loop& loop, Opened opened) : loop_(loop), loop_alive_(loop.core().alive()), opened_(std::move(opened)) {}
+
+  std::weak_ptr<Exchange> exchange;
+
+  /// The sink: keep the piece, pause the body, and hand the piece to a waiting reader.
+  void on_piece(std::string_view piece, BodyFlow& flow) {
+    piece_.assign(piece.data(), piece.size());
+    has_piece_ = true;
+    resume_ = flow.pause();
+    if (reader_) hand_over();
+  }
+
+  /// The exchange has the head: the stream goes to whoever opened it.
+  void on_head(const Response& head) {
+    ResponseStream s;
+    s.queue_ = shared_from_this();
+    s.head_ = head;
+    s.head_.body.clear();
+    auto opened = std::move(opened_);
+    loop_.core().invoke(opened, std::error_code(), std::move(s), nullptr);
+  }
+
+  /// The exchange ended: the body is complete, or failed (maybe before any head came).
+  void on_end(std::error_code ec, Response&& res, std::exception_ptr e) {
+    ended_ = true;
+    error_ = ec;
+    failure_ = std::move(e);
+    if (opened_) {  // no head was announced: the open itself failed
+      ResponseStream s;
+      s.head_ = std::move(res);
+      auto opened = std::move(opened_);
+      return loop_.core().invoke(opened, ec, std::move(s), failure_);
+    }
+    if (reader_ && !has_piece_) end_reader();
+  }
+
+  void read(ResponseStream::PieceDone done, std::stop_token token) {
+    if (reader_) {
+      const auto ec = make_error_code(errc::invalid_argument);
+      return done(ec, std::string(), std::make_exception_ptr(std::system_error(ec, "one read at a time")));
+    }
+    reader_ = std::move(done);
+    if (has_piece_) return hand_over();
+    if (ended_) return end_reader();
+    stop_.watch(&loop_.core(), std::move(token), StopFn{this});
+  }
+
+  /// The stream is dropped (or its read cancelled) before the end: cancel the request.
+  void abandon() noexcept {
+    if (ended_) return;
+    if (auto ex = exchange.lock()) ex->cancel();
+  }
+
+  bool end_delivered() const noexcept { return end_delivered_; }
+
+ private:
+  struct StopFn {
+    BodyQueue* self;
+    void operator()() const noexcept { self->cancel_read(); }
+  };
+
+  void hand_over() {
+    stop_.reset();
+    auto reader = std::move(reader_);
+    std::string piece = std::move(piece_);
+    has_piece_ = false;
+    Resume resume = std::move(resume_);
+    loop_.core().invoke(reader, std::error_code(), std::move(piece), nullptr);  // may read again, or drop the stream
+    resume();  // the body goes on: the next piece waits here for the next read
+  }
+
+  void end_reader() {
+    stop_.reset();
+    end_delivered_ = true;
+    auto reader = std::move(reader_);
+    loop_.core().invoke(reader, error_, std::string(), error_ ? failure_ : nullptr);
+  }
+
+  // From a stop callback: never call back inside it.
+  void cancel_read() noexcept {
+    abandon();
+    auto reader = std::move(reader_);
+    if (!reader || !*loop_alive_) return;
+    try {
+      loop_.post([reader = std::move(reader)]() mutable {
+        reader(uv_error(UV_ECANCELED), std::string(), std::make_exception_ptr(Cancelled()));
+      });
+    } catch (...) {
+      loop_.report(std::current_exception());
+    }
+  }
+
+  Loop& loop_;
+  std::shared_ptr<bool> loop_alive_;
+  Opened opened_;
+  ResponseStream::PieceDone reader_;
+  std::string piece_;
+  Resume resume_;
+  std::error_code error_;
+  std::exception_ptr failure_;
+  duet::detail::OnLoopStop<StopFn> stop_;
+  bool has_piece_ = false;
+  bool ended_ = false;
+  bool end_delivered_ = false;
+};
+
+/// The sentence a failed step carries (a RequestError's `what()`), or the code's message.
+std::string reason_of(std::error_code ec, const std::exception_ptr& e) {
+  if (e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      return x.what();
+    } catch (...) {
+    }
+  }
+  return ec.message();
+}
+
+Response failure(std::string why) {
+  Response res;
+  res.reason = std::move(why);
+  return res;
+}
+
+/// `Client::download_to_file`: the response body, read from a ResponseStream, written in order to a
+/// temporary file beside the target through the thread pool (one write in flight, the next piece
+/// read meanwhile, so at most two pieces are held), then fsynced, closed and renamed over it. Any
+/// failure stops the request, waits for the write in flight, and removes the temporary file.
+class Download : public std::enable_shared_from_this<Download> {
+ public:
+  Download(std::shared_ptr<ClientCore> core, std::string path, std::size_t error_body_limit, Completion done,
+           std::stop_token token)
+      : core_(std::move(core)),
+        path_(std::move(path)),
+        error_body_limit_(error_body_limit),
+        done_(std::move(done)),
+        token_(std::move(token)) {}
+  ~Download() {
+    if (created_) fs::detail::unlink_now(temp_);  // the loop went away mid-way: leave no temporary file behind
+  }
+
+  void opened(std::error_code ec, ResponseStream s, std::exception_ptr e) {
+    if (ec) return deliver(ec, std::move(s.response()), std::move(e));
+    stream_ = std::move(s);
+    head_ = stream_.response();
+    if (head_.status < 200 || head_.status > 299) return collect();  // not the file: keep its body, save nothing
+    temp_ = fs::detail::temporary_name_for(path_);
+    fs::open(core_->loop, temp_, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0666,
+             with_cancellation(token_, [self = shared_from_this()](std::error_code ec, fs::File f) {
+               if (ec) return self->fail(ec, "cannot create a file beside " + self->path_ + ": " + ec.message());
+               self->created_ = true;
+               self->file_ = std::move(f);
+               self->read_next();
+             }));
+  }
+
+ private:
+  // ---- a 2xx body: to the file ---------------------------------------------------------------------
+
+  void read_next() {
+    reading_ = true;
+    stream_.read(with_cancellation(
+        token_, [self = shared_from_this()](std::error_code ec, std::string piece, std::exception_ptr e) {
+          self->on_piece(ec, std::move(piece), e);
+        }));
+  }
+
+  void on_piece(std::error_code ec, std::string piece, const std::exception_ptr& e) {
+    reading_ = false;
+    if (failed_) return;
+    if (ec) return fail(ec, reason_of(ec, e));
+    if (piece.empty()) {
+      ended_ = true;
+      if (!writing_) finish();
+      return;
+    }
+    if (writing_) {  // the disk is behind: hold this piece, and read no more until it is written
+      pending_ = std::move(piece);
+      return;
+    }
+    write(std::move(piece));
+    read_next();
+  }
+
+  void write(std::string piece) {
+    writing_ = true;
+    const std::size_t n = piece.size();
+    fs::write(core_->loop, file_, std::move(piece), static_cast<std::int64_t>(offset_),
+              with_cancellation(token_, [self = shared_from_this(), n](std::error_code ec, std::size_t written) {
+                self->written(ec, n, written);
+              }));
+  }
+
+  void written(std::error_code ec, std::size_t n, std::size_t written) {
+    writing_ = false;
+    if (failed_) return cleanup();
+    if (!ec && written != n) ec = uv_error(UV_ENOSPC);  // a regular file is written short only when it cannot grow
+    if (ec) return fail(ec, "cannot write " + path_ + ": " + ec.message());
+    offset_ += n;
+    if (!pending_.empty()) {
+      write(std::exchange(pending_, std::string()));
+      return read_next();
+    }
+    if (ended_) finish();
+  }
+
+  void finish() {
+    auto self = shared_from_this();
+    fs::fsync(core_->loop, file_, with_cancellation(token_, [self](std::error_code ec) {
+                if (ec) return self->fail(ec, "cannot write " + self->path_ + ": " + ec.message());
+                fs::close(self->core_->loop, std::move(self->file_),
+                          with_cancellation(self->token_, [self](std::error_code ec) {
+                            if (ec) return self->fail(ec, "cannot write " + self->path_ + ": " + ec.message());
+                            fs::rename(self->core_->loop, self->temp_, self->path_,
+                                       with_cancellation(self->token_, [self](std::error_code ec) {
+                                         if (ec)
+                                           return self->fail(ec, "cannot rename the download to " + self->path_ + ": " +
+                                                                     ec.message());
+                                         self->created_ = false;
+                                         self->deliver(std::error_code(), std::move(self->head_), nullptr);
+                                       }));
+                          }));
+              }));
+  }
+
+  // ---- any other status: its body, buffered ----------------------------------------------------------
+
+  void collect() {
+    stream_.read(with_cancellation(
+        token_, [self = shared_from_this()](std::error_code ec, std::string piece, std::exception_ptr e) {
+          if (ec) return self->deliver(ec, failure(reason_of(ec, e)), e);
+          if (piece.empty()) return self->deliver(std::error_code(), std::move(self->head_), nullptr);
+          if (self->head_.body.size() + piece.size() > self->error_body_limit_) {
+            self->stream_ = ResponseStream();
+            return self->fail(make_error_code(errc::body_too_large), "body larger than the limit");
+          }
+          self->head_.body += piece;
+          self->collect();
+        }));
+  }
+
+  // ---- ending ----------------------------------------------------------------------------------------
+
+  void fail(std::error_code ec, std::string why) {
+    if (failed_) return;
+    failed_ = true;
+    error_ = ec;
+    why_ = std::move(why);
+    stream_ = ResponseStream();  // stops the request (a read in flight ends with UV_ECANCELED, ignored)
+    if (!writing_) cleanup();    // else once the write in flight is done with the file
+  }
+
+  void cleanup() {
+    file_ = fs::File();  // closed here: nothing uses it any more
+    if (!created_) return deliver(error_, failure(why_), nullptr);
+    fs::unlink(core_->loop, temp_, [self = shared_from_this()](std::error_code) {
+      self->created_ = false;
+      self->deliver(self->error_, failure(self->why_), nullptr);
+    });
+  }
+
+  void deliver(std::error_code ec, Response&& res, std::exception_ptr e) {
+    if (!done_ || !*core_->loop_alive) return;
+    if (ec && !e) e = std::make_exception_ptr(RequestError(ec, res.reason));
+    if (ec.value() == UV_ECANCELED) e = std::make_exception_ptr(Cancelled());
+    auto done = std::move(done_);
+    core_->loop.core().invoke(done, ec, std::move(res), std::move(e));
+  }
+
+  std::shared_ptr<ClientCore> core_;
+  std::string path_;
+  std::size_t error_body_limit_;
+  Completion done_;
+  std::stop_token token_;
+  ResponseStream stream_;
+  Response head_;
+  std::string temp_;
+  fs::File file_;
+  std::uint64_t offset_ = 0;
+  std::string pending_;  // a piece read while the previous one is being written
+  std::error_code error_;
+  std::string why_;
+  bool created_ = false;  // the temporary file exists
+  bool reading_ = false;
+  bool writing_ = false;
+  bool ended_ = false;
+  bool failed_ = false;
 };
 
 void ClientCore::on_header_timeout(ClientCore&, Connection& c) { Exchange::header_timeout(c); }
@@ -676,6 +1066,10 @@ Client::Client(Loop& loop, ClientOptions options)
 Client::~Client() {
   core_->closed = true;
   if (!*core_->loop_alive) {  // the Loop went first and closed every stream and timer: nobody to call back
+    std::vector<std::shared_ptr<detail::Exchange>> paused;
+    for (detail::Exchange* ex = core_->active; ex; ex = ex->next_active())
+      if (auto alive = ex->weak_from_this().lock()) paused.push_back(std::move(alive));
+    for (auto& ex : paused) ex->release_pause();
     for (auto& [key, origin] : core_->origins) {
       origin.waiting.clear();
       origin.idle.clear();
@@ -717,6 +1111,67 @@ void Client::start(Request req, BodySink sink, detail::Completion done, std::sto
   auto ex = std::make_shared<detail::Exchange>(core_, std::move(req), std::move(sink), std::move(done));
   ex->register_active();
   ex->begin(std::move(token));
+}
+
+void Client::start_open(Request req, Opened done, std::stop_token token) {
+  auto queue = std::make_shared<detail::BodyQueue>(core_->loop, std::move(done));
+  auto ex = std::make_shared<detail::Exchange>(
+      core_, std::move(req), [queue](std::string_view piece, BodyFlow& flow) { queue->on_piece(piece, flow); },
+      [queue](std::error_code ec, Response&& res, std::exception_ptr e) { queue->on_end(ec, std::move(res), e); });
+  ex->set_head_hook([q = queue.get()](const Response& head) { q->on_head(head); });
+  queue->exchange = ex;
+  ex->register_active();
+  ex->begin(std::move(token));
+}
+
+void Client::start_download(Request req, std::string path, detail::Completion done, std::stop_token token) {
+  const std::size_t limit = req.max_body_bytes.value_or(core_->options.max_body_bytes);
+  auto d = std::make_shared<detail::Download>(core_, std::move(path), limit, std::move(done), token);
+  start_open(
+      std::move(req),
+      [d](std::error_code ec, ResponseStream s, std::exception_ptr e) { d->opened(ec, std::move(s), std::move(e)); },
+      std::move(token));
+}
+
+// ---- Resume, BodyFlow, ResponseStream -----------------------------------------------------------------
+
+Resume& Resume::operator=(Resume&& other) noexcept {
+  if (this != &other) {
+    (*this)();
+    exchange_ = std::move(other.exchange_);
+  }
+  return *this;
+}
+
+void Resume::operator()() noexcept {
+  if (auto ex = std::exchange(exchange_, {}).lock()) ex->resume_body();
+}
+
+Resume BodyFlow::pause() { return exchange_.pause_body(); }
+
+std::uint64_t BodyFlow::received() const noexcept { return exchange_.body_received(); }
+
+ResponseStream& ResponseStream::operator=(ResponseStream&& other) noexcept {
+  if (this != &other) {
+    if (queue_) queue_->abandon();
+    queue_ = std::move(other.queue_);
+    head_ = std::move(other.head_);
+  }
+  return *this;
+}
+
+ResponseStream::~ResponseStream() {
+  if (queue_) queue_->abandon();
+}
+
+bool ResponseStream::ended() const noexcept { return !queue_ || queue_->end_delivered(); }
+
+void ResponseStream::read_piece(PieceDone done, std::stop_token token) {
+  if (!queue_) {
+    const auto ec = make_error_code(errc::invalid_argument);
+    return done(ec, std::string(), std::make_exception_ptr(std::system_error(ec, "read from an empty ResponseStream")));
+  }
+  queue_->read(std::move(done), std::move(token));
 }
 
 std::size_t Client::open_connections() const noexcept {

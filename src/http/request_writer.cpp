@@ -49,6 +49,7 @@ std::string write_request(const Request& req, std::string_view user_agent) {
   }
   if (!req.headers.contains("User-Agent")) out.append("User-Agent: ").append(user_agent).append("\r\n");
   if (!req.headers.contains("Accept")) out.append("Accept: */*\r\n");
+  if (req.decompress && !req.headers.contains("Accept-Encoding")) out.append("Accept-Encoding: gzip, deflate\r\n");
   for (const auto& [name, value] : req.headers) out.append(name).append(": ").append(value).append("\r\n");
   if (!req.body.empty() || (req.method != "GET" && req.method != "HEAD"))
     if (!req.headers.contains("Content-Length"))

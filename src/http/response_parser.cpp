@@ -1,5 +1,6 @@
 #include "duet/http/detail/response_parser.hpp"
 
+#include "body_decoder.hpp"
 #include "duet/error.hpp"
 
 namespace duet::http::detail {
@@ -12,6 +13,8 @@ ResponseParser::ResponseParser(ParserLimits limits) noexcept
   reset();
 }
 
+ResponseParser::~ResponseParser() = default;
+
 void ResponseParser::reset(bool head) {
   llhttp_init(&parser_, HTTP_RESPONSE, &llhttp_settings_for<ResponseParser, HTTP_RESPONSE>());
   parser_.data = this;
@@ -20,6 +23,9 @@ void ResponseParser::reset(bool head) {
   head_parts_.reset();
   framing_.reset();
   body_bytes_ = 0;
+  delivered_bytes_ = 0;
+  decoder_.reset();
+  decode_ = false;
   state_ = State::incomplete;
   error_.clear();
   reason_.clear();
@@ -28,6 +34,14 @@ void ResponseParser::reset(bool head) {
   keep_alive_ = false;
   started_ = false;
   headers_complete_ = false;
+  pause_ = false;
+}
+
+void ResponseParser::resume_body() noexcept {
+  if (state_ != State::paused) return;
+  state_ = State::incomplete;
+  pause_ = false;
+  llhttp_resume(&parser_);
 }
 
 int ResponseParser::too_large() noexcept {
@@ -109,28 +123,60 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   // A response to HEAD, and a 204 or 304, has no body, whatever its headers say (RFC 9110 §6.4.1).
   if (self.head_ || self.response_.status == 204 || self.response_.status == 304) return 1;
   if (p->flags & F_CHUNKED) self.framing_.expect_chunked_body();
+  if (self.decode_) {
+    const auto encoding = self.response_.headers.get("Content-Encoding");
+    const BodyDecoder::Coding* coding = encoding ? BodyDecoder::coding_of(*encoding) : nullptr;
+    if (coding) {
+      DUET_PARSER_GUARD(self.decoder_ = std::make_unique<BodyDecoder>(*coding);
+                        self.response_.headers.remove("Content-Encoding");
+                        self.response_.headers.remove("Content-Length");)
+    }
+  }
   return 0;
 }
 
 int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  if (self.sink_) {  // a streamed body is the sink's to bound: max_body_bytes is for buffered ones
-    try {
-      (*self.sink_)(std::string_view(at, n));
-    } catch (...) {
-      return self.fail(make_error_code(errc::body_too_large), "the body callback refused the data (it threw)");
-    }
-    return 0;
-  }
+  if (n == 0) return 0;  // llhttp ends an open span this way when it is given no bytes (after a pause)
   self.body_bytes_ += n;
-  if (self.body_bytes_ > self.limits_.max_body_bytes)
-    return self.fail(make_error_code(errc::body_too_large), "body larger than the limit");
-  DUET_PARSER_GUARD(self.response_.body.append(at, n); return 0;)
+  if (!self.decoder_) return self.deliver(at, n);
+  const int rc = self.decoder_->decode(at, n, &deliver_decoded, &self);
+  if (rc < 0) return self.fail(make_error_code(errc::malformed_response), self.decoder_->error());
+  return rc;
+}
+
+int ResponseParser::deliver_decoded(void* self, const char* at, std::size_t n) noexcept {
+  return static_cast<ResponseParser*>(self)->deliver(at, n);
+}
+
+// The body as the caller gets it (decoded, if it was encoded): bounded, then streamed or kept.
+int ResponseParser::deliver(const char* at, std::size_t n) noexcept {
+  auto& self = *this;
+  delivered_bytes_ += n;
+  if (sink_) {  // a streamed body has its own limit (none by default): max_body_bytes is for buffered ones
+    if (limits_.max_streamed_body_bytes != 0 && delivered_bytes_ > limits_.max_streamed_body_bytes)
+      return fail(make_error_code(errc::body_too_large), "streamed body larger than the limit");
+    try {
+      (*sink_)(std::string_view(at, n));
+    } catch (...) {
+      return fail(make_error_code(errc::body_too_large), "the body callback refused the data (it threw)");
+    }
+    if (!pause_) return 0;
+    pause_ = false;
+    state_ = State::paused;
+    return HPE_PAUSED;  // `feed` reports where it stopped
+  }
+  if (delivered_bytes_ > limits_.max_body_bytes)
+    return fail(make_error_code(errc::body_too_large),
+                decoder_ ? "decoded body larger than the limit" : "body larger than the limit");
+  DUET_PARSER_GUARD(response_.body.append(at, n); return 0;)
 }
 
 int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
   if (self.informational_) return HPE_PAUSED;  // 100 Continue and friends: `feed` checks it, then goes on
+  if (self.decoder_ && !self.decoder_->finished() && !self.decoder_->untouched())
+    return self.fail(make_error_code(errc::malformed_response), "the compressed body is cut short");
   self.keep_alive_ = llhttp_should_keep_alive(p) != 0;
   self.state_ = State::complete;
   return HPE_PAUSED;  // stop here: what follows belongs to the next response
@@ -144,7 +190,7 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
     consumed = len;
     return check_framing(data, len);
   }
-  if (rc == HPE_PAUSED && state_ == State::complete) {
+  if (rc == HPE_PAUSED && (state_ == State::complete || state_ == State::paused)) {
     const char* pos = llhttp_get_error_pos(&parser_);
     consumed = pos ? static_cast<std::size_t>(pos - data) : len;
     return check_framing(data, consumed);
@@ -169,6 +215,12 @@ ResponseParser::State ResponseParser::check_framing(const char* data, std::size_
 ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& consumed) {
   consumed = 0;
   if (state_ != State::incomplete) return state_;
+  if (decoder_ && decoder_->pending()) {  // what a pause left in the decoder goes first
+    const int rc = decoder_->resume(&deliver_decoded, this);
+    if (rc < 0) fail(make_error_code(errc::malformed_response), decoder_->error());
+    if (rc != 0 && state_ != State::paused) state_ = State::failed;
+    if (state_ != State::incomplete) return state_;
+  }
   if (!data.empty()) started_ = true;
   const char* at = data.data();
   std::size_t len = data.size();

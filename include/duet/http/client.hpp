@@ -47,9 +47,16 @@
 // response that fails midway is never delivered as a success. An HTTP error status (404, 500, ...)
 // is not an error: it is a response.
 //
-// Streaming: `request(req, on_body, cb)` hands each piece of the body to `on_body(std::string_view)`
-// as it arrives instead of collecting it, so a large download need not fit in memory. Only the final
-// response's body reaches the sink: a redirect's body, when the redirect is followed, is dropped.
+// Streaming, with backpressure (the connection reads no faster than the body is consumed; a paused
+// body holds at most one piece and one read, 64 KiB each):
+// - `open(req, cb)` gives a `ResponseStream` as soon as the head has arrived; `stream.read()` gives the
+//   body piece by piece (pull);
+// - `request(req, on_body, cb)` hands each piece to `on_body` as it arrives (push); a sink taking
+//   `(std::string_view, BodyFlow&)` can pause the body and resume it later;
+// - `download_to_file(req, path, cb)` writes the body to a file through the thread pool, atomically.
+// Only the final response's body is streamed: a redirect's body, when the redirect is followed, is
+// dropped. A streamed body is bounded by `Request::max_body_bytes` only (none by default). With
+// `Request::decompress`, a gzip or deflate body is decoded, and the limits count decoded bytes.
 //
 // Cost: an exchange per request (under 1 KB, freed when its callback has run), one allocation for
 // the serialized request, and the response's own strings. The header and idle timeouts cost no timer
@@ -65,6 +72,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -109,12 +118,125 @@ struct ClientOptions {
   bool allow_https_to_http_redirects = false;
 };
 
-/// Receives each piece of a streamed body.
-using BodySink = duet::detail::UniqueFunction<void(std::string_view)>;
+namespace detail {
+class Exchange;
+class BodyQueue;
+}  // namespace detail
+
+/// Resumes a streamed body paused by `BodyFlow::pause()`. Move-only. Call it once (later calls do
+/// nothing); dropped uncalled, it resumes too, so a body is never left paused by a lost token.
+/// Calling it after the request ended (or was cancelled, or its Client destroyed) does nothing.
+class Resume {
+ public:
+  Resume() noexcept = default;
+  Resume(Resume&& other) noexcept = default;
+  Resume& operator=(Resume&& other) noexcept;
+  Resume(const Resume&) = delete;
+  Resume& operator=(const Resume&) = delete;
+  ~Resume() { (*this)(); }
+
+  void operator()() noexcept;
+  /// True until called (or moved from).
+  explicit operator bool() const noexcept { return !exchange_.expired(); }
+
+ private:
+  friend class detail::Exchange;
+  explicit Resume(std::weak_ptr<detail::Exchange> ex) noexcept : exchange_(std::move(ex)) {}
+  std::weak_ptr<detail::Exchange> exchange_;
+};
+
+/// What a body sink with two parameters gets with each piece: the means to pause the body.
+class BodyFlow {
+ public:
+  BodyFlow(const BodyFlow&) = delete;
+  BodyFlow& operator=(const BodyFlow&) = delete;
+
+  /// Pauses the body after this piece: no more pieces reach the sink and the connection reads nothing
+  /// more (the server's sends fill the socket buffers, then wait) until the returned `Resume` is
+  /// called or dropped. At most one read's worth of bytes (64 KiB) is held meanwhile. The read
+  /// timeout stops while paused (the consumer is slow, not the server); the request timeout runs on.
+  /// Pausing again from the sink before resuming returns an empty `Resume`.
+  [[nodiscard]] Resume pause();
+  /// Bytes of the body received so far, this piece included (as sent: before any decoding).
+  std::uint64_t received() const noexcept;
+
+ private:
+  friend class detail::Exchange;
+  explicit BodyFlow(detail::Exchange& ex) noexcept : exchange_(ex) {}
+  detail::Exchange& exchange_;
+};
+
+/// Receives each piece of a streamed body. A sink may also take `(std::string_view, BodyFlow&)`
+/// to pause the body (see `BodyFlow`); one taking the piece only is adapted to this.
+using BodySink = duet::detail::UniqueFunction<void(std::string_view, BodyFlow&)>;
+
+/// A response whose body is read piece by piece (`Client::open`): the connection reads only as fast
+/// as the pieces are taken, holding at most one piece and one read (64 KiB each) between them.
+/// Move-only. Destroyed before its body has ended, it cancels the request: the connection is closed,
+/// not reused.
+class ResponseStream {
+ public:
+  ResponseStream() noexcept = default;
+  ResponseStream(ResponseStream&&) noexcept = default;
+  ResponseStream& operator=(ResponseStream&& other) noexcept;
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+  ~ResponseStream();
+
+  /// Status, reason and headers (the body stays empty: it is read with `read`). After a failed
+  /// `open`, `reason` says what went wrong.
+  Response& response() noexcept { return head_; }
+  const Response& response() const noexcept { return head_; }
+
+  /// The next piece of the body: `cb(std::error_code, std::string piece)`. An empty piece means the
+  /// body has ended (and every read after it returns one too). On error (the connection failed, a
+  /// timeout, a limit) `cb` gets the code; the awaitable throws `RequestError`. One read at a time (a
+  /// second while one is pending fails with `errc::invalid_argument`). Cancelling a read cancels the
+  /// request: the rest of the body is dropped with the connection.
+  template <class Callback>
+  requires std::invocable<Callback&, std::error_code, std::string> ||
+      std::invocable<Callback&, std::error_code, std::string, std::exception_ptr>
+  void read(Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    read_piece(
+        [cb = std::forward<Callback>(cb)](std::error_code ec, std::string piece, std::exception_ptr e) mutable {
+          if constexpr (std::is_invocable_v<Callback&, std::error_code, std::string, std::exception_ptr>)
+            cb(ec, std::move(piece), std::move(e));
+          else
+            cb(ec, std::move(piece));
+        },
+        std::move(token));
+  }
+  /// Coroutine face: `std::string piece = co_await stream.read();` (empty at the end).
+  [[nodiscard]] auto read() {
+    return awaitable<std::string>([this](auto cb) { read(std::move(cb)); });
+  }
+  /// True once a read has returned the end of the body.
+  bool ended() const noexcept;
+
+ private:
+  friend class detail::BodyQueue;
+  using PieceDone = duet::detail::UniqueFunction<void(std::error_code, std::string, std::exception_ptr)>;
+  void read_piece(PieceDone done, std::stop_token token);
+  std::shared_ptr<detail::BodyQueue> queue_;
+  Response head_;
+};
 
 namespace detail {
 class ClientCore;
 using Completion = duet::detail::UniqueFunction<void(std::error_code, Response&&, std::exception_ptr)>;
+
+/// Adapts a body sink taking the piece only to `BodySink`.
+template <class Sink>
+BodySink body_sink(Sink&& sink) {
+  if constexpr (std::is_convertible_v<Sink&&, BodySink> && std::is_invocable_v<Sink&, std::string_view, BodyFlow&>) {
+    return BodySink(std::forward<Sink>(sink));
+  } else {
+    static_assert(std::is_invocable_v<Sink&, std::string_view>,
+                  "a body sink is void(std::string_view) or void(std::string_view, BodyFlow&)");
+    return [sink = std::forward<Sink>(sink)](std::string_view piece, BodyFlow&) mutable { sink(piece); };
+  }
+}
 
 /// Adapts a user callback taking (ec, Response) or (ec, Response, std::exception_ptr).
 template <class Callback>
@@ -151,12 +273,54 @@ class Client {
     start(std::move(req), nullptr, detail::completion(std::forward<Callback>(cb)), std::move(token));
   }
 
-  /// Sends `req`, streaming the response body to `on_body`; `cb` gets the response without its body.
+  /// Sends `req`, streaming the response body to `on_body` (`void(std::string_view)`, or
+  /// `void(std::string_view, BodyFlow&)` to pause it); `cb` gets the response without its body.
+  template <class Sink, class Callback>
+  requires std::invocable<Callback&, std::error_code, Response>
+  void request(Request req, Sink&& on_body, Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    start(std::move(req), detail::body_sink(std::forward<Sink>(on_body)),
+          detail::completion(std::forward<Callback>(cb)), std::move(token));
+  }
+
+  /// Sends `req` and calls `cb(std::error_code, ResponseStream)` as soon as the final response's
+  /// head has arrived; its body is then read piece by piece from the stream (redirects are followed
+  /// first, as for `request`). On error the stream's `response().reason` says what went wrong.
+  template <class Callback>
+  requires std::invocable<Callback&, std::error_code, ResponseStream> ||
+      std::invocable<Callback&, std::error_code, ResponseStream, std::exception_ptr>
+  void open(Request req, Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    start_open(
+        std::move(req),
+        [cb = std::forward<Callback>(cb)](std::error_code ec, ResponseStream s, std::exception_ptr e) mutable {
+          if constexpr (std::is_invocable_v<Callback&, std::error_code, ResponseStream, std::exception_ptr>)
+            cb(ec, std::move(s), std::move(e));
+          else
+            cb(ec, std::move(s));
+        },
+        std::move(token));
+  }
+
+  /// Downloads `req`'s response body into the file `path`, as `fs::write_file_atomic` writes one: to a
+  /// new temporary file beside it, in order through the thread pool (one write in flight while the
+  /// next piece is read, so memory stays at two pieces whatever the size), then fsynced and renamed
+  /// over `path`. `path` is either untouched or the whole new body; a failure or a cancel removes the
+  /// temporary file. Calls `cb(std::error_code, Response)` with the response's head (its body empty).
+  /// A status other than 2xx is not saved: its body comes back in `Response::body`, bounded as a
+  /// buffered body is. Errors are the request's, and the file system's (UV_ENOSPC, UV_EACCES, ...)
+  /// with a reason naming the path.
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, Response>
-  void request(Request req, BodySink on_body, Callback&& cb) {
+  void download_to_file(Request req, std::string path, Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
-    start(std::move(req), std::move(on_body), detail::completion(std::forward<Callback>(cb)), std::move(token));
+    start_download(std::move(req), std::move(path), detail::completion(std::forward<Callback>(cb)), std::move(token));
+  }
+  /// Coroutine face: `Response head = co_await client.download_to_file(std::move(req), "big.iso");`
+  [[nodiscard]] auto download_to_file(Request req, std::string path) {
+    return awaitable<Response>([this, req = std::move(req), path = std::move(path)](auto cb) mutable {
+      download_to_file(std::move(req), std::move(path), std::move(cb));
+    });
   }
 
   /// Coroutine face: `Response res = co_await client.get(url);`
@@ -169,10 +333,15 @@ class Client {
         [this, req = std::move(req)](auto cb) mutable { request(std::move(req), std::move(cb)); });
   }
   /// Coroutine face of the streaming request.
-  [[nodiscard]] auto request(Request req, BodySink on_body) {
-    return awaitable<Response>([this, req = std::move(req), sink = std::move(on_body)](auto cb) mutable {
-      request(std::move(req), std::move(sink), std::move(cb));
-    });
+  template <class Sink>
+  [[nodiscard]] auto request(Request req, Sink&& on_body) {
+    return awaitable<Response>([this, req = std::move(req), sink = detail::body_sink(std::forward<Sink>(on_body))](
+                                   auto cb) mutable { request(std::move(req), std::move(sink), std::move(cb)); });
+  }
+  /// Coroutine face of `open`: `ResponseStream s = co_await client.open(std::move(req));`
+  [[nodiscard]] auto open(Request req) {
+    return awaitable<ResponseStream>(
+        [this, req = std::move(req)](auto cb) mutable { open(std::move(req), std::move(cb)); });
   }
 
   /// Connections open (in use or idle), and idle ones, across all origins (for tests and diagnostics).
@@ -184,6 +353,9 @@ class Client {
  private:
   void start_get(std::string_view url, detail::Completion done, std::stop_token token);
   void start(Request req, BodySink sink, detail::Completion done, std::stop_token token);
+  using Opened = duet::detail::UniqueFunction<void(std::error_code, ResponseStream, std::exception_ptr)>;
+  void start_open(Request req, Opened done, std::stop_token token);
+  void start_download(Request req, std::string path, detail::Completion done, std::stop_token token);
   std::shared_ptr<detail::ClientCore> core_;
 };
 

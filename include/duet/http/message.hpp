@@ -73,6 +73,17 @@ struct Request {
   /// This request's deadline, from the call to the response, redirects included; 0: the client's
   /// `ClientOptions::request_timeout`.
   std::chrono::milliseconds timeout{0};
+  /// This request's body limit: for a buffered body, instead of `ClientOptions::max_body_bytes`; for a
+  /// streamed one (which has none by default), its limit. Past it the request fails with
+  /// `errc::body_too_large`.
+  std::optional<std::size_t> max_body_bytes;
+  /// Redirects this request follows, instead of `ClientOptions::max_redirects` (0: none).
+  std::optional<int> max_redirects;
+  /// Ask for a compressed body and decode it: sends `Accept-Encoding: gzip, deflate` (unless the
+  /// headers set Accept-Encoding) and decodes a gzip or deflate Content-Encoding; the body limit
+  /// counts decoded bytes (a decompression bomb fails with `errc::body_too_large`), and the
+  /// response's Content-Encoding and Content-Length, which describe the encoded body, are removed.
+  bool decompress = false;
 };
 
 }  // namespace duet::http

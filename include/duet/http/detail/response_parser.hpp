@@ -15,6 +15,8 @@
 #include <llhttp.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -26,17 +28,23 @@
 
 namespace duet::http::detail {
 
+class BodyDecoder;
+
 struct ParserLimits {
   std::size_t max_header_bytes = 64 * 1024;
   std::size_t max_header_fields = 100;
-  std::size_t max_body_bytes = 16 * 1024 * 1024;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;  ///< a buffered body
+  std::size_t max_streamed_body_bytes = 0;        ///< a streamed body (0: no limit)
 };
 
 class ResponseParser {
  public:
-  enum class State { incomplete, complete, failed };
+  /// `paused`: the body's sink asked to pause (`pause_body`); `feed`'s `consumed` says where to go on
+  /// from once `resume_body` has been called.
+  enum class State { incomplete, paused, complete, failed };
 
   explicit ResponseParser(ParserLimits limits = {}) noexcept;
+  ~ResponseParser();
   ResponseParser(const ResponseParser&) = delete;
   ResponseParser& operator=(const ResponseParser&) = delete;
 
@@ -46,6 +54,22 @@ class ResponseParser {
   /// Streams the body to `*sink` instead of collecting it in `response().body` (call after `reset`).
   /// The caller keeps the sink alive while this parser parses.
   void stream_body_to(duet::detail::UniqueFunction<void(std::string_view)>* sink) noexcept { sink_ = sink; }
+
+  /// Decodes a gzip or deflate Content-Encoding (from the next head on; call after `reset`): the body
+  /// is handed over decoded, the limits count decoded bytes, and the response's Content-Encoding and
+  /// Content-Length fields, which describe the encoded body, are removed.
+  void decode_content(bool decode) noexcept { decode_ = decode; }
+
+  /// Called from the sink: stop after this piece (`feed` returns `paused`). Called again from the sink
+  /// with `false`, it takes the request back.
+  void pause_body(bool pause = true) noexcept { pause_ = pause; }
+  /// Goes on after `paused`: feed the bytes that were not consumed next.
+  void resume_body() noexcept;
+  /// Changes the limit on a buffered or streamed body (e.g. per request), after construction.
+  void limit_body(std::size_t buffered, std::size_t streamed) noexcept {
+    limits_.max_body_bytes = buffered;
+    limits_.max_streamed_body_bytes = streamed;
+  }
 
   /// Parses `data`; `consumed` is how much of it belongs to this response.
   State feed(std::string_view data, std::size_t& consumed);
@@ -60,6 +84,8 @@ class ResponseParser {
   bool started() const noexcept { return started_; }
   /// True once the final (non-1xx) response's header block is complete.
   bool headers_complete() const noexcept { return headers_complete_; }
+  /// Body bytes received so far (before any decoding).
+  std::uint64_t body_bytes() const noexcept { return body_bytes_; }
   std::error_code error() const noexcept { return error_; }
   const std::string& error_reason() const noexcept { return reason_; }
 
@@ -74,6 +100,8 @@ class ResponseParser {
   static int on_message_complete(llhttp_t*) noexcept;
 
   int fail(std::error_code ec, std::string reason) noexcept;
+  int deliver(const char* at, std::size_t n) noexcept;
+  static int deliver_decoded(void* self, const char* at, std::size_t n) noexcept;
   int field_done() noexcept;
   int too_large() noexcept;
   State check_framing(const char* data, std::size_t len);
@@ -87,7 +115,9 @@ class ResponseParser {
   duet::detail::UniqueFunction<void(std::string_view)>* sink_ = nullptr;
   HeadCollector head_parts_;
   FramingCheck framing_;
-  std::size_t body_bytes_ = 0;
+  std::size_t body_bytes_ = 0;       // received
+  std::size_t delivered_bytes_ = 0;  // decoded, when decoding
+  std::unique_ptr<BodyDecoder> decoder_;
   State state_ = State::incomplete;
   std::error_code error_;
   std::string reason_;
@@ -96,6 +126,8 @@ class ResponseParser {
   bool keep_alive_ = false;
   bool started_ = false;
   bool headers_complete_ = false;
+  bool pause_ = false;
+  bool decode_ = false;
 };
 
 }  // namespace duet::http::detail
