@@ -129,3 +129,32 @@ TEST_CASE("the load generators reject bad options with exit status 2", "[bench]"
     CHECK(run.err.find("*** Usage error: ") == 0);
   }
 }
+
+TEST_CASE("bench/download saves the body byte for byte in both faces, and fails clearly", "[bench]") {
+  FlagsServer server;
+  for (const char* face : {"callbacks", "coroutines"}) {
+    TempDir out;
+    Finished run = run_to_end({DUET_DOWNLOAD, "--face", face, "--url", server.url("LOCAL", "/br/br.gif"),
+                               "--out", (out.path() / "br.gif").string()});
+    INFO(face << ": " << run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    CHECK(read_file(out.path() / "br.gif") == read_file(kFlagTree / "flags" / "br" / "br.gif"));
+    CHECK(fields(run.out)["bytes"] == std::to_string(fs::file_size(out.path() / "br.gif")));
+    CHECK(std::stod(fields(run.out)["peak_rss_mb"]) > 0);
+
+    run = run_to_end({DUET_DOWNLOAD, "--face", face, "--url", server.url("LOCAL", "/qq/qq.gif"), "--out",
+                      (out.path() / "qq.gif").string()});
+    CHECK(run.exit_code == 1);
+    CHECK(run.err == "download failed: status 404\n");
+    CHECK_FALSE(fs::exists(out.path() / "qq.gif"));
+  }
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {DUET_DOWNLOAD, "--url", "http://127.0.0.1:1/"},
+           {DUET_DOWNLOAD, "--url", "ftp://x/", "--out", "x"},
+           {DUET_DOWNLOAD, "--url", "http://127.0.0.1:1/", "--out", "x", "--face", "threads"}}) {
+    Finished run = run_to_end(bad);
+    INFO(run.err);
+    CHECK(run.exit_code == 2);
+    CHECK(run.err.find("*** Usage error: ") == 0);
+  }
+}
