@@ -212,3 +212,44 @@ TEST_CASE("nginx: gzip responses decoded byte-identical, a large file streamed a
   CHECK(duet::test::read_file(out / "big.bin") == big);
   CHECK(duet::test::entries_in(out.path()) == 1);
 }
+
+TEST_CASE("Python http.server: a 32 MiB upload streamed with its Content-Length", "[http][peers][python][streaming]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  TempDir www;
+  PeerProcess python({"python3", DUET_TEST_PEERS_DIR "/python_server.py", www.path().string()}, true);
+  Client client(loop);
+  const std::string data = random_bytes(32 << 20, 11);
+  duet::http::Request req;
+  req.method = "POST";
+  req.url = duet::http::Url::parse(local_url(python.port(), "/upload"));
+  req.headers.add("Content-Length", std::to_string(data.size()));
+  std::size_t at = 0;
+  auto body = [&](duet::http::BodyPiece give) {
+    const std::size_t n = std::min<std::size_t>(1 << 18, data.size() - at);
+    give(std::error_code(), data.substr(at, n));
+    at += n;
+  };
+  Response res;
+  std::optional<std::error_code> result;
+  if (face == Face::callbacks) {
+    client.upload(req, body, [&](std::error_code ec, Response r) {
+      result = ec;
+      res = std::move(r);
+    });
+    while (!result) loop.run_once();
+  } else {
+    auto task = [&]() -> Task<> {
+      res = co_await client.upload(req, body);
+      result = std::error_code();
+    };
+    duet::run(loop, task());
+  }
+  REQUIRE_FALSE(*result);
+  CHECK(res.status == 200);
+  // The digest Python computed of what it received, against the data's own (sha256sum of a copy).
+  TempDir tmp;
+  write_file(tmp.path() / "data", data);
+  duet::test::Finished sum = duet::test::run_to_end({"sha256sum", (tmp.path() / "data").string()});
+  CHECK(res.body == std::to_string(data.size()) + " " + sum.out.substr(0, 64));
+}

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "duet/http/client.hpp"
+#include "duet/http/server.hpp"
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
@@ -540,4 +541,176 @@ TEST_CASE("a paused body outlived by its Resume: the Loop, then the Client, dest
   kept();          // a Resume after all that does nothing
   CHECK_FALSE(called);
   CHECK_FALSE(static_cast<bool>(kept));
+}
+
+namespace {
+
+/// A producer of `total` patterned bytes in pieces of `piece`, counting what it was asked for.
+struct Producer {
+  std::string data;
+  std::size_t piece;
+  std::size_t at = 0;
+  std::size_t pulls = 0;
+  duet::http::BodySource source() {
+    return [this](duet::http::BodyPiece give) {
+      ++pulls;
+      const std::size_t n = std::min(piece, data.size() - at);
+      give(std::error_code(), data.substr(at, n));
+      at += n;
+    };
+  }
+};
+
+/// duet's own server, answering each request with "LENGTH match" or "LENGTH mismatch" against `expected`.
+duet::http::Server echo_length_server(duet::Loop& loop, const std::string& expected, std::size_t max_body) {
+  duet::http::ServerOptions options;
+  options.max_body_bytes = max_body;
+  return duet::http::Server(
+      loop, duet::Endpoint::loopback(0),
+      [&expected](duet::http::ServerRequest req, duet::http::Reply reply) {
+        reply(duet::http::Response{
+            200, "OK", {}, std::to_string(req.body.size()) + (req.body == expected ? " match" : " mismatch")});
+      },
+      options);
+}
+
+std::string url_of(const duet::http::Server& server, const std::string& path) {
+  return "http://127.0.0.1:" + std::to_string(server.local_endpoint().port()) + path;
+}
+
+duet::test::GetResult upload(Face face, duet::Loop& loop, duet::http::Client& client, duet::http::Request req,
+                             duet::http::BodySource body) {
+  std::optional<duet::test::GetResult> out;
+  if (face == Face::callbacks) {
+    client.upload(std::move(req), std::move(body), [&](std::error_code ec, duet::http::Response res) {
+      out = duet::test::GetResult{ec, std::move(res)};
+    });
+    while (!out) loop.run_once();
+    return std::move(*out);
+  }
+  auto task = [&]() -> duet::Task<> {
+    try {
+      duet::http::Response res = co_await client.upload(std::move(req), std::move(body));
+      out = duet::test::GetResult{std::error_code(), std::move(res)};
+    } catch (const std::system_error& e) {
+      duet::http::Response failed;
+      failed.reason = e.what();
+      out = duet::test::GetResult{e.code(), std::move(failed)};
+    }
+  };
+  duet::run(loop, task());
+  return std::move(*out);
+}
+
+duet::http::Request post(const std::string& url) {
+  duet::http::Request req;
+  req.method = "POST";
+  req.url = duet::http::Url::parse(url);
+  return req;
+}
+
+}  // namespace
+
+TEST_CASE("upload: a body from a producer, chunked or with its length, with and without 100-continue",
+          "[http][streaming][upload]") {
+  duet::Loop loop;
+  const std::string data = pattern(12 << 20);
+  auto server = echo_length_server(loop, data, 16 << 20);
+  duet::http::Client client(loop);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  const bool sized = GENERATE(false, true);
+  const bool expect = GENERATE(false, true);
+  CAPTURE(static_cast<int>(face), sized, expect);
+
+  Producer producer{data, 100'000};
+  auto req = post(url_of(server, "/up"));
+  if (sized) req.headers.add("Content-Length", std::to_string(data.size()));
+  if (expect) req.headers.add("Expect", "100-continue");
+  auto r = upload(face, loop, client, req, producer.source());
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body == std::to_string(data.size()) + " match");
+  CHECK(producer.pulls == data.size() / 100'000 + 2);  // every piece, the last short one, and the end
+  CHECK(client.idle_connections() == 1);               // all sent, all read: the connection is reused
+}
+
+TEST_CASE("upload with 100-continue: a final answer instead of 100 means the body is never asked for",
+          "[http][streaming][upload]") {
+  duet::Loop loop;
+  const std::string data = pattern(4 << 20);
+  auto server = echo_length_server(loop, data, 1 << 20);  // it takes 1 MiB at most: 413 for 4 MiB
+  duet::http::Client client(loop);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Producer producer{data, 100'000};
+  auto req = post(url_of(server, "/up"));
+  req.headers.add("Content-Length", std::to_string(data.size()));
+  req.headers.add("Expect", "100-continue");
+  auto r = upload(face, loop, client, req, producer.source());
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.status == 413);
+  CHECK(producer.pulls == 0);
+  CHECK(client.idle_connections() == 0);  // the body was announced and not sent: the connection closes
+}
+
+TEST_CASE("upload to a server that stops reading: the producer stops, then the read timeout fails it",
+          "[http][streaming][upload]") {
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  duet::TcpStream accepted;  // accepted, never read
+  listener.accept([&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    accepted = std::move(s);
+  });
+  duet::http::ClientOptions options;
+  options.read_timeout = 300ms;
+  duet::http::Client client(loop, options);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  std::size_t asked = 0;
+  const std::string piece(1 << 20, 'u');
+  auto endless = [&](duet::http::BodyPiece give) {
+    asked += piece.size();
+    give(std::error_code(), piece);
+  };
+  auto r = upload(face, loop, client,
+                  post("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/up"), endless);
+  CHECK(r.ec.value() == UV_ETIMEDOUT);
+  CHECK_THAT(r.res.reason, Catch::Contains("stopped taking the request body"));
+  // What was asked for is what the socket buffers hold, and one piece: not an unbounded queue.
+  CHECK(asked < (64u << 20));
+  CHECK(client.open_connections() == 0);
+}
+
+TEST_CASE("upload: a producer's error, and a body that breaks its Content-Length, fail the request",
+          "[http][streaming][upload]") {
+  duet::Loop loop;
+  const std::string data = pattern(1 << 20);
+  auto server = echo_length_server(loop, data, 4 << 20);
+  duet::http::Client client(loop);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+
+  auto failing = [n = 0](duet::http::BodyPiece give) mutable {
+    if (++n == 3) return give(std::make_error_code(std::errc::io_error), std::string());
+    give(std::error_code(), std::string(1000, 'x'));
+  };
+  auto r = upload(face, loop, client, post(url_of(server, "/up")), failing);
+  CHECK(r.ec == std::make_error_code(std::errc::io_error));
+  CHECK_THAT(r.res.reason, Catch::Contains("producer failed"));
+
+  for (std::size_t declared : {data.size() - 1, data.size() + 1}) {
+    auto req = post(url_of(server, "/up"));
+    req.headers.add("Content-Length", std::to_string(declared));
+    Producer producer{data, 300'000};
+    r = upload(face, loop, client, req, producer.source());
+    CHECK(r.ec == duet::errc::invalid_argument);
+    CHECK_THAT(r.res.reason, Catch::Contains("against a Content-Length of " + std::to_string(declared)));
+  }
+  auto req = post(url_of(server, "/up"));
+  req.headers.add("Content-Length", "12x");
+  Producer never{data, 1000};
+  r = upload(face, loop, client, req, never.source());
+  CHECK(r.ec == duet::errc::invalid_argument);
+  req.headers.set("Content-Length", "0");
+  req.body = "a string body as well";
+  r = upload(face, loop, client, req, never.source());
+  CHECK(r.ec == duet::errc::invalid_argument);
+  CHECK(never.pulls == 0);  // refused before anything was sent
 }

@@ -255,6 +255,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   /// Called once with the final response's head, before any of its body reaches the sink (`open`).
   using HeadHook = duet::detail::UniqueFunction<void(const Response&)>;
   void set_head_hook(HeadHook hook) noexcept { on_head_ = std::move(hook); }
+  /// `upload`: the body comes from `source`, piece by piece.
+  void set_source(BodySource source) {
+    source_ = std::make_unique<BodySource>(std::move(source));
+    upload_length_ = declared_length(req_);
+  }
 
   // ---- pausing a streamed body (BodyFlow, Resume) ---------------------------------------------------
 
@@ -289,7 +294,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void release_pause() noexcept { paused_self_.reset(); }
 
   void begin(std::stop_token token) {
-    if (const char* why = unsendable(req_, core_->options.user_agent)) {
+    if (const char* why = unsendable(req_, core_->options.user_agent, source_ != nullptr)) {
       return fail_later(make_error_code(errc::invalid_argument), std::string("invalid request: ") + why);
     }
     const auto timeout = req_.timeout.count() > 0 ? req_.timeout : core_->options.request_timeout;
@@ -443,11 +448,91 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       parser_.stream_body_to(&filtered_sink_);
     }
     auto self = shared_from_this();
-    conn_->stream.write(write_request(req_, core_->options.user_agent), [self, attempt](std::error_code ec) {
-      // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED: ignore it.
-      if (ec && !self->finished_ && attempt == self->attempt_) self->io_error(ec);
-    });
+    conn_->stream.write(write_request(req_, core_->options.user_agent, source_ != nullptr),
+                        [self, attempt](std::error_code ec) {
+                          // A write on a connection an earlier attempt dropped completes late, with
+                          // UV_ECANCELED: ignore it.
+                          if (ec && !self->finished_ && attempt == self->attempt_) self->io_error(ec);
+                        });
     read_on();
+    if (source_) start_body();
+  }
+
+  // ---- a streamed request body (upload) -----------------------------------------------------------
+
+  void start_body() {
+    uploaded_ = 0;
+    // Until the body is sent, each write of it is timed (read_timeout) instead of the response's head.
+    TimeoutList::leave(conn_->timeout);
+    const auto expect = req_.headers.get("Expect");
+    if (!expect || !iequals(*expect, "100-continue")) {
+      upload_ = Upload::sending;
+      return pull();
+    }
+    upload_ = Upload::waiting_continue;
+    continue_timer_.emplace(core_->loop);
+    continue_timer_->start(core_->options.expect_continue_timeout, std::chrono::milliseconds(0),
+                           [self = shared_from_this()] { self->go_on_with_body(); });
+  }
+
+  /// A 100 Continue came, or the wait for it ran out: send the body.
+  void go_on_with_body() {
+    if (finished_ || upload_ != Upload::waiting_continue || !conn_) return;
+    if (continue_timer_) continue_timer_->stop();
+    upload_ = Upload::sending;
+    pull();
+  }
+
+  void pull() {
+    pulled_ = true;  // from now on the request cannot be sent again
+    (*source_)([self = shared_from_this(), attempt = attempt_](std::error_code ec, std::string piece) {
+      self->send_piece(attempt, ec, std::move(piece));
+    });
+  }
+
+  void send_piece(unsigned attempt, std::error_code ec, std::string piece) {
+    if (finished_ || attempt != attempt_ || upload_ != Upload::sending || !conn_) return;
+    const bool last = piece.empty();
+    if (ec) {
+      drop_connection();
+      return fail(ec, "the request body's producer failed: " + ec.message());
+    }
+    uploaded_ += piece.size();
+    if (upload_length_ && (uploaded_ > *upload_length_ || (last && uploaded_ != *upload_length_))) {
+      drop_connection();
+      return fail(make_error_code(errc::invalid_argument),
+                  "the request body's producer gave " + std::string(last ? "" : "at least ") +
+                      std::to_string(uploaded_) + " bytes against a Content-Length of " +
+                      std::to_string(*upload_length_));
+    }
+    std::string bytes;
+    if (upload_length_) {
+      if (last) return body_sent();
+      bytes = std::move(piece);
+    } else if (last) {
+      bytes = "0\r\n\r\n";
+    } else {  // a chunk: its size in hex, the piece, CRLF
+      char size[20];
+      const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+      bytes.reserve(static_cast<std::size_t>(n) + piece.size() + 2);
+      bytes.append(size, static_cast<std::size_t>(n)).append(piece).append("\r\n");
+    }
+    if (core_->options.read_timeout.count() > 0 && !parser_.headers_complete())
+      core_->read_timeouts.add(conn_->timeout);  // the server must take each piece in time
+    conn_->stream.write(std::move(bytes), [self = shared_from_this(), attempt, last](std::error_code ec) {
+      if (self->finished_ || attempt != self->attempt_ || !self->conn_) return;
+      if (ec) return self->io_error(ec);
+      if (last) return self->body_sent();
+      if (!self->parser_.headers_complete()) TimeoutList::leave(self->conn_->timeout);  // back to the producer
+      self->pull();
+    });
+  }
+
+  /// The whole body is with the kernel: now the response's head is awaited.
+  void body_sent() {
+    upload_ = Upload::done;
+    if (!parser_.headers_complete() && core_->options.header_timeout.count() > 0)
+      core_->header_timeouts.add(conn_->timeout);
   }
 
   void read_on() {
@@ -505,6 +590,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         TimeoutList::leave(conn_->timeout);  // a slow consumer is not a stalled server
         return;
       case ResponseParser::State::incomplete:
+        if (upload_ == Upload::waiting_continue && parser_.continued() && !parser_.headers_complete())
+          go_on_with_body();
         if (parser_.headers_complete()) {  // the body must keep coming: each piece within the read timeout
           if (core_->options.read_timeout.count() > 0)
             core_->read_timeouts.add(conn_->timeout);
@@ -519,7 +606,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         break;
     }
     // Complete. The connection goes back to the pool unless it cannot carry another response.
-    const bool reusable = parser_.keep_alive() && consumed == data.size() && !eof;
+    // An upload cut short by an early response leaves the server expecting the rest: close.
+    const bool reusable =
+        parser_.keep_alive() && consumed == data.size() && !eof && (upload_ == Upload::none || upload_ == Upload::done);
     Connection* c = std::exchange(conn_, nullptr);
     c->user = nullptr;
     TimeoutList::leave(c->timeout);
@@ -535,7 +624,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void io_error(std::error_code ec) {
     const bool stale = conn_ && conn_->reused && !parser_.started();
     drop_connection();
-    if (stale && !retried_ && idempotent(req_.method)) {
+    if (stale && !retried_ && idempotent(req_.method) && !pulled_) {
       retried_ = true;  // the server closed the idle connection as we reused it: once more, fresh
       fresh_only_ = true;
       return acquire();
@@ -556,7 +645,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   /// True if `res` is a redirect this exchange follows (or fails on, past the limit).
   bool will_follow(const Response& res) const noexcept {
-    return is_redirect(res.status) && max_redirects() > 0 && res.headers.contains("Location");
+    return !source_ && is_redirect(res.status) && max_redirects() > 0 && res.headers.contains("Location");
   }
 
   void respond() {
@@ -618,7 +707,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   static void read_timeout(Connection& c) {
     if (!c.user) return;
     const auto keep = c.user->shared_from_this();
-    keep->time_out("the response body stalled: nothing arrived within the read timeout");
+    keep->time_out(keep->upload_ == Upload::sending && !keep->parser_.headers_complete()
+                       ? "the server stopped taking the request body: a piece was not taken within the read timeout"
+                       : "the response body stalled: nothing arrived within the read timeout");
   }
 
  private:
@@ -641,6 +732,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     drop_connection();
     remove_from_queue();
     if (timer_) timer_->stop();
+    if (continue_timer_) continue_timer_->stop();
     if (!*core_->loop_alive) return;  // the Loop is gone (a Client outliving it): nobody to call back
     try {
       core_->loop.post([self, ec, why = std::move(why)]() mutable {
@@ -660,12 +752,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     drop_connection();
     remove_from_queue();
     if (timer_) timer_->stop();
+    if (continue_timer_) continue_timer_->stop();
     deliver(ec, std::move(res), std::move(e));
   }
 
   void deliver(std::error_code ec, Response&& res, std::exception_ptr e) {
     cancel_link_.reset();
     timer_.reset();
+    continue_timer_.reset();
     unregister();
     if (!*core_->loop_alive) return;
     auto done = std::move(done_);
@@ -698,6 +792,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   HeadHook on_head_;                       // `open`: the head goes to the stream's opener
   std::string stash_;                      // what a paused body left unparsed (at most one read)
   std::shared_ptr<Exchange> paused_self_;  // while paused
+  // `upload`: the body's producer, the length the request declares (else chunked), what is sent.
+  enum class Upload { none, waiting_continue, sending, done };
+  std::unique_ptr<BodySource> source_;
+  std::optional<std::uint64_t> upload_length_;
+  std::uint64_t uploaded_ = 0;
+  Upload upload_ = Upload::none;
+  bool pulled_ = false;                  // the producer has been asked: the request cannot be sent again
+  std::optional<Timer> continue_timer_;  // the wait for 100 Continue
   ResponseParser parser_;
   Origin* origin_ = nullptr;
   Connection* conn_ = nullptr;
@@ -1120,6 +1222,13 @@ void Client::start_open(Request req, Opened done, std::stop_token token) {
       [queue](std::error_code ec, Response&& res, std::exception_ptr e) { queue->on_end(ec, std::move(res), e); });
   ex->set_head_hook([q = queue.get()](const Response& head) { q->on_head(head); });
   queue->exchange = ex;
+  ex->register_active();
+  ex->begin(std::move(token));
+}
+
+void Client::start_upload(Request req, BodySource body, detail::Completion done, std::stop_token token) {
+  auto ex = std::make_shared<detail::Exchange>(core_, std::move(req), nullptr, std::move(done));
+  ex->set_source(std::move(body));
   ex->register_active();
   ex->begin(std::move(token));
 }

@@ -20,7 +20,18 @@ const char* unsendable_url(const Url& url) noexcept {
   return nullptr;
 }
 
-const char* unsendable(const Request& req, std::string_view user_agent) noexcept {
+std::optional<std::uint64_t> declared_length(const Request& req) noexcept {
+  const auto all = req.headers.get_all("Content-Length");
+  if (all.size() != 1 || all[0].empty() || all[0].size() > 19) return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : all[0]) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
+const char* unsendable(const Request& req, std::string_view user_agent, bool streamed_body) noexcept {
   if (!is_token(req.method)) return "the method is not a token";
   for (const auto& [name, value] : req.headers) {
     if (!is_token(name)) return "a header field name is not a token";
@@ -30,13 +41,19 @@ const char* unsendable(const Request& req, std::string_view user_agent) noexcept
   // The framing is the client's: a length that is not the body's, or a transfer coding, would make the
   // server read a second request out of the body.
   if (req.headers.contains("Transfer-Encoding")) return "Transfer-Encoding is the client's to set";
-  for (std::string_view length : req.headers.get_all("Content-Length"))
-    if (length != std::to_string(req.body.size())) return "a Content-Length that is not the body's";
+  if (streamed_body) {
+    if (!req.body.empty()) return "a request with a streamed body has no `body` string";
+    if (req.headers.contains("Content-Length") && !declared_length(req))
+      return "a Content-Length that is not one decimal number";
+  } else {
+    for (std::string_view length : req.headers.get_all("Content-Length"))
+      if (length != std::to_string(req.body.size())) return "a Content-Length that is not the body's";
+  }
   if (req.headers.get_all("Host").size() > 1) return "more than one Host";
   return unsendable_url(req.url);
 }
 
-std::string write_request(const Request& req, std::string_view user_agent) {
+std::string write_request(const Request& req, std::string_view user_agent, bool streamed_body) {
   std::string out;
   out.reserve(128 + req.body.size());
   out.append(req.method).append(" ").append(req.url.path);
@@ -51,6 +68,10 @@ std::string write_request(const Request& req, std::string_view user_agent) {
   if (!req.headers.contains("Accept")) out.append("Accept: */*\r\n");
   if (req.decompress && !req.headers.contains("Accept-Encoding")) out.append("Accept-Encoding: gzip, deflate\r\n");
   for (const auto& [name, value] : req.headers) out.append(name).append(": ").append(value).append("\r\n");
+  if (streamed_body) {
+    if (!req.headers.contains("Content-Length")) out.append("Transfer-Encoding: chunked\r\n");
+    return out.append("\r\n");
+  }
   if (!req.body.empty() || (req.method != "GET" && req.method != "HEAD"))
     if (!req.headers.contains("Content-Length"))
       out.append("Content-Length: ").append(std::to_string(req.body.size())).append("\r\n");

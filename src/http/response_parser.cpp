@@ -35,6 +35,7 @@ void ResponseParser::reset(bool head) {
   started_ = false;
   headers_complete_ = false;
   pause_ = false;
+  continued_ = false;
 }
 
 void ResponseParser::resume_body() noexcept {
@@ -117,6 +118,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   if (self.response_.status == 101)
     return self.fail(make_error_code(errc::malformed_response), "an unsolicited 101 Switching Protocols");
   self.informational_ = self.response_.status < 200;
+  if (self.response_.status == 100) self.continued_ = true;
   if (self.informational_) return 1;  // an interim response has no body, whatever its headers say
   self.headers_complete_ = true;
   self.head_parts_.end_head();  // what follows a chunked body are trailers

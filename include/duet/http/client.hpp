@@ -114,6 +114,8 @@ struct ClientOptions {
   /// ALPN "http/1.1", sessions resumed. The context is made at the first https request.
   TlsClientOptions tls;
   std::chrono::milliseconds tls_handshake_timeout{10'000};  ///< per connection, after the TCP connect
+  /// An upload with `Expect: 100-continue` sends its body after this if no 100 Continue has come.
+  std::chrono::milliseconds expect_continue_timeout{1'000};
   /// Follow a redirect from https to http (off: it fails with `errc::insecure_redirect`).
   bool allow_https_to_http_redirects = false;
 };
@@ -165,6 +167,13 @@ class BodyFlow {
   explicit BodyFlow(detail::Exchange& ex) noexcept : exchange_(ex) {}
   detail::Exchange& exchange_;
 };
+
+/// Hands the client a request body's next piece: call it once, now or later, with the piece; an
+/// empty piece ends the body, an error code fails the request with it.
+using BodyPiece = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
+/// Produces a streamed request body (`Client::upload`): called each time the client is ready for the
+/// next piece (the one before it has been taken by the kernel), with the `BodyPiece` to answer with.
+using BodySource = duet::detail::UniqueFunction<void(BodyPiece)>;
 
 /// Receives each piece of a streamed body. A sink may also take `(std::string_view, BodyFlow&)`
 /// to pause the body (see `BodyFlow`); one taking the piece only is adapted to this.
@@ -283,6 +292,29 @@ class Client {
           detail::completion(std::forward<Callback>(cb)), std::move(token));
   }
 
+  /// Sends `req` with a body produced piece by piece by `body` (a streamed upload): with the length
+  /// `req` declares in Content-Length (the body is held to it: more or less fails the request with
+  /// `errc::invalid_argument`), else chunked. Backpressure: `body` is asked for the next piece only
+  /// once the last one has been taken by the kernel, so a server that stops reading stops the
+  /// producer, and each write must complete within `read_timeout`. With `Expect: 100-continue` in
+  /// `req`, the body waits for the server's 100 Continue (or `expect_continue_timeout`); a final
+  /// response instead (417, 413, 401, ...) is returned and the body is never asked for. A response
+  /// that comes before the body is all sent ends the request (the connection is then closed). An
+  /// upload is not retried on a fresh connection once its body has been asked for, and redirects are
+  /// returned as responses, not followed (the body cannot be sent twice). `cb(std::error_code, Response)`.
+  template <class Callback>
+  requires std::invocable<Callback&, std::error_code, Response>
+  void upload(Request req, BodySource body, Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    start_upload(std::move(req), std::move(body), detail::completion(std::forward<Callback>(cb)), std::move(token));
+  }
+  /// Coroutine face: `Response res = co_await client.upload(std::move(req), std::move(body));`
+  [[nodiscard]] auto upload(Request req, BodySource body) {
+    return awaitable<Response>([this, req = std::move(req), body = std::move(body)](auto cb) mutable {
+      upload(std::move(req), std::move(body), std::move(cb));
+    });
+  }
+
   /// Sends `req` and calls `cb(std::error_code, ResponseStream)` as soon as the final response's
   /// head has arrived; its body is then read piece by piece from the stream (redirects are followed
   /// first, as for `request`). On error the stream's `response().reason` says what went wrong.
@@ -356,6 +388,7 @@ class Client {
   using Opened = duet::detail::UniqueFunction<void(std::error_code, ResponseStream, std::exception_ptr)>;
   void start_open(Request req, Opened done, std::stop_token token);
   void start_download(Request req, std::string path, detail::Completion done, std::stop_token token);
+  void start_upload(Request req, BodySource body, detail::Completion done, std::stop_token token);
   std::shared_ptr<detail::ClientCore> core_;
 };
 

@@ -9,6 +9,8 @@
 // holds both to that.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,9 +20,14 @@ namespace duet::http::detail {
 
 /// Why the URL's host, path or query cannot be written into a request line or Host field, or null.
 const char* unsendable_url(const Url& url) noexcept;
-/// Why `req`, sent with `user_agent`, cannot be written as it is, or null.
-const char* unsendable(const Request& req, std::string_view user_agent) noexcept;
-/// The bytes of `req` (which `unsendable` accepted).
-std::string write_request(const Request& req, std::string_view user_agent);
+/// Why `req`, sent with `user_agent`, cannot be written as it is, or null. With `streamed_body`, the
+/// body comes later from a producer: `req.body` must be empty, and a Content-Length, if set, a number
+/// (the body is then held to it).
+const char* unsendable(const Request& req, std::string_view user_agent, bool streamed_body = false) noexcept;
+/// The bytes of `req` (which `unsendable` accepted). With `streamed_body`, the head only: with the
+/// caller's Content-Length, else `Transfer-Encoding: chunked`.
+std::string write_request(const Request& req, std::string_view user_agent, bool streamed_body = false);
+/// The Content-Length a request sets (one decimal number), if it sets one that is valid.
+std::optional<std::uint64_t> declared_length(const Request& req) noexcept;
 
 }  // namespace duet::http::detail

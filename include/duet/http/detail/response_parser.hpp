@@ -82,6 +82,8 @@ class ResponseParser {
   bool keep_alive() const noexcept { return keep_alive_; }
   /// True once any byte of this response has arrived.
   bool started() const noexcept { return started_; }
+  /// True once a `100 Continue` has come (the server wants the request's body).
+  bool continued() const noexcept { return continued_; }
   /// True once the final (non-1xx) response's header block is complete.
   bool headers_complete() const noexcept { return headers_complete_; }
   /// Body bytes received so far (before any decoding).
@@ -128,6 +130,7 @@ class ResponseParser {
   bool headers_complete_ = false;
   bool pause_ = false;
   bool decode_ = false;
+  bool continued_ = false;
 };
 
 }  // namespace duet::http::detail
