@@ -2,6 +2,8 @@
 // (both faces), per-request limits, and download_to_file. The server is a raw one on the same loop
 // that writes its whole response in one write, so a test can see whether the client's backpressure
 // held that write back.
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
@@ -13,6 +15,7 @@
 
 #include "duet/http/client.hpp"
 #include "duet/http/server.hpp"
+#include "duet/process.hpp"
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
@@ -713,4 +716,217 @@ TEST_CASE("upload: a producer's error, and a body that breaks its Content-Length
   r = upload(face, loop, client, req, never.source());
   CHECK(r.ec == duet::errc::invalid_argument);
   CHECK(never.pulls == 0);  // refused before anything was sent
+}
+
+// ---- streamed server responses ---------------------------------------------------------------------
+
+namespace {
+
+/// A handler that streams `data` in pieces of `piece`, each handed over on a later turn of the loop
+/// (an asynchronous producer), with its length declared or not; counts what it was asked for.
+struct StreamingSite {
+  duet::Loop& loop;
+  std::string data;
+  std::size_t piece = 100'000;
+  bool declare_length = false;
+  std::size_t asked = 0;
+  std::size_t given = 0;
+
+  duet::http::BodySource body() {
+    auto at = std::make_shared<std::size_t>(0);
+    return [this, at](duet::http::BodyPiece give) {
+      ++asked;
+      const std::size_t n = std::min(piece, data.size() - *at);
+      std::string next = data.substr(*at, n);
+      *at += n;
+      given += n;
+      loop.post(
+          [give = std::move(give), next = std::move(next)]() mutable { give(std::error_code(), std::move(next)); });
+    };
+  }
+  duet::http::Response head() const {
+    duet::http::Response h{200, "OK", {}, {}};
+    h.headers.add("Content-Type", "application/octet-stream");
+    if (declare_length) h.headers.add("Content-Length", std::to_string(data.size()));
+    return h;
+  }
+};
+
+/// Runs `args` with its stdout into `out_file`, on the loop (the server under test runs on it too).
+duet::ExitStatus run_program(duet::Loop& loop, std::vector<std::string> args, const std::string& out_file) {
+  const int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(fd >= 0);
+  duet::Process p = duet::spawn(
+      loop,
+      {.file = args[0], .args = args, .stdio = {duet::Stdio::ignore(), duet::Stdio::fd(fd), duet::Stdio::inherit()}});
+  ::close(fd);
+  std::optional<duet::ExitStatus> status;
+  p.wait([&](std::error_code ec, duet::ExitStatus st) {
+    REQUIRE_FALSE(ec);
+    status = st;
+  });
+  while (!status) loop.run_once();
+  return *status;
+}
+
+/// Sends `raw` on a new connection to `port` and reads until the server closes it.
+std::string raw_exchange(duet::Loop& loop, std::uint16_t port, std::string raw) {
+  std::string got;
+  bool done = false;
+  duet::connect(loop, duet::Endpoint::loopback(port), [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    auto stream = std::make_shared<duet::TcpStream>(std::move(s));
+    stream->write(std::move(raw), [](std::error_code) {});
+    stream->read_start([&, stream](std::error_code ec, std::span<const char> data) {
+      if (ec || data.empty()) {
+        done = true;
+        return stream->close();
+      }
+      got.append(data.data(), data.size());
+    });
+  });
+  while (!done) loop.run_once();
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("a streamed server response, chunked or with its length, from either handler face",
+          "[http][streaming][server]") {
+  duet::Loop loop;
+  StreamingSite site{loop, pattern(5 << 20)};
+  site.declare_length = GENERATE(false, true);
+  const bool coroutine_handler = GENERATE(false, true);
+  CAPTURE(site.declare_length, coroutine_handler);
+  std::optional<duet::http::Server> server;
+  if (coroutine_handler)
+    server.emplace(loop, duet::Endpoint::loopback(0),
+                   [&](duet::http::ServerRequest, duet::http::Reply reply) -> duet::Task<> {
+                     co_await duet::sleep(loop, 1ms);
+                     reply.stream(site.head(), site.body());
+                   });
+  else
+    server.emplace(loop, duet::Endpoint::loopback(0),
+                   [&](duet::http::ServerRequest, duet::http::Reply reply) { reply.stream(site.head(), site.body()); });
+  duet::http::Client client(loop);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  auto r = duet::test::get(face, loop, client, url_of(*server, "/big"));
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body == site.data);
+  if (site.declare_length)
+    CHECK(r.res.headers.get("Content-Length") == std::to_string(site.data.size()));
+  else
+    CHECK(r.res.headers.get("Transfer-Encoding") == "chunked");
+  CHECK(client.idle_connections() == 1);  // the body ended cleanly: kept alive
+
+  // HEAD: the head only, and the producer is never asked.
+  site.asked = 0;
+  duet::http::Request head;
+  head.method = "HEAD";
+  head.url = duet::http::Url::parse(url_of(*server, "/big"));
+  r = duet::test::send(face, loop, client, head);
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body.empty());
+  CHECK(site.asked == 0);
+}
+
+TEST_CASE("a streamed server response waits for a client that reads slowly: the producer is not asked ahead",
+          "[http][streaming][server]") {
+  duet::Loop loop;
+  StreamingSite site{loop, pattern(96 << 20), 1 << 20};
+  duet::http::Server server(loop, duet::Endpoint::loopback(0), [&](duet::http::ServerRequest, duet::http::Reply reply) {
+    reply.stream(site.head(), site.body());
+  });
+  duet::http::Client client(loop);
+  std::size_t asked_after_wait = 0;
+  auto task = [&]() -> duet::Task<> {
+    duet::http::ResponseStream stream = co_await client.open(get_request(url_of(server, "/big")));
+    CHECK((co_await stream.read()).size() > 0);
+    co_await duet::sleep(loop, 300ms);
+    asked_after_wait = site.given;
+  };  // the stream is dropped: the request is cancelled, the connection closed
+  duet::run(loop, task());
+  // What the producer handed over is what the socket buffers hold, and a piece or two: not 96 MiB.
+  CHECK(asked_after_wait < (48u << 20));
+  while (server.connections() != 0) loop.run_once();  // the server saw the close and let go
+  const std::size_t asked = site.asked;
+  loop.run_once();
+  CHECK(site.asked == asked);
+}
+
+TEST_CASE("streamed server responses: HTTP/1.0, pipelined order, a failing producer, a broken length",
+          "[http][streaming][server]") {
+  duet::test::ErrorLog errors;  // outlives the loop, which may report as it is destroyed
+  duet::Loop loop;
+  loop.set_error_handler(errors.handler());
+  StreamingSite site{loop, pattern(300'000), 50'000};
+  int fail_at = 0;  // 0: never; else the producer fails at that piece
+  bool lie_about_length = false;
+  duet::http::Server server(loop, duet::Endpoint::loopback(0),
+                            [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+                              if (req.path == "/small") return reply(duet::http::Response{200, "OK", {}, "small"});
+                              auto head = site.head();
+                              if (lie_about_length)
+                                head.headers.set("Content-Length", std::to_string(site.data.size() + 1));
+                              if (fail_at == 0) return reply.stream(head, site.body());
+                              reply.stream(head, [&, n = 0](duet::http::BodyPiece give) mutable {
+                                if (++n == fail_at)
+                                  return give(std::make_error_code(std::errc::io_error), std::string());
+                                give(std::error_code(), std::string(1000, 'f'));
+                              });
+                            });
+  const std::uint16_t port = server.local_endpoint().port();
+
+  SECTION("HTTP/1.0: no framing field, the body ends with the connection") {
+    const std::string got = raw_exchange(loop, port, "GET /big HTTP/1.0\r\n\r\n");
+    const auto end = got.find("\r\n\r\n");
+    REQUIRE(end != std::string::npos);
+    const std::string head = got.substr(0, end);
+    CHECK_THAT(head, !Catch::Contains("Content-Length") && !Catch::Contains("Transfer-Encoding"));
+    CHECK_THAT(head, Catch::Contains("Connection: close"));
+    CHECK(got.substr(end + 4) == site.data);
+  }
+  SECTION("pipelined: a quick response after a streamed one waits its turn") {
+    const std::string got = raw_exchange(
+        loop, port, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const auto small = got.find("\r\n\r\nsmall");
+    REQUIRE(small != std::string::npos);
+    CHECK(small == got.size() - 9);                                 // the small response is last
+    CHECK(got.find("0\r\n\r\nHTTP/1.1 200") != std::string::npos);  // right after the chunked body's end
+  }
+  SECTION("a producer that fails cuts the response short: the client sees a truncated body") {
+    fail_at = 4;
+    duet::http::Client client(loop);
+    auto r = duet::test::get(Face::callbacks, loop, client, url_of(server, "/big"));
+    CHECK(r.ec == duet::errc::malformed_response);
+    REQUIRE(errors.messages.size() == 1);
+    CHECK_THAT(errors.messages[0], Catch::Contains("producer failed"));
+  }
+  SECTION("a body longer or shorter than its Content-Length is cut short") {
+    lie_about_length = true;
+    site.declare_length = true;
+    duet::http::Client client(loop);
+    auto r = duet::test::get(Face::callbacks, loop, client, url_of(server, "/big"));
+    CHECK(r.ec == duet::errc::malformed_response);
+    REQUIRE(errors.messages.size() == 1);
+    CHECK_THAT(errors.messages[0], Catch::Contains("broke its Content-Length"));
+  }
+}
+
+TEST_CASE("a streamed server response read by curl and by Node.js", "[http][streaming][server][peers]") {
+  duet::Loop loop;
+  StreamingSite site{loop, pattern(3 << 20), 64 << 10};
+  duet::http::Server server(loop, duet::Endpoint::loopback(0), [&](duet::http::ServerRequest, duet::http::Reply reply) {
+    reply.stream(site.head(), site.body());
+  });
+  duet::test::TempDir out;
+  CHECK(run_program(loop, {"curl", "-sS", url_of(server, "/big")}, out / "curl.bin").success());
+  CHECK(duet::test::read_file(out / "curl.bin") == site.data);
+
+  duet::test::write_file(out / "data", site.data);
+  CHECK(run_program(loop, {"sha256sum", out / "data"}, out / "sum.txt").success());
+  CHECK(run_program(loop, {"node", DUET_TEST_PEERS_DIR "/node_get.js", url_of(server, "/big")}, out / "node.txt")
+            .success());
+  CHECK(duet::test::read_file(out / "node.txt") ==
+        "200 " + std::to_string(site.data.size()) + " " + duet::test::read_file(out / "sum.txt").substr(0, 64) + "\n");
 }

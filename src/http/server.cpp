@@ -86,23 +86,58 @@ const char* unsendable(const Response& res) noexcept {
   return nullptr;
 }
 
-/// The bytes of `res` (which `unsendable` accepted) on the wire.
-std::string serialize(const Response& res, bool head, bool close) {
-  // 204 and 304 have neither body nor length (RFC 9110 §8.6, §15.4.5).
-  const bool bodiless = res.status == 204 || res.status == 304;
-  std::string out;
-  out.reserve(128 + (head || bodiless ? 0 : res.body.size()));
+/// The status line and the caller's fields of `res` (the framing fields are the server's).
+void append_head(std::string& out, const Response& res) {
   out.append("HTTP/1.1 ").append(std::to_string(res.status)).append(" ");
   out.append(res.reason.empty() ? reason_phrase(res.status) : res.reason).append("\r\n");
   for (const auto& [name, value] : res.headers) {
     if (iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding") || iequals(name, "Connection")) continue;
     out.append(name).append(": ").append(value).append("\r\n");
   }
+}
+
+/// The bytes of `res` (which `unsendable` accepted) on the wire.
+std::string serialize(const Response& res, bool head, bool close) {
+  // 204 and 304 have neither body nor length (RFC 9110 §8.6, §15.4.5).
+  const bool bodiless = res.status == 204 || res.status == 304;
+  std::string out;
+  out.reserve(128 + (head || bodiless ? 0 : res.body.size()));
+  append_head(out, res);
   if (!bodiless) out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n");
   if (close) out.append("Connection: close\r\n");
   out.append("\r\n");
   if (!head && !bodiless) out.append(res.body);
   return out;
+}
+
+/// The head of a streamed response: its declared length, or chunked, or (neither: HTTP/1.0) no
+/// framing field, the body then ending with the connection.
+std::string serialize_streamed_head(const Response& res, bool close, std::optional<std::uint64_t> length,
+                                    bool chunked) {
+  std::string out;
+  append_head(out, res);
+  if (res.status != 204 && res.status != 304) {
+    if (length)
+      out.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
+    else if (chunked)
+      out.append("Transfer-Encoding: chunked\r\n");
+  }
+  if (close) out.append("Connection: close\r\n");
+  return out.append("\r\n");
+}
+
+/// The Content-Length `res` declares (one decimal number), if any; false if it declares a bad one.
+bool declared_length(const Response& res, std::optional<std::uint64_t>& length) {
+  const auto all = res.headers.get_all("Content-Length");
+  if (all.empty()) return true;
+  if (all.size() != 1 || all[0].empty() || all[0].size() > 19) return false;
+  std::uint64_t n = 0;
+  for (char c : all[0]) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  length = n;
+  return true;
 }
 
 Response plain(int status, std::string text) {
@@ -189,6 +224,30 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     flush();
   }
 
+  /// `Reply::stream`: the head now, the body from `body` piece by piece once the response's turn comes.
+  void answer_stream(std::uint64_t seq, Response res, BodySource body) {
+    if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    Slot& s = slots_[seq - first_seq_];
+    if (s.bytes) return;
+    std::optional<std::uint64_t> length;
+    const char* why = unsendable(res);
+    if (!why && !declared_length(res, length)) why = "a streamed response's Content-Length is not one decimal number";
+    if (why) {
+      report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
+      s.bytes = serialize(plain(500, "internal error\n"), s.head, s.close);
+      return flush();
+    }
+    const bool chunked = !length && s.minor >= 1;
+    if (!length && !chunked) s.close = true;  // HTTP/1.0: the body ends with the connection
+    s.bytes = serialize_streamed_head(res, s.close, length, chunked);
+    if (!s.head && res.status != 204 && res.status != 304) {
+      s.source = std::make_unique<BodySource>(std::move(body));
+      s.length = length;
+      s.chunked = chunked;
+    }
+    flush();
+  }
+
   /// A Reply for request `seq` was destroyed unanswered: a 500 and a report, unless nobody is waiting
   /// for the answer any more (the connection closed, or the Server or the Loop went away).
   void dropped(std::uint64_t seq) noexcept {
@@ -207,9 +266,23 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
  private:
   struct Slot {
-    std::optional<std::string> bytes;  // the serialized response, once the handler has replied
+    std::optional<std::string> bytes;  // the serialized response (a streamed one's head), once replied
     bool close = false;
     bool head = false;
+    int minor = 1;  // the request's HTTP/1.x
+    // A streamed response: its body's producer, and its framing.
+    std::unique_ptr<BodySource> source;
+    std::optional<std::uint64_t> length;
+    bool chunked = false;
+  };
+  /// The streamed response being written: later responses wait for its end.
+  struct Streaming {
+    std::unique_ptr<BodySource> source;
+    std::optional<std::uint64_t> length;
+    bool chunked = false;
+    bool close = false;
+    std::uint64_t sent = 0;
+    bool asked = false;  // a piece is owed by the producer
   };
 
   static ServerConnection& self_of(llhttp_t* p) { return *static_cast<ServerConnection*>(p->data); }
@@ -243,8 +316,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // connection closes — not before: closing cancels what is still being written.
   void settle() {
     if (closed_) return;
-    if (reading_done_ && slots_.empty() && writes_pending_ == 0) return shut();
-    const bool idle = !in_request_ && slots_.empty() && writes_pending_ == 0 && !closed_after_write_;
+    if (reading_done_ && slots_.empty() && writes_pending_ == 0 && !streaming_) return shut();
+    const bool idle = !in_request_ && slots_.empty() && writes_pending_ == 0 && !closed_after_write_ && !streaming_;
     if (!idle)
       idle_due_ = 0;
     else if (idle_due_ == 0)
@@ -321,7 +394,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// Too many responses waiting, or too many bytes of them: read nothing more until they go out.
   bool backed_up() noexcept {
     static constexpr std::size_t kWriteHighWater = 256 * 1024;
-    return slots_.size() + writes_pending_ >= core_->options.max_pipelined ||
+    return slots_.size() + writes_pending_ + (streaming_ ? 1 : 0) >= core_->options.max_pipelined ||
            (writes_pending_ > 0 && write_queue_bytes() > kWriteHighWater);
   }
 
@@ -379,7 +452,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     in_request_ = false;
     head_due_ = request_due_ = 0;
     stream_.read_stop();
-    slots_.push_back(Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true), true, false});
+    slots_.push_back(
+        Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true), true, false, 1, {}, {}, false});
     flush();
   }
 
@@ -458,7 +532,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
       if (sized && p->content_length > core_->options.max_body_bytes)  // said at once: the body is not read
         return reject(413, "request body too large");
-      slots_.push_back(Slot{std::string("HTTP/1.1 100 Continue\r\n\r\n"), false, false});
+      slots_.push_back(Slot{std::string("HTTP/1.1 100 Continue\r\n\r\n"), false, false, 1, {}, {}, false});
       flush();
     }
     request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
@@ -489,7 +563,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void dispatch() {
     const bool close_after = close_after_;
     request_.peer = peer_;
-    slots_.push_back(Slot{std::nullopt, close_after, request_.method == "HEAD"});
+    slots_.push_back(Slot{std::nullopt, close_after, request_.method == "HEAD", request_.version_minor, {}, {}, false});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
     if (close_after) {  // nothing after this request is read, or answered
       stream_.read_stop();
@@ -502,31 +576,92 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
   }
 
-  // Writes every response that is ready, in request order.
+  // Writes every response that is ready, in request order; a streamed one holds back those after it.
   void flush() {
-    auto self = shared_from_this();
-    while (!slots_.empty() && slots_.front().bytes && !closed_) {
+    while (!slots_.empty() && slots_.front().bytes && !closed_ && !streaming_) {
       Slot slot = std::move(slots_.front());
       slots_.pop_front();
       ++first_seq_;
-      const bool close = slot.close;
-      if (writes_pending_++ == 0) write_due_ = due_in(core_->options.write_timeout);
-      stream_.write(std::move(*slot.bytes), [self, close](std::error_code ec) {
-        if (--self->writes_pending_ == 0)
-          self->write_due_ = 0;
-        else
-          self->write_due_ = self->due_in(self->core_->options.write_timeout);  // the next one's turn
-        if (ec || close) return self->shut();
-        self->resume_if_drained();
-        self->settle();
-      });
-      if (close) {
-        closed_after_write_ = true;
-        stream_.read_stop();
+      if (slot.source) {  // the head, then the body piece by piece
+        streaming_.emplace(Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false});
+        send(std::move(*slot.bytes), false, true);
         break;
       }
+      send(std::move(*slot.bytes), slot.close, false);
+      if (slot.close) break;
     }
     resume_if_drained();
+    settle();
+  }
+
+  /// Hands `bytes` to the stream, each write within the write timeout of its turn. Then: close the
+  /// connection (`close`), ask for the streamed body's next piece (`more`), or go on.
+  void send(std::string bytes, bool close, bool more) {
+    if (writes_pending_++ == 0) write_due_ = due_in(core_->options.write_timeout);
+    stream_.write(std::move(bytes), [self = shared_from_this(), close, more](std::error_code ec) {
+      if (--self->writes_pending_ == 0)
+        self->write_due_ = 0;
+      else
+        self->write_due_ = self->due_in(self->core_->options.write_timeout);  // the next one's turn
+      if (ec || close || (self->shut_when_written_ && self->writes_pending_ == 0)) return self->shut();
+      if (more) self->ask_for_piece();
+      self->resume_if_drained();
+      self->settle();
+    });
+    if (close) {
+      closed_after_write_ = true;
+      stream_.read_stop();
+    }
+  }
+
+  void ask_for_piece() {
+    if (!streaming_ || closed_ || streaming_->asked) return;
+    streaming_->asked = true;
+    (*streaming_->source)([weak = weak_from_this()](std::error_code ec, std::string piece) {
+      if (auto self = weak.lock()) self->streamed_piece(ec, std::move(piece));
+    });
+  }
+
+  void streamed_piece(std::error_code ec, std::string piece) {
+    if (!streaming_ || closed_ || !streaming_->asked) return;  // the connection went, or a second answer
+    Streaming& st = *streaming_;
+    st.asked = false;
+    if (ec) {  // nothing can tell the client but a body cut short
+      report(std::make_exception_ptr(
+          std::system_error(ec, "http::Server: a streamed response's producer failed; the response is cut short")));
+      return shut();
+    }
+    const bool last = piece.empty();
+    st.sent += piece.size();
+    if (st.length && (st.sent > *st.length || (last && st.sent != *st.length))) {
+      report(std::make_exception_ptr(std::logic_error(
+          "http::Server: a streamed response's body broke its Content-Length; the response is cut short")));
+      return shut();
+    }
+    if (!last) {
+      std::string bytes;
+      if (st.chunked) {
+        char size[20];
+        const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+        bytes.reserve(static_cast<std::size_t>(n) + piece.size() + 2);
+        bytes.append(size, static_cast<std::size_t>(n)).append(piece).append("\r\n");
+      } else {
+        bytes = std::move(piece);
+      }
+      return send(std::move(bytes), false, true);
+    }
+    const bool close = st.close;
+    const bool chunked = st.chunked;
+    streaming_.reset();
+    if (chunked) {
+      send("0\r\n\r\n", close, false);
+    } else if (close) {  // the body ends with the connection: once what is queued is written
+      closed_after_write_ = true;
+      stream_.read_stop();
+      if (writes_pending_ == 0) return shut();
+      shut_when_written_ = true;
+    }
+    if (!close) flush();  // the responses after it
     settle();
   }
 
@@ -558,6 +693,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool reading_done_ = false;
   bool closed_after_write_ = false;
   bool stop_parsing_ = false;
+  bool shut_when_written_ = false;  // a close-delimited streamed body has ended
+  std::optional<Streaming> streaming_;
   bool paused_ = false;   // reading paused while responses are backed up
   bool parsing_ = false;  // inside `parse`: a reply now must not start parsing again
 };
@@ -625,6 +762,11 @@ void Reply::operator()(Response res) {
   if (auto c = conn_.lock()) c->answer(seq_, std::move(res));
 }
 
+void Reply::stream(Response head, BodySource body) {
+  if (!std::exchange(owed_, false)) return;
+  if (auto c = conn_.lock()) c->answer_stream(seq_, std::move(head), std::move(body));
+}
+
 void Reply::drop() noexcept {
   if (!std::exchange(owed_, false)) return;
   if (auto c = conn_.lock()) c->dropped(seq_);
@@ -649,6 +791,17 @@ void Server::close() noexcept {
 Endpoint Server::local_endpoint() const { return core_->listener.local_endpoint(); }
 
 std::size_t Server::connections() const noexcept { return core_->connections.size(); }
+
+void Server::serve_task(Loop& loop, Task<void> task) {
+  auto handle = std::make_shared<JoinHandle<void>>(spawn(loop, std::move(task)));
+  handle->on_done([&loop, handle] {
+    try {
+      handle->result();
+    } catch (...) {
+      loop.report(std::current_exception());
+    }
+  });
+}
 
 void Server::serve_task(Loop& loop, Task<Response> task, Reply reply) {
   auto handle = std::make_shared<JoinHandle<Response>>(spawn(loop, std::move(task)));

@@ -168,13 +168,6 @@ class BodyFlow {
   detail::Exchange& exchange_;
 };
 
-/// Hands the client a request body's next piece: call it once, now or later, with the piece; an
-/// empty piece ends the body, an error code fails the request with it.
-using BodyPiece = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
-/// Produces a streamed request body (`Client::upload`): called each time the client is ready for the
-/// next piece (the one before it has been taken by the kernel), with the `BodyPiece` to answer with.
-using BodySource = duet::detail::UniqueFunction<void(BodyPiece)>;
-
 /// Receives each piece of a streamed body. A sink may also take `(std::string_view, BodyFlow&)`
 /// to pause the body (see `BodyFlow`); one taking the piece only is adapted to this.
 using BodySink = duet::detail::UniqueFunction<void(std::string_view, BodyFlow&)>;

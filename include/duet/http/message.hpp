@@ -8,9 +8,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
+#include "duet/detail/unique_function.hpp"
 #include "duet/http/url.hpp"
 
 namespace duet::http {
@@ -24,6 +26,15 @@ bool is_token(std::string_view s) noexcept;
 /// True if `s` may be sent as a field value or a reason phrase: no control characters but HTAB (so no
 /// CR, LF or NUL: nothing that could end a line and begin another), bytes 0x80 and up allowed as opaque.
 bool is_field_value(std::string_view s) noexcept;
+
+/// Hands over a streamed body's next piece: call it once, now or later, with the piece; an empty
+/// piece ends the body, an error code fails the transfer with it.
+using BodyPiece = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
+/// Produces a streamed body, piece by piece (`Client::upload`'s request body, `Reply::stream`'s
+/// response body): called each time the connection is ready for the next piece (the one before it
+/// has been taken by the kernel), with the `BodyPiece` to answer with. So a peer that stops reading
+/// stops the producer: nothing piles up.
+using BodySource = duet::detail::UniqueFunction<void(BodyPiece)>;
 
 class Headers {
  public:

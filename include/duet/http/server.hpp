@@ -10,6 +10,11 @@
 //           co_return duet::http::Response{200, "OK", {}, "late hello"};
 //         });
 //
+// A handler may also stream its response's body: `reply.stream(head, body)` with a `BodySource` that
+// hands over the body piece by piece, asked for each piece once the last has been taken by the
+// kernel (backpressure from the client's socket); chunked unless `head` declares a Content-Length. A
+// coroutine handler taking the Reply, `Task<void>(ServerRequest, Reply)`, can stream too.
+//
 // Each request is parsed by llhttp and handed to the handler once its body has arrived. The handler
 // answers by calling `reply(response)` once, now or later (callback face), or by returning the
 // response (coroutine face). Connections are kept alive (HTTP/1.1 unless `Connection: close`;
@@ -110,6 +115,14 @@ class Reply {
   ~Reply();
 
   void operator()(Response res);
+  /// Answers with `head` (its body ignored) and a body produced piece by piece by `body`: held to the
+  /// Content-Length `head` sets, if it sets one; else chunked (or, to an HTTP/1.0 client, ended by
+  /// closing the connection). `body` is asked for each piece only once the one before has been taken
+  /// by the kernel, each within `write_timeout`: a client that stops reading stops the producer. A
+  /// producer's error, or a body that breaks its Content-Length, cuts the response short (the
+  /// connection closes; the loop's error hook says why). Not asked at all for HEAD, 204 or 304.
+  /// Responses to later pipelined requests wait until this body has ended. Counts as the call.
+  void stream(Response head, BodySource body);
   /// True until called (or moved from).
   explicit operator bool() const noexcept { return owed_; }
 
@@ -132,7 +145,8 @@ using Handler = duet::detail::UniqueFunction<void(ServerRequest, Reply)>;
 class Server {
  public:
   /// Listens on `at` (port 0: any free port, see `local_endpoint()`) and serves each request with
-  /// `handler`, either `void(ServerRequest, Reply)` or `Task<Response>(ServerRequest)`. Throws
+  /// `handler`: `void(ServerRequest, Reply)`, `Task<Response>(ServerRequest)` or
+  /// `Task<void>(ServerRequest, Reply)`. Throws
   /// `std::system_error` if it cannot listen.
   template <class Handler>
   Server(Loop& loop, const Endpoint& at, Handler handler, ServerOptions options = {})
@@ -152,7 +166,15 @@ class Server {
   template <class Handler>
   static detail::Handler adapt(Loop& loop, Handler handler) {
     if constexpr (std::is_invocable_v<Handler&, ServerRequest, Reply>) {
-      return handler;
+      if constexpr (std::is_same_v<std::invoke_result_t<Handler&, ServerRequest, Reply>, Task<void>>) {
+        // A coroutine that answers through its Reply (to stream, say): run it; what it throws goes to
+        // the loop's error hook, and its Reply, dropped unanswered with its frame, answers 500.
+        return [&loop, handler = std::move(handler)](ServerRequest req, Reply reply) mutable {
+          serve_task(loop, handler(std::move(req), std::move(reply)));
+        };
+      } else {
+        return handler;
+      }
     } else {
       static_assert(std::is_invocable_r_v<Task<Response>, Handler&, ServerRequest>,
                     "a Server handler is void(ServerRequest, Reply) or Task<Response>(ServerRequest)");
@@ -162,6 +184,7 @@ class Server {
     }
   }
   static void serve_task(Loop& loop, Task<Response> task, Reply reply);
+  static void serve_task(Loop& loop, Task<void> task);
   std::shared_ptr<detail::ServerCore> core_;
 };
 
