@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "duet/http/client.hpp"
+#include "duet/http/file_body.hpp"
 #include "duet/http/server.hpp"
 #include "duet/process.hpp"
 #include "duet/spawn.hpp"
@@ -929,4 +930,40 @@ TEST_CASE("a streamed server response read by curl and by Node.js", "[http][stre
             .success());
   CHECK(duet::test::read_file(out / "node.txt") ==
         "200 " + std::to_string(site.data.size()) + " " + duet::test::read_file(out / "sum.txt").substr(0, 64) + "\n");
+}
+
+TEST_CASE("file_body: a file uploaded and served piece by piece; a missing file is the transfer's error",
+          "[http][streaming]") {
+  duet::test::ErrorLog errors;
+  duet::Loop loop;
+  loop.set_error_handler(errors.handler());
+  duet::test::TempDir dir;
+  const std::string data = pattern((3 << 20) + 123);
+  duet::test::write_file(dir / "data.bin", data);
+  auto server = echo_length_server(loop, data, 4 << 20);
+  duet::http::Server files(loop, duet::Endpoint::loopback(0),
+                           [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+                             reply.stream(duet::http::Response{200, "OK", {}, {}},
+                                          duet::http::file_body(loop, dir / req.path.substr(1), 10'000));
+                           });
+  duet::http::Client client(loop);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+
+  auto req = post(url_of(server, "/up"));
+  req.headers.add("Content-Length", std::to_string(data.size()));
+  auto r = upload(face, loop, client, req, duet::http::file_body(loop, dir / "data.bin"));
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body == std::to_string(data.size()) + " match");
+
+  r = duet::test::get(face, loop, client, url_of(files, "/data.bin"));
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body == data);
+
+  r = upload(face, loop, client, post(url_of(server, "/up")), duet::http::file_body(loop, dir / "missing.bin"));
+  CHECK(r.ec.value() == UV_ENOENT);
+  CHECK_THAT(r.res.reason, Catch::Contains("producer failed"));
+  r = duet::test::get(face, loop, client, url_of(files, "/missing.bin"));
+  CHECK(r.ec == duet::errc::malformed_response);  // the head went out; the body was cut short
+  REQUIRE(errors.messages.size() == 1);
+  CHECK_THAT(errors.messages[0], Catch::Contains("no such file or directory"));
 }
