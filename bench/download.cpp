@@ -6,7 +6,7 @@
 // Both faces call `Client::download_to_file` (the body read piece by piece with backpressure, written
 // in order on the thread pool, renamed into place at the end). Prints one line:
 //   face=callbacks bytes=268435456 seconds=0.412 mb_per_s=621.4 peak_rss_mb=9.8 cpu_s=0.30
-// and exits 1 (saying why) if the download fails. bench/download.sh compares it with curl.
+// and exits 1 (saying why) if the download fails. bench/transfers.sh compares it with curl.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
