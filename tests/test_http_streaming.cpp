@@ -967,3 +967,223 @@ TEST_CASE("file_body: a file uploaded and served piece by piece; a missing file 
   REQUIRE(errors.messages.size() == 1);
   CHECK_THAT(errors.messages[0], Catch::Contains("no such file or directory"));
 }
+
+// ---- streamed request bodies on the server --------------------------------------------------------
+
+namespace {
+
+/// A server streaming the bodies of requests to /up to its handler, which reads them whole, piece
+/// by piece, and answers "LENGTH match|mismatch PIECES"; in the coroutine face, it sleeps once after
+/// the first piece when `nap` is set. Other paths are buffered as usual.
+struct UploadSite {
+  duet::Loop& loop;
+  std::string expected;
+  std::chrono::milliseconds nap{0};
+  std::size_t max_streamed = 0;
+  std::optional<duet::http::Server> server{};
+  std::vector<std::error_code> read_errors{};
+  std::function<void()> after_first_piece{};
+
+  void start(bool coroutine_handler) {
+    duet::http::ServerOptions options;
+    options.stream_body = [](const duet::http::ServerRequest& head) { return head.path == "/up"; };
+    options.max_streamed_body_bytes = max_streamed;
+    if (coroutine_handler) {
+      server.emplace(
+          loop, duet::Endpoint::loopback(0),
+          [this](duet::http::ServerRequest req, duet::http::Reply reply) -> duet::Task<> {
+            if (!req.body_stream.streamed()) {
+              reply(duet::http::Response{200, "OK", {}, "buffered"});
+              co_return;
+            }
+            std::string got;
+            std::size_t pieces = 0;
+            try {
+              for (;;) {
+                std::string piece = co_await req.body_stream.read();
+                if (piece.empty()) break;
+                got += piece;
+                if (++pieces == 1 && nap.count() > 0) {
+                  co_await duet::sleep(loop, nap);
+                  if (after_first_piece) after_first_piece();
+                }
+              }
+            } catch (const std::system_error& e) {
+              read_errors.push_back(e.code());
+              reply(duet::http::Response{413, "", {}, "stopped: " + std::string(e.what()) + "\n"});
+              co_return;
+            }
+            reply(duet::http::Response{200, "OK", {}, answer(got, pieces)});
+          },
+          options);
+    } else {
+      server.emplace(
+          loop, duet::Endpoint::loopback(0),
+          [this](duet::http::ServerRequest req, duet::http::Reply reply) {
+            if (!req.body_stream.streamed()) return reply(duet::http::Response{200, "OK", {}, "buffered"});
+            struct Read {
+              duet::http::RequestBody body;
+              duet::http::Reply reply;
+              std::string got;
+              std::size_t pieces = 0;
+            };
+            auto r = std::make_shared<Read>(Read{std::move(req.body_stream), std::move(reply), {}, 0});
+            auto next = std::make_shared<std::function<void()>>();
+            *next = [this, r, next] {
+              r->body.read([this, r, next](std::error_code ec, std::string piece) {
+                if (ec) {
+                  read_errors.push_back(ec);
+                  return r->reply(duet::http::Response{413, "", {}, "stopped\n"});
+                }
+                if (piece.empty()) {
+                  *next = nullptr;  // (breaks the cycle)
+                  return r->reply(duet::http::Response{200, "OK", {}, answer(r->got, r->pieces)});
+                }
+                r->got += piece;
+                ++r->pieces;
+                (*next)();
+              });
+            };
+            (*next)();
+          },
+          options);
+    }
+  }
+  std::string answer(const std::string& got, std::size_t pieces) const {
+    return std::to_string(got.size()) + (got == expected ? " match " : " mismatch ") + std::to_string(pieces);
+  }
+  std::string url(const std::string& path = "/up") const { return url_of(*server, path); }
+};
+
+}  // namespace
+
+TEST_CASE("a server streams a request body to its handler: both handler faces, chunked or sized, 100-continue",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  UploadSite site{loop, pattern(6 << 20)};
+  const bool coroutine_handler = GENERATE(false, true);
+  const bool sized = GENERATE(false, true);
+  const bool expect = GENERATE(false, true);
+  CAPTURE(coroutine_handler, sized, expect);
+  site.start(coroutine_handler);
+  duet::http::Client client(loop);
+
+  Producer producer{site.expected, 100'000};
+  auto req = post(site.url());
+  if (sized) req.headers.add("Content-Length", std::to_string(site.expected.size()));
+  if (expect) req.headers.add("Expect", "100-continue");
+  auto r = upload(Face::coroutines, loop, client, req, producer.source());
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.status == 200);
+  CHECK_THAT(r.res.body, Catch::StartsWith(std::to_string(site.expected.size()) + " match "));
+  CHECK(site.read_errors.empty());
+  CHECK(client.idle_connections() == 1);  // read to its end: the connection goes on
+
+  // The same connection serves a buffered request next.
+  auto again = duet::test::get(Face::callbacks, loop, client, site.url("/other"));
+  CHECK_FALSE(again.ec);
+  CHECK(again.res.status == 200);
+}
+
+TEST_CASE("a handler that reads slowly holds the client's upload back", "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  UploadSite site{loop, pattern(96 << 20)};
+  site.nap = 300ms;
+  Producer producer{site.expected, 1 << 20};
+  std::size_t given_during_nap = 0;
+  site.after_first_piece = [&] { given_during_nap = producer.at; };
+  site.start(true);
+  duet::http::Client client(loop);
+  auto req = post(site.url());
+  req.headers.add("Content-Length", std::to_string(site.expected.size()));
+  auto r = upload(Face::callbacks, loop, client, req, producer.source());
+  REQUIRE_FALSE(r.ec);
+  CHECK_THAT(r.res.body, Catch::StartsWith(std::to_string(site.expected.size()) + " match "));
+  // While the handler slept on its first piece, the client could hand over only what the socket
+  // buffers hold, and a piece or two: not the 96 MiB.
+  CHECK(given_during_nap > 0);
+  CHECK(given_during_nap < (48u << 20));
+}
+
+TEST_CASE("a streamed request body past its limit, cut off by the client, or dropped by the handler",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  UploadSite site{loop, std::string(2000, 'b')};
+  site.max_streamed = 1000;
+  const bool coroutine_handler = GENERATE(false, true);
+  site.start(coroutine_handler);
+  const std::uint16_t port = site.server->local_endpoint().port();
+
+  SECTION("past max_streamed_body_bytes: the reader gets body_too_large, its answer closes") {
+    const std::string got = raw_exchange(
+        loop, port, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'b'));
+    CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 413 "));
+    CHECK_THAT(got, Catch::Contains("Connection: close"));
+    REQUIRE(site.read_errors.size() == 1);
+    CHECK(site.read_errors[0] == duet::errc::body_too_large);
+  }
+  SECTION("100-continue with a declared length past the limit: 413 at once, the handler never called") {
+    const std::string got = raw_exchange(
+        loop, port, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n");
+    CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 413 "));
+    CHECK(site.read_errors.empty());
+  }
+  SECTION("the client goes away mid-body: the reader gets UV_ECONNABORTED") {
+    site.max_streamed = 0;
+    std::optional<duet::TcpStream> client;
+    duet::connect(loop, duet::Endpoint::loopback(port), [&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      client.emplace(std::move(s));
+      client->write("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + std::string(500, 'b'),
+                    [&](std::error_code) { client->close(); });
+    });
+    while (site.read_errors.empty()) loop.run_once();
+    CHECK(site.read_errors[0].value() == UV_ECONNABORTED);
+  }
+  SECTION("malformed chunked framing mid-body: the reader gets malformed_response") {
+    const std::string got = raw_exchange(
+        loop, port, "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nbbbbb\r\nzz\r\n");
+    CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 413 "));  // the handler's own answer to the error
+    REQUIRE(site.read_errors.size() == 1);
+    CHECK(site.read_errors[0] == duet::errc::malformed_response);
+  }
+}
+
+TEST_CASE("a handler that drops a streamed body unread answers, and the connection closes after",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [](duet::http::ServerRequest req, duet::http::Reply reply) {
+        { auto unwanted = std::move(req.body_stream); }  // dropped before any of it was read
+        reply(duet::http::Response{200, "OK", {}, "no thanks"});
+      },
+      options);
+  // Only the head is sent: the server must not wait for the 100000 bytes it announced.
+  const std::string got = raw_exchange(loop, server.local_endpoint().port(),
+                                       "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+  CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 200 OK"));
+  CHECK_THAT(got, Catch::Contains("Connection: close"));
+  CHECK_THAT(got, Catch::EndsWith("no thanks"));
+}
+
+TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {
+  duet::Loop loop;
+  UploadSite site{loop, pattern(5 << 20)};
+  site.start(false);
+  duet::test::TempDir dir;
+  duet::test::write_file(dir / "data.bin", site.expected);
+  CHECK(run_program(loop, {"curl", "-sS", "-X", "POST", "-T", dir / "data.bin", site.url()}, dir / "answer.txt")
+            .success());
+  CHECK_THAT(duet::test::read_file(dir / "answer.txt"),
+             Catch::StartsWith(std::to_string(site.expected.size()) + " match "));
+  CHECK(run_program(loop,
+                    {"curl", "-sS", "-X", "POST", "-H", "Transfer-Encoding: chunked", "--data-binary",
+                     "@" + dir / "data.bin", site.url()},
+                    dir / "answer2.txt")
+            .success());
+  CHECK_THAT(duet::test::read_file(dir / "answer2.txt"),
+             Catch::StartsWith(std::to_string(site.expected.size()) + " match "));
+}

@@ -570,7 +570,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     in_feed_ = true;
     const ResponseParser::State state = parser_.feed(data, consumed);
     in_feed_ = false;
-    if (getenv("DBG"))
       fprintf(stderr, "fed %zu consumed %zu state %d reading %d body %zu\n", data.size(), consumed, (int)state, reading,
               (size_t)parser_.body_bytes());
     if (state == ResponseParser::State::incomplete && !reading) read_on();  // the pause is over

@@ -188,6 +188,54 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 /// on_message_complete), so that the bytes of that request are checked by the FramingCheck before it
 /// is dispatched, and so that a connection whose responses are backed up stops reading: the unparsed
 /// rest of the last read (at most one read buffer) waits in `pending_input_`.
+/// What stands between a streamed request body and its reader: at most one piece. The connection
+/// stops parsing after each piece and goes on when the reader has taken it. Pieces go to readers in a
+/// loop (`pump`), not by recursion: a reader that reads again from its callback adds no stack.
+class RequestBodyQueue {
+ public:
+  using Reader = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
+  explicit RequestBodyQueue(Loop& loop) : loop_(loop) {}
+
+  std::weak_ptr<ServerConnection> conn;
+
+  // From the connection.
+  void add(const char* at, std::size_t n) { piece_.append(at, n); }
+  void piece_ready() {
+    has_piece_ = true;
+    pump();
+  }
+  void end(std::error_code ec = {}) {
+    if (ended_) return;
+    ended_ = true;
+    error_ = ec;
+    pump();
+  }
+  bool ended() const noexcept { return ended_; }
+  bool end_delivered() const noexcept { return end_delivered_; }
+
+  // From the RequestBody.
+  void read(Reader cb, std::stop_token token);
+  void abandon() noexcept;
+
+ private:
+  struct StopFn {
+    RequestBodyQueue* self;
+    void operator()() const noexcept { self->cancel_read(); }
+  };
+  void pump();
+  void cancel_read() noexcept;
+
+  Loop& loop_;
+  std::string piece_;
+  Reader reader_;
+  std::error_code error_;
+  duet::detail::OnLoopStop<StopFn> stop_;
+  bool has_piece_ = false;
+  bool ended_ = false;
+  bool end_delivered_ = false;
+  bool pumping_ = false;
+};
+
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
   ServerConnection(std::shared_ptr<ServerCore> core, Transport stream, Endpoint peer)
@@ -207,6 +255,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (closed_) return;
     closed_ = true;
     if (timer_) timer_->stop();
+    end_body_stream(uv_error(UV_ECONNABORTED));
     stream_.close();
     core_->remove(this);  // may free this: the caller holds a reference
   }
@@ -216,6 +265,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;  // replied twice: the first one stands
+    close_if_body_unread(seq, s);
     if (const char* why = unsendable(res)) {
       report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
       res = plain(500, "internal error\n");
@@ -229,6 +279,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;
+    close_if_body_unread(seq, s);
     std::optional<std::uint64_t> length;
     const char* why = unsendable(res);
     if (!why && !declared_length(res, length)) why = "a streamed response's Content-Length is not one decimal number";
@@ -260,6 +311,41 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
   }
 
+  /// The handler's reader took the last piece: parse on.
+  void resume_body() {
+    if (!body_paused_ || closed_ || failed_) return;
+    if (parsing_) return;  // (pieces are handed over only between parses)
+    body_paused_ = false;
+    llhttp_resume(&parser_);
+    if (core_->options.request_timeout.count() > 0) request_due_ = due_in(core_->options.request_timeout);
+    std::string input = std::move(pending_input_);
+    pending_input_.clear();
+    const std::size_t used = parse(input.data(), input.size());
+    if (!closed_ && !failed_ && !stop_parsing_) {
+      if (used < input.size()) {
+        pending_input_ = input.substr(used);
+        if (!body_paused_) paused_ = true;  // backed up on responses
+      } else if (!reading_done_ && !body_paused_) {
+        read();
+      }
+    }
+    if (body_paused_ && body_) body_->piece_ready();
+    settle();
+  }
+
+  /// The handler dropped the body before its end: the rest is not read; the connection closes after
+  /// the response.
+  void body_abandoned() {
+    if (!body_ || closed_) return;
+    body_.reset();
+    close_after_body_ = true;
+    stop_parsing_ = true;
+    stream_.read_stop();
+    if (streamed_seq_ >= first_seq_ && streamed_seq_ - first_seq_ < slots_.size())
+      slots_[streamed_seq_ - first_seq_].close = true;
+    settle();
+  }
+
   void report(std::exception_ptr e) noexcept {
     if (*core_->loop_alive) core_->loop.report(std::move(e));
   }
@@ -286,6 +372,21 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   };
 
   static ServerConnection& self_of(llhttp_t* p) { return *static_cast<ServerConnection*>(p->data); }
+
+  /// An answer to a request whose streamed body has not been read to its end: nothing after it can be
+  /// parsed, so the connection closes once it is written.
+  void close_if_body_unread(std::uint64_t seq, Slot& s) {
+    if (!streaming_request_ || seq != streamed_seq_) return;
+    s.close = true;
+    close_after_body_ = true;
+  }
+
+  /// The streamed body ends, with `ec` if it failed.
+  void end_body_stream(std::error_code ec) noexcept {
+    streaming_request_ = false;
+    body_handed_over_ = false;
+    if (auto body = std::move(body_)) body->end(ec);
+  }
 
   // llhttp is C: nothing may be thrown through it. Out of memory while parsing becomes a 500.
   template <class Fn>
@@ -338,7 +439,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// start again when reading resumes), and the write deadline is the one that holds.
   std::uint64_t earliest_due() const noexcept {
     std::uint64_t due = 0;
-    for (std::uint64_t d : {paused_ ? 0 : head_due_, paused_ ? 0 : request_due_, write_due_, idle_due_})
+    const bool waiting = paused_ || body_paused_;  // on the server's side, not the client's
+    for (std::uint64_t d : {waiting ? 0 : head_due_, waiting ? 0 : request_due_, write_due_, idle_due_})
       if (d != 0 && (due == 0 || d < due)) due = d;
     return due;
   }
@@ -365,13 +467,18 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       reading_done_ = true;
       stream_.read_stop();
       if (ec) return shut();  // nobody to write to
-      in_request_ = false;    // a request cut off here can never complete
+      if (in_request_) end_body_stream(uv_error(UV_ECONNABORTED));
+      in_request_ = false;  // a request cut off here can never complete
       head_due_ = request_due_ = 0;
       return settle();
     }
     if (stop_parsing_) return;
     const std::size_t used = parse(chunk.data(), chunk.size());
-    if (used < chunk.size() && !stop_parsing_ && !failed_ && !closed_) {  // backed up: keep the rest for later
+    if (body_paused_ && !closed_ && !failed_) {  // a piece of a streamed body waits for its reader
+      pending_input_.assign(chunk.data() + used, chunk.size() - used);
+      stream_.read_stop();
+      if (body_) body_->piece_ready();
+    } else if (used < chunk.size() && !stop_parsing_ && !failed_ && !closed_) {  // backed up: keep the rest
       pending_input_.assign(chunk.data() + used, chunk.size() - used);
       pause_reading();
     }
@@ -400,7 +507,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// Reading was paused and the responses have gone out: parse what was kept, then read again.
   void resume_if_drained() {
-    if (!paused_ || parsing_ || closed_ || failed_ || stop_parsing_ || backed_up()) return;
+    if (!paused_ || body_paused_ || parsing_ || closed_ || failed_ || stop_parsing_ || backed_up()) return;
     unpause();
     std::string input = std::move(pending_input_);
     pending_input_.clear();
@@ -408,7 +515,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (closed_ || failed_ || stop_parsing_) return;
     if (used < input.size()) {
       pending_input_ = input.substr(used);
-      paused_ = true;
+      if (body_paused_) {
+        if (body_) body_->piece_ready();
+      } else {
+        paused_ = true;
+      }
+      return;
+    }
+    if (body_paused_) {
+      if (body_) body_->piece_ready();
       return;
     }
     if (!reading_done_) read();
@@ -418,32 +533,72 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::size_t parse(const char* data, std::size_t n) {
     parsing_ = true;
     std::size_t used = 0;
-    while (used < n && !closed_ && !failed_ && !stop_parsing_ && !backed_up()) {
+    // No bytes still make one pass: a streamed body's last piece, once taken, lets llhttp end the
+    // request (a Content-Length body ends without another byte).
+    bool once = n == 0;
+    while ((used < n || std::exchange(once, false)) && !closed_ && !failed_ && !stop_parsing_ && !body_paused_ &&
+           (streaming_request_ || !backed_up())) {
       const char* at = data + used;
       const llhttp_errno_t rc = llhttp_execute(&parser_, at, n - used);
       std::size_t took = n - used;
       if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
         took = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - at);
       } else if (rc != HPE_OK) {
+        if (body_handed_over_) {  // its handler has it: the reader gets the error
+          fail_streamed_body(error_status_ == 413 ? make_error_code(errc::body_too_large)
+                                                  : make_error_code(errc::malformed_response));
+          break;
+        }
         refuse(error_status_ ? error_status_ : 400, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_));
         break;
       }
       // llhttp 8.1.0 lets a bare CR end the head and skips the two bytes after chunk data unchecked.
       if (!framing_.feed(at, took)) {
+        if (body_handed_over_) {
+          fail_streamed_body(make_error_code(errc::malformed_response));
+          break;
+        }
         refuse(400, framing_.why());
         break;
       }
       used += took;
       if (rc == HPE_PAUSED_UPGRADE) {  // an Upgrade the handler did not take: carry on as HTTP/1.1
         llhttp_resume_after_upgrade(&parser_);
+      } else if (rc == HPE_PAUSED && dispatch_at_head_) {  // a streamed body's head: the handler now
+        dispatch_at_head_ = false;
+        llhttp_resume(&parser_);
+        dispatch(true);
+      } else if (rc == HPE_PAUSED && body_paused_) {  // a piece of a streamed body: for its reader
+        // (parsing goes on when it has been taken; `body_paused_` ends this loop)
       } else if (rc == HPE_PAUSED) {  // a request is complete
         llhttp_resume(&parser_);
         framing_.reset();
-        dispatch();
+        if (streaming_request_) {
+          end_body_stream({});
+          if (close_after_) {  // nothing after this request is read, or answered
+            stream_.read_stop();
+            stop_parsing_ = true;
+          }
+        } else {
+          dispatch(false);
+        }
       }
     }
     parsing_ = false;
     return used;
+  }
+
+  /// A streamed body that cannot go on (malformed, or past its limit): its reader gets `ec`, and the
+  /// handler's answer is the connection's last (it answers: the request is its own).
+  void fail_streamed_body(std::error_code ec) {
+    failed_ = true;
+    in_request_ = false;
+    head_due_ = request_due_ = 0;
+    stream_.read_stop();
+    if (streamed_seq_ >= first_seq_ && streamed_seq_ - first_seq_ < slots_.size())
+      slots_[streamed_seq_ - first_seq_].close = true;
+    end_body_stream(ec);
+    flush();
   }
 
   // A request that cannot be served: answer it (after those before it), then close.
@@ -465,6 +620,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       c.request_ = ServerRequest();
       c.head_.reset();
       c.body_bytes_ = 0;
+      c.streaming_request_ = false;
+      c.body_handed_over_ = false;
       c.in_request_ = true;
       if (c.head_due_ == 0)  // the first request's head keeps the deadline its connection started with
         c.head_due_ = c.due_in(c.core_->options.header_timeout);
@@ -527,29 +684,50 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     const std::size_t hosts = request_.headers.get_all("Host").size();
     if (hosts > 1 || (minor >= 1 && hosts == 0)) return reject(400, "an HTTP/1.1 request needs exactly one Host");
+    request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
+    request_.version_minor = minor;
+    {
+      const auto q = request_.target.find('?');
+      request_.path = request_.target.substr(0, q);
+      if (q != std::string::npos) request_.query = request_.target.substr(q + 1);
+    }
+    // A body to stream: the handler is called now (once `parse` has paused), not at the body's end.
+    const bool has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
+    if (has_body && core_->options.stream_body && core_->options.stream_body(request_)) streaming_request_ = true;
+    const std::size_t body_limit =
+        streaming_request_ ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
     if (auto expect = request_.headers.get("Expect"); expect && minor >= 1) {
       if (!iequals(*expect, "100-continue")) return reject(417, "only Expect: 100-continue is supported");
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
-      if (sized && p->content_length > core_->options.max_body_bytes)  // said at once: the body is not read
+      if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
         return reject(413, "request body too large");
       slots_.push_back(Slot{std::string("HTTP/1.1 100 Continue\r\n\r\n"), false, false, 1, {}, {}, false});
       flush();
     }
-    request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
-    request_.version_minor = minor;
-    const auto q = request_.target.find('?');
-    request_.path = request_.target.substr(0, q);
-    if (q != std::string::npos) request_.query = request_.target.substr(q + 1);
     if (p->flags & F_CHUNKED) framing_.expect_chunked_body();
+    if (streaming_request_) {
+      close_after_ = llhttp_should_keep_alive(p) == 0;
+      dispatch_at_head_ = true;
+      return HPE_PAUSED;  // `parse` calls the handler, then goes on with the body
+    }
     return 0;
   }
   static int on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
       c.body_bytes_ += n;
-      if (c.body_bytes_ > c.core_->options.max_body_bytes) return c.reject(413, "request body too large");
-      c.request_.body.append(at, n);
-      return 0;
+      if (!c.streaming_request_) {
+        if (c.body_bytes_ > c.core_->options.max_body_bytes) return c.reject(413, "request body too large");
+        c.request_.body.append(at, n);
+        return 0;
+      }
+      const std::size_t limit = c.core_->options.max_streamed_body_bytes;
+      if (limit != 0 && c.body_bytes_ > limit) return c.reject(413, "request body too large");
+      if (!c.body_ || n == 0) return 0;  // the handler dropped it: what is left is not read
+      c.body_->add(at, n);
+      if (c.core_->options.request_timeout.count() > 0) c.request_due_ = c.due_in(c.core_->options.request_timeout);
+      c.body_paused_ = true;
+      return HPE_PAUSED;  // until the handler has taken it
     });
   }
   static int on_message_complete(llhttp_t* p) noexcept {
@@ -560,12 +738,19 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     return HPE_PAUSED;  // `parse` checks the request's framing, then dispatches it
   }
 
-  void dispatch() {
+  void dispatch(bool streamed) {
     const bool close_after = close_after_;
     request_.peer = peer_;
+    if (streamed) {
+      body_ = std::make_shared<RequestBodyQueue>(core_->loop);
+      body_->conn = weak_from_this();
+      request_.body_stream = RequestBody(body_);
+      streamed_seq_ = first_seq_ + slots_.size();
+      body_handed_over_ = true;
+    }
     slots_.push_back(Slot{std::nullopt, close_after, request_.method == "HEAD", request_.version_minor, {}, {}, false});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
-    if (close_after) {  // nothing after this request is read, or answered
+    if (close_after && !streamed) {  // nothing after this request is read, or answered
       stream_.read_stop();
       stop_parsing_ = true;
     }
@@ -694,6 +879,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool closed_after_write_ = false;
   bool stop_parsing_ = false;
   bool shut_when_written_ = false;  // a close-delimited streamed body has ended
+  // A request whose body is streamed to its handler.
+  std::shared_ptr<RequestBodyQueue> body_;  // its reader's side, while the handler holds it
+  std::uint64_t streamed_seq_ = 0;          // its response's number
+  bool streaming_request_ = false;          // the request being parsed streams its body
+  bool dispatch_at_head_ = false;           // its head is in: call the handler
+  bool body_handed_over_ = false;           // the handler has been called with it
+  bool body_paused_ = false;                // a piece waits for the handler: parse no further
+  bool close_after_body_ = false;           // answered or dropped before the body's end: close after
   std::optional<Streaming> streaming_;
   bool paused_ = false;   // reading paused while responses are backed up
   bool parsing_ = false;  // inside `parse`: a reply now must not start parsing again
@@ -740,6 +933,61 @@ void ServerCore::remove(ServerConnection* c) {
   connections.remove_if([c](const std::shared_ptr<ServerConnection>& p) { return p.get() == c; });
 }
 
+void RequestBodyQueue::read(Reader cb, std::stop_token token) {
+  if (reader_) {
+    const auto ec = make_error_code(errc::invalid_argument);
+    return cb(ec, std::string());  // one read at a time
+  }
+  reader_ = std::move(cb);
+  stop_.watch(&loop_.core(), std::move(token), StopFn{this});
+  pump();
+}
+
+void RequestBodyQueue::pump() {
+  if (pumping_) return;  // the loop below is running further up the stack
+  pumping_ = true;
+  while (reader_ && (has_piece_ || ended_)) {
+    stop_.reset();
+    auto reader = std::move(reader_);
+    if (has_piece_) {
+      std::string piece = std::move(piece_);
+      piece_.clear();
+      has_piece_ = false;
+      loop_.core().invoke(reader, std::error_code(), std::move(piece));
+      if (auto c = conn.lock()) c->resume_body();  // parses the next piece into this queue, or the end
+    } else {
+      end_delivered_ = true;
+      loop_.core().invoke(reader, error_, std::string());
+    }
+  }
+  pumping_ = false;
+}
+
+void RequestBodyQueue::abandon() noexcept {
+  if (ended_) return;
+  ended_ = true;
+  error_ = uv_error(UV_ECANCELED);
+  if (auto c = conn.lock()) {
+    try {
+      c->body_abandoned();
+    } catch (...) {
+      loop_.report(std::current_exception());
+    }
+  }
+}
+
+// From a stop callback: never call back inside it.
+void RequestBodyQueue::cancel_read() noexcept {
+  auto reader = std::move(reader_);
+  abandon();
+  if (!reader) return;
+  try {
+    loop_.post([reader = std::move(reader)]() mutable { reader(uv_error(UV_ECANCELED), std::string()); });
+  } catch (...) {
+    loop_.report(std::current_exception());
+  }
+}
+
 }  // namespace detail
 
 Reply::Reply(Reply&& other) noexcept
@@ -760,6 +1008,26 @@ Reply::~Reply() { drop(); }
 void Reply::operator()(Response res) {
   if (!std::exchange(owed_, false)) return;
   if (auto c = conn_.lock()) c->answer(seq_, std::move(res));
+}
+
+RequestBody& RequestBody::operator=(RequestBody&& other) noexcept {
+  if (this != &other) {
+    if (queue_) queue_->abandon();
+    queue_ = std::move(other.queue_);
+  }
+  return *this;
+}
+
+RequestBody::~RequestBody() {
+  if (queue_ && !queue_->end_delivered()) queue_->abandon();
+}
+
+bool RequestBody::ended() const noexcept { return !queue_ || queue_->end_delivered(); }
+
+void RequestBody::read_piece(duet::detail::UniqueFunction<void(std::error_code, std::string)> cb,
+                             std::stop_token token) {
+  if (!queue_) return cb(std::error_code(), std::string());  // not streamed: nothing to read here
+  queue_->read(std::move(cb), std::move(token));
 }
 
 void Reply::stream(Response head, BodySource body) {

@@ -54,10 +54,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "duet/awaitable.hpp"
+#include "duet/cancellation.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/http/message.hpp"
@@ -67,15 +70,62 @@
 
 namespace duet::http {
 
+namespace detail {
+class ServerConnection;
+class RequestBodyQueue;
+}  // namespace detail
+
+/// A request body read piece by piece as it arrives (`ServerOptions::stream_body`). The connection
+/// parses no more of it until the last piece has been taken: a handler that reads slowly holds the
+/// client back (its sends fill the socket buffers, then wait), at most one piece and one read (64 KiB
+/// each) held meanwhile. Move-only.
+class RequestBody {
+ public:
+  RequestBody() noexcept = default;
+  RequestBody(RequestBody&&) noexcept = default;
+  RequestBody& operator=(RequestBody&& other) noexcept;
+  RequestBody(const RequestBody&) = delete;
+  RequestBody& operator=(const RequestBody&) = delete;
+  /// Dropped before its end: the rest is not read, and the connection closes after the response.
+  ~RequestBody();
+
+  /// True if the body is streamed here; false: it is in `ServerRequest::body` (or there is none).
+  bool streamed() const noexcept { return queue_ != nullptr; }
+  /// The next piece: `cb(std::error_code, std::string piece)`, an empty piece at the end (and after
+  /// it). Errors: the connection ended first (UV_ECONNABORTED), `errc::body_too_large` past
+  /// `max_streamed_body_bytes`, UV_ECANCELED if cancelled (the rest of the body is then dropped, as
+  /// when the RequestBody is). One read at a time.
+  template <class Callback>
+  requires std::invocable<Callback&, std::error_code, std::string>
+  void read(Callback&& cb) {
+    std::stop_token token = stop_token_of(cb);
+    read_piece(duet::detail::UniqueFunction<void(std::error_code, std::string)>(std::forward<Callback>(cb)),
+               std::move(token));
+  }
+  /// Coroutine face: `std::string piece = co_await req.body_stream.read();` (empty at the end).
+  [[nodiscard]] auto read() {
+    return awaitable<std::string>([this](auto cb) { read(std::move(cb)); });
+  }
+  /// True once a read has returned the end of the body.
+  bool ended() const noexcept;
+
+ private:
+  friend class detail::ServerConnection;
+  explicit RequestBody(std::shared_ptr<detail::RequestBodyQueue> q) noexcept : queue_(std::move(q)) {}
+  void read_piece(duet::detail::UniqueFunction<void(std::error_code, std::string)> cb, std::stop_token token);
+  std::shared_ptr<detail::RequestBodyQueue> queue_;
+};
+
 struct ServerRequest {
   std::string method;  ///< "GET", "HEAD", ...
   std::string target;  ///< as sent: "/flags/br/br.gif?x=1"
   std::string path;    ///< the target before '?', still percent-encoded
   std::string query;   ///< the target after '?'
   Headers headers;
-  std::string body;
-  int version_minor = 1;  ///< HTTP/1.x
-  Endpoint peer;          ///< the client's address
+  std::string body;         ///< the whole body, unless it is streamed
+  RequestBody body_stream;  ///< the body piece by piece, when `ServerOptions::stream_body` chose so
+  int version_minor = 1;    ///< HTTP/1.x
+  Endpoint peer;            ///< the client's address
 };
 
 struct ServerOptions {
@@ -96,6 +146,15 @@ struct ServerOptions {
   /// file makes the constructor throw `duet::TlsError`). Handshakes count against `max_connections`.
   std::optional<TlsServerOptions> tls;
   std::chrono::milliseconds tls_handshake_timeout{10'000};  ///< a client must finish its handshake within this
+  /// Which requests' bodies are streamed to the handler rather than buffered: asked with each
+  /// request's head (method, target, headers), before any of its body. For those, the handler is
+  /// called as soon as the head has arrived, with `body_stream` to read the body (`body` stays empty);
+  /// `max_body_bytes` gives way to `max_streamed_body_bytes`, and `request_timeout` bounds each wait
+  /// for more of the body rather than the whole (it stops while the handler has not taken the last
+  /// piece). Answering before the body has been read to its end closes the connection after the
+  /// response. Null (the default): every body is buffered.
+  std::function<bool(const ServerRequest& head)> stream_body;
+  std::size_t max_streamed_body_bytes = 0;  ///< a streamed request body (0: no limit; the handler decides)
 };
 
 namespace detail {
