@@ -665,7 +665,10 @@ TEST_CASE("upload to a server that stops reading: the producer stops, then the r
     accepted = std::move(s);
   });
   duet::http::ClientOptions options;
-  options.read_timeout = 300ms;
+  // Each piece is timed by the read timeout, or, with none, by the header timeout.
+  const bool read_timeout = GENERATE(true, false);
+  options.read_timeout = read_timeout ? 300ms : 0ms;
+  options.header_timeout = read_timeout ? 30s : 300ms;
   duet::http::Client client(loop, options);
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   std::size_t asked = 0;
@@ -1186,4 +1189,94 @@ TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][
             .success());
   CHECK_THAT(duet::test::read_file(dir / "answer2.txt"),
              Catch::StartsWith(std::to_string(site.expected.size()) + " match "));
+}
+
+// ---- edge cases found by reading the above ---------------------------------------------------------
+
+TEST_CASE("a sink that cancels the request on a piece handed over by a resume", "[http][streaming]") {
+  duet::Loop loop;
+  BodyServer server(loop, pattern(4 << 20));
+  duet::http::Client client(loop);
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  std::size_t pieces = 0;
+  client.request(
+      get_request(server.url()),
+      [&](std::string_view, duet::http::BodyFlow& flow) {
+        if (++pieces == 1)
+          loop.post([resume = std::make_shared<duet::http::Resume>(flow.pause())] { (*resume)(); });
+        else
+          stop.request_stop();  // from inside the piece the resume handed over
+      },
+      duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::http::Response) { result = ec; }));
+  while (!result) loop.run_once();
+  CHECK(result->value() == UV_ECANCELED);
+  CHECK(pieces >= 2);
+}
+
+TEST_CASE("gzip with several members is decoded whole; bytes after a deflate stream or a bad member are errors",
+          "[http][streaming][gzip]") {
+  duet::Loop loop;
+  duet::http::Client client(loop);
+  const std::string a = pattern(70'000), b = pattern(90'000).substr(1000);
+  auto fetch = [&](const std::string& body, const std::string& coding) {
+    BodyServer server(loop, body, BodyServer::Framing::chunked, 1000, "Content-Encoding: " + coding + "\r\n");
+    auto req = get_request(server.url());
+    req.decompress = true;
+    return duet::test::send(Face::callbacks, loop, client, req);
+  };
+  auto r = fetch(compressed(a, 15 + 16) + compressed(b, 15 + 16), "gzip");
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body == a + b);
+  r = fetch(compressed(a, 15 + 16) + "TRAILING GARBAGE", "gzip");
+  CHECK(r.ec == duet::errc::malformed_response);
+  r = fetch(compressed(a, 15) + "x", "deflate");
+  CHECK(r.ec == duet::errc::malformed_response);
+  CHECK_THAT(r.res.reason, Catch::Contains("after the end of the deflate body"));
+}
+
+TEST_CASE("bare deflate whose first bytes come one at a time", "[http][streaming][gzip]") {
+  duet::Loop loop;
+  duet::http::Client client(loop);
+  const std::string plain = pattern(20'000);
+  const int bits = GENERATE(15, -15);
+  BodyServer server(loop, compressed(plain, bits), BodyServer::Framing::chunked, 1, "Content-Encoding: deflate\r\n");
+  auto req = get_request(server.url());
+  req.decompress = true;
+  auto r = duet::test::send(Face::callbacks, loop, client, req);
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.body == plain);
+}
+
+TEST_CASE("upload with 100-continue: a final answer whose body is slow still means no body is sent",
+          "[http][streaming][upload]") {
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  duet::TcpStream conn;
+  duet::Timer later(loop);
+  std::string received;
+  listener.accept([&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    conn = std::move(s);
+    conn.read_start([&](std::error_code, std::span<const char> data) {
+      received.append(data.data(), data.size());
+      if (received.find("\r\n\r\n") == std::string::npos || later.active()) return;
+      conn.write("HTTP/1.1 417 Expectation Failed\r\nContent-Length: 4\r\n\r\n", [](std::error_code) {});
+      // The body comes long after the client would have given up waiting for 100 Continue.
+      later.start(300ms, 0ms, [&] { conn.write("nope", [](std::error_code) {}); });
+    });
+  });
+  duet::http::ClientOptions options;
+  options.expect_continue_timeout = 50ms;
+  duet::http::Client client(loop, options);
+  auto req = post("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/up");
+  req.headers.add("Content-Length", "100000");
+  req.headers.add("Expect", "100-continue");
+  Producer producer{pattern(100'000), 10'000};
+  auto r = upload(Face::callbacks, loop, client, req, producer.source());
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.status == 417);
+  CHECK(r.res.body == "nope");
+  CHECK(producer.pulls == 0);
+  CHECK(received.find("\r\n\r\n") == received.size() - 4);  // the head only, no byte of the body
 }

@@ -42,9 +42,45 @@ BodyDecoder::~BodyDecoder() = default;
 
 int BodyDecoder::decode(const char* data, std::size_t size, Output out, void* context) noexcept {
   if (size == 0) return 0;
-  if (untouched_) span_start_ = data;
   untouched_ = false;
-  if (finished_) return 0;  // bytes after the end of the compressed stream are ignored
+  std::string first;  // deflate: the first bytes, gathered until its two formats can be told apart
+  if (coding_ == Coding::deflate && !format_known_) {
+    try {
+      first = std::move(start_);
+      first.append(data, size);
+    } catch (...) {
+      error_ = "out of memory";
+      return -1;
+    }
+    if (first.size() < 2) {
+      start_ = std::move(first);
+      return 0;
+    }
+    // A zlib header: CM 8 in the low nibble and the two bytes a multiple of 31 (RFC 1950). Anything
+    // else is taken for bare deflate data, which some servers send as "deflate".
+    const auto b0 = static_cast<unsigned char>(first[0]), b1 = static_cast<unsigned char>(first[1]);
+    const bool zlib = (b0 & 0x0f) == 8 && ((b0 << 8) | b1) % 31 == 0;
+    if (!zlib && inflateReset2(&z_->z, kRaw) != Z_OK) {
+      error_ = "cannot decode the deflate body";
+      return -1;
+    }
+    format_known_ = true;
+    data = first.data();
+    size = first.size();
+  }
+  if (finished_) {
+    // gzip allows several members one after the other (RFC 1952); anything after the end of a
+    // deflate stream is not part of it.
+    if (coding_ != Coding::gzip) {
+      error_ = "data after the end of the deflate body";
+      return -1;
+    }
+    if (inflateReset(&z_->z) != Z_OK) {
+      error_ = "cannot decode the gzip body";
+      return -1;
+    }
+    finished_ = false;
+  }
   z_->z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
   z_->z.avail_in = static_cast<uInt>(size);
   const int rc = run(out, context);
@@ -71,23 +107,22 @@ int BodyDecoder::run(Output out, void* context) noexcept {
   z_stream& z = z_->z;
   pending_ = false;
   for (;;) {
+    if (finished_ && z.avail_in > 0) {  // more after the end of a stream
+      if (coding_ != Coding::gzip) {
+        error_ = "data after the end of the deflate body";
+        return -1;
+      }
+      if (inflateReset(&z) != Z_OK) {  // the next gzip member
+        error_ = "cannot decode the gzip body";
+        return -1;
+      }
+      finished_ = false;
+    }
     if (finished_) return 0;
     const uInt in_before = z.avail_in;
     z.next_out = reinterpret_cast<Bytef*>(block_.get());
     z.avail_out = static_cast<uInt>(kBlock);
-    int rc = inflate(&z, Z_NO_FLUSH);
-    if (rc == Z_DATA_ERROR && coding_ == Coding::deflate && !raw_tried_ && z.total_out == 0 &&
-        reinterpret_cast<const char*>(z.next_in) - span_start_ == static_cast<std::ptrdiff_t>(z.total_in)) {
-      // Not a zlib header: try bare deflate data, from the start of what it was given.
-      raw_tried_ = true;
-      z.next_in -= z.total_in;
-      z.avail_in += static_cast<uInt>(z.total_in);
-      if (inflateReset2(&z, kRaw) != Z_OK) {
-        error_ = "cannot decode the deflate body";
-        return -1;
-      }
-      continue;
-    }
+    const int rc = inflate(&z, Z_NO_FLUSH);
     if (rc == Z_STREAM_END) {
       finished_ = true;
     } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
@@ -95,16 +130,15 @@ int BodyDecoder::run(Output out, void* context) noexcept {
                (z.msg ? std::string(": ") + z.msg : std::string());
       return -1;
     }
-    if (z.total_in > 2) raw_tried_ = true;  // past the header: the format is settled
     const std::size_t produced = kBlock - z.avail_out;
     if (produced > 0) {
       if (const int stop = out(context, block_.get(), produced); stop != 0) {
         // More may follow from the input left, or from zlib's window when the block was full.
-        pending_ = !finished_ && (z.avail_in > 0 || produced == kBlock);
+        pending_ = z.avail_in > 0 || (!finished_ && produced == kBlock);
         return stop;
       }
     }
-    const bool more_output = produced == kBlock;
+    const bool more_output = !finished_ && produced == kBlock;
     if (z.avail_in == 0 && !more_output) return 0;
     if (rc == Z_BUF_ERROR && produced == 0 && z.avail_in == in_before) return 0;  // no progress possible
   }

@@ -50,8 +50,8 @@ class BodyDecoder {
   bool pending_ = false;
   bool finished_ = false;
   bool untouched_ = true;
-  bool raw_tried_ = false;
-  const char* span_start_ = nullptr;  // where the first input began (for the bare-deflate retry)
+  bool format_known_ = false;  // deflate: zlib's format or bare, told from the first two bytes
+  std::string start_;          // deflate: the first byte, while the second has not come
 };
 
 }  // namespace duet::http::detail

@@ -517,8 +517,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       bytes.reserve(static_cast<std::size_t>(n) + piece.size() + 2);
       bytes.append(size, static_cast<std::size_t>(n)).append(piece).append("\r\n");
     }
-    if (core_->options.read_timeout.count() > 0 && !parser_.headers_complete())
-      core_->read_timeouts.add(conn_->timeout);  // the server must take each piece in time
+    if (!parser_.headers_complete()) arm_upload_deadline();  // the server must take each piece in time
     conn_->stream.write(std::move(bytes), [self = shared_from_this(), attempt, last](std::error_code ec) {
       if (self->finished_ || attempt != self->attempt_ || !self->conn_) return;
       if (ec) return self->io_error(ec);
@@ -526,6 +525,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       if (!self->parser_.headers_complete()) TimeoutList::leave(self->conn_->timeout);  // back to the producer
       self->pull();
     });
+  }
+
+  /// Each piece of an upload must be taken within the read timeout, or, without one, the header timeout.
+  void arm_upload_deadline() {
+    if (core_->options.read_timeout.count() > 0)
+      core_->read_timeouts.add(conn_->timeout);
+    else if (core_->options.header_timeout.count() > 0)
+      core_->header_timeouts.add(conn_->timeout);
   }
 
   /// The whole body is with the kernel: now the response's head is awaited.
@@ -570,8 +577,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     in_feed_ = true;
     const ResponseParser::State state = parser_.feed(data, consumed);
     in_feed_ = false;
-      fprintf(stderr, "fed %zu consumed %zu state %d reading %d body %zu\n", data.size(), consumed, (int)state, reading,
-              (size_t)parser_.body_bytes());
+    if (finished_ || !conn_) return;  // the sink cancelled the request, or destroyed the client
     if (state == ResponseParser::State::incomplete && !reading) read_on();  // the pause is over
     after_feed(state, data, consumed, false);
   }
@@ -582,6 +588,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       announce_head();  // the head before whatever follows it (for a body-less response, its end)
       if (finished_) return;
     }
+    if (upload_ == Upload::waiting_continue) {
+      if (parser_.headers_complete()) {  // a final answer instead of 100 Continue: the body is not sent
+        upload_ = Upload::skipped;
+        if (continue_timer_) continue_timer_->stop();
+      } else if (parser_.continued()) {
+        go_on_with_body();
+        if (finished_) return;
+      }
+    }
     switch (state) {
       case ResponseParser::State::paused:  // the sink paused the body: keep the rest, read no more
         stash_.assign(data.substr(consumed));
@@ -589,8 +604,6 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         TimeoutList::leave(conn_->timeout);  // a slow consumer is not a stalled server
         return;
       case ResponseParser::State::incomplete:
-        if (upload_ == Upload::waiting_continue && parser_.continued() && !parser_.headers_complete())
-          go_on_with_body();
         if (parser_.headers_complete()) {  // the body must keep coming: each piece within the read timeout
           if (core_->options.read_timeout.count() > 0)
             core_->read_timeouts.add(conn_->timeout);
@@ -701,13 +714,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   static void header_timeout(Connection& c) {
     if (!c.user) return;
     const auto keep = c.user->shared_from_this();  // closing the connection drops its callbacks' references
-    keep->time_out("no response headers within the header timeout");
+    keep->time_out(keep->upload_ == Upload::sending && !keep->parser_.headers_complete()
+                       ? "the server stopped taking the request body: a piece was not taken within the timeout"
+                       : "no response headers within the header timeout");
   }
   static void read_timeout(Connection& c) {
     if (!c.user) return;
     const auto keep = c.user->shared_from_this();
     keep->time_out(keep->upload_ == Upload::sending && !keep->parser_.headers_complete()
-                       ? "the server stopped taking the request body: a piece was not taken within the read timeout"
+                       ? "the server stopped taking the request body: a piece was not taken within the timeout"
                        : "the response body stalled: nothing arrived within the read timeout");
   }
 
@@ -792,7 +807,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::string stash_;                      // what a paused body left unparsed (at most one read)
   std::shared_ptr<Exchange> paused_self_;  // while paused
   // `upload`: the body's producer, the length the request declares (else chunked), what is sent.
-  enum class Upload { none, waiting_continue, sending, done };
+  enum class Upload { none, waiting_continue, sending, done, skipped };
   std::unique_ptr<BodySource> source_;
   std::optional<std::uint64_t> upload_length_;
   std::uint64_t uploaded_ = 0;
@@ -972,10 +987,10 @@ class Download : public std::enable_shared_from_this<Download> {
     head_ = stream_.response();
     if (head_.status < 200 || head_.status > 299) return collect();  // not the file: keep its body, save nothing
     temp_ = fs::detail::temporary_name_for(path_);
+    created_ = true;  // from now on it may exist: an open cancelled while it runs still makes the file
     fs::open(core_->loop, temp_, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0666,
              with_cancellation(token_, [self = shared_from_this()](std::error_code ec, fs::File f) {
                if (ec) return self->fail(ec, "cannot create a file beside " + self->path_ + ": " + ec.message());
-               self->created_ = true;
                self->file_ = std::move(f);
                self->read_next();
              }));
@@ -1072,7 +1087,7 @@ class Download : public std::enable_shared_from_this<Download> {
     if (failed_) return;
     failed_ = true;
     error_ = ec;
-    why_ = std::move(why);
+    why_ = ec.value() == UV_ECANCELED ? std::string("cancelled") : std::move(why);
     stream_ = ResponseStream();  // stops the request (a read in flight ends with UV_ECANCELED, ignored)
     if (!writing_) cleanup();    // else once the write in flight is done with the file
   }
@@ -1107,7 +1122,7 @@ class Download : public std::enable_shared_from_this<Download> {
   std::string pending_;  // a piece read while the previous one is being written
   std::error_code error_;
   std::string why_;
-  bool created_ = false;  // the temporary file exists
+  bool created_ = false;  // the temporary file may exist
   bool reading_ = false;
   bool writing_ = false;
   bool ended_ = false;

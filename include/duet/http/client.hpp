@@ -58,7 +58,7 @@
 // dropped. A streamed body is bounded by `Request::max_body_bytes` only (none by default). With
 // `Request::decompress`, a gzip or deflate body is decoded, and the limits count decoded bytes.
 //
-// Cost: an exchange per request (under 1 KB, freed when its callback has run), one allocation for
+// Cost: an exchange per request (about 1.3 KB, freed when its callback has run), one allocation for
 // the serialized request, and the response's own strings. The header and idle timeouts cost no timer
 // per request: the connections waiting for headers, and the idle ones, are kept in two lists per
 // client, each in the order of its deadlines, under one timer each. A `request_timeout` is one timer
@@ -289,7 +289,8 @@ class Client {
   /// `req` declares in Content-Length (the body is held to it: more or less fails the request with
   /// `errc::invalid_argument`), else chunked. Backpressure: `body` is asked for the next piece only
   /// once the last one has been taken by the kernel, so a server that stops reading stops the
-  /// producer, and each write must complete within `read_timeout`. With `Expect: 100-continue` in
+  /// producer, and each write must complete within `read_timeout` (without one, `header_timeout`).
+  /// With `Expect: 100-continue` in
   /// `req`, the body waits for the server's 100 Continue (or `expect_continue_timeout`); a final
   /// response instead (417, 413, 401, ...) is returned and the body is never asked for. A response
   /// that comes before the body is all sent ends the request (the connection is then closed). An
