@@ -15,7 +15,9 @@
 // kernel (backpressure from the client's socket); chunked unless `head` declares a Content-Length. A
 // coroutine handler taking the Reply, `Task<void>(ServerRequest, Reply)`, can stream too.
 //
-// Each request is parsed by llhttp and handed to the handler once its body has arrived. The handler
+// Each request is parsed by llhttp and handed to the handler once its body has arrived (or, for the
+// requests `ServerOptions::stream_body` picks, as soon as its head has, the body then read piece by
+// piece from `ServerRequest::body_stream`). The handler
 // answers by calling `reply(response)` once, now or later (callback face), or by returning the
 // response (coroutine face). Connections are kept alive (HTTP/1.1 unless `Connection: close`;
 // HTTP/1.0 only with `Connection: keep-alive`); pipelined requests are answered in the order they
