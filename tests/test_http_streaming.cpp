@@ -935,7 +935,7 @@ TEST_CASE("a streamed server response read by curl and by Node.js", "[http][stre
         "200 " + std::to_string(site.data.size()) + " " + duet::test::read_file(out / "sum.txt").substr(0, 64) + "\n");
 }
 
-TEST_CASE("file_body: a file uploaded and served piece by piece; a missing file is the transfer's error",
+TEST_CASE("file_body: a file uploaded and served piece by piece, and a missing file as the transfer's error",
           "[http][streaming]") {
   duet::test::ErrorLog errors;
   duet::Loop loop;
@@ -1214,7 +1214,7 @@ TEST_CASE("a sink that cancels the request on a piece handed over by a resume", 
   CHECK(pieces >= 2);
 }
 
-TEST_CASE("gzip with several members is decoded whole; bytes after a deflate stream or a bad member are errors",
+TEST_CASE("gzip with several members is decoded whole, and bytes after a deflate stream or a bad member are errors",
           "[http][streaming][gzip]") {
   duet::Loop loop;
   duet::http::Client client(loop);
