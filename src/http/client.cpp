@@ -965,8 +965,9 @@ Response failure(std::string why) {
 }
 
 /// `Client::download_to_file`: the response body, read from a ResponseStream, written in order to a
-/// temporary file beside the target through the thread pool (one write in flight, the next piece
-/// read meanwhile, so at most two pieces are held), then fsynced, closed and renamed over it. Any
+/// temporary file beside the target through the thread pool (one write in flight; the pieces read
+/// meanwhile are gathered into the next write, up to 256 KiB, then reading waits), then fsynced,
+/// closed and renamed over it. Any
 /// failure stops the request, waits for the write in flight, and removes the temporary file.
 class Download : public std::enable_shared_from_this<Download> {
  public:
@@ -1016,18 +1017,19 @@ class Download : public std::enable_shared_from_this<Download> {
       if (!writing_) finish();
       return;
     }
-    if (writing_) {  // the disk is behind: hold this piece, and read no more until it is written
-      pending_ = std::move(piece);
+    if (writing_) {  // the disk is behind: gather the pieces into the next write, up to a batch
+      pending_ += piece;
+      if (pending_.size() < kBatch) read_next();
       return;
     }
     write(std::move(piece));
     read_next();
   }
 
-  void write(std::string piece) {
+  void write(std::string bytes) {
     writing_ = true;
-    const std::size_t n = piece.size();
-    fs::write(core_->loop, file_, std::move(piece), static_cast<std::int64_t>(offset_),
+    const std::size_t n = bytes.size();
+    fs::write(core_->loop, file_, std::move(bytes), static_cast<std::int64_t>(offset_),
               with_cancellation(token_, [self = shared_from_this(), n](std::error_code ec, std::size_t written) {
                 self->written(ec, n, written);
               }));
@@ -1041,7 +1043,8 @@ class Download : public std::enable_shared_from_this<Download> {
     offset_ += n;
     if (!pending_.empty()) {
       write(std::exchange(pending_, std::string()));
-      return read_next();
+      if (!reading_ && !ended_) read_next();
+      return;
     }
     if (ended_) finish();
   }
@@ -1119,7 +1122,8 @@ class Download : public std::enable_shared_from_this<Download> {
   std::string temp_;
   fs::File file_;
   std::uint64_t offset_ = 0;
-  std::string pending_;  // a piece read while the previous one is being written
+  std::string pending_;  // pieces read while the previous write is in flight (at most a batch)
+  static constexpr std::size_t kBatch = 256 * 1024;
   std::error_code error_;
   std::string why_;
   bool created_ = false;  // the temporary file may exist
