@@ -1034,12 +1034,12 @@ struct UploadSite {
             auto next = std::make_shared<std::function<void()>>();
             *next = [this, r, next] {
               r->body.read([this, r, next](std::error_code ec, std::string piece) {
+                if (ec || piece.empty()) *next = nullptr;  // the last read: break the function's cycle
                 if (ec) {
                   read_errors.push_back(ec);
                   return r->reply(duet::http::Response{413, "", {}, "stopped\n"});
                 }
                 if (piece.empty()) {
-                  *next = nullptr;  // (breaks the cycle)
                   return r->reply(duet::http::Response{200, "OK", {}, answer(r->got, r->pieces)});
                 }
                 r->got += piece;

@@ -191,7 +191,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 /// What stands between a streamed request body and its reader: at most one piece. The connection
 /// stops parsing after each piece and goes on when the reader has taken it. Pieces go to readers in a
 /// loop (`pump`), not by recursion: a reader that reads again from its callback adds no stack.
-class RequestBodyQueue {
+class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
  public:
   using Reader = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
   explicit RequestBodyQueue(Loop& loop) : loop_(loop) {}
@@ -944,7 +944,8 @@ void RequestBodyQueue::read(Reader cb, std::stop_token token) {
 }
 
 void RequestBodyQueue::pump() {
-  if (pumping_) return;  // the loop below is running further up the stack
+  if (pumping_) return;                  // the loop below is running further up the stack
+  const auto keep = shared_from_this();  // a reader may let go of the last other reference
   pumping_ = true;
   while (reader_ && (has_piece_ || ended_)) {
     stop_.reset();
