@@ -362,7 +362,7 @@ class Client {
   template <class Sink>
   [[nodiscard]] auto request(Request req, Sink&& on_body) {
     return awaitable<Response>([this, req = std::move(req), sink = detail::body_sink(std::forward<Sink>(on_body))](
-                                   auto cb) mutable { request(std::move(req), std::move(sink), std::move(cb)); });
+                                   auto cb) mutable { this->request(std::move(req), std::move(sink), std::move(cb)); });
   }
   /// Coroutine face of `open`: `ResponseStream s = co_await client.open(std::move(req));`
   [[nodiscard]] auto open(Request req) {
