@@ -14,8 +14,13 @@
 // length is an error too.
 //
 // Cost: one small shared state and, per piece, one pool read into a fresh string (then written to
-// the socket). Not `sendfile(2)`: the bytes pass through user space (TLS connections need that
-// anyway). The file is closed when the source is dropped (at the end of the transfer).
+// the socket). Not `sendfile(2)`: the bytes pass through user space. A TLS connection needs that
+// anyway; a plain one cannot do better through libuv, whose TCP sockets are non-blocking (a
+// `uv_fs_sendfile` on the pool stops with UV_EAGAIN as soon as the socket's buffer is full) and which
+// offers no way to wait for such a socket to become writable but its own writes (a second poll
+// handle on its descriptor is not allowed). A pool thread blocking in sendfile until a slow client
+// has read would let a few slow clients hold the whole pool. The file is closed when the source is
+// dropped (at the end of the transfer).
 #pragma once
 
 #include <cstddef>
