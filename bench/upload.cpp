@@ -6,53 +6,25 @@
 // Both faces call `Client::upload` with `http::file_body` (the file read piece by piece on the pool,
 // each piece asked for only once the last has been taken by the kernel) and the file's size as
 // Content-Length, as a POST. Prints one line:
-//   face=callbacks bytes=268435456 seconds=0.912 mb_per_s=294.3 peak_rss_mb=8.1 cpu_s=0.40 status=200
+//   face=callbacks bytes=268435456 seconds=0.912 mb_per_s=294.3 peak_rss_mb=8.1 cpu_s=0.40
 // and exits 1 (saying why) if the upload fails. bench/transfers.sh runs it against Python's http.server.
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
-#include "bench_cli.hpp"
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "duet/http/file_body.hpp"
-
-namespace {
-constexpr const char* kUsage = "upload --url URL --file PATH [--face callbacks|coroutines]";
-}
+#include "transfer_cli.hpp"
 
 int main(int argc, char** argv) {
-  std::string url, file, face = "callbacks";
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) bench::usage_error(kUsage, arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--url")
-      url = value();
-    else if (arg == "--file")
-      file = value();
-    else if (arg == "--face")
-      face = value();
-    else
-      bench::usage_error(kUsage, "unknown option '" + arg + "'");
-  }
-  if (url.empty() || file.empty()) bench::usage_error(kUsage, "--url and --file are required");
-  if (face != "callbacks" && face != "coroutines") bench::usage_error(kUsage, "--face is callbacks or coroutines");
+  const char* usage = "upload --url URL --file PATH [--face callbacks|coroutines]";
+  bench::TransferOptions o = bench::transfer_options(argc, argv, usage, "--file", false);
   std::error_code size_error;
-  const auto bytes = std::filesystem::file_size(file, size_error);
-  if (size_error) bench::usage_error(kUsage, "cannot read --file '" + file + "': " + size_error.message());
-
-  duet::http::Request req;
-  std::error_code parse_error;
-  std::string why;
-  auto parsed = duet::http::Url::parse(url, parse_error, &why);
-  if (!parsed) bench::usage_error(kUsage, "bad --url '" + url + "': " + why);
-  req.method = "POST";
-  req.url = std::move(*parsed);
-  req.headers.add("Content-Length", std::to_string(bytes));
+  const auto bytes = std::filesystem::file_size(o.file, size_error);
+  if (size_error) bench::usage_error(usage, "cannot read --file '" + o.file + "': " + size_error.message());
+  o.request.method = "POST";
+  o.request.headers.add("Content-Length", std::to_string(bytes));
 
   duet::Loop loop;
   duet::http::Client client(loop);
@@ -60,17 +32,18 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::string reason;
   int status = 0;
-  if (face == "callbacks") {
-    client.upload(std::move(req), duet::http::file_body(loop, file), [&](std::error_code e, duet::http::Response res) {
-      ec = e;
-      status = res.status;
-      reason = res.reason;
-    });
+  if (o.face == "callbacks") {
+    client.upload(std::move(o.request), duet::http::file_body(loop, o.file),
+                  [&](std::error_code e, duet::http::Response res) {
+                    ec = e;
+                    status = res.status;
+                    reason = res.reason;
+                  });
     loop.run();
   } else {
     auto task = [&]() -> duet::Task<> {
       try {
-        duet::http::Response res = co_await client.upload(std::move(req), duet::http::file_body(loop, file));
+        duet::http::Response res = co_await client.upload(std::move(o.request), duet::http::file_body(loop, o.file));
         status = res.status;
       } catch (const std::system_error& e) {
         ec = e.code();
@@ -79,12 +52,5 @@ int main(int argc, char** argv) {
     };
     duet::run(loop, task());
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (ec || status != 200) {
-    std::fprintf(stderr, "upload failed: %s\n", ec ? reason.c_str() : ("status " + std::to_string(status)).c_str());
-    return 1;
-  }
-  std::printf("face=%s bytes=%ju seconds=%.3f mb_per_s=%.1f peak_rss_mb=%.1f cpu_s=%.2f status=%d\n", face.c_str(),
-              static_cast<std::uintmax_t>(bytes), seconds, static_cast<double>(bytes) / 1e6 / seconds,
-              bench::peak_rss_mb(), bench::cpu_seconds(), status);
+  return bench::report_transfer(o.face, bytes, start, "upload", ec, reason, status);
 }

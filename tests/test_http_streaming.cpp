@@ -21,11 +21,13 @@
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
 #include "http_faces.hpp"
+#include "program_on_loop.hpp"
 #include "scripted_server.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
 using duet::test::Face;
+using duet::test::run_program;
 
 namespace {
 
@@ -755,23 +757,6 @@ struct StreamingSite {
     return h;
   }
 };
-
-/// Runs `args` with its stdout into `out_file`, on the loop (the server under test runs on it too).
-duet::ExitStatus run_program(duet::Loop& loop, std::vector<std::string> args, const std::string& out_file) {
-  const int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  REQUIRE(fd >= 0);
-  duet::Process p = duet::spawn(
-      loop,
-      {.file = args[0], .args = args, .stdio = {duet::Stdio::ignore(), duet::Stdio::fd(fd), duet::Stdio::inherit()}});
-  ::close(fd);
-  std::optional<duet::ExitStatus> status;
-  p.wait([&](std::error_code ec, duet::ExitStatus st) {
-    REQUIRE_FALSE(ec);
-    status = st;
-  });
-  while (!status) loop.run_once();
-  return *status;
-}
 
 /// Sends `raw` on a new connection to `port` and reads until the server closes it.
 std::string raw_exchange(duet::Loop& loop, std::uint16_t port, std::string raw) {

@@ -21,6 +21,7 @@
 #include "duet/process.hpp"
 #include "duet/tls.hpp"
 #include "http_faces.hpp"
+#include "program_on_loop.hpp"
 #include "support.hpp"
 #include "tls_certs.hpp"
 #include "tls_peers.hpp"
@@ -29,6 +30,7 @@ using namespace std::chrono_literals;
 using duet::test::CertFiles;
 using duet::test::Face;
 using duet::test::Pki;
+using duet::test::run_program;
 
 namespace {
 
@@ -170,23 +172,6 @@ std::pair<std::error_code, std::string> read_rest(Face face, duet::Loop& loop, d
       co_return std::pair(e.code(), got);
     }
   }());
-}
-
-/// Runs `args` on the loop with its stdout into `out_file`; returns its exit status.
-duet::ExitStatus run_program(duet::Loop& loop, std::vector<std::string> args, const std::string& out_file) {
-  const int fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  REQUIRE(fd >= 0);
-  duet::Process p = duet::spawn(
-      loop,
-      {.file = args[0], .args = args, .stdio = {duet::Stdio::ignore(), duet::Stdio::fd(fd), duet::Stdio::inherit()}});
-  ::close(fd);
-  std::optional<duet::ExitStatus> status;
-  p.wait([&](std::error_code ec, duet::ExitStatus st) {
-    REQUIRE_FALSE(ec);
-    status = st;
-  });
-  while (!status) loop.run_once();
-  return *status;
 }
 
 }  // namespace
