@@ -1265,3 +1265,59 @@ TEST_CASE("upload with 100-continue: a final answer whose body is slow still mea
   CHECK(producer.pulls == 0);
   CHECK(received.find("\r\n\r\n") == received.size() - 4);  // the head only, no byte of the body
 }
+
+TEST_CASE("an early answer to a streamed body ends the connection: a request pipelined behind it is not served",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest& head) { return head.path == "/up"; };
+  int others = 0;
+  std::vector<duet::http::RequestBody> draining;
+  std::function<void(duet::http::RequestBody&)> drain = [&](duet::http::RequestBody& body) {
+    body.read([&](std::error_code ec, std::string piece) {
+      if (!ec && !piece.empty()) drain(draining.back());
+    });
+  };
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        if (req.path != "/up") {
+          ++others;
+          return reply(duet::http::Response{200, "OK", {}, "second"});
+        }
+        reply(duet::http::Response{403, "", {}, "no"});  // answered before the body is read
+        draining.push_back(std::move(req.body_stream));  // and the body read on, to its end
+        drain(draining.back());
+      },
+      options);
+  const std::string got = raw_exchange(
+      loop, server.local_endpoint().port(),
+      "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 403 "));
+  CHECK_THAT(got, Catch::Contains("Connection: close"));
+  CHECK_THAT(got, Catch::EndsWith("\r\n\r\nno"));  // nothing after it
+  CHECK(others == 0);
+}
+
+TEST_CASE("a streamed body dropped by its handler: the client's deadlines no longer run against the answer",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  options.request_timeout = 100ms;
+  duet::Timer later(loop);
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        { auto unwanted = std::move(req.body_stream); }
+        // A slow backend: the answer comes well after the request timeout.
+        later.start(300ms, 0ms, [r = std::make_shared<duet::http::Reply>(std::move(reply))] {
+          (*r)(duet::http::Response{200, "OK", {}, "late answer"});
+        });
+      },
+      options);
+  const std::string got = raw_exchange(loop, server.local_endpoint().port(),
+                                       "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nsome");
+  CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 200 OK"));
+  CHECK_THAT(got, Catch::EndsWith("late answer"));
+}

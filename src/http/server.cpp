@@ -289,7 +289,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       return flush();
     }
     const bool chunked = !length && s.minor >= 1;
-    if (!length && !chunked) s.close = true;  // HTTP/1.0: the body ends with the connection
+    if (!length && !chunked) {  // HTTP/1.0: the body ends with the connection, the last thing on it
+      s.close = true;
+      close_after_body_ = true;
+    }
     s.bytes = serialize_streamed_head(res, s.close, length, chunked);
     if (!s.head && res.status != 204 && res.status != 304) {
       s.source = std::make_unique<BodySource>(std::move(body));
@@ -325,7 +328,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       if (used < input.size()) {
         pending_input_ = input.substr(used);
         if (!body_paused_) paused_ = true;  // backed up on responses
-      } else if (!reading_done_ && !body_paused_) {
+      } else if (!reading_done_ && !body_paused_ && !closed_after_write_) {
         read();
       }
     }
@@ -341,6 +344,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     close_after_body_ = true;
     stop_parsing_ = true;
     stream_.read_stop();
+    // The client's part is over: no deadline of its runs against the handler, which has yet to answer.
+    in_request_ = false;
+    body_paused_ = false;
+    head_due_ = request_due_ = 0;
     if (streamed_seq_ >= first_seq_ && streamed_seq_ - first_seq_ < slots_.size())
       slots_[streamed_seq_ - first_seq_].close = true;
     settle();
@@ -526,7 +533,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       if (body_) body_->piece_ready();
       return;
     }
-    if (!reading_done_) read();
+    if (!reading_done_ && !closed_after_write_) read();
   }
 
   /// Parses requests from `data` until it is used up or the connection backs up; returns the bytes used.
@@ -575,10 +582,13 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         framing_.reset();
         if (streaming_request_) {
           end_body_stream({});
-          if (close_after_) {  // nothing after this request is read, or answered
+          if (close_after_ || close_after_body_) {  // nothing after this request is read, or answered
             stream_.read_stop();
             stop_parsing_ = true;
           }
+        } else if (close_after_body_) {  // behind an answer that closes the connection: not served
+          stream_.read_stop();
+          stop_parsing_ = true;
         } else {
           dispatch(false);
         }
@@ -693,6 +703,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     // A body to stream: the handler is called now (once `parse` has paused), not at the body's end.
     const bool has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
+    request_.peer = peer_;
     if (has_body && core_->options.stream_body && core_->options.stream_body(request_)) streaming_request_ = true;
     const std::size_t body_limit =
         streaming_request_ ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
@@ -763,7 +774,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   // Writes every response that is ready, in request order; a streamed one holds back those after it.
   void flush() {
-    while (!slots_.empty() && slots_.front().bytes && !closed_ && !streaming_) {
+    while (!slots_.empty() && slots_.front().bytes && !closed_ && !streaming_ && !closed_after_write_) {
       Slot slot = std::move(slots_.front());
       slots_.pop_front();
       ++first_seq_;
@@ -886,7 +897,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool dispatch_at_head_ = false;           // its head is in: call the handler
   bool body_handed_over_ = false;           // the handler has been called with it
   bool body_paused_ = false;                // a piece waits for the handler: parse no further
-  bool close_after_body_ = false;           // answered or dropped before the body's end: close after
+  bool close_after_body_ = false;           // an answer will close the connection: parse no request after this one
   std::optional<Streaming> streaming_;
   bool paused_ = false;   // reading paused while responses are backed up
   bool parsing_ = false;  // inside `parse`: a reply now must not start parsing again

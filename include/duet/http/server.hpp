@@ -34,11 +34,14 @@
 // - the head: `max_header_bytes` (each line counted with its CRLF) and `max_header_fields`, else 431;
 //   within `header_timeout` of its first byte (of the connection, for the first request);
 // - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
-//   of its first byte; chunk extensions at most 1 KiB per chunk;
+//   of its first byte; chunk extensions at most 1 KiB per chunk. A body streamed to the handler
+//   (`stream_body`): `max_streamed_body_bytes`, and `request_timeout` for each wait for more of it
+//   (none while the handler holds a piece);
 // - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
 //   wait, or while more than 256 KiB are waiting to be written, nothing more is read (and the request
-//   being read waits with its deadlines stopped). Each response being written must be taken whole
-//   within `write_timeout` (of its turn), whatever the client sends meanwhile;
+//   being read waits with its deadlines stopped; a body streamed to its handler is read on). Each
+//   response being written must be taken whole within `write_timeout` (of its turn), whatever the
+//   client sends meanwhile; a streamed response, each of its pieces;
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
@@ -149,7 +152,7 @@ struct ServerOptions {
   std::optional<TlsServerOptions> tls;
   std::chrono::milliseconds tls_handshake_timeout{10'000};  ///< a client must finish its handshake within this
   /// Which requests' bodies are streamed to the handler rather than buffered: asked with each
-  /// request's head (method, target, headers), before any of its body. For those, the handler is
+  /// request's head (method, target, headers, peer), before any of its body. For those, the handler is
   /// called as soon as the head has arrived, with `body_stream` to read the body (`body` stays empty);
   /// `max_body_bytes` gives way to `max_streamed_body_bytes`, and `request_timeout` bounds each wait
   /// for more of the body rather than the whole (it stops while the handler has not taken the last
