@@ -258,7 +258,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   /// `upload`: the body comes from `source`, piece by piece.
   void set_source(BodySource source) {
     source_ = std::make_unique<BodySource>(std::move(source));
-    upload_length_ = declared_length(req_);
+    upload_length_ = declared_length(req_.headers);
   }
 
   // ---- pausing a streamed body (BodyFlow, Resume) ---------------------------------------------------
@@ -511,11 +511,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       bytes = std::move(piece);
     } else if (last) {
       bytes = "0\r\n\r\n";
-    } else {  // a chunk: its size in hex, the piece, CRLF
-      char size[20];
-      const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
-      bytes.reserve(static_cast<std::size_t>(n) + piece.size() + 2);
-      bytes.append(size, static_cast<std::size_t>(n)).append(piece).append("\r\n");
+    } else {
+      bytes = chunk(piece);
     }
     if (!parser_.headers_complete()) arm_upload_deadline();  // the server must take each piece in time
     conn_->stream.write(std::move(bytes), [self = shared_from_this(), attempt, last](std::error_code ec) {

@@ -10,6 +10,7 @@
 
 #include "duet/http/detail/framing_check.hpp"
 #include "duet/http/detail/head_collector.hpp"
+#include "duet/http/detail/request_writer.hpp"
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
@@ -124,20 +125,6 @@ std::string serialize_streamed_head(const Response& res, bool close, std::option
   }
   if (close) out.append("Connection: close\r\n");
   return out.append("\r\n");
-}
-
-/// The Content-Length `res` declares (one decimal number), if any; false if it declares a bad one.
-bool declared_length(const Response& res, std::optional<std::uint64_t>& length) {
-  const auto all = res.headers.get_all("Content-Length");
-  if (all.empty()) return true;
-  if (all.size() != 1 || all[0].empty() || all[0].size() > 19) return false;
-  std::uint64_t n = 0;
-  for (char c : all[0]) {
-    if (c < '0' || c > '9') return false;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  length = n;
-  return true;
 }
 
 Response plain(int status, std::string text) {
@@ -282,7 +269,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     close_if_body_unread(seq, s);
     std::optional<std::uint64_t> length;
     const char* why = unsendable(res);
-    if (!why && !declared_length(res, length)) why = "a streamed response's Content-Length is not one decimal number";
+    if (!why && res.headers.contains("Content-Length") && !(length = declared_length(res.headers)))
+      why = "a streamed response's Content-Length is not one decimal number";
     if (why) {
       report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
       s.bytes = serialize(plain(500, "internal error\n"), s.head, s.close);
@@ -837,10 +825,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (!last) {
       std::string bytes;
       if (st.chunked) {
-        char size[20];
-        const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
-        bytes.reserve(static_cast<std::size_t>(n) + piece.size() + 2);
-        bytes.append(size, static_cast<std::size_t>(n)).append(piece).append("\r\n");
+        bytes = chunk(piece);
       } else {
         bytes = std::move(piece);
       }

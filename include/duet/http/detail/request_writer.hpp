@@ -27,7 +27,10 @@ const char* unsendable(const Request& req, std::string_view user_agent, bool str
 /// The bytes of `req` (which `unsendable` accepted). With `streamed_body`, the head only: with the
 /// caller's Content-Length, else `Transfer-Encoding: chunked`.
 std::string write_request(const Request& req, std::string_view user_agent, bool streamed_body = false);
-/// The Content-Length a request sets (one decimal number), if it sets one that is valid.
-std::optional<std::uint64_t> declared_length(const Request& req) noexcept;
+/// The Content-Length `headers` declare (one decimal number), if they declare one that is valid.
+/// (Shared by the client's uploads and the server's streamed responses.)
+std::optional<std::uint64_t> declared_length(const Headers& headers) noexcept;
+/// `piece` framed as one chunk of a chunked body: its size in hex, CRLF, the bytes, CRLF.
+std::string chunk(std::string_view piece);
 
 }  // namespace duet::http::detail
