@@ -1,5 +1,6 @@
 # Installs the duet build in BUILD_DIR into a scratch prefix, then builds and runs the consumer project
-# against it twice: through find_package(duet), and through pkg-config. Run with cmake -P.
+# against it twice: through find_package(duet), and through pkg-config; and, unless the build is
+# sanitized itself, an application built with AddressSanitizer against it. Run with cmake -P.
 foreach(var SOURCE_DIR BUILD_DIR WORK_DIR)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "run.cmake needs -D${var}=...")
@@ -39,5 +40,16 @@ run(c++ ${extra_flags} ${SOURCE_DIR}/tests/consumer/main.cpp ${pc_flags} -o ${WO
 run(${WORK_DIR}/consumer-pc)
 if(NOT last_output MATCHES "consumer ok")
   message(FATAL_ERROR "the pkg-config consumer did not report success: ${last_output}")
+endif()
+
+# 3. An application built with AddressSanitizer against this library built without it: the pools'
+#    poisoning must not differ between the two (it lives in the library only).
+if(NOT CXX_FLAGS MATCHES "-fsanitize")
+  run(c++ -std=c++20 -g -O1 -fsanitize=address -fno-omit-frame-pointer ${SOURCE_DIR}/tests/consumer/asan_app.cpp
+      ${pc_flags} -o ${WORK_DIR}/asan-app)
+  run(${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ${WORK_DIR}/asan-app ${WORK_DIR}/scratch)
+  if(NOT last_output MATCHES "asan app ok")
+    message(FATAL_ERROR "the AddressSanitizer application did not report success: ${last_output}")
+  endif()
 endif()
 message(STATUS "find_package and pkg-config consumers: ok")

@@ -8,14 +8,14 @@
 // frames one per thread (task.cpp).
 //
 // A block on a list is poisoned for AddressSanitizer, so a use after free of a recycled object is
-// reported as it would be without the lists.
+// reported as it would be without the lists. Only the layout is here: the functions are compiled
+// into the library (src/free_list.cpp, for the two instances duet uses), so whether blocks are
+// poisoned is decided by how the library was built, never by the application including this header.
+// An application built with ASan against a library built without it (or the other way round) sees
+// consistent pools: poisoned and unpoisoned by the same code.
 #pragma once
 
 #include <cstddef>
-#include <new>
-#include <utility>
-
-#include "duet/detail/poison.hpp"
 
 namespace duet::detail {
 
@@ -27,49 +27,13 @@ class SizeClassFreeList {
   SizeClassFreeList() = default;
   SizeClassFreeList(const SizeClassFreeList&) = delete;
   SizeClassFreeList& operator=(const SizeClassFreeList&) = delete;
-  ~SizeClassFreeList() {
-    for (Block*& head : free_) {
-      while (head) {
-        unpoison(head, sizeof(Block));
-        ::operator delete(std::exchange(head, head->next));
-      }
-    }
-  }
+  ~SizeClassFreeList();
 
-  void* allocate(std::size_t n) {
-    const std::size_t c = size_class(n);
-    if (c >= Classes) return ::operator new(n);
-    if (Block* b = free_[c]) {
-      unpoison(b, sizeof(Block));
-      free_[c] = b->next;
-      --count_[c];
-      unpoison(b, (c + 1) * kGranule);
-      return b;
-    }
-    // Always the whole size class, so any block of a class can serve any object of that class.
-    return ::operator new((c + 1) * kGranule);
-  }
-
+  void* allocate(std::size_t n);
   /// Frees `p` (allocated here with size `n`): kept for reuse unless `keep` is false or its list is full.
-  void deallocate(void* p, std::size_t n, bool keep = true) noexcept {
-    const std::size_t c = size_class(n);
-    if (c >= Classes || !keep || count_[c] >= KeepPerClass) {
-      ::operator delete(p);
-      return;
-    }
-    auto* b = static_cast<Block*>(p);
-    b->next = free_[c];
-    free_[c] = b;
-    ++count_[c];
-    poison(b, (c + 1) * kGranule);
-  }
-
+  void deallocate(void* p, std::size_t n, bool keep = true) noexcept;
   /// Blocks kept on the lists, in all classes (for tests and diagnostics).
-  std::size_t kept() const noexcept {
-    std::size_t n = 0;
-    for (std::size_t k : count_) n += k;
-    return n;
-  }
+  std::size_t kept() const noexcept;
 
  private:
   struct Block {
@@ -79,5 +43,9 @@ class SizeClassFreeList {
   Block* free_[Classes] = {};
   std::size_t count_[Classes] = {};
 };
+
+// The two instances, compiled in src/free_list.cpp.
+extern template class SizeClassFreeList<8, 1024>;   // a loop's request objects (LoopCore)
+extern template class SizeClassFreeList<32, 4096>;  // coroutine frames, per thread (task.cpp)
 
 }  // namespace duet::detail
