@@ -1,6 +1,7 @@
 #include "duet/http/message.hpp"
 
 #include <algorithm>
+#include <array>
 
 namespace duet::http {
 
@@ -13,14 +14,22 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
 }
 
+namespace {
+// tchar (RFC 9110 5.6.2), one lookup per byte: names are checked on every field of every message.
+constexpr auto kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+}  // namespace
+
 bool is_token(std::string_view s) noexcept {
   if (s.empty()) return false;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos)
-      return false;
-  }
+  for (char c : s)
+    if (!kTokenChars[static_cast<unsigned char>(c)]) return false;
   return true;
 }
 

@@ -11,7 +11,7 @@
 // and no bare LF, which llhttp 8.1.0 takes as the end of a head after a CRLF — and a chunked
 // body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
 // (extensions included) at most `kMaxChunkLine` bytes. It keeps a few integers of state, allocates
-// nothing, and looks at each head byte once; a chunk's data is skipped, not scanned.
+// nothing, and finds each head line's end with memchr; a chunk's data is skipped, not scanned.
 #pragma once
 
 #include <cstddef>
