@@ -79,22 +79,16 @@ int ResponseParser::on_status(llhttp_t* p, const char* at, std::size_t n) noexce
 
 int ResponseParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  DUET_PARSER_GUARD(if (!self.head_parts_.field(at, n)) return self.too_large(); return 0;)
+  DUET_PARSER_GUARD(if (!self.head_parts_.field(self.response_.headers, at, n)) return self.too_large(); return 0;)
 }
 
 int ResponseParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
-  DUET_PARSER_GUARD(if (!self.head_parts_.value(at, n)) return self.too_large(); return 0;)
+  DUET_PARSER_GUARD(if (!self.head_parts_.value(self.response_.headers, at, n)) return self.too_large(); return 0;)
 }
 
 int ResponseParser::field_done() noexcept {
-  FieldVerdict verdict;
-  try {
-    verdict = head_parts_.field_done(response_.headers);
-  } catch (...) {
-    return fail(std::make_error_code(std::errc::not_enough_memory), "out of memory");
-  }
-  switch (verdict) {
+  switch (head_parts_.field_done(response_.headers)) {
     case FieldVerdict::ok:
       return 0;
     case FieldVerdict::too_large:

@@ -646,14 +646,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.head_.field(at, n)) return c.too_large();
+      if (!c.head_.field(c.request_.headers, at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.head_.value(at, n)) return c.too_large();
+      if (!c.head_.value(c.request_.headers, at, n)) return c.too_large();
       return 0;
     });
   }

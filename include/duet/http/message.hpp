@@ -36,6 +36,10 @@ using BodyPiece = duet::detail::UniqueFunction<void(std::error_code, std::string
 /// stops the producer: nothing piles up.
 using BodySource = duet::detail::UniqueFunction<void(BodyPiece)>;
 
+namespace detail {
+class HeadCollector;
+}  // namespace detail
+
 class Headers {
  public:
   using Field = std::pair<std::string, std::string>;
@@ -63,6 +67,7 @@ class Headers {
   friend bool operator==(const Headers&, const Headers&) = default;
 
  private:
+  friend class detail::HeadCollector;  // the parsers build each field in place, piece by piece
   std::vector<Field> fields_;
 };
 

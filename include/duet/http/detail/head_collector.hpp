@@ -61,39 +61,60 @@ class HeadCollector {
   /// Forgets the head collected so far (a new message, or the next after a 1xx response).
   void reset() noexcept {
     field_.clear();
-    value_.clear();
     bytes_ = 0;
     fields_ = 0;
+    open_ = false;
     in_trailers_ = false;
   }
 
   /// Appends a piece of the start line to `to`; false (nothing appended) once the head is over the limit.
   bool start_line(std::string& to, const char* at, std::size_t n) { return append(to, at, n); }
-  bool field(const char* at, std::size_t n) { return append(field_, at, n); }
-  bool value(const char* at, std::size_t n) { return append(value_, at, n); }
+  /// A piece of the current field's name, or of its value: appended in place to the field's entry in
+  /// `headers` (no copy, no move afterwards); a trailer's name is kept apart, its value only counted.
+  bool field(Headers& headers, const char* at, std::size_t n) {
+    if (in_trailers_) return append(field_, at, n);
+    return count(n) && (open(headers).first.append(at, n), true);
+  }
+  bool value(Headers& headers, const char* at, std::size_t n) {
+    if (in_trailers_) return count(n);
+    return count(n) && (open(headers).second.append(at, n), true);
+  }
   /// The header block is over: fields from now on are trailers. They are checked and counted against
   /// the same limits, and dropped: a trailer never passes for a header.
   void end_head() noexcept { in_trailers_ = true; }
-  /// The current field is complete: it goes into `headers` (a trailer is dropped).
-  FieldVerdict field_done(Headers& headers) {
+  /// The current field is complete (in `headers`, where `field` and `value` put it; a trailer is dropped).
+  /// A field refused here is taken out of `headers` again.
+  FieldVerdict field_done(Headers& headers) noexcept {
     bytes_ += kLineOverhead;
-    if (++fields_ > max_fields_ || bytes_ > max_bytes_) return FieldVerdict::too_large;
-    if (!is_token(field_)) return FieldVerdict::bad_name;
-    if (!in_trailers_) {
-      if (headers.empty()) headers.reserve(kTypicalFields);  // one allocation, not one per doubling
-      headers.add(std::move(field_), std::move(value_));
-    }
+    FieldVerdict verdict = FieldVerdict::ok;
+    if (++fields_ > max_fields_ || bytes_ > max_bytes_)
+      verdict = FieldVerdict::too_large;
+    else if (!is_token(in_trailers_ ? std::string_view(field_) : open_ ? headers.fields_.back().first : ""))
+      verdict = FieldVerdict::bad_name;
+    if (verdict != FieldVerdict::ok && open_) headers.fields_.pop_back();
+    open_ = false;
     field_.clear();
-    value_.clear();
-    return FieldVerdict::ok;
+    return verdict;
   }
 
  private:
-  bool append(std::string& to, const char* at, std::size_t n) {
+  bool count(std::size_t n) noexcept {
     bytes_ += n;
-    if (bytes_ > max_bytes_) return false;
+    return bytes_ <= max_bytes_;
+  }
+  bool append(std::string& to, const char* at, std::size_t n) {
+    if (!count(n)) return false;
     to.append(at, n);
     return true;
+  }
+  /// The field being collected: the last in `headers`, added by its first piece.
+  Headers::Field& open(Headers& headers) {
+    if (!open_) {
+      if (headers.fields_.empty()) headers.fields_.reserve(kTypicalFields);  // one allocation, not one per doubling
+      headers.fields_.emplace_back();
+      open_ = true;
+    }
+    return headers.fields_.back();
   }
 
   static constexpr std::size_t kTypicalFields = 12;  // nginx sends 7 on a static file, Node.js 5
@@ -101,9 +122,9 @@ class HeadCollector {
   std::size_t max_fields_;
   std::size_t bytes_ = 0;
   std::size_t fields_ = 0;
+  bool open_ = false;  // the last field in the headers is being collected
   bool in_trailers_ = false;
-  std::string field_;
-  std::string value_;
+  std::string field_;  // a trailer's name, to check it
 };
 
 }  // namespace duet::http::detail
