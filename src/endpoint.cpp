@@ -12,9 +12,9 @@ namespace duet {
 
 Endpoint::Endpoint(const sockaddr* addr) noexcept {
   if (addr->sa_family == AF_INET)
-    std::memcpy(&storage_, addr, sizeof(sockaddr_in));
+    std::memcpy(&storage_.v4, addr, sizeof(sockaddr_in));
   else if (addr->sa_family == AF_INET6)
-    std::memcpy(&storage_, addr, sizeof(sockaddr_in6));
+    std::memcpy(&storage_.v6, addr, sizeof(sockaddr_in6));
 }
 
 std::optional<Endpoint> Endpoint::try_parse(std::string_view ip, std::uint16_t port) noexcept {
@@ -24,8 +24,8 @@ std::optional<Endpoint> Endpoint::try_parse(std::string_view ip, std::uint16_t p
   std::memcpy(text, ip.data(), ip.size());
   text[ip.size()] = '\0';
   Endpoint ep;
-  if (uv_ip4_addr(text, port, reinterpret_cast<sockaddr_in*>(&ep.storage_)) == 0) return ep;
-  if (uv_ip6_addr(text, port, reinterpret_cast<sockaddr_in6*>(&ep.storage_)) == 0) return ep;
+  if (uv_ip4_addr(text, port, &ep.storage_.v4) == 0) return ep;
+  if (uv_ip6_addr(text, port, &ep.storage_.v6) == 0) return ep;
   return std::nullopt;
 }
 
@@ -37,24 +37,24 @@ Endpoint Endpoint::parse(std::string_view ip, std::uint16_t port) {
 Endpoint Endpoint::loopback(std::uint16_t port, bool ipv6) noexcept {
   Endpoint ep;
   if (ipv6)
-    uv_ip6_addr("::1", port, reinterpret_cast<sockaddr_in6*>(&ep.storage_));
+    uv_ip6_addr("::1", port, &ep.storage_.v6);
   else
-    uv_ip4_addr("127.0.0.1", port, reinterpret_cast<sockaddr_in*>(&ep.storage_));
+    uv_ip4_addr("127.0.0.1", port, &ep.storage_.v4);
   return ep;
 }
 
 std::uint16_t Endpoint::port() const noexcept {
-  if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
-  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  if (family() == AF_INET) return ntohs(storage_.v4.sin_port);
+  if (family() == AF_INET6) return ntohs(storage_.v6.sin6_port);
   return 0;
 }
 
 std::string Endpoint::address() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (family() == AF_INET)
-    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&storage_), buf, sizeof buf);
+    uv_ip4_name(&storage_.v4, buf, sizeof buf);
   else if (family() == AF_INET6)
-    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&storage_), buf, sizeof buf);
+    uv_ip6_name(&storage_.v6, buf, sizeof buf);
   return buf;
 }
 

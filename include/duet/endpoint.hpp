@@ -1,10 +1,12 @@
 // duet/endpoint.hpp — an IP address and port (IPv4 or IPv6), as libuv's socket functions take them.
 //
-// A plain value (a `sockaddr_storage`); copying it is cheap and nothing here touches the network.
+// A plain value of 28 bytes (a `sockaddr_in` or `sockaddr_in6`, not a 128-byte `sockaddr_storage`:
+// servers keep one per connection); copying it is cheap and nothing here touches the network.
 // `Endpoint::parse` rejects what is not a numeric address with `std::system_error` (UV_EINVAL); use
 // `duet::resolve` for host names.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -28,19 +30,24 @@ class Endpoint {
   /// 127.0.0.1:port (or [::1]:port with `ipv6`).
   static Endpoint loopback(std::uint16_t port, bool ipv6 = false) noexcept;
 
-  int family() const noexcept { return storage_.ss_family; }  ///< AF_INET, AF_INET6, or AF_UNSPEC if empty
+  int family() const noexcept { return storage_.any.sa_family; }  ///< AF_INET, AF_INET6, or AF_UNSPEC if empty
   std::uint16_t port() const noexcept;
   std::string address() const;    ///< "127.0.0.1", "::1"
   std::string to_string() const;  ///< "127.0.0.1:80", "[::1]:80"
 
-  const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
+  const sockaddr* data() const noexcept { return &storage_.any; }
 
   friend bool operator==(const Endpoint& a, const Endpoint& b) noexcept {
     return a.family() == b.family() && a.port() == b.port() && a.address() == b.address();
   }
 
  private:
-  sockaddr_storage storage_{};
+  union Storage {
+    sockaddr_in6 v6;  // first, the largest: `{}` zeroes all of it
+    sockaddr_in v4;
+    sockaddr any;
+  };
+  Storage storage_{};
 };
 
 }  // namespace duet
