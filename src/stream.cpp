@@ -17,7 +17,7 @@ bool StreamImpl::pending() const noexcept {
 void StreamImpl::before_close() noexcept {
   if (reading_ == Reading::once) cancel_read();
   reading_ = Reading::no;
-  stream_cb_.reset();
+  read_cb_ = std::monostate();
 }
 
 // A one-shot read is abandoned: stop reading, and report UV_ECANCELED from the loop.
@@ -26,7 +26,7 @@ void StreamImpl::cancel_read() noexcept {
   uv_read_stop(stream());
   reading_ = Reading::no;
   once_buffer_ = {};
-  core()->defer([cb = std::move(once_cb_)]() mutable { cb(uv_error(UV_ECANCELED), 0); });
+  core()->defer([cb = take_once_cb()]() mutable { cb(uv_error(UV_ECANCELED), 0); });
 }
 
 void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::error_code, std::size_t)> cb,
@@ -36,10 +36,10 @@ void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::erro
   if (buffer.empty()) return fail(make_error_code(errc::invalid_argument));
   reading_ = Reading::once;
   once_buffer_ = buffer;
-  once_cb_ = std::move(cb);
+  read_cb_ = std::move(cb);
   if (int rc = uv_read_start(stream(), &on_alloc, &on_read); rc < 0) {
     reading_ = Reading::no;
-    cb = std::move(once_cb_);
+    cb = take_once_cb();
     return fail(uv_error(rc));
   }
   stop_read_.watch(core(), std::move(token), StopRead{this});
@@ -50,12 +50,12 @@ void StreamImpl::read_stream(UniqueFunction<void(std::error_code, std::span<cons
     core()->defer([cb = std::move(cb), ec]() mutable { cb(ec, std::span<const char>()); });
   };
   if (reading_ == Reading::once) return fail(make_error_code(errc::already_reading));
-  stream_cb_ = std::move(cb);
+  read_cb_ = std::move(cb);
   if (reading_ == Reading::stream) return;  // already reading: the new callback takes over
   reading_ = Reading::stream;
   if (int rc = uv_read_start(stream(), &on_alloc, &on_read); rc < 0) {
     reading_ = Reading::no;
-    cb = std::move(stream_cb_);
+    cb = take_stream_cb();
     return fail(uv_error(rc));
   }
 }
@@ -88,20 +88,22 @@ void StreamImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noe
     self->reading_ = Reading::no;
     self->once_buffer_ = {};
     self->stop_read_.reset();
-    auto cb = std::move(self->once_cb_);
+    auto cb = self->take_once_cb();
     return core->invoke(cb, ec, n);
   }
   if (self->reading_ != Reading::stream) return;
   if (nread < 0) {  // end of stream or error ends a streaming read
     uv_read_stop(s);
     self->reading_ = Reading::no;
-    auto cb = std::move(self->stream_cb_);
+    auto cb = self->take_stream_cb();
     return core->invoke(cb, ec, std::span<const char>());
   }
   // The callback may stop, restart with another callback, or close: run it from a local.
-  auto cb = std::move(self->stream_cb_);
+  auto cb = self->take_stream_cb();
   core->invoke(cb, std::error_code(), std::span<const char>(buf->base, n));
-  if (self->reading_ == Reading::stream && !self->stream_cb_) self->stream_cb_ = std::move(cb);
+  if (self->reading_ != Reading::stream) return;
+  auto* kept = std::get_if<StreamCallback>(&self->read_cb_);
+  if (!kept || !*kept) self->read_cb_ = std::move(cb);  // (not replaced by a new read_stream)
 }
 
 }  // namespace detail

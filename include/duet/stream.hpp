@@ -52,6 +52,7 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <variant>
 
 #include "duet/awaitable.hpp"
 #include "duet/detail/handle.hpp"
@@ -88,10 +89,24 @@ class StreamImpl : public OwnedHandle {
     void operator()() const noexcept { self->cancel_read(); }
   };
 
+  using OnceCallback = UniqueFunction<void(std::error_code, std::size_t)>;
+  using StreamCallback = UniqueFunction<void(std::error_code, std::span<const char>)>;
+  /// The callback of a one-shot read (`reading_ == once`), or the callback kept for a streaming read
+  /// (kept, too, after `read_stop`, until another read or the close): one slot, never both.
+  std::variant<std::monostate, OnceCallback, StreamCallback> read_cb_;
+  /// Moves the one-shot read's callback out (an empty one if there is none).
+  OnceCallback take_once_cb() noexcept {
+    auto* cb = std::get_if<OnceCallback>(&read_cb_);
+    return cb ? std::move(*cb) : OnceCallback();
+  }
+  /// Moves the streaming read's callback out (an empty one if there is none).
+  StreamCallback take_stream_cb() noexcept {
+    auto* cb = std::get_if<StreamCallback>(&read_cb_);
+    return cb ? std::move(*cb) : StreamCallback();
+  }
+
   Reading reading_ = Reading::no;
   std::span<char> once_buffer_;
-  UniqueFunction<void(std::error_code, std::size_t)> once_cb_;
-  UniqueFunction<void(std::error_code, std::span<const char>)> stream_cb_;
   OnLoopStop<StopRead> stop_read_;  // a cancellable one-shot read's stop token, routed to the loop thread
 };
 
@@ -205,8 +220,9 @@ class Stream {
   template <class Callback>
   void read(std::span<char> buffer, Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
-    open_impl("read")->read_once(
-        buffer, detail::UniqueFunction<void(std::error_code, std::size_t)>(std::forward<Callback>(cb)), std::move(token));
+    open_impl("read")->read_once(buffer,
+                                 detail::UniqueFunction<void(std::error_code, std::size_t)>(std::forward<Callback>(cb)),
+                                 std::move(token));
   }
   /// Coroutine face: `std::size_t n = co_await stream.read(buffer);` (0: end of stream).
   [[nodiscard]] auto read(std::span<char> buffer) {
