@@ -2,6 +2,7 @@
 // Each test here failed before the limit or check it names existed.
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <optional>
 
@@ -146,6 +147,93 @@ TEST_CASE("server: every line of the head counts, empty field names are refused,
   for (int i = 0; i < 250; ++i) tiny += "A:\r\n";
   CHECK(starts_with(b.exchange(loop, tiny + "\r\n"), "HTTP/1.1 431"));
   CHECK(s.handled + b.handled == 0);
+}
+
+// The server keeps its connections' deadlines in one heap on one timer: each connection must still be
+// closed at its own deadline (not before, and not forgotten), whatever the others are doing.
+TEST_CASE("server: many connections, each closed at its own deadline — idle, head, or none while busy",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  ServerOptions opts;
+  opts.idle_timeout = 600ms;
+  opts.header_timeout = 150ms;
+  OkServer ok(loop, opts);
+  const auto now = [&] { return uv_now(loop.native()); };
+  const std::string request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+  // Reads until the server closes; returns the loop time (ms) it did, and what came.
+  auto read_to_close = [&](duet::TcpStream& s, std::string& got) -> Task<std::uint64_t> {
+    char buf[4096];
+    while (std::size_t n = co_await s.read(buf)) got.append(buf, n);
+    co_return now();
+  };
+  struct Closed {
+    std::uint64_t deadline = 0;  // the earliest the server may close it
+    std::uint64_t at = 0;        // when it did
+    std::string got;
+  };
+  // An idle keep-alive connection: one request, then nothing — closed at the idle timeout.
+  auto idle = [&](Closed& c) -> Task<> {
+    auto s = co_await duet::connect(loop, ok.server.local_endpoint());
+    c.deadline = now() + 600;  // the server's idle time starts after its answer, so after this
+    co_await s.write(request);
+    char buf[4096];
+    while (c.got.find("ok") == std::string::npos) {
+      const std::size_t n = co_await s.read(buf);
+      REQUIRE(n > 0);
+      c.got.append(buf, n);
+    }
+    c.at = co_await duet::with_timeout(5s, read_to_close(s, c.got));  // (a lost deadline: TimedOut)
+  };
+  // Half a head: closed at the head timeout.
+  auto stalled = [&](Closed& c) -> Task<> {
+    c.deadline = now() + 150;
+    auto s = co_await duet::connect(loop, ok.server.local_endpoint());
+    co_await s.write("GET / HTTP/1.1\r\nHost: x\r\n");
+    c.at = co_await duet::with_timeout(5s, read_to_close(s, c.got));  // (a lost deadline: TimedOut)
+  };
+  // A request every 100 ms for a second: each resets its idle deadline, so the server never closes it.
+  auto busy = [&](int& answered) -> Task<> {
+    auto s = co_await duet::connect(loop, ok.server.local_endpoint());
+    char buf[4096];
+    for (int i = 0; i < 10; ++i) {
+      co_await s.write(request);
+      std::string got;
+      while (got.find("ok") == std::string::npos) {
+        const std::size_t n = co_await s.read(buf);
+        REQUIRE(n > 0);  // never closed under it
+        got.append(buf, n);
+      }
+      ++answered;
+      co_await duet::sleep(loop, 100ms);
+    }
+  };
+
+  std::vector<Closed> idles(20), stalls(20);
+  std::vector<int> answered(5, 0);
+  std::vector<Task<>> all;
+  for (auto& c : idles) all.push_back(idle(c));
+  for (auto& c : stalls) all.push_back(stalled(c));
+  for (auto& a : answered) all.push_back(busy(a));
+  duet::run(loop,
+            [](std::vector<Task<>> tasks) -> Task<> { co_await duet::when_all(std::move(tasks)); }(std::move(all)));
+
+  // libuv's clock is in whole milliseconds: a close may be seen 1 ms before a deadline taken from it.
+  for (const auto& c : idles) {
+    CHECK(count(c.got, "HTTP/1.1 200") == 1);
+    CHECK(c.at + 1 >= c.deadline);
+  }
+  for (const auto& c : stalls) {
+    CHECK(c.got.empty());  // a connection that never finished a head gets no answer
+    CHECK(c.at + 1 >= c.deadline);
+  }
+  for (int a : answered) CHECK(a == 10);
+  CHECK(ok.handled == 20 + 50);
+  // Each at its own deadline, not the first one armed: every head timeout came before any idle one.
+  std::uint64_t last_stall = 0, first_idle = UINT64_MAX;
+  for (const auto& c : stalls) last_stall = std::max(last_stall, c.at);
+  for (const auto& c : idles) first_idle = std::min(first_idle, c.at);
+  CHECK(last_stall < first_idle);
 }
 
 TEST_CASE("server: a request body must arrive within the request timeout — chunk extensions are bounded",

@@ -2,10 +2,10 @@
 
 #include <llhttp.h>
 
-#include <list>
 #include <optional>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "duet/http/detail/framing_check.hpp"
 #include "duet/http/detail/head_collector.hpp"
@@ -137,6 +137,65 @@ Response plain(int status, std::string text) {
 }  // namespace
 
 class ServerConnection;
+class ServerCore;
+
+/// The deadlines of a server's connections, on one timer: a connection with a deadline in force is in
+/// a binary heap by its earliest one, and the timer runs for the heap's top. A connection costs three
+/// words here instead of a timer handle of its own (bench/idle_connections.py); a change of deadline
+/// is O(log connections), with no allocation once the heap's array has grown.
+class DeadlineHeap {
+ public:
+  struct Node {
+    explicit Node(ServerConnection* c) noexcept : owner(c) {}
+    ServerConnection* owner;
+    std::uint64_t due = 0;  // loop time (ms); 0: not in the heap
+    std::size_t index = 0;  // its place in the heap, while in it
+  };
+
+  DeadlineHeap(ServerCore& core, Loop& loop) : core_(core), loop_(loop) {}
+  DeadlineHeap(const DeadlineHeap&) = delete;
+  DeadlineHeap& operator=(const DeadlineHeap&) = delete;
+
+  /// `n` is due at `due` (loop time); 0 takes it out of the heap. Throws only std::bad_alloc.
+  void set(Node& n, std::uint64_t due);
+  /// Takes `n` out of the heap, if it is in it.
+  void remove(Node& n) noexcept;
+  /// The server is closed: its timer goes (a closed Server holds no libuv handle) and is not armed again.
+  void close() noexcept {
+    closed_ = true;
+    timer_.reset();
+  }
+
+ private:
+  void fire();  // after ServerConnection
+  void arm();
+  void place(std::size_t i, Node* n) noexcept {
+    heap_[i] = n;
+    n->index = i;
+  }
+  void sift_up(std::size_t i) noexcept;
+  void sift_down(std::size_t i) noexcept;
+
+  ServerCore& core_;
+  Loop& loop_;
+  std::optional<Timer> timer_;  // made when first needed
+  std::vector<Node*> heap_;
+  std::uint64_t armed_ = 0;  // what the timer runs for; 0: stopped
+  bool closed_ = false;
+};
+
+/// What parsing one request needs, from its first byte to its dispatch: taken from the server's
+/// spares when a connection starts reading a request, given back when the connection goes idle.
+struct RequestParse {
+  explicit RequestParse(const ServerOptions& o) : head(o.max_header_bytes, o.max_header_fields) {}
+  llhttp_t parser{};
+  ServerRequest request;
+  HeadCollector head;
+  FramingCheck framing;
+  std::size_t body_bytes = 0;
+  int error_status = 0;
+  const char* error_reason = nullptr;
+};
 
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
@@ -145,8 +204,26 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
         loop_alive(l.core().alive()),
         listener(l, at, o.listen_backlog),
         handler(std::move(h)),
-        options(std::move(o)) {
+        options(std::move(o)),
+        deadlines(*this, l) {
     if (options.tls) tls = TlsContext::server(*options.tls);
+  }
+
+  /// A parse state for a connection that starts reading (a spare one if there is one).
+  std::unique_ptr<RequestParse> take_parse() {
+    if (spare_parses.empty()) return std::make_unique<RequestParse>(options);
+    auto p = std::move(spare_parses.back());
+    spare_parses.pop_back();
+    return p;
+  }
+  /// An idle connection's parse state, kept for the next one that reads (up to a few).
+  void give_back(std::unique_ptr<RequestParse> p) noexcept {
+    static constexpr std::size_t kMaxSpares = 64;
+    if (spare_parses.size() >= kMaxSpares) return;
+    try {
+      spare_parses.push_back(std::move(p));
+    } catch (...) {  // out of memory: it is freed instead
+    }
   }
 
   void accept_next();
@@ -159,21 +236,15 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   TcpListener listener;
   Handler handler;
   ServerOptions options;
-  std::list<std::shared_ptr<ServerConnection>> connections;
+  std::vector<std::shared_ptr<ServerConnection>> connections;  // each knows its index (`core_index`)
+  DeadlineHeap deadlines;
+  std::vector<std::unique_ptr<RequestParse>> spare_parses;
   std::optional<TlsContext> tls;     // https: each connection's handshake comes first
   std::size_t handshakes = 0;        // in progress; they count against max_connections
   std::stop_source stop_handshakes;  // the server closing ends them
   bool closed = false;
 };
 
-/// One client connection: parses requests, dispatches them, and writes the responses back in order.
-///
-/// Each state has a deadline and a bound (see server.hpp): the connection keeps up to four deadlines
-/// (the head's, the whole request's, the response being written's, the idle connection's) and runs
-/// its one timer for the earliest. Parsing stops after each request (llhttp is paused in
-/// on_message_complete), so that the bytes of that request are checked by the FramingCheck before it
-/// is dispatched, and so that a connection whose responses are backed up stops reading: the unparsed
-/// rest of the last read (at most one read buffer) waits in `pending_input_`.
 /// What stands between a streamed request body and its reader: at most one piece. The connection
 /// stops parsing after each piece and goes on when the reader has taken it. Pieces go to readers in a
 /// loop (`pump`), not by recursion: a reader that reads again from its callback adds no stack.
@@ -222,16 +293,27 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
   bool pumping_ = false;
 };
 
+/// One client connection: parses requests, dispatches them, and writes the responses back in order.
+///
+/// Each state has a deadline and a bound (see server.hpp): the connection keeps up to four deadlines
+/// (the head's, the whole request's, the response being written's, the idle connection's) and sits
+/// in the server's DeadlineHeap at the earliest. Parsing stops after each request (llhttp is paused
+/// in on_message_complete), so that the bytes of that request are checked by the FramingCheck before
+/// it is dispatched, and so that a connection whose responses are backed up stops reading: the
+/// unparsed rest of the last read (at most one read buffer) waits in `pending_input_`. An idle
+/// connection holds its socket, a few words of state, and nothing else: its parse state and buffers
+/// go back when it goes idle (958 bytes a connection in all, bench/idle_connections.py).
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
   ServerConnection(std::shared_ptr<ServerCore> core, Transport stream, Endpoint peer)
-      : core_(std::move(core)), stream_(std::move(stream)), peer_(peer) {
-    llhttp_init(&parser_, HTTP_REQUEST, &llhttp_settings_for<ServerConnection, HTTP_REQUEST>());
-    parser_.data = this;
-  }
+      : core_(std::move(core)), stream_(std::move(stream)), peer_(peer) {}
+  ServerConnection(const ServerConnection&) = delete;
+  ServerConnection& operator=(const ServerConnection&) = delete;
+  ~ServerConnection() { core_->deadlines.remove(deadline_); }
+
+  std::size_t core_index = 0;  // its place in `core_->connections`
 
   void start() {
-    timer_.emplace(core_->loop);
     head_due_ = due_in(core_->options.header_timeout);  // a new connection must start a request promptly
     read();
     settle();
@@ -240,7 +322,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void shut() noexcept {
     if (closed_) return;
     closed_ = true;
-    if (timer_) timer_->stop();
+    core_->deadlines.remove(deadline_);
     end_body_stream(uv_error(UV_ECONNABORTED));
     stream_.close();
     core_->remove(this);  // may free this: the caller holds a reference
@@ -303,10 +385,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// The handler's reader took the last piece: parse on.
   void resume_body() {
-    if (!body_paused_ || closed_ || failed_) return;
+    if (!body_paused_ || closed_ || failed_ || !parse_) return;
     if (parsing_) return;  // (pieces are handed over only between parses)
     body_paused_ = false;
-    llhttp_resume(&parser_);
+    llhttp_resume(&parse_->parser);
     if (core_->options.request_timeout.count() > 0) request_due_ = due_in(core_->options.request_timeout);
     std::string input = std::move(pending_input_);
     pending_input_.clear();
@@ -394,8 +476,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// Fails the request being parsed: answered with `status` and `why`, then the connection closes.
   int reject(int status, const char* why) noexcept {
-    error_status_ = status;
-    error_reason_ = why;
+    parse_->error_status = status;
+    parse_->error_reason = why;
     return HPE_USER;
   }
 
@@ -406,35 +488,42 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     return d.count() > 0 ? now() + static_cast<std::uint64_t>(d.count()) : 0;
   }
 
-  // An idle keep-alive connection keeps no buffers: what the last request used is given back, so that
-  // thousands of idle connections cost little more than their sockets (bench/idle_connections.py).
+  // An idle keep-alive connection keeps no buffers and no parse state: what the last request used is
+  // given back, so that thousands of idle connections cost little more than their sockets
+  // (bench/idle_connections.py). Not while `parse` runs (it is using them), nor while a few bytes of
+  // the next request's leading CRLFs are in the framing check.
   void release_buffers() noexcept {
+    if (parsing_ || !pending_input_.empty()) return;
     std::vector<Slot>().swap(slots_);
-    if (pending_input_.empty()) pending_input_.shrink_to_fit();
+    pending_input_.shrink_to_fit();
+    if (parse_ && parse_->framing.at_rest()) core_->give_back(std::move(parse_));
   }
 
-  // Sets the connection's one timer after each change in what it is doing: to the earliest of the
-  // deadlines in force. Once the client has finished sending and every response is written, the
-  // connection closes — not before: closing cancels what is still being written.
+  /// The parse state, taken when reading a request begins.
+  void begin_parse() {
+    parse_ = core_->take_parse();
+    llhttp_init(&parse_->parser, HTTP_REQUEST, &llhttp_settings_for<ServerConnection, HTTP_REQUEST>());
+    parse_->parser.data = this;
+    parse_->framing.reset();
+    parse_->error_status = 0;
+    parse_->error_reason = nullptr;
+  }
+
+  // Puts the connection in the server's deadline heap after each change in what it is doing, due at
+  // the earliest of the deadlines in force. Once the client has finished sending and every response
+  // is written, the connection closes — not before: closing cancels what is still being written.
   void settle() {
     if (closed_) return;
     if (reading_done_ && slots_.empty() && writes_pending_ == 0 && !streaming_) return shut();
     const bool idle = !in_request_ && slots_.empty() && writes_pending_ == 0 && !closed_after_write_ && !streaming_;
     if (!idle) {
       idle_due_ = 0;
-    } else if (idle_due_ == 0) {
-      idle_due_ = due_in(core_->options.idle_timeout);
+    } else {
+      if (idle_due_ == 0) idle_due_ = due_in(core_->options.idle_timeout);
       release_buffers();
     }
     const std::uint64_t due = earliest_due();
-    if (due == armed_due_) return;
-    armed_due_ = due;
-    if (due == 0) return timer_->stop();
-    const std::uint64_t t = now();
-    auto weak = weak_from_this();
-    timer_->start(std::chrono::milliseconds(due > t ? due - t : 0), std::chrono::milliseconds(0), [weak] {
-      if (auto self = weak.lock()) self->on_timer();
-    });
+    if (due != deadline_.due) core_->deadlines.set(deadline_, due);
   }
 
   /// The earliest deadline in force (0: none). While reading is paused because the server's own
@@ -448,8 +537,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     return due;
   }
 
+  friend class DeadlineHeap;
+  /// From the deadline heap, which has taken the connection out: its earliest deadline has come.
   void on_timer() {
-    armed_due_ = 0;
     if (const std::uint64_t due = earliest_due(); due != 0 && due <= now()) return shut();
     settle();
   }
@@ -534,6 +624,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// Parses requests from `data` until it is used up or the connection backs up; returns the bytes used.
   std::size_t parse(const char* data, std::size_t n) {
+    if (!parse_) begin_parse();
     parsing_ = true;
     std::size_t used = 0;
     // No bytes still make one pass: a streamed body's last piece, once taken, lets llhttp end the
@@ -542,40 +633,41 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     while ((used < n || std::exchange(once, false)) && !closed_ && !failed_ && !stop_parsing_ && !body_paused_ &&
            (streaming_request_ || !backed_up())) {
       const char* at = data + used;
-      const llhttp_errno_t rc = llhttp_execute(&parser_, at, n - used);
+      const llhttp_errno_t rc = llhttp_execute(&parse_->parser, at, n - used);
       std::size_t took = n - used;
       if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
-        took = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - at);
+        took = static_cast<std::size_t>(llhttp_get_error_pos(&parse_->parser) - at);
       } else if (rc != HPE_OK) {
         if (body_handed_over_) {  // its handler has it: the reader gets the error
-          fail_streamed_body(error_status_ == 413 ? make_error_code(errc::body_too_large)
-                                                  : make_error_code(errc::malformed_response));
+          fail_streamed_body(parse_->error_status == 413 ? make_error_code(errc::body_too_large)
+                                                         : make_error_code(errc::malformed_response));
           break;
         }
-        refuse(error_status_ ? error_status_ : 400, error_reason_ ? error_reason_ : llhttp_get_error_reason(&parser_));
+        refuse(parse_->error_status ? parse_->error_status : 400,
+               parse_->error_reason ? parse_->error_reason : llhttp_get_error_reason(&parse_->parser));
         break;
       }
       // llhttp 8.1.0 lets a bare CR end the head and skips the two bytes after chunk data unchecked.
-      if (!framing_.feed(at, took)) {
+      if (!parse_->framing.feed(at, took)) {
         if (body_handed_over_) {
           fail_streamed_body(make_error_code(errc::malformed_response));
           break;
         }
-        refuse(400, framing_.why());
+        refuse(400, parse_->framing.why());
         break;
       }
       used += took;
       if (rc == HPE_PAUSED_UPGRADE) {  // an Upgrade the handler did not take: carry on as HTTP/1.1
-        llhttp_resume_after_upgrade(&parser_);
+        llhttp_resume_after_upgrade(&parse_->parser);
       } else if (rc == HPE_PAUSED && dispatch_at_head_) {  // a streamed body's head: the handler now
         dispatch_at_head_ = false;
-        llhttp_resume(&parser_);
+        llhttp_resume(&parse_->parser);
         dispatch(true);
       } else if (rc == HPE_PAUSED && body_paused_) {  // a piece of a streamed body: for its reader
         // (parsing goes on when it has been taken; `body_paused_` ends this loop)
       } else if (rc == HPE_PAUSED) {  // a request is complete
-        llhttp_resume(&parser_);
-        framing_.reset();
+        llhttp_resume(&parse_->parser);
+        parse_->framing.reset();
         if (streaming_request_) {
           end_body_stream({});
           if (close_after_ || close_after_body_) {  // nothing after this request is read, or answered
@@ -623,9 +715,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_message_begin(llhttp_t* p) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      c.request_ = ServerRequest();
-      c.head_.reset();
-      c.body_bytes_ = 0;
+      c.parse_->request = ServerRequest();
+      c.parse_->head.reset();
+      c.parse_->body_bytes = 0;
       c.streaming_request_ = false;
       c.body_handed_over_ = false;
       c.in_request_ = true;
@@ -639,28 +731,28 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_url(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.head_.start_line(c.request_.target, at, n)) return c.too_large();
+      if (!c.parse_->head.start_line(c.parse_->request.target, at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_field(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.head_.field(c.request_.headers, at, n)) return c.too_large();
+      if (!c.parse_->head.field(c.parse_->request.headers, at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_value(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      if (!c.head_.value(c.request_.headers, at, n)) return c.too_large();
+      if (!c.parse_->head.value(c.parse_->request.headers, at, n)) return c.too_large();
       return 0;
     });
   }
   static int on_header_value_complete(llhttp_t* p) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      switch (c.head_.field_done(c.request_.headers)) {
+      switch (c.parse_->head.field_done(c.parse_->request.headers)) {
         case FieldVerdict::ok:
           return 0;
         case FieldVerdict::too_large:
@@ -679,31 +771,32 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   }
 
   int headers_complete(llhttp_t* p) {
-    head_.end_head();
+    parse_->head.end_head();
     head_due_ = 0;
     if (llhttp_get_http_major(p) != 1) return reject(505, "only HTTP/1.x is supported");
     const int minor = llhttp_get_http_minor(p);
     if (llhttp_get_method(p) == HTTP_CONNECT) return reject(501, "CONNECT is not supported");
-    for (char ch : request_.target) {
+    for (char ch : parse_->request.target) {
       const auto b = static_cast<unsigned char>(ch);
       if (b <= 0x20 || b >= 0x7f) return reject(400, "a control or non-ASCII byte in the request target");
     }
-    const std::size_t hosts = request_.headers.get_all("Host").size();
+    const std::size_t hosts = parse_->request.headers.get_all("Host").size();
     if (hosts > 1 || (minor >= 1 && hosts == 0)) return reject(400, "an HTTP/1.1 request needs exactly one Host");
-    request_.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
-    request_.version_minor = minor;
+    parse_->request.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
+    parse_->request.version_minor = minor;
     {
-      const auto q = request_.target.find('?');
-      request_.path = request_.target.substr(0, q);
-      if (q != std::string::npos) request_.query = request_.target.substr(q + 1);
+      const auto q = parse_->request.target.find('?');
+      parse_->request.path = parse_->request.target.substr(0, q);
+      if (q != std::string::npos) parse_->request.query = parse_->request.target.substr(q + 1);
     }
     // A body to stream: the handler is called now (once `parse` has paused), not at the body's end.
     const bool has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
-    request_.peer = peer_;
-    if (has_body && core_->options.stream_body && core_->options.stream_body(request_)) streaming_request_ = true;
+    parse_->request.peer = peer_;
+    if (has_body && core_->options.stream_body && core_->options.stream_body(parse_->request))
+      streaming_request_ = true;
     const std::size_t body_limit =
         streaming_request_ ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
-    if (auto expect = request_.headers.get("Expect"); expect && minor >= 1) {
+    if (auto expect = parse_->request.headers.get("Expect"); expect && minor >= 1) {
       if (!iequals(*expect, "100-continue")) return reject(417, "only Expect: 100-continue is supported");
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
       if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
@@ -711,7 +804,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       slots_.push_back(Slot{std::string("HTTP/1.1 100 Continue\r\n\r\n"), false, false, 1, {}, {}, false});
       flush();
     }
-    if (p->flags & F_CHUNKED) framing_.expect_chunked_body();
+    if (p->flags & F_CHUNKED) parse_->framing.expect_chunked_body();
     if (streaming_request_) {
       close_after_ = llhttp_should_keep_alive(p) == 0;
       dispatch_at_head_ = true;
@@ -722,14 +815,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   static int on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
-      c.body_bytes_ += n;
+      c.parse_->body_bytes += n;
       if (!c.streaming_request_) {
-        if (c.body_bytes_ > c.core_->options.max_body_bytes) return c.reject(413, "request body too large");
-        c.request_.body.append(at, n);
+        if (c.parse_->body_bytes > c.core_->options.max_body_bytes) return c.reject(413, "request body too large");
+        c.parse_->request.body.append(at, n);
         return 0;
       }
       const std::size_t limit = c.core_->options.max_streamed_body_bytes;
-      if (limit != 0 && c.body_bytes_ > limit) return c.reject(413, "request body too large");
+      if (limit != 0 && c.parse_->body_bytes > limit) return c.reject(413, "request body too large");
       if (!c.body_ || n == 0) return 0;  // the handler dropped it: what is left is not read
       c.body_->add(at, n);
       if (c.core_->options.request_timeout.count() > 0) c.request_due_ = c.due_in(c.core_->options.request_timeout);
@@ -747,22 +840,23 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   void dispatch(bool streamed) {
     const bool close_after = close_after_;
-    request_.peer = peer_;
+    parse_->request.peer = peer_;
     if (streamed) {
       body_ = std::make_shared<RequestBodyQueue>(core_->loop);
       body_->conn = weak_from_this();
-      request_.body_stream = RequestBody(body_);
+      parse_->request.body_stream = RequestBody(body_);
       streamed_seq_ = first_seq_ + slots_.size();
       body_handed_over_ = true;
     }
-    slots_.push_back(Slot{std::nullopt, close_after, request_.method == "HEAD", request_.version_minor, {}, {}, false});
+    slots_.push_back(Slot{
+        std::nullopt, close_after, parse_->request.method == "HEAD", parse_->request.version_minor, {}, {}, false});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
     if (close_after && !streamed) {  // nothing after this request is read, or answered
       stream_.read_stop();
       stop_parsing_ = true;
     }
     try {
-      core_->handler(std::move(request_), Reply(weak_from_this(), seq));
+      core_->handler(std::move(parse_->request), Reply(weak_from_this(), seq));
     } catch (...) {  // a handler's Reply, if it was not called, answers 500 as it goes
       core_->loop.report(std::current_exception());
     }
@@ -775,7 +869,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       slots_.erase(slots_.begin());  // few: at most max_pipelined
       ++first_seq_;
       if (slot.source) {  // the head, then the body piece by piece
-        streaming_.emplace(Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false});
+        streaming_ = std::make_unique<Streaming>(
+            Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false});
         send(std::move(*slot.bytes), false, true);
         break;
       }
@@ -857,24 +952,17 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::shared_ptr<ServerCore> core_;
   Transport stream_;
   Endpoint peer_;
-  llhttp_t parser_{};
-  ServerRequest request_;
-  HeadCollector head_{core_->options.max_header_bytes, core_->options.max_header_fields};
-  FramingCheck framing_;
-  std::size_t body_bytes_ = 0;
-  int error_status_ = 0;
-  const char* error_reason_ = nullptr;
-  std::vector<Slot> slots_;  // a vector, not a deque: an empty deque holds 576 bytes, an empty vector none
+  std::unique_ptr<RequestParse> parse_;  // while a request is being read (`begin_parse`)
+  std::vector<Slot> slots_;              // a vector, not a deque: an empty deque holds 576 bytes, an empty vector none
   std::uint64_t first_seq_ = 0;
-  std::size_t writes_pending_ = 0;  // responses handed to the stream, not yet written
-  std::string pending_input_;       // read but not parsed: reading is paused until the responses go out
-  std::optional<Timer> timer_;
+  std::size_t writes_pending_ = 0;     // responses handed to the stream, not yet written
+  std::string pending_input_;          // read but not parsed: reading is paused until the responses go out
+  DeadlineHeap::Node deadline_{this};  // due at the earliest deadline in force
   // Deadlines in loop time (ms), 0 when not in force.
   std::uint64_t head_due_ = 0;     // the head of the request being read
   std::uint64_t request_due_ = 0;  // the whole request being read, body included
   std::uint64_t write_due_ = 0;    // the response being written must be taken whole by then
   std::uint64_t idle_due_ = 0;     // a connection with nothing to do
-  std::uint64_t armed_due_ = 0;    // what the timer runs for
   bool in_request_ = false;        // a request has begun and not ended
   bool close_after_ = false;       // the request just parsed is the connection's last
   bool closed_ = false;
@@ -891,9 +979,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool body_handed_over_ = false;           // the handler has been called with it
   bool body_paused_ = false;                // a piece waits for the handler: parse no further
   bool close_after_body_ = false;           // an answer will close the connection: parse no request after this one
-  std::optional<Streaming> streaming_;
-  bool paused_ = false;   // reading paused while responses are backed up
-  bool parsing_ = false;  // inside `parse`: a reply now must not start parsing again
+  std::unique_ptr<Streaming> streaming_;    // allocated for each streamed response: idle connections hold none
+  bool paused_ = false;                     // reading paused while responses are backed up
+  bool parsing_ = false;                    // inside `parse`: a reply now must not start parsing again
 };
 
 void ServerCore::accept_next() {
@@ -929,12 +1017,112 @@ void ServerCore::serve(TcpStream stream) {
 
 void ServerCore::serve(Transport transport, Endpoint peer) {
   auto c = std::make_shared<ServerConnection>(shared_from_this(), std::move(transport), peer);
+  c->core_index = connections.size();
   connections.push_back(c);
   c->start();
 }
 
 void ServerCore::remove(ServerConnection* c) {
-  connections.remove_if([c](const std::shared_ptr<ServerConnection>& p) { return p.get() == c; });
+  const std::size_t i = c->core_index;
+  if (i >= connections.size() || connections[i].get() != c) return;  // already removed
+  auto gone = std::move(connections[i]);                             // freed last: it may be the last reference to `c`
+  if (i + 1 != connections.size()) {
+    connections[i] = std::move(connections.back());
+    connections[i]->core_index = i;
+  }
+  connections.pop_back();
+}
+
+void DeadlineHeap::set(Node& n, std::uint64_t due) {
+  if (due == 0) return remove(n);
+  if (n.due == 0) {
+    heap_.push_back(&n);
+    n.index = heap_.size() - 1;
+    n.due = due;
+    sift_up(n.index);
+  } else {
+    const bool earlier = due < n.due;
+    n.due = due;
+    if (earlier)
+      sift_up(n.index);
+    else
+      sift_down(n.index);
+  }
+  arm();
+}
+
+void DeadlineHeap::remove(Node& n) noexcept {
+  if (n.due == 0) return;
+  const std::size_t i = n.index;
+  Node* last = heap_.back();
+  heap_.pop_back();
+  n.due = 0;
+  if (last == &n) return;
+  place(i, last);
+  sift_down(i);
+  sift_up(last->index);
+  // The timer may now run early for a deadline that left: `fire` finds nothing due and runs it again.
+}
+
+void DeadlineHeap::sift_up(std::size_t i) noexcept {
+  Node* n = heap_[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (heap_[parent]->due <= n->due) break;
+    place(i, heap_[parent]);
+    i = parent;
+  }
+  place(i, n);
+}
+
+void DeadlineHeap::sift_down(std::size_t i) noexcept {
+  Node* n = heap_[i];
+  const std::size_t size = heap_.size();
+  for (;;) {
+    std::size_t child = 2 * i + 1;
+    if (child >= size) break;
+    if (child + 1 < size && heap_[child + 1]->due < heap_[child]->due) ++child;
+    if (n->due <= heap_[child]->due) break;
+    place(i, heap_[child]);
+    i = child;
+  }
+  place(i, n);
+}
+
+// Runs the timer for the heap's top, unless it already runs for that time or sooner.
+void DeadlineHeap::arm() {
+  if (closed_) return;
+  if (heap_.empty()) {
+    if (armed_ != 0) timer_->stop();
+    armed_ = 0;
+    return;
+  }
+  const std::uint64_t due = heap_.front()->due;
+  if (armed_ != 0 && armed_ <= due) return;
+  const std::uint64_t now = uv_now(loop_.native());
+  if (!timer_) timer_.emplace(loop_);
+  timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [this] {
+    auto keep = core_.shared_from_this();  // the last connection to go may hold the last reference
+    fire();
+  });
+  armed_ = due;
+}
+
+void DeadlineHeap::fire() {
+  armed_ = 0;
+  const std::uint64_t now = uv_now(loop_.native());
+  while (!heap_.empty() && heap_.front()->due <= now) {
+    ServerConnection& c = *heap_.front()->owner;
+    remove(*heap_.front());
+    auto keep = c.shared_from_this();
+    try {
+      c.on_timer();
+    } catch (...) {  // out of memory setting a deadline: the connection ends
+      c.report(std::current_exception());
+      c.shut();
+    }
+  }
+  arm();
 }
 
 void RequestBodyQueue::read(Reader cb, std::stop_token token) {
@@ -1057,8 +1245,9 @@ void Server::close() noexcept {
   core_->closed = true;
   core_->listener.close();
   core_->stop_handshakes.request_stop();
-  auto connections = core_->connections;  // shut() removes from the list
+  auto connections = core_->connections;  // shut() removes from the vector
   for (auto& c : connections) c->shut();
+  core_->deadlines.close();
 }
 
 Endpoint Server::local_endpoint() const { return core_->listener.local_endpoint(); }

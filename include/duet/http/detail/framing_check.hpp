@@ -32,6 +32,8 @@ class FramingCheck {
   /// Checks the next `n` bytes of the message; false (and `why()` says what) at the first violation.
   bool feed(const char* data, std::size_t n) noexcept;
   const char* why() const noexcept { return why_; }
+  /// Between messages, with no byte of the next one seen: a fresh FramingCheck would say the same.
+  bool at_rest() const noexcept { return state_ == State::leading; }
 
  private:
   enum class State : std::uint8_t {
