@@ -34,6 +34,9 @@ void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::erro
   auto fail = [&](std::error_code ec) { core()->defer([cb = std::move(cb), ec]() mutable { cb(ec, 0); }); };
   if (reading_ != Reading::no) return fail(make_error_code(errc::already_reading));
   if (buffer.empty()) return fail(make_error_code(errc::invalid_argument));
+  // A streaming read's callback kept since read_stop goes, but only once this read is set up: its
+  // captures may own the stream.
+  auto previous = std::move(read_cb_);
   reading_ = Reading::once;
   once_buffer_ = buffer;
   read_cb_ = std::move(cb);
@@ -102,8 +105,11 @@ void StreamImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noe
   auto cb = self->take_stream_cb();
   core->invoke(cb, std::error_code(), std::span<const char>(buf->base, n));
   if (self->reading_ != Reading::stream) return;
-  auto* kept = std::get_if<StreamCallback>(&self->read_cb_);
-  if (!kept || !*kept) self->read_cb_ = std::move(cb);  // (not replaced by a new read_stream)
+  if (auto* kept = std::get_if<StreamCallback>(&self->read_cb_)) {
+    if (!*kept) *kept = std::move(cb);  // (unless a new read_stream replaced it)
+  } else {
+    self->read_cb_ = std::move(cb);
+  }
 }
 
 }  // namespace detail

@@ -1321,3 +1321,43 @@ TEST_CASE("a streamed body dropped by its handler: the client's deadlines no lon
   CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 200 OK"));
   CHECK_THAT(got, Catch::EndsWith("late answer"));
 }
+
+TEST_CASE("a Server destroyed by the body reader its own close() wakes: close() touches nothing after",
+          "[http][streaming][server]") {
+  duet::Loop loop;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  std::optional<duet::http::RequestBody> body;
+  std::optional<duet::http::Reply> unanswered;
+  auto server = std::make_unique<duet::http::Server>(
+      loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        body = std::move(req.body_stream);
+        unanswered = std::move(reply);
+      },
+      options);
+  std::optional<duet::TcpStream> client;
+  duet::connect(loop, server->local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    client = std::move(s);
+    client->write("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nsome", [](std::error_code) {});
+  });
+  while (!body) loop.run_once();
+  std::string first;
+  body->read([&](std::error_code, std::string piece) { first = std::move(piece); });
+  while (first.empty()) loop.run_once();
+  CHECK(first == "some");
+
+  // The next read waits for bytes that never come; closing the server ends it, and its reader lets
+  // the Server go, inside close().
+  std::error_code woke;
+  body->read([&](std::error_code ec, std::string) {
+    woke = ec;
+    server.reset();
+  });
+  server->close();
+  CHECK(woke);
+  CHECK_FALSE(server);
+  client->close();
+  loop.run();
+}

@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include <algorithm>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -152,14 +153,18 @@ class DeadlineHeap {
     std::size_t index = 0;  // its place in the heap, while in it
   };
 
-  DeadlineHeap(ServerCore& core, Loop& loop) : core_(core), loop_(loop) {}
+  DeadlineHeap(ServerCore& core, Loop& loop) : core_(core), loop_(loop), timer_(std::in_place, loop) {}
   DeadlineHeap(const DeadlineHeap&) = delete;
   DeadlineHeap& operator=(const DeadlineHeap&) = delete;
 
-  /// `n` is due at `due` (loop time); 0 takes it out of the heap. Throws only std::bad_alloc.
+  /// `n` is due at `due` (loop time); 0 takes it out of the heap. Allocates nothing given `reserve`.
   void set(Node& n, std::uint64_t due);
   /// Takes `n` out of the heap, if it is in it.
   void remove(Node& n) noexcept;
+  /// Room for `connections` nodes, so that `set` allocates nothing (and so cannot fail) afterwards.
+  void reserve(std::size_t connections) {
+    if (heap_.capacity() < connections) heap_.reserve(std::max(connections, 2 * heap_.capacity()));
+  }
   /// The server is closed: its timer goes (a closed Server holds no libuv handle) and is not armed again.
   void close() noexcept {
     closed_ = true;
@@ -178,7 +183,7 @@ class DeadlineHeap {
 
   ServerCore& core_;
   Loop& loop_;
-  std::optional<Timer> timer_;  // made when first needed
+  std::optional<Timer> timer_;  // until the server closes
   std::vector<Node*> heap_;
   std::uint64_t armed_ = 0;  // what the timer runs for; 0: stopped
   bool closed_ = false;
@@ -624,7 +629,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// Parses requests from `data` until it is used up or the connection backs up; returns the bytes used.
   std::size_t parse(const char* data, std::size_t n) {
-    if (!parse_) begin_parse();
+    if (!parse_) {
+      try {
+        begin_parse();
+      } catch (...) {  // out of memory: the bytes cannot be parsed, and a later read must not start afresh
+        report(std::current_exception());
+        shut();
+        return 0;
+      }
+    }
     parsing_ = true;
     std::size_t used = 0;
     // No bytes still make one pass: a streamed body's last piece, once taken, lets llhttp end the
@@ -865,12 +878,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // Writes every response that is ready, in request order; a streamed one holds back those after it.
   void flush() {
     while (!slots_.empty() && slots_.front().bytes && !closed_ && !streaming_ && !closed_after_write_) {
+      // A streamed response's state is made before its slot leaves the queue: if that fails, no
+      // response loses its place (the next flush tries again).
+      auto streaming = slots_.front().source ? std::make_unique<Streaming>() : nullptr;
       Slot slot = std::move(slots_.front());
       slots_.erase(slots_.begin());  // few: at most max_pipelined
       ++first_seq_;
-      if (slot.source) {  // the head, then the body piece by piece
-        streaming_ = std::make_unique<Streaming>(
-            Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false});
+      if (streaming) {  // the head, then the body piece by piece
+        *streaming = Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false};
+        streaming_ = std::move(streaming);
         send(std::move(*slot.bytes), false, true);
         break;
       }
@@ -1016,6 +1032,7 @@ void ServerCore::serve(TcpStream stream) {
 }
 
 void ServerCore::serve(Transport transport, Endpoint peer) {
+  deadlines.reserve(connections.size() + 1);
   auto c = std::make_shared<ServerConnection>(shared_from_this(), std::move(transport), peer);
   c->core_index = connections.size();
   connections.push_back(c);
@@ -1100,7 +1117,6 @@ void DeadlineHeap::arm() {
   const std::uint64_t due = heap_.front()->due;
   if (armed_ != 0 && armed_ <= due) return;
   const std::uint64_t now = uv_now(loop_.native());
-  if (!timer_) timer_.emplace(loop_);
   timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [this] {
     auto keep = core_.shared_from_this();  // the last connection to go may hold the last reference
     fire();
@@ -1241,13 +1257,15 @@ Server::Server(Loop& loop, const Endpoint& at, detail::Handler handler, ServerOp
 Server::~Server() { close(); }
 
 void Server::close() noexcept {
-  if (core_->closed) return;
-  core_->closed = true;
-  core_->listener.close();
-  core_->stop_handshakes.request_stop();
-  auto connections = core_->connections;  // shut() removes from the vector
+  // A connection's shut ends a streamed body's read, which runs the reader: it may destroy this Server.
+  const std::shared_ptr<detail::ServerCore> core = core_;
+  if (core->closed) return;
+  core->closed = true;
+  core->listener.close();
+  core->stop_handshakes.request_stop();
+  auto connections = core->connections;  // shut() removes from the vector
   for (auto& c : connections) c->shut();
-  core_->deadlines.close();
+  core->deadlines.close();
 }
 
 Endpoint Server::local_endpoint() const { return core_->listener.local_endpoint(); }
