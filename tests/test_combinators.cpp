@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <memory>
 #include <stdexcept>
 
 #include "duet/duet.hpp"
@@ -63,6 +64,78 @@ TEST_CASE("when_all: the first failure cancels the others, and is rethrown once 
   CHECK(std::chrono::steady_clock::now() - start < 5s);
   CHECK(cancelled == 2);  // both sleepers were cancelled before when_all returned
   loop.run();             // the cancelled timers' handles finish closing
+  CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("when_all: an empty or already-awaited task makes the co_await throw, and no task starts", "[when_all]") {
+  duet::Loop loop;
+  int started = 0;
+  auto counted = [](int& n) -> Task<int> {
+    ++n;
+    co_return 1;
+  };
+  auto range = [&](duet::Loop&) -> Task<> {
+    std::vector<Task<int>> tasks;
+    tasks.push_back(counted(started));
+    tasks.emplace_back();  // empty
+    co_await duet::when_all(std::move(tasks));
+  };
+  CHECK_THROWS_AS(duet::run(loop, range(loop)), std::logic_error);
+  auto tuple = [&](duet::Loop&) -> Task<> {
+    Task<int> moved_from = counted(started);
+    Task<int> keep = std::move(moved_from);
+    co_await duet::when_all(counted(started), std::move(moved_from));
+  };
+  CHECK_THROWS_AS(duet::run(loop, tuple(loop)), std::logic_error);
+  CHECK(started == 0);
+  auto awaited = [&](duet::Loop&) -> Task<> {
+    Task<int> once = counted(started);
+    CHECK(co_await once == 1);
+    co_await duet::when_all(std::move(once), counted(started));
+  };
+  CHECK_THROWS_WITH(duet::run(loop, awaited(loop)), Catch::Contains("already awaited"));
+  CHECK(started == 1);
+}
+
+TEST_CASE("when_all: references and move-only values, in both forms", "[when_all]") {
+  duet::Loop loop;
+  int x = 0;
+  auto ref = [](duet::Loop& l, int& r) -> Task<int&> {
+    co_await duet::sleep(l, 1ms);
+    co_return r;
+  };
+  auto owned = [](duet::Loop& l, int v) -> Task<std::unique_ptr<int>> {
+    co_await duet::sleep(l, 2ms);
+    co_return std::make_unique<int>(v);
+  };
+  auto t = [&](duet::Loop& l) -> Task<int> {
+    auto [r, p] = co_await duet::when_all(ref(l, x), owned(l, 7));
+    r = 5;  // the tuple form decays a reference to a value, as it always has
+    std::vector<Task<std::unique_ptr<int>>> tasks;
+    tasks.push_back(owned(l, 1));
+    tasks.push_back(owned(l, 2));
+    std::vector<std::unique_ptr<int>> all = co_await duet::when_all(std::move(tasks));
+    co_return *p + *all[0] * 10 + *all[1] * 100 + r;
+  };
+  CHECK(duet::run(loop, t(loop)) == 7 + 10 + 200 + 5);
+  CHECK(x == 0);
+}
+
+TEST_CASE("when_all: cancelling the awaiting task cancels every task and throws Cancelled", "[when_all][cancel]") {
+  duet::Loop loop;
+  int cancelled = 0;
+  auto t = [](duet::Loop& l, int& c) -> Task<> {
+    co_await duet::when_all(long_sleeper(l, c), long_sleeper(l, c), long_sleeper(l, c));
+  };
+  auto handle = duet::spawn(loop, t(loop, cancelled));
+  {
+    duet::Timer stopper(loop);
+    stopper.start(5ms, 0ms, [&] { handle.cancel(); });
+    loop.run();
+  }
+  CHECK(cancelled == 3);
+  CHECK_THROWS_AS(handle.result(), duet::Cancelled);
+  loop.run();  // the timers' handles finish closing
   CHECK(loop.live_resources() == 0);
 }
 

@@ -29,10 +29,11 @@
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
-#include <variant>
 
 #include "duet/awaitable.hpp"
 
@@ -70,6 +71,19 @@ void* allocate_frame(std::size_t n);
 void deallocate_frame(void* p, std::size_t n) noexcept;
 void set_frame_recycling(bool on) noexcept;
 
+class PromiseBase;
+
+/// Told when a task it started directly has finished: `when_all` starts its tasks this way, without
+/// a coroutine of its own between it and each task. Returns the coroutine to continue with
+/// (`std::noop_coroutine()` for none).
+class TaskJoin {
+ public:
+  virtual std::coroutine_handle<> task_done(PromiseBase& task, std::size_t index) noexcept = 0;
+
+ protected:
+  ~TaskJoin() = default;
+};
+
 class PromiseBase {
  public:
   static void* operator new(std::size_t n) { return allocate_frame(n); }
@@ -81,71 +95,80 @@ class PromiseBase {
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     void await_suspend(std::coroutine_handle<Promise> done) noexcept {
-      if (std::coroutine_handle<> next = done.promise().continuation_) detail::resume(next);
+      PromiseBase& p = done.promise();
+      std::coroutine_handle<> next = p.join_ ? p.join_->task_done(p, p.index_) : p.continuation_;
+      if (next && next != std::noop_coroutine()) detail::resume(next);
     }
     void await_resume() const noexcept {}
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
 
   /// The context inherited from the awaiting coroutine, whose promise holds it while it waits.
   const TaskContext& context() const noexcept { return *context_; }
   void set_context(const TaskContext& c) noexcept { context_ = &c; }
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+  /// Reports the end of this task to `join` (as `index`) instead of resuming a continuation.
+  void set_join(TaskJoin& join, std::size_t index) noexcept {
+    join_ = &join;
+    index_ = index;
+  }
+  /// The exception that escaped the body (null if it returned).
+  const std::exception_ptr& exception() const noexcept { return exception_; }
+
+ protected:
+  void rethrow_if_failed() const {
+    if (exception_) std::rethrow_exception(exception_);
+  }
 
  private:
   std::coroutine_handle<> continuation_;
   const TaskContext* context_ = &no_context;
+  TaskJoin* join_ = nullptr;
+  std::size_t index_ = 0;
+  std::exception_ptr exception_;
 };
 
 template <class T>
 class Promise final : public PromiseBase {
  public:
   Task<T> get_return_object() noexcept;
-  void unhandled_exception() noexcept { result_.template emplace<2>(std::current_exception()); }
 
   template <class V>
   requires std::is_convertible_v<V&&, T>
-  void return_value(V&& v) { result_.template emplace<1>(std::forward<V>(v)); }
+  void return_value(V&& v) { value_.emplace(std::forward<V>(v)); }
 
   T result() {
-    if (result_.index() == 2) std::rethrow_exception(std::get<2>(result_));
-    return std::move(std::get<1>(result_));
+    rethrow_if_failed();
+    return std::move(*value_);
   }
 
  private:
-  std::variant<std::monostate, T, std::exception_ptr> result_;
+  std::optional<T> value_;
 };
 
 template <class T>
 class Promise<T&> final : public PromiseBase {
  public:
   Task<T&> get_return_object() noexcept;
-  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
   void return_value(T& v) noexcept { value_ = std::addressof(v); }
 
   T& result() {
-    if (exception_) std::rethrow_exception(exception_);
+    rethrow_if_failed();
     return *value_;
   }
 
  private:
   T* value_ = nullptr;
-  std::exception_ptr exception_;
 };
 
 template <>
 class Promise<void> final : public PromiseBase {
  public:
   Task<void> get_return_object() noexcept;
-  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
   void return_void() noexcept {}
 
-  void result() {
-    if (exception_) std::rethrow_exception(exception_);
-  }
-
- private:
-  std::exception_ptr exception_;
+  void result() { rethrow_if_failed(); }
 };
 
 }  // namespace detail

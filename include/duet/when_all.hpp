@@ -21,13 +21,18 @@
 //
 // The combinators may be moved until they are awaited, so `with_timeout(d, when_all(...))` works.
 //
-// Cost: one child coroutine frame per task (recycled); the range form also allocates its vectors.
+// An empty (moved-from or default) task, or one already awaited, makes the `co_await` throw
+// `std::logic_error`, before any task starts.
+//
+// Cost: nothing per task beyond the task's own frame (the tasks report to the combinator directly);
+// the range form takes the vector it is given. The tasks' frames live until the combinator is
+// destroyed (the end of the `co_await` expression), their results being moved out of them.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <optional>
-#include <span>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -58,15 +63,78 @@ class Settled {
 
 namespace detail {
 
-/// The part of when_all that does not depend on the tasks' types.
-class WhenAllBase : public JoinAll {
+/// A finished task's outcome, moved out of its promise (for `Settled`).
+template <class T>
+Outcome<T> take_outcome(Task<T>& task) {
+  Outcome<T> out;
+  auto& p = task.handle().promise();
+  if (p.exception()) {
+    out.v.template emplace<2>(p.exception());
+  } else if constexpr (std::is_void_v<T>) {
+    out.v.template emplace<1>();
+  } else if constexpr (std::is_reference_v<T>) {
+    out.v.template emplace<1>(std::addressof(p.result()));
+  } else {
+    out.v.template emplace<1>(p.result());
+  }
+  return out;
+}
+
+/// A task's value as when_all returns it (`std::monostate` for void), moved out of its promise.
+template <class T>
+decltype(auto) take_value(Task<T>& task) {
+  if constexpr (std::is_void_v<T>)
+    return std::monostate();
+  else
+    return task.handle().promise().result();
+}
+
+/// The part of when_all that does not depend on the tasks' types. The tasks themselves report to it
+/// (`TaskJoin`): no coroutine stands between the awaiting coroutine and its tasks, and every task runs
+/// under the one context this object holds (the parent's loop, the group's stop token).
+class WhenAllBase : public TaskJoin {
  public:
-  std::coroutine_handle<> child_done(std::size_t) noexcept override { return arrive(); }
+  WhenAllBase() = default;
+  // Moved only before it is awaited, when nothing is linked or started yet.
+  WhenAllBase(WhenAllBase&& o) noexcept : settle_(o.settle_) {}
+
+  std::coroutine_handle<> task_done(PromiseBase& task, std::size_t) noexcept override {
+    if (!settle_ && task.exception()) {
+      if (!group_.first) group_.first = task.exception();
+      group_.stop.request_stop();
+    }
+    return --remaining_ == 0 ? parent_ : std::noop_coroutine();
+  }
 
  protected:
+  explicit WhenAllBase(bool settle) noexcept : settle_(settle) {}
+
+  /// Prepares to start `count` tasks under the parent's loop and the group's stop source (linked to
+  /// the parent's stop token).
   template <class Promise>
-  bool start(std::coroutine_handle<Promise> parent, std::span<Child> children) {
-    return start_all(parent, children, group_.stop);
+  void begin(std::coroutine_handle<Promise> parent, std::size_t count) {
+    const TaskContext& context = context_of(parent);
+    parent_ = parent;
+    parent_context_ = &context;
+    link_.link(context.stop_token, group_.stop);
+    child_context_ = TaskContext{context.loop, group_.stop.get_token()};
+    remaining_ = count + 1;  // the extra count is held until every task has started
+  }
+  /// Starts one task (after `begin`); it reports as `index`.
+  template <class T>
+  void start_one(Task<T>& task, std::size_t index) {
+    auto& p = task.handle().promise();
+    p.set_join(*this, index);
+    p.set_context(child_context_);
+    resume(task.handle());  // runs once the parent has suspended
+  }
+  /// After every task has started: true if the parent must suspend.
+  bool started_all() noexcept { return --remaining_ != 0; }
+
+  template <class T>
+  static void check(const Task<T>& task) {
+    if (!task.valid()) throw std::logic_error("duet::when_all: an empty (moved-from or default) task");
+    if (task.done()) throw std::logic_error("duet::when_all: a task that was already awaited");
   }
 
   void rethrow_failure() {
@@ -74,94 +142,88 @@ class WhenAllBase : public JoinAll {
   }
   /// when_all_settled: the awaiting coroutine was cancelled (its tasks were, with it).
   void throw_if_cancelled() const {
-    if (parent_context().stop_token.stop_requested()) throw Cancelled();
+    if (parent_context_->stop_token.stop_requested()) throw Cancelled();
   }
-  /// when_all: the first failure cancels the rest; when_all_settled: nobody is cancelled for it.
-  FailureGroup* failure_group(bool settle) noexcept { return settle ? nullptr : &group_; }
 
+ private:
+  bool settle_ = false;  // when_all_settled: a failure cancels nobody
   FailureGroup group_;
+  StopLink link_;
+  TaskContext child_context_;
+  const TaskContext* parent_context_ = &no_context;
+  std::coroutine_handle<> parent_;
+  std::size_t remaining_ = 0;
 };
 
 template <bool Settle, class... Ts>
 class WhenAll final : public WhenAllBase {
  public:
-  explicit WhenAll(Task<Ts>... tasks) : tasks_(std::move(tasks)...) {}
+  explicit WhenAll(Task<Ts>... tasks) : WhenAllBase(Settle), tasks_(std::move(tasks)...) {}
   WhenAll(WhenAll&&) = default;
 
   bool await_ready() const noexcept { return sizeof...(Ts) == 0; }
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> parent) {
-    // The children point at this object's outcomes, so they are made now that it no longer moves.
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((children_[I] = make_child<Ts>(std::move(std::get<I>(tasks_)), std::get<I>(outcomes_), failure_group(Settle))),
-       ...);
-    }
+    std::apply([](auto&... t) { (check(t), ...); }, tasks_);
+    begin(parent, sizeof...(Ts));
+    [&]<std::size_t... I>(std::index_sequence<I...>) { (start_one(std::get<I>(tasks_), I), ...); }
     (std::index_sequence_for<Ts...>());
-    return start(parent, children_);
+    return started_all();
   }
 
   auto await_resume() {
     if constexpr (Settle) {
       throw_if_cancelled();
-      return std::apply([](auto&... o) { return std::tuple(Settled<Ts>(std::move(o))...); }, outcomes_);
+      return std::apply([](auto&... t) { return std::tuple(Settled(take_outcome(t))...); }, tasks_);
     } else {
       rethrow_failure();
-      return std::apply([](auto&... o) { return std::tuple(o.take()...); }, outcomes_);
+      return std::apply([](auto&... t) { return std::tuple(take_value(t)...); }, tasks_);
     }
   }
 
  private:
   std::tuple<Task<Ts>...> tasks_;
-  std::tuple<Outcome<Ts>...> outcomes_;
-  std::array<Child, sizeof...(Ts)> children_;
 };
 
 template <bool Settle, class T>
 class WhenAllRange final : public WhenAllBase {
  public:
-  explicit WhenAllRange(std::vector<Task<T>> tasks) : tasks_(std::move(tasks)) {}
+  explicit WhenAllRange(std::vector<Task<T>> tasks) : WhenAllBase(Settle), tasks_(std::move(tasks)) {}
   WhenAllRange(WhenAllRange&&) = default;
 
   bool await_ready() const noexcept { return tasks_.empty(); }
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> parent) {
-    outcomes_.resize(tasks_.size());
-    children_.reserve(tasks_.size());
-    for (std::size_t i = 0; i < tasks_.size(); ++i)
-      children_.push_back(make_child<T>(std::move(tasks_[i]), outcomes_[i], failure_group(Settle)));
-    return start(parent, children_);
+    for (auto& t : tasks_) check(t);
+    begin(parent, tasks_.size());
+    for (std::size_t i = 0; i < tasks_.size(); ++i) start_one(tasks_[i], i);
+    return started_all();
   }
 
   auto await_resume() {
     if constexpr (Settle) {
       throw_if_cancelled();
       std::vector<Settled<T>> all;
-      all.reserve(outcomes_.size());
-      for (auto& o : outcomes_) all.emplace_back(std::move(o));
+      all.reserve(tasks_.size());
+      for (auto& t : tasks_) all.emplace_back(take_outcome(t));
       return all;
     } else {
-      return values();
+      rethrow_failure();
+      if constexpr (std::is_void_v<T>) {
+        return;
+      } else {
+        std::vector<std::remove_cvref_t<T>> values;
+        values.reserve(tasks_.size());
+        for (auto& t : tasks_) values.push_back(take_value(t));
+        return values;
+      }
     }
   }
 
  private:
-  auto values() {
-    rethrow_failure();
-    if constexpr (std::is_void_v<T>) {
-      return;
-    } else {
-      std::vector<std::remove_cvref_t<decltype(std::declval<Outcome<T>&>().take())>> values;
-      values.reserve(outcomes_.size());
-      for (auto& o : outcomes_) values.push_back(o.take());
-      return values;
-    }
-  }
-
   std::vector<Task<T>> tasks_;
-  std::vector<Outcome<T>> outcomes_;
-  std::vector<Child> children_;
 };
 
 }  // namespace detail
