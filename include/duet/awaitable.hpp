@@ -109,7 +109,10 @@ struct ResultSlot<void> {
 template <class Result, class Init>
 class Awaitable {
  public:
-  explicit Awaitable(Init init) : init_(std::move(init)) {}
+  /// Takes the initiating function by reference: it is moved once, into the awaitable.
+  template <class I>
+  requires std::is_same_v<std::remove_cvref_t<I>, Init>
+  explicit Awaitable(I&& init) : init_(std::forward<I>(init)) {}
   Awaitable(Awaitable&&) = default;
   Awaitable(const Awaitable&) = delete;
   Awaitable& operator=(const Awaitable&) = delete;
