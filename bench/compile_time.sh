@@ -39,4 +39,4 @@ echo "| translation unit | seconds |"
 echo "| --- | --- |"
 echo "| standard + libuv headers the API uses (floor) | $floor |"
 echo "| <duet/duet.hpp> | $duet |"
-awk -v d="$duet" -v f="$floor" 'BEGIN { printf "duet.hpp / floor = %.2f; duet's own headers add %.2f s\n", d / f, d - f }'
+awk -v d="$duet" -v f="$floor" 'BEGIN { printf "duet.hpp / floor = %.2f; the duet headers add %.2f s\n", d / f, d - f }'
