@@ -44,6 +44,8 @@ NestedRun::~NestedRun() {
   delete static_cast<Trampoline*>(saved_);
 }
 
+bool resumes_at_once() noexcept { return !t.draining; }
+
 void resume(std::coroutine_handle<> h) {
   if (t.draining) {
     t.queue.push_back(h);

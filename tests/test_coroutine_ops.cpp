@@ -220,3 +220,39 @@ TEST_CASE("co_await sem.acquire() gives an RAII permit that callback code shares
   CHECK(sem.available() == 1);
   handle.result();
 }
+
+TEST_CASE("a result handed over as an rvalue reaches the coroutine whether it runs inside the callback or later",
+          "[coro]") {
+  // An operation that keeps its callback; the test calls it with a temporary string, either from a
+  // plain callback (the coroutine runs inside the call and takes the value from the argument) or from
+  // inside a running coroutine (the coroutine is queued, so the value must be kept in the awaitable).
+  struct Pending {
+    duet::detail::UniqueFunction<void(std::error_code, std::string&&)> cb;
+  };
+  duet::Loop loop;
+  Pending pending;
+  auto op = [&pending] { return duet::awaitable<std::string>([&pending](auto cb) { pending.cb = std::move(cb); }); };
+  const std::string big(1000, 'x');  // past the small-string buffer: a move takes the heap block
+  auto waiter = [&]() -> Task<std::string> { co_return co_await op(); };
+
+  SECTION("called from plain code: resumed inside the call") {
+    auto handle = duet::spawn(loop, waiter());
+    loop.run_once();  // the task starts and waits
+    REQUIRE(pending.cb);
+    pending.cb(std::error_code(), std::string(big));
+    loop.run();
+    CHECK(handle.result() == big);
+  }
+  SECTION("called from inside a coroutine: resumed after it suspends") {
+    auto completer = [&]() -> Task<> {
+      pending.cb(std::error_code(), std::string(big));  // the temporary dies before the waiter runs
+      co_await duet::sleep(loop, 1ms);
+    };
+    auto handle = duet::spawn(loop, waiter());
+    loop.run_once();
+    REQUIRE(pending.cb);
+    duet::run(loop, completer());
+    loop.run();
+    CHECK(handle.result() == big);
+  }
+}

@@ -22,7 +22,10 @@
 //
 // Cost: the awaitable lives in the coroutine frame and the callback is one pointer, so the request
 // object (from the loop's pool) is all an awaited operation allocates. An operation that completes
-// inside its initiating call (a free semaphore permit) resumes without suspending.
+// inside its initiating call (a free semaphore permit) resumes without suspending. A result the
+// callback receives as an rvalue of the result type (an HTTP response) is moved once, straight into
+// the coroutine, when the coroutine can run inside the callback (the usual case: a libuv callback);
+// otherwise it is kept in the awaitable until the coroutine runs.
 //
 // An Awaitable must be awaited once, by the coroutine that created it, and is not copyable.
 #pragma once
@@ -90,14 +93,20 @@ void resume(std::coroutine_handle<> h);
 /// Throws the exception that stands for `ec`.
 [[noreturn]] void throw_error(std::error_code ec);
 
+/// True if `resume(h)`, called now, would run `h` at once (no trampoline is draining on this thread)
+/// rather than queue it.
+bool resumes_at_once() noexcept;
+
 template <class Result>
 struct ResultSlot {
   std::optional<Result> value;
+  /// The callback's own argument, while the coroutine runs inside the callback (see Completion).
+  Result* borrowed = nullptr;
   template <class V>
   void set(V&& v) {
     value.emplace(std::forward<V>(v));
   }
-  Result take() { return std::move(*value); }
+  Result take() { return borrowed ? std::move(*borrowed) : std::move(*value); }
 };
 template <>
 struct ResultSlot<void> {
@@ -139,8 +148,18 @@ class Awaitable {
     template <class R>
     requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R&&>) void operator()(std::error_code ec,
                                                                                               R&& r) {
-      self_->ec_ = ec;
-      if (!ec) self_->slot_.set(std::forward<R>(r));
+      Awaitable* self = self_;
+      self->ec_ = ec;
+      if constexpr (std::is_same_v<R&&, Result&&>) {
+        // The coroutine runs before this call returns: it moves the result straight out of `r`,
+        // which lives until then (one move of the result, not two).
+        if (!ec && !self->starting_ && detail::resumes_at_once()) {
+          self->slot_.borrowed = &r;
+          detail::resume(self->waiter_);
+          return;
+        }
+      }
+      if (!ec) self->slot_.set(std::forward<R>(r));
       finish();
     }
     template <class R>
