@@ -2,6 +2,8 @@
 // only, with the poisoning decided by the library's own build.
 #include "duet/detail/free_list.hpp"
 
+#include <atomic>
+#include <cstdint>
 #include <new>
 #include <utility>
 
@@ -24,20 +26,55 @@ void unpoison([[maybe_unused]] void* p, [[maybe_unused]] std::size_t n) noexcept
 #endif
 }
 
+// Chunks are aligned to their size, so a block finds its chunk by masking its address. 32 KiB keeps
+// the aligned allocation on malloc's heap (glibc serves requests of 128 KiB and more, which an
+// aligned 64 KiB would become, with mmap).
+constexpr std::size_t kChunkBytes = 32 * 1024;
+// The count a chunk starts with while blocks are still carved from it; replaced by the number carved
+// when it is retired. Far above any number of blocks a chunk can hold, so blocks given back before
+// then never bring the count to zero.
+constexpr std::ptrdiff_t kCarvingBias = std::ptrdiff_t(1) << 40;
+
 }  // namespace
 
-template <std::size_t Classes, std::size_t KeepPerClass>
-SizeClassFreeList<Classes, KeepPerClass>::~SizeClassFreeList() {
-  for (Block*& head : free_) {
-    while (head) {
-      unpoison(head, sizeof(Block));
-      ::operator delete(std::exchange(head, head->next));
-    }
-  }
+/// The header at the start of each chunk: how many of its blocks are out (plus the carving bias).
+struct alignas(64) Chunk {
+  std::atomic<std::ptrdiff_t> out{kCarvingBias};
+};
+
+namespace {
+
+Chunk* chunk_of(void* block) noexcept {
+  return reinterpret_cast<Chunk*>(reinterpret_cast<std::uintptr_t>(block) & ~std::uintptr_t(kChunkBytes - 1));
 }
 
-template <std::size_t Classes, std::size_t KeepPerClass>
-void* SizeClassFreeList<Classes, KeepPerClass>::allocate(std::size_t n) {
+void free_chunk(Chunk* c) noexcept {
+  unpoison(c, kChunkBytes);
+  c->~Chunk();
+  ::operator delete(static_cast<void*>(c), std::align_val_t(kChunkBytes));
+}
+
+/// Takes `n` from the chunk's count; frees it if that was the last of it.
+void drop(Chunk* c, std::ptrdiff_t n) noexcept {
+  if (c->out.fetch_sub(n, std::memory_order_acq_rel) == n) free_chunk(c);
+}
+
+}  // namespace
+
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+SizeClassFreeList<Classes, KeepPerClass, Chunked>::~SizeClassFreeList() {
+  for (std::size_t c = 0; c < Classes; ++c) {
+    while (Block* b = free_[c]) {
+      unpoison(b, sizeof(Block));
+      free_[c] = b->next;
+      give_back(b, (c + 1) * kGranule);
+    }
+  }
+  retire_chunk();
+}
+
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+void* SizeClassFreeList<Classes, KeepPerClass, Chunked>::allocate(std::size_t n) {
   const std::size_t c = size_class(n);
   if (c >= Classes) return ::operator new(n);
   if (Block* b = free_[c]) {
@@ -48,14 +85,19 @@ void* SizeClassFreeList<Classes, KeepPerClass>::allocate(std::size_t n) {
     return b;
   }
   // Always the whole size class, so any block of a class can serve any object of that class.
-  return ::operator new((c + 1) * kGranule);
+  return fresh((c + 1) * kGranule);
 }
 
-template <std::size_t Classes, std::size_t KeepPerClass>
-void SizeClassFreeList<Classes, KeepPerClass>::deallocate(void* p, std::size_t n, bool keep) noexcept {
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+void SizeClassFreeList<Classes, KeepPerClass, Chunked>::deallocate(void* p, std::size_t n, bool keep) noexcept {
   const std::size_t c = size_class(n);
-  if (c >= Classes || !keep || count_[c] >= KeepPerClass) {
+  if (c >= Classes) {
     ::operator delete(p);
+    return;
+  }
+  if (!keep || count_[c] >= KeepPerClass) {
+    poison(p, (c + 1) * kGranule);
+    give_back(p, (c + 1) * kGranule);
     return;
   }
   auto* b = static_cast<Block*>(p);
@@ -65,14 +107,59 @@ void SizeClassFreeList<Classes, KeepPerClass>::deallocate(void* p, std::size_t n
   poison(b, (c + 1) * kGranule);
 }
 
-template <std::size_t Classes, std::size_t KeepPerClass>
-std::size_t SizeClassFreeList<Classes, KeepPerClass>::kept() const noexcept {
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+void* SizeClassFreeList<Classes, KeepPerClass, Chunked>::fresh(std::size_t bytes) {
+  if constexpr (!Chunked) {
+    return ::operator new(bytes);
+  } else {
+    static_assert(Classes * kGranule <= kChunkBytes / 8, "a chunk holds at least 8 of its largest blocks");
+    if (!chunk_ || bytes > static_cast<std::size_t>(end_ - bump_)) {
+      void* memory = ::operator new(kChunkBytes, std::align_val_t(kChunkBytes));
+      retire_chunk();
+      chunk_ = new (memory) Chunk;
+      bump_ = static_cast<char*>(memory) + sizeof(Chunk);
+      end_ = static_cast<char*>(memory) + kChunkBytes;
+      carved_ = 0;
+      poison(bump_, kChunkBytes - sizeof(Chunk));
+    }
+    void* p = bump_;
+    bump_ += bytes;
+    ++carved_;
+    unpoison(p, bytes);
+    return p;
+  }
+}
+
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+void SizeClassFreeList<Classes, KeepPerClass, Chunked>::give_back(void* p,
+                                                                  [[maybe_unused]] std::size_t bytes) noexcept {
+  if constexpr (!Chunked) {
+    unpoison(p, bytes);
+    ::operator delete(p);
+  } else {
+    drop(chunk_of(p), 1);
+  }
+}
+
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+void SizeClassFreeList<Classes, KeepPerClass, Chunked>::retire_chunk() noexcept {
+  if constexpr (Chunked) {
+    if (!chunk_) return;
+    // The bias becomes the number of blocks carved: the count is then exactly the blocks still out.
+    drop(std::exchange(chunk_, nullptr), kCarvingBias - static_cast<std::ptrdiff_t>(carved_));
+    bump_ = end_ = nullptr;
+    carved_ = 0;
+  }
+}
+
+template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
+std::size_t SizeClassFreeList<Classes, KeepPerClass, Chunked>::kept() const noexcept {
   std::size_t n = 0;
   for (std::size_t k : count_) n += k;
   return n;
 }
 
 template class SizeClassFreeList<8, 1024>;
-template class SizeClassFreeList<32, 4096>;
+template class SizeClassFreeList<32, 4096, true>;
 
 }  // namespace duet::detail

@@ -11,9 +11,9 @@ namespace {
 
 std::atomic<bool> recycling{true};
 
-// Frames up to 2 KiB are recycled; at most 4096 per size class are kept, to bound what an idle thread
-// holds on to.
-thread_local SizeClassFreeList<32, 4096> frames;
+// Frames up to 2 KiB are carved from 32 KiB chunks and recycled; at most 4096 per size class are
+// kept, to bound what an idle thread holds on to (free_list.hpp).
+thread_local SizeClassFreeList<32, 4096, true> frames;
 
 }  // namespace
 

@@ -3,7 +3,9 @@
 // one that counts the calls made on the current thread, and otherwise behaves as the default.
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <new>
+#include <vector>
 
 #include "duet/duet.hpp"
 
@@ -36,6 +38,25 @@ void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+// The aligned forms count too (coroutine frames come from aligned chunks), and keep a count of live
+// aligned blocks, for the chunk test below.
+namespace {
+thread_local long aligned_live = 0;
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  ++allocations;
+  const auto align = static_cast<std::size_t>(a);
+  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) {
+    ++aligned_live;
+    return p;
+  }
+  throw std::bad_alloc();
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  if (p) --aligned_live;
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t a) noexcept { operator delete(p, a); }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -88,4 +109,28 @@ TEST_CASE("the allocation counter sees allocations (so the test above can fail)"
   delete sink;
   const long counted = allocations - before;  // read before CHECK, which allocates as it reports
   CHECK(counted == 1);
+}
+
+TEST_CASE("a burst of coroutine frames is carved from a few chunks, each freed once its frames are", "[allocations]") {
+  // Frames of a size no other test here uses, so the thread's lists hold none of it yet.
+  constexpr std::size_t kFrame = 1900;
+  constexpr int kFrames = 1000;
+  std::vector<void*> frames;
+  frames.reserve(kFrames);
+  const long live_before = aligned_live;
+  const long before = allocations;
+  for (int i = 0; i < kFrames; ++i) {
+    frames.push_back(duet::detail::allocate_frame(kFrame));
+    std::memset(frames.back(), i & 0xff, kFrame);  // writable, all of it (ASan checks the bounds)
+  }
+  const long made = allocations - before;
+  // 32 KiB chunks hold 16 frames of this class (1,920 bytes); one allocation per frame without them.
+  CHECK(made <= kFrames / 16 + 2);
+  for (int i = 0; i < kFrames; ++i)  // no frame overlaps another
+    CHECK(static_cast<unsigned char*>(frames[static_cast<std::size_t>(i)])[kFrame - 1] == (i & 0xff));
+  duet::detail::set_frame_recycling(false);  // give every block back rather than keep it
+  for (void* p : frames) duet::detail::deallocate_frame(p, kFrame);
+  duet::detail::set_frame_recycling(true);
+  // Every chunk whose frames all came back is freed; at most the one still being carved remains.
+  CHECK(aligned_live - live_before <= 1);
 }

@@ -3,11 +3,13 @@
 // repeated, half the time racing the stop against the operation's start.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <latch>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
@@ -311,4 +313,34 @@ TEST_CASE("an HTTP request cancelled from another thread gets UV_ECANCELED, on t
     held.clear();
     silent.reset();
   });
+}
+
+TEST_CASE("coroutine frames freed on another thread give their chunks back safely", "[threads][coro]") {
+  // Frames are carved from per-thread chunks; a frame destroyed on another thread goes to that
+  // thread's lists and, when that thread ends, back to its chunk, while the owning thread goes on
+  // carving and retiring chunks. The chunk counts are what the two threads share.
+  constexpr std::size_t kFrame = 1000;
+  for (int round = 0; round < 20; ++round) {
+    std::vector<void*> frames(300);
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      frames[i] = duet::detail::allocate_frame(kFrame);
+      std::memset(frames[i], static_cast<int>(i & 0xff), kFrame);
+    }
+    int damaged = 0;
+    std::thread other([&frames, &damaged] {
+      for (std::size_t i = 0; i < frames.size(); ++i) {
+        const auto* bytes = static_cast<const unsigned char*>(frames[i]);
+        if (bytes[0] != (i & 0xff) || bytes[kFrame - 1] != (i & 0xff)) ++damaged;
+        duet::detail::deallocate_frame(frames[i], kFrame);
+      }
+    });                            // the thread's lists give the frames back to their chunks as it ends
+    std::vector<void*> more(300);  // meanwhile this thread carves (and retires) chunks of its own
+    for (void*& p : more) {
+      p = duet::detail::allocate_frame(kFrame);
+      std::memset(p, 0xee, kFrame);
+    }
+    other.join();
+    CHECK(damaged == 0);
+    for (void* p : more) duet::detail::deallocate_frame(p, kFrame);
+  }
 }

@@ -22,8 +22,10 @@
 // - Threads: a Task runs on the thread that resumes it — for duet, the loop thread.
 //
 // Cost: one coroutine frame per Task. Frames come from a per-thread recycling allocator (size classes
-// of 64 bytes up to 2 KiB), so a steady stream of tasks reuses the same memory; see
-// `bench/micro.cpp` for the figures with and without it.
+// of 64 bytes up to 2 KiB), so a steady stream of tasks reuses the same memory, and a burst of new
+// ones is carved from 32 KiB chunks rather than allocated one by one (a chunk is freed once all its
+// frames are: one long-lived frame keeps its chunk); see `bench/micro.cpp` for the figures with and
+// without recycling.
 #pragma once
 
 #include <coroutine>
