@@ -4,7 +4,7 @@
 #include <new>
 #include <vector>
 
-#include "duet/detail/free_list.hpp"
+#include "free_list_impl.hpp"
 
 namespace duet::detail {
 namespace {

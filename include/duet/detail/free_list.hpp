@@ -71,8 +71,9 @@ class SizeClassFreeList {
   std::size_t carved_ = 0;
 };
 
-// The two instances, compiled in src/free_list.cpp.
-extern template class SizeClassFreeList<8, 1024>;         // a loop's request objects (LoopCore)
-extern template class SizeClassFreeList<32, 4096, true>;  // coroutine frames, per thread (task.cpp)
+// The two instances, compiled in src/free_list.cpp: SizeClassFreeList<8, 1024> for a loop's request
+// objects (LoopCore), SizeClassFreeList<32, 4096, true> for coroutine frames, per thread (task.cpp,
+// which sees the definitions and inlines the lists' fast path). Code that includes this header sees
+// only the declarations, and calls the library's.
 
 }  // namespace duet::detail
