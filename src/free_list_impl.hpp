@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <new>
 #include <utility>
 
@@ -37,7 +38,7 @@ inline constexpr std::size_t kChunkBytes = 32 * 1024;
 // The count a chunk starts with while blocks are still carved from it; replaced by the number carved
 // when it is retired. Far above any number of blocks a chunk can hold, so blocks given back before
 // then never bring the count to zero.
-inline constexpr std::ptrdiff_t kCarvingBias = std::ptrdiff_t(1) << 40;
+inline constexpr std::ptrdiff_t kCarvingBias = std::numeric_limits<std::ptrdiff_t>::max() / 2;
 
 }  // namespace free_list
 
@@ -76,12 +77,16 @@ SizeClassFreeList<Classes, KeepPerClass, Chunked>::~SizeClassFreeList() {
       free_[c] = b->next;
       give_back(b, (c + 1) * kGranule);
     }
+    // A thread_local destroyed after this one may still free (or make) frames: from now on every
+    // block is given back at once, and no chunk stays current.
+    count_[c] = KeepPerClass;
   }
   retire_chunk();
+  ended_ = true;
 }
 
 template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
-inline void* SizeClassFreeList<Classes, KeepPerClass, Chunked>::allocate(std::size_t n) {
+void* SizeClassFreeList<Classes, KeepPerClass, Chunked>::allocate(std::size_t n) {
   const std::size_t c = size_class(n);
   if (c >= Classes) return ::operator new(n);
   if (Block* b = free_[c]) {
@@ -96,7 +101,7 @@ inline void* SizeClassFreeList<Classes, KeepPerClass, Chunked>::allocate(std::si
 }
 
 template <std::size_t Classes, std::size_t KeepPerClass, bool Chunked>
-inline void SizeClassFreeList<Classes, KeepPerClass, Chunked>::deallocate(void* p, std::size_t n, bool keep) noexcept {
+void SizeClassFreeList<Classes, KeepPerClass, Chunked>::deallocate(void* p, std::size_t n, bool keep) noexcept {
   const std::size_t c = size_class(n);
   if (c >= Classes) {
     ::operator delete(p);
@@ -134,6 +139,7 @@ void* SizeClassFreeList<Classes, KeepPerClass, Chunked>::fresh(std::size_t bytes
     bump_ += bytes;
     ++carved_;
     unpoison(p, bytes);
+    if (ended_) retire_chunk();  // see the destructor: the chunk goes when this block comes back
     return p;
   }
 }

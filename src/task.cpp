@@ -46,6 +46,10 @@ NestedRun::~NestedRun() {
 
 bool resumes_at_once() noexcept { return !t.draining; }
 
+void reserve_resumes(std::size_t n) {
+  if (t.draining) t.queue.reserve(t.queue.size() + n);
+}
+
 void resume(std::coroutine_handle<> h) {
   if (t.draining) {
     t.queue.push_back(h);

@@ -1,10 +1,12 @@
 // "No heap allocation per awaited operation beyond the coroutine frame": counted, not assumed. This
 // test is an executable of its own (duet_allocation_tests): it replaces the global operator new with
 // one that counts the calls made on the current thread, and otherwise behaves as the default.
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "duet/duet.hpp"
@@ -41,7 +43,7 @@ void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); 
 // The aligned forms count too (coroutine frames come from aligned chunks), and keep a count of live
 // aligned blocks, for the chunk test below.
 namespace {
-thread_local long aligned_live = 0;
+std::atomic<long> aligned_live{0};  // all threads: chunks are freed on whichever thread lets go last
 }
 void* operator new(std::size_t n, std::align_val_t a) {
   ++allocations;
@@ -133,4 +135,27 @@ TEST_CASE("a burst of coroutine frames is carved from a few chunks, each freed o
   duet::detail::set_frame_recycling(true);
   // Every chunk whose frames all came back is freed; at most the one still being carved remains.
   CHECK(aligned_live - live_before <= 1);
+}
+
+namespace {
+duet::Task<int> one() { co_return 1; }
+/// Tasks held by a thread_local made before the thread's first frame: destroyed after the thread's
+/// frame lists are (thread_locals go in the reverse order of their construction).
+struct TasksHeldByTheThread {
+  std::vector<duet::Task<int>> tasks;
+};
+thread_local TasksHeldByTheThread held_by_the_thread;
+}  // namespace
+
+TEST_CASE("frames freed by a thread_local that outlives the thread's frame lists free their chunks",
+          "[allocations][threads]") {
+  const long live_before = aligned_live;
+  for (int i = 0; i < 4; ++i) {
+    std::thread thread([] {
+      held_by_the_thread.tasks.reserve(3);  // constructed now, before any frame of this thread
+      for (int k = 0; k < 3; ++k) held_by_the_thread.tasks.push_back(one());
+    });
+    thread.join();
+  }
+  CHECK(aligned_live == live_before);  // every chunk those threads carved is freed
 }

@@ -53,6 +53,10 @@ namespace detail {
 /// does with tail calls.
 void resume(std::coroutine_handle<> h);
 
+/// Makes room for `n` more `resume` calls to queue without allocating (throws std::bad_alloc if it
+/// cannot): for a caller that starts several coroutines and must not fail halfway.
+void reserve_resumes(std::size_t n);
+
 /// A loop run from inside a coroutine (another loop's `run`, say) gets a trampoline of its own, so
 /// that its coroutines run now rather than wait for the outer coroutine to suspend. Loop::run and
 /// run_once hold one of these.

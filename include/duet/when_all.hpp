@@ -113,6 +113,7 @@ class WhenAllBase : public TaskJoin {
   /// the parent's stop token).
   template <class Promise>
   void begin(std::coroutine_handle<Promise> parent, std::size_t count) {
+    reserve_resumes(count);  // may throw, before any task has started; starting them then cannot
     const TaskContext& context = context_of(parent);
     parent_ = parent;
     parent_context_ = &context;
