@@ -22,8 +22,9 @@
 // after free of a recycled object is reported as it would be without the lists. Only the layout is
 // here: the functions are compiled into the library (src/free_list_impl.hpp, instantiated for the
 // two instances duet uses in src/free_list.cpp), so whether blocks are poisoned is decided by how the
-// library was built, never by the application including this header. An application built with ASan against a library
-// built without it (or the other way round) sees consistent pools: poisoned and unpoisoned by the same code.
+// library was built, never by the application including this header. An application built with ASan
+// against a library built without it (or the other way round) sees consistent pools: poisoned and
+// unpoisoned by the same code.
 #pragma once
 
 #include <cstddef>
