@@ -100,7 +100,7 @@ void BM_op_inline_coroutine(benchmark::State& state) {
 }
 BENCHMARK(BM_op_inline_coroutine);
 
-// ---- tasks: create and await a child task, with and without frame recycling -------------------------
+// ---- tasks: create and await a child task, frames recycled or given back at once (to their chunk) ----
 
 duet::Task<int> child(int x) { co_return x; }
 
@@ -116,7 +116,7 @@ void BM_task_create_and_await(benchmark::State& state) {
   duet::Loop loop;
   for (auto _ : state) benchmark::DoNotOptimize(duet::run(loop, await_children()));
   duet::detail::set_frame_recycling(true);
-  state.SetLabel(recycle ? "frames recycled" : "frames from operator new");
+  state.SetLabel(recycle ? "frames recycled" : "frames given back at once");
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 BENCHMARK(BM_task_create_and_await)->Arg(1)->Arg(0);
