@@ -37,9 +37,10 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
   core->set_loop_thread();  // a host may run its loop on a thread other than the Loop's creator
   std::vector<UniqueFunction<void()>>& batch = core->running_batch_;
+  Mailbox& mailbox = *core->mailbox_;
   {
-    std::lock_guard lock(core->queue_mutex_);
-    batch.swap(core->queue_);  // `queue` gets the spare (empty, with capacity): no allocation per post
+    std::lock_guard lock(mailbox.mutex);
+    batch.swap(mailbox.queue);  // the queue gets the spare (empty, with capacity): no allocation per post
   }
   // A function may destroy the Loop: `dispatching` keeps the core alive until this returns.
   core->dispatching_ = true;
@@ -50,8 +51,8 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   batch.clear();
   core->dispatching_ = false;
   if (core->closing_) return core->finish_if_orphaned();
-  std::lock_guard lock(core->queue_mutex_);
-  if (core->holds_ == 0 && core->queue_.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
+  std::lock_guard lock(mailbox.mutex);
+  if (core->holds_ == 0 && mailbox.queue.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
 }
 
 void LoopCore::cancel_and_destroy_tasks() noexcept {
@@ -70,8 +71,8 @@ void LoopCore::cancel_and_destroy_tasks() noexcept {
 void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
   if (closing_) return;
   try {
-    std::lock_guard lock(queue_mutex_);
-    queue_.push_back(std::move(fn));
+    std::lock_guard lock(mailbox_->mutex);
+    mailbox_->queue.push_back(std::move(fn));
   } catch (...) {
     report(std::current_exception());  // out of memory: this completion is lost, and said so
     return;
@@ -82,13 +83,7 @@ void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
 
 void LoopCore::post(UniqueFunction<void()> fn) {
   if (on_loop_thread()) return defer(std::move(fn));
-  std::unique_lock lock(queue_mutex_);
-  if (posts_closed_) {
-    lock.unlock();
-    return;  // `fn` is destroyed here, outside the lock
-  }
-  queue_.push_back(std::move(fn));
-  uv_async_send(async_);  // under the lock: ~Loop closes `async_` only after it has set posts_closed_
+  mailbox_->send(fn);  // refused once the Loop is being destroyed: `fn` is then destroyed here, unlocked
 }
 
 void LoopCore::report(std::exception_ptr e) noexcept {
@@ -157,6 +152,7 @@ void Loop::init_async() {
   async->data = core_;
   uv_unref(reinterpret_cast<uv_handle_t*>(async));
   core_->async_ = async;
+  core_->mailbox_->async = async;
 }
 
 Loop::~Loop() {
@@ -174,8 +170,8 @@ Loop::~Loop() {
   std::size_t pending = 0;
   for (auto* r : resources) pending += r->pending() ? 1 : 0;
   {
-    std::lock_guard lock(core->queue_mutex_);
-    pending += core->queue_.size();  // posted or deferred functions that will not run
+    std::lock_guard lock(core->mailbox_->mutex);
+    pending += core->mailbox_->queue.size();  // posted or deferred functions that will not run
   }
   if (pending > 0 || core->tasks_.size() > 0) {
     std::string what = "duet::Loop destroyed with " + std::to_string(pending) +
@@ -187,9 +183,9 @@ Loop::~Loop() {
   *core->alive_ = false;
   std::vector<detail::UniqueFunction<void()>> dropped;
   {
-    std::lock_guard lock(core->queue_mutex_);
-    dropped.swap(core->queue_);
-    core->posts_closed_ = true;  // later posts (a stop requested on another thread) are dropped
+    std::lock_guard lock(core->mailbox_->mutex);
+    dropped.swap(core->mailbox_->queue);
+    core->mailbox_->closed = true;  // later posts (a stop requested on another thread) are refused
   }
   dropped.clear();  // outside the lock: what they own may close handles as it goes
   for (auto* r : resources) r->abandon();
@@ -260,25 +256,24 @@ void Loop::set_error_handler(std::function<void(std::exception_ptr)> handler) {
   core_->error_handler_ = std::move(handler);
 }
 
-Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core), alive_(core->alive_) {
-  if (core_->holds_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(core_->async_));
-}
+Loop::Hold::Hold(detail::LoopCore* core) noexcept : core_(core), alive_(core->alive_) { core_->acquire_hold(); }
 
 void Loop::Hold::release() noexcept {
   if (!core_) return;
-  if (!*alive_) {  // the Loop is gone, and its core with it (or soon): nothing is held any more
-    core_ = nullptr;
-    return;
-  }
-  if (--core_->holds_ == 0) {
-    bool idle;
-    {
-      std::lock_guard lock(core_->queue_mutex_);
-      idle = core_->queue_.empty();
-    }
-    if (idle) uv_unref(reinterpret_cast<uv_handle_t*>(core_->async_));
-  }
+  if (*alive_) core_->release_hold();  // else the Loop is gone, and its core with it (or soon)
   core_ = nullptr;
 }
+
+namespace detail {
+void LoopCore::release_hold() noexcept {
+  if (--holds_ > 0) return;
+  bool idle;
+  {
+    std::lock_guard lock(mailbox_->mutex);
+    idle = mailbox_->queue.empty();
+  }
+  if (idle) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+}
+}  // namespace detail
 
 }  // namespace duet

@@ -79,6 +79,13 @@ void set_frame_recycling(bool on) noexcept;
 
 class PromiseBase;
 
+/// Where a task is while `resume_on` has taken it to another loop than its own (resume_on.hpp):
+/// library-private, made and freed in src/resume_on.cpp.
+struct Away;
+void delete_away(Away* away) noexcept;
+/// The end of a task that is away from its loop: its awaiting coroutine is resumed back there.
+void finish_away(PromiseBase& task) noexcept;
+
 /// Told when a task it started directly has finished: `when_all` starts its tasks this way, without
 /// a coroutine of its own between it and each task. Returns the coroutine to continue with
 /// (`std::noop_coroutine()` for none).
@@ -102,7 +109,9 @@ class PromiseBase {
     template <class Promise>
     void await_suspend(std::coroutine_handle<Promise> done) noexcept {
       PromiseBase& p = done.promise();
-      std::coroutine_handle<> next = p.join_ ? p.join_->task_done(p, p.index_) : p.continuation_;
+      if (p.away_) [[unlikely]]
+        return finish_away(p);  // whoever awaits it is on its own loop: resumed there
+      std::coroutine_handle<> next = p.next_after_done();
       if (next && next != std::noop_coroutine()) detail::resume(next);
     }
     void await_resume() const noexcept {}
@@ -122,6 +131,19 @@ class PromiseBase {
   /// The exception that escaped the body (null if it returned).
   const std::exception_ptr& exception() const noexcept { return exception_; }
 
+  /// The coroutine to continue with now that this task has finished (reports to its join, if any).
+  std::coroutine_handle<> next_after_done() noexcept { return join_ ? join_->task_done(*this, index_) : continuation_; }
+  /// Set while `resume_on` has taken this task away from the loop it was started on.
+  Away* away() const noexcept { return away_; }
+  void set_away(Away* a) noexcept { away_ = a; }
+
+  PromiseBase() = default;
+  PromiseBase(const PromiseBase&) = delete;
+  PromiseBase& operator=(const PromiseBase&) = delete;
+  ~PromiseBase() {
+    if (away_) delete_away(away_);
+  }
+
  protected:
   void rethrow_if_failed() const {
     if (exception_) std::rethrow_exception(exception_);
@@ -133,6 +155,7 @@ class PromiseBase {
   TaskJoin* join_ = nullptr;
   std::size_t index_ = 0;
   std::exception_ptr exception_;
+  Away* away_ = nullptr;
 };
 
 template <class T>

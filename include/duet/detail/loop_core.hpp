@@ -3,9 +3,9 @@
 // `LoopCore` is the heap-allocated state behind a `duet::Loop`: the libuv loop pointer, a recycling
 // allocator for request and handle objects, the list of live duet resources (so closing the loop can
 // cancel or close them), the cross-thread post queue and the error hook. Operations see a narrow
-// interface (make/destroy, defer/post, invoke/report, the shared read buffer); the rest is the Loop's. It outlives the `Loop` object when the
-// loop is a host's (wrapped) loop and duet resources are still closing on it: the last one to finish
-// deletes it.
+// interface (make/destroy, defer/post, invoke/report, the shared read buffer); the rest is the Loop's. It outlives the
+// `Loop` object when the loop is a host's (wrapped) loop and duet resources are still closing on it: the last one to
+// finish deletes it.
 //
 // Loop-thread only, except `post()` (and the stop callbacks of `OnLoopStop`, which route themselves).
 #pragma once
@@ -72,6 +72,26 @@ class SpawnedTask : public ListHook {
 };
 
 struct LoopRunning;
+
+/// A loop's queue of posted functions, shared (by `std::shared_ptr`) between the loop and anyone on
+/// another thread who may post to it after the loop is gone: a `submit` on its way back, a stop routed
+/// from another thread. Once the Loop is being destroyed the mailbox is closed, and a post is refused
+/// (the caller then destroys the function, on its own thread).
+struct Mailbox {
+  std::mutex mutex;
+  std::vector<UniqueFunction<void()>> queue;
+  uv_async_t* async = nullptr;  // (under mutex) valid until `closed` is set
+  bool closed = false;          // (under mutex) the Loop is being destroyed
+
+  /// Thread-safe: queues `fn` and wakes the loop. False (and `fn` untouched) if the mailbox is closed.
+  bool send(UniqueFunction<void()>& fn) {
+    std::lock_guard lock(mutex);
+    if (closed) return false;
+    queue.push_back(std::move(fn));
+    uv_async_send(async);  // under the lock: ~Loop closes `async` only after it has set `closed`
+    return true;
+  }
+};
 
 class LoopCore {
  public:
@@ -162,6 +182,16 @@ class LoopCore {
   /// Hands `e` to the error hook.
   void report(std::exception_ptr e) noexcept;
 
+  /// Keeps `uv_run` from returning for lack of work until `release_hold`: for work that waits on another
+  /// thread (a `submit`, a task away on another loop). Loop-thread only.
+  void acquire_hold() noexcept {
+    if (holds_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+  }
+  void release_hold() noexcept;
+
+  /// The loop's mailbox, for posting from code that may outlive the Loop.
+  const std::shared_ptr<Mailbox>& mailbox() const noexcept { return mailbox_; }
+
  private:
   friend class duet::Loop;
   friend struct LoopRunning;
@@ -189,12 +219,10 @@ class LoopCore {
   std::unique_ptr<char[]> read_buffer_;
   IntrusiveList<Resource> live_;
 
-  // Posted and deferred functions, run in order by `async_`'s callback.
-  std::mutex queue_mutex_;
-  std::vector<UniqueFunction<void()>> queue_;
-  std::vector<UniqueFunction<void()>> running_batch_;  // swapped with `queue_`: both keep their capacity
-  uv_async_t* async_ = nullptr;
-  bool posts_closed_ = false;  // (under queue_mutex_) the Loop is being destroyed: `async_` may be gone
+  // Posted and deferred functions, run in order by the mailbox's async handle.
+  std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
+  std::vector<UniqueFunction<void()>> running_batch_;  // swapped with the queue: both keep their capacity
+  uv_async_t* async_ = nullptr;                        // the mailbox's, for the loop thread (ref/unref)
   int holds_ = 0;
   // The thread that runs the loop: the one that created the Loop until `run`/`run_once` (or a posted
   // function, on a host's loop) runs it from another. Read by any thread (post, stop callbacks).

@@ -1,0 +1,74 @@
+#include "duet/loop_thread.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <future>
+#include <stdexcept>
+
+namespace duet {
+
+LoopThread::LoopThread() {
+  std::promise<void> made;
+  std::future<void> ready = made.get_future();
+  thread_ = std::thread([this, &made] {
+    try {
+      loop_.emplace();  // made here: this thread is its loop thread from the start
+      hold_.emplace(loop_->hold());
+    } catch (...) {
+      made.set_exception(std::current_exception());
+      return;
+    }
+    made.set_value();
+    // run() returns only when stopped (the hold keeps it going): by join(), or by code that called
+    // loop().stop(), which is not taken as the end of the thread.
+    while (!stopping_.load(std::memory_order_acquire)) loop_->run();
+  });
+  id_ = thread_.get_id();
+  try {
+    ready.get();
+  } catch (...) {
+    thread_.join();
+    throw;
+  }
+}
+
+void LoopThread::join() noexcept {
+  if (!thread_.joinable()) return;
+  if (std::this_thread::get_id() == id_) {
+    std::fputs("duet: LoopThread::join() called from the loop's own thread, which would wait forever; aborting\n",
+               stderr);
+    std::abort();
+  }
+  stopping_.store(true, std::memory_order_release);
+  try {
+    loop_->post([loop = &*loop_] { loop->stop(); });
+  } catch (...) {
+    std::fputs("duet: out of memory while stopping a LoopThread; aborting\n", stderr);
+    std::abort();
+  }
+  thread_.join();
+}
+
+LoopThread::~LoopThread() {
+  join();
+  hold_.reset();
+  loop_.reset();  // on this thread, which now owns the loop (nothing else runs it)
+}
+
+LoopGroup::LoopGroup(std::size_t n) {
+  if (n == 0) throw std::invalid_argument("duet::LoopGroup: at least one loop");
+  threads_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) threads_.push_back(std::make_unique<LoopThread>());
+}
+
+void LoopGroup::join() noexcept {
+  for (auto& t : threads_) t->join();
+}
+
+LoopGroup::~LoopGroup() {
+  join();
+  while (!threads_.empty()) threads_.pop_back();  // each destroys its (stopped) loop, here
+}
+
+}  // namespace duet

@@ -1,0 +1,387 @@
+// Loops on threads of their own: LoopThread, LoopGroup, `submit` and `resume_on` between loops, and
+// cancellation across them. Run under ThreadSanitizer too (the tsan preset).
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "duet/duet.hpp"
+
+using namespace std::chrono_literals;
+using duet::Task;
+
+namespace {
+
+/// Runs `fn` on `loop`'s thread and waits until it has returned.
+template <class Fn>
+void call_on(duet::Loop& loop, Fn fn) {
+  std::promise<void> done;
+  loop.post([&] {
+    fn();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+/// Blocks a loop's thread until `open()`: what is posted to that loop waits behind it.
+class Gate {
+ public:
+  void close_on(duet::Loop& loop) {
+    std::promise<void> closed;
+    loop.post([this, &closed] {
+      closed.set_value();
+      opened_.get_future().wait();
+    });
+    closed.get_future().wait();
+  }
+  void open() { opened_.set_value(); }
+
+ private:
+  std::promise<void> opened_;
+};
+
+}  // namespace
+
+TEST_CASE("a LoopThread runs its loop on its own thread until it is destroyed", "[loop_thread]") {
+  std::thread::id ran_on;
+  std::optional<duet::LoopThread> t;
+  t.emplace();
+  call_on(t->loop(), [&] { ran_on = std::this_thread::get_id(); });
+  CHECK(ran_on == t->thread_id());
+  CHECK(ran_on != std::this_thread::get_id());
+
+  // A timer on its loop fires there; the loop keeps running with nothing to do.
+  std::promise<std::thread::id> fired;
+  t->loop().post(
+      [&] { duet::sleep(t->loop(), 1ms, [&](std::error_code) { fired.set_value(std::this_thread::get_id()); }); });
+  CHECK(fired.get_future().get() == t->thread_id());
+  call_on(t->loop(), [] {});  // still running
+
+  // Destroying it with a timer pending cancels that timer, whose callback is not called.
+  bool called = false;
+  call_on(t->loop(), [&] { duet::sleep(t->loop(), 1h, [&](std::error_code) { called = true; }); });
+  std::string report;
+  call_on(t->loop(), [&] {
+    t->loop().set_error_handler([&](std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        report = ex.what();
+      }
+    });
+  });
+  t.reset();
+  CHECK_FALSE(called);
+  CHECK(report.find("1 operation(s) pending") != std::string::npos);
+}
+
+TEST_CASE("a LoopThread's loop survives a stop() from code on it", "[loop_thread]") {
+  duet::LoopThread t;
+  call_on(t.loop(), [&] { t.loop().stop(); });
+  call_on(t.loop(), [] {});  // the thread ran the loop again: only join() ends it
+}
+
+TEST_CASE("a LoopGroup hands its loops out in turn", "[loop_thread]") {
+  CHECK_THROWS_AS(duet::LoopGroup(0), std::invalid_argument);
+  duet::LoopGroup group(3);
+  REQUIRE(group.size() == 3);
+  CHECK(&group.next() == &group[0]);
+  CHECK(&group.next() == &group[1]);
+  CHECK(&group.next() == &group[2]);
+  CHECK(&group.next() == &group[0]);
+  std::thread::id ids[3];
+  for (int i = 0; i < 3; ++i) call_on(group[i], [&, i] { ids[i] = std::this_thread::get_id(); });
+  CHECK(ids[0] != ids[1]);
+  CHECK(ids[1] != ids[2]);
+  CHECK(ids[0] == group.thread(0).thread_id());
+}
+
+TEST_CASE("submit runs a function on another loop and calls back on the caller's", "[loop_thread][submit]") {
+  duet::Loop here;
+  duet::LoopThread there;
+  std::thread::id fn_thread, cb_thread;
+  int got = 0;
+  std::error_code got_ec = duet::uv_error(UV_EINVAL);
+  duet::submit(
+      here, there.loop(),
+      [&] {
+        fn_thread = std::this_thread::get_id();
+        return 42;
+      },
+      [&](std::error_code ec, int v) {
+        got_ec = ec;
+        got = v;
+        cb_thread = std::this_thread::get_id();
+      });
+  here.run();  // kept running while the submit is pending
+  CHECK_FALSE(got_ec);
+  CHECK(got == 42);
+  CHECK(fn_thread == there.thread_id());
+  CHECK(cb_thread == std::this_thread::get_id());
+
+  SECTION("what the function throws comes back with errc::offload_threw") {
+    std::exception_ptr thrown;
+    duet::submit(
+        here, there.loop(), []() -> int { throw std::runtime_error("no"); },
+        [&](std::error_code ec, int, std::exception_ptr e) {
+          got_ec = ec;
+          thrown = e;
+        });
+    here.run();
+    CHECK(got_ec == duet::errc::offload_threw);
+    REQUIRE(thrown);
+    CHECK_THROWS_WITH(std::rethrow_exception(thrown), "no");
+  }
+  SECTION("a void function, to the caller's own loop") {
+    bool ran = false;
+    duet::submit(
+        here, here, [&] { ran = true; }, [&](std::error_code ec) { got_ec = ec; });
+    here.run();
+    CHECK(ran);
+    CHECK_FALSE(got_ec);
+  }
+}
+
+TEST_CASE("submit's coroutine face returns on the awaiting task's loop and rethrows", "[loop_thread][submit]") {
+  duet::Loop here;
+  duet::LoopGroup group(2);
+  auto task = [&]() -> Task<int> {
+    const auto home = std::this_thread::get_id();
+    int a = co_await duet::submit(group[0], [] { return 20; });
+    CHECK(std::this_thread::get_id() == home);
+    int b = co_await duet::submit(group[1],
+                                  [&] { return std::this_thread::get_id() == group.thread(1).thread_id() ? 22 : -1; });
+    CHECK(std::this_thread::get_id() == home);
+    try {
+      co_await duet::submit(group[0], []() -> int { throw std::out_of_range("thrown there"); });
+      FAIL("no exception");
+    } catch (const std::out_of_range& e) {
+      CHECK(std::string(e.what()) == "thrown there");
+    }
+    co_return a + b;
+  };
+  CHECK(duet::run(here, task()) == 42);
+}
+
+TEST_CASE("cancelling a submit before its function starts means it never runs", "[loop_thread][submit][cancel]") {
+  duet::Loop here;
+  duet::LoopThread there;
+  Gate gate;
+  gate.close_on(there.loop());  // the function waits behind this
+  std::stop_source stop;
+  std::atomic<bool> ran{false};
+  std::error_code got;
+  duet::submit(
+      here, there.loop(), [&] { ran = true; },
+      duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { got = ec; }));
+  stop.request_stop();
+  gate.open();
+  here.run();
+  CHECK(duet::is_cancelled(got));
+  CHECK_FALSE(ran.load());
+}
+
+TEST_CASE("a running submitted function sees the caller's stop through its token", "[loop_thread][submit][cancel]") {
+  duet::Loop here;
+  duet::LoopThread there;
+  std::stop_source stop;
+  std::error_code got;
+  int value = -1;
+  bool stopped_inside = false;
+  duet::submit(
+      here, there.loop(),
+      [&](std::stop_token token) {
+        // Ask the caller's loop to cancel, then wait for the stop to arrive here, on this thread.
+        here.post([&] { stop.request_stop(); });
+        while (!token.stop_requested()) std::this_thread::yield();
+        stopped_inside = true;
+        return 7;
+      },
+      duet::with_cancellation(stop.get_token(), [&](std::error_code ec, int v) {
+        got = ec;
+        value = v;
+      }));
+  here.run();
+  CHECK(stopped_inside);  // the callback came only after the function returned
+  CHECK(duet::is_cancelled(got));
+  CHECK(value == 0);  // the result is dropped
+}
+
+TEST_CASE("a submit to a loop destroyed before running it reports loop_closed", "[loop_thread][submit]") {
+  duet::Loop here;
+  std::optional<duet::Loop> there(std::in_place);  // never run
+  bool ran = false;
+  std::error_code got;
+  duet::submit(
+      here, *there, [&] { ran = true; }, [&](std::error_code ec) { got = ec; });
+  there->set_error_handler([](std::exception_ptr) {});  // its "1 operation pending" report
+  there.reset();
+  here.run();
+  CHECK(got == duet::errc::loop_closed);
+  CHECK_FALSE(ran);
+}
+
+TEST_CASE("a submit whose caller's loop is destroyed first calls nothing back", "[loop_thread][submit]") {
+  std::optional<duet::Loop> here(std::in_place);
+  duet::LoopThread there;
+  Gate gate;
+  gate.close_on(there.loop());
+  std::promise<void> ran;
+  bool called = false;
+  duet::submit(
+      *here, there.loop(), [&] { ran.set_value(); }, [&](std::error_code) { called = true; });
+  here->set_error_handler([](std::exception_ptr) {});
+  here.reset();  // while the function waits behind the gate
+  gate.open();
+  ran.get_future().wait();
+  call_on(there.loop(), [] {});  // its reply has been sent (and refused) by now
+  CHECK_FALSE(called);
+}
+
+TEST_CASE("resume_on moves a task between loops and back", "[loop_thread][resume_on]") {
+  duet::Loop home;
+  duet::LoopGroup group(2);
+  const auto main_thread = std::this_thread::get_id();
+  auto away_and_back = [&]() -> Task<std::string> {
+    std::string trail;
+    co_await duet::resume_on(group[0]);
+    trail += std::this_thread::get_id() == group.thread(0).thread_id() ? "0" : "?";
+    co_await duet::sleep(group[0], 1ms);  // an operation of the loop it is on now
+    co_await duet::resume_on(group[1]);
+    trail += std::this_thread::get_id() == group.thread(1).thread_id() ? "1" : "?";
+    co_await duet::resume_on(group[1]);  // there already: no hop
+    co_await duet::resume_on(home);
+    trail += std::this_thread::get_id() == main_thread ? "h" : "?";
+    co_await duet::sleep(home, 1ms);
+    co_return trail;
+  };
+  CHECK(duet::run(home, away_and_back()) == "01h");
+
+  SECTION("a task that finishes away resumes its awaiter on its own loop") {
+    auto finish_away = [&]() -> Task<int> {
+      co_await duet::resume_on(group[1]);
+      co_return 5;
+    };
+    auto parent = [&]() -> Task<bool> {
+      int v = co_await finish_away();
+      co_return v == 5 && std::this_thread::get_id() == main_thread;
+    };
+    CHECK(duet::run(home, parent()));
+  }
+  SECTION("when_all over tasks that hop to different loops") {
+    auto on = [&](duet::Loop& l, int v) -> Task<int> {
+      co_await duet::resume_on(l);
+      co_await duet::sleep(l, 1ms);
+      co_return v;
+    };
+    auto all = [&]() -> Task<int> {
+      auto [a, b, c] = co_await duet::when_all(on(group[0], 1), on(group[1], 2), on(home, 3));
+      co_return std::this_thread::get_id() == main_thread ? a + b + c : -1;
+    };
+    CHECK(duet::run(home, all()) == 6);
+  }
+}
+
+TEST_CASE("cancelling a task cancels what it awaits on another loop", "[loop_thread][resume_on][cancel]") {
+  duet::Loop home;
+  duet::LoopThread there;
+  std::atomic<bool> sleeping{false};
+  std::thread::id threw_on;
+  auto sleeper = [&]() -> Task<> {
+    co_await duet::resume_on(there.loop());
+    try {
+      sleeping = true;
+      co_await duet::sleep(there.loop(), 1h);
+    } catch (const duet::Cancelled&) {
+      threw_on = std::this_thread::get_id();
+      throw;
+    }
+  };
+  auto handle = duet::spawn(home, sleeper());
+  // Cancel from the home loop once the task sleeps over there.
+  std::function<void()> check = [&] {
+    if (sleeping) return handle.cancel();
+    duet::sleep(home, 1ms, [&](std::error_code) { check(); });
+  };
+  check();
+  auto waiter = [&]() -> Task<bool> {
+    try {
+      co_await handle;
+    } catch (const duet::Cancelled&) {
+      co_return true;
+    }
+    co_return false;
+  };
+  CHECK(duet::run(home, waiter()));
+  CHECK(threw_on == there.thread_id());
+}
+
+TEST_CASE("resume_on to a loop destroyed first throws loop_closed where the task was", "[loop_thread][resume_on]") {
+  duet::Loop home;
+  std::optional<duet::Loop> there(std::in_place);  // never run: the hop waits in its queue
+  there->set_error_handler([](std::exception_ptr) {});
+  duet::sleep(home, 1ms, [&](std::error_code) { there.reset(); });
+  auto task = [&]() -> Task<std::string> {
+    try {
+      co_await duet::resume_on(*there);
+    } catch (const std::system_error& e) {
+      co_return e.code() == duet::errc::loop_closed ? "closed" : e.what();
+    }
+    co_return "arrived";
+  };
+  CHECK(duet::run(home, task()) == "closed");
+}
+
+namespace {
+
+struct Counted {
+  std::atomic<int>* gone;
+  ~Counted() { ++*gone; }
+};
+
+// Bounces between two loops forever, counting its hops.
+Task<> ping_pong(duet::Loop& a, duet::Loop& b, std::atomic<int>& hops, std::atomic<int>& gone) {
+  Counted counted{&gone};
+  for (;;) {
+    co_await duet::resume_on(b);
+    co_await duet::sleep(b, 100us);
+    ++hops;
+    co_await duet::resume_on(a);
+    ++hops;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a LoopGroup shut down with tasks hopping and submits in flight frees them all", "[loop_thread][shutdown]") {
+  constexpr int kTasks = 20;
+  std::atomic<int> hops{0}, gone{0};
+  std::optional<duet::LoopGroup> group(std::in_place, 2);
+  duet::Loop outside;
+  std::error_code submit_ec;
+  bool submit_called = false;
+  for (int i = 0; i < 2; ++i)
+    call_on((*group)[i], [&, i] {
+      (*group)[i].set_error_handler([](std::exception_ptr) {});
+      for (int k = 0; k < kTasks / 2; ++k)
+        duet::spawn((*group)[i], ping_pong((*group)[i], (*group)[1 - i], hops, gone));
+    });
+  while (hops.load() < 200) std::this_thread::yield();  // hopping is well under way
+  // A submit from outside, racing the shutdown.
+  duet::submit(
+      outside, (*group)[0], [] { return 1; },
+      [&](std::error_code ec, int) {
+        submit_called = true;
+        submit_ec = ec;
+      });
+  group.reset();  // every loop stops, then each is destroyed: the tasks' frames are freed, none resumed
+  CHECK(gone.load() == kTasks);
+  outside.run();  // the submit either ran before the shutdown or reports that its loop closed
+  CHECK(submit_called);
+  CHECK((!submit_ec || submit_ec == duet::errc::loop_closed));
+}
