@@ -2,7 +2,7 @@
 // print one line of figures.
 //
 //   http_load --face callbacks|coroutines --url BASE --requests N --concurrency C [--codes every|all]
-//             [--save DIR] [--warmup W]
+//             [--save DIR] [--warmup W] [--threads T]
 //
 // Request i fetches {BASE}/{cc}/{cc}.gif for the i-th code, cycling over the codes (`all`: ISO 3166's
 // assigned codes, the default; `every`: AA..ZZ). All N requests are started at once and a
@@ -10,7 +10,9 @@
 // is saved to DIR/{CC}.gif with write_file_atomic. With --warmup, W requests are made the same way
 // first, uncounted, and the clock starts once they are done, over the connections they left in the
 // pool. BASE may be https://: the client verifies the server against the system's trust store, so
-// `SSL_CERT_FILE=ca.pem` makes it trust a private CA. Prints:
+// `SSL_CERT_FILE=ca.pem` makes it trust a private CA. With --threads T the requests, the concurrency and
+// the warm-up are shared out between T threads, each with its own Loop, Client and Semaphore (T
+// loops, nothing shared between them); the clock starts once every thread has warmed up. Prints:
 //
 //   face=… requests=… ok=… notfound=… errors=… seconds=… req_per_s=… peak_rss_mb=… cpu_us_per_req=…
 //
@@ -26,7 +28,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <latch>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_cli.hpp"
@@ -44,11 +48,12 @@ struct Options {
   std::string codes = "all";
   std::string save_dir;
   long warmup = 0;
+  long threads = 1;
 };
 
 constexpr const char* kUsage =
     "http_load --face callbacks|coroutines --url BASE --requests N --concurrency C [--codes every|all] [--save DIR] "
-    "[--warmup W]";
+    "[--warmup W] [--threads T]";
 
 [[noreturn]] void usage(const std::string& why) { bench::usage_error(kUsage, why); }
 
@@ -76,6 +81,8 @@ Options parse(int argc, char** argv) {
       o.save_dir = value();
     else if (arg == "--warmup")
       o.warmup = number(value(), arg);
+    else if (arg == "--threads")
+      o.threads = number(value(), arg);
     else
       usage("unknown option " + arg);
   }
@@ -83,6 +90,8 @@ Options parse(int argc, char** argv) {
   while (o.base.ends_with('/')) o.base.pop_back();
   if (o.face != "callbacks" && o.face != "coroutines") usage("--face must be callbacks or coroutines");
   if (o.codes != "every" && o.codes != "all") usage("--codes must be every or all");
+  if (o.threads < 1 || o.threads > 256) usage("--threads must be 1 to 256");
+  if (o.concurrency < o.threads) usage("--concurrency must be at least --threads (each thread keeps one in flight)");
   return o;
 }
 
@@ -97,15 +106,15 @@ struct Load {
   duet::http::Client& client;
   duet::Semaphore semaphore;
   std::vector<std::string> codes;
+  long first = 0;  // this thread's first request number: its requests are first, first + 1, ...
   long ok = 0, not_found = 0, errors = 0;
 
+  const std::string& code(long i) const { return codes[static_cast<std::size_t>(first + i) % codes.size()]; }
   std::string url(long i) const {
-    const std::string cc = lower(codes[static_cast<std::size_t>(i) % codes.size()]);
+    const std::string cc = lower(code(i));
     return options.base + "/" + cc + "/" + cc + ".gif";
   }
-  std::string path(long i) const {
-    return options.save_dir + "/" + codes[static_cast<std::size_t>(i) % codes.size()] + ".gif";
-  }
+  std::string path(long i) const { return options.save_dir + "/" + code(i) + ".gif"; }
   void count(int status) { (status == 200 ? ok : status == 404 ? not_found : errors) += 1; }
   /// A failed request: counted, and its reason printed on stderr (the first few only).
   void fail(long i, const std::string& reason) {
@@ -159,31 +168,71 @@ void make_requests(Load& load, long n) {
   }(std::move(tasks)));
 }
 
+/// Thread `k`'s share of `total`, out of `threads`.
+long share(long total, long threads, long k) { return total / threads + (k < total % threads ? 1 : 0); }
+
+/// What one thread's loop made of its share.
+struct Counts {
+  long ok = 0, not_found = 0, errors = 0;
+};
+
+/// One thread's share of the load, on a Loop of its own: the warm-up, then (once `go` says so) the
+/// counted requests.
+Counts run_share(const Options& o, long k, std::latch& warmed, std::latch& go) {
+  duet::Loop loop;
+  const long concurrency = share(o.concurrency, o.threads, k);
+  duet::http::ClientOptions copts;
+  copts.max_connections_per_origin = static_cast<std::size_t>(concurrency);
+  copts.header_timeout = std::chrono::minutes(5);  // a DELAY server with everything in flight is slow
+  duet::http::Client client(loop, copts);
+  Load load{o, loop, client, duet::Semaphore(static_cast<std::size_t>(concurrency)),
+            flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
+  for (long j = 0; j < k; ++j) load.first += share(o.requests, o.threads, j);
+  if (const long warmup = share(o.warmup, o.threads, k); warmup > 0) make_requests(load, warmup);
+  warmed.count_down();
+  go.wait();
+  make_requests(load, share(o.requests, o.threads, k));
+  return {load.ok, load.not_found, load.errors};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   duet::raise_open_file_limit();  // C connections need C descriptors
   if (!o.save_dir.empty()) std::filesystem::create_directories(o.save_dir);
-  duet::Loop loop;
-  duet::http::ClientOptions copts;
-  copts.max_connections_per_origin = static_cast<std::size_t>(o.concurrency);
-  copts.header_timeout = std::chrono::minutes(5);  // a DELAY server with everything in flight is slow
-  duet::http::Client client(loop, copts);
-  Load load{o, loop, client, duet::Semaphore(static_cast<std::size_t>(o.concurrency)),
-            flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
 
-  if (o.warmup > 0) make_requests(load, o.warmup);
-  const double cpu_before = bench::cpu_seconds();
-  const auto start = std::chrono::steady_clock::now();
-  make_requests(load, o.requests);
+  // Thread 0 is this one; the others start here and wait, warmed up, for the clock.
+  std::latch warmed(o.threads), go(1);
+  std::vector<Counts> counts(static_cast<std::size_t>(o.threads));
+  std::vector<std::thread> threads;
+  for (long k = 1; k < o.threads; ++k)
+    threads.emplace_back([&, k] { counts[static_cast<std::size_t>(k)] = run_share(o, k, warmed, go); });
+  double cpu_before = 0;
+  std::chrono::steady_clock::time_point start;
+  std::thread clock([&] {
+    warmed.wait();
+    cpu_before = bench::cpu_seconds();
+    start = std::chrono::steady_clock::now();
+    go.count_down();
+  });
+  counts[0] = run_share(o, 0, warmed, go);
+  for (auto& t : threads) t.join();
+  clock.join();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double cpu = bench::cpu_seconds() - cpu_before;
-  const long finished = load.ok + load.not_found + load.errors;
+  Counts total;
+  for (const Counts& c : counts) {
+    total.ok += c.ok;
+    total.not_found += c.not_found;
+    total.errors += c.errors;
+  }
+  const long finished = total.ok + total.not_found + total.errors;
   std::printf(
       "face=%s requests=%ld ok=%ld notfound=%ld errors=%ld seconds=%.3f req_per_s=%.0f peak_rss_mb=%.1f "
-      "cpu_us_per_req=%.2f\n",
-      o.face.c_str(), finished, load.ok, load.not_found, load.errors, seconds, static_cast<double>(finished) / seconds,
-      bench::peak_rss_mb(), cpu * 1e6 / static_cast<double>(std::max(finished, 1L)));
-  return load.errors == 0 ? 0 : 1;
+      "cpu_us_per_req=%.2f threads=%ld\n",
+      o.face.c_str(), finished, total.ok, total.not_found, total.errors, seconds,
+      static_cast<double>(finished) / seconds, bench::peak_rss_mb(),
+      cpu * 1e6 / static_cast<double>(std::max(finished, 1L)), o.threads);
+  return total.errors == 0 ? 0 : 1;
 }

@@ -1,5 +1,8 @@
 #include "duet/tcp.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <system_error>
 
 namespace duet {
@@ -11,8 +14,10 @@ int init_tcp(uv_loop_t* loop, uv_tcp_t* tcp) noexcept { return uv_tcp_init(loop,
 
 class TcpListenerImpl final : public ListenerImpl {
  public:
-  explicit TcpListenerImpl(LoopCore* core) : ListenerImpl(core, reinterpret_cast<uv_handle_t*>(&tcp)) {
-    if (int rc = uv_tcp_init(core->uv(), &tcp); rc < 0) throw std::system_error(uv_error(rc), "uv_tcp_init");
+  /// `family` other than AF_UNSPEC: the socket is made now (so that options can be set before bind).
+  TcpListenerImpl(LoopCore* core, unsigned family) : ListenerImpl(core, reinterpret_cast<uv_handle_t*>(&tcp)) {
+    if (int rc = uv_tcp_init_ex(core->uv(), &tcp, family); rc < 0)
+      throw std::system_error(uv_error(rc), "uv_tcp_init_ex");
     adopt(&tcp);
   }
   uv_tcp_t tcp{};
@@ -53,7 +58,9 @@ TcpStream TcpStream::open(Loop& loop, uv_os_sock_t socket) {
 
 uv_tcp_t* TcpStream::native() const noexcept { return impl_ ? detail::tcp_handle(impl_.get()) : nullptr; }
 
-Endpoint TcpStream::local_endpoint() const { return detail::endpoint_of(detail::tcp_handle(open_impl("local_endpoint")), false); }
+Endpoint TcpStream::local_endpoint() const {
+  return detail::endpoint_of(detail::tcp_handle(open_impl("local_endpoint")), false);
+}
 
 Endpoint TcpStream::remote_endpoint() const {
   return detail::endpoint_of(detail::tcp_handle(open_impl("remote_endpoint")), true);
@@ -65,7 +72,8 @@ void TcpStream::set_nodelay(bool enable) {
 }
 
 void TcpStream::set_keepalive(bool enable, std::chrono::seconds idle) {
-  if (enable && idle.count() < 1) throw std::system_error(make_error_code(errc::invalid_argument), "set_keepalive: idle < 1 s");
+  if (enable && idle.count() < 1)
+    throw std::system_error(make_error_code(errc::invalid_argument), "set_keepalive: idle < 1 s");
   const auto delay = static_cast<unsigned>(std::min<long long>(idle.count(), 0x7fffffff));
   if (int rc = uv_tcp_keepalive(detail::tcp_handle(open_impl("set_keepalive")), enable ? 1 : 0, delay); rc < 0)
     throw std::system_error(uv_error(rc), "uv_tcp_keepalive");
@@ -75,16 +83,24 @@ void TcpStream::close_reset() noexcept {
   if (!impl_) return;
   // The reset closes the handle; its close callback frees the stream as a plain close would. After a
   // shutdown libuv refuses a reset (UV_EINVAL): the stream is then closed plainly.
-  impl_->close_with(
-      [](uv_handle_t* h, uv_close_cb done) noexcept { return uv_tcp_close_reset(reinterpret_cast<uv_tcp_t*>(h), done); });
+  impl_->close_with([](uv_handle_t* h, uv_close_cb done) noexcept {
+    return uv_tcp_close_reset(reinterpret_cast<uv_tcp_t*>(h), done);
+  });
 }
 
 // ---- TcpListener ---------------------------------------------------------------------------------------
 
-TcpListener::TcpListener(Loop& loop, const Endpoint& at, int backlog) {
-  auto* impl = loop.core().make<detail::TcpListenerImpl>(&loop.core());
+TcpListener::TcpListener(Loop& loop, const Endpoint& at, int backlog, bool reuse_port) {
+  auto* impl = loop.core().make<detail::TcpListenerImpl>(&loop.core(), reuse_port ? at.data()->sa_family : AF_UNSPEC);
   impl_ = detail::HandlePtr<detail::ListenerImpl>(impl);
-  int rc = uv_tcp_bind(&impl->tcp, at.data(), 0);
+  int rc = 0;
+  if (reuse_port) {  // libuv (before 1.49) has no flag for it: set on the socket before bind
+    uv_os_fd_t fd;
+    int one = 1;
+    rc = uv_fileno(reinterpret_cast<const uv_handle_t*>(&impl->tcp), &fd);
+    if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) rc = uv_translate_sys_error(errno);
+  }
+  if (rc == 0) rc = uv_tcp_bind(&impl->tcp, at.data(), 0);
   if (rc == 0) rc = impl->listen(backlog);
   if (rc < 0) {
     impl_.reset();

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "duet/duet.hpp"
 
@@ -384,4 +385,96 @@ TEST_CASE("a LoopGroup shut down with tasks hopping and submits in flight frees 
   outside.run();  // the submit either ran before the shutdown or reports that its loop closed
   CHECK(submit_called);
   CHECK((!submit_ec || submit_ec == duet::errc::loop_closed));
+}
+
+TEST_CASE("listeners that ask for it share a port; others are refused it", "[loop_thread][server_group]") {
+  duet::Loop loop;
+  duet::TcpListener first(loop, duet::Endpoint::loopback(0), 16, true);
+  const auto at = first.local_endpoint();
+  CHECK_NOTHROW(duet::TcpListener(loop, at, 16, true));
+  try {
+    duet::TcpListener plain(loop, at);
+    FAIL("a listener without reuse_port got the port");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == duet::uv_error(UV_EADDRINUSE));
+  }
+}
+
+namespace {
+
+// One client loop's share of the load: `n` GETs over ten connections, each answer checked.
+Task<> load_server(duet::Loop& loop, std::string base, int c, int n, std::atomic<int>& ok, std::atomic<int>& wrong,
+                   std::atomic<int> (&by_loop)[2], std::promise<void>& finished) {
+  duet::http::ClientOptions options;
+  options.max_connections_per_origin = 10;  // ten connections from each client loop
+  duet::http::Client client(loop, options);
+  auto one = [&](int i) -> Task<> {
+    const std::string target = "/" + std::to_string(c) + "/" + std::to_string(i);
+    auto res = co_await client.get(base + target);
+    const std::string& body = res.body;
+    if (res.status == 200 && body.size() > 2 && body.substr(2) == target && (body[0] == '0' || body[0] == '1')) {
+      ++ok;
+      ++by_loop[body[0] - '0'];
+    } else {
+      ++wrong;
+    }
+  };
+  std::vector<Task<>> all;
+  for (int i = 0; i < n; ++i) all.push_back(one(i));
+  co_await duet::when_all(std::move(all));
+  finished.set_value();
+}
+
+}  // namespace
+
+TEST_CASE("a ServerGroup serves one port from every loop, under load from many client loops",
+          "[loop_thread][server_group]") {
+  constexpr int kClientLoops = 4, kRequestsEach = 50;
+  duet::LoopGroup server_loops(2);
+  std::thread::id server_ids[2] = {server_loops.thread(0).thread_id(), server_loops.thread(1).thread_id()};
+  duet::http::ServerGroup servers(server_loops, duet::Endpoint::loopback(0), [&](duet::Loop& loop) {
+    // The body says which loop answered; the coroutine face sleeps on the loop it was given.
+    return [&loop, &server_ids](duet::http::ServerRequest req) -> Task<duet::http::Response> {
+      co_await duet::sleep(loop, 1ms);
+      const char* which = std::this_thread::get_id() == server_ids[0]   ? "0"
+                          : std::this_thread::get_id() == server_ids[1] ? "1"
+                                                                        : "?";
+      co_return duet::http::Response{200, "OK", {}, std::string(which) + " " + req.target};
+    };
+  });
+  REQUIRE(servers.size() == 2);
+  const std::string base = "http://" + servers.local_endpoint().to_string();
+
+  std::atomic<int> ok{0}, wrong{0}, by_loop[2] = {0, 0};
+  {
+    duet::LoopGroup clients(kClientLoops);
+    std::vector<std::promise<void>> finished(kClientLoops);
+    for (int c = 0; c < kClientLoops; ++c) {
+      clients[c].post([&, c] {
+        duet::spawn(clients[c], load_server(clients[c], base, c, kRequestsEach, ok, wrong, by_loop, finished[c]));
+      });
+    }
+    for (auto& f : finished) f.get_future().wait();
+  }
+  CHECK(ok.load() == kClientLoops * kRequestsEach);
+  CHECK(wrong.load() == 0);
+  // Forty connections spread by the kernel's hash: both loops took some.
+  CHECK(by_loop[0].load() > 0);
+  CHECK(by_loop[1].load() > 0);
+  CHECK(servers.connections() <= 40);
+
+  SECTION("it cannot be made from one of its own loops' threads") {
+    std::promise<bool> refused;
+    server_loops[0].post([&] {
+      try {
+        duet::http::ServerGroup again(server_loops, duet::Endpoint::loopback(0), [](duet::Loop&) {
+          return [](duet::http::ServerRequest, duet::http::Reply reply) { reply(duet::http::Response{}); };
+        });
+        refused.set_value(false);
+      } catch (const std::logic_error&) {
+        refused.set_value(true);
+      }
+    });
+    CHECK(refused.get_future().get());
+  }
 }

@@ -18,6 +18,7 @@
 #include "duet/http/file_body.hpp"
 #include "duet/http/message.hpp"
 #include "duet/http/server.hpp"
+#include "duet/http/server_group.hpp"
 #include "duet/http/url.hpp"
 #include "duet/lock.hpp"
 #include "duet/loop.hpp"

@@ -185,8 +185,10 @@ class TcpListener {
  public:
   TcpListener() noexcept = default;
   /// Binds and listens on `at` (port 0 picks a free port: see `local_endpoint()`). Throws
-  /// `std::system_error` (UV_EADDRINUSE, UV_EACCES, ...) when that fails.
-  TcpListener(Loop& loop, const Endpoint& at, int backlog = 511);
+  /// `std::system_error` (UV_EADDRINUSE, UV_EACCES, ...) when that fails. With `reuse_port`, other
+  /// listeners that set it too may listen on the same address and port (Linux's SO_REUSEPORT, for
+  /// one listener per loop): the kernel spreads new connections over them.
+  TcpListener(Loop& loop, const Endpoint& at, int backlog = 511, bool reuse_port = false);
 
   /// Takes the next incoming connection: `cb(std::error_code, TcpStream)`. One accept at a time
   /// (a second gets `duet::errc::already_reading`); cancellable; never calls back inside this call.

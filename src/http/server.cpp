@@ -207,7 +207,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   ServerCore(Loop& l, const Endpoint& at, Handler h, ServerOptions o)
       : loop(l),
         loop_alive(l.core().alive()),
-        listener(l, at, o.listen_backlog),
+        listener(l, at, o.listen_backlog, o.reuse_port),
         handler(std::move(h)),
         options(std::move(o)),
         deadlines(*this, l) {

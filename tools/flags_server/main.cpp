@@ -15,9 +15,12 @@
 //
 // On start it prints one line per server on stdout, `LABEL URL` (with the port it got, for port 0),
 // then serves until SIGINT or SIGTERM, which close everything (answers still being delayed are dropped)
-// and exit with status 0. -v logs one line per request on stderr as it arrives, with the answer it will
-// get and the delay before it: `DELAY BR 200 2.871s GET /flags/br/br.gif`. Bad options exit with status 2;
-// a tree, certificate or key that cannot be read, or a port that cannot be bound, with status 1.
+// and exit with status 0. --threads N serves every site from N loops, each on its own thread, each
+// with a listening socket of its own on the site's port (SO_REUSEPORT): the kernel spreads the
+// connections over them; --max-connections is then shared out between the loops. -v logs one line per request on stderr
+// as it arrives, with the answer it will get and the delay before it: `DELAY BR 200 2.871s GET /flags/br/br.gif`. Bad
+// options exit with status 2; a tree, certificate or key that cannot be read, or a port that cannot be bound, with
+// status 1.
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -35,6 +38,8 @@
 
 #include "duet/cancellation.hpp"
 #include "duet/http/server.hpp"
+#include "duet/http/server_group.hpp"
+#include "duet/loop_thread.hpp"
 #include "duet/open_files.hpp"
 #include "duet/signal.hpp"
 #include "duet/timer.hpp"
@@ -62,6 +67,7 @@ struct Options {
   std::optional<std::uint64_t> seed;
   std::size_t max_connections = 10'000;
   double header_timeout = 10;
+  std::size_t threads = 1;
   bool verbose = false;
   std::string tls_cert, tls_key;  // both set: https
 };
@@ -86,36 +92,25 @@ std::optional<DelayRange> parse_delay(const std::string& text) {
   }
 }
 
-/// One of the three servers: a label, a delay, a share of teapots, and its own random sequence (so that
-/// traffic to one port never changes what another draws).
-class Site {
+/// What one of the three sites needs to answer: a label, a delay, a share of teapots.
+struct SiteConfig {
+  std::string label;
+  DelayRange delay;
+  double error_share = 0;
+};
+
+/// One site's answers on one loop, with that loop's own random sequence (so that traffic to one port
+/// or loop never changes what another draws) and its own counts, read once the loops have stopped.
+class Answerer {
  public:
-  struct Config {
-    std::string label;
-    DelayRange delay;
-    double error_share = 0;
-  };
+  Answerer(duet::Loop& loop, const FlagTree& tree, const SiteConfig& config, std::seed_seq& seeds, bool verbose,
+           std::stop_token stop)
+      : loop_(loop), tree_(tree), config_(config), rng_(seeds), verbose_(verbose), stop_(std::move(stop)) {}
 
-  Site(duet::Loop& loop, const FlagTree& tree, Config config, std::seed_seq& seeds, bool verbose, std::stop_token stop,
-       const duet::Endpoint& at, duet::http::ServerOptions options)
-      : loop_(loop),
-        tree_(tree),
-        config_(std::move(config)),
-        rng_(seeds),
-        verbose_(verbose),
-        stop_(std::move(stop)),
-        server_(
-            loop, at, [this](ServerRequest req, Reply reply) { serve(std::move(req), std::move(reply)); },
-            std::move(options)) {}
-
-  const std::string& label() const { return config_.label; }
-  std::uint16_t port() const { return server_.local_endpoint().port(); }
   std::uint64_t answered() const { return answered_; }
   std::uint64_t teapots() const { return teapots_; }
   std::uint64_t dropped() const { return dropped_; }
-  void close() { server_.close(); }
 
- private:
   void serve(ServerRequest req, Reply reply) {
     // Every request draws the same numbers in the same order, so a seed fixes the sequence of delays
     // and teapots whatever the requests are.
@@ -137,6 +132,7 @@ class Site {
                     }));
   }
 
+ private:
   Response answer(const ServerRequest& req) const {
     if (req.method != "GET" && req.method != "HEAD") {
       Response res = text(405, "Method Not Allowed");
@@ -185,12 +181,53 @@ class Site {
 
   duet::Loop& loop_;
   const FlagTree& tree_;
-  Config config_;
+  SiteConfig config_;
   std::mt19937_64 rng_;
   bool verbose_;
   std::stop_token stop_;
-  duet::http::Server server_;
   std::uint64_t answered_ = 0, teapots_ = 0, dropped_ = 0;
+};
+
+/// One of the three sites: a server on every loop, all on one port, each loop answering with its own
+/// Answerer.
+class Site {
+ public:
+  Site(duet::LoopGroup& loops, const FlagTree& tree, const SiteConfig& config, std::uint64_t seed, std::uint32_t index,
+       bool verbose, std::stop_token stop, const duet::Endpoint& at, const duet::http::ServerOptions& options)
+      : label_(config.label),
+        answerers_(loops.size()),
+        servers_(
+            loops, at,
+            [&, next = std::size_t{0}](duet::Loop& loop) mutable {
+              // Loop k of site i draws from its own sequence; with one loop, the sequence of earlier versions.
+              const std::size_t k = next++;
+              std::seed_seq seeds{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32),
+                                  static_cast<std::uint32_t>(index + 3 * k)};
+              answerers_[k] = std::make_unique<Answerer>(loop, tree, config, seeds, verbose, stop);
+              return [a = answerers_[k].get()](ServerRequest req, Reply reply) {
+                a->serve(std::move(req), std::move(reply));
+              };
+            },
+            options) {}
+
+  const std::string& label() const { return label_; }
+  std::uint16_t port() const { return servers_.local_endpoint().port(); }
+  void close() { servers_.close(); }
+  /// Totals over the loops: call once they have stopped.
+  std::uint64_t answered() const { return sum(&Answerer::answered); }
+  std::uint64_t teapots() const { return sum(&Answerer::teapots); }
+  std::uint64_t dropped() const { return sum(&Answerer::dropped); }
+
+ private:
+  std::uint64_t sum(std::uint64_t (Answerer::*count)() const) const {
+    std::uint64_t n = 0;
+    for (const auto& a : answerers_) n += ((*a).*count)();
+    return n;
+  }
+
+  std::string label_;
+  std::vector<std::unique_ptr<Answerer>> answerers_;  // made on their loops, one per loop
+  duet::http::ServerGroup servers_;
 };
 
 std::string url_of(const std::string& host, std::uint16_t port, bool tls) {
@@ -213,7 +250,7 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
     max_connections = fit;
   }
   duet::http::ServerOptions server_options;
-  server_options.max_connections = max_connections;
+  server_options.max_connections = (max_connections + opt.threads - 1) / opt.threads;  // per loop
   server_options.header_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(opt.header_timeout * 1000));
   server_options.request_timeout = server_options.header_timeout;  // the whole request, body included
   server_options.max_body_bytes = 16 * 1024;                       // it serves GET and HEAD: a body is never needed
@@ -230,12 +267,15 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
     }
   }
 
+  // The sites are served on --threads loops, each on a thread of its own; this thread's loop waits for
+  // the signal that stops them.
+  duet::LoopGroup loops(opt.threads);
   duet::Loop loop;
   std::stop_source stop;  // cancels the answers still being delayed when the server stops
   std::random_device entropy;
   const std::uint64_t seed = opt.seed ? *opt.seed : (std::uint64_t{entropy()} << 32 | entropy());
 
-  const std::vector<std::pair<Site::Config, std::uint16_t>> configs = {
+  const std::vector<std::pair<SiteConfig, std::uint16_t>> configs = {
       {{"LOCAL", {}, 0}, opt.local_port},
       {{"DELAY", delay, 0}, opt.delay_port},
       {{"ERROR", delay, opt.error_share}, opt.error_port},
@@ -243,11 +283,10 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   std::vector<std::unique_ptr<Site>> sites;
   for (std::uint32_t i = 0; i < configs.size(); ++i) {
     const auto& [config, port] = configs[i];
-    std::seed_seq seeds{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32), i};
     const duet::Endpoint at = duet::Endpoint::parse(opt.host, port);
     try {
       sites.push_back(
-          std::make_unique<Site>(loop, tree, config, seeds, opt.verbose, stop.get_token(), at, server_options));
+          std::make_unique<Site>(loops, tree, config, seed, i, opt.verbose, stop.get_token(), at, server_options));
     } catch (const std::system_error& e) {
       fmt::print(stderr, "flags_server: cannot listen on {} for {}: {}\n", at.to_string(), config.label,
                  e.code().message());
@@ -259,8 +298,8 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   duet::wait_for_signal(loop, {SIGINT, SIGTERM}, [&](std::error_code ec, int signum) {
     if (ec) return;
     fmt::print(stderr, "flags_server: {}, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    stop.request_stop();  // each loop drops its delayed answers (and counts them) before its server closes
     for (auto& site : sites) site->close();
-    stop.request_stop();
   });
   for (const auto& site : sites) fmt::print("{} {}\n", site->label(), url_of(opt.host, site->port(), tls));
   std::fflush(stdout);
@@ -270,6 +309,7 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
              tree.files(), (tree.bytes() + 1023) / 1024, opt.root, delay.min, delay.max, opt.error_share * 100, seed);
 
   loop.run();
+  loops.join();  // the counts are read once no loop runs
   for (const auto& site : sites)
     fmt::print(stderr, "flags_server: {} answered {} request(s){}{}\n", site->label(), site->answered(),
                site->teapots() ? fmt::format(", {} with 418", site->teapots()) : "",
@@ -301,6 +341,9 @@ int main(int argc, char** argv) {
   app.add_option("--header-timeout", opt.header_timeout,
                  "seconds a client has to send a whole request, from its first byte")
       ->check(CLI::Range(0.001, 3600.0))
+      ->capture_default_str();
+  app.add_option("--threads", opt.threads, "loops to serve on, each on a thread of its own (one port each site)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{256}))
       ->capture_default_str();
   app.add_flag("-v,--verbose", opt.verbose, "log one line per answer on stderr");
   auto* cert = app.add_option("--tls-cert", opt.tls_cert, "serve https with this certificate (PEM, chain after it)");

@@ -147,6 +147,9 @@ struct ServerOptions {
   /// A client that opens thousands at once needs more than the default, or its extra connects are
   /// dropped and retried a second or more later.
   int listen_backlog = 511;
+  /// Let other Servers that set it too listen on the same port, each on its own loop (SO_REUSEPORT:
+  /// the kernel spreads new connections over them). `ServerGroup` sets it.
+  bool reuse_port = false;
   /// Serve https: every connection starts with a TLS handshake, with this certificate and key (a bad
   /// file makes the constructor throw `duet::TlsError`). Handshakes count against `max_connections`.
   std::optional<TlsServerOptions> tls;

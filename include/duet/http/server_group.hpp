@@ -1,0 +1,107 @@
+// duet/http/server_group.hpp — one HTTP server on every loop of a LoopGroup, all on one port.
+//
+//     duet::LoopGroup loops(4);
+//     duet::http::ServerGroup servers(loops, duet::Endpoint::any(8000), [](duet::Loop& loop) {
+//       return [&loop](duet::http::ServerRequest req) -> duet::Task<duet::http::Response> { ... };
+//     });
+//
+// Each loop gets its own `Server` (server.hpp), made on that loop's thread with the handler that
+// `make_handler(loop)` returns there (any handler form a Server takes), and the same options, with
+// `reuse_port` set: each server has its own listening socket on the one port, and the kernel spreads
+// new connections over them (Linux's SO_REUSEPORT). A connection then lives on one loop from accept to
+// close; its handler runs there. Limits (`max_connections` and the rest) hold per server, so per loop.
+// With port 0 the first server picks a free port and the others take the same.
+//
+// The constructor and `close()` wait for each loop to do its part, so they must not be called from one
+// of the group's own threads (std::logic_error); the constructor rethrows the first server's failure
+// (after closing the servers it made). `close()` (and the destructor) closes every server on its own
+// thread. Destroy the ServerGroup before its LoopGroup.
+//
+// Cost: a listening socket and a Server per loop; nothing is shared between the loops at run time.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "duet/endpoint.hpp"
+#include "duet/http/server.hpp"
+#include "duet/loop_thread.hpp"
+
+namespace duet::http {
+
+class ServerGroup {
+ public:
+  template <class MakeHandler>
+  ServerGroup(LoopGroup& loops, const Endpoint& at, MakeHandler make_handler, ServerOptions options = {})
+      : loops_(&loops), servers_(loops.size()) {
+    check_thread();
+    options.reuse_port = true;
+    Endpoint where = at;
+    try {
+      for (std::size_t i = 0; i < loops.size(); ++i) {
+        on_loop(i, [&, i] {
+          Loop& loop = loops[i];
+          servers_[i] = std::make_unique<Server>(loop, where, make_handler(loop), options);
+        });
+        if (i == 0) where = servers_[0]->local_endpoint();  // port 0: the one the first server took
+      }
+    } catch (...) {
+      close();
+      throw;
+    }
+  }
+  ~ServerGroup() { close(); }
+  ServerGroup(const ServerGroup&) = delete;
+  ServerGroup& operator=(const ServerGroup&) = delete;
+
+  /// Where the servers listen (the port chosen, if `at` asked for port 0).
+  Endpoint local_endpoint() const { return servers_.at(0)->local_endpoint(); }
+  std::size_t size() const noexcept { return servers_.size(); }
+  /// Connections open now, over every loop (asks each loop in turn).
+  std::size_t connections() {
+    check_thread();
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < servers_.size(); ++i)
+      on_loop(i, [&, i] { n += servers_[i] ? servers_[i]->connections() : 0; });
+    return n;
+  }
+  /// Closes every server, each on its own loop's thread, and waits for it. Idempotent.
+  void close() {
+    check_thread();
+    for (std::size_t i = 0; i < servers_.size(); ++i)
+      if (servers_[i]) on_loop(i, [&, i] { servers_[i].reset(); });
+  }
+
+ private:
+  void check_thread() const {
+    for (std::size_t i = 0; i < loops_->size(); ++i)
+      if (loops_->thread(i).thread_id() == std::this_thread::get_id())
+        throw std::logic_error(
+            "duet::http::ServerGroup: used from one of its own loops' threads (it would wait for itself)");
+  }
+  /// Runs `fn` on loop `i`'s thread and waits for it; rethrows what it threw.
+  template <class Fn>
+  void on_loop(std::size_t i, Fn fn) {
+    std::promise<void> done;
+    (*loops_)[i].post([&] {
+      try {
+        fn();
+        done.set_value();
+      } catch (...) {
+        done.set_exception(std::current_exception());
+      }
+    });
+    done.get_future().get();
+  }
+
+  LoopGroup* loops_;
+  std::vector<std::unique_ptr<Server>> servers_;
+};
+
+}  // namespace duet::http
