@@ -45,6 +45,13 @@ namespace {
 
 const std::string kExamples = DUET_EXAMPLES_DIR;
 const char* const kStyles[] = {"callbacks", "coroutines"};
+/// Every way the flag program is written: two styles of both shapes, and the threads style.
+const std::pair<const char*, const char*> kFlagPrograms[] = {{"callbacks", "flags"},
+                                                             {"coroutines", "flags"},
+                                                             {"callbacks", "flags_workers"},
+                                                             {"coroutines", "flags_workers"},
+                                                             {"threads", "flags"}};
+constexpr int kFlagProgramCount = 5;
 
 Finished run(const std::string& style, const std::string& program, std::vector<std::string> args) {
   args.insert(args.begin(), kExamples + "/" + style + "/" + program);
@@ -98,7 +105,7 @@ double elapsed(const std::string& out) {
 }  // namespace
 
 TEST_CASE(
-    "both styles, and both shapes (flags, flags_workers), print the same report and save byte-identical flags, "
+    "every style, and both shapes (flags, flags_workers), print the same report and save byte-identical flags, "
     "LOCAL, DELAY and ERROR",
     "[examples]") {
   FlagsServer server({"--delay", "0.05:0.3", "--seed", "11"});
@@ -113,16 +120,16 @@ TEST_CASE(
   };
   for (const auto& r : runs) {
     INFO(r.site);
-    std::string reports[4];
-    for (int s = 0; s < 4; ++s) {
+    std::string reports[kFlagProgramCount];
+    for (int s = 0; s < kFlagProgramCount; ++s) {
       // Each run against a fresh server with the same seed, so that ERROR draws the same teapots.
       FlagsServer fresh({"--delay", "0", "--seed", "11"});
       TempDir out;
       auto args = r.args;
       args.insert(args.end(), {"-s", (r.site == "DELAY" ? server : fresh).url(r.site), "-o", out.path().string()});
-      const char* program = s < 2 ? "flags" : "flags_workers";
-      const Finished f = run(kStyles[s % 2], program, args);
-      INFO(kStyles[s % 2] << " " << program << "\n" << f.out << f.err);
+      const auto [style, program] = kFlagPrograms[s];
+      const Finished f = run(style, program, args);
+      INFO(style << " " << program << "\n" << f.out << f.err);
       CHECK(f.exit_code == 0);
       const std::size_t ok = count_of(f.out, "downloaded"), nf = count_of(f.out, "not found"),
                         err = count_of(f.out, "error");
@@ -142,13 +149,11 @@ TEST_CASE(
       CHECK(files == ok);
       reports[s] = comparable(f.out);
     }
-    CHECK(reports[0] == reports[1]);
-    CHECK(reports[0] == reports[2]);
-    CHECK(reports[0] == reports[3]);
+    for (int s = 1; s < kFlagProgramCount; ++s) CHECK(reports[0] == reports[s]);
   }
 }
 
-TEST_CASE("every option means the same in both styles and both shapes", "[examples]") {
+TEST_CASE("every option means the same in every style and both shapes", "[examples]") {
   FlagsServer server({"--delay", "0"});
   struct Case {
     std::vector<std::string> args;
@@ -172,20 +177,18 @@ TEST_CASE("every option means the same in both styles and both shapes", "[exampl
       {{"--timeout", "2.5", "-v", "JP", "ZZ"}, {"JP OK", "ZZ not found: http://127.0.0.1:PORT/flags/zz/zz.gif"}},
   };
   for (const auto& c : cases) {
-    std::string reports[4];
-    for (int s = 0; s < 4; ++s) {
+    std::string reports[kFlagProgramCount];
+    for (int s = 0; s < kFlagProgramCount; ++s) {
       TempDir out;
       auto args = c.args;
       args.insert(args.end(), {"-s", server.url("LOCAL"), "-o", out.path().string()});
-      const char* program = s < 2 ? "flags" : "flags_workers";
-      const Finished f = run(kStyles[s % 2], program, args);
-      INFO(kStyles[s % 2] << " " << program << "\n" << f.out << f.err);
+      const auto [style, program] = kFlagPrograms[s];
+      const Finished f = run(style, program, args);
+      INFO(style << " " << program << "\n" << f.out << f.err);
       CHECK(f.exit_code == 0);
       reports[s] = comparable(f.out);
     }
-    CHECK(reports[0] == reports[1]);
-    CHECK(reports[0] == reports[2]);
-    CHECK(reports[0] == reports[3]);
+    for (int s = 1; s < kFlagProgramCount; ++s) CHECK(reports[0] == reports[s]);
     for (const auto& line : c.expected) {
       INFO(reports[0]);
       CHECK(reports[0].find(line + "\n") != std::string::npos);
@@ -276,12 +279,13 @@ TEST_CASE("flags_names saves each flag under its country's name, spaces and punc
   add("zx", R"({"country": "../../escaped", "iso_cc": "ZX", "tld_cc": ".zx"})");
   add("zy", R"({"iso_cc": "ZY"})");  // no name: an error, not a crash
   FlagsServer server({"--root", root.string(), "--delay", "0"});
-  std::string reports[2];
-  for (int s = 0; s < 2; ++s) {
+  const char* const styles[] = {"callbacks", "coroutines", "threads"};
+  std::string reports[3];
+  for (int s = 0; s < 3; ++s) {
     TempDir out;
-    const Finished f = run(kStyles[s], "flags_names",
+    const Finished f = run(styles[s], "flags_names",
                            {"-s", server.url("LOCAL"), "-o", out.path().string(), "-v", "CI", "BQ", "ZX", "ZY", "ZZ"});
-    INFO(kStyles[s] << "\n" << f.out << f.err);
+    INFO(styles[s] << "\n" << f.out << f.err);
     CHECK(f.exit_code == 0);
     CHECK(read_file(out.path() / "Côte_d'Ivoire.gif") == "GIF89a-ci");
     CHECK(read_file(out.path() / "Bonaire,_Sint_Eustatius_and_Saba.gif") == "GIF89a-bq");
@@ -292,6 +296,7 @@ TEST_CASE("flags_names saves each flag under its country's name, spaces and punc
     reports[s] = comparable(f.out);
   }
   CHECK(reports[0] == reports[1]);
+  CHECK(reports[0] == reports[2]);
 }
 
 namespace {
@@ -357,7 +362,7 @@ TEST_CASE("Ctrl-C cancels the downloads in flight and still prints the report", 
   for (const auto& [style, program] :
        {std::pair{"callbacks", "flags"}, std::pair{"coroutines", "flags"}, std::pair{"callbacks", "flags_names"},
         std::pair{"coroutines", "flags_names"}, std::pair{"callbacks", "flags_workers"},
-        std::pair{"coroutines", "flags_workers"}}) {
+        std::pair{"coroutines", "flags_workers"}, std::pair{"threads", "flags"}, std::pair{"threads", "flags_names"}}) {
     INFO(style << " " << program);
     TempDir dir;
     const std::string log = dir / "server.log";

@@ -292,7 +292,7 @@ duet::http::ClientOptions client_options(const Options& opt) {
 
 Job::Job(int argc, char** argv, std::string program)
     : options_(parse_options(argc, argv, std::move(program))),
-      client(loop, client_options(options_)),
+      client(loop, flags::client_options(options_)),
       semaphore(options_.concurrency),
       progress_bar(options_.codes.size(), !options_.verbose && isatty(STDERR_FILENO)) {
   if (!ready()) return;
@@ -315,6 +315,8 @@ Job::Job(int argc, char** argv, std::string program)
 }
 
 Job::~Job() = default;
+
+duet::http::ClientOptions Job::client_options() const { return flags::client_options(options_); }
 
 std::string Job::flag_url(std::string_view cc) const {
   const std::string lc = lower(cc);

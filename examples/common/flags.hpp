@@ -153,6 +153,8 @@ class Job {
   std::string flag_url(std::string_view cc) const;      ///< {base}/{cc}/{cc}.gif, lower-case
   std::string metadata_url(std::string_view cc) const;  ///< {base}/{cc}/metadata.json
   std::string save_path(std::string_view file_name) const;
+  /// The options `client` was made with (the threads style makes a client per thread with them).
+  duet::http::ClientOptions client_options() const;
 
   /// One code's outcome: counted, and shown as a -v line (the progress bar is moved by the caller).
   void done(std::string_view cc, const Outcome& outcome);

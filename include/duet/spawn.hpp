@@ -30,7 +30,9 @@
 // suspended are destroyed, and their handles report `duet::errc::loop_closed`.
 //
 // `run(loop, task)` spawns `task`, runs the loop until it is done and returns its result (rethrowing
-// its exception). If the loop runs out of work first (the task waits for something that cannot
+// its exception); `run(loop, operation)` does the same for one awaitable operation (a blocking call,
+// as a thread that owns its loop makes it), and a `std::stop_token` given as a third argument cancels
+// either from any thread. If the loop runs out of work first (the task waits for something that cannot
 // happen) or is stopped, `run` throws `std::logic_error`.
 //
 // Cost: one shared state per spawn (one allocation) plus the driver coroutine's frame (recycled).
@@ -42,6 +44,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -331,9 +334,11 @@ JoinHandle<T> spawn(Loop& loop, Task<T> task) {
   return JoinHandle<T>(std::move(state));
 }
 
-/// Runs the loop until `task` is done; returns its result or rethrows its exception.
+/// Runs the loop until `task` is done; returns its result or rethrows its exception. A stop requested
+/// on `stop` (from any thread: the threads style's Ctrl-C) cancels the task, which then throws
+/// `duet::Cancelled` out of `run` unless it handles it.
 template <class T>
-T run(Loop& loop, Task<T> task) {
+T run(Loop& loop, Task<T> task, std::stop_token stop = {}) {
   JoinHandle<T> handle = spawn(loop, std::move(task));
   // Stops the loop when the task is done, but only while this run() is running it: a task that
   // finishes later (after being cancelled below) must not leave libuv's stop flag set.
@@ -341,13 +346,30 @@ T run(Loop& loop, Task<T> task) {
   handle.on_done([&loop, inside] {
     if (*inside) loop.stop();
   });
-  loop.run();
+  {
+    std::stop_callback cancel(std::move(stop), [&handle]() noexcept { handle.cancel(); });
+    loop.run();
+  }  // a cancel running on another thread has returned
   *inside = false;
   if (!handle.done()) {
     handle.cancel();
     throw std::logic_error("duet::run: the loop ran out of work (or was stopped) before the task finished");
   }
   return handle.result();
+}
+
+namespace detail {
+template <class A>
+Task<await_result_t<A>> await_one(A op) {
+  co_return co_await std::move(op);
+}
+}  // namespace detail
+
+/// `run` for one awaitable operation, a plain blocking call: `auto res = duet::run(loop, client.get(url));`
+template <class A>
+requires requires(A& a) { a.await_ready(); }
+auto run(Loop& loop, A op, std::stop_token stop = {}) {
+  return run(loop, detail::await_one(std::move(op)), std::move(stop));
 }
 
 }  // namespace duet
