@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: build (if needed), start flags_server, and run both styles of the flag programs side
-# by side — `flags` against DELAY (all 676 codes AA..ZZ at once) and ERROR (-v: a line per code),
-# `flags_names` against LOCAL, `flags_workers` (10 workers pulling codes from a queue) against LOCAL —
+# The main job: build (if needed), start flags_server, and run the flag programs side by side in
+# each style (callbacks, coroutines, and threads: -m worker threads with a loop each) — `flags` against DELAY (all 676 codes AA..ZZ at once) and ERROR (-v: a line per code),
+# `flags_names` against LOCAL, `flags_workers` (10 workers pulling codes from a queue, callbacks and
+# coroutines) against LOCAL —
 # printing each report under a heading that names the style; then
 # `flags` over https, against a second flags_server with a certificate from a private CA made here
 # (scripts/make_tls_certs.sh; the program trusts it through SSL_CERT_FILE). Then stop the servers. As in the book, each request times out after 3.1 s: DELAY and ERROR hold answers for
@@ -49,9 +50,9 @@ run() {  # run STYLE PROGRAM ARGS...
   echo "=== $style: $program $*"
   "$build/examples/$style/$program" "$@"
 }
-for style in callbacks coroutines; do run $style flags -s DELAY -e -m 1000 -o downloaded/$style; done
-for style in callbacks coroutines; do run $style flags -s ERROR -v -m 20 -o downloaded/$style; done
-for style in callbacks coroutines; do run $style flags_names -s LOCAL -a -o downloaded/$style-names; done
+for style in callbacks coroutines threads; do run $style flags -s DELAY -e -m 1000 -o downloaded/$style; done
+for style in callbacks coroutines threads; do run $style flags -s ERROR -v -m 20 -o downloaded/$style; done
+for style in callbacks coroutines threads; do run $style flags_names -s LOCAL -a -o downloaded/$style-names; done
 for style in callbacks coroutines; do run $style flags_workers -s LOCAL -a -m 10 -o downloaded/$style-workers; done
 echo
 echo "=== coroutines: flags -s https://127.0.0.1:8443/flags (trusting the private CA through SSL_CERT_FILE)"

@@ -33,6 +33,14 @@ void print_to_stderr(std::exception_ptr e) noexcept {
 
 }  // namespace
 
+void LoopCore::wrong_thread() noexcept {
+  std::fputs(
+      "duet: a duet object or operation was used on a thread that does not run its loop (every duet object "
+      "belongs to its loop's thread: reach it with Loop::post, submit or resume_on); aborting\n",
+      stderr);
+  std::abort();
+}
+
 void LoopCore::run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
   core->set_loop_thread();  // a host may run its loop on a thread other than the Loop's creator

@@ -1,5 +1,8 @@
 // Loops on threads of their own: LoopThread, LoopGroup, `submit` and `resume_on` between loops, and
 // cancellation across them. Run under ThreadSanitizer too (the tsan preset).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -326,7 +329,6 @@ TEST_CASE("resume_on to a loop destroyed first throws loop_closed where the task
   duet::Loop home;
   std::optional<duet::Loop> there(std::in_place);  // never run: the hop waits in its queue
   there->set_error_handler([](std::exception_ptr) {});
-  duet::sleep(home, 1ms, [&](std::error_code) { there.reset(); });
   auto task = [&]() -> Task<std::string> {
     try {
       co_await duet::resume_on(*there);
@@ -335,7 +337,10 @@ TEST_CASE("resume_on to a loop destroyed first throws loop_closed where the task
     }
     co_return "arrived";
   };
-  CHECK(duet::run(home, task()) == "closed");
+  auto handle = duet::spawn(home, task());
+  home.post([&] { there.reset(); });  // runs after the task's start, so after its hop was posted
+  auto wait = [](duet::JoinHandle<std::string>& h) -> Task<std::string> { co_return co_await h; };
+  CHECK(duet::run(home, wait(handle)) == "closed");
 }
 
 namespace {
@@ -387,7 +392,7 @@ TEST_CASE("a LoopGroup shut down with tasks hopping and submits in flight frees 
   CHECK((!submit_ec || submit_ec == duet::errc::loop_closed));
 }
 
-TEST_CASE("listeners that ask for it share a port; others are refused it", "[loop_thread][server_group]") {
+TEST_CASE("listeners that ask for it share a port, and others are refused it", "[loop_thread][server_group]") {
   duet::Loop loop;
   duet::TcpListener first(loop, duet::Endpoint::loopback(0), 16, true);
   const auto at = first.local_endpoint();
@@ -478,3 +483,28 @@ TEST_CASE("a ServerGroup serves one port from every loop, under load from many c
     CHECK(refused.get_future().get());
   }
 }
+
+#ifndef NDEBUG
+TEST_CASE("debug builds stop a duet object made on a thread that does not run its loop", "[loop_thread][affinity]") {
+  int err[2];
+  REQUIRE(::pipe(err) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::dup2(err[1], STDERR_FILENO);
+    duet::Loop loop;  // this thread's
+    std::thread other([&] { duet::sleep(loop, 1ms, [](std::error_code) {}); });
+    other.join();
+    std::_Exit(0);  // not reached when the check works
+  }
+  ::close(err[1]);
+  std::string said;
+  char buf[512];
+  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) said.append(buf, static_cast<std::size_t>(n));
+  ::close(err[0]);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  CHECK(said.find("used on a thread that does not run its loop") != std::string::npos);
+}
+#endif

@@ -109,7 +109,8 @@ class Answerer {
 
   std::uint64_t answered() const { return answered_; }
   std::uint64_t teapots() const { return teapots_; }
-  std::uint64_t dropped() const { return dropped_; }
+  /// Answers dropped: cancelled, or still waiting when the loop stopped (its destruction cancels them).
+  std::uint64_t dropped() const { return dropped_ + waiting_; }
 
   void serve(ServerRequest req, Reply reply) {
     // Every request draws the same numbers in the same order, so a seed fixes the sequence of delays
@@ -124,9 +125,11 @@ class Answerer {
     Response res = teapot ? text(418, "I'm a Teapot") : answer(req);
     if (verbose_) log(req, res.status, delay);
     if (delay == 0ms) return send(std::move(res), reply);
+    ++waiting_;
     duet::sleep(loop_, delay,
                 duet::with_cancellation(
                     stop_, [this, res = std::move(res), reply = std::move(reply)](std::error_code ec) mutable {
+                      --waiting_;
                       if (ec) return void(++dropped_);  // cancelled: the server is stopping
                       send(std::move(res), reply);
                     }));
@@ -185,7 +188,7 @@ class Answerer {
   std::mt19937_64 rng_;
   bool verbose_;
   std::stop_token stop_;
-  std::uint64_t answered_ = 0, teapots_ = 0, dropped_ = 0;
+  std::uint64_t answered_ = 0, teapots_ = 0, dropped_ = 0, waiting_ = 0;
 };
 
 /// One of the three sites: a server on every loop, all on one port, each loop answering with its own
@@ -298,8 +301,8 @@ int run(const Options& opt, const DelayRange& delay, bool max_connections_set) {
   duet::wait_for_signal(loop, {SIGINT, SIGTERM}, [&](std::error_code ec, int signum) {
     if (ec) return;
     fmt::print(stderr, "flags_server: {}, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    stop.request_stop();  // each loop drops its delayed answers (and counts them) before its server closes
-    for (auto& site : sites) site->close();
+    for (auto& site : sites) site->close();  // first: an answer dropped afterwards has no connection to go to
+    stop.request_stop();
   });
   for (const auto& site : sites) fmt::print("{} {}\n", site->label(), url_of(opt.host, site->port(), tls));
   std::fflush(stdout);

@@ -119,9 +119,20 @@ class LoopCore {
     return read_buffer_.get();
   }
 
+  /// Debug builds (without NDEBUG): aborts, saying why, when a duet object or operation is made for
+  /// this loop on a thread that does not run it — every duet object is bound to its loop's thread.
+  /// Loops duet owns only: a host may run its own loop on any thread. Release builds check nothing.
+  void check_thread() const noexcept {
+#ifndef NDEBUG
+    if (owns_uv_ && !closing_ && !on_loop_thread()) wrong_thread();
+#endif
+  }
+  [[noreturn]] static void wrong_thread() noexcept;
+
   /// Allocates (from the loop's free lists) and links a resource of type T.
   template <class T, class... A>
   T* make(A&&... args) {
+    check_thread();
     static_assert(std::is_base_of_v<Resource, T>);
     static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
     void* p = pool_.allocate(sizeof(T));

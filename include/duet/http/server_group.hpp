@@ -1,7 +1,7 @@
 // duet/http/server_group.hpp — one HTTP server on every loop of a LoopGroup, all on one port.
 //
 //     duet::LoopGroup loops(4);
-//     duet::http::ServerGroup servers(loops, duet::Endpoint::any(8000), [](duet::Loop& loop) {
+//     duet::http::ServerGroup servers(loops, duet::Endpoint::parse("0.0.0.0", 8000), [](duet::Loop& loop) {
 //       return [&loop](duet::http::ServerRequest req) -> duet::Task<duet::http::Response> { ... };
 //     });
 //
