@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -31,6 +32,7 @@
 #include <latch>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bench_cli.hpp"
@@ -179,6 +181,14 @@ struct Counts {
 /// One thread's share of the load, on a Loop of its own: the warm-up, then (once `go` says so) the
 /// counted requests.
 Counts run_share(const Options& o, long k, std::latch& warmed, std::latch& go) {
+  struct Arrival {  // counted once, even when the warm-up throws: the others must not wait for it
+    std::latch& warmed;
+    bool counted = false;
+    void now() {
+      if (!std::exchange(counted, true)) warmed.count_down();
+    }
+    ~Arrival() { now(); }
+  } arrival{warmed};
   duet::Loop loop;
   const long concurrency = share(o.concurrency, o.threads, k);
   duet::http::ClientOptions copts;
@@ -189,7 +199,7 @@ Counts run_share(const Options& o, long k, std::latch& warmed, std::latch& go) {
             flags::expand_codes(o.codes == "every", o.codes == "all", {}, SIZE_MAX)};
   for (long j = 0; j < k; ++j) load.first += share(o.requests, o.threads, j);
   if (const long warmup = share(o.warmup, o.threads, k); warmup > 0) make_requests(load, warmup);
-  warmed.count_down();
+  arrival.now();
   go.wait();
   make_requests(load, share(o.requests, o.threads, k));
   return {load.ok, load.not_found, load.errors};
@@ -206,8 +216,16 @@ int main(int argc, char** argv) {
   std::latch warmed(o.threads), go(1);
   std::vector<Counts> counts(static_cast<std::size_t>(o.threads));
   std::vector<std::thread> threads;
-  for (long k = 1; k < o.threads; ++k)
-    threads.emplace_back([&, k] { counts[static_cast<std::size_t>(k)] = run_share(o, k, warmed, go); });
+  std::atomic<bool> failed{false};
+  auto run_one = [&](long k) {
+    try {
+      counts[static_cast<std::size_t>(k)] = run_share(o, k, warmed, go);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "http_load: %s\n", e.what());
+      failed = true;
+    }
+  };
+  for (long k = 1; k < o.threads; ++k) threads.emplace_back(run_one, k);
   double cpu_before = 0;
   std::chrono::steady_clock::time_point start;
   std::thread clock([&] {
@@ -216,7 +234,7 @@ int main(int argc, char** argv) {
     start = std::chrono::steady_clock::now();
     go.count_down();
   });
-  counts[0] = run_share(o, 0, warmed, go);
+  run_one(0);
   for (auto& t : threads) t.join();
   clock.join();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -234,5 +252,5 @@ int main(int argc, char** argv) {
       o.face.c_str(), finished, total.ok, total.not_found, total.errors, seconds,
       static_cast<double>(finished) / seconds, bench::peak_rss_mb(),
       cpu * 1e6 / static_cast<double>(std::max(finished, 1L)), o.threads);
-  return total.errors == 0 ? 0 : 1;
+  return total.errors == 0 && !failed ? 0 : 1;
 }

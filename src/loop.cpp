@@ -78,6 +78,7 @@ void LoopCore::cancel_and_destroy_tasks() noexcept {
 
 void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
   if (closing_) return;
+  check_thread();  // (spawn, and every completion deferred to a later turn, come through here)
   try {
     std::lock_guard lock(mailbox_->mutex);
     mailbox_->queue.push_back(std::move(fn));

@@ -48,6 +48,8 @@ void LoopThread::join() noexcept {
     std::abort();
   }
   thread_.join();
+  loop_->core().adopt_thread();  // the thread that ran it is gone (and its id may be reused)
+  joined_.store(true, std::memory_order_release);
 }
 
 LoopThread::~LoopThread() {

@@ -46,7 +46,8 @@ struct HopState {
   PromiseBase* task;
   Loop* from;
   Loop* to;
-  std::shared_ptr<Mailbox> from_mailbox;
+  Loop* home;  // the task's own loop
+  std::shared_ptr<Mailbox> from_mailbox, home_mailbox;
   bool failed = false;
 
   bool take(int expected) noexcept { return stage.compare_exchange_strong(expected, kRunning); }
@@ -68,7 +69,7 @@ void arrive(PromiseBase& task, Loop& at) noexcept {
 }
 
 // Posted to the target loop. Destroyed without being run (that loop is being destroyed), it sends the
-// task back to where it came from, to throw there.
+// task back to where it came from (or to its own loop), to throw there.
 class Hop {
  public:
   explicit Hop(std::shared_ptr<HopState> s) noexcept : s_(std::move(s)) {}
@@ -89,17 +90,25 @@ class Hop {
   static void go_back(std::shared_ptr<HopState> s) noexcept {
     int queued = kQueued;
     if (!s->stage.compare_exchange_strong(queued, kReturning)) return;
+    // Back where it left; if that loop is being destroyed too, to its own loop, which holds it (and
+    // if that one is being destroyed, its destruction frees the task's frames).
+    if (send_back(s, s->from, s->from_mailbox)) return;
+    if (s->home != s->from) send_back(s, s->home, s->home_mailbox);
+  }
+
+  static bool send_back(const std::shared_ptr<HopState>& s, Loop* at,
+                        const std::shared_ptr<Mailbox>& mailbox) noexcept {
     try {
-      std::shared_ptr<Mailbox> mailbox = s->from_mailbox;
-      UniqueFunction<void()> back([s = std::move(s)] {
+      UniqueFunction<void()> back([s, at] {
         if (!s->take(kReturning)) return;
         s->failed = true;
-        arrive(*s->task, *s->from);
+        arrive(*s->task, *at);
         resume(s->h);
       });
-      mailbox->send(back);  // refused: that loop is being destroyed too, and frees the task's frames
+      return mailbox->send(back);
     } catch (...) {
       std::fputs("duet: out of memory while sending a task back from a destroyed loop; it will wait\n", stderr);
+      return true;
     }
   }
 
@@ -126,6 +135,8 @@ bool start_hop(PromiseBase& task, std::coroutine_handle<> h, Loop& there, std::s
     task.set_away(away);
     task.set_context(away->context);
   }
+  s->home = task.away()->home->loop;
+  s->home_mailbox = task.away()->home_mailbox;
   hop = s;
   try {
     there.post(Hop(s));

@@ -190,6 +190,21 @@ TEST_CASE("cancelling a submit before its function starts means it never runs", 
   CHECK_FALSE(ran.load());
 }
 
+TEST_CASE("a submit whose token is already stopped never runs its function", "[loop_thread][submit][cancel]") {
+  duet::Loop here;
+  duet::LoopThread there;
+  std::stop_source stop;
+  stop.request_stop();
+  std::atomic<bool> ran{false};
+  std::error_code got;
+  duet::submit(
+      here, there.loop(), [&] { ran = true; },
+      duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { got = ec; }));
+  here.run();
+  CHECK(duet::is_cancelled(got));
+  CHECK_FALSE(ran.load());
+}
+
 TEST_CASE("a running submitted function sees the caller's stop through its token", "[loop_thread][submit][cancel]") {
   duet::Loop here;
   duet::LoopThread there;
@@ -289,6 +304,29 @@ TEST_CASE("resume_on moves a task between loops and back", "[loop_thread][resume
     };
     CHECK(duet::run(home, all()) == 6);
   }
+}
+
+TEST_CASE("a JoinHandle awaited from a task away on another loop is a logic error", "[loop_thread][resume_on]") {
+  duet::Loop home;
+  duet::LoopThread there;
+  auto sleeper = [&]() -> Task<int> {
+    co_await duet::sleep(home, 1ms);
+    co_return 1;
+  };
+  auto task = [&]() -> Task<std::string> {
+    auto handle = duet::spawn(home, sleeper());
+    co_await duet::resume_on(there.loop());
+    std::string what;
+    try {
+      co_await handle;
+    } catch (const std::logic_error& e) {
+      what = e.what();
+    }
+    co_await duet::resume_on(home);
+    co_return what + (co_await handle == 1 ? " / awaited at home" : "");
+  };
+  CHECK(duet::run(home, task()) ==
+        "duet::JoinHandle: awaited from a task on another loop than the spawned task's / awaited at home");
 }
 
 TEST_CASE("cancelling a task cancels what it awaits on another loop", "[loop_thread][resume_on][cancel]") {
@@ -468,6 +506,10 @@ TEST_CASE("a ServerGroup serves one port from every loop, under load from many c
   CHECK(by_loop[1].load() > 0);
   CHECK(servers.connections() <= 40);
 
+  SECTION("closed after its loops have stopped, it says so instead of waiting forever") {
+    server_loops.join();
+    CHECK_THROWS_AS(servers.close(), std::logic_error);
+  }
   SECTION("it cannot be made from one of its own loops' threads") {
     std::promise<bool> refused;
     server_loops[0].post([&] {

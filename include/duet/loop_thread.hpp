@@ -50,13 +50,17 @@ class LoopThread {
   /// The thread that runs the loop.
   std::thread::id thread_id() const noexcept { return id_; }
   /// Stops the loop after its current turn and waits for the thread to end. Idempotent. Not from the
-  /// loop's own thread.
+  /// loop's own thread. The joining thread is the loop's from then on (nothing else runs it).
   void join() noexcept;
+  /// True once `join()` has returned: the loop will not run again, and what is posted to it waits
+  /// until its destruction drops it.
+  bool joined() const noexcept { return joined_.load(std::memory_order_acquire); }
 
  private:
   std::optional<Loop> loop_;        // made and run on the thread; destroyed by ~LoopThread
   std::optional<Loop::Hold> hold_;  // keeps it running with nothing to do
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> joined_{false};
   std::thread thread_;
   std::thread::id id_;
 };

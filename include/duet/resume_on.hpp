@@ -18,11 +18,12 @@
 //
 // Cancellation crosses the hop: the task keeps its stop token, so cancelling it (from its own loop or
 // anywhere) cancels what it awaits on the other loop; a stop requested while the task is in transit
-// makes its next operation throw `duet::Cancelled`. A task already cancelled does not hop: the
-// `co_await` throws `duet::Cancelled`.
+// makes its next operation throw `duet::Cancelled`. A task already cancelled does not hop to another
+// loop: the `co_await` throws `duet::Cancelled`.
 //
-// Failure: if `there` is destroyed before the task gets there, the task is resumed where it was and
-// the `co_await` throws `std::system_error` with `duet::errc::loop_closed`. `resume_on` awaited outside
+// Failure: if `there` is destroyed before the task gets there, the task is resumed where it was (or,
+// if that loop is being destroyed too, on its own loop) and the `co_await` throws `std::system_error`
+// with `duet::errc::loop_closed`. `resume_on` awaited outside
 // a duet task running on a loop (`spawn`, `run`, or a task they await) throws `std::logic_error`.
 //
 // Lifetime rule: a loop must outlive the tasks it has sent away, or be destroyed only once they are

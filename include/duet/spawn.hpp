@@ -272,6 +272,8 @@ class JoinHandle {
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> waiter) {
       const TaskContext& context = detail::context_of(waiter);
+      if (context.loop && context.loop != state_->loop_)  // a task away on another loop (resume_on)
+        throw std::logic_error("duet::JoinHandle: awaited from a task on another loop than the spawned task's");
       if (context.stop_token.stop_requested()) {
         cancelled_ = true;
         return false;

@@ -20,9 +20,10 @@
 // a `fn` that takes a `std::stop_token` sees the stop while it runs. Either way `cb` gets UV_ECANCELED
 // once `fn` has returned or been skipped — never while `fn` may still use what it captured.
 //
-// Threads: `fn` runs on `there`'s thread and must not touch `here`'s objects; `fn` and its result are
-// destroyed on either thread. Cost: one shared allocation (function, result, stop source), one pooled
-// request object on `here`, and two posts.
+// Threads: `fn` runs on `there`'s thread and must not touch `here`'s objects. `fn` is destroyed there
+// once it has run (if it never runs, wherever its submit ends); its result is moved to `here`. Cost:
+// two shared allocations (function and result; the stop source's state), one pooled request object
+// on `here`, and two posts.
 #pragma once
 
 #include <cstdio>
@@ -65,7 +66,7 @@ struct SubmitWork {
   using Result = SubmitResult<Fn>;
   static constexpr bool kVoid = std::is_void_v<Result>;
 
-  explicit SubmitWork(Fn&& f) : fn(std::move(f)) {}
+  explicit SubmitWork(Fn&& f) : fn(std::in_place, std::move(f)) {}
 
   void run() noexcept {  // on the target loop's thread
     try {
@@ -78,15 +79,16 @@ struct SubmitWork {
     } catch (...) {
       error = std::current_exception();
     }
+    fn.reset();  // what it captured goes here, on the thread it ran on
   }
   decltype(auto) call() {
     if constexpr (kTakesStopToken<Fn>)
-      return fn(stop.get_token());
+      return (*fn)(stop.get_token());
     else
-      return fn();
+      return (*fn)();
   }
 
-  Fn fn;
+  std::optional<Fn> fn;
   std::stop_source stop;
   std::optional<std::conditional_t<kVoid, std::monostate, Result>> result;
   std::exception_ptr error;
@@ -215,12 +217,12 @@ void submit(Loop& here, Loop& there, Fn&& fn, Callback&& cb) {
   auto work = std::make_shared<detail::SubmitWork<F>>(F(std::forward<Fn>(fn)));
   Op* op = core.make<Op>(&core, work, std::decay_t<Callback>(std::forward<Callback>(cb)));
   try {
+    op->watch_stop();  // first: a token already stopped stops the work before it can start
     there.post(detail::Errand<F>(work, core.mailbox()));
   } catch (...) {  // out of memory: nothing was sent, and the callback will not be called
     core.destroy(op);
     throw;
   }
-  op->watch_stop();
 }
 
 /// Coroutine face: `auto value = co_await duet::submit(there, fn);` — back on the awaiting task's loop;

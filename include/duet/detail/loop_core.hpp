@@ -128,6 +128,8 @@ class LoopCore {
 #endif
   }
   [[noreturn]] static void wrong_thread() noexcept;
+  /// Makes the calling thread the loop's (a LoopThread joined: nothing runs the loop any more).
+  void adopt_thread() noexcept { set_loop_thread(); }
 
   /// Allocates (from the loop's free lists) and links a resource of type T.
   template <class T, class... A>

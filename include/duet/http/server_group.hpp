@@ -9,18 +9,21 @@
 // `make_handler(loop)` returns there (any handler form a Server takes), and the same options, with
 // `reuse_port` set: each server has its own listening socket on the one port, and the kernel spreads
 // new connections over them (Linux's SO_REUSEPORT). A connection then lives on one loop from accept to
-// close; its handler runs there. Limits (`max_connections` and the rest) hold per server, so per loop.
+// close; its handler runs there. Limits (`max_connections` and the rest) hold per server, so per loop:
+// the kernel spreads connections by a hash of their addresses, not by load, so one loop may reach its
+// `max_connections` while another has room.
 // With port 0 the first server picks a free port and the others take the same.
 //
 // The constructor and `close()` wait for each loop to do its part, so they must not be called from one
-// of the group's own threads (std::logic_error); the constructor rethrows the first server's failure
-// (after closing the servers it made). `close()` (and the destructor) closes every server on its own
-// thread. Destroy the ServerGroup before its LoopGroup.
+// of the group's own threads (std::logic_error); the constructor rethrows the failure of the server
+// that could not be made (after closing those it made). `close()` (and the destructor) closes every server on its own
+// thread: close it (or destroy it) before the LoopGroup is joined or destroyed.
 //
 // Cost: a listening socket and a Server per loop; nothing is shared between the loops at run time.
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <future>
 #include <memory>
@@ -49,19 +52,28 @@ class ServerGroup {
           Loop& loop = loops[i];
           servers_[i] = std::make_unique<Server>(loop, where, make_handler(loop), options);
         });
-        if (i == 0) where = servers_[0]->local_endpoint();  // port 0: the one the first server took
+        if (i == 0) on_loop(0, [&] { where = servers_[0]->local_endpoint(); });  // port 0: the one it took
       }
     } catch (...) {
       close();
       throw;
     }
+    at_ = where;
   }
-  ~ServerGroup() { close(); }
+  /// Closes the servers (see `close`). Called on one of the group's threads, or after the LoopGroup has
+  /// stopped, it cannot: it says so on stderr and leaves them to the loops' destruction.
+  ~ServerGroup() {
+    try {
+      close();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "duet: ~ServerGroup: %s\n", e.what());
+    }
+  }
   ServerGroup(const ServerGroup&) = delete;
   ServerGroup& operator=(const ServerGroup&) = delete;
 
   /// Where the servers listen (the port chosen, if `at` asked for port 0).
-  Endpoint local_endpoint() const { return servers_.at(0)->local_endpoint(); }
+  const Endpoint& local_endpoint() const noexcept { return at_; }
   std::size_t size() const noexcept { return servers_.size(); }
   /// Connections open now, over every loop (asks each loop in turn).
   std::size_t connections() {
@@ -71,7 +83,8 @@ class ServerGroup {
       on_loop(i, [&, i] { n += servers_[i] ? servers_[i]->connections() : 0; });
     return n;
   }
-  /// Closes every server, each on its own loop's thread, and waits for it. Idempotent.
+  /// Closes every server, each on its own loop's thread, and waits for it. Idempotent. Throws
+  /// `std::logic_error` on one of the group's threads, or if a loop has stopped (joined) first.
   void close() {
     check_thread();
     for (std::size_t i = 0; i < servers_.size(); ++i)
@@ -85,23 +98,32 @@ class ServerGroup {
         throw std::logic_error(
             "duet::http::ServerGroup: used from one of its own loops' threads (it would wait for itself)");
   }
-  /// Runs `fn` on loop `i`'s thread and waits for it; rethrows what it threw.
+  /// Runs `fn` on loop `i`'s thread and waits for it; rethrows what it threw. A loop that will not run
+  /// it (stopped, or destroyed) drops it, and the wait ends with `std::logic_error`.
   template <class Fn>
   void on_loop(std::size_t i, Fn fn) {
-    std::promise<void> done;
-    (*loops_)[i].post([&] {
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> result = done->get_future();
+    (*loops_)[i].post([done, fn = std::move(fn)]() mutable {
       try {
         fn();
-        done.set_value();
+        done->set_value();
       } catch (...) {
-        done.set_exception(std::current_exception());
+        done->set_exception(std::current_exception());
       }
     });
-    done.get_future().get();
+    if (loops_->thread(i).joined())  // the function waits in a queue nobody reads (dropped unrun later)
+      throw std::logic_error("duet::http::ServerGroup: its LoopGroup has stopped; close the servers before joining it");
+    try {
+      result.get();
+    } catch (const std::future_error&) {  // dropped unrun: the loop was destroyed
+      throw std::logic_error("duet::http::ServerGroup: a loop was destroyed before the servers were closed");
+    }
   }
 
   LoopGroup* loops_;
   std::vector<std::unique_ptr<Server>> servers_;
+  Endpoint at_;
 };
 
 }  // namespace duet::http
