@@ -431,6 +431,35 @@ TEST_CASE("connect, whole-request timeouts and the body limit", "[http][client]"
   CHECK(duet::test::get(face, loop, strict, server.url("/big")).ec == duet::errc::body_too_large);
 }
 
+TEST_CASE("a response parser reused for the next request parses by that request's limit and method",
+          "[http][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, const std::string& head) {
+    if (head.rfind("HEAD ", 0) == 0) return Step{"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"};
+    return Step{duet::test::ok(std::string(5000, 'b'))};
+  });
+  Client client(loop);
+  auto request = [&](std::string method, std::optional<std::size_t> limit) {
+    duet::http::Request req;
+    req.method = std::move(method);
+    req.url = duet::http::Url::parse(server.url("/big"));
+    req.max_body_bytes = limit;
+    return duet::test::send(face, loop, client, std::move(req));
+  };
+  // Each request parses with the parser the one before it gave back to the client.
+  for (int round = 0; round < 2; ++round) {
+    Result whole = request("GET", std::nullopt);
+    REQUIRE_FALSE(whole.ec);
+    CHECK(whole.res.body.size() == 5000);
+    CHECK(request("GET", 1000).ec == duet::errc::body_too_large);  // the limit is this request's
+    Result head = request("HEAD", std::nullopt);  // no body follows, whatever Content-Length says
+    REQUIRE_FALSE(head.ec);
+    CHECK(head.res.status == 200);
+    CHECK(head.res.body.empty());
+  }
+}
+
 TEST_CASE("idle pooled connections do not keep Loop::run from returning", "[http][client]") {
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });

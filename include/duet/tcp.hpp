@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "duet/awaitable.hpp"
@@ -36,7 +37,7 @@
 namespace duet {
 
 namespace detail {
-template <class Cb>
+template <class Cb, bool Timed>
 class ConnectOp;
 }  // namespace detail
 
@@ -64,7 +65,7 @@ class TcpStream : public Stream {
   uv_tcp_t* native() const noexcept;
 
  private:
-  template <class Cb>
+  template <class Cb, bool Timed>
   friend class detail::ConnectOp;
   friend class TcpListener;
   explicit TcpStream(detail::HandlePtr<detail::StreamImpl> impl) noexcept : Stream(std::move(impl)) {}
@@ -76,10 +77,11 @@ namespace detail {
 HandlePtr<StreamImpl> make_tcp(LoopCore* core);
 uv_tcp_t* tcp_handle(StreamImpl* impl) noexcept;
 
-/// A connect in flight: the uv_connect_t, the new stream and the optional timeout timer. Freed once
-/// both the connect callback has run and the timer (if any) is closed.
-template <class Cb>
-class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb>> {
+/// A connect in flight: the uv_connect_t, the new stream and, if `Timed`, the timeout timer (a connect
+/// without one is 128 bytes smaller: the HTTP client keeps its connect deadlines on a list of its own).
+/// Freed once both the connect callback has run and the timer (if any) is closed.
+template <class Cb, bool Timed>
+class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb, Timed>> {
  public:
   ConnectOp(LoopCore* core, Cb&& cb) : HandleOwner(core), cb_(std::move(cb)) { req_.data = this; }
 
@@ -98,7 +100,7 @@ class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb>> {
       return fail_later<TcpStream>(*core, std::move(cb), uv_error(rc));
     }
     hold();  // until on_connect
-    if (timeout_ms > 0) {
+    if constexpr (Timed) {
       uv_timer_init(core()->uv(), &timer_);
       adopt(&timer_);
       uv_timer_start(&timer_, &on_timeout, timeout_ms, 0);
@@ -111,7 +113,8 @@ class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb>> {
     if (!connected_) tcp_.reset();
   }
   void abandon() noexcept override {
-    if (timer_.data) close_handle(&timer_);
+    if constexpr (Timed)
+      if (timer_.data) close_handle(&timer_);
   }
   bool pending() const noexcept override { return !connected_; }
 
@@ -125,7 +128,8 @@ class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb>> {
   static void on_connect(uv_connect_t* req, int status) noexcept {
     auto* self = static_cast<ConnectOp*>(req->data);
     self->connected_ = true;
-    if (self->timer_.data) self->close_handle(&self->timer_);
+    if constexpr (Timed)
+      if (self->timer_.data) self->close_handle(&self->timer_);
     LoopCore* core = self->core();
     if (core->closing()) return self->release();
     std::error_code ec = uv_error(status);
@@ -145,7 +149,8 @@ class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb>> {
   }
 
   uv_connect_t req_{};
-  uv_timer_t timer_{};  // adopted (data set) only with a timeout
+  struct NoTimer {};
+  [[no_unique_address]] std::conditional_t<Timed, uv_timer_t, NoTimer> timer_{};  // adopted once started
   Cb cb_;
   HandlePtr<StreamImpl> tcp_;
   bool timed_out_ = false;
@@ -159,10 +164,16 @@ class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb>> {
 template <class Rep, class Period, class Callback>
 requires std::invocable<Callback&, std::error_code, TcpStream>
 void connect(Loop& loop, const Endpoint& to, std::chrono::duration<Rep, Period> timeout, Callback&& cb) {
-  using Op = detail::ConnectOp<std::decay_t<Callback>>;
   auto& core = loop.core();
-  Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)));
-  op->start(to, detail::to_uv_millis(timeout));
+  const std::uint64_t ms = detail::to_uv_millis(timeout);
+  auto start = [&]<bool Timed>(std::bool_constant<Timed>) {
+    using Op = detail::ConnectOp<std::decay_t<Callback>, Timed>;
+    core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)))->start(to, ms);
+  };
+  if (ms > 0)
+    start(std::true_type());
+  else
+    start(std::false_type());
 }
 
 /// Connects to `to` with no timeout of duet's own.

@@ -14,6 +14,7 @@
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "spares.hpp"
 #include "transport.hpp"
 
 namespace duet::http {
@@ -216,20 +217,11 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 
   /// A parse state for a connection that starts reading (a spare one if there is one).
   std::unique_ptr<RequestParse> take_parse() {
-    if (spare_parses.empty()) return std::make_unique<RequestParse>(options);
-    auto p = std::move(spare_parses.back());
-    spare_parses.pop_back();
-    return p;
+    if (auto p = spare_parses.take()) return p;
+    return std::make_unique<RequestParse>(options);
   }
   /// An idle connection's parse state, kept for the next one that reads (up to a few).
-  void give_back(std::unique_ptr<RequestParse> p) noexcept {
-    static constexpr std::size_t kMaxSpares = 64;
-    if (spare_parses.size() >= kMaxSpares) return;
-    try {
-      spare_parses.push_back(std::move(p));
-    } catch (...) {  // out of memory: it is freed instead
-    }
-  }
+  void give_back(std::unique_ptr<RequestParse> p) noexcept { spare_parses.give_back(std::move(p)); }
 
   void accept_next();
   void remove(ServerConnection* c);
@@ -243,7 +235,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   ServerOptions options;
   std::vector<std::shared_ptr<ServerConnection>> connections;  // each knows its index (`core_index`)
   DeadlineHeap deadlines;
-  std::vector<std::unique_ptr<RequestParse>> spare_parses;
+  Spares<RequestParse> spare_parses;
   std::optional<TlsContext> tls;     // https: each connection's handshake comes first
   std::size_t handshakes = 0;        // in progress; they count against max_connections
   std::stop_source stop_handshakes;  // the server closing ends them
