@@ -80,34 +80,8 @@ round() {  # WORKLOAD ROUND: each client once, in an order rotated by ROUND
 echo "== throughput: 20,000 GETs, 100 in flight, nginx on :$nginx_port ($runs rounds)"
 for r in $(seq "$runs"); do round throughput "$r"; done
 
-# A scale run: flags_server DELAY (1 s) on port 8001 and one client, in a network namespace of their own.
-scale_once() {  # CLIENT
-  if [[ $DUET_NETNS == 1 ]]; then
-    ip link set lo up
-    sysctl -qw net.core.somaxconn=16384
-  fi
-  "$build/tools/flags_server" --local-port 0 --delay-port 8001 --error-port 0 --delay 1 \
-    > /dev/null 2> "$work/flags_server.log" &
-  local pid=$!
-  wait_listening 8001 $pid flags_server > /dev/null
-  run_client "$1" http://127.0.0.1:8001/flags 10000 10000
-  local status=$?
-  kill -INT $pid
-  wait $pid > /dev/null 2>&1
-  return $status
-}
-if [[ $(id -u) -eq 0 ]] && unshare --net true 2> /dev/null; then
-  export build work DUET_NETNS=1
-  export -f scale_once run_client wait_listening
-  isolated() { unshare --net bash -c 'scale_once "$0"' "$1"; }
-  echo "== scale: 10,000 GETs all in flight, flags_server DELAY (1 s), a network namespace per run ($scale_runs rounds)"
-else
-  echo "== scale: not root, so the runs share this machine's network: listen queue $(cat /proc/sys/net/core/somaxconn)," \
-    "TIME_WAIT sockets from one run slow the next" >&2
-  export build work DUET_NETNS=0
-  export -f scale_once run_client wait_listening
-  isolated() { bash -c 'scale_once "$0"' "$1"; }
-fi
+isolated_setup  # bench/lib.sh: `isolated CLIENT`, in a network namespace of its own when root
+echo "== scale: 10,000 GETs all in flight, flags_server DELAY (1 s), $isolation ($scale_runs rounds)"
 for r in $(seq "$scale_runs"); do round scale "$r"; done
 
 # ---- the table and the chart ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-# bench/lib.sh — sourced by bench/compare.sh and bench/tls_compare.sh: the loopback nginx they both
-# measure against, the clients they both run, and the raw-line log they both keep.
+# bench/lib.sh — sourced by bench/compare.sh, bench/tls_compare.sh and bench/memory_at_scale.sh: the
+# loopback nginx they measure against, the clients they run, the raw-line log they keep, and the
+# scale workload.
 #
 # The sourcing script sets, before calling these:
 #   build  the release build directory (build/release)
@@ -67,4 +68,39 @@ logged() {
   line=$("${@:4}" 2> "$work/client.err" | tail -n 1) || true
   [[ $line == face=* ]] || line="face=$3 failed: $(head -c 300 "$work/client.err" | tr '\n' ' ')"
   echo "workload=$1 round=$2 $line" | tee -a "$out/runs.txt"
+}
+
+# The scale workload: flags_server's DELAY site (a fixed 1 s delay) on port 8001, and one client
+# making 10,000 GETs all in flight at once (`scale_once CLIENT`). `isolated_setup` defines
+# `isolated CLIENT`, which runs it in a network namespace of its own when this is root (its own
+# loopback, with the listen queue raised to 16,384: on the machine's own network 10,000 connects at
+# once overflow the default queue of 4,096 and wait out SYN retries, and the ports the previous run
+# left in TIME_WAIT slow the kernel's port search), and on the shared network otherwise; it sets
+# $isolation to say which.
+scale_once() {  # CLIENT
+  if [[ $DUET_NETNS == 1 ]]; then
+    ip link set lo up
+    sysctl -qw net.core.somaxconn=16384
+  fi
+  "$build/tools/flags_server" --local-port 0 --delay-port 8001 --error-port 0 --delay 1 \
+    > /dev/null 2> "$work/flags_server.log" &
+  local pid=$!
+  wait_listening 8001 $pid flags_server > /dev/null
+  run_client "$1" http://127.0.0.1:8001/flags 10000 10000
+  local status=$?
+  kill -INT $pid
+  wait $pid > /dev/null 2>&1
+  return $status
+}
+isolated_setup() {
+  export -f scale_once run_client wait_listening
+  if [[ $(id -u) -eq 0 ]] && unshare --net true 2> /dev/null; then
+    export build work DUET_NETNS=1
+    isolated() { unshare --net bash -c 'scale_once "$0"' "$1"; }
+    isolation="a network namespace per run"
+  else
+    export build work DUET_NETNS=0
+    isolated() { bash -c 'scale_once "$0"' "$1"; }
+    isolation="not root, so on this machine's network: listen queue $(cat /proc/sys/net/core/somaxconn), TIME_WAIT sockets from one run slow the next"
+  fi
 }

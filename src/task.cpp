@@ -1,8 +1,9 @@
 #include "duet/task.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <new>
-#include <vector>
 
 #include "free_list_impl.hpp"
 
@@ -24,43 +25,69 @@ void deallocate_frame(void* p, std::size_t n) noexcept {
 }
 
 namespace {
+// The coroutines to resume once the one running now suspends: a flat queue, so that a chain of
+// completions that resume one another never nests on the stack.
 struct Trampoline {
-  std::vector<std::coroutine_handle<>> queue;
-  std::size_t next = 0;
-  bool draining = false;
+  std::unique_ptr<std::coroutine_handle<>[]> items;
+  std::size_t size = 0;
+  std::size_t capacity = 0;
+  std::size_t next = 0;  // the next to resume
+
+  void reserve(std::size_t want) {
+    if (want <= capacity) return;
+    const std::size_t n = std::max({want, 2 * capacity, std::size_t{16}});
+    auto grown = std::make_unique_for_overwrite<std::coroutine_handle<>[]>(n);
+    std::copy(items.get(), items.get() + size, grown.get());
+    items = std::move(grown);
+    capacity = n;
+  }
 };
-thread_local Trampoline t;
+thread_local Trampoline t;  // the thread's queue
+// `&t` while this thread is draining it, else null. Constant-initialised and trivially destructible,
+// so reading it takes no thread-local initialisation check: `resume`'s common case, queueing behind
+// the coroutine running now, is a handful of instructions with no registers to save.
+thread_local Trampoline* draining = nullptr;
+
+[[gnu::noinline]] void drain(std::coroutine_handle<> h) {
+  Trampoline& tr = t;
+  draining = &tr;
+  h.resume();
+  while (tr.next < tr.size) tr.items[tr.next++].resume();
+  tr.size = tr.next = 0;
+  draining = nullptr;
+}
+
+[[gnu::noinline]] void queue_growing(Trampoline& tr, std::coroutine_handle<> h) {
+  tr.reserve(tr.size + 1);
+  tr.items[tr.size++] = h;
+}
 }  // namespace
 
 NestedRun::NestedRun() {
-  if (!t.draining) return;  // not inside a coroutine: nothing to set aside
+  if (!draining) return;  // not inside a coroutine: nothing to set aside
   saved_ = new Trampoline(std::move(t));
   t = Trampoline();
+  draining = nullptr;  // the nested run drains a queue of its own
 }
 
 NestedRun::~NestedRun() {
   if (!saved_) return;
   t = std::move(*static_cast<Trampoline*>(saved_));
   delete static_cast<Trampoline*>(saved_);
+  draining = &t;
 }
 
-bool resumes_at_once() noexcept { return !t.draining; }
+bool resumes_at_once() noexcept { return !draining; }
 
 void reserve_resumes(std::size_t n) {
-  if (t.draining) t.queue.reserve(t.queue.size() + n);
+  if (draining) draining->reserve(draining->size + n);
 }
 
 void resume(std::coroutine_handle<> h) {
-  if (t.draining) {
-    t.queue.push_back(h);
-    return;
-  }
-  t.draining = true;
-  h.resume();
-  while (t.next < t.queue.size()) t.queue[t.next++].resume();
-  t.queue.clear();
-  t.next = 0;
-  t.draining = false;
+  Trampoline* tr = draining;
+  if (!tr) return drain(h);
+  if (tr->size == tr->capacity) return queue_growing(*tr, h);
+  tr->items[tr->size++] = h;
 }
 
 void set_frame_recycling(bool on) noexcept { recycling.store(on, std::memory_order_relaxed); }

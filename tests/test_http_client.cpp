@@ -431,8 +431,36 @@ TEST_CASE("connect, whole-request timeouts and the body limit", "[http][client]"
   CHECK(duet::test::get(face, loop, strict, server.url("/big")).ec == duet::errc::body_too_large);
 }
 
-TEST_CASE("a response parser reused for the next request parses by that request's limit and method",
+TEST_CASE("connects time out on the client's deadline list, several at once, and the client goes on",
           "[http][client]") {
+  duet::Loop loop;
+  duet::test::FullBacklog hangs;
+  ClientOptions opts;
+  opts.connect_timeout = 100ms;
+  Client client(loop, opts);
+  const std::string url = "http://127.0.0.1:" + std::to_string(hangs.port()) + "/";
+  std::vector<std::string> reasons;
+  uv_update_time(loop.native());
+  const auto start = std::chrono::steady_clock::now();
+  for (int k = 0; k < 3; ++k) {  // three connections being opened at once, all on the one list
+    client.get(url, [&](std::error_code ec, Response res) {
+      CHECK(ec.value() == UV_ETIMEDOUT);
+      reasons.push_back(res.reason);
+    });
+  }
+  while (reasons.size() < 3) loop.run_once();
+  CHECK(std::chrono::steady_clock::now() - start >= 99ms);
+  for (const auto& why : reasons) CHECK(why.find("connect timed out") != std::string::npos);
+  CHECK(client.open_connections() == 0);
+
+  // The list is empty again, and the same client connects where a server answers.
+  ScriptedServer server(loop, [](auto, auto, auto&) { return Step{duet::test::ok("x")}; });
+  Result ok = duet::test::get(Face::callbacks, loop, client, server.url());
+  REQUIRE_FALSE(ok.ec);
+  CHECK(ok.res.body == "x");
+}
+
+TEST_CASE("a response parser reused for the next request parses by that request's limit and method", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, const std::string& head) {
@@ -453,7 +481,7 @@ TEST_CASE("a response parser reused for the next request parses by that request'
     REQUIRE_FALSE(whole.ec);
     CHECK(whole.res.body.size() == 5000);
     CHECK(request("GET", 1000).ec == duet::errc::body_too_large);  // the limit is this request's
-    Result head = request("HEAD", std::nullopt);  // no body follows, whatever Content-Length says
+    Result head = request("HEAD", std::nullopt);                   // no body follows, whatever Content-Length says
     REQUIRE_FALSE(head.ec);
     CHECK(head.res.status == 200);
     CHECK(head.res.body.empty());

@@ -122,6 +122,9 @@ class Awaitable {
   template <class I>
   requires std::is_same_v<std::remove_cvref_t<I>, Init>
   explicit Awaitable(I&& init) : init_(std::forward<I>(init)) {}
+  /// Builds the initiating function (an aggregate) in place from `args`: nothing of it is moved.
+  template <class... A>
+  explicit Awaitable(std::in_place_t, A&&... args) : init_{std::forward<A>(args)...} {}
   Awaitable(Awaitable&&) = default;
   Awaitable(const Awaitable&) = delete;
   Awaitable& operator=(const Awaitable&) = delete;

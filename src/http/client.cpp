@@ -161,7 +161,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::optional<TlsContext> tls;         // made at the first https request (loading the trust store takes a while)
   std::string tls_error;                 // why it could not be made, if it could not
   Exchange* active = nullptr;            // requests not yet delivered, linked through themselves (for ~Client)
-  Spares<ResponseParser> spare_parsers;  // of responses read to the end
+  Spares<ResponseParser> spare_parsers;  // reset, for the next responses
 
   /// The origin of `url`, made if new; the caller becomes one of its users (see `release`).
   Origin& use_origin(const Url& url) {
@@ -389,7 +389,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
           TimeoutList::leave(self->connecting_);
           if (self->finished_) return self->core_->slot_freed(*self->origin_);
           if (std::exchange(self->connect_timed_out_, false)) {
-            ec = uv_error(UV_ETIMEDOUT);
+            if (ec.value() == UV_ECANCELED) ec = uv_error(UV_ETIMEDOUT);  // not an error it had already
             self->stop_ = std::stop_source();  // that one is spent: the next address needs its own
           }
           if (ec) {
@@ -443,12 +443,17 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       parser_ = std::make_unique<ResponseParser>(
           ParserLimits{.max_header_bytes = o.max_header_bytes, .max_header_fields = o.max_header_fields});
     parser_->limit_body(req_.max_body_bytes.value_or(o.max_body_bytes), req_.max_body_bytes.value_or(0));
-    parser_->reset(req_.method == "HEAD");
+    parser_->expect_head(req_.method == "HEAD");  // a new parser, or a spare, is reset already
     parser_->decode_content(req_.decompress);
     if (sink_) parser_->stream_body_to(&streamed_->filtered_sink);
     return *parser_;
   }
-  void give_back_parser() noexcept { core_->spare_parsers.give_back(std::move(parser_)); }
+  /// Reset first, so that a spare holds no body, decoder or head of the response it parsed.
+  void give_back_parser() noexcept {
+    if (!parser_) return;
+    parser_->reset();
+    core_->spare_parsers.give_back(std::move(parser_));
+  }
   bool started() const noexcept { return parser_ && parser_->started(); }
   bool headers_complete() const noexcept { return parser_ && parser_->headers_complete(); }
 

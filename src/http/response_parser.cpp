@@ -11,8 +11,8 @@ ResponseParser& self_of(llhttp_t* p) noexcept { return *static_cast<ResponsePars
 ResponseParser::ResponseParser(ParserLimits limits) noexcept
     : limits_(limits), head_parts_(limits.max_header_bytes, limits.max_header_fields) {
   // Every other member starts as reset() leaves it (in-class initializers): only llhttp needs setting
-  // up. (A client exchange makes one parser per request and resets it before sending: doing all of
-  // reset() here too cost about 200 instructions a request.)
+  // up. (The client takes a parser per response, new or a spare that was reset when given back:
+  // doing all of reset() here too would cost a new one about 200 instructions.)
   llhttp_init(&parser_, HTTP_RESPONSE, &llhttp_settings_for<ResponseParser, HTTP_RESPONSE>());
   parser_.data = this;
 }

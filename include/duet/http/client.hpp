@@ -350,9 +350,7 @@ class Client {
   }
 
   /// Coroutine face: `Response res = co_await client.get(url);`
-  [[nodiscard]] auto get(std::string url) {
-    return awaitable<Response>([this, url = std::move(url)](auto cb) { get(url, std::move(cb)); });
-  }
+  [[nodiscard]] auto get(std::string url) { return Awaitable<Response, GetInit>(std::in_place, this, std::move(url)); }
   /// Coroutine face: `Response res = co_await client.request(std::move(req));`
   [[nodiscard]] auto request(Request req) {
     return awaitable<Response>(
@@ -377,6 +375,16 @@ class Client {
   std::size_t known_origins() const noexcept;
 
  private:
+  /// `get`'s initiating function in the coroutine face, built inside the awaitable (the URL is moved
+  /// once, not twice as through a lambda).
+  struct GetInit {
+    Client* client;
+    std::string url;
+    template <class Callback>
+    void operator()(Callback cb) {
+      client->get(url, std::move(cb));
+    }
+  };
   void start_get(std::string_view url, detail::Completion done, std::stop_token token);
   void start(Request req, BodySink sink, detail::Completion done, std::stop_token token);
   using Opened = duet::detail::UniqueFunction<void(std::error_code, ResponseStream, std::exception_ptr)>;

@@ -60,6 +60,7 @@ class HeadCollector {
 
   /// Forgets the head collected so far (a new message, or the next after a 1xx response).
   void reset() noexcept {
+    if (field_.capacity() > 256) std::string().swap(field_);  // a long trailer name is not kept
     field_.clear();
     bytes_ = 0;
     fields_ = 0;

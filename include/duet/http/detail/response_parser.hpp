@@ -51,6 +51,8 @@ class ResponseParser {
   /// Prepares for the next response; `head` if it answers a HEAD request (no body follows). Clears
   /// any body sink: each response sets its own.
   void reset(bool head = false);
+  /// Whether the next response answers a HEAD request (after `reset`, which clears it).
+  void expect_head(bool head) noexcept { head_ = head; }
   /// Streams the body to `*sink` instead of collecting it in `response().body` (call after `reset`).
   /// The caller keeps the sink alive while this parser parses.
   void stream_body_to(duet::detail::UniqueFunction<void(std::string_view)>* sink) noexcept { sink_ = sink; }
