@@ -17,7 +17,8 @@
 // `TcpListener(loop, endpoint)` binds and listens; `accept` takes one connection at a time.
 //
 // Cost: a stream is one `uv_tcp_t` plus a few pointers (no per-stream read buffer); each write is one
-// pooled request object; a connect is one pooled object holding the request and its timeout timer.
+// pooled request object; a connect is one pooled object holding the request, and its timeout timer
+// when it has a timeout.
 #pragma once
 
 #include <chrono>

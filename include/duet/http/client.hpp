@@ -58,12 +58,13 @@
 // dropped. A streamed body is bounded by `Request::max_body_bytes` only (none by default). With
 // `Request::decompress`, a gzip or deflate body is decoded, and the limits count decoded bytes.
 //
-// Cost: an exchange per request (about 1.3 KB, freed when its callback has run), one allocation for
-// the serialized request, and the response's own strings. The header and idle timeouts cost no timer
-// per request: the connections waiting for headers, and the idle ones, are kept in two lists per
-// client, each in the order of its deadlines, under one timer each. A `request_timeout` is one timer
-// per request, running from the call (waiting for a connection included) to the response. See
-// docs/performance.md for the figures.
+// Cost: an exchange per request (600 bytes, freed when its callback has run), one allocation for the
+// serialized request (freed at once when the socket takes it whole, as it almost always does), and
+// the response's own strings; the response's parser is taken at its first byte from a few the client
+// keeps. The connect, header, read and idle timeouts cost no timer per request or connection: what
+// waits out each is kept in a list per client, in the order of its deadlines, under one timer each.
+// A `request_timeout` is one timer per request, running from the call (waiting for a connection
+// included) to the response. See docs/performance.md for the figures.
 //
 // Lifetime: destroying the Client cancels its requests in flight (their callbacks get UV_ECANCELED,
 // later, from the loop) and closes its connections. A Client may outlive its Loop: destroyed after
