@@ -34,6 +34,7 @@ void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::erro
   auto fail = [&](std::error_code ec) { core()->defer([cb = std::move(cb), ec]() mutable { cb(ec, 0); }); };
   if (reading_ != Reading::no) return fail(make_error_code(errc::already_reading));
   if (buffer.empty()) return fail(make_error_code(errc::invalid_argument));
+  if (token.stop_possible() && !stop_read_) stop_read_ = std::make_unique<OnLoopStop<StopRead>>();
   // A streaming read's callback kept since read_stop goes, but only once this read is set up: its
   // captures may own the stream.
   auto previous = std::move(read_cb_);
@@ -45,7 +46,7 @@ void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::erro
     cb = take_once_cb();
     return fail(uv_error(rc));
   }
-  stop_read_.watch(core(), std::move(token), StopRead{this});
+  if (stop_read_) stop_read_->watch(core(), std::move(token), StopRead{this});
 }
 
 void StreamImpl::read_stream(UniqueFunction<void(std::error_code, std::span<const char>)> cb) {
@@ -90,7 +91,7 @@ void StreamImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noe
     uv_read_stop(s);
     self->reading_ = Reading::no;
     self->once_buffer_ = {};
-    self->stop_read_.reset();
+    if (self->stop_read_) self->stop_read_->reset();
     auto cb = self->take_once_cb();
     return core->invoke(cb, ec, n);
   }

@@ -47,6 +47,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -107,7 +108,10 @@ class StreamImpl : public OwnedHandle {
 
   Reading reading_ = Reading::no;
   std::span<char> once_buffer_;
-  OnLoopStop<StopRead> stop_read_;  // a cancellable one-shot read's stop token, routed to the loop thread
+  // A cancellable one-shot read's stop token, routed to the loop thread: made at the first such read
+  // and kept for the next (a stream that is only read with `read_start`, as the HTTP client's are,
+  // does without its 104 bytes).
+  std::unique_ptr<OnLoopStop<StopRead>> stop_read_;
 };
 
 /// A stream of libuv type `Uv` (uv_tcp_t, uv_pipe_t, uv_tty_t). `init(uv_loop_t*, Uv*)` is the
