@@ -266,7 +266,7 @@ bool Loop::run_once() {
 
 void Loop::stop() noexcept { uv_stop(core_->uv_); }
 
-void Loop::set_error_handler(std::function<void(std::exception_ptr)> handler) {
+void Loop::set_error_handler(detail::UniqueFunction<void(std::exception_ptr)> handler) {
   core_->error_handler_ = std::move(handler);
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "duet/detail/copyable_function.hpp"
 #include "duet/loop.hpp"
 #include "duet/open_files.hpp"
 #include "duet/tcp.hpp"
@@ -260,6 +261,41 @@ TEST_CASE("the default error hook names each kind of report for what it is", "[l
   CHECK(thrown == "duet: uncaught exception in a callback or task: boom\n");
 }
 
+TEST_CASE("set_error_handler(nullptr) gives the hook back to the default, which prints", "[loop]") {
+  int handled = 0;
+  const std::string printed = stderr_of([&] {
+    duet::Loop loop;
+    loop.set_error_handler([&](std::exception_ptr) { ++handled; });
+    loop.post([] { throw std::runtime_error("first"); });
+    loop.run();
+    loop.set_error_handler(nullptr);
+    loop.post([] { throw std::runtime_error("second"); });
+    loop.run();
+  });
+  CHECK(handled == 1);
+  CHECK(printed == "duet: uncaught exception in a callback or task: second\n");
+}
+
+TEST_CASE("CopyableFunction: each copy owns its own callable; a null function pointer is empty", "[loop]") {
+  using F = duet::detail::CopyableFunction<int(int)>;
+  F counter = [n = 0](int step) mutable { return n += step; };
+  REQUIRE(counter);
+  CHECK(counter(1) == 1);
+  F copy = counter;  // copies the state as it is now
+  CHECK(counter(10) == 11);
+  CHECK(copy(100) == 101);
+  CHECK(counter(0) == 11);
+  F moved = std::move(copy);
+  CHECK_FALSE(copy);  // NOLINT(bugprone-use-after-move): a moved-from one is empty
+  CHECK(moved(0) == 101);
+  moved = nullptr;
+  CHECK_FALSE(moved);
+  int (*none)(int) = nullptr;
+  CHECK_FALSE(F(none));
+  F square = +[](int x) { return x * x; };
+  CHECK(square(7) == 49);
+}
+
 TEST_CASE("raise_open_file_limit lifts the soft limit to the hard one", "[loop]") {
   rlimit before{};
   REQUIRE(getrlimit(RLIMIT_NOFILE, &before) == 0);
@@ -284,6 +320,6 @@ TEST_CASE("after a burst of operations the loop's request pool keeps a bounded n
   loop.run();
   CHECK(done == burst);
   const std::size_t kept = loop.core().kept_blocks();
-  CHECK(kept > 0);                                        // the next burst finds blocks ready
+  CHECK(kept > 0);                                       // the next burst finds blocks ready
   CHECK(kept <= duet::detail::LoopCore::kKeepPerClass);  // the rest went back to the allocator
 }

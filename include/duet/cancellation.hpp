@@ -31,7 +31,6 @@
 #pragma once
 
 #include <concepts>
-#include <functional>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
@@ -48,7 +47,7 @@ class WithCancellation {
 
   template <class... Args>
   requires std::invocable<Callback&, Args...>
-  decltype(auto) operator()(Args&&... args) { return std::invoke(cb_, std::forward<Args>(args)...); }
+  decltype(auto) operator()(Args&&... args) { return cb_(std::forward<Args>(args)...); }
 
  private:
   std::stop_token token_;

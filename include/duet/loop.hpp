@@ -35,7 +35,6 @@
 #include <uv.h>
 
 #include <exception>
-#include <functional>
 #include <memory>
 #include <utility>
 
@@ -89,8 +88,9 @@ class Loop {
   [[nodiscard]] Hold hold() noexcept { return Hold(core_); }
 
   /// Replaces the hook that receives exceptions thrown by user callbacks (and the report of work still
-  /// pending when the loop is destroyed). The hook itself must not throw.
-  void set_error_handler(std::function<void(std::exception_ptr)> handler);
+  /// pending when the loop is destroyed): any callable taking a `std::exception_ptr`; `nullptr` restores
+  /// the default, printing on stderr. The hook itself must not throw.
+  void set_error_handler(detail::UniqueFunction<void(std::exception_ptr)> handler);
   /// Hands `e` to the error hook.
   void report(std::exception_ptr e) noexcept { core_->report(std::move(e)); }
 

@@ -9,7 +9,6 @@
 // unlink, mkdir); not meant to be included on its own.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <stop_token>
@@ -93,7 +92,8 @@ struct ReadFileData {
 
 template <class Chain>
 void read_file_next(Loop& loop, std::unique_ptr<Chain> self) {
-  const std::size_t chunk = std::max<std::size_t>(self->data.content.capacity() - self->data.content.size(), 64 * 1024);
+  const std::size_t room = self->data.content.capacity() - self->data.content.size();
+  const std::size_t chunk = room > 64 * 1024 ? room : 64 * 1024;
   const File& file = self->data.file;
   fs::read(loop, file, chunk, -1,
            Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::string bytes) {

@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <cstdio>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -177,7 +176,7 @@ class LoopCore {
   template <class Fn, class... Args>
   void invoke(Fn& fn, Args&&... args) noexcept {
     try {
-      std::invoke(fn, std::forward<Args>(args)...);
+      fn(std::forward<Args>(args)...);
     } catch (...) {
       report(std::current_exception());
     }
@@ -228,7 +227,7 @@ class LoopCore {
   bool dispatching_ = false;  // the post queue is being run: the core must outlive that
   int running_ = 0;           // nesting of Loop::run / run_once on an owned loop
   SizeClassFreeList<8, kKeepPerClass> pool_;
-  std::function<void(std::exception_ptr)> error_handler_;
+  UniqueFunction<void(std::exception_ptr)> error_handler_;
   std::unique_ptr<char[]> read_buffer_;
   IntrusiveList<Resource> live_;
 
@@ -275,13 +274,17 @@ class OnLoopStop {
     reset();
     if (!token.stop_possible()) return;
     core_ = core;
-    fn_.emplace(std::move(fn));  // set before registering: the callback may run at once
-    stop_.emplace(std::move(token), Trampoline{this});
+    fn_ = std::move(fn);  // set before registering: the callback may run at once
+    ::new (static_cast<void*>(&stop_.callback)) std::stop_callback<Trampoline>(std::move(token), Trampoline{this});
+    watching_ = true;
   }
 
   /// Stops watching; a stop already posted from another thread will do nothing. Loop thread only.
   void reset() noexcept {
-    stop_.reset();  // waits for a callback running on another thread
+    if (watching_) {
+      stop_.callback.~stop_callback();  // waits for a callback running on another thread
+      watching_ = false;
+    }
     if (cell_) {
       cell_->target = nullptr;
       cell_.reset();
@@ -298,14 +301,14 @@ class OnLoopStop {
   };
 
   void fire() noexcept {
-    if (!core_ || core_->on_loop_thread()) return (*fn_)();
+    if (!core_ || core_->on_loop_thread()) return fn_();
     try {
       auto cell = std::make_shared<Cell>(Cell{this});
       cell_ = cell;  // read on the loop thread only after `stop_` is destroyed (see reset)
       core_->post([cell = std::move(cell)] {
         if (OnLoopStop* self = cell->target) {
           self->cell_.reset();  // this stop is being delivered: nothing is left to clear
-          (*self->fn_)();
+          self->fn_();
         }
       });
     } catch (...) {
@@ -314,9 +317,17 @@ class OnLoopStop {
   }
 
   LoopCore* core_ = nullptr;
-  std::optional<Fn> fn_;
+  Fn fn_{};
   std::shared_ptr<Cell> cell_;
-  std::optional<std::stop_callback<Trampoline>> stop_;  // last: destroyed first
+  // The registration, alive while `watching_`; `~OnLoopStop` ends it (reset) before any member is
+  // destroyed. A union rather than a std::optional: this template is instantiated for every kind of
+  // operation, and std::optional's machinery is a measurable part of every compile that includes duet.
+  union Stop {
+    Stop() noexcept {}
+    ~Stop() {}
+    std::stop_callback<Trampoline> callback;
+  } stop_;
+  bool watching_ = false;
 };
 
 /// Mixin for an operation that can be cancelled through its callback's stop token. `Derived` provides

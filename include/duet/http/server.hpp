@@ -59,13 +59,13 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "duet/awaitable.hpp"
 #include "duet/cancellation.hpp"
+#include "duet/detail/copyable_function.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/http/message.hpp"
@@ -161,7 +161,7 @@ struct ServerOptions {
   /// for more of the body rather than the whole (it stops while the handler has not taken the last
   /// piece). Answering before the body has been read to its end closes the connection after the
   /// response. Null (the default): every body is buffered.
-  std::function<bool(const ServerRequest& head)> stream_body;
+  duet::detail::CopyableFunction<bool(const ServerRequest& head)> stream_body;
   std::size_t max_streamed_body_bytes = 0;  ///< a streamed request body (0: no limit; the handler decides)
 };
 

@@ -25,13 +25,11 @@
 #include <cstddef>
 #include <cstdio>
 #include <exception>
-#include <future>
 #include <memory>
-#include <stdexcept>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "duet/detail/unique_function.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/http/server.hpp"
 #include "duet/loop_thread.hpp"
@@ -92,34 +90,11 @@ class ServerGroup {
   }
 
  private:
-  void check_thread() const {
-    for (std::size_t i = 0; i < loops_->size(); ++i)
-      if (loops_->thread(i).thread_id() == std::this_thread::get_id())
-        throw std::logic_error(
-            "duet::http::ServerGroup: used from one of its own loops' threads (it would wait for itself)");
-  }
+  /// Throws std::logic_error on one of the group's threads (the caller would wait for itself).
+  void check_thread() const;
   /// Runs `fn` on loop `i`'s thread and waits for it; rethrows what it threw. A loop that will not run
   /// it (stopped, or destroyed) drops it, and the wait ends with `std::logic_error`.
-  template <class Fn>
-  void on_loop(std::size_t i, Fn fn) {
-    auto done = std::make_shared<std::promise<void>>();
-    std::future<void> result = done->get_future();
-    (*loops_)[i].post([done, fn = std::move(fn)]() mutable {
-      try {
-        fn();
-        done->set_value();
-      } catch (...) {
-        done->set_exception(std::current_exception());
-      }
-    });
-    if (loops_->thread(i).joined())  // the function waits in a queue nobody reads (dropped unrun later)
-      throw std::logic_error("duet::http::ServerGroup: its LoopGroup has stopped; close the servers before joining it");
-    try {
-      result.get();
-    } catch (const std::future_error&) {  // dropped unrun: the loop was destroyed
-      throw std::logic_error("duet::http::ServerGroup: a loop was destroyed before the servers were closed");
-    }
-  }
+  void on_loop(std::size_t i, duet::detail::UniqueFunction<void()> fn);
 
   LoopGroup* loops_;
   std::vector<std::unique_ptr<Server>> servers_;

@@ -1,0 +1,38 @@
+#include "duet/http/server_group.hpp"
+
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+namespace duet::http {
+
+void ServerGroup::check_thread() const {
+  for (std::size_t i = 0; i < loops_->size(); ++i)
+    if (loops_->thread(i).thread_id() == std::this_thread::get_id())
+      throw std::logic_error(
+          "duet::http::ServerGroup: used from one of its own loops' threads (it would wait for itself)");
+}
+
+void ServerGroup::on_loop(std::size_t i, duet::detail::UniqueFunction<void()> fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> result = done->get_future();
+  (*loops_)[i].post([done, fn = std::move(fn)]() mutable {
+    try {
+      fn();
+      done->set_value();
+    } catch (...) {
+      done->set_exception(std::current_exception());
+    }
+  });
+  if (loops_->thread(i).joined())  // the function waits in a queue nobody reads (dropped unrun later)
+    throw std::logic_error("duet::http::ServerGroup: its LoopGroup has stopped; close the servers before joining it");
+  try {
+    result.get();
+  } catch (const std::future_error&) {  // dropped unrun: the loop was destroyed
+    throw std::logic_error("duet::http::ServerGroup: a loop was destroyed before the servers were closed");
+  }
+}
+
+}  // namespace duet::http
