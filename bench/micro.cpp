@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <duet/duet.hpp>
+#include <functional>
 #include <thread>
 
 namespace {

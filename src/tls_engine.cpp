@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>

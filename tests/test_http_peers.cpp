@@ -1,6 +1,7 @@
 // duet's HTTP client against real servers nobody here wrote, started by the tests on loopback ports:
 // nginx, Python's http.server (HTTP/1.0, close-delimited bodies) and a Node.js http server (chunked).
 // Both faces for each.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>

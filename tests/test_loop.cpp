@@ -1,6 +1,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -276,7 +277,38 @@ TEST_CASE("set_error_handler(nullptr) gives the hook back to the default, which 
   CHECK(printed == "duet: uncaught exception in a callback or task: second\n");
 }
 
-TEST_CASE("CopyableFunction: each copy owns its own callable; a null function pointer is empty", "[loop]") {
+namespace {
+int hook_calls = 0;
+void counting_hook(std::exception_ptr) { ++hook_calls; }
+}  // namespace
+
+TEST_CASE("the error hook takes a function's name, and an empty std::function or null pointer means the default",
+          "[loop]") {
+  hook_calls = 0;
+  const std::string printed = stderr_of([&] {
+    duet::Loop loop;
+    loop.set_error_handler(counting_hook);
+    loop.post([] { throw std::runtime_error("to the hook"); });
+    loop.run();
+    loop.set_error_handler(std::function<void(std::exception_ptr)>());
+    loop.post([] { throw std::runtime_error("empty function"); });
+    loop.run();
+    void (*none)(std::exception_ptr) = nullptr;
+    loop.set_error_handler(none);
+    loop.post([] { throw std::runtime_error("null pointer"); });
+    loop.run();
+  });
+  CHECK(hook_calls == 1);
+  CHECK(printed ==
+        "duet: uncaught exception in a callback or task: empty function\n"
+        "duet: uncaught exception in a callback or task: null pointer\n");
+}
+
+namespace {
+int negate(int x) { return -x; }
+}  // namespace
+
+TEST_CASE("CopyableFunction: each copy owns its own callable, and a null function pointer is empty", "[loop]") {
   using F = duet::detail::CopyableFunction<int(int)>;
   F counter = [n = 0](int step) mutable { return n += step; };
   REQUIRE(counter);
@@ -294,6 +326,9 @@ TEST_CASE("CopyableFunction: each copy owns its own callable; a null function po
   CHECK_FALSE(F(none));
   F square = +[](int x) { return x * x; };
   CHECK(square(7) == 49);
+  CHECK_FALSE(F(std::function<int(int)>()));  // an empty std::function stays empty
+  F named = negate;                           // a function's name
+  CHECK(named(3) == -3);
 }
 
 TEST_CASE("raise_open_file_limit lifts the soft limit to the hard one", "[loop]") {

@@ -1,5 +1,7 @@
 // Queue, Event, Lock, and Semaphore::Permit::forget: both faces, cancellation, fairness, ends.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <list>
 #include <optional>
 #include <stop_token>

@@ -8,13 +8,16 @@
 //
 // Cost: the callable lives on the heap (one allocation when it is stored, one per copy); a call is one
 // indirect call. Not for hot paths that store callbacks per operation: that is `UniqueFunction`.
-// Calling an empty CopyableFunction is undefined (check with `explicit operator bool`); a null function
-// pointer makes an empty one.
+// Calling an empty CopyableFunction is undefined (check with `explicit operator bool`).
+// A callable that is itself empty (a null function pointer, an empty `std::function`) makes
+// an empty one.
 #pragma once
 
 #include <cstddef>
 #include <type_traits>
 #include <utility>
+
+#include "duet/detail/unique_function.hpp"  // is_empty_callable
 
 namespace duet::detail {
 
@@ -28,14 +31,11 @@ class CopyableFunction<R(Args...)> {
   CopyableFunction(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
 
   template <class F>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, CopyableFunction> &&
-           std::is_copy_constructible_v<std::remove_cvref_t<F>> &&
-           std::is_invocable_r_v<R, std::remove_cvref_t<F>&, Args...>)
+  requires(!std::is_same_v<std::decay_t<F>, CopyableFunction> && !std::is_member_pointer_v<std::decay_t<F>> &&
+           std::is_copy_constructible_v<std::decay_t<F>> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
       CopyableFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts implicitly
-    using Fn = std::remove_cvref_t<F>;
-    if constexpr (std::is_pointer_v<Fn>) {
-      if (f == nullptr) return;
-    }
+    using Fn = std::decay_t<F>;  // a function's name is stored as a pointer to it
+    if (is_empty_callable<Fn>(f)) return;
     target_ = new Fn(std::forward<F>(f));
     vtable_ = &vtable_for<Fn>;
   }

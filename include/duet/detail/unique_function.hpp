@@ -3,7 +3,8 @@
 // Used where a callback must be stored in a non-template object (a stream's read callback, a posted
 // task, a semaphore waiter). Callables up to `kInline` bytes that are nothrow-movable live inside the
 // object: storing a typical lambda allocates nothing. Larger ones go to the heap. Calling an empty
-// UniqueFunction is undefined (check with `explicit operator bool`).
+// UniqueFunction is undefined (check with `explicit operator bool`). A callable
+// that is itself empty (a null function pointer, an empty `std::function`) makes an empty one.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,19 @@
 #include <utility>
 
 namespace duet::detail {
+
+/// True if `f` stands for no function: a null function pointer, or a wrapper that tests false (an
+/// empty `std::function`). A lambda or other plain callable is never empty (and costs no test).
+template <class Fn>
+constexpr bool is_empty_callable(const Fn& f) noexcept {
+  if constexpr (std::is_pointer_v<Fn>) {
+    return f == nullptr;
+  } else if constexpr (std::is_class_v<Fn> && requires { static_cast<bool>(f); }) {
+    return !static_cast<bool>(f);
+  } else {
+    return false;
+  }
+}
 
 template <class Signature>
 class UniqueFunction;
@@ -25,10 +39,11 @@ class UniqueFunction<R(Args...)> {
   UniqueFunction(std::nullptr_t) noexcept {}
 
   template <class F>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, UniqueFunction> &&
-           std::is_invocable_r_v<R, std::remove_cvref_t<F>&, Args...>)
-      UniqueFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts implicitly
-    using Fn = std::remove_cvref_t<F>;
+  requires(!std::is_same_v<std::decay_t<F>, UniqueFunction> && !std::is_member_pointer_v<std::decay_t<F>> &&
+           std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+      UniqueFunction(F&& f) {    // NOLINT(google-explicit-constructor): a callable converts implicitly
+    using Fn = std::decay_t<F>;  // a function's name is stored as a pointer to it
+    if (is_empty_callable<Fn>(f)) return;
     if constexpr (fits_inline<Fn>) {
       ::new (static_cast<void*>(storage_)) Fn(std::forward<F>(f));
       vtable_ = &inline_vtable<Fn>;
