@@ -214,6 +214,27 @@ TEST_CASE("when_any: the first to finish wins, the others are cancelled and awai
   CHECK_THROWS_AS(duet::when_any(std::vector<Task<int>>{}), std::invalid_argument);
 }
 
+TEST_CASE("when_any: a Task<T&> that wins is returned as a reference_wrapper to the very object", "[when_any]") {
+  duet::Loop loop;
+  duet::Event never;
+  int cancelled = 0;
+  std::string kept = "original";
+  auto ref = [](duet::Loop& l, std::string& s) -> Task<std::string&> {
+    co_await duet::sleep(l, 1ms);
+    co_return s;
+  };
+  auto body = [&]() -> Task<> {
+    auto r = co_await duet::when_any(wait_forever(never, cancelled), ref(loop, kept));
+    REQUIRE(r.index() == 1);
+    std::reference_wrapper<std::string> won = std::get<1>(r);
+    CHECK(&won.get() == &kept);  // not a copy
+    won.get() = "changed through the winner";
+  };
+  duet::run(loop, body());
+  CHECK(kept == "changed through the winner");
+  CHECK(cancelled == 1);
+}
+
 TEST_CASE("when_any: a failure can win, and two finishing in the same turn, the first completion wins",
           "[when_any]") {
   duet::Loop loop;
