@@ -110,7 +110,7 @@ class StreamImpl : public OwnedHandle {
   std::span<char> once_buffer_;
   // A cancellable one-shot read's stop token, routed to the loop thread: made at the first such read
   // and kept for the next (a stream that is only read with `read_start`, as the HTTP client's are,
-  // does without its 104 bytes).
+  // does without its 96 bytes).
   std::unique_ptr<OnLoopStop<StopRead>> stop_read_;
 };
 

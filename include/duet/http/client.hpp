@@ -58,7 +58,7 @@
 // dropped. A streamed body is bounded by `Request::max_body_bytes` only (none by default). With
 // `Request::decompress`, a gzip or deflate body is decoded, and the limits count decoded bytes.
 //
-// Cost: an exchange per request (600 bytes, freed when its callback has run), one allocation for the
+// Cost: an exchange per request (about 600 bytes, freed when its callback has run), one allocation for the
 // serialized request (freed at once when the socket takes it whole, as it almost always does), and
 // the response's own strings; the response's parser is taken at its first byte from a few the client
 // keeps. The connect, header, read and idle timeouts cost no timer per request or connection: what
