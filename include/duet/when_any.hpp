@@ -23,7 +23,13 @@
 
 #include <array>
 #include <cstddef>
+// std::reference_wrapper, for a Task<T&>'s place in the variant. libstdc++'s <functional> costs a
+// tenth of a second to compile (hash tables, searchers); its own header for the wrapper does not.
+#if __has_include(<bits/refwrap.h>)
+#include <bits/refwrap.h>
+#else
 #include <functional>
+#endif
 #include <optional>
 #include <span>
 #include <stdexcept>
