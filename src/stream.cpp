@@ -9,6 +9,40 @@ void throw_closed(const char* what) {
   throw std::system_error(make_error_code(errc::not_connected), std::string("duet: ") + what + " on a closed stream");
 }
 
+void StreamImpl::ReadCallback::reset() noexcept {
+  if (kind_ == Kind::once) once_.~OnceCallback();
+  if (kind_ == Kind::stream) stream_.~StreamCallback();
+  kind_ = Kind::none;
+}
+
+inline void StreamImpl::ReadCallback::set(OnceCallback&& cb) noexcept {
+  reset();
+  ::new (static_cast<void*>(&once_)) OnceCallback(std::move(cb));
+  kind_ = Kind::once;
+}
+
+inline void StreamImpl::ReadCallback::set(StreamCallback&& cb) noexcept {
+  if (kind_ == Kind::stream) {
+    stream_ = std::move(cb);
+    return;
+  }
+  reset();
+  ::new (static_cast<void*>(&stream_)) StreamCallback(std::move(cb));
+  kind_ = Kind::stream;
+}
+
+inline StreamImpl::OnceCallback StreamImpl::ReadCallback::take_once() noexcept {
+  return kind_ == Kind::once ? std::move(once_) : OnceCallback();
+}
+
+inline StreamImpl::StreamCallback StreamImpl::ReadCallback::take_stream() noexcept {
+  return kind_ == Kind::stream ? std::move(stream_) : StreamCallback();
+}
+
+inline StreamImpl::StreamCallback* StreamImpl::ReadCallback::stream() noexcept {
+  return kind_ == Kind::stream ? &stream_ : nullptr;
+}
+
 bool StreamImpl::pending() const noexcept {
   // Waiting for data is pending work, unless the stream does not keep the loop alive (an idle pooled one).
   return reading_ != Reading::no && uv_has_ref(handle()) != 0;
@@ -17,7 +51,7 @@ bool StreamImpl::pending() const noexcept {
 void StreamImpl::before_close() noexcept {
   if (reading_ == Reading::once) cancel_read();
   reading_ = Reading::no;
-  read_cb_ = std::monostate();
+  read_cb_.reset();
 }
 
 // A one-shot read is abandoned: stop reading, and report UV_ECANCELED from the loop.
@@ -26,7 +60,7 @@ void StreamImpl::cancel_read() noexcept {
   uv_read_stop(stream());
   reading_ = Reading::no;
   once_buffer_ = {};
-  core()->defer([cb = take_once_cb()]() mutable { cb(uv_error(UV_ECANCELED), 0); });
+  core()->defer([cb = read_cb_.take_once()]() mutable { cb(uv_error(UV_ECANCELED), 0); });
 }
 
 void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::error_code, std::size_t)> cb,
@@ -37,13 +71,13 @@ void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::erro
   if (token.stop_possible() && !stop_read_) stop_read_ = std::make_unique<OnLoopStop<StopRead>>();
   // A streaming read's callback kept since read_stop goes, but only once this read is set up: its
   // captures may own the stream.
-  auto previous = std::move(read_cb_);
+  StreamCallback previous = read_cb_.take_stream();
   reading_ = Reading::once;
   once_buffer_ = buffer;
-  read_cb_ = std::move(cb);
+  read_cb_.set(std::move(cb));
   if (int rc = uv_read_start(stream(), &on_alloc, &on_read); rc < 0) {
     reading_ = Reading::no;
-    cb = take_once_cb();
+    cb = read_cb_.take_once();
     return fail(uv_error(rc));
   }
   if (stop_read_) stop_read_->watch(core(), std::move(token), StopRead{this});
@@ -54,12 +88,12 @@ void StreamImpl::read_stream(UniqueFunction<void(std::error_code, std::span<cons
     core()->defer([cb = std::move(cb), ec]() mutable { cb(ec, std::span<const char>()); });
   };
   if (reading_ == Reading::once) return fail(make_error_code(errc::already_reading));
-  read_cb_ = std::move(cb);
+  read_cb_.set(std::move(cb));
   if (reading_ == Reading::stream) return;  // already reading: the new callback takes over
   reading_ = Reading::stream;
   if (int rc = uv_read_start(stream(), &on_alloc, &on_read); rc < 0) {
     reading_ = Reading::no;
-    cb = take_stream_cb();
+    cb = read_cb_.take_stream();
     return fail(uv_error(rc));
   }
 }
@@ -92,24 +126,24 @@ void StreamImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noe
     self->reading_ = Reading::no;
     self->once_buffer_ = {};
     if (self->stop_read_) self->stop_read_->reset();
-    auto cb = self->take_once_cb();
+    auto cb = self->read_cb_.take_once();
     return core->invoke(cb, ec, n);
   }
   if (self->reading_ != Reading::stream) return;
   if (nread < 0) {  // end of stream or error ends a streaming read
     uv_read_stop(s);
     self->reading_ = Reading::no;
-    auto cb = self->take_stream_cb();
+    auto cb = self->read_cb_.take_stream();
     return core->invoke(cb, ec, std::span<const char>());
   }
   // The callback may stop, restart with another callback, or close: run it from a local.
-  auto cb = self->take_stream_cb();
+  auto cb = self->read_cb_.take_stream();
   core->invoke(cb, std::error_code(), std::span<const char>(buf->base, n));
   if (self->reading_ != Reading::stream) return;
-  if (auto* kept = std::get_if<StreamCallback>(&self->read_cb_)) {
+  if (StreamCallback* kept = self->read_cb_.stream()) {
     if (!*kept) *kept = std::move(cb);  // (unless a new read_stream replaced it)
   } else {
-    self->read_cb_ = std::move(cb);
+    self->read_cb_.set(std::move(cb));
   }
 }
 

@@ -53,7 +53,6 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
-#include <variant>
 
 #include "duet/awaitable.hpp"
 #include "duet/detail/handle.hpp"
@@ -93,18 +92,34 @@ class StreamImpl : public OwnedHandle {
   using OnceCallback = UniqueFunction<void(std::error_code, std::size_t)>;
   using StreamCallback = UniqueFunction<void(std::error_code, std::span<const char>)>;
   /// The callback of a one-shot read (`reading_ == once`), or the callback kept for a streaming read
-  /// (kept, too, after `read_stop`, until another read or the close): one slot, never both.
-  std::variant<std::monostate, OnceCallback, StreamCallback> read_cb_;
-  /// Moves the one-shot read's callback out (an empty one if there is none).
-  OnceCallback take_once_cb() noexcept {
-    auto* cb = std::get_if<OnceCallback>(&read_cb_);
-    return cb ? std::move(*cb) : OnceCallback();
-  }
-  /// Moves the streaming read's callback out (an empty one if there is none).
-  StreamCallback take_stream_cb() noexcept {
-    auto* cb = std::get_if<StreamCallback>(&read_cb_);
-    return cb ? std::move(*cb) : StreamCallback();
-  }
+  /// (kept, too, after `read_stop`, until another read or the close): one slot, never both. A tagged
+  /// union rather than a `std::variant`, which would cost every file that includes this header
+  /// compile time; its members are defined in src/stream.cpp, the only user.
+  class ReadCallback {
+   public:
+    ReadCallback() noexcept {}
+    ReadCallback(const ReadCallback&) = delete;
+    ReadCallback& operator=(const ReadCallback&) = delete;
+    ~ReadCallback() { reset(); }
+    void reset() noexcept;
+    void set(OnceCallback&& cb) noexcept;
+    void set(StreamCallback&& cb) noexcept;
+    /// Moves the one-shot read's callback out (an empty one if there is none).
+    OnceCallback take_once() noexcept;
+    /// Moves the streaming read's callback out (an empty one if there is none).
+    StreamCallback take_stream() noexcept;
+    /// The streaming read's slot, or null if the slot holds none.
+    StreamCallback* stream() noexcept;
+
+   private:
+    enum class Kind : unsigned char { none, once, stream };
+    union {
+      OnceCallback once_;
+      StreamCallback stream_;
+    };
+    Kind kind_ = Kind::none;
+  };
+  ReadCallback read_cb_;
 
   Reading reading_ = Reading::no;
   std::span<char> once_buffer_;
