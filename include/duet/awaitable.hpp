@@ -144,27 +144,17 @@ struct ResultSlot<void> {
   void take() {}
 };
 
-}  // namespace detail
-
-template <class Result, class Init>
-class Awaitable {
+/// What an `Awaitable` holds whatever operation it starts: the awaiting coroutine, the outcome, and
+/// the callback that fills them in. Every awaitable with the same `Result` shares it, so a coroutine
+/// face costs the compiler only the small class that adds its initiating function, and operations
+/// handed the same `Completion` type share their instantiations.
+template <class Result>
+class AwaitState {
  public:
-  /// Takes the initiating function by reference: it is moved once, into the awaitable.
-  template <class I>
-  requires std::is_same_v<std::remove_cvref_t<I>, Init>
-  explicit Awaitable(I&& init) : init_(std::forward<I>(init)) {}
-  /// Builds the initiating function (an aggregate) in place from `args`: nothing of it is moved.
-  template <class... A>
-  explicit Awaitable(std::in_place_t, A&&... args) : init_{std::forward<A>(args)...} {}
-  Awaitable(Awaitable&&) = default;
-  Awaitable(const Awaitable&) = delete;
-  Awaitable& operator=(const Awaitable&) = delete;
-  Awaitable& operator=(Awaitable&&) = delete;
-
   /// The callback handed to the operation: one pointer.
   class Completion {
    public:
-    explicit Completion(Awaitable* self) noexcept : self_(self) {}
+    explicit Completion(AwaitState* self) noexcept : self_(self) {}
     const std::stop_token& stop_token() const noexcept { return self_->context_->stop_token; }
     /// The awaiting task's loop (null outside a duet task): where a loop-free operation (a semaphore
     /// wait) routes a stop requested on another thread.
@@ -182,14 +172,14 @@ class Awaitable {
     template <class R>
     requires(!std::is_void_v<Result> && std::is_constructible_v<Result, R&&>) void operator()(std::error_code ec,
                                                                                               R&& r) {
-      Awaitable* self = self_;
+      AwaitState* self = self_;
       self->ec_ = ec;
       if constexpr (std::is_same_v<R&&, Result&&>) {
         // The coroutine runs before this call returns: it moves the result straight out of `r`,
         // which lives until then (one move of the result, not two).
-        if (!ec && !self->starting_ && detail::resumes_at_once()) {
+        if (!ec && !self->starting_ && resumes_at_once()) {
           self->slot_.borrow(&r);
-          detail::resume(self->waiter_);
+          resume(self->waiter_);
           return;
         }
       }
@@ -205,49 +195,79 @@ class Awaitable {
 
    private:
     void finish() noexcept {
-      Awaitable* self = self_;
+      AwaitState* self = self_;
       if (self->starting_) {
         self->completed_inline_ = true;  // await_suspend will not suspend
         return;
       }
-      detail::resume(self->waiter_);
+      resume(self->waiter_);
     }
-    Awaitable* self_;
+    AwaitState* self_;
   };
 
   bool await_ready() const noexcept { return false; }
 
-  template <class Promise>
-  bool await_suspend(std::coroutine_handle<Promise> waiter) {
-    context_ = &detail::context_of(waiter);
-    if (context_->stop_token.stop_requested()) {
-      ec_ = uv_error(UV_ECANCELED);
-      return false;
-    }
-    waiter_ = waiter;
-    starting_ = true;
-    init_(Completion(this));
-    starting_ = false;
-    return !completed_inline_;
-  }
-
   Result await_resume() {
     // A cancelled operation always throws duet::Cancelled, even one that attached an exception of its own.
-    if (ec_ && is_cancelled(ec_)) detail::throw_error(ec_);
+    if (ec_ && is_cancelled(ec_)) throw_error(ec_);
     if (exception_) std::rethrow_exception(std::move(exception_));
-    if (ec_) detail::throw_error(ec_);
+    if (ec_) throw_error(ec_);
     return slot_.take();
+  }
+
+ protected:
+  AwaitState() noexcept = default;
+  AwaitState(AwaitState&&) = default;
+  AwaitState(const AwaitState&) = delete;
+  AwaitState& operator=(const AwaitState&) = delete;
+  AwaitState& operator=(AwaitState&&) = delete;
+  ~AwaitState() = default;
+
+  const TaskContext* context_ = &no_context;
+  std::coroutine_handle<> waiter_;
+  std::error_code ec_;
+  std::exception_ptr exception_;
+  ResultSlot<Result> slot_;
+  bool starting_ = false;
+  bool completed_inline_ = false;
+};
+
+}  // namespace detail
+
+template <class Result, class Init>
+class Awaitable : public detail::AwaitState<Result> {
+ public:
+  /// Takes the initiating function by reference: it is moved once, into the awaitable.
+  template <class I>
+  requires std::is_same_v<std::remove_cvref_t<I>, Init>
+  explicit Awaitable(I&& init) : init_(std::forward<I>(init)) {}
+  /// Builds the initiating function (an aggregate) in place from `args`: nothing of it is moved.
+  template <class... A>
+  explicit Awaitable(std::in_place_t, A&&... args) : init_{std::forward<A>(args)...} {}
+  Awaitable(Awaitable&&) = default;
+  Awaitable(const Awaitable&) = delete;
+  Awaitable& operator=(const Awaitable&) = delete;
+  Awaitable& operator=(Awaitable&&) = delete;
+
+  /// The callback handed to the operation: one pointer.
+  using Completion = typename detail::AwaitState<Result>::Completion;
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> waiter) {
+    this->context_ = &detail::context_of(waiter);
+    if (this->context_->stop_token.stop_requested()) {
+      this->ec_ = uv_error(UV_ECANCELED);
+      return false;
+    }
+    this->waiter_ = waiter;
+    this->starting_ = true;
+    init_(Completion(this));
+    this->starting_ = false;
+    return !this->completed_inline_;
   }
 
  private:
   Init init_;
-  const TaskContext* context_ = &detail::no_context;
-  std::coroutine_handle<> waiter_;
-  std::error_code ec_;
-  std::exception_ptr exception_;
-  detail::ResultSlot<Result> slot_;
-  bool starting_ = false;
-  bool completed_inline_ = false;
 };
 
 /// Makes an awaitable for an operation whose callback receives `Result` (void: only the error).
