@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -31,6 +32,79 @@ void print_to_stderr(std::exception_ptr e) noexcept {
   } catch (...) {
     std::fprintf(stderr, "duet: uncaught exception of unknown type in a callback or task\n");
   }
+}
+
+}  // namespace
+
+// A stop requested on another thread travels to the loop in a posted function that holds this cell;
+// the link holds it too, until `reset`, which clears `target` so that a late delivery does nothing.
+struct OnLoopStopBase::Cell {
+  std::atomic<int> refs;
+  OnLoopStopBase* target;
+};
+
+namespace {
+
+void release(OnLoopStopBase::Cell* cell) noexcept;
+
+// The posted function's reference to the cell.
+struct CellRef {
+  OnLoopStopBase::Cell* cell;
+  explicit CellRef(OnLoopStopBase::Cell* c) noexcept : cell(c) {}
+  CellRef(CellRef&& o) noexcept : cell(std::exchange(o.cell, nullptr)) {}
+  CellRef& operator=(CellRef&&) = delete;
+  ~CellRef() {
+    if (cell) release(cell);
+  }
+};
+
+}  // namespace
+
+void OnLoopStopBase::link(LoopCore* core, std::stop_token token) {
+  core_ = core;
+  ::new (static_cast<void*>(&stop_.callback)) std::stop_callback<Trampoline>(std::move(token), Trampoline{this});
+  watching_ = true;
+}
+
+void OnLoopStopBase::unlink() noexcept {
+  if (watching_) {
+    stop_.callback.~stop_callback();  // waits for a callback running on another thread
+    watching_ = false;
+  }
+  if (cell_) {
+    cell_->target = nullptr;
+    release(std::exchange(cell_, nullptr));
+  }
+}
+
+void OnLoopStopBase::Trampoline::operator()() const noexcept { self->fire(); }
+
+void OnLoopStopBase::fire() noexcept {
+  if (!core_ || core_->on_loop_thread()) return call_(this);
+  auto* cell = new (std::nothrow) Cell{{2}, this};  // one reference here, one in the posted function
+  if (!cell) {
+    std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
+    return;
+  }
+  cell_ = cell;  // read on the loop thread only after `stop_` is destroyed (see unlink)
+  try {
+    core_->post([ref = CellRef(cell)] {
+      if (OnLoopStopBase* self = ref.cell->target) {
+        // This stop is being delivered: nothing is left to clear.
+        self->cell_ = nullptr;
+        release(ref.cell);
+        self->call_(self);
+      }
+    });
+  } catch (...) {
+    std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
+  }
+}
+
+namespace {
+
+void release(OnLoopStopBase::Cell* cell) noexcept {
+  if (cell->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete cell;
 }
 
 }  // namespace

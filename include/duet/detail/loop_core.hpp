@@ -14,7 +14,6 @@
 
 #include <atomic>
 #include <cstddef>
-#include <cstdio>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -245,6 +244,45 @@ class LoopCore {
   IntrusiveList<SpawnedTask> cancelled_tasks_;
 };
 
+/// The part of `OnLoopStop` that does not depend on `Fn`, compiled once in the library: the
+/// registration, the routing to the loop thread, and the cell a posted stop carries.
+class OnLoopStopBase {
+ public:
+  OnLoopStopBase(const OnLoopStopBase&) = delete;
+  OnLoopStopBase& operator=(const OnLoopStopBase&) = delete;
+
+  void reset() noexcept {
+    if (watching_ || cell_) unlink();
+  }
+
+  struct Cell;  // src/loop.cpp: what a posted stop carries; `reset` clears it
+
+ protected:
+  using Call = void (*)(OnLoopStopBase*) noexcept;
+  explicit OnLoopStopBase(Call call) noexcept : call_(call) {}
+  ~OnLoopStopBase() { reset(); }
+  /// Registers on `token` (which can be stopped); `call_` is ready to run from now on.
+  void link(LoopCore* core, std::stop_token token);
+
+ private:
+  struct Trampoline {
+    OnLoopStopBase* self;
+    void operator()() const noexcept;
+  };
+  void unlink() noexcept;
+  void fire() noexcept;
+
+  LoopCore* core_ = nullptr;
+  Call call_;
+  Cell* cell_ = nullptr;  // one reference, counted in the cell
+  union Stop {
+    Stop() noexcept {}
+    ~Stop() {}
+    std::stop_callback<Trampoline> callback;
+  } stop_;
+  bool watching_ = false;
+};
+
 /// A `std::stop_callback` for something that lives on a loop: `fn()` always runs on the loop thread.
 ///
 /// `std::stop_callback` runs its callback on whichever thread calls `request_stop()`, but libuv and
@@ -261,78 +299,22 @@ class LoopCore {
 ///
 /// `fn()` may destroy this object (and its owner); nothing here touches `this` after calling it.
 template <class Fn>
-class OnLoopStop {
+class OnLoopStop : public OnLoopStopBase {
  public:
-  OnLoopStop() noexcept = default;
-  OnLoopStop(const OnLoopStop&) = delete;
-  OnLoopStop& operator=(const OnLoopStop&) = delete;
-  ~OnLoopStop() { reset(); }
+  OnLoopStop() noexcept : OnLoopStopBase(&call) {}
 
-  /// Starts watching `token` (replacing any previous watch). If it is already stopped, `fn()` runs now.
-  /// Call on the loop thread.
   void watch(LoopCore* core, std::stop_token token, Fn fn) {
-    reset();
+    this->reset();
     if (!token.stop_possible()) return;
-    core_ = core;
     fn_ = std::move(fn);  // set before registering: the callback may run at once
-    ::new (static_cast<void*>(&stop_.callback)) std::stop_callback<Trampoline>(std::move(token), Trampoline{this});
-    watching_ = true;
-  }
-
-  /// Stops watching; a stop already posted from another thread will do nothing. Loop thread only.
-  void reset() noexcept {
-    if (watching_) {
-      stop_.callback.~stop_callback();  // waits for a callback running on another thread
-      watching_ = false;
-    }
-    if (cell_) {
-      cell_->target = nullptr;
-      cell_.reset();
-    }
+    this->link(core, std::move(token));
   }
 
  private:
-  struct Cell {
-    OnLoopStop* target;
-  };
-  struct Trampoline {
-    OnLoopStop* self;
-    void operator()() const noexcept { self->fire(); }
-  };
-
-  void fire() noexcept {
-    if (!core_ || core_->on_loop_thread()) return fn_();
-    try {
-      auto cell = std::make_shared<Cell>(Cell{this});
-      cell_ = cell;  // read on the loop thread only after `stop_` is destroyed (see reset)
-      core_->post([cell = std::move(cell)] {
-        if (OnLoopStop* self = cell->target) {
-          self->cell_.reset();  // this stop is being delivered: nothing is left to clear
-          self->fn_();
-        }
-      });
-    } catch (...) {
-      std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
-    }
-  }
-
-  LoopCore* core_ = nullptr;
+  static void call(OnLoopStopBase* self) noexcept { static_cast<OnLoopStop*>(self)->fn_(); }
   Fn fn_{};
-  std::shared_ptr<Cell> cell_;
-  // The registration, alive while `watching_`; `~OnLoopStop` ends it (reset) before any member is
-  // destroyed. A union rather than a std::optional: this template is instantiated for every kind of
-  // operation, and std::optional's machinery is a measurable part of every compile that includes duet.
-  union Stop {
-    Stop() noexcept {}
-    ~Stop() {}
-    std::stop_callback<Trampoline> callback;
-  } stop_;
-  bool watching_ = false;
 };
 
-/// Mixin for an operation that can be cancelled through its callback's stop token. `Derived` provides
-/// `void on_stop() noexcept`, called on the loop thread at most once, whichever thread requests stop
-/// (see `OnLoopStop`).
 template <class Derived>
 class StopWatch {
  public:
