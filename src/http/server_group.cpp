@@ -1,5 +1,7 @@
 #include "duet/http/server_group.hpp"
 
+#include <cstdio>
+#include <exception>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -7,6 +9,28 @@
 #include <utility>
 
 namespace duet::http {
+
+ServerGroup::~ServerGroup() {
+  try {
+    close();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "duet: ~ServerGroup: %s\n", e.what());
+  }
+}
+
+std::size_t ServerGroup::connections() {
+  check_thread();
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < servers_.size(); ++i)
+    on_loop(i, [&, i] { n += servers_[i] ? servers_[i]->connections() : 0; });
+  return n;
+}
+
+void ServerGroup::close() {
+  check_thread();
+  for (std::size_t i = 0; i < servers_.size(); ++i)
+    if (servers_[i]) on_loop(i, [&, i] { servers_[i].reset(); });
+}
 
 void ServerGroup::check_thread() const {
   for (std::size_t i = 0; i < loops_->size(); ++i)

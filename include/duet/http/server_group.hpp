@@ -23,7 +23,6 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdio>
 #include <exception>
 #include <memory>
 #include <utility>
@@ -60,13 +59,7 @@ class ServerGroup {
   }
   /// Closes the servers (see `close`). Called on one of the group's threads, or after the LoopGroup has
   /// stopped, it cannot: it says so on stderr and leaves them to the loops' destruction.
-  ~ServerGroup() {
-    try {
-      close();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "duet: ~ServerGroup: %s\n", e.what());
-    }
-  }
+  ~ServerGroup();
   ServerGroup(const ServerGroup&) = delete;
   ServerGroup& operator=(const ServerGroup&) = delete;
 
@@ -74,20 +67,10 @@ class ServerGroup {
   const Endpoint& local_endpoint() const noexcept { return at_; }
   std::size_t size() const noexcept { return servers_.size(); }
   /// Connections open now, over every loop (asks each loop in turn).
-  std::size_t connections() {
-    check_thread();
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < servers_.size(); ++i)
-      on_loop(i, [&, i] { n += servers_[i] ? servers_[i]->connections() : 0; });
-    return n;
-  }
+  std::size_t connections();
   /// Closes every server, each on its own loop's thread, and waits for it. Idempotent. Throws
   /// `std::logic_error` on one of the group's threads, or if a loop has stopped (joined) first.
-  void close() {
-    check_thread();
-    for (std::size_t i = 0; i < servers_.size(); ++i)
-      if (servers_[i]) on_loop(i, [&, i] { servers_[i].reset(); });
-  }
+  void close();
 
  private:
   /// Throws std::logic_error on one of the group's threads (the caller would wait for itself).
