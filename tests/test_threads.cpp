@@ -7,6 +7,7 @@
 #include <functional>
 #include <future>
 #include <latch>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -342,5 +343,43 @@ TEST_CASE("coroutine frames freed on another thread give their chunks back safel
     other.join();
     CHECK(damaged == 0);
     for (void* p : more) duet::detail::deallocate_frame(p, kFrame);
+  }
+}
+
+TEST_CASE("a stop routed from another thread reaches only a link that still watches", "[cancel][threads]") {
+  // The loop and the link live on this thread; the stop is requested on another, so it travels to the
+  // loop as a posted function holding a cell that points back at the link. Resetting or destroying
+  // the link first must leave that function with nothing to call, and the cell must still be freed
+  // (ASan's leak check and TSan watch that part).
+  struct Count {
+    int* calls;
+    void operator()() const noexcept { ++*calls; }
+  };
+  duet::Loop loop;
+  std::optional<duet::Loop::Hold> hold;
+  hold.emplace(loop.hold());
+  int calls = 0;
+  std::stop_source stop;
+  auto link = std::make_unique<duet::detail::OnLoopStop<Count>>();
+  link->watch(&loop.core(), stop.get_token(), Count{&calls});
+  std::thread([&] {
+    stop.request_stop();
+    loop.post([&] { hold.reset(); });  // queued behind the stop: the run ends once both have run
+  }).join();
+  CHECK(calls == 0);  // never on the requesting thread
+
+  SECTION("delivered on the loop thread while the link watches") {
+    loop.run();
+    CHECK(calls == 1);
+  }
+  SECTION("dropped once the link is reset") {
+    link->reset();
+    loop.run();
+    CHECK(calls == 0);
+  }
+  SECTION("dropped once the link is destroyed") {
+    link.reset();
+    loop.run();
+    CHECK(calls == 0);
   }
 }
