@@ -5,6 +5,9 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -108,6 +111,23 @@ void release(OnLoopStopBase::Cell* cell) noexcept {
 }
 
 }  // namespace
+
+bool Mailbox::send(UniqueFunction<void()>& fn) {
+  std::lock_guard lock(mutex);
+  if (closed) return false;
+  queue.push_back(std::move(fn));
+  uv_async_send(async);  // under the lock: ~Loop closes `async` only after it has set `closed`
+  return true;
+}
+
+LoopCore::LoopCore() : alive_(std::make_shared<bool>(true)), mailbox_(std::make_shared<Mailbox>()) {}
+
+LoopCore::~LoopCore() { delete[] read_buffer_; }
+
+char* LoopCore::make_read_buffer() noexcept {
+  read_buffer_ = new (std::nothrow) char[kReadBufferSize];
+  return read_buffer_;
+}
 
 void LoopCore::wrong_thread() noexcept {
   std::fputs(

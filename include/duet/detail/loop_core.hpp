@@ -82,13 +82,7 @@ struct Mailbox {
   bool closed = false;          // (under mutex) the Loop is being destroyed
 
   /// Thread-safe: queues `fn` and wakes the loop. False (and `fn` untouched) if the mailbox is closed.
-  bool send(UniqueFunction<void()>& fn) {
-    std::lock_guard lock(mutex);
-    if (closed) return false;
-    queue.push_back(std::move(fn));
-    uv_async_send(async);  // under the lock: ~Loop closes `async` only after it has set `closed`
-    return true;
-  }
+  bool send(UniqueFunction<void()>& fn);
 };
 
 class LoopCore {
@@ -112,10 +106,7 @@ class LoopCore {
   }
 
   /// The loop's shared read buffer (kReadBufferSize bytes), allocated on first use; null if memory ran out.
-  char* read_buffer() noexcept {
-    if (!read_buffer_) read_buffer_.reset(new (std::nothrow) char[kReadBufferSize]);
-    return read_buffer_.get();
-  }
+  char* read_buffer() noexcept { return read_buffer_ ? read_buffer_ : make_read_buffer(); }
 
   /// Debug builds (without NDEBUG): aborts, saying why, when a duet object or operation is made for
   /// this loop on a thread that does not run it — every duet object is bound to its loop's thread.
@@ -206,8 +197,9 @@ class LoopCore {
  private:
   friend class duet::Loop;
   friend struct LoopRunning;
-  LoopCore() = default;
-  ~LoopCore() = default;
+  LoopCore();
+  ~LoopCore();
+  char* make_read_buffer() noexcept;
 
   void set_loop_thread() noexcept { loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
   static void run_queue(uv_async_t* async) noexcept;
@@ -222,16 +214,16 @@ class LoopCore {
   uv_loop_t* uv_ = nullptr;
   bool owns_uv_ = false;
   bool closing_ = false;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<bool> alive_;
   bool dispatching_ = false;  // the post queue is being run: the core must outlive that
   int running_ = 0;           // nesting of Loop::run / run_once on an owned loop
   SizeClassFreeList<8, kKeepPerClass> pool_;
   UniqueFunction<void(std::exception_ptr)> error_handler_;
-  std::unique_ptr<char[]> read_buffer_;
+  char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
   IntrusiveList<Resource> live_;
 
   // Posted and deferred functions, run in order by the mailbox's async handle.
-  std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
+  std::shared_ptr<Mailbox> mailbox_;
   std::vector<UniqueFunction<void()>> running_batch_;  // swapped with the queue: both keep their capacity
   uv_async_t* async_ = nullptr;                        // the mailbox's, for the loop thread (ref/unref)
   int holds_ = 0;
