@@ -43,6 +43,8 @@ inline StreamImpl::StreamCallback* StreamImpl::ReadCallback::stream() noexcept {
   return kind_ == Kind::stream ? &stream_ : nullptr;
 }
 
+StreamImpl::~StreamImpl() { delete stop_read_; }
+
 bool StreamImpl::pending() const noexcept {
   // Waiting for data is pending work, unless the stream does not keep the loop alive (an idle pooled one).
   return reading_ != Reading::no && uv_has_ref(handle()) != 0;
@@ -68,7 +70,7 @@ void StreamImpl::read_once(std::span<char> buffer, UniqueFunction<void(std::erro
   auto fail = [&](std::error_code ec) { core()->defer([cb = std::move(cb), ec]() mutable { cb(ec, 0); }); };
   if (reading_ != Reading::no) return fail(make_error_code(errc::already_reading));
   if (buffer.empty()) return fail(make_error_code(errc::invalid_argument));
-  if (token.stop_possible() && !stop_read_) stop_read_ = std::make_unique<OnLoopStop<StopRead>>();
+  if (token.stop_possible() && !stop_read_) stop_read_ = new OnLoopStop<StopRead>();
   // A streaming read's callback kept since read_stop goes, but only once this read is set up: its
   // captures may own the stream.
   StreamCallback previous = read_cb_.take_stream();

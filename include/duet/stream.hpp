@@ -77,6 +77,7 @@ class StreamImpl : public OwnedHandle {
 
  protected:
   StreamImpl(LoopCore* core, uv_handle_t* handle) noexcept : OwnedHandle(core, handle) {}
+  ~StreamImpl() override;
   void before_close() noexcept override;
 
  private:
@@ -126,7 +127,7 @@ class StreamImpl : public OwnedHandle {
   // A cancellable one-shot read's stop token, routed to the loop thread: made at the first such read
   // and kept for the next (a stream that is only read with `read_start`, as the HTTP client's are,
   // does without its 96 bytes).
-  std::unique_ptr<OnLoopStop<StopRead>> stop_read_;
+  OnLoopStop<StopRead>* stop_read_ = nullptr;  // owned; freed by ~StreamImpl
 };
 
 /// A stream of libuv type `Uv` (uv_tcp_t, uv_pipe_t, uv_tty_t). `init(uv_loop_t*, Uv*)` is the
