@@ -41,6 +41,8 @@ bool is_field_value(std::string_view s) noexcept {
   return true;
 }
 
+void Headers::add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+
 void Headers::set(std::string name, std::string value) {
   remove(name);
   add(std::move(name), std::move(value));

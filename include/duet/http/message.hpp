@@ -45,7 +45,7 @@ class Headers {
   using Field = std::pair<std::string, std::string>;
 
   /// Appends a field (a repeated name adds another field).
-  void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  void add(std::string name, std::string value);
   /// Replaces every field named `name` with one.
   void set(std::string name, std::string value);
   /// The first value of `name`, if any.
