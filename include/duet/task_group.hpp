@@ -108,12 +108,7 @@ class TaskGroup final : detail::Join {
     if (context_->stop_token.stop_requested()) throw Cancelled();
   }
 
-  void failed(std::exception_ptr e) {
-    // A Cancelled the group sent (for a failure, or its parent's cancellation) is no failure.
-    if (stop_.stop_requested() && detail::is_cancelled_exception(e)) return;
-    failures_.push_back(std::move(e));
-    stop_.request_stop();
-  }
+  void failed(std::exception_ptr e);
 
   std::coroutine_handle<> child_done(std::size_t) noexcept override {
     if (--unfinished_ != 0 || state_ != State::waiting) return std::noop_coroutine();
@@ -121,11 +116,7 @@ class TaskGroup final : detail::Join {
     return parent_;
   }
 
-  void free_finished() {
-    if (children_.size() < 2 * kept_) return;
-    std::erase_if(children_, [](const detail::Child& c) { return c.done(); });
-    kept_ = children_.size() < 16 ? 16 : children_.size();
-  }
+  void free_finished();
 
   State state_ = State::idle;
   std::size_t unfinished_ = 0;
