@@ -64,6 +64,14 @@ LoopGroup::LoopGroup(std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) threads_.push_back(std::make_unique<LoopThread>());
 }
 
+std::size_t LoopGroup::size() const noexcept { return threads_.size(); }
+
+Loop& LoopGroup::operator[](std::size_t i) noexcept { return threads_[i]->loop(); }
+
+LoopThread& LoopGroup::thread(std::size_t i) noexcept { return *threads_[i]; }
+
+Loop& LoopGroup::next() noexcept { return (*this)[next_.fetch_add(1, std::memory_order_relaxed) % threads_.size()]; }
+
 void LoopGroup::join() noexcept {
   for (auto& t : threads_) t->join();
 }

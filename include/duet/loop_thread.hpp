@@ -74,11 +74,11 @@ class LoopGroup {
   LoopGroup(const LoopGroup&) = delete;
   LoopGroup& operator=(const LoopGroup&) = delete;
 
-  std::size_t size() const noexcept { return threads_.size(); }
-  Loop& operator[](std::size_t i) noexcept { return threads_[i]->loop(); }
-  LoopThread& thread(std::size_t i) noexcept { return *threads_[i]; }
+  std::size_t size() const noexcept;
+  Loop& operator[](std::size_t i) noexcept;
+  LoopThread& thread(std::size_t i) noexcept;
   /// The loops in turn (round robin), for spreading work. Thread-safe.
-  Loop& next() noexcept { return (*this)[next_.fetch_add(1, std::memory_order_relaxed) % threads_.size()]; }
+  Loop& next() noexcept;
   /// Joins every thread (their loops stop after their current turn). Idempotent.
   void join() noexcept;
 
