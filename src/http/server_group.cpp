@@ -10,6 +10,23 @@
 
 namespace duet::http {
 
+ServerGroup::ServerGroup(MakeServer make_server, LoopGroup& loops, const Endpoint& at, ServerOptions options)
+    : loops_(&loops), servers_(loops.size()) {
+  check_thread();
+  options.reuse_port = true;
+  Endpoint where = at;
+  try {
+    for (std::size_t i = 0; i < loops.size(); ++i) {
+      on_loop(i, [&, i] { servers_[i] = make_server(loops[i], where, options); });
+      if (i == 0) on_loop(0, [&] { where = servers_[0]->local_endpoint(); });  // port 0: the one it took
+    }
+  } catch (...) {
+    close();
+    throw;
+  }
+  at_ = where;
+}
+
 ServerGroup::~ServerGroup() {
   try {
     close();

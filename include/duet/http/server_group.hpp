@@ -39,24 +39,11 @@ class ServerGroup {
  public:
   template <class MakeHandler>
   ServerGroup(LoopGroup& loops, const Endpoint& at, MakeHandler make_handler, ServerOptions options = {})
-      : loops_(&loops), servers_(loops.size()) {
-    check_thread();
-    options.reuse_port = true;
-    Endpoint where = at;
-    try {
-      for (std::size_t i = 0; i < loops.size(); ++i) {
-        on_loop(i, [&, i] {
-          Loop& loop = loops[i];
-          servers_[i] = std::make_unique<Server>(loop, where, make_handler(loop), options);
-        });
-        if (i == 0) on_loop(0, [&] { where = servers_[0]->local_endpoint(); });  // port 0: the one it took
-      }
-    } catch (...) {
-      close();
-      throw;
-    }
-    at_ = where;
-  }
+      : ServerGroup(
+            [&make_handler](Loop& loop, const Endpoint& where, const ServerOptions& o) {
+              return std::make_unique<Server>(loop, where, make_handler(loop), o);
+            },
+            loops, at, std::move(options)) {}
   /// Closes the servers (see `close`). Called on one of the group's threads, or after the LoopGroup has
   /// stopped, it cannot: it says so on stderr and leaves them to the loops' destruction.
   ~ServerGroup();
@@ -73,6 +60,9 @@ class ServerGroup {
   void close();
 
  private:
+  /// Makes one loop's server, on that loop's thread.
+  using MakeServer = duet::detail::UniqueFunction<std::unique_ptr<Server>(Loop&, const Endpoint&, const ServerOptions&)>;
+  ServerGroup(MakeServer make_server, LoopGroup& loops, const Endpoint& at, ServerOptions options);
   /// Throws std::logic_error on one of the group's threads (the caller would wait for itself).
   void check_thread() const;
   /// Runs `fn` on loop `i`'s thread and waits for it; rethrows what it threw. A loop that will not run
