@@ -4,8 +4,12 @@
 #include <uv.h>
 
 #include <cstring>
+#include <new>
+#include <string>
+#include <vector>
 #include <system_error>
 
+#include "duet/dns.hpp"
 #include "duet/error.hpp"
 
 namespace duet {
@@ -69,4 +73,38 @@ std::string Endpoint::to_string() const {
   return out;
 }
 
+namespace detail {
+
+std::error_code endpoints_of(const addrinfo* res, std::vector<Endpoint>& out) noexcept {
+  try {
+    for (const addrinfo* ai = res; ai; ai = ai->ai_next)
+      if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) out.emplace_back(ai->ai_addr);
+  } catch (const std::bad_alloc&) {
+    return uv_error(UV_ENOMEM);
+  }
+  return {};
+}
+
+std::error_code copy_name_info(const char* host, const char* service, NameInfo& out) noexcept {
+  try {
+    out.host = host;
+    out.service = service;
+  } catch (const std::bad_alloc&) {
+    out = NameInfo();
+    return uv_error(UV_ENOMEM);
+  }
+  return {};
+}
+
+int start_resolve(uv_loop_t* loop, uv_getaddrinfo_t* req, uv_getaddrinfo_cb cb, const std::string& host,
+                  std::uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  const std::string service = std::to_string(port);
+  return uv_getaddrinfo(loop, req, cb, host.c_str(), service.c_str(), &hints);
+}
+
+}  // namespace detail
 }  // namespace duet

@@ -23,7 +23,6 @@
 #include <netdb.h>
 
 #include <cstdint>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -45,6 +44,14 @@ struct NameInfo {
 
 namespace detail {
 
+/// The IPv4 and IPv6 endpoints of a getaddrinfo result, in its order; UV_ENOMEM if they cannot be kept.
+std::error_code endpoints_of(const addrinfo* res, std::vector<Endpoint>& out) noexcept;
+/// Copies a getnameinfo result into `out`; UV_ENOMEM (and `out` left empty) if it cannot.
+std::error_code copy_name_info(const char* host, const char* service, NameInfo& out) noexcept;
+/// Starts `req` looking up `host` for TCP on `port` (uv_getaddrinfo's status).
+int start_resolve(uv_loop_t* loop, uv_getaddrinfo_t* req, uv_getaddrinfo_cb cb, const std::string& host,
+                  std::uint16_t port);
+
 template <class Cb>
 class ResolveOp final : public RequestOp<ResolveOp<Cb>, uv_getaddrinfo_t, Cb> {
  public:
@@ -54,15 +61,7 @@ class ResolveOp final : public RequestOp<ResolveOp<Cb>, uv_getaddrinfo_t, Cb> {
     auto* self = static_cast<ResolveOp*>(req->data);
     std::vector<Endpoint> endpoints;
     std::error_code ec = self->status_error(status);
-    if (!ec && !self->loop_closing()) {
-      try {
-        for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-          if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) endpoints.emplace_back(ai->ai_addr);
-        }
-      } catch (const std::bad_alloc&) {
-        ec = uv_error(UV_ENOMEM);
-      }
-    }
+    if (!ec && !self->loop_closing()) ec = endpoints_of(res, endpoints);
     uv_freeaddrinfo(res);
     if (self->loop_closing()) return self->finish_silently();
     self->complete(ec, std::move(endpoints));
@@ -80,15 +79,7 @@ class NameInfoOp final : public RequestOp<NameInfoOp<Cb>, uv_getnameinfo_t, Cb> 
     if (self->loop_closing()) return self->finish_silently();
     std::error_code ec = self->status_error(status);
     NameInfo info;
-    if (!ec) {
-      try {
-        info.host = host;
-        info.service = service;
-      } catch (const std::bad_alloc&) {
-        ec = uv_error(UV_ENOMEM);
-        info = NameInfo();
-      }
-    }
+    if (!ec) ec = copy_name_info(host, service, info);
     self->complete(ec, std::move(info));
   }
 };
@@ -110,12 +101,7 @@ void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&&
     return;
   }
   Op* op = core.make<Op>(&core, std::decay_t<Callback>(std::forward<Callback>(cb)));
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_protocol = IPPROTO_TCP;
-  const std::string service = std::to_string(port);
-  if (int rc = uv_getaddrinfo(core.uv(), &op->req, &Op::on_done, host.c_str(), service.c_str(), &hints); rc < 0)
+  if (int rc = detail::start_resolve(core.uv(), &op->req, &Op::on_done, host, port); rc < 0)
     return op->template fail_submission<std::vector<Endpoint>>(rc);
   op->watch_stop();
 }
