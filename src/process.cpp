@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <list>
+#include <optional>
 #include <cerrno>
 #include <stdexcept>
 #include <string>
@@ -10,6 +12,52 @@
 
 namespace duet {
 namespace detail {
+
+/// A child process's handle. It lives until the child has exited and nobody holds it any more, or
+/// until the Loop's destruction (which kills and reaps a child still running, unless detached).
+class ProcessImpl final : public OwnedHandle {
+ public:
+  using WaitCallback = UniqueFunction<void(std::error_code, ExitStatus)>;
+
+  explicit ProcessImpl(LoopCore* core) noexcept : OwnedHandle(core, &process) {}
+
+  /// uv_spawn with this object's exit callback; returns libuv's status. The handle is initialised
+  /// (and this object adopts it) either way.
+  int spawn(uv_process_options_t options) noexcept;
+  /// Calls `cb` once the child has exited (later, if it already has).
+  void wait(WaitCallback cb, std::stop_token token);
+  /// The Process lets go while the child runs: waits are cancelled; freed once the child has exited.
+  void let_go() noexcept;
+  /// As `let_go`, and the child no longer keeps the loop running nor is killed with it.
+  void detach() noexcept;
+
+  bool pending() const noexcept override;
+
+  uv_process_t process{};
+  int pid = 0;
+  std::optional<ExitStatus> exit;
+
+ private:
+  struct Waiter;
+  struct StopWait {
+    ProcessImpl* self;
+    Waiter* waiter;
+    void operator()() const noexcept { self->cancel_wait(waiter); }
+  };
+  struct Waiter {
+    WaitCallback cb;  // empty once cancelled (the node is removed later, never inside its stop callback)
+    OnLoopStop<StopWait> stop;
+  };
+
+  void before_close() noexcept override;
+  void cancel_wait(Waiter* waiter) noexcept;
+  void cancel_waits() noexcept;
+  static void on_exit(uv_process_t* process, std::int64_t status, int signal) noexcept;
+
+  std::list<Waiter> waiters_;
+  bool let_go_ = false;
+  bool detached_ = false;
+};
 
 int ProcessImpl::spawn(uv_process_options_t options) noexcept {
   options.exit_cb = &on_exit;
@@ -204,6 +252,14 @@ void Process::let_go() noexcept {
   if (impl_->exit) return impl_.reset();  // nothing runs: close the handle
   impl_.release()->let_go();
 }
+
+bool Process::running() const noexcept { return impl_ && !impl_->exit; }
+
+std::optional<ExitStatus> Process::exit_status() const noexcept { return impl_ ? impl_->exit : std::nullopt; }
+
+uv_process_t* Process::native() const noexcept { return impl_ ? &impl_->process : nullptr; }
+
+void Process::wait_impl(WaitCallback cb, std::stop_token token) { open_impl("wait")->wait(std::move(cb), std::move(token)); }
 
 detail::ProcessImpl* Process::open_impl(const char* what) const {
   if (!impl_)

@@ -56,7 +56,6 @@
 
 #include <csignal>
 #include <cstdint>
-#include <list>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -113,53 +112,7 @@ struct ProcessOptions {
 class Process;
 
 namespace detail {
-
-/// A child process's handle. It lives until the child has exited and nobody holds it any more, or
-/// until the Loop's destruction (which kills and reaps a child still running, unless detached).
-class ProcessImpl final : public OwnedHandle {
- public:
-  using WaitCallback = UniqueFunction<void(std::error_code, ExitStatus)>;
-
-  explicit ProcessImpl(LoopCore* core) noexcept : OwnedHandle(core, &process) {}
-
-  /// uv_spawn with this object's exit callback; returns libuv's status. The handle is initialised
-  /// (and this object adopts it) either way.
-  int spawn(uv_process_options_t options) noexcept;
-  /// Calls `cb` once the child has exited (later, if it already has).
-  void wait(WaitCallback cb, std::stop_token token);
-  /// The Process lets go while the child runs: waits are cancelled; freed once the child has exited.
-  void let_go() noexcept;
-  /// As `let_go`, and the child no longer keeps the loop running nor is killed with it.
-  void detach() noexcept;
-
-  bool pending() const noexcept override;
-
-  uv_process_t process{};
-  int pid = 0;
-  std::optional<ExitStatus> exit;
-
- private:
-  struct Waiter;
-  struct StopWait {
-    ProcessImpl* self;
-    Waiter* waiter;
-    void operator()() const noexcept { self->cancel_wait(waiter); }
-  };
-  struct Waiter {
-    WaitCallback cb;  // empty once cancelled (the node is removed later, never inside its stop callback)
-    OnLoopStop<StopWait> stop;
-  };
-
-  void before_close() noexcept override;
-  void cancel_wait(Waiter* waiter) noexcept;
-  void cancel_waits() noexcept;
-  static void on_exit(uv_process_t* process, std::int64_t status, int signal) noexcept;
-
-  std::list<Waiter> waiters_;
-  bool let_go_ = false;
-  bool detached_ = false;
-};
-
+class ProcessImpl;  // src/process.cpp
 }  // namespace detail
 
 /// Starts a child process (see the top of this file). Throws `std::system_error` if it cannot start.
@@ -183,15 +136,15 @@ class Process {
   /// True until the Process is detached, moved from or its Loop destroyed.
   bool is_open() const noexcept { return static_cast<bool>(impl_); }
   /// True while the child has not exited (as far as the loop has seen).
-  bool running() const noexcept { return impl_ && !impl_->exit; }
+  bool running() const noexcept;
   /// How the child ended, once the loop has seen it exit.
-  std::optional<ExitStatus> exit_status() const noexcept { return impl_ ? impl_->exit : std::nullopt; }
+  std::optional<ExitStatus> exit_status() const noexcept;
 
   /// Calls `cb(std::error_code, ExitStatus)` once the child has exited. Cancellable.
   template <class Callback>
   void wait(Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
-    open_impl("wait")->wait(detail::ProcessImpl::WaitCallback(std::forward<Callback>(cb)), std::move(token));
+    wait_impl(WaitCallback(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `duet::ExitStatus st = co_await process.wait();`
   [[nodiscard]] auto wait() {
@@ -211,11 +164,13 @@ class Process {
   PipeStream& pipe(int fd);
 
   /// The libuv handle, or null when closed.
-  uv_process_t* native() const noexcept { return impl_ ? &impl_->process : nullptr; }
+  uv_process_t* native() const noexcept;
 
  private:
   friend Process spawn(Loop& loop, const ProcessOptions& options);
+  using WaitCallback = detail::UniqueFunction<void(std::error_code, ExitStatus)>;
   detail::ProcessImpl* open_impl(const char* what) const;
+  void wait_impl(WaitCallback cb, std::stop_token token);
   void let_go() noexcept;
 
   detail::HandlePtr<detail::ProcessImpl> impl_;
