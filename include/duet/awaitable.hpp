@@ -244,10 +244,7 @@ class Awaitable : public detail::AwaitState<Result> {
   /// Builds the initiating function (an aggregate) in place from `args`: nothing of it is moved.
   template <class... A>
   explicit Awaitable(std::in_place_t, A&&... args) : init_{std::forward<A>(args)...} {}
-  Awaitable(Awaitable&&) = default;
-  Awaitable(const Awaitable&) = delete;
-  Awaitable& operator=(const Awaitable&) = delete;
-  Awaitable& operator=(Awaitable&&) = delete;
+  // Moved (as a coroutine face returns it), never copied or assigned: AwaitState says so for both.
 
   /// The callback handed to the operation: one pointer.
   using Completion = typename detail::AwaitState<Result>::Completion;
