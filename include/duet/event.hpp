@@ -35,10 +35,7 @@ class Event {
   explicit Event(bool set = false) noexcept : set_(set) {}
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
-  ~Event() {
-    serving_.end();
-    waiters_.fail_all(uv_error(UV_ECANCELED));
-  }
+  ~Event();
 
   /// Calls `cb(std::error_code)` once the event is set (inside `wait` if it is set now).
   template <class Callback>
@@ -55,15 +52,7 @@ class Event {
 
   /// Sets the event and wakes every waiter queued now, in order. A waiter's callback may throw (the
   /// others are still woken; the first exception is rethrown afterwards) or destroy the event.
-  void set() {
-    set_ = true;
-    wake_before_ = next_ticket_;  // everyone queued now, whatever their callbacks do meanwhile
-    serving_.run([this] {
-      if (waiters_.empty() || waiters_.front_payload() >= wake_before_) return false;
-      waiters_.take_front().cb(std::error_code());
-      return true;
-    });
-  }
+  void set();
 
   /// Clears the event: later waits wait for the next `set()`.
   void clear() noexcept { set_ = false; }
