@@ -237,10 +237,8 @@ class AwaitState {
 template <class Result, class Init>
 class Awaitable : public detail::AwaitState<Result> {
  public:
-  /// Takes the initiating function by reference: it is moved once, into the awaitable.
-  template <class I>
-  requires std::is_same_v<std::remove_cvref_t<I>, Init>
-  explicit Awaitable(I&& init) : init_(std::forward<I>(init)) {}
+  /// Moves the initiating function in (once).
+  explicit Awaitable(Init&& init) : init_(static_cast<Init&&>(init)) {}
   /// Builds the initiating function (an aggregate) in place from `args`: nothing of it is moved.
   template <class... A>
   explicit Awaitable(std::in_place_t, A&&... args) : init_{std::forward<A>(args)...} {}
@@ -268,9 +266,12 @@ class Awaitable : public detail::AwaitState<Result> {
 };
 
 /// Makes an awaitable for an operation whose callback receives `Result` (void: only the error).
+/// `init` is taken by value: the lambda a coroutine face writes here is built in place as the
+/// parameter and moved once, into the awaitable. (No `std::decay_t`, `std::forward` or constrained
+/// constructor: with some seventy faces in the headers, their instantiations cost every includer.)
 template <class Result, class Init>
-Awaitable<Result, std::decay_t<Init>> awaitable(Init&& init) {
-  return Awaitable<Result, std::decay_t<Init>>(std::forward<Init>(init));
+Awaitable<Result, Init> awaitable(Init init) {
+  return Awaitable<Result, Init>(static_cast<Init&&>(init));
 }
 
 }  // namespace duet
