@@ -13,9 +13,11 @@ LoopThread::LoopThread() {
   std::future<void> ready = made.get_future();
   thread_ = std::thread([this, &made] {
     try {
-      loop_.emplace();  // made here: this thread is its loop thread from the start
-      hold_.emplace(loop_->hold());
+      loop_ = new Loop();  // made here: this thread is its loop thread from the start
+      hold_ = new Loop::Hold(loop_->hold());
     } catch (...) {
+      delete loop_;  // nothing else has seen it
+      loop_ = nullptr;
       made.set_exception(std::current_exception());
       return;
     }
@@ -42,7 +44,7 @@ void LoopThread::join() noexcept {
   }
   stopping_.store(true, std::memory_order_release);
   try {
-    loop_->post([loop = &*loop_] { loop->stop(); });
+    loop_->post([loop = loop_] { loop->stop(); });
   } catch (...) {
     std::fputs("duet: out of memory while stopping a LoopThread; aborting\n", stderr);
     std::abort();
@@ -54,8 +56,8 @@ void LoopThread::join() noexcept {
 
 LoopThread::~LoopThread() {
   join();
-  hold_.reset();
-  loop_.reset();  // on this thread, which now owns the loop (nothing else runs it)
+  delete hold_;
+  delete loop_;  // on this thread, which now owns the loop (nothing else runs it)
 }
 
 LoopGroup::LoopGroup(std::size_t n) {

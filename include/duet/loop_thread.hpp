@@ -28,7 +28,6 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
-#include <optional>
 #include <thread>
 #include <vector>
 
@@ -57,8 +56,9 @@ class LoopThread {
   bool joined() const noexcept { return joined_.load(std::memory_order_acquire); }
 
  private:
-  std::optional<Loop> loop_;        // made and run on the thread; destroyed by ~LoopThread
-  std::optional<Loop::Hold> hold_;  // keeps it running with nothing to do
+  // Owned (plain pointers rather than optionals: cheaper for every file that includes this header).
+  Loop* loop_ = nullptr;        // made and run on the thread; deleted by ~LoopThread
+  Loop::Hold* hold_ = nullptr;  // keeps it running with nothing to do; deleted by ~LoopThread, first
   std::atomic<bool> stopping_{false};
   std::atomic<bool> joined_{false};
   std::thread thread_;
