@@ -65,6 +65,9 @@ struct CellRef {
 
 void OnLoopStopBase::link(LoopCore* core, std::stop_token token) {
   core_ = core;
+  // Already stopped: run the function here rather than inside the stop_callback's constructor, after
+  // which `watching_` would be written into an object the function may have destroyed.
+  if (token.stop_requested()) return call_(this);
   ::new (static_cast<void*>(&stop_.callback)) std::stop_callback<Trampoline>(std::move(token), Trampoline{this});
   watching_ = true;
 }

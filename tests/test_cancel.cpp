@@ -3,6 +3,7 @@
 // nothing is left on the loop (ASan checks that nothing leaks).
 #include <catch2/catch.hpp>
 #include <functional>
+#include <memory>
 
 #include "duet/duet.hpp"
 #include "support.hpp"
@@ -371,4 +372,24 @@ TEST_CASE("a pending write's callback, cancelled by its stop token, gets UV_ECAN
   REQUIRE(run_until(f.loop, [&] { return result.has_value(); }));
   CHECK(duet::is_cancelled(*result));
   finish(f);  // closing the stream ends the detached write; ASan checks it is freed
+}
+
+TEST_CASE("a stop link whose function destroys it, on a token already stopped", "[cancel]") {
+  // The function runs inside watch(); nothing may touch the link after it (ASan checks the write).
+  struct Destroy {
+    std::unique_ptr<duet::detail::OnLoopStop<Destroy>>* owner;
+    int* calls;
+    void operator()() const noexcept {
+      ++*calls;
+      owner->reset();
+    }
+  };
+  duet::Loop loop;
+  std::stop_source stop;
+  stop.request_stop();
+  int calls = 0;
+  auto link = std::make_unique<duet::detail::OnLoopStop<Destroy>>();
+  link->watch(&loop.core(), stop.get_token(), Destroy{&link, &calls});
+  CHECK(calls == 1);
+  CHECK(link == nullptr);
 }

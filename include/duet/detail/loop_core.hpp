@@ -243,6 +243,7 @@ class OnLoopStopBase {
   OnLoopStopBase(const OnLoopStopBase&) = delete;
   OnLoopStopBase& operator=(const OnLoopStopBase&) = delete;
 
+  /// Stops watching; a stop already posted from another thread will do nothing. Loop thread only.
   void reset() noexcept {
     if (watching_ || cell_) unlink();
   }
@@ -253,7 +254,8 @@ class OnLoopStopBase {
   using Call = void (*)(OnLoopStopBase*) noexcept;
   explicit OnLoopStopBase(Call call) noexcept : call_(call) {}
   ~OnLoopStopBase() { reset(); }
-  /// Registers on `token` (which can be stopped); `call_` is ready to run from now on.
+  /// Registers on `token` (which can be stopped); `call_` is ready to run from now on. If `token`
+  /// is already stopped, `call_` runs now instead, and nothing here touches this object afterwards.
   void link(LoopCore* core, std::stop_token token);
 
  private:
@@ -267,6 +269,9 @@ class OnLoopStopBase {
   LoopCore* core_ = nullptr;
   Call call_;
   Cell* cell_ = nullptr;  // one reference, counted in the cell
+  // The registration, alive while `watching_`; `reset` ends it before the function it calls is
+  // destroyed. A union rather than a std::optional: std::optional's machinery is a measurable part
+  // of every compile that includes duet.
   union Stop {
     Stop() noexcept {}
     ~Stop() {}
@@ -294,7 +299,11 @@ template <class Fn>
 class OnLoopStop : public OnLoopStopBase {
  public:
   OnLoopStop() noexcept : OnLoopStopBase(&call) {}
+  /// Unregisters (waiting for a callback running on another thread) before `fn` is destroyed.
+  ~OnLoopStop() { this->reset(); }
 
+  /// Starts watching `token` (replacing any previous watch). If it is already stopped, `fn()` runs now.
+  /// Call on the loop thread.
   void watch(LoopCore* core, std::stop_token token, Fn fn) {
     this->reset();
     if (!token.stop_possible()) return;
@@ -307,6 +316,9 @@ class OnLoopStop : public OnLoopStopBase {
   Fn fn_{};
 };
 
+/// Mixin for an operation that can be cancelled through its callback's stop token. `Derived` provides
+/// `void on_stop() noexcept`, called on the loop thread at most once, whichever thread requests stop
+/// (see `OnLoopStop`).
 template <class Derived>
 class StopWatch {
  public:
