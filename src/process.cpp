@@ -259,7 +259,9 @@ std::optional<ExitStatus> Process::exit_status() const noexcept { return impl_ ?
 
 uv_process_t* Process::native() const noexcept { return impl_ ? &impl_->process : nullptr; }
 
-void Process::wait_impl(WaitCallback cb, std::stop_token token) { open_impl("wait")->wait(std::move(cb), std::move(token)); }
+void Process::wait_impl(detail::ProcessImpl* impl, WaitCallback cb, std::stop_token token) {
+  impl->wait(std::move(cb), std::move(token));
+}
 
 detail::ProcessImpl* Process::open_impl(const char* what) const {
   if (!impl_)

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -388,4 +389,19 @@ TEST_CASE("operations on a closed Process throw not_connected", "[process]") {
   CHECK_THROWS_MATCHES(none.kill(SIGTERM), std::system_error, Catch::Predicate<std::system_error>(closed));
   CHECK_THROWS_AS(none.pipe(0), std::out_of_range);
   none.detach();  // nothing to let go
+}
+
+TEST_CASE("waiting on a closed Process throws not_connected and leaves the callback untouched", "[process]") {
+  Process closed;  // default-constructed: no child
+  auto witness = std::make_shared<int>(0);
+  auto cb = [witness](std::error_code, ExitStatus) { *witness = 1; };
+  try {
+    closed.wait(std::move(cb));
+    FAIL("wait on a closed Process did not throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == duet::errc::not_connected);
+  }
+  // The throw came before the callback was taken: it still owns its capture, and never ran.
+  CHECK(witness.use_count() == 2);
+  CHECK(*witness == 0);
 }

@@ -144,7 +144,8 @@ class Process {
   template <class Callback>
   void wait(Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
-    wait_impl(WaitCallback(std::forward<Callback>(cb)), std::move(token));
+    detail::ProcessImpl* impl = open_impl("wait");  // a closed Process throws with `cb` untouched
+    wait_impl(impl, WaitCallback(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `duet::ExitStatus st = co_await process.wait();`
   [[nodiscard]] auto wait() {
@@ -170,7 +171,7 @@ class Process {
   friend Process spawn(Loop& loop, const ProcessOptions& options);
   using WaitCallback = detail::UniqueFunction<void(std::error_code, ExitStatus)>;
   detail::ProcessImpl* open_impl(const char* what) const;
-  void wait_impl(WaitCallback cb, std::stop_token token);
+  static void wait_impl(detail::ProcessImpl* impl, WaitCallback cb, std::stop_token token);
   void let_go() noexcept;
 
   detail::HandlePtr<detail::ProcessImpl> impl_;
