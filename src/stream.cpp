@@ -15,13 +15,13 @@ void StreamImpl::ReadCallback::reset() noexcept {
   kind_ = Kind::none;
 }
 
-inline void StreamImpl::ReadCallback::set(OnceCallback&& cb) noexcept {
+void StreamImpl::ReadCallback::set(OnceCallback&& cb) noexcept {
   reset();
   ::new (static_cast<void*>(&once_)) OnceCallback(std::move(cb));
   kind_ = Kind::once;
 }
 
-inline void StreamImpl::ReadCallback::set(StreamCallback&& cb) noexcept {
+void StreamImpl::ReadCallback::set(StreamCallback&& cb) noexcept {
   if (kind_ == Kind::stream) {
     stream_ = std::move(cb);
     return;
@@ -31,15 +31,15 @@ inline void StreamImpl::ReadCallback::set(StreamCallback&& cb) noexcept {
   kind_ = Kind::stream;
 }
 
-inline StreamImpl::OnceCallback StreamImpl::ReadCallback::take_once() noexcept {
+StreamImpl::OnceCallback StreamImpl::ReadCallback::take_once() noexcept {
   return kind_ == Kind::once ? std::move(once_) : OnceCallback();
 }
 
-inline StreamImpl::StreamCallback StreamImpl::ReadCallback::take_stream() noexcept {
+StreamImpl::StreamCallback StreamImpl::ReadCallback::take_stream() noexcept {
   return kind_ == Kind::stream ? std::move(stream_) : StreamCallback();
 }
 
-inline StreamImpl::StreamCallback* StreamImpl::ReadCallback::stream() noexcept {
+StreamImpl::StreamCallback* StreamImpl::ReadCallback::stream() noexcept {
   return kind_ == Kind::stream ? &stream_ : nullptr;
 }
 
