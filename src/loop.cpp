@@ -87,13 +87,9 @@ void OnLoopStopBase::Trampoline::operator()() const noexcept { self->fire(); }
 
 void OnLoopStopBase::fire() noexcept {
   if (!core_ || core_->on_loop_thread()) return call_(this);
-  auto* cell = new (std::nothrow) Cell{{2}, this};  // one reference here, one in the posted function
-  if (!cell) {
-    std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
-    return;
-  }
-  cell_ = cell;  // read on the loop thread only after `stop_` is destroyed (see unlink)
   try {
+    auto* cell = new Cell{{2}, this};  // one reference here, one in the posted function
+    cell_ = cell;                      // read on the loop thread only after `stop_` is destroyed (see unlink)
     core_->post([ref = CellRef(cell)] {
       if (OnLoopStopBase* self = ref.cell->target) {
         // This stop is being delivered: nothing is left to clear.

@@ -253,7 +253,7 @@ class OnLoopStopBase {
  protected:
   using Call = void (*)(OnLoopStopBase*) noexcept;
   explicit OnLoopStopBase(Call call) noexcept : call_(call) {}
-  ~OnLoopStopBase() { reset(); }
+  ~OnLoopStopBase() = default;  // ~OnLoopStop resets, before its function is destroyed
   /// Registers on `token` (which can be stopped); `call_` is ready to run from now on. If `token`
   /// is already stopped, `call_` runs now instead, and nothing here touches this object afterwards.
   void link(LoopCore* core, std::stop_token token);
