@@ -268,12 +268,15 @@ class JoinHandle {
   class Awaiter {
    public:
     explicit Awaiter(std::shared_ptr<detail::SpawnState<T>> s) noexcept : state_(std::move(s)) {}
-    bool await_ready() const noexcept { return state_->done(); }
+    // Not ready until the waiter's loop is checked: the task's state belongs to its loop's thread, so
+    // a task away on another loop must get the logic error even when the spawned task has finished.
+    bool await_ready() const noexcept { return false; }
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> waiter) {
       const TaskContext& context = detail::context_of(waiter);
       if (context.loop && context.loop != state_->loop_)  // a task away on another loop (resume_on)
         throw std::logic_error("duet::JoinHandle: awaited from a task on another loop than the spawned task's");
+      if (state_->done()) return false;
       if (context.stop_token.stop_requested()) {
         cancelled_ = true;
         return false;
