@@ -257,6 +257,29 @@ TEST_CASE("a coroutine awaiting a task handle can be cancelled and timed out", "
   CHECK_THROWS_AS(inner.result(), duet::Cancelled);
 }
 
+TEST_CASE("a cancelled task awaiting a finished task's handle throws Cancelled and leaves the result",
+          "[cancel][spawn][coro]") {
+  duet::Loop loop;
+  auto quick = []() -> Task<int> { co_return 7; };
+  auto inner = duet::spawn(loop, quick());
+  bool finished_at_await = false;
+  auto waiter = [&](duet::JoinHandle<int>& h) -> Task<int> {
+    try {
+      co_await duet::sleep(loop, 60s);  // cancelled here
+    } catch (const duet::Cancelled&) {
+    }
+    finished_at_await = h.done();
+    co_return co_await h;  // a cancelled task starts nothing, a finished task's handle included
+  };
+  auto outer = duet::spawn(loop, waiter(inner));
+  while (!inner.done()) loop.run_once();
+  loop.post([&] { outer.cancel(); });
+  loop.run();
+  CHECK(finished_at_await);
+  CHECK_THROWS_AS(outer.result(), duet::Cancelled);
+  CHECK(inner.result() == 7);  // not taken by the cancelled await
+}
+
 TEST_CASE("with_timeout: a result due in the same turn as the deadline wins", "[timeout][coro]") {
   duet::Loop loop;
   auto work = [](duet::Loop& l) -> Task<int> {

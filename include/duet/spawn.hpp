@@ -268,19 +268,20 @@ class JoinHandle {
   class Awaiter {
    public:
     explicit Awaiter(std::shared_ptr<detail::SpawnState<T>> s) noexcept : state_(std::move(s)) {}
-    // Not ready until the waiter's loop is checked: the task's state belongs to its loop's thread, so
-    // a task away on another loop must get the logic error even when the spawned task has finished.
+    // Not ready until the waiter is checked: the task's state belongs to its loop's thread, so a task
+    // away on another loop gets the logic error, and a cancelled one `Cancelled`, even when the
+    // spawned task has finished.
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> waiter) {
       const TaskContext& context = detail::context_of(waiter);
       if (context.loop && context.loop != state_->loop_)  // a task away on another loop (resume_on)
         throw std::logic_error("duet::JoinHandle: awaited from a task on another loop than the spawned task's");
-      if (state_->done()) return false;
-      if (context.stop_token.stop_requested()) {
+      if (context.stop_token.stop_requested()) {  // even if the task has finished: it is not taken
         cancelled_ = true;
         return false;
       }
+      if (state_->done()) return false;
       state_->await(waiter);
       waiter_ = waiter;
       stop_.watch(&state_->loop_->core(), context.stop_token, StopFn{this});
