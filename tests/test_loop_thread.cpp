@@ -309,15 +309,17 @@ TEST_CASE("resume_on moves a task between loops and back", "[loop_thread][resume
 TEST_CASE("a JoinHandle awaited from a task away on another loop is a logic error", "[loop_thread][resume_on]") {
   duet::Loop home;
   duet::LoopThread there;
-  auto sleeper = [&]() -> Task<int> {
-    co_await duet::sleep(home, 1ms);
+  duet::Event release;  // home's: set at home only
+  auto waiter = [&]() -> Task<int> {
+    co_await release.wait();
     co_return 1;
   };
+  // The check must not depend on whether the spawned task is still running.
   bool finished_first = GENERATE(false, true);
   CAPTURE(finished_first);
   auto task = [&]() -> Task<std::string> {
-    auto handle = duet::spawn(home, sleeper());
-    // Finished first: the check must not depend on whether the task is still running.
+    auto handle = duet::spawn(home, waiter());
+    if (finished_first) release.set();
     while (finished_first && !handle.done()) co_await duet::sleep(home, 1ms);
     co_await duet::resume_on(there.loop());
     std::string what;
@@ -327,10 +329,54 @@ TEST_CASE("a JoinHandle awaited from a task away on another loop is a logic erro
       what = e.what();
     }
     co_await duet::resume_on(home);
+    release.set();
     co_return what + (co_await handle == 1 ? " / awaited at home" : "");
   };
   CHECK(duet::run(home, task()) ==
         "duet::JoinHandle: awaited from a task on another loop than the spawned task's / awaited at home");
+}
+
+TEST_CASE("an as_completed result awaited from a task away on another loop is a logic error",
+          "[loop_thread][resume_on][as_completed]") {
+  duet::Loop home;
+  duet::LoopThread there;
+  duet::Event release;  // home's: set at home only
+  auto quick = []() -> Task<int> { co_return 1; };
+  bool gated_finished = false;
+  auto gated = [&]() -> Task<int> {
+    co_await release.wait();
+    gated_finished = true;  // its result is ready when this turn ends
+    co_return 2;
+  };
+  // The check must not depend on whether a result is waiting.
+  bool result_waiting = GENERATE(false, true);
+  CAPTURE(result_waiting);
+  auto task = [&]() -> Task<std::string> {
+    std::vector<Task<int>> tasks;
+    tasks.push_back(quick());
+    tasks.push_back(gated());
+    std::string trail;
+    bool first = true;
+    for (auto next : duet::as_completed(std::move(tasks))) {
+      if (!first) {  // the second result is awaited away first
+        if (result_waiting) release.set();
+        while (result_waiting && !gated_finished) co_await duet::sleep(home, 1ms);
+        co_await duet::resume_on(there.loop());
+        try {
+          co_await next;
+        } catch (const std::logic_error& e) {
+          trail += std::string(" / ") + e.what();
+        }
+        co_await duet::resume_on(home);
+        release.set();
+      }
+      first = false;
+      trail += " / " + std::to_string((co_await next).value);
+    }
+    co_return trail;
+  };
+  CHECK(duet::run(home, task()) ==
+        " / 1 / duet::as_completed: awaited from a task on another loop than the first co_await's / 2");
 }
 
 TEST_CASE("cancelling a task cancels what it awaits on another loop", "[loop_thread][resume_on][cancel]") {

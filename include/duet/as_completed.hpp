@@ -18,7 +18,9 @@
 //       }
 //     }
 //
-// Cancelling the awaiting coroutine cancels every task.
+// Cancelling the awaiting coroutine cancels every task. The tasks run on the loop of the first
+// `co_await`, and every later one must be made there: one made by a task away on another loop
+// (`resume_on`) throws `std::logic_error`, whether a result is waiting or not.
 //
 // Leaving the loop early (break, or an exception) cancels the tasks still running; they finish in the
 // background (on later turns of the loop) and are freed then, so they must not use the caller's
@@ -90,7 +92,10 @@ class AsCompletedState final : public Join, public SpawnedTask {
 
   template <class Promise>
   bool suspend(std::coroutine_handle<Promise> waiter) {
-    if (!started_) start(context_of(waiter));
+    if (!started_)
+      start(context_of(waiter));
+    else if (Loop* here = context_of(waiter).loop; here && loop_ && here != loop_)  // away (resume_on)
+      throw std::logic_error("duet::as_completed: awaited from a task on another loop than the first co_await's");
     if (has_ready()) return false;
     waiter_ = waiter;
     return true;
@@ -177,7 +182,8 @@ class AsCompleted {
   class Next {
    public:
     explicit Next(State* s) noexcept : state_(s) {}
-    bool await_ready() const noexcept { return state_->has_ready(); }
+    // Not ready until the waiter's loop is checked: the results belong to the first co_await's loop.
+    bool await_ready() const noexcept { return false; }
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> waiter) {
       return state_->suspend(waiter);
