@@ -72,7 +72,7 @@ bool ProcessImpl::pending() const noexcept {
 }
 
 void ProcessImpl::wait(WaitCallback cb, std::stop_token token) {
-  if (exit) {
+  if (exit && !token.stop_requested()) {  // a stopped token is cancelled by its watch below
     core()->defer([cb = std::move(cb), status = *exit]() mutable { cb(std::error_code(), status); });
     return;
   }

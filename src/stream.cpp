@@ -220,6 +220,7 @@ void ListenerImpl::accept(Accepted cb, std::stop_token token) {
     core()->defer([cb = std::move(cb), ec, s = std::move(stream)]() mutable { cb(ec, std::move(s)); });
   };
   if (acceptor_) return deliver_later(make_error_code(errc::already_reading), HandlePtr<StreamImpl>());
+  if (token.stop_requested()) return deliver_later(uv_error(UV_ECANCELED), HandlePtr<StreamImpl>());
   if (ready_ > 0) {
     --ready_;
     auto [ec, stream] = take();

@@ -172,6 +172,33 @@ TEST_CASE("events queue while nobody waits, up to the limit, then UV_ENOBUFS onc
   CHECK(log.messages.empty());
 }
 
+TEST_CASE("a next whose token is already stopped is cancelled and leaves the queued event", "[fs_event][cancel]") {
+  duet::Loop loop;
+  Deadline deadline(loop, 10s);
+  duet::test::TempDir dir;
+  FsEvent watcher(loop);
+  watcher.start(dir.path().string());
+  std::ofstream(dir / "1").close();
+  while (watcher.queued() == 0 && !deadline.expired) loop.run_once();
+  REQUIRE(watcher.queued() > 0);
+  std::stop_source stop;
+  stop.request_stop();
+  std::optional<std::error_code> stopped;
+  watcher.next(duet::with_cancellation(stop.get_token(), [&](std::error_code ec, FileEvent) { stopped = ec; }));
+  CHECK(watcher.queued() > 0);
+  loop.run_once();
+  REQUIRE(stopped);
+  CHECK(duet::is_cancelled(*stopped));
+  std::optional<std::string> name;
+  watcher.next([&](std::error_code ec, FileEvent e) {
+    CHECK_FALSE(ec);
+    name = e.name;
+    watcher.stop();
+  });
+  loop.run();
+  CHECK(name == std::optional<std::string>("1"));
+}
+
 TEST_CASE("FsEvent::stop is prompt: the loop returns and a pending next gets UV_ECANCELED", "[fs_event][cancel]") {
   duet::test::ErrorLog log;
   duet::Loop loop;

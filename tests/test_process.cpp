@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/cancellation.hpp"
 #include "duet/process.hpp"
 #include "duet/spawn.hpp"
 #include "duet/when_all.hpp"
@@ -137,6 +138,10 @@ TEST_CASE("a wait after the exit calls back on a later turn with the same status
   child.wait([&](std::error_code, ExitStatus) { ++calls; });
   loop.run();
   REQUIRE(calls == 1);
+  std::stop_source stop;
+  stop.request_stop();
+  std::optional<std::error_code> stopped;  // a wait whose token is stopped is cancelled, exit or not
+  child.wait(duet::with_cancellation(stop.get_token(), [&](std::error_code ec, ExitStatus) { stopped = ec; }));
   std::optional<ExitStatus> late;
   child.wait([&](std::error_code ec, ExitStatus st) {
     REQUIRE_FALSE(ec);
@@ -146,6 +151,8 @@ TEST_CASE("a wait after the exit calls back on a later turn with the same status
   loop.run();
   REQUIRE(late);
   CHECK(late->code == 5);
+  REQUIRE(stopped);
+  CHECK(duet::is_cancelled(*stopped));
 }
 
 TEST_CASE("a program that does not exist: spawn throws UV_ENOENT naming it, and leaves nothing behind", "[process]") {

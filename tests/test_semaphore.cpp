@@ -121,7 +121,9 @@ TEST_CASE("destroying a semaphore cancels its waiters", "[semaphore]") {
 }
 
 TEST_CASE("an acquire whose token is already stopped is cancelled without queueing", "[semaphore][cancel]") {
-  duet::Semaphore sem(0);
+  const std::size_t permits = GENERATE(0u, 1u);  // 1: a free permit is not taken either
+  CAPTURE(permits);
+  duet::Semaphore sem(permits);
   std::stop_source stop;
   stop.request_stop();
   std::optional<std::error_code> result;
@@ -129,6 +131,7 @@ TEST_CASE("an acquire whose token is already stopped is cancelled without queuei
   REQUIRE(result);
   CHECK(duet::is_cancelled(*result));
   CHECK(sem.waiting() == 0);
+  CHECK(sem.available() == permits);
 }
 
 TEST_CASE("a waiter's callback may destroy the semaphore during release", "[semaphore]") {

@@ -368,3 +368,31 @@ TEST_CASE("a forgotten permit stays taken until released by hand", "[semaphore]"
   CHECK(sem.available() == 1);
   CHECK(duet::Semaphore::Permit().forget() == nullptr);
 }
+
+// ---- All of them: a callback whose token is already stopped ----------------------------------------
+
+TEST_CASE("a callback whose token is already stopped gets UV_ECANCELED even when the result is at hand",
+          "[queue][event][lock][cancel]") {
+  std::stop_source stop;
+  stop.request_stop();
+  std::vector<std::string> log;
+  auto stopped = [&](std::string name) { return duet::with_cancellation(stop.get_token(), record(log, name)); };
+
+  duet::Queue<std::string> q(2);
+  REQUIRE(q.try_push("kept"));
+  q.push("dropped", stopped("push"));  // room for it: still cancelled, and not queued
+  q.pop(duet::with_cancellation(stop.get_token(), record_value(log, "pop")));  // a value waits: not taken
+  CHECK(q.size() == 1);
+  CHECK(q.try_pop() == std::optional<std::string>("kept"));
+
+  duet::Event event(true);
+  event.wait(stopped("event"));
+
+  duet::Lock lock;
+  lock.lock(stopped("lock"));
+  CHECK(lock.try_lock());  // the free lock was not taken
+  lock.unlock();
+
+  CHECK(log == std::vector<std::string>{"push:ECANCELED", "pop:ECANCELED", "event:ECANCELED",
+                                        "lock:ECANCELED"});
+}

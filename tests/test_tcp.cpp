@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "duet/cancellation.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
 #include "support.hpp"
@@ -377,7 +378,15 @@ TEST_CASE("a connection that arrives before accept() is held for it", "[tcp]") {
   });
   while (!client) loop.run_once();
   bool accepted = false;
+  std::optional<std::error_code> stopped;
+  std::stop_source stop;
+  stop.request_stop();
   duet::sleep(loop, 10ms, [&](std::error_code) {  // accept only later
+    // A stopped token: cancelled, and the held connection stays for the next accept.
+    listener.accept(duet::with_cancellation(stop.get_token(), [&](std::error_code ec, TcpStream) {
+      stopped = ec;
+      if (!ec) listener.close(), client->close();  // it took the connection: end the test
+    }));
     listener.accept([&](std::error_code ec, TcpStream s) {
       REQUIRE_FALSE(ec);
       accepted = true;
@@ -388,6 +397,8 @@ TEST_CASE("a connection that arrives before accept() is held for it", "[tcp]") {
   });
   loop.run();
   CHECK(accepted);
+  REQUIRE(stopped);
+  CHECK(duet::is_cancelled(*stopped));
 }
 
 TEST_CASE("listening on a port in use throws UV_EADDRINUSE", "[tcp]") {

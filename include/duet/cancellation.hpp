@@ -27,6 +27,10 @@
 // is a semaphore wait with a plain callback, which knows no loop: request its stop on the semaphore's
 // thread (a coroutine awaiting a semaphore may be cancelled from anywhere).
 //
+// A callback whose token is already stopped when the operation starts gets `UV_ECANCELED` even when the
+// result is at hand (a free permit, a set event, a queued value, a pending connection, an exited
+// child, a queued file event): nothing is taken, so the next caller finds it where it was.
+//
 // The coroutine face uses the same hook: its callbacks expose their task's stop token.
 #pragma once
 
@@ -70,6 +74,18 @@ std::stop_token stop_token_of(const Callback& cb) noexcept {
     return cb.stop_token();
   } else {
     return {};
+  }
+}
+
+/// True if the callback's stop token (see `stop_token_of`) has been stopped. Copies no token.
+template <class Callback>
+bool stop_requested_of(const Callback& cb) noexcept {
+  if constexpr (requires {
+                  { cb.stop_token() } -> std::convertible_to<std::stop_token>;
+                }) {
+    return cb.stop_token().stop_requested();
+  } else {
+    return false;
   }
 }
 

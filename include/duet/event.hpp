@@ -41,8 +41,8 @@ class Event {
   template <class Callback>
   requires std::invocable<Callback&, std::error_code>
   void wait(Callback&& cb) {
-    if (set_) return cb(std::error_code());
-    waiters_.push(std::forward<Callback>(cb), next_ticket_++);
+    if (set_ && !stop_requested_of(cb)) return cb(std::error_code());
+    waiters_.push(std::forward<Callback>(cb), next_ticket_++);  // a stopped token is called back here
   }
 
   /// Coroutine face: `co_await event.wait();` throws `duet::Cancelled` if the waiting task is cancelled.

@@ -77,6 +77,7 @@ class Queue {
   template <class Callback>
   requires std::invocable<Callback&, std::error_code>
   void push(T value, Callback&& cb) {
+    if (stop_requested_of(cb)) return cb(uv_error(UV_ECANCELED));
     if (closed_) return cb(make_error_code(errc::queue_closed));
     if (!pushers_.empty() || items_.size() >= capacity_) return pushers_.push(std::forward<Callback>(cb), std::move(value));
     items_.push_back(std::move(value));
@@ -142,6 +143,7 @@ class Queue {
   /// Both faces of pop: `cb(std::error_code, std::optional<T>)`, the value present on success.
   template <class Callback>
   void pop_any(Callback&& cb) {
+    if (stop_requested_of(cb)) return cb(uv_error(UV_ECANCELED), std::optional<T>());
     if (items_.empty() || !poppers_.empty()) {
       if (closed_ && items_.empty()) return cb(make_error_code(errc::queue_closed), std::optional<T>());
       poppers_.push(std::forward<Callback>(cb));

@@ -61,8 +61,8 @@ class Semaphore {
   template <class Callback>
   requires std::invocable<Callback&, std::error_code>
   void acquire(Callback&& cb) {
-    if (try_acquire()) return cb(std::error_code());
-    waiters_.push(std::forward<Callback>(cb));
+    if (!stop_requested_of(cb) && try_acquire()) return cb(std::error_code());
+    waiters_.push(std::forward<Callback>(cb));  // a stopped token is called back here
   }
 
   /// A permit held for a scope: released when destroyed (or by `release()`). Move-only.

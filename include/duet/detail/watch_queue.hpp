@@ -85,6 +85,7 @@ class WatchQueue {
   /// One waiter at a time: a second gets `errc::already_reading`.
   void next(Waiter cb, std::stop_token token) {
     if (listener_ || waiter_) return deliver_later(std::move(cb), make_error_code(errc::already_reading), Event{});
+    if (token.stop_requested()) return deliver_later(std::move(cb), uv_error(UV_ECANCELED), Event{});
     if (!queue_.empty()) {
       auto [ec, event] = std::move(queue_.front());
       queue_.pop_front();
