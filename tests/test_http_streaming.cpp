@@ -149,7 +149,9 @@ TEST_CASE("a paused body is not read: the server's write waits until the sink re
   duet::Loop loop;
   BodyServer server(loop, pattern(16 << 20));  // far more than the socket buffers hold
   duet::http::ClientOptions options;
-  options.read_timeout = 100ms;  // shorter than the pause: a paused body has no read timeout
+  // Shorter than the pause (a paused body has no read timeout), and long enough that a loaded machine
+  // does not stall between two pieces for that long.
+  options.read_timeout = 250ms;
   duet::http::Client client(loop, options);
   duet::Timer timer(loop);
 
@@ -165,9 +167,9 @@ TEST_CASE("a paused body is not read: the server's write waits until the sink re
         if (paused) ++pieces_while_paused;
         got.append(piece);
         CHECK(flow.received() == got.size());
-        if (got.size() == piece.size()) {  // the first piece: pause for 300 ms
+        if (got.size() == piece.size()) {  // the first piece: pause for 750 ms
           paused = true;
-          timer.start(300ms, 0ms, [&, resume = std::make_shared<duet::http::Resume>(flow.pause())] {
+          timer.start(750ms, 0ms, [&, resume = std::make_shared<duet::http::Resume>(flow.pause())] {
             write_done_while_paused = server.written() != 0;
             paused = false;
             (*resume)();
@@ -1250,11 +1252,11 @@ TEST_CASE("upload with 100-continue: a final answer whose body is slow still mea
       if (received.find("\r\n\r\n") == std::string::npos || later.active()) return;
       conn.write("HTTP/1.1 417 Expectation Failed\r\nContent-Length: 4\r\n\r\n", [](std::error_code) {});
       // The body comes long after the client would have given up waiting for 100 Continue.
-      later.start(300ms, 0ms, [&] { conn.write("nope", [](std::error_code) {}); });
+      later.start(750ms, 0ms, [&] { conn.write("nope", [](std::error_code) {}); });
     });
   });
   duet::http::ClientOptions options;
-  options.expect_continue_timeout = 50ms;
+  options.expect_continue_timeout = 250ms;  // the 417 on loopback comes well within it, even under load
   duet::http::Client client(loop, options);
   auto req = post("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/up");
   req.headers.add("Content-Length", "100000");
