@@ -578,6 +578,9 @@ TEST_CASE("a ServerGroup serves one port from every loop, under load from many c
 
 #ifndef NDEBUG
 TEST_CASE("debug builds stop a duet object made on a thread that does not run its loop", "[loop_thread][affinity]") {
+  // 0: an operation; 1: a callback added to a running task's handle (the task not finished yet)
+  const int what = GENERATE(0, 1);
+  CAPTURE(what);
   int err[2];
   REQUIRE(::pipe(err) == 0);
   const pid_t child = ::fork();
@@ -585,7 +588,11 @@ TEST_CASE("debug builds stop a duet object made on a thread that does not run it
   if (child == 0) {
     ::dup2(err[1], STDERR_FILENO);
     duet::Loop loop;  // this thread's
-    std::thread other([&] { duet::sleep(loop, 1ms, [](std::error_code) {}); });
+    auto handle = duet::spawn(loop, []() -> Task<> { co_return; }());  // not started: not done
+    std::thread other([&] {
+      if (what == 0) duet::sleep(loop, 1ms, [](std::error_code) {});
+      if (what == 1) handle.on_done([] {});
+    });
     other.join();
     std::_Exit(0);  // not reached when the check works
   }

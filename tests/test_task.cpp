@@ -227,8 +227,15 @@ TEST_CASE("a task spawned but never started reports loop_closed", "[task][spawn]
     handle = duet::spawn(loop, answer());
   }
   REQUIRE(handle.done());
+  const bool awaited = GENERATE(false, true);  // true: from a task on another loop, which is no misuse
+  CAPTURE(awaited);
   try {
-    handle.result();
+    if (awaited) {
+      duet::Loop other;
+      duet::run(other, [&]() -> duet::Task<int> { co_return co_await handle; }());
+    } else {
+      handle.result();
+    }
     FAIL("no exception");
   } catch (const std::system_error& e) {
     CHECK(e.code() == duet::errc::loop_closed);

@@ -114,6 +114,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
   void on_done(UniqueFunction<void()> cb) {
     observed_ = true;
     if (!*loop_alive_) throw std::logic_error("duet::JoinHandle::on_done: the loop was destroyed");
+    loop_->core().check_thread();  // on both paths, not only when the task has finished (defer checks)
     if (done()) return loop_->core().defer(std::move(cb));
     callbacks_.push_back(std::move(cb));
   }
@@ -275,7 +276,8 @@ class JoinHandle {
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> waiter) {
       const TaskContext& context = detail::context_of(waiter);
-      if (context.loop && context.loop != state_->loop_)  // a task away on another loop (resume_on)
+      // A task on another loop (away with resume_on, say); a destroyed loop's handle has its outcome.
+      if (*state_->loop_alive_ && context.loop && context.loop != state_->loop_)
         throw std::logic_error("duet::JoinHandle: awaited from a task on another loop than the spawned task's");
       if (context.stop_token.stop_requested()) {  // even if the task has finished: it is not taken
         cancelled_ = true;
