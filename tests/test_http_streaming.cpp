@@ -329,6 +329,36 @@ TEST_CASE("cancelling a read cancels the request", "[http][streaming]") {
   CHECK(client.idle_connections() == 0);
 }
 
+TEST_CASE("a read whose token is already stopped is cancelled even with the end at hand", "[http][streaming][cancel]") {
+  duet::Loop loop;
+  BodyServer server(loop, pattern(100'000));
+  duet::http::Client client(loop);
+  std::stop_source stop;
+  stop.request_stop();
+  std::optional<std::error_code> stopped;
+  duet::http::ResponseStream stream;
+  std::string got;
+  std::function<void()> next = [&] {
+    stream.read([&](std::error_code ec, std::string piece) {
+      REQUIRE_FALSE(ec);
+      if (!piece.empty()) {
+        got += piece;
+        return next();
+      }
+      // The end has been delivered: a read now has the end at hand.
+      stream.read(duet::with_cancellation(stop.get_token(), [&](std::error_code e, std::string) { stopped = e; }));
+    });
+  };
+  client.open(get_request(server.url()), [&](std::error_code ec, duet::http::ResponseStream s) {
+    REQUIRE_FALSE(ec);
+    stream = std::move(s);
+    next();
+  });
+  while (!stopped) loop.run_once();
+  CHECK(duet::is_cancelled(*stopped));
+  CHECK(got == server.body());
+}
+
 TEST_CASE("per-request limits: a streamed body's own limit, a smaller buffered limit, no redirects",
           "[http][streaming]") {
   duet::Loop loop;

@@ -948,6 +948,7 @@ class BodyQueue : public std::enable_shared_from_this<BodyQueue> {
       return done(ec, std::string(), std::make_exception_ptr(std::system_error(ec, "one read at a time")));
     }
     reader_ = std::move(done);
+    if (token.stop_requested()) return cancel_read();  // as a stop while waiting, piece at hand or not
     if (has_piece_) return hand_over();
     if (ended_) return end_reader();
     stop_.watch(&loop_.core(), std::move(token), StopFn{this});
