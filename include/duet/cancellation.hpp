@@ -17,19 +17,22 @@
 // temporary file or folder it made is removed), and the callback still gets `UV_ECANCELED`. (`fs::close`
 // and `fs::closedir` are never cancelled: the descriptor would stay open.) A started write or shutdown
 // cannot be recalled: the callback is detached and gets `UV_ECANCELED`, while the stream goes on
-// sending the bytes it owns. (A semaphore wait is the exception to "later": it calls back inside
-// `request_stop()`; see semaphore.hpp.)
+// sending the bytes it owns. (A wait on a `Semaphore`, `Lock`, `Event` or `Queue` is the exception to
+// "later": it calls back inside `request_stop()`; see semaphore.hpp.)
 //
 // Thread rule: `request_stop()` may be called on any thread. Called on the loop's thread, the
 // operation is cancelled inside it; called on another, the cancellation is posted to the loop and
 // happens there on a later turn (if the operation finishes first, the stop is ignored: its callback
 // gets its real result). Either way libuv is only ever called on the loop's thread. The one exception
-// is a semaphore wait with a plain callback, which knows no loop: request its stop on the semaphore's
-// thread (a coroutine awaiting a semaphore may be cancelled from anywhere).
+// is a wait on a `Semaphore`, `Lock`, `Event` or `Queue` with a plain callback, which knows no loop:
+// request its stop on the owner's thread (a coroutine awaiting one may be cancelled from anywhere).
 //
 // A callback whose token is already stopped when the operation starts gets `UV_ECANCELED` even when the
 // result is at hand (a free permit, a set event, a queued value, a pending connection, an exited
-// child, a queued file event): nothing is taken, so the next caller finds it where it was.
+// child, a queued file event): nothing is taken, so the next caller finds it where it was (a push's
+// value is dropped, as a cancelled push's is; a `ResponseStream` read cancels its request, as any
+// cancelled read does). It is called inside the call for a `Semaphore`, `Lock`, `Event` or `Queue`,
+// on a later turn for an operation of the loop.
 //
 // The coroutine face uses the same hook: its callbacks expose their task's stop token.
 #pragma once
@@ -81,7 +84,7 @@ std::stop_token stop_token_of(const Callback& cb) noexcept {
 template <class Callback>
 bool stop_requested_of(const Callback& cb) noexcept {
   if constexpr (requires {
-                  { cb.stop_token() } -> std::convertible_to<std::stop_token>;
+                  { cb.stop_token().stop_requested() } -> std::convertible_to<bool>;
                 }) {
     return cb.stop_token().stop_requested();
   } else {

@@ -19,7 +19,9 @@
 //   already queued stay, and pops take them; a pop that finds the queue closed and empty gets
 //   `errc::queue_closed` (the coroutine face: an empty optional), as do the poppers waiting then.
 // - Cancellation: a waiting push or pop whose stop token is stopped leaves the queue with
-//   UV_ECANCELED (a cancelled push drops its value; a cancelled pop loses nothing). Stops from other
+//   UV_ECANCELED (a cancelled push drops its value; a cancelled pop loses nothing). A push or pop whose
+//   token is already stopped is called back so inside the call, before anything else (a closed queue,
+//   room, a value waiting): the push's value is dropped, the pop takes nothing. Stops from other
 //   threads, and destruction with waiters (UV_ECANCELED to each), behave as for `Semaphore`, whose
 //   waiter list this shares (detail/wait_list.hpp).
 // - A waiter's callback runs inside the call that served it (push, pop, close), may push or pop
