@@ -22,10 +22,10 @@
 // Cancellation: a waiting acquire whose callback's stop token is stopped leaves the queue and its
 // callback is called with UV_ECANCELED immediately, inside `request_stop()` (with `Lock`, `Event` and
 // `Queue`, which share its waiter list, the only duet operations that call back there: they have no
-// loop to defer to). An acquire whose token is already
-// stopped calls back with UV_ECANCELED inside `acquire`, even with a permit free. A stop requested on another thread is posted
-// to the loop when the callback knows it (the coroutine face: the awaiting task's loop), and handled
-// there; a plain callback knows no loop, so its stop must be requested on the semaphore's thread.
+// loop to defer to). An acquire whose token is already stopped calls back with UV_ECANCELED inside
+// `acquire`, even with a permit free. A stop requested on another thread is posted to the loop when
+// the callback knows it (the coroutine face: the awaiting task's loop), and handled there; a plain
+// callback knows no loop, so its stop must be requested on the semaphore's thread.
 // Destroying a semaphore calls every waiter with UV_ECANCELED; those callbacks must not throw.
 //
 // A permit can outlive the code that took it: `Permit::forget()` gives up the RAII release, and the
