@@ -31,7 +31,6 @@
 // Cost: one pooled request object per primitive; the conveniences add one heap object for the chain.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -39,6 +38,7 @@
 #include <utility>
 
 #include "duet/awaitable.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/fs_op.hpp"
 #include "duet/fs_directory.hpp"
 #include "duet/loop.hpp"

@@ -37,7 +37,6 @@
 // Cost: one `uv_fs_poll_t` (with its timer) and one thread-pool stat per interval while started.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <stop_token>
@@ -45,6 +44,7 @@
 #include <utility>
 
 #include "duet/awaitable.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/handle.hpp"
 #include "duet/fs.hpp"
 #include "duet/loop.hpp"

@@ -21,7 +21,6 @@
 // when it has a timeout.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -29,6 +28,7 @@
 #include <utility>
 
 #include "duet/awaitable.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/endpoint.hpp"
 #include "duet/loop.hpp"

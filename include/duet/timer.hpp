@@ -15,11 +15,11 @@
 // first, the Timer becomes inert: `active()` is false and `start` throws.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <utility>
 
 #include "duet/awaitable.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/handle.hpp"
 #include "duet/loop.hpp"
 

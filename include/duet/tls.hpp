@@ -64,7 +64,6 @@
 // certificates arrive (small files, read on the loop thread).
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -77,6 +76,7 @@
 
 #include "duet/awaitable.hpp"
 #include "duet/cancellation.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/stream.hpp"
 #include "duet/timer.hpp"

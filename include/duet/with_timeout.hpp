@@ -16,11 +16,11 @@
 // `std::logic_error`. Cost: one timer request from the loop's pool and one child frame (recycled).
 #pragma once
 
-#include <chrono>
 #include <optional>
 #include <stdexcept>
 
 #include "duet/detail/child.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/timer.hpp"
 
 namespace duet {

@@ -12,11 +12,11 @@
 // every other failure.
 #pragma once
 
-#include <chrono>
 #include <string>
 #include <type_traits>
 #include <utility>
 
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/request_op.hpp"
 #include "duet/error.hpp"
 #include "duet/loop.hpp"

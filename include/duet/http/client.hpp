@@ -72,7 +72,6 @@
 // Loop-thread only.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -81,6 +80,7 @@
 
 #include "duet/awaitable.hpp"
 #include "duet/cancellation.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/http/message.hpp"
 #include "duet/loop.hpp"

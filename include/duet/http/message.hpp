@@ -4,7 +4,6 @@
 // case-insensitively, as HTTP requires: `res.headers.get("content-type")`.
 #pragma once
 
-#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/http/url.hpp"
 

@@ -57,7 +57,6 @@
 // they send and report nothing. Loop-thread only.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -65,6 +64,7 @@
 
 #include "duet/awaitable.hpp"
 #include "duet/cancellation.hpp"
+#include "duet/detail/chrono.hpp"
 #include "duet/detail/copyable_function.hpp"
 #include "duet/detail/unique_function.hpp"
 #include "duet/endpoint.hpp"
