@@ -46,6 +46,7 @@ class Event {
   }
 
   /// Coroutine face: `co_await event.wait();` throws `duet::Cancelled` if the waiting task is cancelled.
+  template <class = void>
   [[nodiscard]] auto wait() {
     return awaitable<void>([this](auto cb) { this->wait(std::move(cb)); });
   }

@@ -87,6 +87,7 @@ class FsEvent {
     next_erased(detail::UniqueFunction<void(std::error_code, FileEvent)>(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `duet::FileEvent e = co_await watcher.next();`
+  template <class = void>
   [[nodiscard]] auto next() {
     return awaitable<FileEvent>([this](auto cb) { next(std::move(cb)); });
   }

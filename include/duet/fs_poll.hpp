@@ -92,6 +92,7 @@ class FsPoll {
     next_erased(detail::UniqueFunction<void(std::error_code, StatChange)>(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `duet::StatChange c = co_await poll.next();`
+  template <class = void>
   [[nodiscard]] auto next() {
     return awaitable<StatChange>([this](auto cb) { next(std::move(cb)); });
   }

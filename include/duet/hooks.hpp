@@ -69,6 +69,7 @@ class LoopHook {
     next_erased(UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `co_await hook.next();`
+  template <class = void>
   [[nodiscard]] auto next() {
     return awaitable<void>([this](auto cb) { next(std::move(cb)); });
   }

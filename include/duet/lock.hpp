@@ -51,6 +51,7 @@ class Lock {
 
   /// Coroutine face: `auto guard = co_await lock.lock();`. Throws `duet::Cancelled` if the waiting
   /// coroutine is cancelled.
+  template <class = void>
   [[nodiscard]] auto lock() { return sem_.acquire(); }
 
   /// Takes the lock if it is free and nobody waits; never waits.

@@ -162,7 +162,8 @@ void connect(Loop& loop, const std::string& path, Callback&& cb) {
 
 /// Coroutine face: `duet::PipeStream s = co_await duet::connect(loop, path);` — throws
 /// `std::system_error` (UV_ENOENT, UV_ECONNREFUSED, ...) or `duet::Cancelled`.
-[[nodiscard]] inline auto connect(Loop& loop, std::string path) {
+template <class = void>
+[[nodiscard]] auto connect(Loop& loop, std::string path) {
   return awaitable<PipeStream>(
       [&loop, path = std::move(path)](auto cb) { duet::connect(loop, path, std::move(cb)); });
 }
@@ -193,6 +194,7 @@ class PipeListener {
   }
 
   /// Coroutine face: `duet::PipeStream client = co_await listener.accept();`
+  template <class = void>
   [[nodiscard]] auto accept() {
     return awaitable<PipeStream>([this](auto cb) { accept(std::move(cb)); });
   }

@@ -163,7 +163,8 @@ void wait_ready(Loop& loop, int fd, PollEvents events, Callback&& cb) {
   }
 }
 /// Coroutine face: `duet::PollEvents ready = co_await duet::wait_ready(loop, fd, events);`
-[[nodiscard]] inline auto wait_ready(Loop& loop, int fd, PollEvents events) {
+template <class = void>
+[[nodiscard]] auto wait_ready(Loop& loop, int fd, PollEvents events) {
   return awaitable<PollEvents>([&loop, fd, events](auto cb) { duet::wait_ready(loop, fd, events, std::move(cb)); });
 }
 
@@ -173,7 +174,8 @@ void wait_readable(Loop& loop, int fd, Callback&& cb) {
   wait_ready(loop, fd, PollEvents::readable, detail::IgnoreEvents<std::decay_t<Callback>>{std::forward<Callback>(cb)});
 }
 /// Coroutine face: `co_await duet::wait_readable(loop, fd);`
-[[nodiscard]] inline auto wait_readable(Loop& loop, int fd) {
+template <class = void>
+[[nodiscard]] auto wait_readable(Loop& loop, int fd) {
   return awaitable<void>([&loop, fd](auto cb) { duet::wait_readable(loop, fd, std::move(cb)); });
 }
 
@@ -183,7 +185,8 @@ void wait_writable(Loop& loop, int fd, Callback&& cb) {
   wait_ready(loop, fd, PollEvents::writable, detail::IgnoreEvents<std::decay_t<Callback>>{std::forward<Callback>(cb)});
 }
 /// Coroutine face: `co_await duet::wait_writable(loop, fd);`
-[[nodiscard]] inline auto wait_writable(Loop& loop, int fd) {
+template <class = void>
+[[nodiscard]] auto wait_writable(Loop& loop, int fd) {
   return awaitable<void>([&loop, fd](auto cb) { duet::wait_writable(loop, fd, std::move(cb)); });
 }
 
@@ -213,6 +216,7 @@ class Poller {
                 std::move(token));
   }
   /// Coroutine face: `duet::PollEvents ready = co_await poller.wait(events);`
+  template <class = void>
   [[nodiscard]] auto wait(PollEvents events) {
     return awaitable<PollEvents>([this, events](auto cb) { wait(events, std::move(cb)); });
   }

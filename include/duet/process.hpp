@@ -148,6 +148,7 @@ class Process {
     wait_impl(impl, WaitCallback(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `duet::ExitStatus st = co_await process.wait();`
+  template <class = void>
   [[nodiscard]] auto wait() {
     return awaitable<ExitStatus>([this](auto cb) { wait(std::move(cb)); });
   }

@@ -117,6 +117,7 @@ class Semaphore {
 
   /// Coroutine face: `auto permit = co_await sem.acquire();` — the permit is released when `permit`
   /// goes out of scope. Throws `duet::Cancelled` if the waiting coroutine is cancelled.
+  template <class = void>
   [[nodiscard]] auto acquire() {
     auto op = awaitable<void>([this](auto cb) { acquire(std::move(cb)); });
     return PermitAwaitable<decltype(op)>{std::move(op), this};

@@ -147,7 +147,8 @@ void wait_for_signal(Loop& loop, SignalSet signums, Callback&& cb) {
 
 /// Coroutine face: `int signum = co_await duet::wait_for_signal(loop, {SIGINT, SIGTERM});` — throws
 /// `duet::Cancelled` if cancelled.
-[[nodiscard]] inline auto wait_for_signal(Loop& loop, SignalSet signums) {
+template <class = void>
+[[nodiscard]] auto wait_for_signal(Loop& loop, SignalSet signums) {
   return awaitable<int>([&loop, signums](auto cb) { duet::wait_for_signal(loop, signums, std::move(cb)); });
 }
 

@@ -245,6 +245,7 @@ class Stream {
                                  std::move(token));
   }
   /// Coroutine face: `std::size_t n = co_await stream.read(buffer);` (0: end of stream).
+  template <class = void>
   [[nodiscard]] auto read(std::span<char> buffer) {
     return awaitable<std::size_t>([this, buffer](auto cb) { read(buffer, std::move(cb)); });
   }
@@ -272,6 +273,7 @@ class Stream {
     op->watch_stop();
   }
   /// Coroutine face: `co_await stream.write(std::move(bytes));`
+  template <class = void>
   [[nodiscard]] auto write(std::string bytes) {
     return awaitable<void>(
         [this, bytes = std::move(bytes)](auto cb) mutable { write(std::move(bytes), std::move(cb)); });
@@ -295,6 +297,7 @@ class Stream {
     op->watch_stop();
   }
   /// Coroutine face: `co_await stream.shutdown();`
+  template <class = void>
   [[nodiscard]] auto shutdown() {
     return awaitable<void>([this](auto cb) { shutdown(std::move(cb)); });
   }

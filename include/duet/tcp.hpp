@@ -215,6 +215,7 @@ class TcpListener {
   }
 
   /// Coroutine face: `duet::TcpStream client = co_await listener.accept();`
+  template <class = void>
   [[nodiscard]] auto accept() {
     return awaitable<TcpStream>([this](auto cb) { accept(std::move(cb)); });
   }

@@ -178,6 +178,7 @@ class TlsStream {
               std::move(token));
   }
   /// Coroutine face: `std::size_t n = co_await tls.read(buffer);` (0: end of stream).
+  template <class = void>
   [[nodiscard]] auto read(std::span<char> buffer) {
     return awaitable<std::size_t>([this, buffer](auto cb) { read(buffer, std::move(cb)); });
   }
@@ -199,6 +200,7 @@ class TlsStream {
                  std::move(token));
   }
   /// Coroutine face: `co_await tls.write(std::move(bytes));`
+  template <class = void>
   [[nodiscard]] auto write(std::string bytes) {
     return awaitable<void>(
         [this, bytes = std::move(bytes)](auto cb) mutable { write(std::move(bytes), std::move(cb)); });
@@ -212,6 +214,7 @@ class TlsStream {
     shutdown_erased(detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `co_await tls.shutdown();`
+  template <class = void>
   [[nodiscard]] auto shutdown() {
     return awaitable<void>([this](auto cb) { shutdown(std::move(cb)); });
   }

@@ -113,6 +113,7 @@ class UdpSocket {
     send_erased(to.data(), std::move(bytes), std::forward<Callback>(cb));
   }
   /// Coroutine face: `co_await socket.send_to(endpoint, std::move(bytes));`
+  template <class = void>
   [[nodiscard]] auto send_to(Endpoint to, std::string bytes) {
     return awaitable<void>([this, to, bytes = std::move(bytes)](auto cb) mutable {
       send_to(to, std::move(bytes), std::move(cb));
@@ -125,6 +126,7 @@ class UdpSocket {
     send_erased(nullptr, std::move(bytes), std::forward<Callback>(cb));
   }
   /// Coroutine face: `co_await socket.send(std::move(bytes));`
+  template <class = void>
   [[nodiscard]] auto send(std::string bytes) {
     return awaitable<void>([this, bytes = std::move(bytes)](auto cb) mutable { send(std::move(bytes), std::move(cb)); });
   }
@@ -137,6 +139,7 @@ class UdpSocket {
                  std::move(token));
   }
   /// Coroutine face: `duet::UdpReceived got = co_await socket.receive(buffer);`
+  template <class = void>
   [[nodiscard]] auto receive(std::span<char> buffer) {
     return awaitable<UdpReceived>([this, buffer](auto cb) { receive(buffer, std::move(cb)); });
   }

@@ -211,6 +211,7 @@ class ResponseStream {
         std::move(token));
   }
   /// Coroutine face: `std::string piece = co_await stream.read();` (empty at the end).
+  template <class = void>
   [[nodiscard]] auto read() {
     return awaitable<std::string>([this](auto cb) { read(std::move(cb)); });
   }
@@ -304,6 +305,7 @@ class Client {
     start_upload(std::move(req), std::move(body), detail::completion(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `Response res = co_await client.upload(std::move(req), std::move(body));`
+  template <class = void>
   [[nodiscard]] auto upload(Request req, BodySource body) {
     return awaitable<Response>([this, req = std::move(req), body = std::move(body)](auto cb) mutable {
       upload(std::move(req), std::move(body), std::move(cb));
@@ -344,6 +346,7 @@ class Client {
     start_download(std::move(req), std::move(path), detail::completion(std::forward<Callback>(cb)), std::move(token));
   }
   /// Coroutine face: `Response head = co_await client.download_to_file(std::move(req), "big.iso");`
+  template <class = void>
   [[nodiscard]] auto download_to_file(Request req, std::string path) {
     return awaitable<Response>([this, req = std::move(req), path = std::move(path)](auto cb) mutable {
       download_to_file(std::move(req), std::move(path), std::move(cb));
@@ -351,8 +354,10 @@ class Client {
   }
 
   /// Coroutine face: `Response res = co_await client.get(url);`
+  template <class = void>
   [[nodiscard]] auto get(std::string url) { return Awaitable<Response, GetInit>(std::in_place, this, std::move(url)); }
   /// Coroutine face: `Response res = co_await client.request(std::move(req));`
+  template <class = void>
   [[nodiscard]] auto request(Request req) {
     return awaitable<Response>(
         [this, req = std::move(req)](auto cb) mutable { request(std::move(req), std::move(cb)); });
@@ -364,6 +369,7 @@ class Client {
                                    auto cb) mutable { this->request(std::move(req), std::move(sink), std::move(cb)); });
   }
   /// Coroutine face of `open`: `ResponseStream s = co_await client.open(std::move(req));`
+  template <class = void>
   [[nodiscard]] auto open(Request req) {
     return awaitable<ResponseStream>(
         [this, req = std::move(req)](auto cb) mutable { open(std::move(req), std::move(cb)); });

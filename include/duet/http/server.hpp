@@ -108,6 +108,7 @@ class RequestBody {
                std::move(token));
   }
   /// Coroutine face: `std::string piece = co_await req.body_stream.read();` (empty at the end).
+  template <class = void>
   [[nodiscard]] auto read() {
     return awaitable<std::string>([this](auto cb) { read(std::move(cb)); });
   }
