@@ -79,6 +79,8 @@ NestedRun::~NestedRun() {
 
 bool resumes_at_once() noexcept { return !draining; }
 
+constinit const TaskContext no_context{};
+
 void reserve_resumes(std::size_t n) {
   if (draining) draining->reserve(draining->size + n);
 }

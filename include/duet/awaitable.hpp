@@ -78,7 +78,10 @@ struct TaskContext {
 namespace detail {
 
 /// The context of a coroutine whose promise has none: no loop, a stop token that never stops.
-inline const TaskContext no_context{};
+/// Defined in the library (constant-initialized): as an inline variable, with the stop token's
+/// destructor, it made every translation unit that includes duet compile and emit its initialization
+/// and destruction.
+extern const TaskContext no_context;
 
 /// The context of the coroutine behind `h`, if its promise has one (duet's tasks do). A reference
 /// into the promise, valid while that coroutine is suspended: awaiting copies no stop token.
