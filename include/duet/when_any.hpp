@@ -49,7 +49,7 @@ namespace detail {
 class WhenAnyBase : public JoinAll {
  public:
   std::coroutine_handle<> child_done(std::size_t index) noexcept override {
-    if (!winner_) {
+    if (winner_ == no_winner) {
       winner_ = index;
       stop_.request_stop();  // the others resume with Cancelled, on later turns
     }
@@ -65,7 +65,7 @@ class WhenAnyBase : public JoinAll {
   /// A loser's failure other than the cancellation it was sent goes to the loop's error hook.
   template <class T>
   void report_loser(std::size_t index, const Outcome<T>& o) const noexcept {
-    if (index == *winner_ || !o.failed() || is_cancelled_exception(o.error())) return;
+    if (index == winner_ || !o.failed() || is_cancelled_exception(o.error())) return;
     if (Loop* loop = parent_context().loop) loop->report(o.error());
   }
 
@@ -74,7 +74,10 @@ class WhenAnyBase : public JoinAll {
     if (parent_context().stop_token.stop_requested()) throw Cancelled();
   }
 
-  std::optional<std::size_t> winner_;
+  /// The first child to finish (no_winner until then). A plain index: a std::optional here would
+  /// cost every includer its instantiation.
+  static constexpr std::size_t no_winner = static_cast<std::size_t>(-1);
+  std::size_t winner_ = no_winner;
 
  private:
   std::stop_source stop_;
@@ -117,7 +120,7 @@ class WhenAny final : public WhenAnyBase {
  private:
   template <std::size_t I, class Result>
   void take(Result& result) {
-    if (I != *winner_) return;
+    if (I != winner_) return;
     auto& o = std::get<I>(outcomes_);
     if (o.failed()) std::rethrow_exception(o.error());
     result.emplace(std::in_place_index<I>, o.take());
@@ -149,7 +152,7 @@ class WhenAnyRange final : public WhenAnyBase {
   Completed<T> await_resume() {
     for (std::size_t i = 0; i < outcomes_.size(); ++i) report_loser(i, outcomes_[i]);
     throw_if_cancelled();
-    return completed(*winner_, outcomes_[*winner_]);
+    return completed(winner_, outcomes_[winner_]);
   }
 
  private:

@@ -9,7 +9,7 @@
 
 #include <coroutine>
 #include <exception>
-#include <optional>
+#include <new>
 #include <span>
 #include <stop_token>
 #include <utility>
@@ -155,17 +155,30 @@ struct StopForward {
 /// is what lets `with_timeout(d, when_all(...))` take a combinator by value.
 class StopLink {
  public:
-  StopLink() noexcept = default;
+  StopLink() noexcept {}
   StopLink(StopLink&&) noexcept {}
   StopLink& operator=(StopLink&&) = delete;
+  ~StopLink() { reset(); }
 
   void link(const std::stop_token& from, std::stop_source& to) {
-    if (from.stop_possible()) forward_.emplace(from, StopForward{&to});
+    reset();
+    if (!from.stop_possible()) return;
+    ::new (static_cast<void*>(&forward_)) std::stop_callback<StopForward>(from, StopForward{&to});
+    linked_ = true;
   }
-  void reset() noexcept { forward_.reset(); }
+  void reset() noexcept {
+    if (!linked_) return;
+    forward_.~stop_callback();
+    linked_ = false;
+  }
 
  private:
-  std::optional<std::stop_callback<StopForward>> forward_;
+  // A union and a flag rather than a std::optional, whose machinery every includer would build for
+  // this one type (as OnLoopStop, loop_core.hpp).
+  union {
+    std::stop_callback<StopForward> forward_;
+  };
+  bool linked_ = false;
 };
 
 /// The parent side of a combinator whose children start together under one stop source and which
