@@ -55,6 +55,15 @@ std::optional<std::string_view> Headers::get(std::string_view name) const noexce
   return std::nullopt;
 }
 
+bool Headers::contains(std::string_view name) const noexcept {
+  for (const auto& field : fields_) {
+    if (iequals(field.first, name)) return true;
+  }
+  return false;
+}
+
+void Headers::reserve(std::size_t n) { fields_.reserve(n); }
+
 std::vector<std::string_view> Headers::get_all(std::string_view name) const {
   std::vector<std::string_view> out;
   for (const auto& [n, v] : fields_) {

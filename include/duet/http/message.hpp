@@ -52,7 +52,7 @@ class Headers {
   std::optional<std::string_view> get(std::string_view name) const noexcept;
   /// Every value of `name`, in order.
   std::vector<std::string_view> get_all(std::string_view name) const;
-  bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
+  bool contains(std::string_view name) const noexcept;
   /// Removes every field named `name`.
   void remove(std::string_view name);
 
@@ -62,7 +62,7 @@ class Headers {
   auto end() const noexcept { return fields_.end(); }
   void clear() noexcept { fields_.clear(); }
   /// Makes room for `n` fields, so that adding them one by one allocates once.
-  void reserve(std::size_t n) { fields_.reserve(n); }
+  void reserve(std::size_t n);
 
   friend bool operator==(const Headers&, const Headers&) = default;
 
