@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "duet/task.hpp"
+#include "mailbox.hpp"
 
 namespace duet {
 namespace detail {
@@ -110,6 +111,8 @@ void release(OnLoopStopBase::Cell* cell) noexcept {
 }
 
 }  // namespace
+
+bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn) { return mailbox.send(fn); }
 
 bool Mailbox::send(UniqueFunction<void()>& fn) {
   std::lock_guard lock(mutex);

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "mailbox.hpp"
+
 namespace duet::detail {
 
 struct Away {

@@ -123,7 +123,7 @@ class Errand {
       UniqueFunction<void()> back([work = std::move(work_)] {
         if (work->waiter) work->waiter->replied();
       });
-      home->send(back);  // refused if the caller's loop is being destroyed: nobody waits any more
+      post_to(*home, back);  // refused if the caller's loop is being destroyed: nobody waits any more
     } catch (...) {
       std::fputs("duet: out of memory while sending a submit's result back; its callback will not run\n", stderr);
     }

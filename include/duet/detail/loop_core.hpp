@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <optional>
 #include <stop_token>
@@ -73,17 +72,12 @@ struct LoopRunning;
 
 /// A loop's queue of posted functions, shared (by `std::shared_ptr`) between the loop and anyone on
 /// another thread who may post to it after the loop is gone: a `submit` on its way back, a stop routed
-/// from another thread. Once the Loop is being destroyed the mailbox is closed, and a post is refused
-/// (the caller then destroys the function, on its own thread).
-struct Mailbox {
-  std::mutex mutex;
-  std::vector<UniqueFunction<void()>> queue;
-  uv_async_t* async = nullptr;  // (under mutex) valid until `closed` is set
-  bool closed = false;          // (under mutex) the Loop is being destroyed
-
-  /// Thread-safe: queues `fn` and wakes the loop. False (and `fn` untouched) if the mailbox is closed.
-  bool send(UniqueFunction<void()>& fn);
-};
+/// from another thread. Defined in the library (src/mailbox.hpp): its mutex and queue are no
+/// includer's business.
+struct Mailbox;
+/// Thread-safe: queues `fn` in `mailbox` and wakes its loop. False (and `fn` untouched) once the Loop
+/// is being destroyed: the mailbox is closed, and the caller destroys `fn` on its own thread.
+bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn);
 
 class LoopCore {
  public:
