@@ -35,6 +35,8 @@ ServerGroup::~ServerGroup() {
   }
 }
 
+std::size_t ServerGroup::size() const noexcept { return servers_.size(); }
+
 std::size_t ServerGroup::connections() {
   check_thread();
   std::size_t n = 0;

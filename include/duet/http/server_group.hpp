@@ -52,7 +52,7 @@ class ServerGroup {
 
   /// Where the servers listen (the port chosen, if `at` asked for port 0).
   const Endpoint& local_endpoint() const noexcept { return at_; }
-  std::size_t size() const noexcept { return servers_.size(); }
+  std::size_t size() const noexcept;
   /// Connections open now, over every loop (asks each loop in turn).
   std::size_t connections();
   /// Closes every server, each on its own loop's thread, and waits for it. Idempotent. Throws
