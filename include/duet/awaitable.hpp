@@ -276,7 +276,7 @@ class Awaitable : public detail::AwaitState<Result> {
 /// Makes an awaitable for an operation whose callback receives `Result` (void: only the error).
 /// `init` is taken by value: the lambda a coroutine face writes here is built in place as the
 /// parameter and moved once, into the awaitable. (No `std::decay_t`, `std::forward` or constrained
-/// constructor: with some seventy faces in the headers, their instantiations cost every includer.)
+/// constructor: each face that a translation unit calls instantiates this once.)
 template <class Result, class Init>
 Awaitable<Result, Init> awaitable(Init init) {
   return Awaitable<Result, Init>(static_cast<Init&&>(init));

@@ -108,7 +108,7 @@ void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&&
 
 /// Coroutine face: `auto endpoints = co_await duet::resolve(loop, host, port);`
 template <class = void>
-[[nodiscard]] auto resolve(Loop& loop, std::string host, std::uint16_t port) {
+[[nodiscard]] inline auto resolve(Loop& loop, std::string host, std::uint16_t port) {
   return awaitable<std::vector<Endpoint>>(
       [&loop, host = std::move(host), port](auto cb) { duet::resolve(loop, host, port, std::move(cb)); });
 }
@@ -131,7 +131,7 @@ void reverse_resolve(Loop& loop, const Endpoint& endpoint, Callback&& cb) {
 
 /// Coroutine face: `duet::NameInfo name = co_await duet::reverse_resolve(loop, endpoint);`
 template <class = void>
-[[nodiscard]] auto reverse_resolve(Loop& loop, const Endpoint& endpoint) {
+[[nodiscard]] inline auto reverse_resolve(Loop& loop, const Endpoint& endpoint) {
   return awaitable<NameInfo>([&loop, endpoint](auto cb) { duet::reverse_resolve(loop, endpoint, std::move(cb)); });
 }
 

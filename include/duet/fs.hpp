@@ -497,160 +497,160 @@ void write_file_atomic(Loop& loop, std::string path, std::string data, Callback&
 // ---- the coroutine face: the same names without the callback -------------------------------------
 
 template <class = void>
-[[nodiscard]] auto open(Loop& loop, std::string path, int flags, int mode) {
+[[nodiscard]] inline auto open(Loop& loop, std::string path, int flags, int mode) {
   return awaitable<File>([&loop, path = std::move(path), flags, mode](auto cb) mutable {
     fs::open(loop, std::move(path), flags, mode, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto mkstemp(Loop& loop, std::string tpl) {
+[[nodiscard]] inline auto mkstemp(Loop& loop, std::string tpl) {
   return awaitable<TempFile>(
       [&loop, tpl = std::move(tpl)](auto cb) mutable { fs::mkstemp(loop, std::move(tpl), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto read(Loop& loop, const File& file, std::size_t max_bytes, std::int64_t offset) {
+[[nodiscard]] inline auto read(Loop& loop, const File& file, std::size_t max_bytes, std::int64_t offset) {
   return awaitable<std::string>(
       [&loop, &file, max_bytes, offset](auto cb) { fs::read(loop, file, max_bytes, offset, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto write(Loop& loop, const File& file, std::string data, std::int64_t offset) {
+[[nodiscard]] inline auto write(Loop& loop, const File& file, std::string data, std::int64_t offset) {
   return awaitable<std::size_t>([&loop, &file, data = std::move(data), offset](auto cb) mutable {
     fs::write(loop, file, std::move(data), offset, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto sendfile(Loop& loop, const File& out, const File& in, std::int64_t offset,
+[[nodiscard]] inline auto sendfile(Loop& loop, const File& out, const File& in, std::int64_t offset,
                                    std::size_t length) {
   return awaitable<std::size_t>(
       [&loop, &out, &in, offset, length](auto cb) { fs::sendfile(loop, out, in, offset, length, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto close(Loop& loop, File file) {
+[[nodiscard]] inline auto close(Loop& loop, File file) {
   return awaitable<void>(
       [&loop, file = std::move(file)](auto cb) mutable { fs::close(loop, std::move(file), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto fsync(Loop& loop, const File& file) {
+[[nodiscard]] inline auto fsync(Loop& loop, const File& file) {
   return awaitable<void>([&loop, &file](auto cb) { fs::fsync(loop, file, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto fdatasync(Loop& loop, const File& file) {
+[[nodiscard]] inline auto fdatasync(Loop& loop, const File& file) {
   return awaitable<void>([&loop, &file](auto cb) { fs::fdatasync(loop, file, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto ftruncate(Loop& loop, const File& file, std::int64_t length) {
+[[nodiscard]] inline auto ftruncate(Loop& loop, const File& file, std::int64_t length) {
   return awaitable<void>([&loop, &file, length](auto cb) { fs::ftruncate(loop, file, length, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto stat(Loop& loop, std::string path) {
+[[nodiscard]] inline auto stat(Loop& loop, std::string path) {
   return awaitable<Stat>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::stat(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto lstat(Loop& loop, std::string path) {
+[[nodiscard]] inline auto lstat(Loop& loop, std::string path) {
   return awaitable<Stat>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::lstat(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto fstat(Loop& loop, const File& file) {
+[[nodiscard]] inline auto fstat(Loop& loop, const File& file) {
   return awaitable<Stat>([&loop, &file](auto cb) { fs::fstat(loop, file, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto statfs(Loop& loop, std::string path) {
+[[nodiscard]] inline auto statfs(Loop& loop, std::string path) {
   return awaitable<StatFs>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::statfs(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto access(Loop& loop, std::string path, AccessMode mode) {
+[[nodiscard]] inline auto access(Loop& loop, std::string path, AccessMode mode) {
   return awaitable<void>([&loop, path = std::move(path), mode](auto cb) mutable {
     fs::access(loop, std::move(path), mode, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto chmod(Loop& loop, std::string path, int mode) {
+[[nodiscard]] inline auto chmod(Loop& loop, std::string path, int mode) {
   return awaitable<void>([&loop, path = std::move(path), mode](auto cb) mutable {
     fs::chmod(loop, std::move(path), mode, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto fchmod(Loop& loop, const File& file, int mode) {
+[[nodiscard]] inline auto fchmod(Loop& loop, const File& file, int mode) {
   return awaitable<void>([&loop, &file, mode](auto cb) { fs::fchmod(loop, file, mode, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto chown(Loop& loop, std::string path, uv_uid_t uid, uv_gid_t gid) {
+[[nodiscard]] inline auto chown(Loop& loop, std::string path, uv_uid_t uid, uv_gid_t gid) {
   return awaitable<void>([&loop, path = std::move(path), uid, gid](auto cb) mutable {
     fs::chown(loop, std::move(path), uid, gid, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto fchown(Loop& loop, const File& file, uv_uid_t uid, uv_gid_t gid) {
+[[nodiscard]] inline auto fchown(Loop& loop, const File& file, uv_uid_t uid, uv_gid_t gid) {
   return awaitable<void>([&loop, &file, uid, gid](auto cb) { fs::fchown(loop, file, uid, gid, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto utime(Loop& loop, std::string path, std::chrono::system_clock::time_point atime,
+[[nodiscard]] inline auto utime(Loop& loop, std::string path, std::chrono::system_clock::time_point atime,
                                 std::chrono::system_clock::time_point mtime) {
   return awaitable<void>([&loop, path = std::move(path), atime, mtime](auto cb) mutable {
     fs::utime(loop, std::move(path), atime, mtime, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto futime(Loop& loop, const File& file, std::chrono::system_clock::time_point atime,
+[[nodiscard]] inline auto futime(Loop& loop, const File& file, std::chrono::system_clock::time_point atime,
                                  std::chrono::system_clock::time_point mtime) {
   return awaitable<void>(
       [&loop, &file, atime, mtime](auto cb) { fs::futime(loop, file, atime, mtime, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto unlink(Loop& loop, std::string path) {
+[[nodiscard]] inline auto unlink(Loop& loop, std::string path) {
   return awaitable<void>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::unlink(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto rename(Loop& loop, std::string from, std::string to) {
+[[nodiscard]] inline auto rename(Loop& loop, std::string from, std::string to) {
   return awaitable<void>([&loop, from = std::move(from), to = std::move(to)](auto cb) mutable {
     fs::rename(loop, std::move(from), std::move(to), std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto copyfile(Loop& loop, std::string from, std::string to, CopyFlags flags) {
+[[nodiscard]] inline auto copyfile(Loop& loop, std::string from, std::string to, CopyFlags flags) {
   return awaitable<void>([&loop, from = std::move(from), to = std::move(to), flags](auto cb) mutable {
     fs::copyfile(loop, std::move(from), std::move(to), flags, std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto link(Loop& loop, std::string existing, std::string new_path) {
+[[nodiscard]] inline auto link(Loop& loop, std::string existing, std::string new_path) {
   return awaitable<void>([&loop, existing = std::move(existing), new_path = std::move(new_path)](auto cb) mutable {
     fs::link(loop, std::move(existing), std::move(new_path), std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto symlink(Loop& loop, std::string target, std::string link_path) {
+[[nodiscard]] inline auto symlink(Loop& loop, std::string target, std::string link_path) {
   return awaitable<void>([&loop, target = std::move(target), link_path = std::move(link_path)](auto cb) mutable {
     fs::symlink(loop, std::move(target), std::move(link_path), std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto readlink(Loop& loop, std::string path) {
+[[nodiscard]] inline auto readlink(Loop& loop, std::string path) {
   return awaitable<std::string>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::readlink(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto realpath(Loop& loop, std::string path) {
+[[nodiscard]] inline auto realpath(Loop& loop, std::string path) {
   return awaitable<std::string>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::realpath(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto create_directories(Loop& loop, std::string path) {
+[[nodiscard]] inline auto create_directories(Loop& loop, std::string path) {
   return awaitable<void>([&loop, path = std::move(path)](auto cb) mutable {
     fs::create_directories(loop, std::move(path), std::move(cb));
   });
 }
 template <class = void>
-[[nodiscard]] auto read_file(Loop& loop, std::string path) {
+[[nodiscard]] inline auto read_file(Loop& loop, std::string path) {
   return awaitable<std::string>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::read_file(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto write_file_atomic(Loop& loop, std::string path, std::string data) {
+[[nodiscard]] inline auto write_file_atomic(Loop& loop, std::string path, std::string data) {
   return awaitable<void>([&loop, path = std::move(path), data = std::move(data)](auto cb) mutable {
     fs::write_file_atomic(loop, std::move(path), std::move(data), std::move(cb));
   });

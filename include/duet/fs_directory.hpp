@@ -231,36 +231,36 @@ void closedir(Loop& loop, Directory dir, Callback&& cb) {
 // ---- the coroutine face: the same names without the callback -------------------------------------
 
 template <class = void>
-[[nodiscard]] auto mkdir(Loop& loop, std::string path) {
+[[nodiscard]] inline auto mkdir(Loop& loop, std::string path) {
   return awaitable<void>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::mkdir(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto mkdtemp(Loop& loop, std::string tpl) {
+[[nodiscard]] inline auto mkdtemp(Loop& loop, std::string tpl) {
   return awaitable<std::string>(
       [&loop, tpl = std::move(tpl)](auto cb) mutable { fs::mkdtemp(loop, std::move(tpl), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto rmdir(Loop& loop, std::string path) {
+[[nodiscard]] inline auto rmdir(Loop& loop, std::string path) {
   return awaitable<void>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::rmdir(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto scandir(Loop& loop, std::string path) {
+[[nodiscard]] inline auto scandir(Loop& loop, std::string path) {
   return awaitable<std::vector<DirEntry>>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::scandir(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto opendir(Loop& loop, std::string path) {
+[[nodiscard]] inline auto opendir(Loop& loop, std::string path) {
   return awaitable<Directory>(
       [&loop, path = std::move(path)](auto cb) mutable { fs::opendir(loop, std::move(path), std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto read(Loop& loop, const Directory& dir) {
+[[nodiscard]] inline auto read(Loop& loop, const Directory& dir) {
   return awaitable<std::vector<DirEntry>>([&loop, &dir](auto cb) { fs::read(loop, dir, std::move(cb)); });
 }
 template <class = void>
-[[nodiscard]] auto closedir(Loop& loop, Directory dir) {
+[[nodiscard]] inline auto closedir(Loop& loop, Directory dir) {
   return awaitable<void>(
       [&loop, dir = std::move(dir)](auto cb) mutable { fs::closedir(loop, std::move(dir), std::move(cb)); });
 }

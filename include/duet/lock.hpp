@@ -51,8 +51,8 @@ class Lock {
 
   /// Coroutine face: `auto guard = co_await lock.lock();`. Throws `duet::Cancelled` if the waiting
   /// coroutine is cancelled.
-  template <class = void>
-  [[nodiscard]] auto lock() { return sem_.acquire(); }
+  template <class T = void>
+  [[nodiscard]] auto lock() { return sem_.acquire<T>(); }  // dependent: built only if called
 
   /// Takes the lock if it is free and nobody waits; never waits.
   bool try_lock() noexcept { return sem_.try_acquire(); }

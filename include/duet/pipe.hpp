@@ -163,7 +163,7 @@ void connect(Loop& loop, const std::string& path, Callback&& cb) {
 /// Coroutine face: `duet::PipeStream s = co_await duet::connect(loop, path);` — throws
 /// `std::system_error` (UV_ENOENT, UV_ECONNREFUSED, ...) or `duet::Cancelled`.
 template <class = void>
-[[nodiscard]] auto connect(Loop& loop, std::string path) {
+[[nodiscard]] inline auto connect(Loop& loop, std::string path) {
   return awaitable<PipeStream>(
       [&loop, path = std::move(path)](auto cb) { duet::connect(loop, path, std::move(cb)); });
 }

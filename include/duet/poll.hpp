@@ -164,7 +164,7 @@ void wait_ready(Loop& loop, int fd, PollEvents events, Callback&& cb) {
 }
 /// Coroutine face: `duet::PollEvents ready = co_await duet::wait_ready(loop, fd, events);`
 template <class = void>
-[[nodiscard]] auto wait_ready(Loop& loop, int fd, PollEvents events) {
+[[nodiscard]] inline auto wait_ready(Loop& loop, int fd, PollEvents events) {
   return awaitable<PollEvents>([&loop, fd, events](auto cb) { duet::wait_ready(loop, fd, events, std::move(cb)); });
 }
 
@@ -175,7 +175,7 @@ void wait_readable(Loop& loop, int fd, Callback&& cb) {
 }
 /// Coroutine face: `co_await duet::wait_readable(loop, fd);`
 template <class = void>
-[[nodiscard]] auto wait_readable(Loop& loop, int fd) {
+[[nodiscard]] inline auto wait_readable(Loop& loop, int fd) {
   return awaitable<void>([&loop, fd](auto cb) { duet::wait_readable(loop, fd, std::move(cb)); });
 }
 
@@ -186,7 +186,7 @@ void wait_writable(Loop& loop, int fd, Callback&& cb) {
 }
 /// Coroutine face: `co_await duet::wait_writable(loop, fd);`
 template <class = void>
-[[nodiscard]] auto wait_writable(Loop& loop, int fd) {
+[[nodiscard]] inline auto wait_writable(Loop& loop, int fd) {
   return awaitable<void>([&loop, fd](auto cb) { duet::wait_writable(loop, fd, std::move(cb)); });
 }
 

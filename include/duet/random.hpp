@@ -71,7 +71,7 @@ void random_bytes(Loop& loop, std::size_t n, Callback&& cb) {
 
 /// Coroutine face: `std::string bytes = co_await duet::random_bytes(loop, n);`
 template <class = void>
-[[nodiscard]] auto random_bytes(Loop& loop, std::size_t n) {
+[[nodiscard]] inline auto random_bytes(Loop& loop, std::size_t n) {
   return awaitable<std::string>([&loop, n](auto cb) { duet::random_bytes(loop, n, std::move(cb)); });
 }
 

@@ -148,7 +148,7 @@ void wait_for_signal(Loop& loop, SignalSet signums, Callback&& cb) {
 /// Coroutine face: `int signum = co_await duet::wait_for_signal(loop, {SIGINT, SIGTERM});` — throws
 /// `duet::Cancelled` if cancelled.
 template <class = void>
-[[nodiscard]] auto wait_for_signal(Loop& loop, SignalSet signums) {
+[[nodiscard]] inline auto wait_for_signal(Loop& loop, SignalSet signums) {
   return awaitable<int>([&loop, signums](auto cb) { duet::wait_for_signal(loop, signums, std::move(cb)); });
 }
 
