@@ -1,4 +1,9 @@
 // duet/duet.hpp — everything in one include.
+//
+// It brings the standard headers duet's API is made of and no more, to keep every includer's compile
+// short (bench/compile_time.sh): of <chrono>, only durations, time points and clocks (see
+// duet/detail/chrono.hpp). A program that uses <sstream>, <functional>, <mutex>, or chrono's calendar
+// and formatting includes those headers itself.
 #pragma once
 
 #include "duet/as_completed.hpp"
