@@ -33,7 +33,6 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
-#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -135,7 +134,7 @@ class AsCompletedState final : public Join, public SpawnedTask {
   void start(const TaskContext& context) {
     started_ = true;
     loop_ = context.loop;
-    if (context.stop_token.stop_possible()) link_.emplace(context.stop_token, StopForward{&stop_});
+    link_.link(context.stop_token, stop_);
     children_.reserve(tasks_.size());
     for (std::size_t i = 0; i < tasks_.size(); ++i)
       children_.push_back(make_child<T>(std::move(tasks_[i]), outcomes_[i]));
@@ -156,7 +155,7 @@ class AsCompletedState final : public Join, public SpawnedTask {
   std::size_t running_ = 0;
   std::coroutine_handle<> waiter_;
   std::stop_source stop_;
-  std::optional<std::stop_callback<StopForward>> link_;
+  StopLink link_;
   Loop* loop_ = nullptr;
   bool started_ = false;
   bool orphaned_ = false;
