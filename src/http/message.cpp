@@ -48,19 +48,24 @@ void Headers::set(std::string name, std::string value) {
   add(std::move(name), std::move(value));
 }
 
-std::optional<std::string_view> Headers::get(std::string_view name) const noexcept {
-  for (const auto& [n, v] : fields_) {
-    if (iequals(n, name)) return std::string_view(v);
+namespace {
+
+/// The first field named `name`, or null.
+const Headers::Field* find_field(const std::vector<Headers::Field>& fields, std::string_view name) noexcept {
+  for (const auto& field : fields) {
+    if (iequals(field.first, name)) return &field;
   }
+  return nullptr;
+}
+
+}  // namespace
+
+std::optional<std::string_view> Headers::get(std::string_view name) const noexcept {
+  if (const Field* field = find_field(fields_, name)) return std::string_view(field->second);
   return std::nullopt;
 }
 
-bool Headers::contains(std::string_view name) const noexcept {
-  for (const auto& field : fields_) {
-    if (iequals(field.first, name)) return true;
-  }
-  return false;
-}
+bool Headers::contains(std::string_view name) const noexcept { return find_field(fields_, name) != nullptr; }
 
 void Headers::reserve(std::size_t n) { fields_.reserve(n); }
 
