@@ -112,13 +112,11 @@ void release(OnLoopStopBase::Cell* cell) noexcept {
 
 }  // namespace
 
-bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn) { return mailbox.send(fn); }
-
-bool Mailbox::send(UniqueFunction<void()>& fn) {
-  std::lock_guard lock(mutex);
-  if (closed) return false;
-  queue.push_back(std::move(fn));
-  uv_async_send(async);  // under the lock: ~Loop closes `async` only after it has set `closed`
+bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn) {
+  std::lock_guard lock(mailbox.mutex);
+  if (mailbox.closed) return false;
+  mailbox.queue.push_back(std::move(fn));
+  uv_async_send(mailbox.async);  // under the lock: ~Loop closes `async` only after it has set `closed`
   return true;
 }
 
@@ -193,7 +191,7 @@ void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
 
 void LoopCore::post(UniqueFunction<void()> fn) {
   if (on_loop_thread()) return defer(std::move(fn));
-  mailbox_->send(fn);  // refused once the Loop is being destroyed: `fn` is then destroyed here, unlocked
+  post_to(*mailbox_, fn);  // refused once the Loop is being destroyed: `fn` is then destroyed here, unlocked
 }
 
 void LoopCore::report(std::exception_ptr e) noexcept {

@@ -12,16 +12,12 @@
 
 namespace duet::detail {
 
-/// Once the Loop is being destroyed the mailbox is closed, and a post is refused (the caller then
-/// destroys the function, on its own thread).
+/// Posted to with `post_to` (loop_core.hpp); the loop drains `queue` when `async` fires.
 struct Mailbox {
   std::mutex mutex;
   std::vector<UniqueFunction<void()>> queue;
   uv_async_t* async = nullptr;  // (under mutex) valid until `closed` is set
   bool closed = false;          // (under mutex) the Loop is being destroyed
-
-  /// Thread-safe: queues `fn` and wakes the loop. False (and `fn` untouched) if the mailbox is closed.
-  bool send(UniqueFunction<void()>& fn);
 };
 
 }  // namespace duet::detail

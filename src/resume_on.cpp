@@ -25,7 +25,7 @@ void finish_away(PromiseBase& task) noexcept {
       if (next && next != std::noop_coroutine()) resume(next);
     });
     // Refused if the task's loop is being destroyed: that destruction frees the task's frames.
-    task.away()->home_mailbox->send(back);
+    post_to(*task.away()->home_mailbox, back);
   } catch (...) {
     std::fputs("duet: out of memory while sending a finished task back to its loop; its awaiter will wait\n", stderr);
   }
@@ -107,7 +107,7 @@ class Hop {
         arrive(*s->task, *at);
         resume(s->h);
       });
-      return mailbox->send(back);
+      return post_to(*mailbox, back);
     } catch (...) {
       std::fputs("duet: out of memory while sending a task back from a destroyed loop; it will wait\n", stderr);
       return true;
