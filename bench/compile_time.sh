@@ -3,13 +3,14 @@
 # -std=c++20 -O0, the case a user waits for while editing), next to the floor: a translation unit that
 # includes only the standard and libuv headers duet's public API is made of (strings, vectors, smart
 # pointers, optional, variant, span, system_error, coroutines, stop tokens, chrono's durations and
-# clocks as duet/detail/chrono.hpp picks them, <uv.h>).
+# clocks (duet/detail/chrono.hpp, which picks them out of the standard library), <uv.h>).
 #
 #   bench/compile_time.sh [--runs N] [--instructions]
 #
-# Each is compiled N times (default 5), the two taking turns so that both see the same machine; the
-# median wall time of each is printed, then their ratio. Times are noisy on a shared machine: compare
-# the two figures of one run, not runs of different days. `--instructions` also counts the
+# Each is compiled N times (default 5), the two taking turns (in alternating order) so that both see
+# the same machine; the median wall time of each is printed, then their ratio. Times are noisy on a
+# shared machine: compare the two figures of one run, not runs of different days. `--instructions`
+# also counts the
 # instructions the compiler proper (cc1plus) runs for each, under valgrind: slower, but the same
 # figure on every run, for telling apart changes too small for the wall clock.
 set -euo pipefail
@@ -31,17 +32,15 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo '#include <duet/duet.hpp>' > "$work/duet.cpp"
-{
-  for h in version coroutine string vector memory optional variant span system_error stop_token uv.h; do
-    echo "#include <$h>"
-  done
-  printf '#if defined(__GLIBCXX__) && __has_include(<bits/chrono.h>)\n#include <bits/chrono.h>\n'
-  printf '#else\n#include <chrono>\n#endif\n'
-} > "$work/floor.cpp"
+for h in coroutine string vector memory optional variant span system_error stop_token duet/detail/chrono.hpp uv.h; do
+  echo "#include <$h>"
+done > "$work/floor.cpp"
 
 compile=(g++ -std=c++20 -O0 -Iinclude -c)
 for ((i = 0; i < runs; i++)); do
-  for tu in duet floor; do
+  order="duet floor"
+  ((i % 2)) && order="floor duet"
+  for tu in $order; do
     /usr/bin/time -f "$tu %e" "${compile[@]}" "$work/$tu.cpp" -o "$work/out.o" 2>&1 >/dev/null | tail -1
   done
 done > "$work/times"
