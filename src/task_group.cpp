@@ -13,6 +13,14 @@ void TaskGroup::failed(std::exception_ptr e) {
   stop_.request_stop();
 }
 
+void TaskGroup::end() {
+  state_ = State::done;
+  link_.reset();
+  children_.clear();
+  if (!failures_.empty()) std::rethrow_exception(failures_.front());
+  if (context_->stop_token.stop_requested()) throw Cancelled();
+}
+
 void TaskGroup::free_finished() {
   if (children_.size() < 2 * kept_) return;
   std::erase_if(children_, [](const detail::Child& c) { return c.done(); });

@@ -100,13 +100,7 @@ class TaskGroup final : detail::Join {
 
   void start(detail::Child& child) { child.start(*this, 0, {context_->loop, stop_.get_token()}); }
 
-  void end() {
-    state_ = State::done;
-    link_.reset();
-    children_.clear();
-    if (!failures_.empty()) std::rethrow_exception(failures_.front());
-    if (context_->stop_token.stop_requested()) throw Cancelled();
-  }
+  void end();
 
   void failed(std::exception_ptr e);
 
