@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 #include <system_error>
@@ -94,6 +95,12 @@ std::error_code copy_name_info(const char* host, const char* service, NameInfo& 
     return uv_error(UV_ENOMEM);
   }
   return {};
+}
+
+bool parse_numeric(const std::string& host, std::uint16_t port, Endpoint& out) noexcept {
+  std::optional<Endpoint> ep = Endpoint::try_parse(host, port);
+  if (ep) out = *ep;
+  return ep.has_value();
 }
 
 int start_resolve(uv_loop_t* loop, uv_getaddrinfo_t* req, uv_getaddrinfo_cb cb, const std::string& host,

@@ -48,6 +48,9 @@ namespace detail {
 std::error_code endpoints_of(const addrinfo* res, std::vector<Endpoint>& out) noexcept;
 /// Copies a getnameinfo result into `out`; UV_ENOMEM (and `out` left empty) if it cannot.
 std::error_code copy_name_info(const char* host, const char* service, NameInfo& out) noexcept;
+/// True (and `out` set) if `host` is an IPv4 or IPv6 address: nothing to look up. (Out of line: a
+/// `std::optional<Endpoint>` here would cost every includer its instantiation.)
+bool parse_numeric(const std::string& host, std::uint16_t port, Endpoint& out) noexcept;
 /// Starts `req` looking up `host` for TCP on `port` (uv_getaddrinfo's status).
 int start_resolve(uv_loop_t* loop, uv_getaddrinfo_t* req, uv_getaddrinfo_cb cb, const std::string& host,
                   std::uint16_t port);
@@ -92,8 +95,8 @@ requires std::invocable<Callback&, std::error_code, std::vector<Endpoint>>
 void resolve(Loop& loop, const std::string& host, std::uint16_t port, Callback&& cb) {
   using Op = detail::ResolveOp<std::decay_t<Callback>>;
   auto& core = loop.core();
-  if (auto numeric = Endpoint::try_parse(host, port)) {  // nothing to look up
-    core.defer([cb = std::decay_t<Callback>(std::forward<Callback>(cb)), ep = *numeric]() mutable {
+  if (Endpoint ep; detail::parse_numeric(host, port, ep)) {  // nothing to look up
+    core.defer([cb = std::decay_t<Callback>(std::forward<Callback>(cb)), ep]() mutable {
       if (stop_token_of(cb).stop_requested())
         return detail::call_with_error<std::vector<Endpoint>>(cb, uv_error(UV_ECANCELED));
       cb(std::error_code(), std::vector<Endpoint>{ep});
