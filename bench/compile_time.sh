@@ -10,9 +10,8 @@
 # Each is compiled N times (default 5), the two taking turns (in alternating order) so that both see
 # the same machine; the median wall time of each is printed, then their ratio. Times are noisy on a
 # shared machine: compare the two figures of one run, not runs of different days. `--instructions`
-# also counts the
-# instructions the compiler proper (cc1plus) runs for each, under valgrind: slower, but the same
-# figure on every run, for telling apart changes too small for the wall clock.
+# also counts the instructions the compiler proper (cc1plus) runs for each, under valgrind: slower,
+# but the same figure on every run, for telling apart changes too small for the wall clock.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
