@@ -92,7 +92,10 @@ bool has_dot_segments(std::string_view path) {
 
 // Removes "." and ".." segments (RFC 3986 section 5.2.4).
 std::string remove_dot_segments(std::string owned) {
-  if (!has_dot_segments(owned)) return owned.empty() ? std::string("/") : owned;  // the usual case: as it is
+  if (!has_dot_segments(owned)) {  // the usual case: as it is (moved out, not copied)
+    if (owned.empty()) owned = "/";
+    return owned;
+  }
   const std::string_view path = owned;
   std::vector<std::string_view> out;
   std::size_t i = 0;
