@@ -125,6 +125,49 @@ TEST_CASE("malformed responses fail with llhttp's reason", "[http][parser]") {
   }
 }
 
+TEST_CASE("a field name with any byte that is not a token fails: at its start, inside, at its end, in trailers",
+          "[http][parser]") {
+  // The parser leaves most of this check to llhttp (HeadCollector::is_field_name): every byte is tried,
+  // so that a byte llhttp let through would show here.
+  const std::string_view tchar_punctuation = "!#$%&'*+-.^_`|~";
+  auto is_tchar = [&](unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           tchar_punctuation.find(static_cast<char>(c)) != std::string_view::npos;
+  };
+  int refused = 0;
+  for (int b = 0; b < 256; ++b) {
+    const auto c = static_cast<unsigned char>(b);
+    if (c == ':') continue;  // it ends the name: tried by the empty-name cases
+    for (const std::string name :
+         {std::string(1, static_cast<char>(c)) + "X", "X" + std::string(1, static_cast<char>(c)) + "Y",
+          "XY" + std::string(1, static_cast<char>(c))}) {
+      for (const bool trailer : {false, true}) {
+        const std::string bytes =
+            trailer ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + name + ": 1\r\n\r\n"
+                    : "HTTP/1.1 200 OK\r\n" + name + ": 1\r\nContent-Length: 0\r\n\r\n";
+        INFO("byte " << b << (trailer ? " in a trailer" : " in a header") << " name " << name);
+        ResponseParser p;
+        const State s = parse(p, bytes);
+        if (is_tchar(c)) {
+          REQUIRE(s == State::complete);
+          CHECK(p.response().headers.contains(name) != trailer);
+        } else {
+          REQUIRE(s == State::failed);
+          CHECK(p.error() == duet::errc::malformed_response);
+          ++refused;
+        }
+      }
+    }
+  }
+  CHECK(refused == (256 - 1 - 77) * 3 * 2);  // every byte but ':' and the 77 tchars, three places, head and trailer
+  for (const char* empty : {"HTTP/1.1 200 OK\r\n: 1\r\nContent-Length: 0\r\n\r\n",
+                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n: 1\r\n\r\n"}) {
+    ResponseParser p;
+    REQUIRE(parse(p, empty) == State::failed);
+    CHECK(p.error_reason() == "an empty or invalid header field name");
+  }
+}
+
 TEST_CASE("a status code below 100 is malformed (found by fuzz_http_response)", "[http][parser]") {
   for (const char* bad : {"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 099 Hm\r\n\r\n"}) {
     INFO(bad);
