@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <optional>
+#include <random>
+#include <string_view>
 
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
@@ -725,6 +727,47 @@ TEST_CASE("FramingCheck: the framing llhttp 8.1.0 lets through, at every split",
       if (!ok) CHECK(check.why() != nullptr);
     }
   }
+}
+
+TEST_CASE("FramingCheck: a head checked 16 bytes at a time gets the verdict it gets a byte at a time",
+          "[http][hardening][parser]") {
+  // Fed whole, a head goes through the check's 16-byte fast path; fed a byte at a time, through its
+  // state machine alone. Random heads of short and long lines, empty lines among them, about half with
+  // a bare CR or LF somewhere: both ways must agree on every one, and on what is wrong with it.
+  std::mt19937 random(20261204);
+  auto below = [&](unsigned n) { return static_cast<std::size_t>(random() % n); };
+  int sound = 0;
+  int broken = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string head = below(8) == 0 ? "\r\n" : "";
+    head += "HTTP/1.1 200 OK\r\n";
+    const std::size_t lines = below(12);
+    const bool damaged = below(2) == 0;
+    for (std::size_t l = 0; l < lines; ++l) {
+      const std::size_t length = below(8) == 0 ? 0 : below(3) == 0 ? below(60) : below(20);
+      for (std::size_t i = 0; i < length; ++i) head += "abcdefgh: -"[below(11)];
+      head += "\r\n";
+    }
+    head += "\r\n";
+    if (damaged) head.insert(below(static_cast<unsigned>(head.size())), 1, below(2) ? '\r' : '\n');
+    const bool chunked = below(3) == 0;
+    head += chunked ? "5\r\nhello\r\n0\r\n\r\n" : "body: \r\n\n\r anything";
+    INFO(head);
+    duet::http::detail::FramingCheck whole;
+    duet::http::detail::FramingCheck bytewise;
+    if (chunked) {
+      whole.expect_chunked_body();
+      bytewise.expect_chunked_body();
+    }
+    const bool whole_ok = whole.feed(head.data(), head.size());
+    bool bytewise_ok = true;
+    for (std::size_t i = 0; i < head.size() && bytewise_ok; ++i) bytewise_ok = bytewise.feed(head.data() + i, 1);
+    REQUIRE(whole_ok == bytewise_ok);
+    if (!whole_ok) REQUIRE(std::string_view(whole.why()) == bytewise.why());
+    ++(whole_ok ? sound : broken);
+  }
+  CHECK(sound > 5000);  // both kinds, plenty of each
+  CHECK(broken > 5000);
 }
 
 TEST_CASE("client: a Client destroyed after its Loop, with a request waiting for a slot, touches nothing",

@@ -3,8 +3,48 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace duet::http::detail {
 namespace {
+#if defined(__SSE2__)
+/// The head's fast path, 16 bytes at a time (SSE2, which every x86-64 has): from `p`, inside a head
+/// line, while 16 bytes remain, checks that every CR is followed by LF and every LF follows a CR, with
+/// two compares and two masks a block instead of two memchr calls a line. It stops at the CR of an
+/// empty line (the head's end, which the state machine takes) and at the start of any block that
+/// breaks the rule (the state machine finds the byte and says what is wrong with it). Returns where it
+/// stopped and sets `state` to what holds there: inside a line, after a CR, or at a line's start.
+template <class State>
+const char* skip_sound_lines(const char* p, const char* end, State& state) noexcept {
+  const __m128i cr_byte = _mm_set1_epi8('\r');
+  const __m128i lf_byte = _mm_set1_epi8('\n');
+  unsigned after_cr = 0;  // the byte before the block was a CR (its LF must open the block)
+  unsigned after_lf = 0;  // ... was a LF (a CR opening the block is an empty line's)
+  while (end - p >= 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const auto cr = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, cr_byte)));
+    const auto lf = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, lf_byte)));
+    const unsigned lf_wanted = ((cr << 1) | after_cr) & 0xFFFFu;  // right after each CR, and only there
+    if (const unsigned empty_line = cr & ((lf << 1) | after_lf)) {
+      const unsigned before = (empty_line & (0u - empty_line)) - 1;  // the bytes before that CR
+      if ((lf & before) != (lf_wanted & before)) break;
+      p += __builtin_ctz(empty_line);
+      after_cr = 0;
+      after_lf = 1;
+      break;
+    }
+    if (lf != lf_wanted) break;
+    after_cr = cr >> 15;
+    after_lf = (lf >> 15) & 1u;
+    p += 16;
+  }
+  state = after_cr ? State::line_lf : after_lf ? State::line_start : State::line;
+  return p;
+}
+#endif
+
 int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -31,6 +71,12 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
         state_ = State::leading;
         break;
       case State::line: {
+#if defined(__SSE2__)
+        if (const char* q = skip_sound_lines(p, end, state_); q != p) {
+          p = q;
+          continue;
+        }
+#endif
         // Straight to the line's CR with memchr, not a byte at a time: every head of every message
         // comes through here. A LF before the CR is a bare one.
         const auto left = static_cast<std::size_t>(end - p);
