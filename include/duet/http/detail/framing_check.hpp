@@ -10,8 +10,9 @@
 // every line of the head (start line, fields, and the trailer section) ends with CRLF — no bare CR,
 // and no bare LF, which llhttp 8.1.0 takes as the end of a head after a CRLF — and a chunked
 // body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
-// (extensions included) at most `kMaxChunkLine` bytes. It keeps a few integers of state, allocates
-// nothing, and finds each head line's end with memchr; a chunk's data is skipped, not scanned.
+// (extensions included) at most `kMaxChunkLine` bytes. It keeps a few integers of state and
+// allocates nothing. The head goes 16 bytes at a time where SSE2 is there (every x86-64), otherwise a
+// memchr to each line's end; a chunk's data is skipped, not scanned.
 #pragma once
 
 #include <cstddef>
