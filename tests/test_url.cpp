@@ -59,6 +59,37 @@ TEST_CASE("Url removes dot segments", "[url]") {
   CHECK(Url::parse("http://h/a/b/../c/./d").path == "/a/c/d");
   CHECK(Url::parse("http://h/../../x").path == "/x");
   CHECK(Url::parse("http://h/a/.").path == "/a/");
+  CHECK(Url::parse("http://h/a/..").path == "/");
+  CHECK(Url::parse("http://h/./a").path == "/a");
+  CHECK(Url::parse("http://h/a/b/..?q=1").path == "/a/");
+  // Dots that are not whole segments stay.
+  for (const char* kept : {"/a.b", "/a./b", "/.a/b", "/..a/b", "/a../b", "/a/...", "/.../x", "/a/b.c.d/e.f"}) {
+    INFO(kept);
+    CHECK(Url::parse(std::string("http://h") + kept).path == kept);
+  }
+}
+
+TEST_CASE("a control byte anywhere in a URL is refused: bytes from 0x80 up are percent-encoded", "[url]") {
+  // Long enough that each byte is tried in every place of a word and in the tail after the last one.
+  const std::string base = "http://host.example:8000/flags/ab/ab.gif?x=12345";
+  for (std::size_t at = std::string("http://").size(); at <= base.size(); ++at) {
+    for (int b = 0; b < 256; ++b) {
+      if (b >= 0x20 && b != 0x7f && b < 0x80) continue;
+      std::string text = base;
+      text.insert(at, 1, static_cast<char>(b));
+      INFO("byte " << b << " at " << at);
+      std::string why;
+      std::error_code ec;
+      const auto url = Url::parse(text, ec, &why);
+      if (b < 0x20 || b == 0x7f) {
+        CHECK_FALSE(url);
+        CHECK(ec == duet::errc::bad_url);
+        CHECK(why.find("control") != std::string::npos);
+      } else {
+        CHECK(why.find("control") == std::string::npos);
+      }
+    }
+  }
 }
 
 TEST_CASE("https URLs parse with port 443 by default, and other schemes are unsupported", "[url]") {
