@@ -138,7 +138,7 @@ TEST_CASE("a field name with any byte that is not a token fails: at its start, i
   for (int b = 0; b < 256; ++b) {
     const auto c = static_cast<unsigned char>(b);
     if (c == ':') continue;  // it ends the name: tried by the empty-name cases
-    for (const std::string name :
+    for (const std::string& name :
          {std::string(1, static_cast<char>(c)) + "X", "X" + std::string(1, static_cast<char>(c)) + "Y",
           "XY" + std::string(1, static_cast<char>(c))}) {
       for (const bool trailer : {false, true}) {
