@@ -162,18 +162,26 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   std::string tls_error;                 // why it could not be made, if it could not
   Exchange* active = nullptr;            // requests not yet delivered, linked through themselves (for ~Client)
   Spares<ResponseParser> spare_parsers;  // reset, for the next responses
+  std::string head_buffer;               // the request being written, for the bytes the kernel takes at once
+  static constexpr std::size_t kKeptHeadBuffer = 4096;
+  Origin* last_origin = nullptr;  // the origin found last: most requests go where the one before went
 
   /// The origin of `url`, made if new; the caller becomes one of its users (see `release`).
   Origin& use_origin(const Url& url) {
-    auto it = origins.find(OriginOrder::Key(url.secure(), url.host, url.port));
-    if (it == origins.end()) {
-      it = origins.emplace(OriginOrder::Stored(url.secure(), url.host, url.port), Origin()).first;
-      it->second.host = url.host;
-      it->second.port = url.port;
-      it->second.secure = url.secure();
+    const bool secure = url.secure();
+    Origin* o = last_origin;
+    if (!o || o->port != url.port || o->secure != secure || o->host != url.host) {
+      auto it = origins.find(OriginOrder::Key(secure, url.host, url.port));
+      if (it == origins.end()) {
+        it = origins.emplace(OriginOrder::Stored(secure, url.host, url.port), Origin()).first;
+        it->second.host = url.host;
+        it->second.port = url.port;
+        it->second.secure = secure;
+      }
+      o = last_origin = &it->second;
     }
-    ++it->second.users;
-    return it->second;
+    ++o->users;
+    return *o;
   }
   /// An exchange no longer points at `o`: forget it if nothing else does.
   void release(Origin& o) noexcept {
@@ -183,8 +191,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   /// Origins without connections, requests or waiters are dropped, so that a client that visits many
   /// hosts holds only those it is using.
   void forget_if_unused(Origin& o) noexcept {
-    if (o.users == 0 && o.slots == 0 && o.connections.empty() && o.waiting.empty() && !closed)
+    if (o.users == 0 && o.slots == 0 && o.connections.empty() && o.waiting.empty() && !closed) {
+      if (last_origin == &o) last_origin = nullptr;
       origins.erase(origins.find(OriginOrder::Key(o.secure, o.host, o.port)));
+    }
   }
 
   /// The client's TLS context, made on first use; null (with `tls_error` saying why) if it cannot be.
@@ -487,15 +497,18 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
           (*sink_)(piece, flow);
         };
     }
-    std::string head = write_request(req_, core_->options.user_agent, has_source());
+    std::string& head = core_->head_buffer;  // kept: most heads go out at once, with no allocation
+    head.clear();
+    write_request(head, req_, core_->options.user_agent, has_source());
     conn_->stream.write_now(head);
-    if (!head.empty()) {
+    if (!head.empty()) {  // the rest is queued: it moves into the write (the next head allocates again)
       conn_->stream.write(std::move(head), [self = shared_from_this(), attempt](std::error_code ec) {
         // A write on a connection an earlier attempt dropped completes late, with UV_ECANCELED:
         // ignore it.
         if (ec && !self->finished_ && attempt == self->attempt_) self->io_error(ec);
       });
     }
+    if (head.capacity() > ClientCore::kKeptHeadBuffer) std::string().swap(head);  // a body was sent with it
     read_on();
     if (has_source()) start_body();
   }

@@ -70,9 +70,8 @@ const char* unsendable(const Request& req, std::string_view user_agent, bool str
   return unsendable_url(req.url);
 }
 
-std::string write_request(const Request& req, std::string_view user_agent, bool streamed_body) {
-  std::string out;
-  out.reserve(128 + req.body.size());
+void write_request(std::string& out, const Request& req, std::string_view user_agent, bool streamed_body) {
+  out.reserve(out.size() + 128 + req.body.size());
   out.append(req.method).append(" ").append(req.url.path);
   if (!req.url.query.empty()) out.append("?").append(req.url.query);
   out.append(" HTTP/1.1\r\n");
@@ -87,13 +86,13 @@ std::string write_request(const Request& req, std::string_view user_agent, bool 
   for (const auto& [name, value] : req.headers) out.append(name).append(": ").append(value).append("\r\n");
   if (streamed_body) {
     if (!req.headers.contains("Content-Length")) out.append("Transfer-Encoding: chunked\r\n");
-    return out.append("\r\n");
+    out.append("\r\n");
+    return;
   }
   if (!req.body.empty() || (req.method != "GET" && req.method != "HEAD"))
     if (!req.headers.contains("Content-Length"))
       out.append("Content-Length: ").append(std::to_string(req.body.size())).append("\r\n");
   out.append("\r\n").append(req.body);
-  return out;
 }
 
 }  // namespace duet::http::detail

@@ -24,9 +24,16 @@ const char* unsendable_url(const Url& url) noexcept;
 /// body comes later from a producer: `req.body` must be empty, and a Content-Length, if set, a number
 /// (the body is then held to it).
 const char* unsendable(const Request& req, std::string_view user_agent, bool streamed_body = false) noexcept;
-/// The bytes of `req` (which `unsendable` accepted). With `streamed_body`, the head only: with the
-/// caller's Content-Length, else `Transfer-Encoding: chunked`.
-std::string write_request(const Request& req, std::string_view user_agent, bool streamed_body = false);
+/// Appends the bytes of `req` (which `unsendable` accepted) to `out`. With `streamed_body`, the head
+/// only: with the caller's Content-Length, else `Transfer-Encoding: chunked`. (The client writes into
+/// a buffer it keeps, so that a request's head costs no allocation.)
+void write_request(std::string& out, const Request& req, std::string_view user_agent, bool streamed_body = false);
+/// The same, as a new string.
+inline std::string write_request(const Request& req, std::string_view user_agent, bool streamed_body = false) {
+  std::string out;
+  write_request(out, req, user_agent, streamed_body);
+  return out;
+}
 /// The Content-Length `headers` declare (one decimal number), if they declare one that is valid.
 /// (Shared by the client's uploads and the server's streamed responses.)
 std::optional<std::uint64_t> declared_length(const Headers& headers) noexcept;
