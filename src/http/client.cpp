@@ -497,7 +497,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
           (*sink_)(piece, flow);
         };
     }
-    std::string& head = core_->head_buffer;  // kept: most heads go out at once, with no allocation
+    // Kept between requests: over TCP most heads go to the kernel at once (try_write) and the buffer is
+    // reused without an allocation; over TLS (no try_write) the head always moves into the write.
+    std::string& head = core_->head_buffer;
     head.clear();
     write_request(head, req_, core_->options.user_agent, has_source());
     conn_->stream.write_now(head);
