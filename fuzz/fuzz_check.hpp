@@ -36,6 +36,17 @@ inline bool bare_cr_in_first_head(std::string_view bytes) {
   return false;
 }
 
+/// True if a line of the first head after its start line begins with a space or a tab: obsolete line
+/// folding, which a server must refuse (llhttp 8.1.0 takes it as the field before going on).
+inline bool folded_line_in_first_head(std::string_view bytes) {
+  const std::string_view head = first_head(bytes);
+  const std::size_t start = head.find_first_not_of("\r\n");  // CRLFs before the start line are allowed
+  if (start == std::string_view::npos) return false;
+  for (std::size_t i = head.find("\r\n", start); i != std::string_view::npos; i = head.find("\r\n", i + 2))
+    if (i + 2 < head.size() && (head[i + 2] == ' ' || head[i + 2] == '\t')) return true;
+  return false;
+}
+
 /// True if the first message declares a chunked body (a `Transfer-Encoding: chunked` line) whose first
 /// chunk, `SIZE CRLF data`, is not followed by CRLF: a message that must be refused (llhttp 8.1.0
 /// skips those two bytes unchecked).

@@ -387,6 +387,49 @@ TEST_CASE("server: RFC 9112's rules for Host, field names, versions and targets"
   CHECK(s.handled == 1);
 }
 
+TEST_CASE("server: a non-token byte in a field name is a 400: at its start, inside, at its end, in trailers",
+          "[http][hardening][server]") {
+  // The request parser leaves most of this check to llhttp, as the response parser does
+  // (HeadCollector::is_field_name): every byte is tried, so that a byte llhttp let through would show.
+  duet::Loop loop;
+  OkServer s(loop);
+  const std::string_view tchar_punctuation = "!#$%&'*+-.^_`|~";
+  auto is_tchar = [&](unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           tchar_punctuation.find(static_cast<char>(c)) != std::string_view::npos;
+  };
+  int refused = 0, accepted = 0;
+  for (int b = 0; b < 256; ++b) {
+    const auto c = static_cast<unsigned char>(b);
+    if (c == ':') continue;  // it ends the name: the empty name is tried by the test above
+    for (const std::string& name :
+         {std::string(1, static_cast<char>(c)) + "X", "X" + std::string(1, static_cast<char>(c)) + "Y",
+          "XY" + std::string(1, static_cast<char>(c))}) {
+      for (const bool trailer : {false, true}) {
+        const std::string bytes =
+            trailer ? "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                      "0\r\n" +
+                          name + ": 1\r\n\r\n"
+                    : "GET / HTTP/1.1\r\nHost: x\r\n" + name + ": 1\r\nConnection: close\r\n\r\n";
+        INFO("byte " << b << (trailer ? " in a trailer" : " in a header") << " name " << name);
+        const int before = s.handled;
+        const std::string status = s.exchange(loop, bytes).substr(0, 12);
+        if (is_tchar(c)) {
+          REQUIRE(status == "HTTP/1.1 200");
+          CHECK(s.last.headers.contains(name) != trailer);
+          ++accepted;
+        } else {
+          REQUIRE(status == "HTTP/1.1 400");
+          CHECK(s.handled == before);
+          ++refused;
+        }
+      }
+    }
+  }
+  CHECK(accepted == 77 * 3 * 2);
+  CHECK(refused == (256 - 1 - 77) * 3 * 2);  // every byte but ':' and the 77 tchars, three places, head and trailer
+}
+
 TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once — trailers stay out of the headers",
           "[http][hardening][server]") {
   duet::Loop loop;
@@ -732,42 +775,111 @@ TEST_CASE("FramingCheck: the framing llhttp 8.1.0 lets through, at every split",
 TEST_CASE("FramingCheck: a head checked 16 bytes at a time gets the verdict it gets a byte at a time",
           "[http][hardening][parser]") {
   // Fed whole, a head goes through the check's 16-byte fast path; fed a byte at a time, through its
-  // state machine alone. Random heads of short and long lines, empty lines among them, about half with
-  // a bare CR or LF somewhere: both ways must agree on every one, and on what is wrong with it.
+  // state machine alone. Random heads of short and long lines, empty lines among them, some lines
+  // starting with a space or a tab (folded), about half with a bare CR or LF somewhere: both ways must
+  // agree on every one, and on what is wrong with it, with folding allowed (the client's) and refused
+  // (the server's).
+  using duet::http::detail::FramingCheck;
   std::mt19937 random(20261204);
   auto below = [&](unsigned n) { return static_cast<std::size_t>(random() % n); };
   int sound = 0;
   int broken = 0;
+  int folds_refused = 0;
   for (int round = 0; round < 20000; ++round) {
     std::string head = below(8) == 0 ? "\r\n" : "";
     head += "HTTP/1.1 200 OK\r\n";
     const std::size_t lines = below(12);
     const bool damaged = below(2) == 0;
+    const bool folding = below(4) == 0;
     for (std::size_t l = 0; l < lines; ++l) {
       const std::size_t length = below(8) == 0 ? 0 : below(3) == 0 ? below(60) : below(20);
-      for (std::size_t i = 0; i < length; ++i) head += "abcdefgh: -"[below(11)];
+      for (std::size_t i = 0; i < length; ++i) head += "abcdefgh: -\t"[below(12)];
+      if (folding && length > 0 && below(4) == 0) head[head.size() - length] = below(2) ? ' ' : '\t';
       head += "\r\n";
     }
     head += "\r\n";
     if (damaged) head.insert(below(static_cast<unsigned>(head.size())), 1, below(2) ? '\r' : '\n');
     const bool chunked = below(3) == 0;
-    head += chunked ? "5\r\nhello\r\n0\r\n\r\n" : "body: \r\n\n\r anything";
+    head += chunked ? (below(2) ? "5\r\nhello\r\n0\r\n\r\n" : "5\r\nhello\r\n0\r\nA: 1\r\n\tb\r\n\r\n")
+                    : "body: \r\n\n\r anything\r\n\tmore";
     INFO(head);
-    duet::http::detail::FramingCheck whole;
-    duet::http::detail::FramingCheck bytewise;
-    if (chunked) {
-      whole.expect_chunked_body();
-      bytewise.expect_chunked_body();
+    for (const auto folding_rule : {FramingCheck::Folding::allowed, FramingCheck::Folding::refused}) {
+      FramingCheck whole(folding_rule);
+      FramingCheck bytewise(folding_rule);
+      if (chunked) {
+        whole.expect_chunked_body();
+        bytewise.expect_chunked_body();
+      }
+      const bool whole_ok = whole.feed(head.data(), head.size());
+      bool bytewise_ok = true;
+      for (std::size_t i = 0; i < head.size() && bytewise_ok; ++i) bytewise_ok = bytewise.feed(head.data() + i, 1);
+      REQUIRE(whole_ok == bytewise_ok);
+      if (!whole_ok) REQUIRE(std::string_view(whole.why()) == bytewise.why());
+      ++(whole_ok ? sound : broken);
+      if (!whole_ok && std::string_view(whole.why()).starts_with("obsolete line folding")) {
+        CHECK(folding_rule == FramingCheck::Folding::refused);
+        ++folds_refused;
+      }
     }
-    const bool whole_ok = whole.feed(head.data(), head.size());
-    bool bytewise_ok = true;
-    for (std::size_t i = 0; i < head.size() && bytewise_ok; ++i) bytewise_ok = bytewise.feed(head.data() + i, 1);
-    REQUIRE(whole_ok == bytewise_ok);
-    if (!whole_ok) REQUIRE(std::string_view(whole.why()) == bytewise.why());
-    ++(whole_ok ? sound : broken);
   }
-  CHECK(sound > 5000);  // both kinds, plenty of each
-  CHECK(broken > 5000);
+  CHECK(sound > 10000);  // both kinds, plenty of each
+  CHECK(broken > 10000);
+  CHECK(folds_refused > 1000);
+}
+
+TEST_CASE("FramingCheck: folding refused fails a line that starts with a space or a tab — and only that",
+          "[http][hardening][parser]") {
+  using duet::http::detail::FramingCheck;
+  auto verdict = [](FramingCheck::Folding rule, const std::string& bytes, bool chunked) {
+    FramingCheck check(rule);
+    if (chunked) check.expect_chunked_body();
+    return check.feed(bytes.data(), bytes.size()) ? std::string("ok") : std::string(check.why());
+  };
+  // At every offset, so that the fold falls at each place of a 16-byte block and across two.
+  for (std::size_t pad = 0; pad < 40; ++pad) {
+    for (const char blank : {' ', '\t'}) {
+      const std::string start = "GET /" + std::string(pad, 'p') + " HTTP/1.1\r\nHost: a\r\n";
+      INFO("pad " << pad << " blank " << int(blank));
+      const std::string folded = start + blank + "X: 1\r\nAccept: */*\r\n\r\n";
+      CHECK(verdict(FramingCheck::Folding::allowed, folded, false) == "ok");
+      CHECK(verdict(FramingCheck::Folding::refused, folded, false) ==
+            "obsolete line folding (a line starting with a space or a tab) in the head");
+      // Inside a line, and after the head, a blank is just a byte.
+      const std::string inside = start + "X:" + blank + "1" + blank + "\r\n\r\n" + blank + "body";
+      CHECK(verdict(FramingCheck::Folding::refused, inside, false) == "ok");
+      const std::string trailer = start + "\r\n5\r\nhello\r\n0\r\nA: 1\r\n" + blank + "b\r\n\r\n";
+      CHECK(verdict(FramingCheck::Folding::allowed, trailer, true) == "ok");
+      CHECK(verdict(FramingCheck::Folding::refused, trailer, true) ==
+            "obsolete line folding (a line starting with a space or a tab) in the trailers");
+    }
+  }
+  // reset() keeps the rule.
+  FramingCheck check(FramingCheck::Folding::refused);
+  check.reset();
+  const std::string folded = "GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n";
+  CHECK_FALSE(check.feed(folded.data(), folded.size()));
+}
+
+TEST_CASE("server: obsolete line folding is a 400 that says so — in the head and in trailers",
+          "[http][hardening][server]") {
+  // llhttp takes a folded line as the field before going on: `Host: x\r\n\tX: 1` would reach the
+  // handler as Host `x\tX: 1`.
+  duet::Loop loop;
+  OkServer s(loop);
+  for (const char* bytes :
+       {"GET / HTTP/1.1\r\nHost: x\r\n\tX: 1\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n X: 1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n  c\r\nConnection: close\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: 1\r\n\tX: 1\r\n\r\n"}) {
+    INFO(bytes);
+    const std::string got = s.exchange(loop, bytes);
+    CHECK(starts_with(got, "HTTP/1.1 400"));
+    CHECK(got.find("obsolete line folding") != std::string::npos);
+  }
+  CHECK(s.handled == 0);
+  // Blanks inside a value are just bytes of it.
+  CHECK(starts_with(s.exchange(loop, "GET / HTTP/1.1\r\nHost: x\r\nA: b \t c\r\nConnection: close\r\n\r\n"),
+                    "HTTP/1.1 200"));
+  CHECK(s.last.headers.get("A") == "b \t c");
 }
 
 TEST_CASE("client: a Client destroyed after its Loop, with a request waiting for a slot, touches nothing",

@@ -168,6 +168,24 @@ TEST_CASE("a field name with any byte that is not a token fails: at its start, i
   }
 }
 
+TEST_CASE("a folded field in a response is accepted, unfolded: no CR or LF in its value", "[http][parser]") {
+  // RFC 9112 §5.2: a client must accept obsolete line folding (a server refuses it: test_http_hardening).
+  for (const char blank : {' ', '\t'}) {
+    const std::string bytes = std::string("HTTP/1.1 200 OK\r\nX-A: b\r\n") + blank + "c\r\nContent-Length: 2\r\n\r\nok";
+    for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
+      INFO("blank " << int(blank) << " cut at " << cut);
+      ResponseParser p;
+      REQUIRE(parse(p, bytes, {cut}) == State::complete);
+      const auto value = p.response().headers.get("X-A");
+      REQUIRE(value);
+      CHECK(value->find_first_of("\r\n") == std::string_view::npos);
+      CHECK(value->starts_with("b"));
+      CHECK(value->ends_with("c"));
+      CHECK(p.response().body == "ok");
+    }
+  }
+}
+
 TEST_CASE("a status code below 100 is malformed (found by fuzz_http_response)", "[http][parser]") {
   for (const char* bad : {"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 099 Hm\r\n\r\n"}) {
     INFO(bad);

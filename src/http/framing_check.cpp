@@ -14,12 +14,15 @@ namespace {
 /// line, while 16 bytes remain, checks that every CR is followed by LF and every LF follows a CR, with
 /// two compares and two masks a block instead of two memchr calls a line. It stops at the CR of an
 /// empty line (the head's end, which the state machine takes) and at the start of any block that
-/// breaks the rule (the state machine finds the byte and says what is wrong with it). Returns where it
-/// stopped and sets `state` to what holds there: inside a line, after a CR, or at a line's start.
-template <class State>
+/// breaks the rule (the state machine finds the byte and says what is wrong with it); with
+/// `kRefuseFolding`, also at one where a line starts with a space or a tab. Returns where it stopped and
+/// sets `state` to what holds there: inside a line, after a CR, or at a line's start.
+template <bool kRefuseFolding, class State>
 const char* skip_sound_lines(const char* p, const char* end, State& state) noexcept {
   const __m128i cr_byte = _mm_set1_epi8('\r');
   const __m128i lf_byte = _mm_set1_epi8('\n');
+  const __m128i space_byte = _mm_set1_epi8(' ');
+  const __m128i tab_byte = _mm_set1_epi8('\t');
   unsigned after_cr = 0;  // the byte before the block was a CR (its LF must open the block)
   unsigned after_lf = 0;  // ... was a LF (a CR opening the block is an empty line's)
   while (end - p >= 16) {
@@ -27,15 +30,21 @@ const char* skip_sound_lines(const char* p, const char* end, State& state) noexc
     const auto cr = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, cr_byte)));
     const auto lf = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, lf_byte)));
     const unsigned lf_wanted = ((cr << 1) | after_cr) & 0xFFFFu;  // right after each CR, and only there
-    if (const unsigned empty_line = cr & ((lf << 1) | after_lf)) {
+    const unsigned line_starts = (lf << 1) | after_lf;
+    unsigned folds = 0;  // lines that start with a space or a tab
+    if constexpr (kRefuseFolding) {
+      const __m128i blank = _mm_or_si128(_mm_cmpeq_epi8(block, space_byte), _mm_cmpeq_epi8(block, tab_byte));
+      folds = static_cast<unsigned>(_mm_movemask_epi8(blank)) & line_starts;
+    }
+    if (const unsigned empty_line = cr & line_starts) {
       const unsigned before = (empty_line & (0u - empty_line)) - 1;  // the bytes before that CR
-      if ((lf & before) != (lf_wanted & before)) break;
+      if ((lf & before) != (lf_wanted & before) || (folds & before) != 0) break;
       p += __builtin_ctz(empty_line);
       after_cr = 0;
       after_lf = 1;
       break;
     }
-    if (lf != lf_wanted) break;
+    if (lf != lf_wanted || folds != 0) break;
     after_cr = cr >> 15;
     after_lf = (lf >> 15) & 1u;
     p += 16;
@@ -72,7 +81,9 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
         break;
       case State::line: {
 #if defined(__SSE2__)
-        if (const char* q = skip_sound_lines(p, end, state_); q != p) {
+        const char* q = folding_ == Folding::refused ? skip_sound_lines<true>(p, end, state_)
+                                                     : skip_sound_lines<false>(p, end, state_);
+        if (q != p) {
           p = q;
           continue;
         }
@@ -100,6 +111,8 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
           state_ = State::end_lf;
         else if (c == '\n')  // llhttp 8.1.0 ends a head at CRLF LF: another parser would read on
           return fail("a bare LF in the head");
+        else if (folded(c))
+          return fail("obsolete line folding (a line starting with a space or a tab) in the head");
         else
           state_ = State::line;
         break;
@@ -158,6 +171,8 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
           state_ = State::final_lf;
         else if (c == '\n')
           return fail("a trailer line not ended by CRLF");
+        else if (folded(c))
+          return fail("obsolete line folding (a line starting with a space or a tab) in the trailers");
         else
           state_ = State::trailer;
         break;

@@ -197,7 +197,7 @@ struct RequestParse {
   llhttp_t parser{};
   ServerRequest request;
   HeadCollector head;
-  FramingCheck framing;
+  FramingCheck framing{FramingCheck::Folding::refused};  // RFC 9112 §5.2: a server may refuse obs-fold, and does
   std::size_t body_bytes = 0;
   int error_status = 0;
   const char* error_reason = nullptr;

@@ -45,10 +45,11 @@
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
-// Refused (then the connection closes): malformed requests and bare CRs or bad chunk framing that
-// llhttp lets through (400), HTTP/1.1 without exactly one Host (400), an empty or non-token field name
-// (400), control or non-ASCII bytes in the target (400), versions other than HTTP/1.x (505), CONNECT
-// (501), an `Expect` other than 100-continue (417). `Expect: 100-continue` gets `100 Continue`, or the
+// Refused (then the connection closes): malformed requests and bare CRs, bad chunk framing or
+// obsolete line folding (a line starting with a space or a tab) that llhttp lets through (400),
+// HTTP/1.1 without exactly one Host (400), an empty or non-token field name (400), control or
+// non-ASCII bytes in the target (400), versions other than HTTP/1.x (505), CONNECT (501), an `Expect`
+// other than 100-continue (417). `Expect: 100-continue` gets `100 Continue`, or the
 // final 413 at once if the declared body is too large. An Upgrade the handler does not take is
 // ignored and the connection goes on as HTTP/1.1. Trailer fields are not merged into the headers.
 //

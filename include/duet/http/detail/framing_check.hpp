@@ -10,8 +10,13 @@
 // every line of the head (start line, fields, and the trailer section) ends with CRLF — no bare CR,
 // and no bare LF, which llhttp 8.1.0 takes as the end of a head after a CRLF — and a chunked
 // body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
-// (extensions included) at most `kMaxChunkLine` bytes. It keeps a few integers of state and
-// allocates nothing. The head goes 16 bytes at a time where SSE2 is there (every x86-64), otherwise a
+// (extensions included) at most `kMaxChunkLine` bytes. Built with `Folding::refused` (the server's),
+// it also fails a head or trailer line that starts with a space or a tab: obsolete line folding, which
+// llhttp 8.1.0 takes as the previous field's value going on (`Host: a\r\n\tX: 1` is one Host field,
+// `a\tX: 1`), where another parser may see two fields or none; RFC 9112 §5.2 lets a server refuse it
+// with 400. A client must accept it (the same section), and does: its parser's default lets it
+// through, the value then holding the fold's whitespace in place of its CRLF. It keeps a few integers
+// of state and allocates nothing. The head goes 16 bytes at a time where SSE2 is there (every x86-64), otherwise a
 // memchr to each line's end; a chunk's data is skipped, not scanned.
 #pragma once
 
@@ -24,8 +29,12 @@ class FramingCheck {
  public:
   static constexpr std::size_t kMaxChunkLine = 1024;  ///< a chunk's size line, extensions included
 
+  /// Whether a line starting with a space or a tab (obsolete line folding) fails the check.
+  enum class Folding : std::uint8_t { allowed, refused };
+  explicit FramingCheck(Folding folding = Folding::allowed) noexcept : folding_(folding) {}
+
   /// Ready for the next message (any CRLFs before its start line are allowed, as llhttp allows them).
-  void reset() noexcept { *this = FramingCheck(); }
+  void reset() noexcept { *this = FramingCheck(folding_); }
   /// The message's body is chunked (llhttp's verdict, given once its head is parsed). Without it, the
   /// check ends with the head: a Content-Length or close-delimited body has no framing bytes.
   void expect_chunked_body() noexcept { chunked_ = true; }
@@ -61,6 +70,9 @@ class FramingCheck {
     return false;
   }
 
+  bool folded(char c) const noexcept { return folding_ == Folding::refused && (c == ' ' || c == '\t'); }
+
+  Folding folding_;
   State state_ = State::leading;
   bool chunked_ = false;
   std::uint32_t digits_ = 0;
