@@ -10,8 +10,11 @@
 
 #include "duet/cancellation.hpp"
 #include "duet/error.hpp"
+#include "duet/loop.hpp"
 #include "duet/semaphore.hpp"
+#include "duet/task.hpp"
 #include "duet/timer.hpp"
+#include "duet/when_all.hpp"
 
 using namespace std::chrono_literals;
 
@@ -70,6 +73,116 @@ TEST_CASE("a cancelled waiter leaves the queue with UV_ECANCELED and the others 
   sem.release();
   sem.release();
   CHECK(events == std::vector<std::string>{"b:cancelled", "a", "c"});
+}
+
+namespace {
+/// Records each waiter's outcome by name: "w1" when served, "w1:cancelled" when cancelled.
+struct Outcomes {
+  std::vector<std::string> events;
+  auto recorder(std::string name) {
+    return [this, name](std::error_code ec) { events.push_back(duet::is_cancelled(ec) ? name + ":cancelled" : name); };
+  }
+  std::size_t position(const std::string& event) const {
+    return static_cast<std::size_t>(std::find(events.begin(), events.end(), event) - events.begin());
+  }
+};
+}  // namespace
+
+TEST_CASE("waiters that share a stop token are all cancelled by its stop: those in a row in arrival order",
+          "[semaphore][cancel]") {
+  // A run of waiters with the same token shares one registration (wait_list.hpp); one that arrives
+  // after a waiter with another token starts a run of its own. Either way the stop reaches them all.
+  duet::Semaphore sem(0);
+  std::stop_source a, b;
+  Outcomes out;
+  for (const char* name : {"a1", "a2", "a3"}) sem.acquire(duet::with_cancellation(a.get_token(), out.recorder(name)));
+  sem.acquire(duet::with_cancellation(b.get_token(), out.recorder("b1")));
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("a4")));
+  sem.acquire(out.recorder("plain"));
+  CHECK(sem.waiting() == 6);
+  a.request_stop();
+  CHECK(sem.waiting() == 2);
+  REQUIRE(out.events.size() == 4);
+  CHECK(out.position("a1:cancelled") < out.position("a2:cancelled"));
+  CHECK(out.position("a2:cancelled") < out.position("a3:cancelled"));
+  CHECK(out.position("a4:cancelled") < out.events.size());
+  sem.release();
+  sem.release();
+  CHECK(std::vector<std::string>(out.events.end() - 2, out.events.end()) == std::vector<std::string>{"b1", "plain"});
+  b.request_stop();  // both served: nothing is left to cancel
+  CHECK(out.events.size() == 6);
+}
+
+TEST_CASE("the first of a run of waiters is served, then a stop still cancels the rest of its run, late comers too",
+          "[semaphore][cancel]") {
+  duet::Semaphore sem(0);
+  std::stop_source a;
+  Outcomes out;
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("w1")));
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("w2")));
+  sem.release();  // w1, whose registration covers w2, is served
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("w3")));  // joins w2's run
+  a.request_stop();
+  CHECK(out.events == std::vector<std::string>{"w1", "w2:cancelled", "w3:cancelled"});
+  CHECK(sem.waiting() == 0);
+  CHECK(sem.available() == 0);  // w1 holds the permit
+}
+
+TEST_CASE("a run of waiters served to its last leaves no registration: a later stop does nothing",
+          "[semaphore][cancel]") {
+  duet::Semaphore sem(0);
+  std::stop_source a;
+  Outcomes out;
+  for (const char* name : {"w1", "w2", "w3"}) sem.acquire(duet::with_cancellation(a.get_token(), out.recorder(name)));
+  for (int i = 0; i < 3; ++i) sem.release();
+  a.request_stop();
+  CHECK(out.events == std::vector<std::string>{"w1", "w2", "w3"});
+  // Again, with the stop coming between: the run's registration is made anew.
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("late")));  // already stopped: at once
+  CHECK(out.events.back() == "late:cancelled");
+  CHECK(sem.waiting() == 0);
+}
+
+TEST_CASE("a waiter cancelled with its run may destroy the semaphore: every other waiter hears once",
+          "[semaphore][cancel]") {
+  auto sem = std::make_unique<duet::Semaphore>(0);
+  std::stop_source a;
+  Outcomes out;
+  sem->acquire(duet::with_cancellation(a.get_token(), [&](std::error_code ec) {
+    out.recorder("w1")(ec);
+    sem.reset();  // the last user of the throttle goes away, inside the stop
+  }));
+  sem->acquire(duet::with_cancellation(a.get_token(), out.recorder("w2")));
+  sem->acquire(out.recorder("plain"));
+  a.request_stop();
+  CHECK_FALSE(sem);
+  CHECK(out.events == std::vector<std::string>{"w1:cancelled", "plain:cancelled", "w2:cancelled"});
+}
+
+TEST_CASE("tasks gated by a semaphore under when_all: one fails, and those still waiting are cancelled",
+          "[semaphore][cancel][coro]") {
+  // The flag programs' shape: every task created at once, a semaphore letting one through at a time.
+  duet::Loop loop;
+  duet::Semaphore sem(1);
+  int ran = 0, cancelled = 0;
+  auto fetch = [&](int i) -> duet::Task<> {
+    try {
+      auto permit = co_await sem.acquire();
+      ++ran;
+      co_await duet::sleep(loop, 1ms);
+      if (i == 2) throw std::runtime_error("the third fails");
+    } catch (const duet::Cancelled&) {
+      ++cancelled;
+      throw;
+    }
+  };
+  std::vector<duet::Task<>> tasks;
+  for (int i = 0; i < 10; ++i) tasks.push_back(fetch(i));
+  CHECK_THROWS_WITH(duet::run(loop, duet::when_all(std::move(tasks))), "the third fails");
+  CHECK(ran == 4);  // the fourth takes the permit the third gives back as it fails, and is cancelled in its sleep
+  CHECK(cancelled == 7);
+  CHECK(sem.waiting() == 0);
+  CHECK(sem.available() == 1);
 }
 
 TEST_CASE("release from inside a waiter's callback does not recurse", "[semaphore]") {

@@ -173,6 +173,10 @@ TEST_CASE("tasks cancelled from another thread throw Cancelled", "[cancel][threa
   duet::Semaphore empty(0);  // used on the loop thread only
   auto sleeper = [](duet::Loop& loop) -> Task<> { co_await duet::sleep(loop, 60s); };
   auto waiter = [](duet::Semaphore& sem) -> Task<> { auto permit = co_await sem.acquire(); };
+  auto waiters = [](duet::Semaphore& sem) -> Task<> {  // three sharing one token: one registration
+    auto one = [](duet::Semaphore& s) -> Task<> { auto permit = co_await s.acquire(); };
+    co_await duet::when_all(one(sem), one(sem), one(sem));
+  };
   auto joiner = [](duet::Loop& loop, Task<> (*inner)(duet::Loop&)) -> Task<> {
     // (`inner` catches its own Cancelled: nothing is reported when it ends after its handle is gone)
     auto other = duet::spawn(loop, inner(loop));
@@ -225,6 +229,7 @@ TEST_CASE("tasks cancelled from another thread throw Cancelled", "[cancel][threa
   const std::pair<const char*, std::function<Task<>()>> kinds[] = {
       {"sleep", [&] { return sleeper(lt.loop); }},
       {"semaphore", [&] { return waiter(empty); }},
+      {"semaphore: three waiters of one when_all", [&] { return waiters(empty); }},
       {"task handle", [&] { return joiner(lt.loop, sleep_60s); }},
       {"queue pop", [&] { return popper(no_values); }},
       {"queue push", [&] { return pusher(no_room); }},

@@ -241,6 +241,8 @@ class OnLoopStopBase {
   void reset() noexcept {
     if (watching_ || cell_) unlink();
   }
+  /// The loop given to the last watch (null: none).
+  LoopCore* core() const noexcept { return core_; }
 
   struct Cell;  // src/loop.cpp: what a posted stop carries; `reset` clears it
 

@@ -18,8 +18,10 @@
 // running, so 100,000 chained hand-overs use a flat stack; the loop stops if a callback destroys the
 // owner; an exception from one callback does not stop the others being served and is rethrown after.
 //
-// Cost: one allocation per waiter (the node, with the callback inline when it is small). Not
-// thread-safe: the owner's thread only.
+// Cost: one allocation per waiter (the node, with the callback inline when it is small), and one stop
+// registration per run of consecutive waiters that watch the same stop token on the same loop (the
+// tasks of one `when_all` queueing at a semaphore share one), not one per waiter. Not thread-safe:
+// the owner's thread only.
 #pragma once
 
 #include <uv.h>
@@ -82,17 +84,37 @@ class WaitList<void(std::error_code, R...), Payload> {
   /// token is already stopped.
   template <class Cb>
   void push(Cb&& cb, Payload payload = Payload()) {
-    std::stop_token token = stop_token_of(cb);
-    if (token.stop_requested()) return cb(uv_error(UV_ECANCELED), R()...);  // the caller's own call: may throw
-    LoopCore* core = loop_core_of(cb);
-    auto* w = new Waiter(this, Callback(std::forward<Cb>(cb)), std::move(payload));
-    link(w);
-    // A stop requested from now on reaches `cancel`, on this thread (or posted to it). One requested
-    // since the check above runs inside `watch`, where `w` must not be freed: it is served after.
-    w->registering = true;
-    w->stop.watch(core, std::move(token), StopFn{w});
-    w->registering = false;
-    if (w->stopped_while_registering) cancel(w);
+    if constexpr (requires { cb.stop_token(); }) {
+      // A reference (or a temporary kept alive here), read before `cb` is moved into the node.
+      const std::stop_token& token = cb.stop_token();
+      if (token.stop_requested()) return cb(uv_error(UV_ECANCELED), R()...);  // the caller's own call: may throw
+      LoopCore* core = loop_core_of(cb);
+      if (!token.stop_possible()) {
+        queue(std::forward<Cb>(cb), std::move(payload));
+        return;
+      }
+      // The waiter before this one watches the same token, on the same loop: this one joins its group.
+      if (Waiter* host = tail_ ? tail_->host : nullptr; host && host->stop.core() == core && host->token == token) {
+        Waiter* w = queue(std::forward<Cb>(cb), std::move(payload));
+        w->host = host;
+        host->group_last->group_next = w;
+        host->group_last = w;
+        return;
+      }
+      std::stop_token own = token;  // copied before `cb`, which may hold it, is moved
+      Waiter* w = queue(std::forward<Cb>(cb), std::move(payload));
+      w->host = w;
+      w->group_first = w->group_last = w;
+      w->token = own;
+      // A stop requested from now on reaches `cancel`, on this thread (or posted to it). One requested
+      // since the check above runs inside `watch`, where `w` must not be freed: it is served after.
+      w->registering = true;
+      w->stop.watch(core, std::move(own), StopFn{w});
+      w->registering = false;
+      if (w->stopped_while_registering) cancel(w);
+    } else {
+      queue(std::forward<Cb>(cb), std::move(payload));
+    }
   }
 
   /// Unlinks the longest waiter; the caller calls its callback. The list must not be empty.
@@ -100,7 +122,7 @@ class WaitList<void(std::error_code, R...), Payload> {
     Waiter* w = head_;
     unlink(w);
     Taken taken{std::move(w->cb), std::move(w->payload)};
-    delete w;
+    leave_group(w);
     return taken;
   }
 
@@ -123,17 +145,71 @@ class WaitList<void(std::error_code, R...), Payload> {
         w->list->cancel(w);
     }
   };
+  // Cancellation costs one registration per run of waiters that watch the same stop token (the tasks
+  // of one `when_all` queueing at a semaphore), not one per waiter: the first of the run, the host,
+  // registers; each next waiter whose token and loop are the host's joins its group instead. Waiters
+  // leave a group in arrival order, as they leave the list (from the front), so a group is a singly
+  // linked chain. A host served while others of its group still wait stays allocated, out of the
+  // list, until the last of them leaves: its registration covers them.
   struct Waiter {
     Waiter(WaitList* l, Callback c, Payload p) : list(l), cb(std::move(c)), payload(std::move(p)) {}
     WaitList* list;
     Callback cb;
     Payload payload;
+    Waiter* prev = nullptr;  // the list, in arrival order
+    Waiter* next = nullptr;
+    Waiter* host = nullptr;        // whose registration covers this waiter (itself, if it registered); null: none
+    Waiter* group_next = nullptr;  // the next waiter of the same group
+    // A host's own: its group (while waiting, itself first), and the registration.
+    Waiter* group_first = nullptr;
+    Waiter* group_last = nullptr;
+    std::stop_token token;  // what the group watches: a next waiter's is compared with it
     OnLoopStop<StopFn> stop;
     bool registering = false;
     bool stopped_while_registering = false;
-    Waiter* prev = nullptr;
-    Waiter* next = nullptr;
   };
+
+  template <class Cb>
+  Waiter* queue(Cb&& cb, Payload payload) {
+    auto* w = new Waiter(this, Callback(std::forward<Cb>(cb)), std::move(payload));
+    link(w);
+    return w;
+  }
+
+  /// `w`, taken off the list (and called, or about to be), leaves its group; it is freed unless it
+  /// hosts waiters still in the list, in which case the last of them frees it.
+  void leave_group(Waiter* w) noexcept {
+    Waiter* host = w->host;
+    if (!host) {
+      delete w;
+      return;
+    }
+    host->group_first = w->group_next;  // w was its group's first: groups leave in arrival order
+    if (host->group_first) {
+      if (host != w) delete w;  // else w stays, out of the list, for the others
+      return;
+    }
+    if (host != w) delete host;  // the last of the group: the host's registration ends
+    delete w;
+  }
+
+  /// A stop for `host`'s group: every waiter of it leaves the list, the registration ends (inside its
+  /// own callback, which is allowed on its thread), then each is called with UV_ECANCELED, in arrival
+  /// order. The waiters are this call's alone by then: a callback may destroy the list, or queue more.
+  void cancel(Waiter* host) noexcept {
+    Waiter* chain = host->group_first;
+    for (Waiter* m = chain; m; m = m->group_next) unlink(m);
+    const bool waiting = chain == host;  // else the host was served and waits here for its group
+    host->stop.reset();
+    if (!waiting) delete host;
+    while (chain) {
+      Waiter* m = chain;
+      chain = m->group_next;
+      Callback cb = std::move(m->cb);
+      delete m;
+      call(cb, uv_error(UV_ECANCELED));
+    }
+  }
 
   template <class Cb>
   static void call(Cb& cb, std::error_code ec) noexcept {
@@ -143,13 +219,6 @@ class WaitList<void(std::error_code, R...), Payload> {
       // The owner has no loop whose error hook could take this; say so rather than lose it.
       std::fputs("duet: a waiter's callback threw while being cancelled or failed\n", stderr);
     }
-  }
-
-  void cancel(Waiter* w) noexcept {
-    unlink(w);
-    Callback cb = std::move(w->cb);
-    delete w;  // destroys the stop_callback that is running now: allowed on its own thread
-    call(cb, uv_error(UV_ECANCELED));
   }
 
   void link(Waiter* w) noexcept {
