@@ -430,6 +430,87 @@ TEST_CASE("server: a non-token byte in a field name is a 400: at its start, insi
   CHECK(refused == (256 - 1 - 77) * 3 * 2);  // every byte but ':' and the 77 tchars, three places, head and trailer
 }
 
+TEST_CASE("server: requests another parser on the path would frame or route differently are refused",
+          "[http][hardening][server]") {
+  // RFC 9112's MUSTs that llhttp 8.1.0 leaves to its caller. Each is followed by a pipelined request
+  // that must not be answered: the connection ends with the refusal.
+  duet::Loop loop;
+  OkServer s(loop);
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::pair<const char*, const char*> refused[] = {
+      // Transfer-Encoding in HTTP/1.0 is faulty framing (6.1); an empty one is not chunked (6.3).
+      {"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc", "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \t \r\nContent-Length: 3\r\n\r\nabc", "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 501"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       "HTTP/1.1 501"},
+      // A trailer that would change the framing or the connection (RFC 9110 6.5.1).
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: close\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nconnection: keep-alive\r\n\r\n",
+       "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nUpgrade: websocket\r\n\r\n",
+       "HTTP/1.1 400"},
+      // A Host that is not host[:port] (3.2).
+      {"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", "HTTP/1.1 400"},
+      {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "HTTP/1.1 400"},
+      {"GET / HTTP/1.1\r\nHost: evil@good\r\n\r\n", "HTTP/1.1 400"},
+      {"GET / HTTP/1.1\r\nHost: a/b?c\r\n\r\n", "HTTP/1.1 400"},
+      {"GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n", "HTTP/1.1 400"},
+      {"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", "HTTP/1.1 400"},
+      {"GET / HTTP/1.1\r\nHost:\r\n\r\n", "HTTP/1.1 400"},
+      // Targets: credentials or no host in the absolute-form, `*` but for OPTIONS, a fragment.
+      {"GET http://x@evil/a HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+      {"GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+      {"GET ftp://x/a HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+      {"GET * HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+      {"GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+      // Every Expect line counts.
+      {"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: teapot\r\n\r\n", "HTTP/1.1 417"},
+  };
+  for (const auto& [bytes, status] : refused) {
+    INFO(bytes);
+    const std::string got = s.exchange(loop, bytes + smuggled);
+    CHECK(starts_with(got, status));
+    CHECK(count(got, "HTTP/1.1 ") == 1);  // nothing after the refusal
+  }
+  CHECK(s.handled == 0);
+}
+
+TEST_CASE("server: absolute-form and asterisk-form targets are taken apart, field values lose their trailing blanks",
+          "[http][hardening][server]") {
+  duet::Loop loop;
+  OkServer s(loop);
+  auto ok = [&](const std::string& bytes) { return starts_with(s.exchange(loop, bytes), "HTTP/1.1 200"); };
+  // RFC 9112 3.2.2: the target's authority is the request's host, whatever Host says.
+  REQUIRE(ok("GET http://other:8080/p/q?r=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  CHECK(s.last.path == "/p/q");
+  CHECK(s.last.query == "r=1");
+  CHECK(s.last.target == "http://other:8080/p/q?r=1");
+  CHECK(s.last.headers.get_all("Host") == std::vector<std::string_view>{"other:8080"});
+  REQUIRE(ok("GET HTTP://Other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  CHECK(s.last.path == "/");
+  CHECK(s.last.headers.get("Host") == "other");
+  REQUIRE(ok("GET http://other?only=query HTTP/1.0\r\n\r\n"));  // HTTP/1.0: no Host needed, one is given
+  CHECK(s.last.path == "/");
+  CHECK(s.last.query == "only=query");
+  CHECK(s.last.headers.get("Host") == "other");
+  REQUIRE(ok("OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  CHECK(s.last.path == "*");
+  // Valid Hosts.
+  for (const char* host : {"x", "x:8080", "127.0.0.1", "[::1]:80", "a-b.example"}) {
+    INFO(host);
+    CHECK(ok(std::string("GET / HTTP/1.1\r\nHost: ") + host + "\r\nConnection: close\r\n\r\n"));
+  }
+  // RFC 9110 5.5: trailing whitespace is not part of a value (llhttp drops only the leading).
+  REQUIRE(ok("GET / HTTP/1.1\r\nHost: x \t \r\nA: b c \t\r\nConnection: close  \r\n\r\n"));
+  CHECK(s.last.headers.get("Host") == "x");
+  CHECK(s.last.headers.get("A") == "b c");
+  CHECK(s.last.headers.get("Connection") == "close");
+}
+
 TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once — trailers stay out of the headers",
           "[http][hardening][server]") {
   duet::Loop loop;
@@ -863,17 +944,22 @@ TEST_CASE("FramingCheck: folding refused fails a line that starts with a space o
 TEST_CASE("server: obsolete line folding is a 400 that says so — in the head and in trailers",
           "[http][hardening][server]") {
   // llhttp takes a folded line as the field before going on: `Host: x\r\n\tX: 1` would reach the
-  // handler as Host `x\tX: 1`.
+  // handler as Host `x\tX: 1` (refused now as an invalid Host, before the framing is looked at).
   duet::Loop loop;
   OkServer s(loop);
   for (const char* bytes :
-       {"GET / HTTP/1.1\r\nHost: x\r\n\tX: 1\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n X: 1\r\n\r\n",
+       {"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\tX: 1\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n X: 1\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n  c\r\nConnection: close\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: 1\r\n\tX: 1\r\n\r\n"}) {
     INFO(bytes);
     const std::string got = s.exchange(loop, bytes);
     CHECK(starts_with(got, "HTTP/1.1 400"));
     CHECK(got.find("obsolete line folding") != std::string::npos);
+  }
+  for (const char* bytes :
+       {"GET / HTTP/1.1\r\nHost: x\r\n\tX: 1\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\n X: 1\r\n\r\n"}) {
+    INFO(bytes);
+    CHECK(starts_with(s.exchange(loop, bytes), "HTTP/1.1 400"));
   }
   CHECK(s.handled == 0);
   // Blanks inside a value are just bytes of it.

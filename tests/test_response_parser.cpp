@@ -186,6 +186,43 @@ TEST_CASE("a folded field in a response is accepted, unfolded: no CR or LF in it
   }
 }
 
+TEST_CASE("responses another parser would frame differently fail: what RFC 9112 asks of a client", "[http][parser]") {
+  for (const char* bad : {
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 2\r\n\r\nok",             // an empty coding list
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",  // not decoded
+           "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+           "HTTP/0.9 200 OK\r\nContent-Length: 2\r\n\r\nok",
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nConnection: close\r\n\r\n",
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nUpgrade: h2c\r\n\r\n",
+       }) {
+    INFO(bad);
+    ResponseParser p;
+    REQUIRE(parse(p, bad) == State::failed);
+    CHECK(p.error() == duet::errc::malformed_response);
+    CHECK_FALSE(p.error_reason().empty());
+  }
+}
+
+TEST_CASE("an HTTP/1.0 chunked response ends its connection, whatever it says (RFC 9112 6.1)", "[http][parser]") {
+  const std::string chunked = "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+  ResponseParser p10;
+  REQUIRE(parse(p10, "HTTP/1.0 200 OK\r\n" + chunked) == State::complete);
+  CHECK(p10.response().body == "ok");
+  CHECK_FALSE(p10.keep_alive());
+  ResponseParser p11;  // the same in HTTP/1.1 is kept
+  REQUIRE(parse(p11, "HTTP/1.1 200 OK\r\n" + chunked) == State::complete);
+  CHECK(p11.keep_alive());
+}
+
+TEST_CASE("a field value loses its trailing blanks (RFC 9110 5.5)", "[http][parser]") {
+  ResponseParser p;
+  REQUIRE(parse(p, "HTTP/1.1 200 OK\r\nX-A: 1 \t \r\nX-B:  two words  \r\nContent-Length: 0 \r\n\r\n") ==
+          State::complete);
+  CHECK(p.response().headers.get("X-A") == "1");
+  CHECK(p.response().headers.get("X-B") == "two words");
+  CHECK(p.response().headers.get("Content-Length") == "0");
+}
+
 TEST_CASE("a status code below 100 is malformed (found by fuzz_http_response)", "[http][parser]") {
   for (const char* bad : {"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 099 Hm\r\n\r\n"}) {
     INFO(bad);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "duet/http/detail/head_collector.hpp"
+
 namespace duet::http {
 
 namespace {
@@ -81,4 +83,30 @@ void Headers::remove(std::string_view name) {
   std::erase_if(fields_, [&](const Field& f) { return iequals(f.first, name); });
 }
 
+namespace detail {
+
+TransferCoding transfer_coding(const Headers& headers) noexcept {
+  // Every Transfer-Encoding field, as one comma-separated list; empty elements do not count (RFC 9110
+  // 5.6.1), and llhttp has already refused a list whose last coding is not chunked, in a request.
+  std::size_t codings = 0;
+  bool chunked_alone = true;
+  for (const auto& [name, value] : headers) {
+    if (!iequals(name, "Transfer-Encoding")) continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      const std::size_t comma = rest.find(',');
+      std::string_view coding = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      const std::size_t first = coding.find_first_not_of(" \t");
+      if (first == std::string_view::npos) continue;
+      coding = coding.substr(first, coding.find_last_not_of(" \t") - first + 1);
+      ++codings;
+      if (!iequals(coding, "chunked")) chunked_alone = false;
+    }
+  }
+  if (codings == 0) return TransferCoding::empty;
+  return codings == 1 && chunked_alone ? TransferCoding::chunked : TransferCoding::other;
+}
+
+}  // namespace detail
 }  // namespace duet::http

@@ -40,6 +40,7 @@ void ResponseParser::reset(bool head) {
   headers_complete_ = false;
   pause_ = false;
   continued_ = false;
+  close_after_ = false;
 }
 
 void ResponseParser::resume_body() noexcept {
@@ -91,24 +92,33 @@ int ResponseParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) 
   DUET_PARSER_GUARD(if (!self.head_parts_.value(self.response_.headers, at, n)) return self.too_large(); return 0;)
 }
 
-int ResponseParser::field_done() noexcept {
-  switch (head_parts_.field_done(response_.headers)) {
+int ResponseParser::field_refused(FieldVerdict verdict) noexcept {
+  switch (verdict) {
     case FieldVerdict::ok:
       return 0;
     case FieldVerdict::too_large:
       return fail(make_error_code(errc::header_too_large), "header block too large (bytes or fields)");
     case FieldVerdict::bad_name:
       break;
+    case FieldVerdict::framing_trailer:
+      return fail(make_error_code(errc::malformed_response),
+                  "a trailer field that only the head may carry (Connection, Content-Length, ...)");
   }
   return fail(make_error_code(errc::malformed_response), "an empty or invalid header field name");
 }
 
-int ResponseParser::on_header_value_complete(llhttp_t* p) noexcept { return self_of(p).field_done(); }
+int ResponseParser::on_header_value_complete(llhttp_t* p) noexcept {
+  auto& self = self_of(p);
+  const FieldVerdict verdict = self.head_parts_.field_done(self.response_.headers);
+  return verdict == FieldVerdict::ok ? 0 : self.field_refused(verdict);
+}
 
 int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
   self.response_.status = llhttp_get_status_code(p);
   self.response_.version_minor = llhttp_get_http_minor(p);
+  if (llhttp_get_http_major(p) != 1)  // llhttp takes HTTP/2.0 and HTTP/0.9 status lines too
+    return self.fail(make_error_code(errc::malformed_response), "a response in a version other than HTTP/1.x");
   // HTTP's status code is three digits; llhttp takes fewer ("HTTP/1.1 20 OK" is garbage, not status 20).
   if (self.response_.status < 100 || self.response_.status > 999)
     return self.fail(make_error_code(errc::malformed_response), "malformed status code");
@@ -122,6 +132,18 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   self.head_parts_.end_head();  // what follows a chunked body are trailers
   // A response to HEAD, and a 204 or 304, has no body, whatever its headers say (RFC 9110 §6.4.1).
   if (self.head_ || self.response_.status == 204 || self.response_.status == 304) return 1;
+  if (self.head_parts_.has_transfer_encoding()) {
+    switch (transfer_coding(self.response_.headers)) {
+      case TransferCoding::chunked:
+        break;
+      case TransferCoding::empty:  // beside a Content-Length, llhttp would frame by it
+        return self.fail(make_error_code(errc::malformed_response), "an empty Transfer-Encoding");
+      case TransferCoding::other:  // the body would come still in that coding
+        return self.fail(make_error_code(errc::malformed_response), "a transfer coding other than chunked");
+    }
+    // RFC 9112 6.1: HTTP/1.0 with Transfer-Encoding is faulty framing: the connection ends with it.
+    if (self.response_.version_minor == 0) self.close_after_ = true;
+  }
   if (p->flags & F_CHUNKED) self.framing_.expect_chunked_body();
   if (self.decode_) {
     const auto encoding = self.response_.headers.get("Content-Encoding");
@@ -177,7 +199,7 @@ int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
   if (self.informational_) return HPE_PAUSED;  // 100 Continue and friends: `feed` checks it, then goes on
   if (self.decoder_ && !self.decoder_->finished() && !self.decoder_->untouched())
     return self.fail(make_error_code(errc::malformed_response), "the compressed body is cut short");
-  self.keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  self.keep_alive_ = llhttp_should_keep_alive(p) != 0 && !self.close_after_;
   self.state_ = State::complete;
   return HPE_PAUSED;  // stop here: what follows belongs to the next response
 }

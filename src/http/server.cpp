@@ -77,6 +77,33 @@ const char* reason_phrase(int status) {
   return "Unknown";
 }
 
+/// Splits `req.target` into `path` and `query`: 0, or the status that refuses the target. The
+/// origin-form (`/a?b`) as it is; the absolute-form (`http://host/a?b`), which a server must accept
+/// (RFC 9112 3.2.2), by the same parts, its authority replacing Host (the target names the host,
+/// whatever Host says); the asterisk-form (`*`) for OPTIONS only.
+int split_target(ServerRequest& req, bool options) {
+  const std::string_view target = req.target;
+  if (target == "*") {
+    if (!options) return 400;
+    req.path = "*";
+    return 0;
+  }
+  std::string_view rest = target;
+  if (!target.starts_with('/')) {
+    std::error_code ec;
+    const std::optional<Url> url = Url::parse(target, ec);  // http or https, a host, no credentials
+    if (!url) return 400;
+    const std::size_t end = target.find_first_of("/?", target.find("://") + 3);
+    rest = end == std::string_view::npos ? std::string_view() : target.substr(end);
+    req.headers.set("Host", url->authority());
+  }
+  const std::size_t q = rest.find('?');
+  req.path = rest.substr(0, q);
+  if (req.path.empty()) req.path = "/";
+  if (q != std::string_view::npos) req.query = rest.substr(q + 1);
+  return 0;
+}
+
 /// Why `res` cannot be sent as a final response, or null if it can.
 const char* unsendable(const Response& res) noexcept {
   if (res.status < 200 || res.status > 599) return "the handler's status is not a final status (200-599)";
@@ -764,6 +791,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
           return c.too_large();
         case FieldVerdict::bad_name:
           break;
+        case FieldVerdict::framing_trailer:
+          return c.reject(400, "a trailer field that only the head may carry (Connection, Content-Length, ...)");
       }
       return c.reject(400, "an empty or invalid header field name");
     });
@@ -784,16 +813,31 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     for (char ch : parse_->request.target) {
       const auto b = static_cast<unsigned char>(ch);
       if (b <= 0x20 || b >= 0x7f) return reject(400, "a control or non-ASCII byte in the request target");
+      if (ch == '#') return reject(400, "a fragment in the request target");
     }
-    const std::size_t hosts = parse_->request.headers.get_all("Host").size();
-    if (hosts > 1 || (minor >= 1 && hosts == 0)) return reject(400, "an HTTP/1.1 request needs exactly one Host");
+    Headers& headers = parse_->request.headers;
+    const std::vector<std::string_view> hosts = headers.get_all("Host");
+    if (hosts.size() > 1 || (minor >= 1 && hosts.empty()))
+      return reject(400, "an HTTP/1.1 request needs exactly one Host");
+    // RFC 9112 3.2: a Host that is not host[:port] is a 400 (`Host: a, b` names two).
+    if (hosts.size() == 1 && !valid_authority(hosts[0])) return reject(400, "an invalid Host");
+    // RFC 9112 6.1 and 6.3: Transfer-Encoding in HTTP/1.0 is faulty framing, an empty one is malformed,
+    // and a coding besides chunked is one this server cannot decode (llhttp refuses the rest).
+    if (parse_->head.has_transfer_encoding()) {
+      if (minor == 0) return reject(400, "Transfer-Encoding in an HTTP/1.0 request");
+      switch (transfer_coding(headers)) {
+        case TransferCoding::chunked:
+          break;
+        case TransferCoding::empty:
+          return reject(400, "an empty Transfer-Encoding");
+        case TransferCoding::other:
+          return reject(501, "a transfer coding other than chunked");
+      }
+    }
     parse_->request.method = llhttp_method_name(static_cast<llhttp_method_t>(llhttp_get_method(p)));
     parse_->request.version_minor = minor;
-    {
-      const auto q = parse_->request.target.find('?');
-      parse_->request.path = parse_->request.target.substr(0, q);
-      if (q != std::string::npos) parse_->request.query = parse_->request.target.substr(q + 1);
-    }
+    if (const int status = split_target(parse_->request, llhttp_get_method(p) == HTTP_OPTIONS); status != 0)
+      return reject(status, "an invalid request target");
     // A body to stream: the handler is called now (once `parse` has paused), not at the body's end.
     const bool has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
     parse_->request.peer = peer_;
@@ -802,7 +846,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     const std::size_t body_limit =
         streaming_request_ ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
     if (auto expect = parse_->request.headers.get("Expect"); expect && minor >= 1) {
-      if (!iequals(*expect, "100-continue")) return reject(417, "only Expect: 100-continue is supported");
+      for (const auto& [name, value] : parse_->request.headers)  // every Expect line, not the first alone
+        if (iequals(name, "Expect") && !iequals(value, "100-continue"))
+          return reject(417, "only Expect: 100-continue is supported");
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
       if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
         return reject(413, "request body too large");

@@ -249,6 +249,11 @@ bool parse_url_into(std::string_view text, Url& url, std::error_code& ec, std::s
   ec.clear();
   return true;
 }
+
+bool valid_authority(std::string_view text) {
+  Url scratch;
+  return !parse_authority(text, scratch);
+}
 }  // namespace detail
 
 std::optional<Url> Url::parse(std::string_view text, std::error_code& ec, std::string* why) {

@@ -47,9 +47,12 @@
 //   connections still in their handshake count against `max_connections`.
 // Refused (then the connection closes): malformed requests and bare CRs, bad chunk framing or
 // obsolete line folding (a line starting with a space or a tab) that llhttp lets through (400),
-// HTTP/1.1 without exactly one Host (400), an empty or non-token field name (400), control or
-// non-ASCII bytes in the target (400), versions other than HTTP/1.x (505), CONNECT (501), an `Expect`
-// other than 100-continue (417). `Expect: 100-continue` gets `100 Continue`, or the
+// HTTP/1.1 without exactly one Host, or a Host that is not host[:port] (400), Transfer-Encoding in
+// HTTP/1.0 or an empty one (400), a transfer coding besides chunked (501), a trailer Connection,
+// Content-Length, Transfer-Encoding or Upgrade (400), an empty or non-token field name (400), control
+// or non-ASCII bytes or a fragment in the target (400), `*` but for OPTIONS (400), versions other than
+// HTTP/1.x (505), CONNECT (501), an `Expect` other than 100-continue (417). An absolute-form target's
+// authority replaces Host; field values lose their trailing blanks. `Expect: 100-continue` gets `100 Continue`, or the
 // final 413 at once if the declared body is too large. An Upgrade the handler does not take is
 // ignored and the connection goes on as HTTP/1.1. Trailer fields are not merged into the headers.
 //
@@ -125,9 +128,11 @@ class RequestBody {
 
 struct ServerRequest {
   std::string method;  ///< "GET", "HEAD", ...
-  std::string target;  ///< as sent: "/flags/br/br.gif?x=1"
-  std::string path;    ///< the target before '?', still percent-encoded
-  std::string query;   ///< the target after '?'
+  std::string target;  ///< as sent: "/flags/br/br.gif?x=1", or "http://host/flags/br/br.gif?x=1"
+  /// The target's path, before '?', still percent-encoded ("/" for an absolute-form target with none;
+  /// "*" for `OPTIONS *`). An absolute-form target's host replaces the Host field (RFC 9112 3.2.2).
+  std::string path;
+  std::string query;  ///< the target after '?'
   Headers headers;
   std::string body;         ///< the whole body, unless it is streamed
   RequestBody body_stream;  ///< the body piece by piece, when `ServerOptions::stream_body` chose so

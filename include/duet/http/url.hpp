@@ -69,6 +69,9 @@ namespace detail {
 /// `Url::parse(text, ec, why)` into an existing Url, for the client, which parses a URL per request
 /// straight into the request it sends. On failure returns false and leaves `url` unspecified.
 bool parse_url_into(std::string_view text, Url& url, std::error_code& ec, std::string* why);
+/// Whether `text` is an authority a URL could hold, `host[:port]` (as `parse` takes one, without
+/// credentials): what a server checks a request's Host field against.
+bool valid_authority(std::string_view text);
 }  // namespace detail
 
 }  // namespace duet::http

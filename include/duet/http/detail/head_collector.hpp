@@ -47,9 +47,19 @@ const llhttp_settings_t& llhttp_settings_for() noexcept {
 /// What `HeadCollector::field_done` found.
 enum class FieldVerdict {
   ok,
-  too_large,  ///< the head passed its byte limit or its field limit
-  bad_name,   ///< an empty field name, or one that is not a token (a space, a control byte, ...)
+  too_large,       ///< the head passed its byte limit or its field limit
+  bad_name,        ///< an empty field name, or one that is not a token (a space, a control byte, ...)
+  framing_trailer  ///< a trailer that only a head may carry: Connection, Content-Length, Transfer-Encoding, Upgrade
 };
+
+/// What a message's Transfer-Encoding fields (all of them, as one list) ask for.
+enum class TransferCoding {
+  chunked,  ///< `chunked` alone: the one coding duet frames and decodes
+  empty,    ///< fields with no coding in them: malformed
+  other,    ///< a coding besides `chunked` (`gzip, chunked`): not implemented
+};
+/// Reads `headers`' Transfer-Encoding fields (call it only when there is one: `has_transfer_encoding`).
+TransferCoding transfer_coding(const Headers& headers) noexcept;
 
 class HeadCollector {
  public:
@@ -68,6 +78,7 @@ class HeadCollector {
     fields_ = 0;
     open_ = false;
     in_trailers_ = false;
+    transfer_encoding_ = false;
   }
 
   /// Appends a piece of the start line to `to`; false (nothing appended) once the head is over the limit.
@@ -85,24 +96,40 @@ class HeadCollector {
   /// The header block is over: fields from now on are trailers. They are checked and counted against
   /// the same limits, and dropped: a trailer never passes for a header.
   void end_head() noexcept { in_trailers_ = true; }
-  /// The current field is complete (in `headers`, where `field` and `value` put it; a trailer is dropped).
-  /// A field refused here is taken out of `headers` again.
+  /// The head has a Transfer-Encoding field (llhttp's F_TRANSFER_ENCODING misses an empty one).
+  bool has_transfer_encoding() const noexcept { return transfer_encoding_; }
+  /// The current field is complete (in `headers`, where `field` and `value` put it, its value without
+  /// the blanks llhttp leaves at its end; a trailer is dropped). A field refused here is taken out of
+  /// `headers` again.
   FieldVerdict field_done(Headers& headers) noexcept {
     bytes_ += kLineOverhead;
-    FieldVerdict verdict = FieldVerdict::ok;
-    if (++fields_ > max_fields_ || bytes_ > max_bytes_)
-      verdict = FieldVerdict::too_large;
-    else if (!is_field_name(in_trailers_ ? std::string_view(field_)
-                            : open_      ? std::string_view(headers.fields_.back().first)
-                                         : std::string_view()))
-      verdict = FieldVerdict::bad_name;
-    if (verdict != FieldVerdict::ok && open_) headers.fields_.pop_back();
+    if (++fields_ > max_fields_ || bytes_ > max_bytes_) return refuse(headers, FieldVerdict::too_large);
+    if (in_trailers_) {  // a trailer is only checked: its name was kept apart, its value counted
+      const FieldVerdict verdict = !is_field_name(field_)     ? FieldVerdict::bad_name
+                                   : is_framing_field(field_) ? FieldVerdict::framing_trailer
+                                                              : FieldVerdict::ok;
+      field_.clear();
+      return verdict;
+    }
+    if (!open_) return FieldVerdict::bad_name;  // nothing came: an empty name and an empty value
+    open_ = false;
+    auto& [name, value] = headers.fields_.back();
+    if (!is_field_name(name)) {
+      headers.fields_.pop_back();
+      return FieldVerdict::bad_name;
+    }
+    trim_end(value);
+    if (name.size() == 17 && iequals(name, "Transfer-Encoding")) transfer_encoding_ = true;
+    return FieldVerdict::ok;
+  }
+
+ private:
+  FieldVerdict refuse(Headers& headers, FieldVerdict verdict) noexcept {
+    if (open_) headers.fields_.pop_back();
     open_ = false;
     field_.clear();
     return verdict;
   }
-
- private:
   bool count(std::size_t n) noexcept {
     bytes_ += n;
     return bytes_ <= max_bytes_;
@@ -130,6 +157,21 @@ class HeadCollector {
     return !name.empty() && name.find(' ') == std::string_view::npos;
   }
 
+  /// RFC 9110 5.5: a field value's trailing whitespace is not part of it (llhttp drops only the leading).
+  static void trim_end(std::string& value) noexcept {
+    if (value.empty() || (value.back() != ' ' && value.back() != '\t')) return;  // nearly always
+    std::size_t n = value.size() - 1;
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) --n;
+    value.erase(n);
+  }
+  /// A field that decides a message's framing or its connection, which llhttp would act on even in the
+  /// trailers (a trailer `Connection: close` would end the connection after the message): RFC 9110
+  /// 6.5.1 lets none of them be a trailer, and both sides refuse one.
+  static bool is_framing_field(std::string_view name) noexcept {
+    return iequals(name, "Connection") || iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding") ||
+           iequals(name, "Upgrade");
+  }
+
   static constexpr std::size_t kTypicalFields = 12;  // nginx sends 7 on a static file, Node.js 5
   std::size_t max_bytes_;
   std::size_t max_fields_;
@@ -137,6 +179,7 @@ class HeadCollector {
   std::size_t fields_ = 0;
   bool open_ = false;  // the last field in the headers is being collected
   bool in_trailers_ = false;
+  bool transfer_encoding_ = false;
   std::string field_;  // a trailer's name, to check it
 };
 

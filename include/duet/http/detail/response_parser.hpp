@@ -106,7 +106,7 @@ class ResponseParser {
   int fail(std::error_code ec, std::string reason) noexcept;
   int deliver(const char* at, std::size_t n) noexcept;
   static int deliver_decoded(void* self, const char* at, std::size_t n) noexcept;
-  int field_done() noexcept;
+  [[gnu::noinline]] int field_refused(FieldVerdict verdict) noexcept;  // a field's failure, named
   int too_large() noexcept;
   State check_framing(const char* data, std::size_t len);
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
@@ -133,6 +133,7 @@ class ResponseParser {
   bool pause_ = false;
   bool decode_ = false;
   bool continued_ = false;
+  bool close_after_ = false;  // the connection ends with this response, whatever it says (HTTP/1.0 chunked)
 };
 
 }  // namespace duet::http::detail
