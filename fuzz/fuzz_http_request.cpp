@@ -10,7 +10,9 @@
 //   - at most one more response follows: a refusal (4xx/5xx, "Connection: close") for what could not
 //     be parsed; nothing follows a response that says "Connection: close";
 //   - the server then closes the connection and keeps no state for it;
-//   - every header field the handler sees has a token for a name (an empty line `:` is refused);
+//   - every header field the handler sees has a token for a name (an empty line `:` is refused) and a
+//     value without trailing blanks; a Host it sees is host[:port]; Transfer-Encoding only in HTTP/1.1;
+//     its path starts with '/' (or is `*`, for OPTIONS);
 //   - a first request whose head holds a bare CR or a folded line (one starting with a space or a
 //     tab), or whose first chunk is not followed by CRLF, is refused and never reaches the handler
 //     (llhttp 8.1.0 lets all three through: request smuggling).
@@ -43,7 +45,13 @@ struct World {
         duet::http::Response res;
         res.status = 200;
         res.body = req.method + " " + req.target + " " + std::to_string(req.body.size());
-        for (const auto& [name, value] : req.headers) DUET_FUZZ_CHECK(duet::http::is_token(name));
+        for (const auto& [name, value] : req.headers) {
+          DUET_FUZZ_CHECK(duet::http::is_token(name));
+          DUET_FUZZ_CHECK(value.empty() || (value.back() != ' ' && value.back() != '\t'));
+          if (duet::http::iequals(name, "Host")) DUET_FUZZ_CHECK(duet::http::detail::valid_authority(value));
+          if (duet::http::iequals(name, "Transfer-Encoding")) DUET_FUZZ_CHECK(req.version_minor == 1);
+        }
+        DUET_FUZZ_CHECK(req.path == "*" ? req.method == "OPTIONS" : req.path.starts_with('/'));
         seen.push_back({req.method == "HEAD", res.body});
         if (req.path.size() % 2 == 0) return reply(std::move(res));
         loop.post([reply = std::move(reply), res = std::move(res)]() mutable { reply(std::move(res)); });
