@@ -1162,6 +1162,19 @@ TEST_CASE("a streamed request body past its limit, cut off by the client, or dro
     while (site.read_errors.empty()) loop.run_once();
     CHECK(site.read_errors[0].value() == UV_ECONNABORTED);
   }
+  SECTION("a trailer Connection field: the reader gets malformed_response, and the connection closes") {
+    // llhttp acts on a trailer Connection (before: the response went out without Connection: close,
+    // and the next request on the connection was never answered).
+    const std::string got = raw_exchange(loop, port,
+                                         "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                         "5\r\nbbbbb\r\n0\r\nConnection: close\r\n\r\n"
+                                         "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 413 "));  // the handler's own answer to the error
+    CHECK_THAT(got, Catch::Contains("Connection: close"));
+    CHECK(got.find("HTTP/1.1", 1) == std::string::npos);  // nothing for /next
+    REQUIRE(site.read_errors.size() == 1);
+    CHECK(site.read_errors[0] == duet::errc::malformed_response);
+  }
   SECTION("malformed chunked framing mid-body: the reader gets malformed_response") {
     const std::string got = raw_exchange(
         loop, port, "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nbbbbb\r\nzz\r\n");
