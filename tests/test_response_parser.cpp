@@ -214,6 +214,25 @@ TEST_CASE("an HTTP/1.0 chunked response ends its connection, whatever it says (R
   CHECK(p11.keep_alive());
 }
 
+TEST_CASE("an interim response that says Connection: close is followed by the final one, and the connection ends",
+          "[http][parser]") {
+  const std::string bytes =
+      "HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
+    INFO("cut at " << cut);
+    ResponseParser p;
+    REQUIRE(parse(p, bytes, {cut}) == State::complete);  // before: "truncated response"
+    CHECK(p.response().status == 200);
+    CHECK(p.response().body == "ok");
+    CHECK(p.continued());
+    CHECK_FALSE(p.keep_alive());
+  }
+  ResponseParser plain;  // without it, the connection is kept
+  REQUIRE(parse(plain, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") ==
+          State::complete);
+  CHECK(plain.keep_alive());
+}
+
 TEST_CASE("a field value loses its trailing blanks (RFC 9110 5.5)", "[http][parser]") {
   ResponseParser p;
   REQUIRE(parse(p, "HTTP/1.1 200 OK\r\nX-A: 1 \t \r\nX-B:  two words  \r\nContent-Length: 0 \r\n\r\n") ==

@@ -263,7 +263,10 @@ ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& c
     head_parts_.reset();
     framing_.reset();
     informational_ = false;
-    llhttp_resume(&parser_);
+    // A `Connection: close` on the interim response holds for the connection; to llhttp it closed the
+    // stream, and the final response that follows would be refused: llhttp starts over instead.
+    if (llhttp_should_keep_alive(&parser_) == 0) close_after_ = true;
+    llhttp_reset(&parser_);
     at = pos;
     len -= used;
   }
