@@ -159,6 +159,40 @@ TEST_CASE("a waiter cancelled with its run may destroy the semaphore: every othe
   CHECK(out.events == std::vector<std::string>{"w1:cancelled", "plain:cancelled", "w2:cancelled"});
 }
 
+TEST_CASE("a stop requested while a waiter is being queued, by its own callback's code, cancels it with its run",
+          "[semaphore][cancel]") {
+  // Moving a callback into its node runs its code: here the destructor of a moved-from copy stops the
+  // token. The run the new waiter was about to join is cancelled and freed meanwhile (found by a red
+  // team: the waiter joined the freed group, a heap-use-after-free under ASan).
+  struct StopsTokenWhenDropped {  // copyable only: its "move" leaves a copy to destroy
+    std::stop_source* source;
+    bool* armed;
+    std::optional<std::error_code>* result;
+    StopsTokenWhenDropped(std::stop_source* s, bool* a, std::optional<std::error_code>* r)
+        : source(s), armed(a), result(r) {}
+    StopsTokenWhenDropped(const StopsTokenWhenDropped&) = default;
+    ~StopsTokenWhenDropped() {
+      if (*armed && !*result) source->request_stop();
+    }
+    void operator()(std::error_code ec) { *result = ec; }
+  };
+  duet::Semaphore sem(0);
+  std::stop_source a;
+  Outcomes out;
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("w1")));
+  sem.acquire(duet::with_cancellation(a.get_token(), out.recorder("w2")));
+  bool armed = false;
+  std::optional<std::error_code> w3;
+  auto cb = duet::with_cancellation(a.get_token(), StopsTokenWhenDropped(&a, &armed, &w3));
+  armed = true;
+  sem.acquire(std::move(cb));
+  armed = false;
+  CHECK(out.events == std::vector<std::string>{"w1:cancelled", "w2:cancelled"});
+  REQUIRE(w3);
+  CHECK(duet::is_cancelled(*w3));
+  CHECK(sem.waiting() == 0);
+}
+
 TEST_CASE("tasks gated by a semaphore under when_all: one fails, and those still waiting are cancelled",
           "[semaphore][cancel][coro]") {
   // The flag programs' shape: every task created at once, a semaphore letting one through at a time.

@@ -93,16 +93,18 @@ class WaitList<void(std::error_code, R...), Payload> {
         queue(std::forward<Cb>(cb), std::move(payload));
         return;
       }
+      std::stop_token own = token;  // copied before `cb`, which may hold it, is moved
+      // The node is made (and linked) before a group is chosen: moving the callback and the payload
+      // runs their code, which may serve or cancel waiters, even stop `own` (then the registration
+      // below finds it stopped and cancels this waiter).
+      Waiter* w = queue(std::forward<Cb>(cb), std::move(payload));
       // The waiter before this one watches the same token, on the same loop: this one joins its group.
-      if (Waiter* host = tail_ ? tail_->host : nullptr; host && host->stop.core() == core && host->token == token) {
-        Waiter* w = queue(std::forward<Cb>(cb), std::move(payload));
+      if (Waiter* host = w->prev ? w->prev->host : nullptr; host && host->stop.core() == core && host->token == own) {
         w->host = host;
         host->group_last->group_next = w;
         host->group_last = w;
         return;
       }
-      std::stop_token own = token;  // copied before `cb`, which may hold it, is moved
-      Waiter* w = queue(std::forward<Cb>(cb), std::move(payload));
       w->host = w;
       w->group_first = w->group_last = w;
       w->token = own;
