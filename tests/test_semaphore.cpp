@@ -281,6 +281,27 @@ TEST_CASE("an acquire whose token is already stopped is cancelled without queuei
   CHECK(sem.available() == permits);
 }
 
+TEST_CASE("a task whose stop is requested before co_await acquire is cancelled without queueing",
+          "[semaphore][cancel][coro]") {
+  const std::size_t permits = GENERATE(0u, 1u);  // 1: a free permit is not taken either
+  CAPTURE(permits);
+  duet::Loop loop;
+  duet::Semaphore sem(permits);
+  std::stop_source stop;
+  bool reached = false, acquired = false;
+  auto take = [&]() -> duet::Task<> {
+    stop.request_stop();  // on the loop's thread, with nothing of the task's waiting yet
+    reached = true;
+    auto permit = co_await sem.acquire();
+    acquired = true;
+  };
+  CHECK_THROWS_AS(duet::run(loop, take(), stop.get_token()), duet::Cancelled);
+  CHECK(reached);
+  CHECK_FALSE(acquired);
+  CHECK(sem.waiting() == 0);
+  CHECK(sem.available() == permits);
+}
+
 TEST_CASE("a waiter's callback may destroy the semaphore during release", "[semaphore]") {
   auto sem = std::make_unique<duet::Semaphore>(0);
   int served = 0;

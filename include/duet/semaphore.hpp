@@ -62,8 +62,9 @@ class Semaphore {
   template <class Callback>
   requires std::invocable<Callback&, std::error_code>
   void acquire(Callback&& cb) {
-    if (!stop_requested_of(cb) && try_acquire()) return cb(std::error_code());
-    waiters_.push(std::forward<Callback>(cb));  // a stopped token is called back here
+    if (stop_requested_of(cb)) return cb(uv_error(UV_ECANCELED));  // even with a permit free
+    if (try_acquire()) return cb(std::error_code());
+    waiters_.push_unstopped(std::forward<Callback>(cb));
   }
 
   /// A permit held for a scope: released when destroyed (or by `release()`). Move-only.
@@ -96,8 +97,7 @@ class Semaphore {
       try {
         release();
       } catch (...) {
-        std::fputs("duet::Semaphore: a waiter's callback threw when a permit was released by its destructor\n",
-                   stderr);
+        std::fputs("duet::Semaphore: a waiter's callback threw when a permit was released by its destructor\n", stderr);
       }
     }
     Semaphore* sem_ = nullptr;
@@ -119,7 +119,11 @@ class Semaphore {
   /// goes out of scope. Throws `duet::Cancelled` if the waiting coroutine is cancelled.
   template <class = void>
   [[nodiscard]] auto acquire() {
-    auto op = awaitable<void>([this](auto cb) { acquire(std::move(cb)); });
+    // The awaitable has just seen the task's stop token (the one `cb` carries) not stopped: no second look.
+    auto op = awaitable<void>([this](auto cb) {
+      if (try_acquire()) return cb(std::error_code());
+      waiters_.push_unstopped(std::move(cb));
+    });
     return PermitAwaitable<decltype(op)>{std::move(op), this};
   }
 
@@ -160,7 +164,7 @@ class Semaphore {
     });
   }
 
-  std::size_t available() const noexcept { return available_; }       ///< permits free now
+  std::size_t available() const noexcept { return available_; }     ///< permits free now
   std::size_t waiting() const noexcept { return waiters_.size(); }  ///< acquires queued
 
  private:

@@ -85,35 +85,32 @@ class WaitList<void(std::error_code, R...), Payload> {
   template <class Cb>
   void push(Cb&& cb, Payload payload = Payload()) {
     if constexpr (requires { cb.stop_token(); }) {
+      if (cb.stop_token().stop_requested()) return cb(uv_error(UV_ECANCELED), R()...);  // the caller's call: may throw
+    }
+    push_unstopped(std::forward<Cb>(cb), std::move(payload));
+  }
+
+  /// `push` for a caller that has just seen `cb`'s stop token not stopped (with no code run since):
+  /// queues `cb` without looking again.
+  template <class Cb>
+  void push_unstopped(Cb&& cb, Payload payload = Payload()) {
+    if constexpr (requires { cb.stop_token(); }) {
       // A reference (or a temporary kept alive here), read before `cb` is moved into the node.
       const std::stop_token& token = cb.stop_token();
-      if (token.stop_requested()) return cb(uv_error(UV_ECANCELED), R()...);  // the caller's own call: may throw
       LoopCore* core = loop_core_of(cb);
       if (!token.stop_possible()) {
         queue(std::forward<Cb>(cb), std::move(payload));
-        return;
+      } else if constexpr (requires { std::remove_cvref_t<Cb>::stop_token_outside; }) {
+        // The token lives outside the callback and moving the callback runs no code: `token` holds.
+        watch(queue(std::forward<Cb>(cb), std::move(payload)), token, core);
+      } else {
+        // The node is made (and linked) before a group is chosen: moving the callback and the payload
+        // runs their code, which may serve or cancel waiters, even stop the token (then the
+        // registration finds it stopped and cancels this waiter). The token is copied first: `cb`
+        // may hold it.
+        std::stop_token own = token;
+        watch(queue(std::forward<Cb>(cb), std::move(payload)), std::move(own), core);
       }
-      std::stop_token own = token;  // copied before `cb`, which may hold it, is moved
-      // The node is made (and linked) before a group is chosen: moving the callback and the payload
-      // runs their code, which may serve or cancel waiters, even stop `own` (then the registration
-      // below finds it stopped and cancels this waiter).
-      Waiter* w = queue(std::forward<Cb>(cb), std::move(payload));
-      // The waiter before this one watches the same token, on the same loop: this one joins its group.
-      if (Waiter* host = w->prev ? w->prev->host : nullptr; host && host->stop.core() == core && host->token == own) {
-        w->host = host;
-        host->group_last->group_next = w;
-        host->group_last = w;
-        return;
-      }
-      w->host = w;
-      w->group_first = w->group_last = w;
-      w->token = own;
-      // A stop requested from now on reaches `cancel`, on this thread (or posted to it). One requested
-      // since the check above runs inside `watch`, where `w` must not be freed: it is served after.
-      w->registering = true;
-      w->stop.watch(core, std::move(own), StopFn{w});
-      w->registering = false;
-      if (w->stopped_while_registering) cancel(w);
     } else {
       queue(std::forward<Cb>(cb), std::move(payload));
     }
@@ -170,6 +167,27 @@ class WaitList<void(std::error_code, R...), Payload> {
     bool registering = false;
     bool stopped_while_registering = false;
   };
+
+  /// `w`, just queued, watches `token` (on `core`'s loop): it joins the group of the waiter before it
+  /// if that one watches the same token on the same loop, or registers for a group of its own.
+  template <class Token>
+  void watch(Waiter* w, Token&& token, LoopCore* core) {
+    if (Waiter* host = w->prev ? w->prev->host : nullptr; host && host->stop.core() == core && host->token == token) {
+      w->host = host;
+      host->group_last->group_next = w;
+      host->group_last = w;
+      return;
+    }
+    w->host = w;
+    w->group_first = w->group_last = w;
+    w->token = token;
+    // A stop requested from now on reaches `cancel`, on this thread (or posted to it). One requested
+    // since the caller's check runs inside `watch`, where `w` must not be freed: it is served after.
+    w->registering = true;
+    w->stop.watch(core, std::stop_token(std::forward<Token>(token)), StopFn{w});
+    w->registering = false;
+    if (w->stopped_while_registering) cancel(w);
+  }
 
   template <class Cb>
   Waiter* queue(Cb&& cb, Payload payload) {
