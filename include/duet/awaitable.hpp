@@ -133,7 +133,7 @@ class ResultSlot {
     borrowed_ = r;
     state_ = State::borrowed;
   }
-  Result take() { return state_ == State::borrowed ? std::move(*borrowed_) : std::move(value_); }
+  [[gnu::flatten]] Result take() { return state_ == State::borrowed ? std::move(*borrowed_) : std::move(value_); }
 
  private:
   void clear() noexcept {
@@ -150,6 +150,25 @@ class ResultSlot {
 template <>
 struct ResultSlot<void> {
   void take() {}
+};
+
+/// An operation's error code, kept as its two parts until it is thrown: an empty one is two zero
+/// words, where a default `std::error_code` calls `std::system_category()` (out of line in libstdc++)
+/// in every awaitable a coroutine builds.
+class ErrorSlot {
+ public:
+  ErrorSlot& operator=(const std::error_code& ec) noexcept {
+    value_ = ec.value();
+    category_ = &ec.category();
+    return *this;
+  }
+  explicit operator bool() const noexcept { return value_ != 0; }
+  /// The code; only when set.
+  std::error_code get() const noexcept { return {value_, *category_}; }
+
+ private:
+  int value_ = 0;
+  const std::error_category* category_ = nullptr;
 };
 
 /// What an `Awaitable` holds whatever operation it starts: the awaiting coroutine, the outcome, and
@@ -219,12 +238,25 @@ class AwaitState {
 
   bool await_ready() const noexcept { return false; }
 
-  Result await_resume() {
-    // A cancelled operation always throws duet::Cancelled, even one that attached an exception of its own.
-    if (ec_ && is_cancelled(ec_)) throw_error(ec_);
-    if (exception_) std::rethrow_exception(std::move(exception_));
-    if (ec_) throw_error(ec_);
+  /// Inlined into the awaiting coroutine (GCC would otherwise call it): the success path is two tests.
+  [[gnu::always_inline]] void await_resume() requires std::is_void_v<Result> {
+    if (ec_ || exception_) [[unlikely]]
+      rethrow();
+  }
+  /// The success path: two tests and the result's move, inlined or not as the compiler sees fit.
+  Result await_resume() requires(!std::is_void_v<Result>) {
+    if (ec_ || exception_) [[unlikely]]
+      rethrow();
     return slot_.take();
+  }
+
+ private:
+  /// Throws what the operation failed with: a cancelled operation always throws duet::Cancelled, even
+  /// one that attached an exception of its own.
+  [[noreturn, gnu::noinline]] void rethrow() {
+    const std::error_code ec = ec_ ? ec_.get() : std::error_code();
+    if (!is_cancelled(ec) && exception_) std::rethrow_exception(std::move(exception_));
+    throw_error(ec);
   }
 
  protected:
@@ -237,7 +269,7 @@ class AwaitState {
 
   const TaskContext* context_ = &no_context;
   std::coroutine_handle<> waiter_;
-  std::error_code ec_;
+  ErrorSlot ec_;
   std::exception_ptr exception_;
   ResultSlot<Result> slot_;
   bool starting_ = false;
