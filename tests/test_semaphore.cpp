@@ -281,6 +281,30 @@ TEST_CASE("an acquire whose token is already stopped is cancelled without queuei
   CHECK(sem.available() == permits);
 }
 
+namespace {
+struct HoldsToken {
+  std::stop_token token;
+  bool* cancelled;
+  static constexpr bool stop_token_outside = false;
+  const std::stop_token& stop_token() const noexcept { return token; }
+  void operator()(std::error_code ec) { *cancelled = duet::is_cancelled(ec); }
+};
+}  // namespace
+
+TEST_CASE("a callback that holds its own token and says stop_token_outside = false is still cancelled",
+          "[semaphore][cancel]") {
+  // Only a callback whose token lives outside it may have the token read through a reference while
+  // it is moved (wait_list.hpp); one that holds it and says false has it copied first.
+  duet::Semaphore sem(0);
+  std::stop_source stop;
+  bool cancelled = false;
+  sem.acquire(HoldsToken{stop.get_token(), &cancelled});
+  CHECK(sem.waiting() == 1);
+  stop.request_stop();
+  CHECK(cancelled);
+  CHECK(sem.waiting() == 0);
+}
+
 TEST_CASE("a task whose stop is requested before co_await acquire is cancelled without queueing",
           "[semaphore][cancel][coro]") {
   const std::size_t permits = GENERATE(0u, 1u);  // 1: a free permit is not taken either

@@ -81,7 +81,8 @@ class Queue {
   void push(T value, Callback&& cb) {
     if (stop_requested_of(cb)) return cb(uv_error(UV_ECANCELED));
     if (closed_) return cb(make_error_code(errc::queue_closed));
-    if (!pushers_.empty() || items_.size() >= capacity_) return pushers_.push(std::forward<Callback>(cb), std::move(value));
+    if (!pushers_.empty() || items_.size() >= capacity_)
+      return pushers_.push(std::forward<Callback>(cb), std::move(value));
     items_.push_back(std::move(value));
     served_then(cb);
   }
@@ -90,8 +91,9 @@ class Queue {
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, T>
   void pop(Callback&& cb) {
-    static_assert(std::default_initializable<T>, "duet::Queue<T>::pop(cb) passes T() with an error: use the "
-                                                 "coroutine face for a T that has no default constructor");
+    static_assert(std::default_initializable<T>,
+                  "duet::Queue<T>::pop(cb) passes T() with an error: use the "
+                  "coroutine face for a T that has no default constructor");
     pop_any(ValueOrDefault<std::decay_t<Callback>>{std::forward<Callback>(cb)});
   }
 
@@ -173,7 +175,9 @@ class Queue {
   template <class Completion>
   struct EndAsEmpty {
     Completion done;
-    std::stop_token stop_token() const noexcept { return done.stop_token(); }
+    const std::stop_token& stop_token() const noexcept { return done.stop_token(); }
+    /// The token is the awaiting task's, as the Completion's is (see wait_list.hpp).
+    static constexpr bool stop_token_outside = requires { requires Completion::stop_token_outside; };
     Loop* loop() const noexcept { return done.loop(); }
     void operator()(std::error_code ec, std::optional<T> value) {
       if (ec == errc::queue_closed) return done(std::error_code(), std::optional<T>());

@@ -20,8 +20,10 @@
 //
 // Cost: one allocation per waiter (the node, with the callback inline when it is small), and one stop
 // registration per run of consecutive waiters that watch the same stop token on the same loop (the
-// tasks of one `when_all` queueing at a semaphore share one), not one per waiter. Not thread-safe:
-// the owner's thread only.
+// tasks of one `when_all` queueing at a semaphore share one), not one per waiter. A callback whose
+// token lives outside it, so that moving the callback leaves the token where it was (a coroutine's
+// Completion), says `static constexpr bool stop_token_outside = true;` and its token is not copied
+// before the move. Not thread-safe: the owner's thread only.
 #pragma once
 
 #include <uv.h>
@@ -100,8 +102,10 @@ class WaitList<void(std::error_code, R...), Payload> {
       LoopCore* core = loop_core_of(cb);
       if (!token.stop_possible()) {
         queue(std::forward<Cb>(cb), std::move(payload));
-      } else if constexpr (requires { std::remove_cvref_t<Cb>::stop_token_outside; }) {
-        // The token lives outside the callback and moving the callback runs no code: `token` holds.
+      } else if constexpr (requires { requires std::remove_cvref_t<Cb>::stop_token_outside; }) {
+        // The token lives in the awaiting task, not in the callback (a pointer, moved without running
+        // code): `token` holds through the moves. A payload's move may still stop it; the
+        // registration then finds it stopped.
         watch(queue(std::forward<Cb>(cb), std::move(payload)), token, core);
       } else {
         // The node is made (and linked) before a group is chosen: moving the callback and the payload
