@@ -10,11 +10,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -165,8 +168,26 @@ class TempDir {
 
 /// A whole file's bytes ("" if it cannot be read).
 inline std::string read_file(const std::filesystem::path& path) {
+  // Through the stream buffer in blocks (a file in /proc says size 0, so no size is asked): a byte at a
+  // time through a stream iterator takes seconds for tens of MiB in the unoptimised sanitizer build.
   std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::ostringstream bytes;
+  if (in) bytes << in.rdbuf();
+  return std::move(bytes).str();
+}
+
+/// `n` pseudo-random bytes, the same for the same `seed`: eight bytes a draw, so tens of MiB take a
+/// moment even in the unoptimised sanitizer build.
+inline std::string random_bytes(std::size_t n, unsigned seed) {
+  std::mt19937_64 gen(seed);
+  std::string s(n, '\0');
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const std::uint64_t word = gen();
+    std::memcpy(s.data() + i, &word, 8);
+  }
+  for (const std::uint64_t word = gen(); i < n; ++i) s[i] = static_cast<char>(word >> (8 * (i % 8)));
+  return s;
 }
 
 /// Writes `bytes` to `path`, making its folders.

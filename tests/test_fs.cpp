@@ -15,16 +15,10 @@
 #include "support.hpp"
 
 namespace fs = std::filesystem;
+using duet::test::random_bytes;
 using duet::test::TempDir;
 
 namespace {
-
-std::string random_bytes(std::size_t n) {
-  std::mt19937 gen(42);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
-  return s;
-}
 
 std::error_code write_atomic(duet::Loop& loop, const std::string& path, std::string data) {
   std::optional<std::error_code> result;
@@ -39,7 +33,7 @@ std::error_code write_atomic(duet::Loop& loop, const std::string& path, std::str
 TEST_CASE("write_file_atomic then read_file round-trips binary data", "[fs]") {
   duet::Loop loop;
   TempDir dir;
-  const std::string data = random_bytes(1024 * 1024 + 7);  // several read chunks, NULs included
+  const std::string data = random_bytes(1024 * 1024 + 7, 42);  // several read chunks, NULs included
   REQUIRE_FALSE(write_atomic(loop, dir / "blob.bin", data));
   CHECK(duet::test::read_file(dir / "blob.bin") == data);
   CHECK(duet::test::entries_in(dir.path()) == 1);  // no temporary file left

@@ -23,6 +23,7 @@ using duet::http::Response;
 using duet::test::Face;
 using duet::test::get;
 using duet::test::PeerProcess;
+using duet::test::random_bytes;
 using duet::test::TempDir;
 
 namespace {
@@ -40,13 +41,6 @@ std::string file_name(int i) {
   name += std::to_string(i);
   name += ".bin";
   return name;
-}
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
-  return s;
 }
 
 void write_file(const std::filesystem::path& p, const std::string& data) {
