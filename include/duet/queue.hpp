@@ -82,7 +82,7 @@ class Queue {
     if (stop_requested_of(cb)) return cb(uv_error(UV_ECANCELED));
     if (closed_) return cb(make_error_code(errc::queue_closed));
     if (!pushers_.empty() || items_.size() >= capacity_)
-      return pushers_.push(std::forward<Callback>(cb), std::move(value));
+      return pushers_.push_unstopped(std::forward<Callback>(cb), std::move(value));  // checked above
     items_.push_back(std::move(value));
     served_then(cb);
   }
@@ -150,7 +150,7 @@ class Queue {
     if (stop_requested_of(cb)) return cb(uv_error(UV_ECANCELED), std::optional<T>());
     if (items_.empty() || !poppers_.empty()) {
       if (closed_ && items_.empty()) return cb(make_error_code(errc::queue_closed), std::optional<T>());
-      poppers_.push(std::forward<Callback>(cb));
+      poppers_.push_unstopped(std::forward<Callback>(cb));  // checked above
       return hand_out();  // values queued while poppers wait go to the longest waiting
     }
     std::optional<T> value(std::move(items_.front()));
