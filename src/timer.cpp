@@ -32,6 +32,7 @@ Timer::Timer(Loop& loop) : impl_(loop.core().make<detail::TimerImpl>(&loop.core(
 void Timer::start_erased(std::uint64_t timeout, std::uint64_t repeat, detail::UniqueFunction<void()> cb) {
   if (!impl_) throw std::system_error(make_error_code(errc::loop_closed), "duet::Timer::start");
   impl_->cb = std::move(cb);
+  impl_->core()->update_time();
   uv_timer_start(&impl_->timer, &detail::TimerImpl::on_fire, timeout, repeat);
 }
 
@@ -41,6 +42,7 @@ void Timer::stop() noexcept {
 
 void Timer::again() {
   if (!impl_) throw std::system_error(make_error_code(errc::loop_closed), "duet::Timer::again");
+  impl_->core()->update_time();
   if (int rc = uv_timer_again(&impl_->timer); rc < 0) throw std::system_error(uv_error(rc), "duet::Timer::again");
 }
 

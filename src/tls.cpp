@@ -69,7 +69,10 @@ class TlsSession final : public OwnedHandle {
     handshake_cb_ = std::move(cb);
     timeout_ms_ = timeout_ms;
     starting_ = true;
-    if (timeout_ms > 0) uv_timer_start(&timer_, &on_timer, timeout_ms, 0);
+    if (timeout_ms > 0) {
+      core()->update_time();
+      uv_timer_start(&timer_, &on_timer, timeout_ms, 0);
+    }
     stop_handshake_.watch(core(), std::move(token), StopHandshake{this});
     if (handshake_cb_) advance_handshake();
     starting_ = false;

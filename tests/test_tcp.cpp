@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "duet/cancellation.hpp"
 #include "duet/tcp.hpp"
@@ -103,7 +104,7 @@ TEST_CASE("connecting to a closed port fails with UV_ECONNREFUSED", "[tcp]") {
 }
 
 TEST_CASE("a connect that hangs fails with UV_ETIMEDOUT after its timeout", "[tcp]") {
-  // Timed from before the loop exists: its clock, which the timeout counts from, is read at creation.
+  // Timed from before the connect, which the timeout counts from.
   const auto start = std::chrono::steady_clock::now();
   duet::Loop loop;
   duet::test::FullBacklog full;
@@ -116,6 +117,31 @@ TEST_CASE("a connect that hangs fails with UV_ETIMEDOUT after its timeout", "[tc
   CHECK(took >= 199ms);
   CHECK(took < 5s);
   CHECK(loop.live_resources() == 0);
+}
+
+TEST_CASE("a connect timeout counts from the connect, after blocking work outside the loop", "[tcp]") {
+  duet::Loop loop;
+  loop.run();  // nothing to do: libuv reads its clock, and keeps that time until the next run
+  TcpListener listener(loop, Endpoint::loopback(0));
+  duet::test::FullBacklog full;
+  std::this_thread::sleep_for(150ms);  // longer than the timeouts: counted from the old time, both are past
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<std::error_code> answered, hung;
+  std::chrono::steady_clock::duration hung_after{};
+  duet::connect(loop, listener.local_endpoint(), 100ms, [&](std::error_code ec, TcpStream) {
+    answered = ec;
+    listener.close();
+  });
+  duet::connect(loop, Endpoint::loopback(full.port()), 100ms, [&](std::error_code ec, TcpStream) {
+    hung = ec;
+    hung_after = std::chrono::steady_clock::now() - start;
+  });
+  loop.run();
+  REQUIRE(answered);
+  CHECK_FALSE(*answered);  // a listener answers at once: its timeout did not fire first
+  REQUIRE(hung);
+  CHECK(hung->value() == UV_ETIMEDOUT);
+  CHECK(hung_after >= 99ms);
 }
 
 TEST_CASE("a cancelled connect calls back with UV_ECANCELED", "[tcp][cancel]") {

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "duet/timer.hpp"
@@ -9,7 +10,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 TEST_CASE("sleep calls back after at least its duration", "[timer]") {
-  const auto start = Clock::now();  // before the loop reads its clock, which the sleep counts from
+  const auto start = Clock::now();  // before the sleep is armed, which it counts from
   duet::Loop loop;
   std::optional<std::error_code> result;
   Clock::time_point fired_at;
@@ -22,6 +23,35 @@ TEST_CASE("sleep calls back after at least its duration", "[timer]") {
   REQUIRE(result);
   CHECK_FALSE(*result);
   CHECK(fired_at - start >= 29ms);  // libuv's clock has millisecond resolution
+}
+
+TEST_CASE("a deadline armed outside the loop counts from when it is armed, however long since the loop last ran",
+          "[timer]") {
+  duet::Loop loop;
+  loop.run();               // nothing to do: libuv reads its clock and keeps that time until the next run
+  duet::Timer again(loop);  // restarted below with `again()`, from the settings kept here
+  Clock::time_point ticked;
+  again.start(100ms, 100ms, [&] {
+    ticked = Clock::now();
+    again.stop();
+  });
+  again.stop();
+  // Blocking work between runs, longer than every deadline below: what the case is about, not a wait
+  // for something to happen. A deadline counted from the time libuv kept would be already past.
+  std::this_thread::sleep_for(150ms);
+  const auto armed = Clock::now();
+  Clock::time_point slept, timed;
+  duet::sleep(loop, 100ms, [&](std::error_code ec) {
+    CHECK_FALSE(ec);
+    slept = Clock::now();
+  });
+  duet::Timer timer(loop);
+  timer.start(100ms, 0ms, [&] { timed = Clock::now(); });
+  again.again();
+  loop.run();
+  CHECK(slept - armed >= 99ms);
+  CHECK(timed - armed >= 99ms);
+  CHECK(ticked - armed >= 99ms);
 }
 
 TEST_CASE("sleeps complete in deadline order", "[timer]") {

@@ -104,6 +104,7 @@ class ConnectOp final : public HandleOwner, public StopWatch<ConnectOp<Cb, Timed
     if constexpr (Timed) {
       uv_timer_init(core()->uv(), &timer_);
       adopt(&timer_);
+      core()->update_time();
       uv_timer_start(&timer_, &on_timeout, timeout_ms, 0);
     }
     this->watch(core(), stop_token_of(cb_));

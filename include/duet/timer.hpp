@@ -10,6 +10,10 @@
 // UV_ECANCELED soon after its callback's stop token is stopped (see cancellation.hpp). Cost: one
 // pooled allocation holding a `uv_timer_t`, which is closed before its memory is reused.
 //
+// Both count from when they are armed: inside `Loop::run`, from libuv's time for the current turn;
+// outside it (before the first run, between runs, on a wrapped loop) the clock is read first (one
+// clock read), so blocking work done while the loop was not running does not shorten the wait.
+//
 // `Timer` owns a `uv_timer_t` for as long as it lives; its callback runs on the loop thread. Destroying
 // the Timer stops it and closes the handle (freed in the close callback). If the loop is destroyed
 // first, the Timer becomes inert: `active()` is false and `start` throws.
@@ -41,6 +45,7 @@ class SleepOp final : public HandleOwner, public StopWatch<SleepOp<Cb>> {
   }
 
   void start(std::uint64_t millis) {
+    core()->update_time();
     uv_timer_start(&timer_, &on_fire, millis, 0);
     this->watch(core(), stop_token_of(cb_));
   }

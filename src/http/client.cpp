@@ -41,7 +41,7 @@ class TimeoutList {
     TimeoutList* list = nullptr;  // the list it is in, if any
     Node* prev = nullptr;
     Node* next = nullptr;
-    std::uint64_t due = 0;  // loop time (uv_now), milliseconds
+    std::uint64_t due = 0;  // loop time (LoopCore::now), milliseconds
   };
   using Expire = void (*)(ClientCore&, void* owner);
 
@@ -59,7 +59,7 @@ class TimeoutList {
   /// Puts `n` at the end of this list (taking it out of any list it is in), due one duration from now.
   void add(Node& n) {
     leave(n);
-    n.due = uv_now(loop_.native()) + duration_;
+    n.due = loop_.core().now() + duration_;
     n.list = this;
     n.prev = tail_;
     (tail_ ? tail_->next : head_) = &n;
@@ -79,7 +79,7 @@ class TimeoutList {
     n.list = nullptr;
   }
   void start(std::uint64_t due) {
-    const std::uint64_t now = uv_now(loop_.native());
+    const std::uint64_t now = loop_.core().now();
     timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0),
                  [this] { fire(); });
   }
@@ -221,7 +221,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 void TimeoutList::fire() {
   // What expires may deliver a response whose callback destroys the Client, and with it this list.
   const auto keep = core_.shared_from_this();
-  const std::uint64_t now = uv_now(loop_.native());
+  const std::uint64_t now = loop_.core().now();
   while (head_ && head_->due <= now) {
     Node& n = *head_;
     remove(n);

@@ -507,7 +507,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   // ---- deadlines ----------------------------------------------------------------------------------
 
-  std::uint64_t now() const noexcept { return uv_now(core_->loop.native()); }
+  std::uint64_t now() const noexcept { return core_->loop.core().now(); }
   std::uint64_t due_in(std::chrono::milliseconds d) const noexcept {
     return d.count() > 0 ? now() + static_cast<std::uint64_t>(d.count()) : 0;
   }
@@ -1154,7 +1154,7 @@ void DeadlineHeap::arm() {
   }
   const std::uint64_t due = heap_.front()->due;
   if (armed_ != 0 && armed_ <= due) return;
-  const std::uint64_t now = uv_now(loop_.native());
+  const std::uint64_t now = loop_.core().now();
   timer_->start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0), [this] {
     auto keep = core_.shared_from_this();  // the last connection to go may hold the last reference
     fire();
@@ -1164,7 +1164,7 @@ void DeadlineHeap::arm() {
 
 void DeadlineHeap::fire() {
   armed_ = 0;
-  const std::uint64_t now = uv_now(loop_.native());
+  const std::uint64_t now = loop_.core().now();
   while (!heap_.empty() && heap_.front()->due <= now) {
     ServerConnection& c = *heap_.front()->owner;
     remove(*heap_.front());

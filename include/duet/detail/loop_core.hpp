@@ -91,6 +91,19 @@ class LoopCore {
   LoopCore& operator=(const LoopCore&) = delete;
 
   uv_loop_t* uv() const noexcept { return uv_; }
+  /// Call before arming a deadline (libuv counts a timer from its cached time, `uv_now`). Inside
+  /// `Loop::run` libuv updates that time at each turn, and this does nothing. Outside it (before the
+  /// first run, between runs, on a host's loop, whose runs duet does not see) the cached time is as old
+  /// as the last turn, and work done since (blocking set-up, a pause between runs) would make the
+  /// deadline fire early: it is brought up to date (one clock read).
+  void update_time() noexcept {
+    if (running_ == 0) uv_update_time(uv_);
+  }
+  /// The loop's time in milliseconds, as `update_time` leaves it: what a deadline is counted from.
+  std::uint64_t now() noexcept {
+    update_time();
+    return uv_now(uv_);
+  }
   /// True once the Loop is being destroyed: completions no longer reach user code.
   bool closing() const noexcept { return closing_; }
   /// False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
@@ -210,7 +223,7 @@ class LoopCore {
   bool closing_ = false;
   std::shared_ptr<bool> alive_;
   bool dispatching_ = false;  // the post queue is being run: the core must outlive that
-  int running_ = 0;           // nesting of Loop::run / run_once on an owned loop
+  int running_ = 0;           // nesting of Loop::run / run_once on an owned loop (0 on a host's loop)
   SizeClassFreeList<8, kKeepPerClass> pool_;
   UniqueFunction<void(std::exception_ptr)> error_handler_;
   char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
