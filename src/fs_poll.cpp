@@ -26,8 +26,9 @@ class FsPollImpl final : public OwnedHandle {
 
   void start(const std::string& path, std::uint64_t interval_ms) {
     used = true;
-    const auto interval = static_cast<unsigned>(
-        std::clamp<std::uint64_t>(interval_ms, 1, std::numeric_limits<unsigned>::max()));
+    core()->update_time();  // the first check counts from now, not from the loop's last turn
+    const auto interval =
+        static_cast<unsigned>(std::clamp<std::uint64_t>(interval_ms, 1, std::numeric_limits<unsigned>::max()));
     if (int rc = uv_fs_poll_start(&native, &on_change, path.c_str(), interval); rc < 0) {
       changes.cancel();  // nothing to wait for any more
       throw std::system_error(uv_error(rc), "duet::FsPoll::start: cannot poll '" + path + "'");

@@ -355,6 +355,10 @@ void Loop::run() {
 bool Loop::run_once() {
   core_->set_loop_thread();
   detail::LoopRunning r(core_);
+  // From libuv 1.45, a UV_RUN_ONCE turn reads the clock only after polling: the callbacks before the
+  // poll (writes done, hooks) would arm their deadlines from the last turn's time. Read it here, as a
+  // full run does when it starts.
+  uv_update_time(core_->uv_);
   return uv_run(core_->uv_, UV_RUN_ONCE) != 0;
 }
 

@@ -138,27 +138,29 @@ TEST_CASE("headers that never finish hit the header timeout", "[http][client]") 
 }
 
 TEST_CASE("the client's deadlines count from the request, after blocking work outside the loop", "[http][client]") {
-  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  // The callback face: `get` is called here, outside the loop. (A coroutine's `get` runs inside
+  // `duet::run`, where libuv's time for the turn is fresh either way.)
+  const Face face = Face::callbacks;
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, const std::string& head) {
     return head.rfind("GET /slow", 0) == 0 ? Step{"HTTP/1.1 200 OK\r\nX-Slow: "} : Step{duet::test::ok("x")};
   });
   ClientOptions opts;
-  opts.connect_timeout = opts.header_timeout = opts.request_timeout = 100ms;
+  opts.connect_timeout = opts.header_timeout = opts.request_timeout = 300ms;
   Client client(loop, opts);
   // Blocking work before the loop runs, longer than every timeout: counted from the time libuv read
   // when the Loop was made, each deadline of the request would be past before it was sent.
-  std::this_thread::sleep_for(150ms);
+  std::this_thread::sleep_for(400ms);
   Result r = duet::test::get(face, loop, client, server.url());
   REQUIRE_FALSE(r.ec);
   CHECK(r.res.body == "x");
 
   // And between runs, on the kept-alive connection: the header timeout counts from this request.
-  std::this_thread::sleep_for(150ms);
+  std::this_thread::sleep_for(400ms);
   const auto start = std::chrono::steady_clock::now();
   Result slow = duet::test::get(face, loop, client, server.url("/slow"));
   CHECK(slow.ec.value() == UV_ETIMEDOUT);
-  CHECK(std::chrono::steady_clock::now() - start >= 99ms);
+  CHECK(std::chrono::steady_clock::now() - start >= 299ms);
 }
 
 TEST_CASE("the header timeout holds on a reused connection, long after its idle timeout was armed", "[http][client]") {

@@ -10,9 +10,10 @@
 // UV_ECANCELED soon after its callback's stop token is stopped (see cancellation.hpp). Cost: one
 // pooled allocation holding a `uv_timer_t`, which is closed before its memory is reused.
 //
-// Both count from when they are armed: inside `Loop::run`, from libuv's time for the current turn;
-// outside it (before the first run, between runs, on a wrapped loop) the clock is read first (one
-// clock read), so blocking work done while the loop was not running does not shorten the wait.
+// Both count from when they are armed: inside `Loop::run` or `run_once`, from libuv's cached time for
+// the current turn; outside them (before the first run, between runs, on a wrapped loop) the clock is
+// read first (one clock read), so blocking work done while the loop was not running does not shorten
+// the wait.
 //
 // `Timer` owns a `uv_timer_t` for as long as it lives; its callback runs on the loop thread. Destroying
 // the Timer stops it and closes the handle (freed in the close callback). If the loop is destroyed

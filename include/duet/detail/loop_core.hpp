@@ -92,7 +92,7 @@ class LoopCore {
 
   uv_loop_t* uv() const noexcept { return uv_; }
   /// Call before arming a deadline (libuv counts a timer from its cached time, `uv_now`). Inside
-  /// `Loop::run` libuv updates that time at each turn, and this does nothing. Outside it (before the
+  /// `Loop::run` or `run_once` libuv updates that time at each turn, and this does nothing. Outside it (before the
   /// first run, between runs, on a host's loop, whose runs duet does not see) the cached time is as old
   /// as the last turn, and work done since (blocking set-up, a pause between runs) would make the
   /// deadline fire early: it is brought up to date (one clock read).
