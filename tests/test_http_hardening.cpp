@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <map>
 #include <optional>
 #include <random>
 #include <string_view>
+#include <tuple>
 
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
@@ -385,6 +387,31 @@ TEST_CASE("server: RFC 9112's rules for Host, field names, versions and targets"
   CHECK(s.handled == 0);
   CHECK(status_of("GET / HTTP/1.0\r\n\r\n") == "HTTP/1.1 200");  // HTTP/1.0 needs no Host
   CHECK(s.handled == 1);
+}
+
+TEST_CASE("server: a request line is method, one space, target, one space, HTTP/d.d — nothing looser",
+          "[http][hardening][server]") {
+  // llhttp 8.1.0 reads each of these as an HTTP/1.x request; a proxy in front may read them otherwise
+  // (or refuse them), so that the two disagree on what was asked.
+  duet::Loop loop;
+  OkServer s(loop);
+  const std::pair<const char*, const char*> refused[] = {
+      {"GET / RTSP/1.1\r\nHost: a\r\n\r\n", "a request line whose version is not HTTP/d.d"},
+      {"SETUP / RTSP/1.0\r\nHost: a\r\n\r\n", "a request line whose version is not HTTP/d.d"},
+      {"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "more than one space between the method and the target"},
+      {"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", "more than one space between the target and the version"},
+  };
+  for (const auto& [bytes, why] : refused) {
+    INFO(bytes);
+    const std::string got = s.exchange(loop, bytes);
+    CHECK(starts_with(got, "HTTP/1.1 400"));
+    CHECK(got.find(why) != std::string::npos);
+  }
+  CHECK(s.handled == 0);
+  // The same requests, written to the letter, are served; so is one after empty lines (RFC 9112 §2.2).
+  CHECK(starts_with(s.exchange(loop, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "HTTP/1.1 200"));
+  CHECK(starts_with(s.exchange(loop, "\r\n\r\nGET /x?y HTTP/1.0\r\n\r\n"), "HTTP/1.1 200"));
+  CHECK(s.handled == 2);
 }
 
 TEST_CASE("server: a non-token byte in a field name is a 400: at its start, inside, at its end, in trailers",
@@ -772,6 +799,47 @@ TEST_CASE("client: empty field names, too many fields, bare CRs and bad chunk fr
   CHECK_FALSE(trailer.res.headers.contains("Location"));
 }
 
+TEST_CASE("client: a status line is HTTP/d.d, a space, three digits, then a space and a reason or nothing",
+          "[http][hardening][client]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  // The path names the status line to answer with.
+  const std::map<std::string, std::string> lines = {
+      {"/zero", "HTTP/1.1 0200 OK"},    // llhttp: 200
+      {"/two", "HTTP/1.1 20 OK"},       // llhttp: 20
+      {"/spaces", "HTTP/1.1  200 OK"},  // llhttp: 0, reason "200 OK"
+      {"/control", "HTTP/1.1 200 O\x01K"},
+      {"/plain", "HTTP/1.1 200 OK"},
+      {"/bare", "HTTP/1.1 204"},  // no space before an empty reason: common, and taken
+      {"/empty", "HTTP/1.1 204 "},
+      {"/tab", "HTTP/1.1 200 O\tK \x80"},  // HTAB, SP and obs-text are reason bytes
+      {"/beyond", "HTTP/1.1 799 Mine"},    // three digits: passed on (RFC 9110 §15: handle as a 5xx)
+  };
+  ScriptedServer server(loop, [&](auto, auto, const std::string& head) {
+    const std::string path = head.substr(4, head.find(' ', 4) - 4);
+    return Step{lines.at(path) + "\r\nContent-Length: 0\r\n\r\n"};
+  });
+  Client client(loop);
+  for (const char* path : {"/zero", "/two", "/spaces", "/control"}) {
+    INFO(path);
+    const auto got = duet::test::get(face, loop, client, server.url(path));
+    CHECK(got.ec == duet::errc::malformed_response);
+  }
+  CHECK(duet::test::get(face, loop, client, server.url("/zero")).res.reason ==
+        "a status code that is not three digits");
+  CHECK(duet::test::get(face, loop, client, server.url("/control")).res.reason ==
+        "a control byte in the reason phrase");
+  for (const auto& [path, status, reason] :
+       {std::tuple{"/plain", 200, "OK"}, std::tuple{"/bare", 204, ""}, std::tuple{"/empty", 204, ""},
+        std::tuple{"/tab", 200, "O\tK \x80"}, std::tuple{"/beyond", 799, "Mine"}}) {
+    INFO(path);
+    const auto got = duet::test::get(face, loop, client, server.url(path));
+    REQUIRE_FALSE(got.ec);
+    CHECK(got.res.status == status);
+    CHECK(got.res.reason == reason);
+  }
+}
+
 TEST_CASE("client: a stalled body hits the read timeout — a request's own timeout, both faces",
           "[http][hardening][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
@@ -853,10 +921,69 @@ TEST_CASE("FramingCheck: the framing llhttp 8.1.0 lets through, at every split",
   }
 }
 
+TEST_CASE("FramingCheck: start lines, checked to the letter, at every split", "[http][hardening][parser]") {
+  using duet::http::detail::FramingCheck;
+  using Kind = FramingCheck::StartLine;
+  const std::tuple<Kind, std::string, std::string> cases[] = {
+      {Kind::request, "GET / HTTP/1.1", ""},
+      {Kind::request, "\r\n\r\nOPTIONS * HTTP/1.0", ""},
+      {Kind::request, "GET http://a:1/p?q HTTP/1.1", ""},
+      {Kind::request, "M-SEARCH * HTTP/1.1", ""},
+      {Kind::request, "GET / RTSP/1.1", "a request line whose version is not HTTP/d.d"},
+      {Kind::request, "GET / ICE/1.0", "a request line whose version is not HTTP/d.d"},
+      {Kind::request, "GET / HTTP/1.10", "a request line that does not end after its HTTP version"},
+      {Kind::request, "GET / HTTP/1.1 ", "a request line that does not end after its HTTP version"},
+      {Kind::request, "GET / HTTP/1", "a request line whose version is not HTTP/d.d"},
+      {Kind::request, "GET / http/1.1", "a request line whose version is not HTTP/d.d"},
+      {Kind::request, "GET  / HTTP/1.1", "more than one space between the method and the target"},
+      {Kind::request, "GET /  HTTP/1.1", "more than one space between the target and the version"},
+      {Kind::request, " GET / HTTP/1.1", "a request line that starts with a space"},
+      {Kind::request, "G(T / HTTP/1.1", "a method that is not a token"},
+      {Kind::request, "GET\t/ HTTP/1.1", "a method that is not a token"},
+      {Kind::request, "GET /", "a request line with no HTTP version"},
+      {Kind::request, "GET ", "a request line with no target"},
+      {Kind::response, "HTTP/1.1 200 OK", ""},
+      {Kind::response, "HTTP/1.0 404 Not Found", ""},
+      {Kind::response, "HTTP/1.1 204", ""},
+      {Kind::response, "HTTP/1.1 204 ", ""},
+      {Kind::response, "HTTP/1.1 200 O\tK\x80\xff", ""},
+      {Kind::response, "HTTP/1.1 0200 OK", "a status code that is not three digits"},
+      {Kind::response, "HTTP/1.1 20 OK", "a status code that is not three digits"},
+      {Kind::response, "HTTP/1.1 2000 OK", "a status code that is not three digits"},
+      {Kind::response, "HTTP/1.1 20", "a status code that is not three digits"},
+      {Kind::response, "HTTP/1.1 200X", "a status code not followed by a space"},
+      {Kind::response, "HTTP/1.1  200 OK", "a status code that is not three digits"},
+      {Kind::response, "HTTP/1.1\t200 OK", "a status line that does not start with HTTP/d.d and a space"},
+      {Kind::response, "RTSP/1.0 200 OK", "a status line that does not start with HTTP/d.d and a space"},
+      {Kind::response, "HTTP/1.1 200 O\x01K", "a control byte in the reason phrase"},
+      {Kind::response, "HTTP/1.1 200 O\x7fK", "a control byte in the reason phrase"},
+  };
+  for (const auto& [kind, line, why] : cases) {
+    const std::string bytes = line + "\r\nA: b\r\n\r\n";
+    INFO(bytes);
+    for (std::size_t split = 0; split <= bytes.size(); ++split) {
+      FramingCheck check(FramingCheck::Folding::allowed, kind);
+      const bool ok = check.feed(bytes.data(), split) && check.feed(bytes.data() + split, bytes.size() - split);
+      REQUIRE(ok == why.empty());
+      if (!ok) REQUIRE(check.why() == why);
+    }
+    // Checked once a message: after reset(), the next start line is checked as the first was.
+    FramingCheck check(FramingCheck::Folding::allowed, kind);
+    const std::string sound = kind == Kind::request ? "GET / HTTP/1.1\r\n\r\n" : "HTTP/1.1 200 OK\r\n\r\n";
+    REQUIRE(check.feed(sound.data(), sound.size()));
+    check.reset();
+    CHECK(check.feed(bytes.data(), bytes.size()) == why.empty());
+  }
+  // Unchecked (the default), a start line is any line.
+  const std::string loose = "GET  / RTSP/1.1\r\n\r\n";
+  FramingCheck unchecked;
+  CHECK(unchecked.feed(loose.data(), loose.size()));
+}
+
 TEST_CASE("FramingCheck: a head checked 16 bytes at a time gets the verdict it gets a byte at a time",
           "[http][hardening][parser]") {
   // Fed whole, a head goes through the check's 16-byte fast path; fed a byte at a time, through its
-  // state machine alone. Random heads of short and long lines, empty lines among them, some lines
+  // state machine alone (the status line too). Random heads of short and long lines, empty lines among them, some lines
   // starting with a space or a tab (folded), about half with a bare CR or LF somewhere: both ways must
   // agree on every one, and on what is wrong with it, with folding allowed (the client's) and refused
   // (the server's).
@@ -885,8 +1012,11 @@ TEST_CASE("FramingCheck: a head checked 16 bytes at a time gets the verdict it g
                     : "body: \r\n\n\r anything\r\n\tmore";
     INFO(head);
     for (const auto folding_rule : {FramingCheck::Folding::allowed, FramingCheck::Folding::refused}) {
-      FramingCheck whole(folding_rule);
-      FramingCheck bytewise(folding_rule);
+      // The client's check (folding allowed) also checks the status line, whole ones in one go.
+      const auto start_line = folding_rule == FramingCheck::Folding::allowed ? FramingCheck::StartLine::response
+                                                                             : FramingCheck::StartLine::unchecked;
+      FramingCheck whole(folding_rule, start_line);
+      FramingCheck bytewise(folding_rule, start_line);
       if (chunked) {
         whole.expect_chunked_body();
         bytewise.expect_chunked_body();

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
+
+#include "duet/http/message.hpp"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -62,6 +65,91 @@ int hex_value(char c) noexcept {
 }
 }  // namespace
 
+// The start line (RFC 9112 §3 and §4), from `p`: returns where it stopped, which is `end` (the line goes
+// on in the next piece) or the line's CR with the state `line` (the head's check takes the CR from
+// there), or null when the line is wrong. Every response comes through here: a status line whose
+// version and code are whole in the piece is checked in one go.
+const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
+  const auto digit = [](char d) { return d >= '0' && d <= '9'; };
+  static constexpr std::string_view kVersion = "HTTP/d.d";  // `d`: a digit
+  const auto version_byte = [&](char c, std::uint32_t at) {
+    return kVersion[at] == 'd' ? digit(c) : c == kVersion[at];
+  };
+  if (state_ == State::status_line && digits_ == 0 && end - p > 12 && std::memcmp(p, "HTTP/", 5) == 0 && digit(p[5]) &&
+      p[6] == '.' && digit(p[7]) && p[8] == ' ' && digit(p[9]) && digit(p[10]) && digit(p[11])) {
+    p += 12;
+    state_ = State::status_end;
+  }
+  for (; p < end; ++p) {
+    const char c = *p;
+    switch (state_) {
+      case State::method:
+        if (c == ' ' && digits_ > 0) {
+          state_ = State::target_start;
+        } else if (is_token(std::string_view(&c, 1))) {
+          ++digits_;
+        } else {
+          return refused(c == ' ' ? "a request line that starts with a space" : "a method that is not a token");
+        }
+        break;
+      case State::target_start:
+        if (c == ' ') return refused("more than one space between the method and the target");
+        if (c == '\r' || c == '\n') return refused("a request line with no target");
+        state_ = State::target;
+        break;
+      case State::target:  // its bytes are the server's to check
+        if (c == ' ') {
+          state_ = State::version;
+          digits_ = 0;
+        } else if (c == '\r' || c == '\n') {
+          return refused("a request line with no HTTP version");
+        }
+        break;
+      case State::version:
+        if (digits_ == kVersion.size()) {
+          if (c != '\r') return refused("a request line that does not end after its HTTP version");
+          state_ = State::line;
+          return p;
+        }
+        if (!version_byte(c, digits_)) {
+          return refused(digits_ == 0 && c == ' ' ? "more than one space between the target and the version"
+                                                  : "a request line whose version is not HTTP/d.d");
+        }
+        ++digits_;
+        break;
+      case State::status_line:  // `HTTP/d.d ddd`, `digits_` bytes of it seen
+        if (!(digits_ < kVersion.size()    ? version_byte(c, digits_)
+              : digits_ == kVersion.size() ? c == ' '
+                                           : digit(c))) {
+          return refused(digits_ <= kVersion.size() ? "a status line that does not start with HTTP/d.d and a space"
+                                                    : "a status code that is not three digits");
+        }
+        if (++digits_ == kVersion.size() + 4) state_ = State::status_end;
+        break;
+      case State::status_end:
+        if (c == '\r') {
+          state_ = State::line;
+          return p;
+        }
+        if (c != ' ')
+          return refused(digit(c) ? "a status code that is not three digits" : "a status code not followed by a space");
+        state_ = State::reason;
+        break;
+      case State::reason: {  // HTAB, SP, VCHAR and obs-text, up to the CR
+        const auto reason_byte = [](char r) { return static_cast<unsigned char>(r) >= 0x20 ? r != 0x7f : r == '\t'; };
+        while (p < end && reason_byte(*p)) ++p;
+        if (p == end) return p;
+        if (*p != '\r') return refused(*p == '\n' ? "a bare LF in the head" : "a control byte in the reason phrase");
+        state_ = State::line;
+        return p;
+      }
+      default:
+        return p;
+    }
+  }
+  return p;
+}
+
 bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
   if (why_) return false;
   const char* p = data;
@@ -70,15 +158,30 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
     const char c = *p;
     switch (state_) {
       case State::leading:
-        if (c == '\r')
+        if (c == '\r') {
           state_ = State::leading_lf;
-        else if (c != '\n')
+        } else if (c == '\n') {
+        } else if (start_line_ == StartLine::unchecked) {
           state_ = State::line;
+        } else {  // this byte opens the start line: its check takes it
+          state_ = start_line_ == StartLine::request ? State::method : State::status_line;
+          continue;
+        }
         break;
       case State::leading_lf:
         if (c != '\n') return fail("a CR not followed by LF in the head");
         state_ = State::leading;
         break;
+      case State::method:
+      case State::target_start:
+      case State::target:
+      case State::version:
+      case State::status_line:
+      case State::status_end:
+      case State::reason:
+        p = start_line(p, end);
+        if (!p) return false;
+        continue;
       case State::line: {
 #if defined(__SSE2__)
         const char* q = folding_ == Folding::refused ? skip_sound_lines<true>(p, end, state_)

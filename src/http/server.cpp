@@ -224,7 +224,8 @@ struct RequestParse {
   llhttp_t parser{};
   ServerRequest request;
   HeadCollector head;
-  FramingCheck framing{FramingCheck::Folding::refused};  // RFC 9112 §5.2: a server may refuse obs-fold, and does
+  // RFC 9112 §5.2: a server may refuse obs-fold, and does; §3: a request line is checked to the letter.
+  FramingCheck framing{FramingCheck::Folding::refused, FramingCheck::StartLine::request};
   std::size_t body_bytes = 0;
   int error_status = 0;
   const char* error_reason = nullptr;

@@ -15,9 +15,21 @@
 // llhttp 8.1.0 takes as the previous field's value going on (`Host: a\r\n\tX: 1` is one Host field,
 // `a\tX: 1`), where another parser may see two fields or none; RFC 9112 §5.2 lets a server refuse it
 // with 400. A client must accept it (the same section), and does: its parser's default lets it
-// through, the value then holding the fold's whitespace in place of its CRLF. It keeps a few integers
-// of state and allocates nothing. The head goes 16 bytes at a time where SSE2 is there (every x86-64), otherwise a
-// memchr to each line's end; a chunk's data is skipped, not scanned.
+// through, the value then holding the fold's whitespace in place of its CRLF.
+//
+// Built with `StartLine::request` (the server's) or `StartLine::response` (the client's), it also checks
+// the start line's shape, which llhttp 8.1.0 reads loosely: it takes `GET / RTSP/1.1` and
+// `SETUP / RTSP/1.0` as HTTP requests, runs of spaces between a request line's parts, and a status code
+// of any length up to 999 (`HTTP/1.1 0200 OK` is a 200). A request line must be `method SP target SP
+// HTTP/d.d` (RFC 9112 §3: one space each, which a server behind a proxy that parses otherwise relies
+// on), with a method of token bytes; a status line `HTTP/d.d SP ddd` then a space and a reason phrase
+// of no control byte but HTAB, or nothing (RFC 9112 §4; a missing space before an empty reason is
+// common and allowed). The target's bytes are the server's to check (it refuses control and non-ASCII
+// bytes and fragments before the request is acted on). A failure names what is wrong with the line.
+//
+// It keeps a few integers of state and allocates nothing. The head goes 16 bytes at a time where SSE2
+// is there (every x86-64), otherwise a memchr to each line's end; a chunk's data is skipped, not
+// scanned.
 #pragma once
 
 #include <cstddef>
@@ -31,10 +43,13 @@ class FramingCheck {
 
   /// Whether a line starting with a space or a tab (obsolete line folding) fails the check.
   enum class Folding : std::uint8_t { allowed, refused };
-  explicit FramingCheck(Folding folding = Folding::allowed) noexcept : folding_(folding) {}
+  /// Which start line the messages have, if it is checked: a request line, or a status line.
+  enum class StartLine : std::uint8_t { unchecked, request, response };
+  explicit FramingCheck(Folding folding = Folding::allowed, StartLine start_line = StartLine::unchecked) noexcept
+      : folding_(folding), start_line_(start_line) {}
 
   /// Ready for the next message (any CRLFs before its start line are allowed, as llhttp allows them).
-  void reset() noexcept { *this = FramingCheck(folding_); }
+  void reset() noexcept { *this = FramingCheck(folding_, start_line_); }
   /// The message's body is chunked (llhttp's verdict, given once its head is parsed). Without it, the
   /// check ends with the head: a Content-Length or close-delimited body has no framing bytes.
   void expect_chunked_body() noexcept { chunked_ = true; }
@@ -49,6 +64,13 @@ class FramingCheck {
   enum class State : std::uint8_t {
     leading,        // before the start line: empty lines only
     leading_lf,     // a CR before the start line: LF must follow
+    method,         // a request line's method: token bytes up to its space
+    target_start,   // the target's first byte (not a second space)
+    target,         // the rest of the target, up to its space
+    version,        // a request line's version, `digits_` bytes of it seen
+    status_line,    // a status line's version, space and code, `digits_` bytes of them seen
+    status_end,     // after the code: a space, or the line's CR
+    reason,         // the reason phrase, up to the line's CR
     line,           // inside a head line
     line_lf,        // a CR in a head line: LF must follow
     line_start,     // at the start of a head line: an empty one ends the head
@@ -70,12 +92,20 @@ class FramingCheck {
     return false;
   }
 
+  const char* refused(const char* why) noexcept {  // the start line's failure
+    why_ = why;
+    return nullptr;
+  }
+
   bool folded(char c) const noexcept { return folding_ == Folding::refused && (c == ' ' || c == '\t'); }
 
+  const char* start_line(const char* p, const char* end) noexcept;
+
   Folding folding_;
+  StartLine start_line_;
   State state_ = State::leading;
   bool chunked_ = false;
-  std::uint32_t digits_ = 0;
+  std::uint32_t digits_ = 0;  // a chunk size's digits; in the start line, the bytes of the part being read
   std::size_t line_bytes_ = 0;
   std::uint64_t remaining_ = 0;  // a chunk's data still to come
   const char* why_ = nullptr;

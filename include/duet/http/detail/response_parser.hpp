@@ -6,7 +6,8 @@
 // response to HEAD, and a 204 or 304, has no body whatever its headers say, and enforces limits on
 // the header block (bytes and fields) and the body. Trailer fields are checked and dropped, never
 // merged into the headers. What llhttp 8.1.0 lets through in the framing (a bare CR in the head, a
-// chunk not followed by CRLF) is checked again by a `FramingCheck`. A malformed response (an unsolicited
+// chunk not followed by CRLF) and in the status line (`HTTP/1.1 0200`) is checked again by a
+// `FramingCheck`. A malformed response (an unsolicited
 // 101 included) fails with `duet::errc::malformed_response` and the reason; a limit with
 // `errc::header_too_large` / `errc::body_too_large`; an end of stream before the response is
 // complete with `errc::malformed_response` ("truncated ...").
@@ -118,7 +119,7 @@ class ResponseParser {
   Response response_;
   duet::detail::UniqueFunction<void(std::string_view)>* sink_ = nullptr;
   HeadCollector head_parts_;
-  FramingCheck framing_;
+  FramingCheck framing_{FramingCheck::Folding::allowed, FramingCheck::StartLine::response};
   std::size_t body_bytes_ = 0;       // received
   std::size_t delivered_bytes_ = 0;  // decoded, when decoding
   std::unique_ptr<BodyDecoder> decoder_;
