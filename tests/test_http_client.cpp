@@ -103,14 +103,14 @@ TEST_CASE("a reset in the middle of the body is UV_ECONNRESET", "[http][client]"
   CHECK(r.res.status == 0);
 }
 
-TEST_CASE("an invalid status line fails with llhttp's reason", "[http][client]") {
+TEST_CASE("an invalid status line fails and says why", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, auto, auto&) { return Step{"HTTP/1.1 OK 200\r\n\r\n", true}; });
   Client client(loop);
   Result r = duet::test::get(face, loop, client, server.url());
   CHECK(r.ec == duet::errc::malformed_response);
-  CHECK(r.res.reason.find("HPE_") != std::string::npos);
+  CHECK(r.res.reason == "a status code that is not three digits");
 }
 
 TEST_CASE("oversized headers fail with header_too_large", "[http][client]") {

@@ -379,7 +379,7 @@ TEST_CASE("server: RFC 9112's rules for Host, field names, versions and targets"
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n") == "HTTP/1.1 400");   // a space in a name
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nXA : b\r\n\r\n") == "HTTP/1.1 400");
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n") == "HTTP/1.1 400");  // an empty name
-  CHECK(status_of("GET /x\r\n\r\n") == "HTTP/1.1 505");                            // HTTP/0.9
+  CHECK(status_of("GET /x\r\n\r\n") == "HTTP/1.1 400");                            // HTTP/0.9: no version
   CHECK(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n") == "HTTP/1.1 505");
   CHECK(status_of("GET /\x01x HTTP/1.1\r\nHost: a\r\n\r\n") == "HTTP/1.1 400");
   CHECK(status_of("GET /\x80x HTTP/1.1\r\nHost: a\r\n\r\n") == "HTTP/1.1 400");
@@ -406,6 +406,17 @@ TEST_CASE("server: a request line is method, one space, target, one space, HTTP/
     const std::string got = s.exchange(loop, bytes);
     CHECK(starts_with(got, "HTTP/1.1 400"));
     CHECK(got.find(why) != std::string::npos);
+  }
+  // Checked before llhttp acts on the head: whatever the fields would have led to (a 100 Continue, a
+  // 417, a 501) does not happen, and the answer does not depend on how the bytes arrive.
+  for (const std::string rest : {"Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc", "Expect: teapot\r\n\r\n",
+                                 "Transfer-Encoding: gzip\r\n\r\n"}) {
+    const std::string bytes = "POST  /x HTTP/1.1\r\nHost: a\r\n" + rest;
+    INFO(bytes);
+    const std::string got = s.exchange(loop, bytes);
+    CHECK(starts_with(got, "HTTP/1.1 400 "));  // the only response: no 100 Continue before it
+    CHECK(got.find("more than one space between the method and the target") != std::string::npos);
+    CHECK(got.find("HTTP/1.1", 1) == std::string::npos);
   }
   CHECK(s.handled == 0);
   // The same requests, written to the letter, are served; so is one after empty lines (RFC 9112 §2.2).
@@ -840,6 +851,49 @@ TEST_CASE("client: a status line is HTTP/d.d, a space, three digits, then a spac
   }
 }
 
+TEST_CASE("client: a head that fails its check is never acted on — no stream, no body piece, no upload",
+          "[http][hardening][client]") {
+  // llhttp hands a body piece over, and takes a 100 Continue, while it parses; the head is checked
+  // before it does. Each reply comes in one piece, its head and body together.
+  duet::Loop loop;
+  ScriptedServer server(loop, [&](auto, auto, const std::string& head) {
+    if (head.rfind("POST", 0) == 0) return Step{"HTTP/1.1 0100 Continue\r\n\r\n", true};
+    return Step{"HTTP/1.1 0200 OK\r\nContent-Length: 5\r\n\r\nhello", true};
+  });
+  Client client(loop);
+  auto request = [&](const char* method) {
+    duet::http::Request req;
+    req.method = method;
+    req.url = duet::http::Url::parse(server.url("/"));
+    return req;
+  };
+  std::optional<std::error_code> opened;
+  client.open(request("GET"), [&](std::error_code ec, duet::http::ResponseStream) { opened = ec; });
+  while (!opened) loop.run_once();
+  CHECK(*opened == duet::errc::malformed_response);  // before: a stream of status 200, "hello" to read
+
+  std::string pieces;
+  std::optional<std::error_code> sunk;
+  client.request(
+      request("GET"), [&](std::string_view piece, duet::http::BodyFlow&) { pieces += piece; },
+      [&](std::error_code ec, Response) { sunk = ec; });
+  while (!sunk) loop.run_once();
+  CHECK(*sunk == duet::errc::malformed_response);
+  CHECK(pieces.empty());  // before: "hello"
+
+  duet::http::Request up = request("POST");
+  up.headers.set("Expect", "100-continue");
+  up.headers.set("Content-Length", "5");
+  int asked = 0;
+  std::optional<std::error_code> uploaded;
+  client.upload(
+      std::move(up), [&](duet::http::BodyPiece piece) { ++asked, piece({}, asked == 1 ? "hello" : ""); },
+      [&](std::error_code ec, Response) { uploaded = ec; });
+  while (!uploaded) loop.run_once();
+  CHECK(*uploaded == duet::errc::malformed_response);
+  CHECK(asked == 0);  // before: the body was asked for
+}
+
 TEST_CASE("client: a stalled body hits the read timeout — a request's own timeout, both faces",
           "[http][hardening][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
@@ -957,6 +1011,10 @@ TEST_CASE("FramingCheck: start lines, checked to the letter, at every split", "[
       {Kind::response, "RTSP/1.0 200 OK", "a status line that does not start with HTTP/d.d and a space"},
       {Kind::response, "HTTP/1.1 200 O\x01K", "a control byte in the reason phrase"},
       {Kind::response, "HTTP/1.1 200 O\x7fK", "a control byte in the reason phrase"},
+      {Kind::response, "HTTP/1.1 200\nX: 1", "a bare LF in the head"},
+      {Kind::response, "HTTP/1.1 20\nX: 1", "a bare LF in the head"},
+      {Kind::request, "GET / HTTP/1.1\nX: 1", "a bare LF in the head"},
+      {Kind::request, "GET\nX: 1", "a bare LF in the head"},
   };
   for (const auto& [kind, line, why] : cases) {
     const std::string bytes = line + "\r\nA: b\r\n\r\n";
@@ -973,6 +1031,29 @@ TEST_CASE("FramingCheck: start lines, checked to the letter, at every split", "[
     REQUIRE(check.feed(sound.data(), sound.size()));
     check.reset();
     CHECK(check.feed(bytes.data(), bytes.size()) == why.empty());
+  }
+  // The head checked ahead of llhttp (check_head), the message then fed as llhttp consumes it: the
+  // same verdicts, and what comes after the head is still checked once llhttp has said it is chunked.
+  for (std::size_t split = 0; split < 60; ++split) {
+    const std::string sound = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    const std::string bad_chunk = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n";
+    for (const std::string& bytes : {sound, bad_chunk}) {
+      INFO(bytes << " split " << split);
+      FramingCheck check(FramingCheck::Folding::allowed, Kind::response);
+      const std::size_t cut = std::min(split, bytes.size());
+      REQUIRE(check.check_head(bytes.data(), cut));  // what has come so far
+      REQUIRE(check.check_head(bytes.data(), bytes.size()));
+      check.expect_chunked_body();
+      const bool ok = check.feed(bytes.data(), cut) && check.feed(bytes.data() + cut, bytes.size() - cut);
+      CHECK(ok == (bytes == sound));
+    }
+  }
+  {
+    const std::string bad_head = "HTTP/1.1 0200 OK\r\nContent-Length: 0\r\n\r\n";
+    FramingCheck check(FramingCheck::Folding::allowed, Kind::response);
+    CHECK_FALSE(check.check_head(bad_head.data(), bad_head.size()));
+    CHECK(std::string_view(check.why()) == "a status code that is not three digits");
+    CHECK_FALSE(check.feed(bad_head.data(), bad_head.size()));
   }
   // Unchecked (the default), a start line is any line.
   const std::string loose = "GET  / RTSP/1.1\r\n\r\n";

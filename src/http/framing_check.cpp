@@ -75,6 +75,7 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
   const auto version_byte = [&](char c, std::uint32_t at) {
     return kVersion[at] == 'd' ? digit(c) : c == kVersion[at];
   };
+  const auto wrong = [this](char c, const char* why) { return refused(c == '\n' ? "a bare LF in the head" : why); };
   if (state_ == State::status_line && digits_ == 0 && end - p > 12 && std::memcmp(p, "HTTP/", 5) == 0 && digit(p[5]) &&
       p[6] == '.' && digit(p[7]) && p[8] == ' ' && digit(p[9]) && digit(p[10]) && digit(p[11])) {
     p += 12;
@@ -89,12 +90,12 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
         } else if (is_token(std::string_view(&c, 1))) {
           ++digits_;
         } else {
-          return refused(c == ' ' ? "a request line that starts with a space" : "a method that is not a token");
+          return wrong(c, c == ' ' ? "a request line that starts with a space" : "a method that is not a token");
         }
         break;
       case State::target_start:
-        if (c == ' ') return refused("more than one space between the method and the target");
-        if (c == '\r' || c == '\n') return refused("a request line with no target");
+        if (c == ' ') return wrong(c, "more than one space between the method and the target");
+        if (c == '\r' || c == '\n') return wrong(c, "a request line with no target");
         state_ = State::target;
         break;
       case State::target:  // its bytes are the server's to check
@@ -102,18 +103,18 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
           state_ = State::version;
           digits_ = 0;
         } else if (c == '\r' || c == '\n') {
-          return refused("a request line with no HTTP version");
+          return wrong(c, "a request line with no HTTP version");
         }
         break;
       case State::version:
         if (digits_ == kVersion.size()) {
-          if (c != '\r') return refused("a request line that does not end after its HTTP version");
+          if (c != '\r') return wrong(c, "a request line that does not end after its HTTP version");
           state_ = State::line;
           return p;
         }
         if (!version_byte(c, digits_)) {
-          return refused(digits_ == 0 && c == ' ' ? "more than one space between the target and the version"
-                                                  : "a request line whose version is not HTTP/d.d");
+          return wrong(c, digits_ == 0 && c == ' ' ? "more than one space between the target and the version"
+                                                   : "a request line whose version is not HTTP/d.d");
         }
         ++digits_;
         break;
@@ -121,8 +122,8 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
         if (!(digits_ < kVersion.size()    ? version_byte(c, digits_)
               : digits_ == kVersion.size() ? c == ' '
                                            : digit(c))) {
-          return refused(digits_ <= kVersion.size() ? "a status line that does not start with HTTP/d.d and a space"
-                                                    : "a status code that is not three digits");
+          return wrong(c, digits_ <= kVersion.size() ? "a status line that does not start with HTTP/d.d and a space"
+                                                     : "a status code that is not three digits");
         }
         if (++digits_ == kVersion.size() + 4) state_ = State::status_end;
         break;
@@ -132,7 +133,8 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
           return p;
         }
         if (c != ' ')
-          return refused(digit(c) ? "a status code that is not three digits" : "a status code not followed by a space");
+          return wrong(c,
+                       digit(c) ? "a status code that is not three digits" : "a status code not followed by a space");
         state_ = State::reason;
         break;
       case State::reason: {  // HTAB, SP, VCHAR and obs-text, up to the CR
@@ -150,11 +152,32 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
   return p;
 }
 
+bool FramingCheck::check_head(const char* data, std::size_t n) noexcept {
+  if (why_) return false;
+  if (ahead_ >= n) return true;
+  const char* p = data + ahead_;
+  if (!scan<true>(p, data + n)) return false;
+  ahead_ = static_cast<std::size_t>(p - data);
+  return true;
+}
+
 bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
   if (why_) return false;
-  const char* p = data;
-  const char* const end = data + n;
+  const std::size_t seen = std::min(ahead_, n);  // checked ahead already
+  ahead_ -= seen;
+  const char* p = data + seen;
+  return scan<false>(p, data + n);
+}
+
+// The check itself, from `p` (left where it stopped). With `kHeadOnly`, it stops at the CR of the
+// head's empty line: what comes after (the LF, then a chunked body or none) depends on llhttp's
+// verdict on the head.
+template <bool kHeadOnly>
+bool FramingCheck::scan(const char*& p, const char* const end) noexcept {
   while (p < end) {
+    if constexpr (kHeadOnly) {
+      if (state_ >= State::end_lf) return true;
+    }
     const char c = *p;
     switch (state_) {
       case State::leading:
@@ -300,5 +323,8 @@ bool FramingCheck::feed(const char* data, std::size_t n) noexcept {
   }
   return true;
 }
+
+template bool FramingCheck::scan<true>(const char*&, const char*) noexcept;
+template bool FramingCheck::scan<false>(const char*&, const char*) noexcept;
 
 }  // namespace duet::http::detail

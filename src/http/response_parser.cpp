@@ -227,7 +227,10 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
 }
 
 ResponseParser::State ResponseParser::check_framing(const char* data, std::size_t len) {
-  if (framing_.feed(data, len)) return state_;
+  return framing_.feed(data, len) ? state_ : framing_failed();
+}
+
+ResponseParser::State ResponseParser::framing_failed() {
   state_ = State::failed;
   error_ = make_error_code(errc::malformed_response);
   reason_ = framing_.why();
@@ -247,6 +250,7 @@ ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& c
   const char* at = data.data();
   std::size_t len = data.size();
   for (;;) {
+    if (!framing_.check_head(at, len)) return framing_failed();  // before llhttp acts on a head that fails
     const llhttp_errno_t rc = llhttp_execute(&parser_, at, len);
     if (rc != HPE_PAUSED || !informational_) {
       const State s = after_execute(rc, at, len, consumed);

@@ -666,6 +666,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     while ((used < n || std::exchange(once, false)) && !closed_ && !failed_ && !stop_parsing_ && !body_paused_ &&
            (streaming_request_ || !backed_up())) {
       const char* at = data + used;
+      if (!parse_->framing.check_head(at, n - used)) {  // before llhttp acts on a head that fails
+        refuse(400, parse_->framing.why());
+        break;
+      }
       const llhttp_errno_t rc = llhttp_execute(&parse_->parser, at, n - used);
       std::size_t took = n - used;
       if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {

@@ -45,8 +45,10 @@
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
-// Refused (then the connection closes): malformed requests and bare CRs, bad chunk framing or
-// obsolete line folding (a line starting with a space or a tab) that llhttp lets through (400),
+// Refused (then the connection closes): malformed requests, a request line that is not `method SP
+// target SP HTTP/d.d` to the letter (400: llhttp takes `RTSP/1.1` and runs of spaces), bare CRs,
+// bad chunk framing or obsolete line folding (a line starting with a space or a tab) that llhttp
+// lets through (400),
 // HTTP/1.1 without exactly one Host, or a Host that is not host[:port] (400), Transfer-Encoding in
 // HTTP/1.0 or an empty one (400), a transfer coding besides chunked (501), a trailer Connection,
 // Content-Length, Transfer-Encoding or Upgrade (400), an empty or non-token field name (400), control
@@ -131,6 +133,9 @@ struct ServerRequest {
   std::string target;  ///< as sent: "/flags/br/br.gif?x=1", or "http://host/flags/br/br.gif?x=1"
   /// The target's path, before '?', still percent-encoded ("/" for an absolute-form target with none;
   /// "*" for `OPTIONS *`). An absolute-form target's host replaces the Host field (RFC 9112 3.2.2).
+  /// Visible ASCII that RFC 3986 would have encoded (`"` `<` `>` `\` `^` `` ` `` `{` `|` `}`) comes as
+  /// sent: clients send it unencoded, and a handler that maps the path to a file or echoes it decodes
+  /// and checks it itself (dot segments included).
   std::string path;
   std::string query;  ///< the target after '?'
   Headers headers;

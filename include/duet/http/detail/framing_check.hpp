@@ -6,7 +6,9 @@
 // make duet see message boundaries that another parser on the path would not: request smuggling.
 //
 // A FramingCheck is fed exactly the bytes llhttp consumed for one message, after llhttp has parsed
-// them, and before the message is acted on. It checks them on its own, independently of llhttp:
+// them, and before the message is acted on; the head's bytes are checked before llhttp even parses
+// them (`check_head`), so that nothing llhttp's callbacks do (a 100 Continue sent, a body piece
+// handed over) happens for a head that fails. It checks them on its own, independently of llhttp:
 // every line of the head (start line, fields, and the trailer section) ends with CRLF — no bare CR,
 // and no bare LF, which llhttp 8.1.0 takes as the end of a head after a CRLF — and a chunked
 // body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
@@ -48,14 +50,21 @@ class FramingCheck {
   explicit FramingCheck(Folding folding = Folding::allowed, StartLine start_line = StartLine::unchecked) noexcept
       : folding_(folding), start_line_(start_line) {}
 
-  /// Ready for the next message (any CRLFs before its start line are allowed, as llhttp allows them).
+  /// Ready for the next message (any empty lines before its start line are allowed, CRLF or a bare LF,
+  /// as llhttp allows them: they frame nothing).
   void reset() noexcept { *this = FramingCheck(folding_, start_line_); }
   /// The message's body is chunked (llhttp's verdict, given once its head is parsed). Without it, the
   /// check ends with the head: a Content-Length or close-delimited body has no framing bytes.
   void expect_chunked_body() noexcept { chunked_ = true; }
 
   /// Checks the next `n` bytes of the message; false (and `why()` says what) at the first violation.
+  /// Bytes already checked by `check_head` are not checked again.
   bool feed(const char* data, std::size_t n) noexcept;
+  /// Checks the head's bytes among the `n` at `data` before llhttp parses them, so that llhttp's
+  /// callbacks never act on a head that fails (a 100 Continue sent, a streamed body handed over):
+  /// `data` starts where `feed` is to go on, and the check stops short of the head's last LF (what
+  /// follows depends on llhttp's verdict on the head). `feed` then skips what this checked.
+  bool check_head(const char* data, std::size_t n) noexcept;
   const char* why() const noexcept { return why_; }
   /// Between messages, with no byte of the next one seen: a fresh FramingCheck would say the same.
   bool at_rest() const noexcept { return state_ == State::leading; }
@@ -74,7 +83,7 @@ class FramingCheck {
     line,           // inside a head line
     line_lf,        // a CR in a head line: LF must follow
     line_start,     // at the start of a head line: an empty one ends the head
-    end_lf,         // the CR of the empty line: LF must follow
+    end_lf,         // the CR of the empty line: LF must follow (the head's states are the ones before)
     size,           // a chunk's size digits
     extension,      // a chunk's extensions, up to CR
     size_lf,        // the CR after a size line: LF must follow
@@ -100,6 +109,8 @@ class FramingCheck {
   bool folded(char c) const noexcept { return folding_ == Folding::refused && (c == ' ' || c == '\t'); }
 
   const char* start_line(const char* p, const char* end) noexcept;
+  template <bool kHeadOnly>
+  bool scan(const char*& p, const char* end) noexcept;
 
   Folding folding_;
   StartLine start_line_;
@@ -108,6 +119,7 @@ class FramingCheck {
   std::uint32_t digits_ = 0;  // a chunk size's digits; in the start line, the bytes of the part being read
   std::size_t line_bytes_ = 0;
   std::uint64_t remaining_ = 0;  // a chunk's data still to come
+  std::size_t ahead_ = 0;        // bytes past where `feed` is that `check_head` has checked
   const char* why_ = nullptr;
 };
 

@@ -110,6 +110,7 @@ class ResponseParser {
   [[gnu::noinline]] int field_refused(FieldVerdict verdict) noexcept;  // a field's failure, named
   int too_large() noexcept;
   State check_framing(const char* data, std::size_t len);
+  State framing_failed();
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
 
   friend const llhttp_settings_t& llhttp_settings_for<ResponseParser, HTTP_RESPONSE>() noexcept;
