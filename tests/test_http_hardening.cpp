@@ -418,6 +418,11 @@ TEST_CASE("server: a request line is method, one space, target, one space, HTTP/
     CHECK(got.find("more than one space between the method and the target") != std::string::npos);
     CHECK(got.find("HTTP/1.1", 1) == std::string::npos);
   }
+  // So is the byte after the CR that ends the head, which llhttp takes as the LF whatever it is.
+  const std::string cr_x =
+      s.exchange(loop, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\rXhello");
+  CHECK(starts_with(cr_x, "HTTP/1.1 400 "));  // before: 100 Continue, then the 400
+  CHECK(cr_x.find("a CR not followed by LF in the head") != std::string::npos);
   CHECK(s.handled == 0);
   // The same requests, written to the letter, are served; so is one after empty lines (RFC 9112 §2.2).
   CHECK(starts_with(s.exchange(loop, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "HTTP/1.1 200"));
@@ -856,42 +861,52 @@ TEST_CASE("client: a head that fails its check is never acted on — no stream, 
   // llhttp hands a body piece over, and takes a 100 Continue, while it parses; the head is checked
   // before it does. Each reply comes in one piece, its head and body together.
   duet::Loop loop;
+  // `/status`: a status code of four digits; `/cr`: a CR and an X where the head's last CRLF goes.
   ScriptedServer server(loop, [&](auto, auto, const std::string& head) {
-    if (head.rfind("POST", 0) == 0) return Step{"HTTP/1.1 0100 Continue\r\n\r\n", true};
-    return Step{"HTTP/1.1 0200 OK\r\nContent-Length: 5\r\n\r\nhello", true};
+    const bool cr = head.find(" /cr ") != std::string::npos;
+    if (head.rfind("POST", 0) == 0)
+      return Step{cr ? "HTTP/1.1 100 Continue\r\n\rXHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                     : "HTTP/1.1 0100 Continue\r\n\r\n",
+                  true};
+    return Step{
+        cr ? "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\rXhello" : "HTTP/1.1 0200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        true};
   });
   Client client(loop);
-  auto request = [&](const char* method) {
-    duet::http::Request req;
-    req.method = method;
-    req.url = duet::http::Url::parse(server.url("/"));
-    return req;
-  };
-  std::optional<std::error_code> opened;
-  client.open(request("GET"), [&](std::error_code ec, duet::http::ResponseStream) { opened = ec; });
-  while (!opened) loop.run_once();
-  CHECK(*opened == duet::errc::malformed_response);  // before: a stream of status 200, "hello" to read
+  for (const char* path : {"/status", "/cr"}) {
+    INFO(path);
+    auto request = [&](const char* method) {
+      duet::http::Request req;
+      req.method = method;
+      req.url = duet::http::Url::parse(server.url(path));
+      return req;
+    };
+    std::optional<std::error_code> opened;
+    client.open(request("GET"), [&](std::error_code ec, duet::http::ResponseStream) { opened = ec; });
+    while (!opened) loop.run_once();
+    CHECK(*opened == duet::errc::malformed_response);  // before: a stream of status 200, "hello" to read
 
-  std::string pieces;
-  std::optional<std::error_code> sunk;
-  client.request(
-      request("GET"), [&](std::string_view piece, duet::http::BodyFlow&) { pieces += piece; },
-      [&](std::error_code ec, Response) { sunk = ec; });
-  while (!sunk) loop.run_once();
-  CHECK(*sunk == duet::errc::malformed_response);
-  CHECK(pieces.empty());  // before: "hello"
+    std::string pieces;
+    std::optional<std::error_code> sunk;
+    client.request(
+        request("GET"), [&](std::string_view piece, duet::http::BodyFlow&) { pieces += piece; },
+        [&](std::error_code ec, Response) { sunk = ec; });
+    while (!sunk) loop.run_once();
+    CHECK(*sunk == duet::errc::malformed_response);
+    CHECK(pieces.empty());  // before: "hello"
 
-  duet::http::Request up = request("POST");
-  up.headers.set("Expect", "100-continue");
-  up.headers.set("Content-Length", "5");
-  int asked = 0;
-  std::optional<std::error_code> uploaded;
-  client.upload(
-      std::move(up), [&](duet::http::BodyPiece piece) { ++asked, piece({}, asked == 1 ? "hello" : ""); },
-      [&](std::error_code ec, Response) { uploaded = ec; });
-  while (!uploaded) loop.run_once();
-  CHECK(*uploaded == duet::errc::malformed_response);
-  CHECK(asked == 0);  // before: the body was asked for
+    duet::http::Request up = request("POST");
+    up.headers.set("Expect", "100-continue");
+    up.headers.set("Content-Length", "5");
+    int asked = 0;
+    std::optional<std::error_code> uploaded;
+    client.upload(
+        std::move(up), [&](duet::http::BodyPiece piece) { ++asked, piece({}, asked == 1 ? "hello" : ""); },
+        [&](std::error_code ec, Response) { uploaded = ec; });
+    while (!uploaded) loop.run_once();
+    CHECK(*uploaded == duet::errc::malformed_response);
+    CHECK(asked == 0);  // before: the body was asked for
+  }
 }
 
 TEST_CASE("client: a stalled body hits the read timeout — a request's own timeout, both faces",
@@ -1051,9 +1066,16 @@ TEST_CASE("FramingCheck: start lines, checked to the letter, at every split", "[
   {
     const std::string bad_head = "HTTP/1.1 0200 OK\r\nContent-Length: 0\r\n\r\n";
     FramingCheck check(FramingCheck::Folding::allowed, Kind::response);
-    CHECK_FALSE(check.check_head(bad_head.data(), bad_head.size()));
+    REQUIRE_FALSE(check.check_head(bad_head.data(), bad_head.size()));
     CHECK(std::string_view(check.why()) == "a status code that is not three digits");
     CHECK_FALSE(check.feed(bad_head.data(), bad_head.size()));
+  }
+  {  // The byte after the empty line's CR is looked at once it has come.
+    const std::string cr_x = "HTTP/1.1 200 OK\r\nA: b\r\n\rX";
+    FramingCheck check(FramingCheck::Folding::allowed, Kind::response);
+    CHECK(check.check_head(cr_x.data(), cr_x.size() - 1));
+    REQUIRE_FALSE(check.check_head(cr_x.data(), cr_x.size()));
+    CHECK(std::string_view(check.why()) == "a CR not followed by LF in the head");
   }
   // Unchecked (the default), a start line is any line.
   const std::string loose = "GET  / RTSP/1.1\r\n\r\n";

@@ -644,7 +644,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       announce_head();  // the head before whatever follows it (for a body-less response, its end)
       if (finished_) return;
     }
-    if (upload_ == Upload::waiting_continue) {
+    if (upload_ == Upload::waiting_continue && state != ResponseParser::State::failed) {  // failed: not sent
       if (headers_complete()) {  // a final answer instead of 100 Continue: the body is not sent
         upload_ = Upload::skipped;
         stop_continue_timer();

@@ -157,6 +157,8 @@ bool FramingCheck::check_head(const char* data, std::size_t n) noexcept {
   if (ahead_ >= n) return true;
   const char* p = data + ahead_;
   if (!scan<true>(p, data + n)) return false;
+  // The byte after the empty line's CR, if it has come: llhttp takes any byte there as the LF.
+  if (state_ == State::end_lf && p < data + n && *p != '\n') return fail("a CR not followed by LF in the head");
   ahead_ = static_cast<std::size_t>(p - data);
   return true;
 }

@@ -46,9 +46,9 @@
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
 // Refused (then the connection closes): malformed requests, a request line that is not `method SP
-// target SP HTTP/d.d` to the letter (400: llhttp takes `RTSP/1.1` and runs of spaces), bare CRs,
-// bad chunk framing or obsolete line folding (a line starting with a space or a tab) that llhttp
-// lets through (400),
+// target SP HTTP/d.d` to the letter (400: llhttp takes `RTSP/1.1` and runs of spaces; HTTP/0.9's has
+// no version), bare CRs, bad chunk framing or obsolete line folding (a line starting with a space or
+// a tab) that llhttp lets through (400; the head's, before it is acted on);
 // HTTP/1.1 without exactly one Host, or a Host that is not host[:port] (400), Transfer-Encoding in
 // HTTP/1.0 or an empty one (400), a transfer coding besides chunked (501), a trailer Connection,
 // Content-Length, Transfer-Encoding or Upgrade (400), an empty or non-token field name (400), control

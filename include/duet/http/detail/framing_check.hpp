@@ -63,7 +63,8 @@ class FramingCheck {
   /// Checks the head's bytes among the `n` at `data` before llhttp parses them, so that llhttp's
   /// callbacks never act on a head that fails (a 100 Continue sent, a streamed body handed over):
   /// `data` starts where `feed` is to go on, and the check stops short of the head's last LF (what
-  /// follows depends on llhttp's verdict on the head). `feed` then skips what this checked.
+  /// follows depends on llhttp's verdict on the head), though it fails a byte there that is not LF.
+  /// `feed` then skips what this checked.
   bool check_head(const char* data, std::size_t n) noexcept;
   const char* why() const noexcept { return why_; }
   /// Between messages, with no byte of the next one seen: a fresh FramingCheck would say the same.
