@@ -97,15 +97,21 @@ const char* FramingCheck::start_line(const char* p, const char* end) noexcept {
         if (c == ' ') return wrong(c, "more than one space between the method and the target");
         if (c == '\r' || c == '\n') return wrong(c, "a request line with no target");
         state_ = State::target;
-        break;
-      case State::target:  // its bytes are the server's to check
+        [[fallthrough]];     // the byte is the target's
+      case State::target: {  // visible ASCII but '#' (RFC 9112 §3.2: a fragment is not sent)
+        const auto b = static_cast<unsigned char>(c);
         if (c == ' ') {
           state_ = State::version;
           digits_ = 0;
         } else if (c == '\r' || c == '\n') {
           return wrong(c, "a request line with no HTTP version");
+        } else if (b < 0x20 || b >= 0x7f) {
+          return refused("a control or non-ASCII byte in the request target");
+        } else if (c == '#') {
+          return refused("a fragment in the request target");
         }
         break;
+      }
       case State::version:
         if (digits_ == kVersion.size()) {
           if (c != '\r') return wrong(c, "a request line that does not end after its HTTP version");

@@ -815,11 +815,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (llhttp_get_http_major(p) != 1) return reject(505, "only HTTP/1.x is supported");
     const int minor = llhttp_get_http_minor(p);
     if (llhttp_get_method(p) == HTTP_CONNECT) return reject(501, "CONNECT is not supported");
-    for (char ch : parse_->request.target) {
-      const auto b = static_cast<unsigned char>(ch);
-      if (b <= 0x20 || b >= 0x7f) return reject(400, "a control or non-ASCII byte in the request target");
-      if (ch == '#') return reject(400, "a fragment in the request target");
-    }
+    // The target's bytes (no control or non-ASCII byte, no fragment) were checked with the request line.
     Headers& headers = parse_->request.headers;
     const std::vector<std::string_view> hosts = headers.get_all("Host");
     if (hosts.size() > 1 || (minor >= 1 && hosts.empty()))

@@ -26,8 +26,8 @@
 // HTTP/d.d` (RFC 9112 §3: one space each, which a server behind a proxy that parses otherwise relies
 // on), with a method of token bytes; a status line `HTTP/d.d SP ddd` then a space and a reason phrase
 // of no control byte but HTAB, or nothing (RFC 9112 §4; a missing space before an empty reason is
-// common and allowed). The target's bytes are the server's to check (it refuses control and non-ASCII
-// bytes and fragments before the request is acted on). A failure names what is wrong with the line.
+// common and allowed). A request target holds visible ASCII but `#` (no control or non-ASCII byte,
+// no fragment: RFC 9112 §3.2). A failure names what is wrong with the line.
 //
 // It keeps a few integers of state and allocates nothing. The head goes 16 bytes at a time where SSE2
 // is there (every x86-64), otherwise a memchr to each line's end; a chunk's data is skipped, not
@@ -76,7 +76,7 @@ class FramingCheck {
     leading_lf,     // a CR before the start line: LF must follow
     method,         // a request line's method: token bytes up to its space
     target_start,   // the target's first byte (not a second space)
-    target,         // the rest of the target, up to its space
+    target,         // the target's bytes, up to its space
     version,        // a request line's version, `digits_` bytes of it seen
     status_line,    // a status line's version, space and code, `digits_` bytes of them seen
     status_end,     // after the code: a space, or the line's CR
