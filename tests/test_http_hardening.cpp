@@ -909,6 +909,28 @@ TEST_CASE("client: a head that fails its check is never acted on — no stream, 
   }
 }
 
+TEST_CASE("client: no piece of a chunked body after bad chunk framing reaches the sink", "[http][hardening][client]") {
+  // llhttp skips the two bytes after a chunk's data unchecked; the framing up to each piece is checked
+  // before the piece is handed over. The reply comes in one piece.
+  duet::Loop loop;
+  ScriptedServer server(loop, [&](auto, auto, const std::string&) {
+    return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX5\r\nworld\r\n0\r\n\r\n", true};
+  });
+  Client client(loop);
+  duet::http::Request req;
+  req.url = duet::http::Url::parse(server.url("/"));
+  std::string pieces;
+  std::optional<std::error_code> sunk;
+  std::string reason;
+  client.request(
+      std::move(req), [&](std::string_view piece, duet::http::BodyFlow&) { pieces += piece; },
+      [&](std::error_code ec, Response res) { sunk = ec, reason = res.reason; });
+  while (!sunk) loop.run_once();
+  CHECK(*sunk == duet::errc::malformed_response);
+  CHECK(reason.find("CRLF") != std::string::npos);
+  CHECK(pieces == "hello");  // before: "helloworld", then the failure
+}
+
 TEST_CASE("client: a stalled body hits the read timeout — a request's own timeout, both faces",
           "[http][hardening][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);

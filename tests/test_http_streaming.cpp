@@ -1004,6 +1004,7 @@ struct UploadSite {
   std::size_t max_streamed = 0;
   std::optional<duet::http::Server> server{};
   std::vector<std::error_code> read_errors{};
+  std::string received{};  // every piece the handler read, in order
   std::function<void()> after_first_piece{};
 
   void start(bool coroutine_handler) {
@@ -1025,6 +1026,7 @@ struct UploadSite {
                 std::string piece = co_await req.body_stream.read();
                 if (piece.empty()) break;
                 got += piece;
+                received += piece;
                 if (++pieces == 1 && nap.count() > 0) {
                   co_await duet::sleep(loop, nap);
                   if (after_first_piece) after_first_piece();
@@ -1062,6 +1064,7 @@ struct UploadSite {
                   return r->reply(duet::http::Response{200, "OK", {}, answer(r->got, r->pieces)});
                 }
                 r->got += piece;
+                received += piece;
                 ++r->pieces;
                 (*next)();
               });
@@ -1181,6 +1184,15 @@ TEST_CASE("a streamed request body past its limit, cut off by the client, or dro
     CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 413 "));  // the handler's own answer to the error
     REQUIRE(site.read_errors.size() == 1);
     CHECK(site.read_errors[0] == duet::errc::malformed_response);
+  }
+  SECTION("a chunk after bytes that are not CRLF, in the same read: the reader never gets it") {
+    const std::string got = raw_exchange(loop, port,
+                                         "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                         "5\r\nbbbbbXX5\r\ncccccc\r\n0\r\n\r\n");
+    CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 413 "));
+    REQUIRE(site.read_errors.size() == 1);
+    CHECK(site.read_errors[0] == duet::errc::malformed_response);
+    CHECK(site.received == "bbbbb");
   }
 }
 

@@ -290,3 +290,50 @@ TEST_CASE("the body can be streamed to a callback instead of collected", "[http]
   CHECK(chunks >= 2);
   CHECK(p.response().body.empty());
 }
+
+TEST_CASE("a chunked body's piece after bad chunk framing is never handed over, at any split, paused or not",
+          "[http][parser][hardening]") {
+  // llhttp 8.1.0 skips the two bytes after a chunk's data unchecked, and takes a size line of any
+  // length: were the framing checked only once llhttp returns, "world" below would reach the sink
+  // from the same read, before the response failed.
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string after_data = head + "5\r\nhelloXX5\r\nworld\r\n0\r\n\r\n";
+  const std::string long_size_line = head + "5\r\nhello\r\n5;" + std::string(2000, 'e') + "\r\nworld\r\n0\r\n\r\n";
+  const std::string sound = head + "5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n";
+  for (const std::string* bytes : {&after_data, &long_size_line, &sound}) {
+    for (const bool pausing : {false, true}) {
+      for (std::size_t split = 0; split <= bytes->size(); ++split) {
+        INFO(bytes->substr(head.size(), 12) << " pausing " << pausing << " split " << split);
+        ResponseParser p;
+        std::string streamed;
+        duet::detail::UniqueFunction<void(std::string_view)> sink = [&](std::string_view piece) {
+          streamed.append(piece);
+          if (pausing) p.pause_body();
+        };
+        p.stream_body_to(&sink);
+        std::string_view rest(*bytes);
+        std::size_t cut = split;
+        State s = State::incomplete;
+        while (s == State::incomplete || s == State::paused) {
+          if (s == State::paused) p.resume_body();
+          const std::string_view piece = rest.substr(0, cut == 0 ? rest.size() : std::min(cut, rest.size()));
+          std::size_t consumed = 0;
+          s = p.feed(piece, consumed);
+          REQUIRE(consumed <= piece.size());
+          if (s == State::incomplete) REQUIRE(consumed == piece.size());
+          rest.remove_prefix(consumed);
+          cut = cut > consumed ? cut - consumed : 0;  // the first read is `split` bytes, the second the rest
+          if (s == State::incomplete && rest.empty()) break;
+        }
+        if (bytes == &sound) {
+          CHECK(s == State::complete);
+          CHECK(streamed == "helloworld");
+        } else {
+          REQUIRE(s == State::failed);
+          CHECK(p.error() == duet::errc::malformed_response);
+          CHECK(std::string_view("hello").substr(0, streamed.size()) == streamed);  // never a byte of "world"
+        }
+      }
+    }
+  }
+}

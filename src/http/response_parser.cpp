@@ -160,6 +160,13 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
 int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) noexcept {
   auto& self = self_of(p);
   if (n == 0) return 0;  // llhttp ends an open span this way when it is given no bytes (after a pause)
+  // A chunked body's framing up to the end of this piece is checked before the piece is handed over:
+  // llhttp skips the two bytes after a chunk's data unchecked, and a piece after bad framing is not data.
+  if (self.framing_.chunked_body()) {
+    if (!self.framing_.feed(self.checked_to_, static_cast<std::size_t>(at + n - self.checked_to_)))
+      return self.fail(make_error_code(errc::malformed_response), self.framing_.why());
+    self.checked_to_ = at + n;
+  }
   self.body_bytes_ += n;
   if (!self.decoder_) return self.deliver(at, n);
   const int rc = self.decoder_->decode(at, n, &deliver_decoded, &self);
@@ -210,12 +217,12 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
                                                     std::size_t& consumed) {
   if (rc == HPE_OK) {
     consumed = len;
-    return check_framing(data, len);
+    return check_framing(data + len);
   }
   if (rc == HPE_PAUSED && (state_ == State::complete || state_ == State::paused)) {
     const char* pos = llhttp_get_error_pos(&parser_);
     consumed = pos ? static_cast<std::size_t>(pos - data) : len;
-    return check_framing(data, consumed);
+    return check_framing(data + consumed);
   }
   consumed = 0;
   state_ = State::failed;
@@ -226,8 +233,8 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
   return state_;
 }
 
-ResponseParser::State ResponseParser::check_framing(const char* data, std::size_t len) {
-  return framing_.feed(data, len) ? state_ : framing_failed();
+ResponseParser::State ResponseParser::check_framing(const char* end) {
+  return framing_.feed(checked_to_, static_cast<std::size_t>(end - checked_to_)) ? state_ : framing_failed();
 }
 
 ResponseParser::State ResponseParser::framing_failed() {
@@ -251,6 +258,7 @@ ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& c
   std::size_t len = data.size();
   for (;;) {
     if (!framing_.check_head(at, len)) return framing_failed();  // before llhttp acts on a head that fails
+    checked_to_ = at;
     const llhttp_errno_t rc = llhttp_execute(&parser_, at, len);
     if (rc != HPE_PAUSED || !informational_) {
       const State s = after_execute(rc, at, len, consumed);
@@ -260,7 +268,7 @@ ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& c
     // An interim (1xx) response ended: check its framing, forget it, and wait for the real response.
     const char* pos = llhttp_get_error_pos(&parser_);
     const std::size_t used = static_cast<std::size_t>(pos - at);
-    if (check_framing(at, used) == State::failed) return state_;
+    if (check_framing(pos) == State::failed) return state_;
     response_.status = 0;
     response_.reason.clear();
     response_.headers.clear();

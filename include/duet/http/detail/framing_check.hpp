@@ -5,10 +5,11 @@
 // after a chunk's data are skipped unchecked (`5\r\nhelloXX0\r\n\r\n` is accepted). Either lets a peer
 // make duet see message boundaries that another parser on the path would not: request smuggling.
 //
-// A FramingCheck is fed exactly the bytes llhttp consumed for one message, after llhttp has parsed
-// them, and before the message is acted on; the head's bytes are checked before llhttp even parses
-// them (`check_head`), so that nothing llhttp's callbacks do (a 100 Continue sent, a body piece
-// handed over) happens for a head that fails. It checks them on its own, independently of llhttp:
+// A FramingCheck is fed exactly the bytes llhttp consumed for one message, in order, before the
+// message is acted on: the head's bytes before llhttp even parses them (`check_head`), so that nothing
+// llhttp's callbacks do (a 100 Continue sent, a body piece handed over) happens for a head that fails;
+// a chunked body's bytes up to each piece as llhttp hands the piece over (the client's parser, which
+// passes pieces on from within llhttp) or once llhttp has paused after it (the server's). It checks them on its own, independently of llhttp:
 // every line of the head (start line, fields, and the trailer section) ends with CRLF — no bare CR,
 // and no bare LF, which llhttp 8.1.0 takes as the end of a head after a CRLF — and a chunked
 // body is `size[;extensions] CRLF data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line
@@ -56,6 +57,7 @@ class FramingCheck {
   /// The message's body is chunked (llhttp's verdict, given once its head is parsed). Without it, the
   /// check ends with the head: a Content-Length or close-delimited body has no framing bytes.
   void expect_chunked_body() noexcept { chunked_ = true; }
+  bool chunked_body() const noexcept { return chunked_; }
 
   /// Checks the next `n` bytes of the message; false (and `why()` says what) at the first violation.
   /// Bytes already checked by `check_head` are not checked again.

@@ -7,10 +7,10 @@
 // the header block (bytes and fields) and the body. Trailer fields are checked and dropped, never
 // merged into the headers. What llhttp 8.1.0 lets through in the framing (a bare CR in the head, a
 // chunk not followed by CRLF) and in the status line (`HTTP/1.1 0200`) is checked again by a
-// `FramingCheck`. A malformed response (an unsolicited
-// 101 included) fails with `duet::errc::malformed_response` and the reason; a limit with
-// `errc::header_too_large` / `errc::body_too_large`; an end of stream before the response is
-// complete with `errc::malformed_response` ("truncated ...").
+// `FramingCheck`, before llhttp acts on a head and before each piece of a chunked body is handed
+// over. A malformed response (an unsolicited 101 included) fails with `duet::errc::malformed_response`
+// and the reason; a limit with `errc::header_too_large` / `errc::body_too_large`; an end of stream
+// before the response is complete with `errc::malformed_response` ("truncated ...").
 #pragma once
 
 #include <llhttp.h>
@@ -109,7 +109,7 @@ class ResponseParser {
   static int deliver_decoded(void* self, const char* at, std::size_t n) noexcept;
   [[gnu::noinline]] int field_refused(FieldVerdict verdict) noexcept;  // a field's failure, named
   int too_large() noexcept;
-  State check_framing(const char* data, std::size_t len);
+  State check_framing(const char* end);  // from `checked_to_` to `end`
   State framing_failed();
   State after_execute(llhttp_errno_t rc, const char* data, std::size_t len, std::size_t& consumed);
 
@@ -121,8 +121,9 @@ class ResponseParser {
   duet::detail::UniqueFunction<void(std::string_view)>* sink_ = nullptr;
   HeadCollector head_parts_;
   FramingCheck framing_{FramingCheck::Folding::allowed, FramingCheck::StartLine::response};
-  std::size_t body_bytes_ = 0;       // received
-  std::size_t delivered_bytes_ = 0;  // decoded, when decoding
+  const char* checked_to_ = nullptr;  // in the bytes llhttp is parsing: how far `framing_` has seen
+  std::size_t body_bytes_ = 0;        // received
+  std::size_t delivered_bytes_ = 0;   // decoded, when decoding
   std::unique_ptr<BodyDecoder> decoder_;
   State state_ = State::incomplete;
   std::error_code error_;
