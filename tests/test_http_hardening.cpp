@@ -13,6 +13,7 @@
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "duet/http/detail/framing_check.hpp"
+#include "duet/http/detail/head_collector.hpp"
 #include "duet/http/server.hpp"
 #include "http_faces.hpp"
 #include "raw_exchange.hpp"
@@ -489,6 +490,14 @@ TEST_CASE("server: requests another parser on the path would frame or route diff
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 501"},
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
        "HTTP/1.1 501"},
+      // `chunked` then an empty element or a blank: chunked by RFC 9110 5.6.1, not to llhttp 8.1.0, which
+      // would then read the chunks as the next request.
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked ,\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX: 1\r\nTransfer-Encoding: ,\r\n\r\n"
+       "3\r\nabc\r\n0\r\n\r\n",
+       "HTTP/1.1 400"},
       // A trailer that would change the framing or the connection (RFC 9110 6.5.1).
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: close\r\n\r\n",
        "HTTP/1.1 400"},
@@ -797,6 +806,8 @@ TEST_CASE("client: empty field names, too many fields, bare CRs and bad chunk fr
     if (head.rfind("GET /empty", 0) == 0) return Step{"HTTP/1.1 200 OK\r\n:\r\n:\r\nContent-Length: 0\r\n\r\n", true};
     if (head.rfind("GET /many", 0) == 0) return Step{many + "\r\n", true};
     if (head.rfind("GET /cr", 0) == 0) return Step{"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: 1\r\n\rX", true};
+    if (head.rfind("GET /te", 0) == 0)  // chunked to RFC 9110, not to llhttp, which would read to the close
+      return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n5\r\nhello\r\n0\r\n\r\n", true};
     if (head.rfind("GET /trailer", 0) == 0)
       return Step{"HTTP/1.1 302 Found\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nLocation: /elsewhere\r\n\r\n"};
     return Step{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", true};
@@ -808,6 +819,9 @@ TEST_CASE("client: empty field names, too many fields, bare CRs and bad chunk fr
   const auto chunk = duet::test::get(face, loop, client, server.url("/chunk"));
   CHECK(chunk.ec == duet::errc::malformed_response);
   CHECK(chunk.res.reason.find("CRLF") != std::string::npos);
+  const auto te = duet::test::get(face, loop, client, server.url("/te"));
+  CHECK(te.ec == duet::errc::malformed_response);  // before: a 200 whose body was "5\r\nhello\r\n0\r\n\r\n"
+  CHECK(te.res.reason == duet::http::detail::kChunkedNotLast);
   // A Location sent only as a trailer is not a Location: the 302 is the answer.
   const auto trailer = duet::test::get(face, loop, client, server.url("/trailer"));
   REQUIRE_FALSE(trailer.ec);

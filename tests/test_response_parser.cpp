@@ -337,3 +337,64 @@ TEST_CASE("a chunked body's piece after bad chunk framing is never handed over, 
     }
   }
 }
+
+TEST_CASE("a Transfer-Encoding that is chunked to RFC 9110 but not to llhttp fails: its chunks are never the body",
+          "[http][parser][hardening]") {
+  // llhttp 8.1.0 reads `chunked` as the coding only when nothing but spaces follows it; otherwise it
+  // would read to the end of the stream and hand over the chunks' framing, and the next response, as
+  // the body.
+  const std::string body = "5\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  for (const char* field :
+       {"Transfer-Encoding: chunked,", "Transfer-Encoding: chunked ,", "Transfer-Encoding: chunked,,",
+        "Transfer-Encoding: Chunked, ", "Transfer-Encoding: chunked\t", "Transfer-Encoding: chunked\r\n ",
+        "Transfer-Encoding: chunked\r\nX: 1\r\nTransfer-Encoding: ,"}) {
+    INFO(field);
+    ResponseParser p;
+    std::string streamed;
+    duet::detail::UniqueFunction<void(std::string_view)> sink = [&](std::string_view piece) { streamed += piece; };
+    p.stream_body_to(&sink);
+    REQUIRE(parse(p, "HTTP/1.1 200 OK\r\n" + std::string(field) + "\r\n\r\n" + body, {}, true) == State::failed);
+    CHECK(p.error() == duet::errc::malformed_response);
+    CHECK(p.error_reason() == duet::http::detail::kChunkedNotLast);
+    CHECK(streamed.empty());  // before: the whole rest of the stream
+  }
+  // What llhttp reads as chunked too: spaces after it, an empty element before it, any case.
+  for (const char* field : {"Transfer-Encoding: chunked  ", "Transfer-Encoding: , chunked",
+                            "Transfer-Encoding: CHUNKED", "Transfer-Encoding: \r\n chunked"}) {
+    INFO(field);
+    ResponseParser p;
+    std::size_t used = 0;
+    REQUIRE(parse(p, "HTTP/1.1 200 OK\r\n" + std::string(field) + "\r\n\r\n" + body, {}, false, &used) ==
+            State::complete);
+    CHECK(p.response().body == "hello");
+    CHECK(used == body.find("HTTP/") + std::string_view(field).size() + 21);
+  }
+}
+
+TEST_CASE("a fault in a chunked body gets the same reason, and no keep-alive, however the bytes are split",
+          "[http][parser][hardening]") {
+  // llhttp skips the two bytes after a chunk's data and errs later, or ends the message before the
+  // check has seen its last bytes: the verdict must not depend on where the reads were cut.
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const std::string tail :
+       {"5\r\nhello\n5\r\nworld\r\n0\r\n\r\n", "5\r\nhello\r\r\n0\r\n\r\n", "000\rX\n", "0\r\n\rX", "0\r\n\r\r\n"}) {
+    const std::string bytes = head + tail;
+    INFO(tail);
+    ResponseParser whole;
+    REQUIRE(parse(whole, bytes) == State::failed);
+    const std::string reason = whole.error_reason();
+    CHECK_FALSE(whole.keep_alive());
+    for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
+      INFO("cut at " << cut);
+      ResponseParser p;
+      REQUIRE(parse(p, bytes, {cut}) == State::failed);
+      CHECK(p.error_reason() == reason);
+      CHECK_FALSE(p.keep_alive());
+    }
+    std::vector<std::size_t> every;
+    for (std::size_t i = 1; i < bytes.size(); ++i) every.push_back(i);
+    ResponseParser bytewise;
+    REQUIRE(parse(bytewise, bytes, every) == State::failed);
+    CHECK(bytewise.error_reason() == reason);
+  }
+}

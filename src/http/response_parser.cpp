@@ -134,7 +134,9 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   if (self.head_ || self.response_.status == 204 || self.response_.status == 304) return 1;
   if (self.head_parts_.has_transfer_encoding()) {
     switch (transfer_coding(self.response_.headers)) {
-      case TransferCoding::chunked:
+      case TransferCoding::chunked:   // to RFC 9110; llhttp reads `chunked,` or `chunked<TAB>` as not chunked
+        if (!(p->flags & F_CHUNKED))  // and would hand the chunks, and what follows, over as the body
+          return self.fail(make_error_code(errc::malformed_response), kChunkedNotLast);
         break;
       case TransferCoding::empty:  // beside a Content-Length, llhttp would frame by it
         return self.fail(make_error_code(errc::malformed_response), "an empty Transfer-Encoding");
@@ -225,11 +227,18 @@ ResponseParser::State ResponseParser::after_execute(llhttp_errno_t rc, const cha
     return check_framing(data + consumed);
   }
   consumed = 0;
-  state_ = State::failed;
   if (!error_) {
+    // Where llhttp and the framing check both see a fault, the check's reason is given, whatever the
+    // bytes' split: llhttp skips two bytes after a chunk's data and errs later, on the bytes after them.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    if (pos && pos >= checked_to_ && pos < data + len &&
+        !framing_.feed(checked_to_, static_cast<std::size_t>(pos + 1 - checked_to_)))
+      return framing_failed();
     error_ = make_error_code(errc::malformed_response);
     reason_ = std::string(llhttp_errno_name(rc)) + ": " + llhttp_get_error_reason(&parser_);
   }
+  state_ = State::failed;
+  keep_alive_ = false;
   return state_;
 }
 
@@ -239,6 +248,7 @@ ResponseParser::State ResponseParser::check_framing(const char* end) {
 
 ResponseParser::State ResponseParser::framing_failed() {
   state_ = State::failed;
+  keep_alive_ = false;  // llhttp may have ended the message before the check saw its last bytes
   error_ = make_error_code(errc::malformed_response);
   reason_ = framing_.why();
   return state_;

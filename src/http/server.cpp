@@ -827,7 +827,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (parse_->head.has_transfer_encoding()) {
       if (minor == 0) return reject(400, "Transfer-Encoding in an HTTP/1.0 request");
       switch (transfer_coding(headers)) {
-        case TransferCoding::chunked:
+        case TransferCoding::chunked:  // to RFC 9110; llhttp reads `chunked,` as not chunked (and refuses it)
+          if (!(p->flags & F_CHUNKED)) return reject(400, kChunkedNotLast);
           break;
         case TransferCoding::empty:
           return reject(400, "an empty Transfer-Encoding");

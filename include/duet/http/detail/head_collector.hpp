@@ -60,6 +60,11 @@ enum class TransferCoding {
 };
 /// Reads `headers`' Transfer-Encoding fields (call it only when there is one: `has_transfer_encoding`).
 TransferCoding transfer_coding(const Headers& headers) noexcept;
+/// Why a Transfer-Encoding that is `chunked` by RFC 9110 §5.6.1 fails: llhttp 8.1.0 reads `chunked`
+/// as the coding only when nothing but spaces follows it (`chunked,`, `chunked<TAB>` and a later empty
+/// Transfer-Encoding field are not chunked to it), and would frame the body some other way.
+inline constexpr const char* kChunkedNotLast =
+    "a Transfer-Encoding with something besides spaces after chunked: an empty element, a tab or a fold";
 
 class HeadCollector {
  public:
