@@ -531,6 +531,38 @@ TEST_CASE("server: requests another parser on the path would frame or route diff
   CHECK(s.handled == 0);
 }
 
+TEST_CASE(
+    "server: a connection ends where RFC 9112 or llhttp says it ends — a tab after close, close beside keep-alive",
+    "[http][hardening][server]") {
+  // llhttp 8.1.0 takes a tab after a Connection option as part of it, lets keep-alive beat close in
+  // HTTP/1.0, and reads Proxy-Connection as Connection. A front end that reads `close<TAB>` as close
+  // would not expect the request after it to be answered: it is not.
+  duet::Loop loop;
+  OkServer s(loop);
+  const std::string next = "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string last = "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (const char* head : {
+           "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\t\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: x\r\nConnection: x, Close\t, y\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close\t\r\n\r\n",
+           "POST / HTTP/1.0\r\nConnection: keep-alive, close\r\nContent-Length: 5\r\n\r\nhello",
+           "GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+           "GET / HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n",
+       }) {
+    INFO(head);
+    const std::string got = s.exchange(loop, head + next + last);
+    CHECK(starts_with(got, "HTTP/1.1 200"));
+    CHECK(count(got, "HTTP/1.1 ") == 1);  // before: /next answered too, on a connection said to close
+    CHECK(got.find("Connection: close") != std::string::npos);
+  }
+  // Where both readings keep it, it is kept: blanks around options, any case, HTTP/1.0's keep-alive.
+  for (const char* head : {"GET / HTTP/1.1\r\nHost: x\r\nConnection: x , Keep-Alive\t\r\n\r\n",
+                           "GET / HTTP/1.0\r\nConnection: \tkeep-alive , x\r\n\r\n"}) {
+    INFO(head);
+    CHECK(count(s.exchange(loop, head + next + last), "HTTP/1.1 200") == 3);
+  }
+}
+
 TEST_CASE("server: absolute-form and asterisk-form targets are taken apart, field values lose their trailing blanks",
           "[http][hardening][server]") {
   duet::Loop loop;
@@ -827,6 +859,33 @@ TEST_CASE("client: empty field names, too many fields, bare CRs and bad chunk fr
   REQUIRE_FALSE(trailer.ec);
   CHECK(trailer.res.status == 302);
   CHECK_FALSE(trailer.res.headers.contains("Location"));
+}
+
+TEST_CASE("client: a connection whose response says close, to RFC 9112 or to llhttp, is not used again",
+          "[http][hardening][client]") {
+  // llhttp 8.1.0 takes `close<TAB>` as another option, and lets keep-alive beat close in HTTP/1.0: a
+  // server that closes after such a response would fail the next request sent on its connection.
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  duet::Loop loop;
+  ScriptedServer server(loop, [&](auto, auto, const std::string& head) {
+    if (head.rfind("GET /tab", 0) == 0)
+      return Step{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\t\r\n\r\nok"};
+    if (head.rfind("GET /both", 0) == 0)
+      return Step{"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, close\r\n\r\nok"};
+    return Step{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x ,\tkeep-alive\r\n\r\nok"};
+  });
+  Client client(loop);
+  for (const char* path : {"/tab", "/both"}) {
+    INFO(path);
+    const std::size_t before = server.connections();
+    REQUIRE_FALSE(duet::test::get(face, loop, client, server.url(path)).ec);
+    REQUIRE_FALSE(duet::test::get(face, loop, client, server.url(path)).ec);
+    CHECK(server.connections() == before + 2);  // before: one, kept for the second request
+  }
+  const std::size_t before = server.connections();
+  REQUIRE_FALSE(duet::test::get(face, loop, client, server.url("/kept")).ec);
+  REQUIRE_FALSE(duet::test::get(face, loop, client, server.url("/kept")).ec);
+  CHECK(server.connections() == before + 1);
 }
 
 TEST_CASE("client: a status line is HTTP/d.d, a space, three digits, then a space and a reason or nothing",

@@ -108,5 +108,22 @@ TransferCoding transfer_coding(const Headers& headers) noexcept {
   return codings == 1 && chunked_alone ? TransferCoding::chunked : TransferCoding::other;
 }
 
+unsigned connection_options(std::string_view value) noexcept {
+  if (equals_lowercase(value, "keep-alive")) return kConnectionKeepAlive;  // nearly always one of these
+  if (equals_lowercase(value, "close")) return kConnectionClose;
+  unsigned options = 0;
+  while (!value.empty()) {
+    const std::size_t comma = value.find(',');
+    std::string_view option = value.substr(0, comma);
+    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    const std::size_t first = option.find_first_not_of(" \t");
+    if (first == std::string_view::npos) continue;
+    option = option.substr(first, option.find_last_not_of(" \t") - first + 1);
+    if (equals_lowercase(option, "close")) options |= kConnectionClose;
+    if (equals_lowercase(option, "keep-alive")) options |= kConnectionKeepAlive;
+  }
+  return options;
+}
+
 }  // namespace detail
 }  // namespace duet::http

@@ -208,7 +208,8 @@ int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
   if (self.informational_) return HPE_PAUSED;  // 100 Continue and friends: `feed` checks it, then goes on
   if (self.decoder_ && !self.decoder_->finished() && !self.decoder_->untouched())
     return self.fail(make_error_code(errc::malformed_response), "the compressed body is cut short");
-  self.keep_alive_ = llhttp_should_keep_alive(p) != 0 && !self.close_after_;
+  self.keep_alive_ = llhttp_should_keep_alive(p) != 0 && self.head_parts_.persistent(self.response_.version_minor) &&
+                     !self.close_after_;
   self.state_ = State::complete;
   return HPE_PAUSED;  // stop here: what follows belongs to the next response
 }
@@ -279,15 +280,16 @@ ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& c
     const char* pos = llhttp_get_error_pos(&parser_);
     const std::size_t used = static_cast<std::size_t>(pos - at);
     if (check_framing(pos) == State::failed) return state_;
+    // A `Connection: close` on the interim response holds for the connection; to llhttp it closed the
+    // stream, and the final response that follows would be refused: llhttp starts over instead.
+    if (llhttp_should_keep_alive(&parser_) == 0 || !head_parts_.persistent(response_.version_minor))
+      close_after_ = true;
     response_.status = 0;
     response_.reason.clear();
     response_.headers.clear();
     head_parts_.reset();
     framing_.reset();
     informational_ = false;
-    // A `Connection: close` on the interim response holds for the connection; to llhttp it closed the
-    // stream, and the final response that follows would be refused: llhttp starts over instead.
-    if (llhttp_should_keep_alive(&parser_) == 0) close_after_ = true;
     llhttp_reset(&parser_);
     at = pos;
     len -= used;

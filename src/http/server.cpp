@@ -859,7 +859,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     if (p->flags & F_CHUNKED) parse_->framing.expect_chunked_body();
     if (streaming_request_) {
-      close_after_ = llhttp_should_keep_alive(p) == 0;
+      close_after_ = ends_connection(p);
       dispatch_at_head_ = true;
       return HPE_PAUSED;  // `parse` calls the handler, then goes on with the body
     }
@@ -887,8 +887,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     auto& c = self_of(p);
     c.in_request_ = false;
     c.request_due_ = 0;
-    c.close_after_ = llhttp_should_keep_alive(p) == 0;
+    c.close_after_ = c.ends_connection(p);
     return HPE_PAUSED;  // `parse` checks the request's framing, then dispatches it
+  }
+  /// Whether the request just parsed is the connection's last: where llhttp's reading of its Connection
+  /// fields and RFC 9112's differ (a tab after `close`, `keep-alive, close` in HTTP/1.0, a
+  /// Proxy-Connection field, which llhttp reads as Connection), it is.
+  bool ends_connection(llhttp_t* p) const noexcept {
+    return llhttp_should_keep_alive(p) == 0 || !parse_->head.persistent(llhttp_get_http_minor(p));
   }
 
   void dispatch(bool streamed) {

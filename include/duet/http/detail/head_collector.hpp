@@ -12,6 +12,8 @@
 #include <llhttp.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -66,6 +68,33 @@ TransferCoding transfer_coding(const Headers& headers) noexcept;
 inline constexpr const char* kChunkedNotLast =
     "a Transfer-Encoding with something besides spaces after chunked: an empty element, a tab or a fold";
 
+/// Whether `s` is `lower` (a literal of lowercase letters and other bytes that are not letters) in any
+/// case, 8 bytes at a time: OR-ing 0x20 into an ASCII letter lowers it and turns no other byte into a
+/// lowercase letter, and the bytes that are not letters are compared as they are. A few instructions
+/// where `iequals` takes several a byte: it runs on the fields of every message.
+template <std::size_t N>
+[[gnu::always_inline]] inline bool equals_lowercase(std::string_view s, const char (&lower)[N]) noexcept {
+  constexpr std::size_t n = N - 1;
+  if (s.size() != n) return false;
+  auto letter_bit = [&](std::size_t i) -> unsigned char { return lower[i] >= 'a' && lower[i] <= 'z' ? 0x20 : 0; };
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t word = 0, want = 0, mask = 0;
+    std::memcpy(&word, s.data() + i, 8);
+    std::memcpy(&want, lower + i, 8);
+    for (std::size_t k = 0; k < 8; ++k) mask |= std::uint64_t{letter_bit(i + k)} << (8 * k);
+    if ((word | mask) != want) return false;
+  }
+  for (; i < n; ++i)
+    if (static_cast<char>(s[i] | static_cast<char>(letter_bit(i))) != lower[i]) return false;
+  return true;
+}
+
+/// The options of a Connection field's value that decide whether its connection persists: a bit for
+/// `close`, a bit for `keep-alive` (a comma-separated list, blanks around each option, any case).
+enum ConnectionOption : unsigned { kConnectionClose = 1, kConnectionKeepAlive = 2 };
+unsigned connection_options(std::string_view value) noexcept;
+
 class HeadCollector {
  public:
   /// Each line of the head costs its bytes plus the 4 of `: ` and CRLF, so that empty lines (which
@@ -84,6 +113,7 @@ class HeadCollector {
     open_ = false;
     in_trailers_ = false;
     transfer_encoding_ = false;
+    connection_ = 0;
   }
 
   /// Appends a piece of the start line to `to`; false (nothing appended) once the head is over the limit.
@@ -103,6 +133,13 @@ class HeadCollector {
   void end_head() noexcept { in_trailers_ = true; }
   /// The head has a Transfer-Encoding field (llhttp's F_TRANSFER_ENCODING misses an empty one).
   bool has_transfer_encoding() const noexcept { return transfer_encoding_; }
+  /// Whether the head's Connection fields let its connection go on after the message (RFC 9112 §9.3):
+  /// never with a `close` option, in HTTP/1.1 otherwise, in HTTP/1.0 only with `keep-alive`. llhttp
+  /// 8.1.0 decides it too, but takes a tab after an option as part of it (`close<TAB>` is not close to
+  /// it) and lets `keep-alive` beat `close` in HTTP/1.0; a connection goes on only where both say so.
+  bool persistent(int minor) const noexcept {
+    return !(connection_ & kConnectionClose) && (minor >= 1 || (connection_ & kConnectionKeepAlive));
+  }
   /// The current field is complete (in `headers`, where `field` and `value` put it, its value without
   /// the blanks llhttp leaves at its end; a trailer is dropped). A field refused here is taken out of
   /// `headers` again.
@@ -124,7 +161,8 @@ class HeadCollector {
       return FieldVerdict::bad_name;
     }
     trim_end(value);
-    if (name.size() == 17 && iequals(name, "Transfer-Encoding")) transfer_encoding_ = true;
+    if (equals_lowercase(name, "transfer-encoding")) transfer_encoding_ = true;
+    if (equals_lowercase(name, "connection")) connection_ |= connection_options(value);
     return FieldVerdict::ok;
   }
 
@@ -185,7 +223,8 @@ class HeadCollector {
   bool open_ = false;  // the last field in the headers is being collected
   bool in_trailers_ = false;
   bool transfer_encoding_ = false;
-  std::string field_;  // a trailer's name, to check it
+  unsigned connection_ = 0;  // the options of every Connection field
+  std::string field_;        // a trailer's name, to check it
 };
 
 }  // namespace duet::http::detail
