@@ -84,25 +84,35 @@ void Headers::remove(std::string_view name) {
 }
 
 namespace detail {
+namespace {
+
+/// Calls `element` with each element of a comma-separated field value (RFC 9110 5.6.1), blanks
+/// around it trimmed; empty elements do not count.
+template <typename F>
+void for_each_element(std::string_view list, F&& element) {
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    const std::size_t first = item.find_first_not_of(" \t");
+    if (first == std::string_view::npos) continue;
+    element(item.substr(first, item.find_last_not_of(" \t") - first + 1));
+  }
+}
+
+}  // namespace
 
 TransferCoding transfer_coding(const Headers& headers) noexcept {
-  // Every Transfer-Encoding field, as one comma-separated list; empty elements do not count (RFC 9110
-  // 5.6.1), and llhttp has already refused a list whose last coding is not chunked, in a request.
+  // Every Transfer-Encoding field, as one list; llhttp has already refused a list whose last coding
+  // is not chunked, in a request.
   std::size_t codings = 0;
   bool chunked_alone = true;
   for (const auto& [name, value] : headers) {
     if (!iequals(name, "Transfer-Encoding")) continue;
-    std::string_view rest = value;
-    while (!rest.empty()) {
-      const std::size_t comma = rest.find(',');
-      std::string_view coding = rest.substr(0, comma);
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      const std::size_t first = coding.find_first_not_of(" \t");
-      if (first == std::string_view::npos) continue;
-      coding = coding.substr(first, coding.find_last_not_of(" \t") - first + 1);
+    for_each_element(value, [&](std::string_view coding) {
       ++codings;
       if (!iequals(coding, "chunked")) chunked_alone = false;
-    }
+    });
   }
   if (codings == 0) return TransferCoding::empty;
   return codings == 1 && chunked_alone ? TransferCoding::chunked : TransferCoding::other;
@@ -112,16 +122,10 @@ unsigned connection_options(std::string_view value) noexcept {
   if (equals_lowercase(value, "keep-alive")) return kConnectionKeepAlive;  // nearly always one of these
   if (equals_lowercase(value, "close")) return kConnectionClose;
   unsigned options = 0;
-  while (!value.empty()) {
-    const std::size_t comma = value.find(',');
-    std::string_view option = value.substr(0, comma);
-    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
-    const std::size_t first = option.find_first_not_of(" \t");
-    if (first == std::string_view::npos) continue;
-    option = option.substr(first, option.find_last_not_of(" \t") - first + 1);
+  for_each_element(value, [&](std::string_view option) {
     if (equals_lowercase(option, "close")) options |= kConnectionClose;
     if (equals_lowercase(option, "keep-alive")) options |= kConnectionKeepAlive;
-  }
+  });
   return options;
 }
 
