@@ -21,9 +21,9 @@
 // answers by calling `reply(response)` once, now or later (callback face), or by returning the
 // response (coroutine face). Connections are kept alive (HTTP/1.1 unless `Connection: close`;
 // HTTP/1.0 only with `Connection: keep-alive`; `close` wins over `keep-alive`, blanks around an option
-// do not count, and a `Proxy-Connection: keep-alive` does not keep one); pipelined requests are answered in the order they
-// came, whatever order their handlers finish in. `Content-Length` is set from the body; a response to
-// HEAD carries the length but no body; a 204 or 304 carries neither.
+// do not count, and a `Proxy-Connection: keep-alive` does not keep one); pipelined requests are
+// answered in the order they came, whatever order their handlers finish in. `Content-Length` is set
+// from the body; a response to HEAD carries the length but no body; a 204 or 304 carries neither.
 //
 // Failures of the handler, one path for both faces: a handler that throws (anything, in either face),
 // returns a response that cannot be sent (a status outside 200-599, a field name that is not a token,
