@@ -13,9 +13,9 @@
 // them on its own, independently of llhttp: every line of the head (start line, fields, and the
 // trailer section) ends with CRLF — no bare CR, and no bare LF, which llhttp 8.1.0 takes as the end
 // of a head after a CRLF — and a chunked body is `size[;extensions] CRLF data CRLF ... 0 CRLF
-// trailers CRLF` exactly, with the size line (extensions included) at most `kMaxChunkLine` bytes. Built with `Folding::refused` (the server's),
-// it also fails a head or trailer line that starts with a space or a tab: obsolete line folding, which
-// llhttp 8.1.0 takes as the previous field's value going on (`Host: a\r\n\tX: 1` is one Host field,
+// trailers CRLF` exactly, with the size line (extensions included) at most `kMaxChunkLine` bytes.
+// Built with `Folding::refused` (the server's), it also fails a head or trailer line that starts with
+// a space or a tab: obsolete line folding, which llhttp 8.1.0 takes as the previous field's value going on (`Host: a\r\n\tX: 1` is one Host field,
 // `a\tX: 1`), where another parser may see two fields or none; RFC 9112 §5.2 lets a server refuse it
 // with 400. A client must accept it (the same section), and does: its parser's default lets it
 // through, the value then holding the fold's whitespace in place of its CRLF.
