@@ -6,19 +6,20 @@
 // make duet see message boundaries that another parser on the path would not: request smuggling.
 //
 // A FramingCheck is fed exactly the bytes llhttp consumed for one message, in order, before the
-// message is acted on: the head's bytes before llhttp even parses them (`check_head`), so that nothing
-// llhttp's callbacks do (a 100 Continue sent, a body piece handed over) happens for a head that fails;
-// a chunked body's bytes up to each piece as llhttp hands the piece over (the client's parser, which
-// passes pieces on from within llhttp) or once llhttp has paused after it (the server's). It checks
-// them on its own, independently of llhttp: every line of the head (start line, fields, and the
-// trailer section) ends with CRLF — no bare CR, and no bare LF, which llhttp 8.1.0 takes as the end
-// of a head after a CRLF — and a chunked body is `size[;extensions] CRLF data CRLF ... 0 CRLF
-// trailers CRLF` exactly, with the size line (extensions included) at most `kMaxChunkLine` bytes.
-// Built with `Folding::refused` (the server's), it also fails a head or trailer line that starts with
-// a space or a tab: obsolete line folding, which llhttp 8.1.0 takes as the previous field's value going on (`Host: a\r\n\tX: 1` is one Host field,
-// `a\tX: 1`), where another parser may see two fields or none; RFC 9112 §5.2 lets a server refuse it
-// with 400. A client must accept it (the same section), and does: its parser's default lets it
-// through, the value then holding the fold's whitespace in place of its CRLF.
+// message is acted on: the head's bytes before llhttp even parses them (`check_head`), so that
+// nothing llhttp's callbacks do (a 100 Continue sent, a body piece handed over) happens for a head
+// that fails; a chunked body's bytes up to each piece as llhttp hands the piece over (the client's
+// parser, which passes pieces on from within llhttp) or once llhttp has paused after it (the
+// server's). It checks them on its own, independently of llhttp: every line of the head (start
+// line, fields, and the trailer section) ends with CRLF — no bare CR, and no bare LF, which llhttp
+// 8.1.0 takes as the end of a head after a CRLF — and a chunked body is `size[;extensions] CRLF
+// data CRLF ... 0 CRLF trailers CRLF` exactly, with the size line (extensions included) at most
+// `kMaxChunkLine` bytes. Built with `Folding::refused` (the server's), it also fails a head or
+// trailer line that starts with a space or a tab: obsolete line folding, which llhttp 8.1.0 takes
+// as the previous field's value going on (`Host: a\r\n\tX: 1` is one Host field, `a\tX: 1`), where
+// another parser may see two fields or none; RFC 9112 §5.2 lets a server refuse it with 400. A
+// client must accept it (the same section), and does: its parser's default lets it through, the
+// value then holding the fold's whitespace in place of its CRLF.
 //
 // Built with `StartLine::request` (the server's) or `StartLine::response` (the client's), it also checks
 // the start line's shape, which llhttp 8.1.0 reads loosely: it takes `GET / RTSP/1.1` and
