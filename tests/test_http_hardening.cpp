@@ -481,7 +481,12 @@ TEST_CASE("server: requests another parser on the path would frame or route diff
   duet::Loop loop;
   OkServer s(loop);
   const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
-  const std::pair<const char*, const char*> refused[] = {
+  struct Refused {
+    const char* bytes;
+    const char* status;
+    const char* why = nullptr;  // what the answer's body says, where it matters which check refused
+  };
+  const Refused refused[] = {
       // Transfer-Encoding in HTTP/1.0 is faulty framing (6.1); an empty one is not chunked (6.3).
       {"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
        "HTTP/1.1 400"},
@@ -494,7 +499,8 @@ TEST_CASE("server: requests another parser on the path would frame or route diff
       // would then read the chunks as the next request.
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400"},
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked ,\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400"},
-      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400",
+       duet::http::detail::kChunkedNotLast},
       {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX: 1\r\nTransfer-Encoding: ,\r\n\r\n"
        "3\r\nabc\r\n0\r\n\r\n",
        "HTTP/1.1 400"},
@@ -522,11 +528,14 @@ TEST_CASE("server: requests another parser on the path would frame or route diff
       // Every Expect line counts.
       {"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: teapot\r\n\r\n", "HTTP/1.1 417"},
   };
-  for (const auto& [bytes, status] : refused) {
+  for (const auto& [bytes, status, why] : refused) {
     INFO(bytes);
     const std::string got = s.exchange(loop, bytes + smuggled);
     CHECK(starts_with(got, status));
     CHECK(count(got, "HTTP/1.1 ") == 1);  // nothing after the refusal
+    // llhttp refuses `chunked,` and a later empty Transfer-Encoding field in a request's field value
+    // itself; `chunked<TAB>` gets past it, to duet's check, which says what is wrong.
+    if (why) CHECK(got.find(why) != std::string::npos);
   }
   CHECK(s.handled == 0);
 }

@@ -102,7 +102,7 @@ void for_each_element(std::string_view list, F&& element) {
 
 }  // namespace
 
-TransferCoding transfer_coding(const Headers& headers) noexcept {
+TransferCoding transfer_coding(const Headers& headers, bool llhttp_chunked) noexcept {
   // Every Transfer-Encoding field, as one list; llhttp has already refused a list whose last coding
   // is not chunked, in a request.
   std::size_t codings = 0;
@@ -115,7 +115,8 @@ TransferCoding transfer_coding(const Headers& headers) noexcept {
     });
   }
   if (codings == 0) return TransferCoding::empty;
-  return codings == 1 && chunked_alone ? TransferCoding::chunked : TransferCoding::other;
+  if (codings != 1 || !chunked_alone) return TransferCoding::other;
+  return llhttp_chunked ? TransferCoding::chunked : TransferCoding::misread;
 }
 
 unsigned connection_options(std::string_view value) noexcept {

@@ -133,11 +133,11 @@ int ResponseParser::on_headers_complete(llhttp_t* p) noexcept {
   // A response to HEAD, and a 204 or 304, has no body, whatever its headers say (RFC 9110 §6.4.1).
   if (self.head_ || self.response_.status == 204 || self.response_.status == 304) return 1;
   if (self.head_parts_.has_transfer_encoding()) {
-    switch (transfer_coding(self.response_.headers)) {
-      case TransferCoding::chunked:   // to RFC 9110; llhttp reads `chunked,` or `chunked<TAB>` as not chunked
-        if (!(p->flags & F_CHUNKED))  // and would hand the chunks, and what follows, over as the body
-          return self.fail(make_error_code(errc::malformed_response), kChunkedNotLast);
+    switch (transfer_coding(self.response_.headers, (p->flags & F_CHUNKED) != 0)) {
+      case TransferCoding::chunked:
         break;
+      case TransferCoding::misread:  // llhttp would hand the chunks, and what follows, over as the body
+        return self.fail(make_error_code(errc::malformed_response), kChunkedNotLast);
       case TransferCoding::empty:  // beside a Content-Length, llhttp would frame by it
         return self.fail(make_error_code(errc::malformed_response), "an empty Transfer-Encoding");
       case TransferCoding::other:  // the body would come still in that coding
@@ -208,8 +208,7 @@ int ResponseParser::on_message_complete(llhttp_t* p) noexcept {
   if (self.informational_) return HPE_PAUSED;  // 100 Continue and friends: `feed` checks it, then goes on
   if (self.decoder_ && !self.decoder_->finished() && !self.decoder_->untouched())
     return self.fail(make_error_code(errc::malformed_response), "the compressed body is cut short");
-  self.keep_alive_ = llhttp_should_keep_alive(p) != 0 && self.head_parts_.persistent(self.response_.version_minor) &&
-                     !self.close_after_;
+  self.keep_alive_ = self.head_parts_.persistent(p) && !self.close_after_;
   self.state_ = State::complete;
   return HPE_PAUSED;  // stop here: what follows belongs to the next response
 }
@@ -282,8 +281,7 @@ ResponseParser::State ResponseParser::feed(std::string_view data, std::size_t& c
     if (check_framing(pos) == State::failed) return state_;
     // A `Connection: close` on the interim response holds for the connection; to llhttp it closed the
     // stream, and the final response that follows would be refused: llhttp starts over instead.
-    if (llhttp_should_keep_alive(&parser_) == 0 || !head_parts_.persistent(response_.version_minor))
-      close_after_ = true;
+    if (!head_parts_.persistent(&parser_)) close_after_ = true;
     response_.status = 0;
     response_.reason.clear();
     response_.headers.clear();

@@ -826,10 +826,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     // and a coding besides chunked is one this server cannot decode (llhttp refuses the rest).
     if (parse_->head.has_transfer_encoding()) {
       if (minor == 0) return reject(400, "Transfer-Encoding in an HTTP/1.0 request");
-      switch (transfer_coding(headers)) {
-        case TransferCoding::chunked:  // to RFC 9110; llhttp reads `chunked,` as not chunked (and refuses it)
-          if (!(p->flags & F_CHUNKED)) return reject(400, kChunkedNotLast);
+      switch (transfer_coding(headers, (p->flags & F_CHUNKED) != 0)) {
+        case TransferCoding::chunked:
           break;
+        case TransferCoding::misread:  // (llhttp refuses most such values itself, in the field)
+          return reject(400, kChunkedNotLast);
         case TransferCoding::empty:
           return reject(400, "an empty Transfer-Encoding");
         case TransferCoding::other:
@@ -859,7 +860,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     if (p->flags & F_CHUNKED) parse_->framing.expect_chunked_body();
     if (streaming_request_) {
-      close_after_ = ends_connection(p);
+      close_after_ = !parse_->head.persistent(p);
       dispatch_at_head_ = true;
       return HPE_PAUSED;  // `parse` calls the handler, then goes on with the body
     }
@@ -887,14 +888,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     auto& c = self_of(p);
     c.in_request_ = false;
     c.request_due_ = 0;
-    c.close_after_ = c.ends_connection(p);
+    c.close_after_ = !c.parse_->head.persistent(p);
     return HPE_PAUSED;  // `parse` checks the request's framing, then dispatches it
-  }
-  /// Whether the request just parsed is the connection's last: where llhttp's reading of its Connection
-  /// fields and RFC 9112's differ (a tab after `close`, `keep-alive, close` in HTTP/1.0, a
-  /// Proxy-Connection field, which llhttp reads as Connection), it is.
-  bool ends_connection(llhttp_t* p) const noexcept {
-    return llhttp_should_keep_alive(p) == 0 || !parse_->head.persistent(llhttp_get_http_minor(p));
   }
 
   void dispatch(bool streamed) {

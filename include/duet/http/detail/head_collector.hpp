@@ -57,14 +57,16 @@ enum class FieldVerdict {
 /// What a message's Transfer-Encoding fields (all of them, as one list) ask for.
 enum class TransferCoding {
   chunked,  ///< `chunked` alone: the one coding duet frames and decodes
+  misread,  ///< `chunked` alone to RFC 9110, not to llhttp, which would frame the body some other way
   empty,    ///< fields with no coding in them: malformed
   other,    ///< a coding besides `chunked` (`gzip, chunked`): not implemented
 };
-/// Reads `headers`' Transfer-Encoding fields (call it only when there is one: `has_transfer_encoding`).
-TransferCoding transfer_coding(const Headers& headers) noexcept;
-/// Why a Transfer-Encoding that is `chunked` by RFC 9110 §5.6.1 fails: llhttp 8.1.0 reads `chunked`
-/// as the coding only when nothing but spaces follows it (`chunked,`, `chunked<TAB>` and a later empty
-/// Transfer-Encoding field are not chunked to it), and would frame the body some other way.
+/// Reads `headers`' Transfer-Encoding fields (call it only when there is one: `has_transfer_encoding`);
+/// `llhttp_chunked` is llhttp's verdict (its F_CHUNKED flag). RFC 9110 §5.6.1 drops empty list
+/// elements and the blanks around each; llhttp 8.1.0 reads `chunked` as the coding only when nothing
+/// but spaces follows it (`chunked,`, `chunked<TAB>`, a later empty Transfer-Encoding field): where
+/// the two differ, the message is `misread` and fails with `kChunkedNotLast`.
+TransferCoding transfer_coding(const Headers& headers, bool llhttp_chunked) noexcept;
 inline constexpr const char* kChunkedNotLast =
     "a Transfer-Encoding with something besides spaces after chunked: an empty element, a tab or a fold";
 
@@ -133,12 +135,14 @@ class HeadCollector {
   void end_head() noexcept { in_trailers_ = true; }
   /// The head has a Transfer-Encoding field (llhttp's F_TRANSFER_ENCODING misses an empty one).
   bool has_transfer_encoding() const noexcept { return transfer_encoding_; }
-  /// Whether the head's Connection fields let its connection go on after the message (RFC 9112 §9.3):
-  /// never with a `close` option, in HTTP/1.1 otherwise, in HTTP/1.0 only with `keep-alive`. llhttp
-  /// 8.1.0 decides it too, but takes a tab after an option as part of it (`close<TAB>` is not close to
-  /// it) and lets `keep-alive` beat `close` in HTTP/1.0; a connection goes on only where both say so.
-  bool persistent(int minor) const noexcept {
-    return !(connection_ & kConnectionClose) && (minor >= 1 || (connection_ & kConnectionKeepAlive));
+  /// Whether the connection goes on after the message `p` has just parsed: only where llhttp says so
+  /// and so do the head's Connection fields, read as RFC 9112 §9.3 reads them (never with a `close`
+  /// option, in HTTP/1.1 otherwise, in HTTP/1.0 only with `keep-alive`). llhttp 8.1.0 takes a tab after
+  /// an option as part of it (`close<TAB>` is not close to it), lets `keep-alive` beat `close` in
+  /// HTTP/1.0 and reads Proxy-Connection as Connection; where the readings differ, the connection ends.
+  bool persistent(const llhttp_t* p) const noexcept {
+    return llhttp_should_keep_alive(p) != 0 && !(connection_ & kConnectionClose) &&
+           (p->http_minor >= 1 || (connection_ & kConnectionKeepAlive));
   }
   /// The current field is complete (in `headers`, where `field` and `value` put it, its value without
   /// the blanks llhttp leaves at its end; a trailer is dropped). A field refused here is taken out of
