@@ -1216,6 +1216,193 @@ TEST_CASE("a handler that drops a streamed body unread answers, and the connecti
   CHECK_THAT(got, Catch::EndsWith("no thanks"));
 }
 
+namespace {
+
+/// A client that sends a head with `Expect: 100-continue` and, as such a client does, sends the body
+/// only once a `100 Continue` has come; it reads until the server closes, or 10 s pass.
+struct ExpectingClient {
+  std::string got;  // everything the server sent
+  bool body_sent = false;
+  bool timed_out = false;
+  std::function<void()> on_continue{};  // when the 100 comes, before the body goes
+
+  void exchange(duet::Loop& loop, std::uint16_t port, std::string head, std::string body) {
+    bool done = false;
+    int writing = 0;
+    std::optional<duet::TcpStream> s;
+    duet::connect(loop, duet::Endpoint::loopback(port), [&](std::error_code ec, duet::TcpStream stream) {
+      REQUIRE_FALSE(ec);
+      s = std::move(stream);
+      ++writing;
+      s->write(std::move(head), [&](std::error_code) { --writing; });
+      s->read_start([&](std::error_code rec, std::span<const char> chunk) {
+        if (rec || chunk.empty()) {
+          done = true;
+          return;
+        }
+        got.append(chunk.begin(), chunk.end());
+        if (!body_sent && got.find("HTTP/1.1 100 Continue\r\n\r\n") != std::string::npos) {
+          if (on_continue) on_continue();
+          body_sent = true;
+          ++writing;
+          s->write(std::move(body), [&](std::error_code) { --writing; });
+        }
+      });
+    });
+    duet::Timer guard(loop);
+    guard.start(10s, 0ms, [&] { timed_out = true; });
+    while (!done && !timed_out) loop.run_once();
+    if (s) s->close();
+    while (writing > 0) loop.run_once();  // each write calls back (UV_ECANCELED if cut short)
+  }
+};
+
+std::string expecting_head(const std::string& path, std::size_t length) {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(length) +
+         "\r\nConnection: close\r\n\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("a streamed body's 100 Continue goes out when its handler first reads it — never if it does not",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  // 0: void(ServerRequest, Reply); 1: Task<void>(ServerRequest, Reply); 2: Task<Response>(ServerRequest)
+  const int face = GENERATE(0, 1, 2);
+  CAPTURE(face);
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest& head) { return head.path != "/other"; };
+  options.request_timeout = 100ms;  // shorter than /later's wait: it must not run while the 100 is owed
+  int reads_started = 0;
+  auto read_all = [&](duet::http::ServerRequest req) -> duet::Task<duet::http::Response> {
+    if (req.path == "/later") co_await duet::sleep(loop, 300ms);  // deciding, say
+    ++reads_started;
+    std::string got;
+    for (std::string piece; !(piece = co_await req.body_stream.read()).empty();) got += piece;
+    co_return duet::http::Response{200, "OK", {}, "got " + got};
+  };
+  const duet::http::Response refusal{401, "", {}, "who are you?"};
+  const duet::http::Response other{200, "OK", {}, "other"};
+  std::optional<duet::http::Server> server;
+  if (face == 0) {
+    server.emplace(
+        loop, duet::Endpoint::loopback(0),
+        [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+          if (req.path == "/other") return reply(other);
+          if (req.path == "/refuse") return reply(refusal);  // the request, and its body, still held
+          ++reads_started;
+          auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+          auto got = std::make_shared<std::string>();
+          auto next = std::make_shared<std::function<void()>>();
+          *next = [body, got, next, reply = std::make_shared<duet::http::Reply>(std::move(reply))] {
+            body->read([body, got, next, reply](std::error_code ec, std::string piece) {
+              if (!ec && !piece.empty()) {
+                *got += piece;
+                return (*next)();
+              }
+              (*reply)(duet::http::Response{ec ? 500 : 200, "", {}, "got " + *got});
+              *next = nullptr;  // the function's cycle
+            });
+          };
+          (*next)();
+        },
+        options);
+  } else if (face == 1) {
+    server.emplace(
+        loop, duet::Endpoint::loopback(0),
+        [&](duet::http::ServerRequest req, duet::http::Reply reply) -> duet::Task<> {
+          if (req.path == "/other") {
+            reply(other);
+          } else if (req.path == "/refuse") {
+            reply(refusal);  // the request, and its body, still held in this frame
+          } else {
+            reply(co_await read_all(std::move(req)));
+          }
+        },
+        options);
+  } else {
+    server.emplace(
+        loop, duet::Endpoint::loopback(0),
+        [&](duet::http::ServerRequest req) -> duet::Task<duet::http::Response> {
+          if (req.path == "/other") co_return other;
+          if (req.path == "/refuse") co_return refusal;
+          co_return co_await read_all(std::move(req));
+        },
+        options);
+  }
+  const std::uint16_t port = server->local_endpoint().port();
+
+  SECTION("a handler that answers without reading: no 100, so no body — after the answer before it") {
+    ExpectingClient client;
+    client.exchange(loop, port, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n" + expecting_head("/refuse", 5), "hello");
+    CHECK_FALSE(client.timed_out);
+    CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+    CHECK_THAT(client.got, Catch::Contains("\r\n\r\notherHTTP/1.1 401 Unauthorized\r\n"));
+    CHECK_THAT(client.got, Catch::EndsWith("who are you?"));
+    CHECK(client.got.find("100 Continue") == std::string::npos);
+    CHECK_FALSE(client.body_sent);
+  }
+  SECTION("a handler that reads: the 100, then the body, then the answer") {
+    ExpectingClient client;
+    client.exchange(loop, port, expecting_head("/read", 5), "hello");
+    CHECK_FALSE(client.timed_out);
+    CHECK(client.body_sent);
+    CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+    CHECK_THAT(client.got, Catch::EndsWith("got hello"));
+  }
+  if (face != 0) {
+    SECTION("a handler that reads after a while: the 100 waits for the read, the client's deadline with it") {
+      ExpectingClient client;
+      int reads_at_continue = -1;
+      client.on_continue = [&] { reads_at_continue = reads_started; };
+      client.exchange(loop, port, expecting_head("/later", 5), "hello");
+      CHECK_FALSE(client.timed_out);
+      CHECK(reads_at_continue == 1);  // not while the handler was still deciding
+      CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+      CHECK_THAT(client.got, Catch::EndsWith("got hello"));
+    }
+  }
+}
+
+TEST_CASE("a streamed answer before the body is read — the 100 goes out if the handler still holds the body",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [](duet::http::ServerRequest req, duet::http::Reply reply) {
+        if (req.path == "/echo") {  // the answer's body is the request's, read as the answer streams
+          auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+          return reply.stream(duet::http::Response{200, "OK", {}, {}}, [body](duet::http::BodyPiece piece) {
+            body->read([piece = std::move(piece)](std::error_code ec, std::string bytes) mutable {
+              piece(ec, std::move(bytes));
+            });
+          });
+        }
+        auto said = std::make_shared<bool>(false);  // the body dropped with the request, unread
+        reply.stream(duet::http::Response{200, "OK", {}, {}}, [said](duet::http::BodyPiece piece) {
+          piece({}, std::exchange(*said, true) ? std::string() : std::string("bye"));
+        });
+      },
+      options);
+  const std::uint16_t port = server.local_endpoint().port();
+
+  ExpectingClient echo;
+  echo.exchange(loop, port, expecting_head("/echo", 5), "hello");
+  CHECK_FALSE(echo.timed_out);  // no deadlock: the answer's head does not wait for a read
+  CHECK(echo.body_sent);
+  CHECK_THAT(echo.got, Catch::StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+  CHECK_THAT(echo.got, Catch::EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+
+  ExpectingClient dropped;
+  dropped.exchange(loop, port, expecting_head("/drop", 5), "hello");
+  CHECK_FALSE(dropped.timed_out);
+  CHECK_FALSE(dropped.body_sent);
+  CHECK_THAT(dropped.got, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+  CHECK_THAT(dropped.got, Catch::EndsWith("\r\n\r\n3\r\nbye\r\n0\r\n\r\n"));
+}
+
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {
   duet::Loop loop;
   UploadSite site{loop, pattern(5 << 20)};

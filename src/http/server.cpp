@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,9 @@
 namespace duet::http {
 namespace detail {
 namespace {
+
+/// The interim answer to `Expect: 100-continue`.
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /// RFC 9110's reason phrases (and 418, RFC 2324; 428, 429, 431, 511, RFC 6585).
 const char* reason_phrase(int status) {
@@ -316,6 +320,7 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
   bool ended_ = false;
   bool end_delivered_ = false;
   bool pumping_ = false;
+  bool wanted_ = false;  // read at least once
 };
 
 /// One client connection: parses requests, dispatches them, and writes the responses back in order.
@@ -359,6 +364,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;  // replied twice: the first one stands
     close_if_body_unread(seq, s);
+    if (seq == streamed_seq_) resolve_continue(false);  // the body unread: the connection closes after this
     if (const char* why = unsendable(res)) {
       report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
       res = plain(500, "internal error\n");
@@ -373,6 +379,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;
     close_if_body_unread(seq, s);
+    if (seq == streamed_seq_ && continue_owed_) decide_continue_later();
     std::optional<std::uint64_t> length;
     const char* why = unsendable(res);
     if (!why && res.headers.contains("Content-Length") && !(length = declared_length(res.headers)))
@@ -435,6 +442,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void body_abandoned() {
     if (!body_ || closed_) return;
     body_.reset();
+    resolve_continue(false);
     close_after_body_ = true;
     stop_parsing_ = true;
     stream_.read_stop();
@@ -445,6 +453,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (streamed_seq_ >= first_seq_ && streamed_seq_ - first_seq_ < slots_.size())
       slots_[streamed_seq_ - first_seq_].close = true;
     settle();
+  }
+
+  /// The handler reads its streamed body for the first time: the `100 Continue` the client may be
+  /// waiting for goes out now, and the client's deadlines start again.
+  void body_wanted() {
+    if (!continue_owed_ || closed_) return;
+    resolve_continue(true);
+    if (in_request_ && request_due_ != 0) request_due_ = due_in(core_->options.request_timeout);
+    flush();
   }
 
   void report(std::exception_ptr e) noexcept {
@@ -482,8 +499,35 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     close_after_body_ = true;
   }
 
+  // A streamed body's `Expect: 100-continue` is answered when its handler first reads the body, not
+  // when the head is in: a handler that answers without reading it (a 401, say) sends no 100, and a
+  // client that waits for one sends no body for nothing. Its slot, just before the request's own
+  // (`streamed_seq_`), holds back the responses after it until it is resolved: with the 100, or
+  // with nothing (the handler answered, or dropped the body, or the body ended or failed first).
+  // While it is owed the client is waiting on the server, and its deadlines wait too.
+  void resolve_continue(bool send) noexcept {
+    if (!continue_owed_) return;
+    continue_owed_ = false;
+    const std::uint64_t seq = streamed_seq_ - 1;
+    if (seq >= first_seq_ && seq - first_seq_ < slots_.size())
+      slots_[seq - first_seq_].bytes.emplace(send ? kContinue : std::string_view());
+  }
+
+  /// A streamed answer came before the first read: the handler may still read the body while the
+  /// answer streams (an echo), or may be about to drop it. Decided on the next turn, when a handler
+  /// that refused has let go of its request: a body still held gets its 100, else none.
+  void decide_continue_later() {
+    core_->loop.post([weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;
+      self->resolve_continue(self->body_ != nullptr);
+      self->flush();
+    });
+  }
+
   /// The streamed body ends, with `ec` if it failed.
   void end_body_stream(std::error_code ec) noexcept {
+    resolve_continue(false);
     streaming_request_ = false;
     body_handed_over_ = false;
     if (auto body = std::move(body_)) body->end(ec);
@@ -556,7 +600,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// start again when reading resumes), and the write deadline is the one that holds.
   std::uint64_t earliest_due() const noexcept {
     std::uint64_t due = 0;
-    const bool waiting = paused_ || body_paused_;  // on the server's side, not the client's
+    const bool waiting = paused_ || body_paused_ || continue_owed_;  // on the server's side, not the client's
     for (std::uint64_t d : {waiting ? 0 : head_due_, waiting ? 0 : request_due_, write_due_, idle_due_})
       if (d != 0 && (due == 0 || d < due)) due = d;
     return due;
@@ -738,6 +782,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   // A request that cannot be served: answer it (after those before it), then close.
   void refuse(int status, const char* why) {
+    resolve_continue(false);
     failed_ = true;
     in_request_ = false;
     head_due_ = request_due_ = 0;
@@ -855,8 +900,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
       if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
         return reject(413, "request body too large");
-      slots_.push_back(Slot{std::string("HTTP/1.1 100 Continue\r\n\r\n"), false, false, 1, {}, {}, false});
-      flush();
+      if (streaming_request_) {  // said when the handler first reads the body (`body_wanted`), if it does
+        slots_.push_back(Slot{std::nullopt, false, false, 1, {}, {}, false});
+        streamed_seq_ = first_seq_ + slots_.size();  // (as `dispatch` will say): the 100's is the one before
+        continue_owed_ = true;
+      } else {  // the server reads the body itself
+        slots_.push_back(Slot{std::string(kContinue), false, false, 1, {}, {}, false});
+        flush();
+      }
     }
     if (p->flags & F_CHUNKED) parse_->framing.expect_chunked_body();
     if (streaming_request_) {
@@ -925,7 +976,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       Slot slot = std::move(slots_.front());
       slots_.erase(slots_.begin());  // few: at most max_pipelined
       ++first_seq_;
-      if (streaming) {  // the head, then the body piece by piece
+      if (slot.bytes->empty()) continue;  // a 100 Continue not sent
+      if (streaming) {                    // the head, then the body piece by piece
         *streaming = Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false};
         streaming_ = std::move(streaming);
         send(std::move(*slot.bytes), false, true);
@@ -1035,6 +1087,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool dispatch_at_head_ = false;           // its head is in: call the handler
   bool body_handed_over_ = false;           // the handler has been called with it
   bool body_paused_ = false;                // a piece waits for the handler: parse no further
+  bool continue_owed_ = false;              // its `100 Continue` waits for the handler's first read
   bool close_after_body_ = false;           // an answer will close the connection: parse no request after this one
   std::unique_ptr<Streaming> streaming_;    // allocated for each streamed response: idle connections hold none
   bool paused_ = false;                     // reading paused while responses are backed up
@@ -1189,6 +1242,9 @@ void RequestBodyQueue::read(Reader cb, std::stop_token token) {
   }
   reader_ = std::move(cb);
   stop_.watch(&loop_.core(), std::move(token), StopFn{this});
+  if (!std::exchange(wanted_, true)) {
+    if (auto c = conn.lock()) c->body_wanted();  // the client may be waiting for a 100 Continue
+  }
   pump();
 }
 

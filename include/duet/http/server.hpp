@@ -37,7 +37,7 @@
 // - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
 //   of its first byte; chunk extensions at most 1 KiB per chunk. A body streamed to the handler
 //   (`stream_body`): `max_streamed_body_bytes`, and `request_timeout` for each wait for more of it
-//   (none while the handler holds a piece);
+//   (none while the handler holds a piece, or while a `100 Continue` waits for its first read);
 // - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
 //   wait, or while more than 256 KiB are waiting to be written, nothing more is read (and the request
 //   being read waits with its deadlines stopped; a body streamed to its handler is read on). Each
@@ -55,9 +55,12 @@
 // Content-Length, Transfer-Encoding or Upgrade (400), an empty or non-token field name (400), control
 // or non-ASCII bytes or a fragment in the target (400), `*` but for OPTIONS (400), versions other than
 // HTTP/1.x (505), CONNECT (501), an `Expect` other than 100-continue (417). An absolute-form target's
-// authority replaces Host; field values lose their trailing blanks. `Expect: 100-continue` gets `100 Continue`, or the
-// final 413 at once if the declared body is too large. An Upgrade the handler does not take is
-// ignored and the connection goes on as HTTP/1.1. Trailer fields are not merged into the headers.
+// authority replaces Host; field values lose their trailing blanks. `Expect: 100-continue` gets
+// `100 Continue`, or the final 413 at once if the declared body is too large; for a body streamed to
+// the handler, the 100 goes out when the handler first reads the body (or answers with a streamed
+// response while still holding it), and never if it answers or drops the body without reading: a
+// client that waits for the 100 then sends no body for nothing. An Upgrade the handler does not take
+// is ignored and the connection goes on as HTTP/1.1. Trailer fields are not merged into the headers.
 //
 // Lifetime: `close()` or destroying the Server stops listening and closes every connection at once;
 // replies that arrive afterwards are dropped. A Server, and a Reply, may outlive the Loop: afterwards
