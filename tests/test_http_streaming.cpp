@@ -1289,6 +1289,9 @@ TEST_CASE("a streamed body's 100 Continue goes out when its handler first reads 
         loop, duet::Endpoint::loopback(0),
         [&](duet::http::ServerRequest req, duet::http::Reply reply) {
           if (req.path == "/other") return reply(other);
+          if (req.path == "/slow")
+            return duet::sleep(loop, 300ms,
+                               [&other, reply = std::move(reply)](std::error_code) mutable { reply(other); });
           if (req.path == "/refuse") return reply(refusal);  // the request, and its body, still held
           ++reads_started;
           auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
@@ -1313,6 +1316,9 @@ TEST_CASE("a streamed body's 100 Continue goes out when its handler first reads 
         [&](duet::http::ServerRequest req, duet::http::Reply reply) -> duet::Task<> {
           if (req.path == "/other") {
             reply(other);
+          } else if (req.path == "/slow") {
+            co_await duet::sleep(loop, 300ms);
+            reply(other);
           } else if (req.path == "/refuse") {
             reply(refusal);  // the request, and its body, still held in this frame
           } else {
@@ -1325,6 +1331,10 @@ TEST_CASE("a streamed body's 100 Continue goes out when its handler first reads 
         loop, duet::Endpoint::loopback(0),
         [&](duet::http::ServerRequest req) -> duet::Task<duet::http::Response> {
           if (req.path == "/other") co_return other;
+          if (req.path == "/slow") {
+            co_await duet::sleep(loop, 300ms);
+            co_return other;
+          }
           if (req.path == "/refuse") co_return refusal;
           co_return co_await read_all(std::move(req));
         },
@@ -1341,6 +1351,28 @@ TEST_CASE("a streamed body's 100 Continue goes out when its handler first reads 
     CHECK_THAT(client.got, Catch::EndsWith("who are you?"));
     CHECK(client.got.find("100 Continue") == std::string::npos);
     CHECK_FALSE(client.body_sent);
+  }
+  SECTION("a handler that reads its ended body late does not send the 100 owed to the request after it") {
+    ExpectingClient client;
+    client.exchange(
+        loop, port,
+        "POST /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + expecting_head("/refuse", 5),
+        "hello");
+    CHECK_FALSE(client.timed_out);
+    CHECK_THAT(client.got, Catch::Contains("\r\n\r\ngot HTTP/1.1 401 Unauthorized\r\n"));
+    CHECK(client.got.find("100 Continue") == std::string::npos);
+    CHECK_FALSE(client.body_sent);
+  }
+  SECTION("behind a slow answer, a 100 waits its turn, and the client's deadline waits with it") {
+    for (const std::string path : {"/read", "/other"}) {  // a body streamed to its handler, and one not
+      CAPTURE(path);
+      ExpectingClient client;
+      client.exchange(loop, port, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" + expecting_head(path, 5), "hello");
+      CHECK_FALSE(client.timed_out);
+      CHECK(client.body_sent);
+      CHECK_THAT(client.got, Catch::Contains("\r\n\r\notherHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+      CHECK_THAT(client.got, Catch::EndsWith(path == "/read" ? "got hello" : "other"));
+    }
   }
   SECTION("a handler that reads: the 100, then the body, then the answer") {
     ExpectingClient client;
@@ -1366,19 +1398,40 @@ TEST_CASE("a streamed body's 100 Continue goes out when its handler first reads 
 
 TEST_CASE("a streamed answer before the body is read — the 100 goes out if the handler still holds the body",
           "[http][streaming][server][upload]") {
+  duet::test::ErrorLog errors;  // (before the Loop, which may report as it goes)
   duet::Loop loop;
+  loop.set_error_handler(errors.handler());
   duet::http::ServerOptions options;
   options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  options.request_timeout = 100ms;  // shorter than the slow answers' wait: it must not cut them short
+  const std::string large(8 << 20, 'n');
+  auto answer_with_echo = [](duet::http::RequestBody& body, duet::http::Reply& reply) {
+    // The answer's body is the request's, read as the answer streams.
+    auto held = std::make_shared<duet::http::RequestBody>(std::move(body));
+    reply.stream(duet::http::Response{200, "OK", {}, {}}, [held](duet::http::BodyPiece piece) {
+      held->read(
+          [piece = std::move(piece)](std::error_code ec, std::string bytes) mutable { piece(ec, std::move(bytes)); });
+    });
+  };
   duet::http::Server server(
       loop, duet::Endpoint::loopback(0),
-      [](duet::http::ServerRequest req, duet::http::Reply reply) {
-        if (req.path == "/echo") {  // the answer's body is the request's, read as the answer streams
-          auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
-          return reply.stream(duet::http::Response{200, "OK", {}, {}}, [body](duet::http::BodyPiece piece) {
-            body->read([piece = std::move(piece)](std::error_code ec, std::string bytes) mutable {
-              piece(ec, std::move(bytes));
-            });
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        if (req.path == "/echo") return answer_with_echo(req.body_stream, reply);
+        if (req.path == "/slow-echo")
+          return duet::sleep(loop, 300ms, [&, req = std::move(req), reply = std::move(reply)](std::error_code) mutable {
+            answer_with_echo(req.body_stream, reply);
           });
+        if (req.path == "/slow-refuse") {  // a long answer, the request held a while after it
+          auto held = std::make_shared<duet::http::ServerRequest>(std::move(req));
+          return duet::sleep(loop, 300ms, [&, held, reply = std::move(reply)](std::error_code) mutable {
+            reply(duet::http::Response{401, "", {}, large});
+            duet::sleep(loop, 300ms, [held](std::error_code) {});
+          });
+        }
+        if (req.path == "/bad") {  // a head that cannot be sent: a 500, the body still held
+          auto held = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+          return reply.stream(duet::http::Response{99, "", {}, {}},
+                              [held](duet::http::BodyPiece piece) { piece({}, std::string()); });
         }
         auto said = std::make_shared<bool>(false);  // the body dropped with the request, unread
         reply.stream(duet::http::Response{200, "OK", {}, {}}, [said](duet::http::BodyPiece piece) {
@@ -1401,6 +1454,59 @@ TEST_CASE("a streamed answer before the body is read — the 100 goes out if the
   CHECK_FALSE(dropped.body_sent);
   CHECK_THAT(dropped.got, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
   CHECK_THAT(dropped.got, Catch::EndsWith("\r\n\r\n3\r\nbye\r\n0\r\n\r\n"));
+
+  // An answer after longer than `request_timeout`: no deadline of the client's is left to cut it.
+  ExpectingClient slow_echo;
+  slow_echo.exchange(loop, port, expecting_head("/slow-echo", 5), "hello");
+  CHECK_FALSE(slow_echo.timed_out);
+  CHECK(slow_echo.body_sent);
+  CHECK_THAT(slow_echo.got, Catch::EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+  ExpectingClient slow_refusal;
+  slow_refusal.exchange(loop, port, expecting_head("/slow-refuse", 5), "hello");
+  CHECK_FALSE(slow_refusal.timed_out);
+  CHECK_FALSE(slow_refusal.body_sent);
+  CHECK_THAT(slow_refusal.got, Catch::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  CHECK_THAT(slow_refusal.got, Catch::EndsWith("\r\n\r\n" + large));
+
+  ExpectingClient bad;
+  bad.exchange(loop, port, expecting_head("/bad", 5), "hello");
+  CHECK_FALSE(bad.timed_out);
+  CHECK_FALSE(bad.body_sent);
+  CHECK_THAT(bad.got, Catch::StartsWith("HTTP/1.1 500 "));
+  REQUIRE(errors.messages.size() == 1);
+  CHECK_THAT(errors.messages[0], Catch::Contains("status"));
+}
+
+TEST_CASE("a streamed body read after its Loop is gone throws loop_closed", "[http][streaming][server][upload]") {
+  auto loop = std::make_unique<duet::Loop>();
+  loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of what it cut short)
+  std::optional<duet::http::ServerRequest> kept;
+  std::optional<duet::http::Reply> kept_reply;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  std::optional<duet::http::Server> server;
+  server.emplace(
+      *loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        kept.emplace(std::move(req));
+        kept_reply.emplace(std::move(reply));
+      },
+      options);
+  std::optional<duet::TcpStream> client;
+  duet::connect(*loop, server->local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    client.emplace(std::move(s));
+    client->write(expecting_head("/up", 5), [](std::error_code) {});
+  });
+  while (!kept) loop->run_once();
+  loop.reset();  // before the Server, the request and the Reply
+  CHECK_THROWS_MATCHES(kept->body_stream.read([](std::error_code, std::string) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(
+                           [](const std::system_error& e) { return e.code() == duet::errc::loop_closed; }));
+  (*kept_reply)(duet::http::Response{200, "OK", {}, "late"});  // sends nothing, reports nothing
+  kept.reset();
+  kept_reply.reset();
+  server.reset();
 }
 
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {

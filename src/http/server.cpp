@@ -280,7 +280,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
  public:
   using Reader = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
-  explicit RequestBodyQueue(Loop& loop) : loop_(loop) {}
+  explicit RequestBodyQueue(Loop& loop) : loop_(loop), loop_alive_(loop.core().alive()) {}
 
   std::weak_ptr<ServerConnection> conn;
 
@@ -312,6 +312,7 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
   void cancel_read() noexcept;
 
   Loop& loop_;
+  std::shared_ptr<bool> loop_alive_;  // false once the Loop is destroyed: then nothing can be read
   std::string piece_;
   Reader reader_;
   std::error_code error_;
@@ -364,7 +365,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;  // replied twice: the first one stands
     close_if_body_unread(seq, s);
-    if (seq == streamed_seq_) resolve_continue(false);  // the body unread: the connection closes after this
+    if (seq == streamed_seq_ && continue_owed_) answered_unread();
     if (const char* why = unsendable(res)) {
       report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
       res = plain(500, "internal error\n");
@@ -379,11 +380,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;
     close_if_body_unread(seq, s);
-    if (seq == streamed_seq_ && continue_owed_) decide_continue_later();
     std::optional<std::uint64_t> length;
     const char* why = unsendable(res);
     if (!why && res.headers.contains("Content-Length") && !(length = declared_length(res.headers)))
       why = "a streamed response's Content-Length is not one decimal number";
+    if (seq == streamed_seq_ && continue_owed_) {
+      if (why)
+        answered_unread();
+      else
+        decide_continue_later();
+    }
     if (why) {
       report(std::make_exception_ptr(std::invalid_argument(std::string("http::Server: ") + why)));
       s.bytes = serialize(plain(500, "internal error\n"), s.head, s.close);
@@ -440,7 +446,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// The handler dropped the body before its end: the rest is not read; the connection closes after
   /// the response.
   void body_abandoned() {
-    if (!body_ || closed_) return;
+    if (!body_ || closed_ || !*core_->loop_alive) return;
     body_.reset();
     resolve_continue(false);
     close_after_body_ = true;
@@ -455,12 +461,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     settle();
   }
 
-  /// The handler reads its streamed body for the first time: the `100 Continue` the client may be
-  /// waiting for goes out now, and the client's deadlines start again.
-  void body_wanted() {
-    if (!continue_owed_ || closed_) return;
+  /// The handler reads the streamed body `queue` for the first time: if it is the one a `100
+  /// Continue` is owed for, the 100 goes out now (after the responses before it).
+  void body_wanted(const RequestBodyQueue* queue) {
+    if (!continue_owed_ || closed_ || !*core_->loop_alive || queue != body_.get()) return;
     resolve_continue(true);
-    if (in_request_ && request_due_ != 0) request_due_ = due_in(core_->options.request_timeout);
     flush();
   }
 
@@ -478,6 +483,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     std::unique_ptr<BodySource> source;
     std::optional<std::uint64_t> length;
     bool chunked = false;
+    bool interim = false;  // a `100 Continue` (sent, or not, when `bytes` says which)
   };
   /// The streamed response being written: later responses wait for its end.
   struct Streaming {
@@ -504,13 +510,23 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // client that waits for one sends no body for nothing. Its slot, just before the request's own
   // (`streamed_seq_`), holds back the responses after it until it is resolved: with the 100, or
   // with nothing (the handler answered, or dropped the body, or the body ended or failed first).
-  // While it is owed the client is waiting on the server, and its deadlines wait too.
+  // Until the 100 is written or given up, the client may be waiting on the server, and its deadlines
+  // wait too (`continue_waits_`).
   void resolve_continue(bool send) noexcept {
     if (!continue_owed_) return;
     continue_owed_ = false;
     const std::uint64_t seq = streamed_seq_ - 1;
     if (seq >= first_seq_ && seq - first_seq_ < slots_.size())
       slots_[seq - first_seq_].bytes.emplace(send ? kContinue : std::string_view());
+  }
+
+  /// An answer came before the first read, and the connection closes after it: the client is not to
+  /// send the body now, so its part of the request is over (no deadline of its runs against the
+  /// answer, which may be long in the writing).
+  void answered_unread() noexcept {
+    resolve_continue(false);
+    in_request_ = false;
+    head_due_ = request_due_ = 0;
   }
 
   /// A streamed answer came before the first read: the handler may still read the body while the
@@ -600,7 +616,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// start again when reading resumes), and the write deadline is the one that holds.
   std::uint64_t earliest_due() const noexcept {
     std::uint64_t due = 0;
-    const bool waiting = paused_ || body_paused_ || continue_owed_;  // on the server's side, not the client's
+    const bool waiting = paused_ || body_paused_ || continue_waits_;  // on the server's side, not the client's
     for (std::uint64_t d : {waiting ? 0 : head_due_, waiting ? 0 : request_due_, write_due_, idle_due_})
       if (d != 0 && (due == 0 || d < due)) due = d;
     return due;
@@ -787,8 +803,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     in_request_ = false;
     head_due_ = request_due_ = 0;
     stream_.read_stop();
-    slots_.push_back(
-        Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true), true, false, 1, {}, {}, false});
+    slots_.push_back(Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true),
+                          true,
+                          false,
+                          1,
+                          {},
+                          {},
+                          false,
+                          false});
     flush();
   }
 
@@ -900,12 +922,13 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
       if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
         return reject(413, "request body too large");
+      continue_waits_ = true;    // the client may wait for it: its deadlines wait too, until it is written
       if (streaming_request_) {  // said when the handler first reads the body (`body_wanted`), if it does
-        slots_.push_back(Slot{std::nullopt, false, false, 1, {}, {}, false});
+        slots_.push_back(Slot{std::nullopt, false, false, 1, {}, {}, false, true});
         streamed_seq_ = first_seq_ + slots_.size();  // (as `dispatch` will say): the 100's is the one before
         continue_owed_ = true;
       } else {  // the server reads the body itself
-        slots_.push_back(Slot{std::string(kContinue), false, false, 1, {}, {}, false});
+        slots_.push_back(Slot{std::string(kContinue), false, false, 1, {}, {}, false, true});
         flush();
       }
     }
@@ -953,8 +976,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       streamed_seq_ = first_seq_ + slots_.size();
       body_handed_over_ = true;
     }
-    slots_.push_back(Slot{
-        std::nullopt, close_after, parse_->request.method == "HEAD", parse_->request.version_minor, {}, {}, false});
+    slots_.push_back(Slot{std::nullopt,
+                          close_after,
+                          parse_->request.method == "HEAD",
+                          parse_->request.version_minor,
+                          {},
+                          {},
+                          false,
+                          false});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
     if (close_after && !streamed) {  // nothing after this request is read, or answered
       stream_.read_stop();
@@ -976,8 +1005,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       Slot slot = std::move(slots_.front());
       slots_.erase(slots_.begin());  // few: at most max_pipelined
       ++first_seq_;
-      if (slot.bytes->empty()) continue;  // a 100 Continue not sent
-      if (streaming) {                    // the head, then the body piece by piece
+      if (slot.interim) {  // the client has its 100 now (or none is coming): its deadlines start afresh
+        continue_waits_ = false;
+        if (in_request_ && request_due_ != 0) request_due_ = due_in(core_->options.request_timeout);
+        if (slot.bytes->empty()) continue;
+      }
+      if (streaming) {  // the head, then the body piece by piece
         *streaming = Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false};
         streaming_ = std::move(streaming);
         send(std::move(*slot.bytes), false, true);
@@ -1088,6 +1121,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool body_handed_over_ = false;           // the handler has been called with it
   bool body_paused_ = false;                // a piece waits for the handler: parse no further
   bool continue_owed_ = false;              // its `100 Continue` waits for the handler's first read
+  bool continue_waits_ = false;             // a `100 Continue` is queued, not yet written
   bool close_after_body_ = false;           // an answer will close the connection: parse no request after this one
   std::unique_ptr<Streaming> streaming_;    // allocated for each streamed response: idle connections hold none
   bool paused_ = false;                     // reading paused while responses are backed up
@@ -1236,6 +1270,7 @@ void DeadlineHeap::fire() {
 }
 
 void RequestBodyQueue::read(Reader cb, std::stop_token token) {
+  if (!*loop_alive_) throw std::system_error(make_error_code(errc::loop_closed), "http::RequestBody::read");
   if (reader_) {
     const auto ec = make_error_code(errc::invalid_argument);
     return cb(ec, std::string());  // one read at a time
@@ -1243,7 +1278,7 @@ void RequestBodyQueue::read(Reader cb, std::stop_token token) {
   reader_ = std::move(cb);
   stop_.watch(&loop_.core(), std::move(token), StopFn{this});
   if (!std::exchange(wanted_, true)) {
-    if (auto c = conn.lock()) c->body_wanted();  // the client may be waiting for a 100 Continue
+    if (auto c = conn.lock()) c->body_wanted(this);  // the client may be waiting for a 100 Continue
   }
   pump();
 }

@@ -35,9 +35,10 @@
 // - the head: `max_header_bytes` (each line counted with its CRLF) and `max_header_fields`, else 431;
 //   within `header_timeout` of its first byte (of the connection, for the first request);
 // - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
-//   of its first byte; chunk extensions at most 1 KiB per chunk. A body streamed to the handler
-//   (`stream_body`): `max_streamed_body_bytes`, and `request_timeout` for each wait for more of it
-//   (none while the handler holds a piece, or while a `100 Continue` waits for its first read);
+//   of its first byte (of the `100 Continue`'s write, for a request that asked for one: until then
+//   the client may be waiting on the server); chunk extensions at most 1 KiB per chunk. A body
+//   streamed to the handler (`stream_body`): `max_streamed_body_bytes`, and `request_timeout` for
+//   each wait for more of it (none while the handler holds a piece, or while the 100 waits);
 // - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
 //   wait, or while more than 256 KiB are waiting to be written, nothing more is read (and the request
 //   being read waits with its deadlines stopped; a body streamed to its handler is read on). Each
@@ -109,7 +110,7 @@ class RequestBody {
   /// The next piece: `cb(std::error_code, std::string piece)`, an empty piece at the end (and after
   /// it). Errors: the connection ended first (UV_ECONNABORTED), `errc::body_too_large` past
   /// `max_streamed_body_bytes`, UV_ECANCELED if cancelled (the rest of the body is then dropped, as
-  /// when the RequestBody is). One read at a time.
+  /// when the RequestBody is). One read at a time. Throws `errc::loop_closed` once the Loop is gone.
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, std::string>
   void read(Callback&& cb) {
