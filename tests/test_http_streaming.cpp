@@ -1225,6 +1225,8 @@ struct ExpectingClient {
   bool body_sent = false;
   bool timed_out = false;
   std::function<void()> on_continue{};  // when the 100 comes, before the body goes
+  std::size_t continues = 1;            // the body goes after this many 100s (requests before it asked too)
+  bool half_close = false;              // shut the sending side after the head
 
   void exchange(duet::Loop& loop, std::uint16_t port, std::string head, std::string body) {
     bool done = false;
@@ -1235,13 +1237,14 @@ struct ExpectingClient {
       s = std::move(stream);
       ++writing;
       s->write(std::move(head), [&](std::error_code) { --writing; });
+      if (half_close) s->shutdown([](std::error_code) {});
       s->read_start([&](std::error_code rec, std::span<const char> chunk) {
         if (rec || chunk.empty()) {
           done = true;
           return;
         }
         got.append(chunk.begin(), chunk.end());
-        if (!body_sent && got.find("HTTP/1.1 100 Continue\r\n\r\n") != std::string::npos) {
+        if (!body_sent && count_continues() >= continues) {
           if (on_continue) on_continue();
           body_sent = true;
           ++writing;
@@ -1254,6 +1257,13 @@ struct ExpectingClient {
     while (!done && !timed_out) loop.run_once();
     if (s) s->close();
     while (writing > 0) loop.run_once();  // each write calls back (UV_ECANCELED if cut short)
+  }
+  std::size_t count_continues() const {
+    std::size_t n = 0;
+    for (auto at = got.find("HTTP/1.1 100 Continue\r\n\r\n"); at != std::string::npos;
+         at = got.find("HTTP/1.1 100", at + 1))
+      ++n;
+    return n;
   }
 };
 
@@ -1477,11 +1487,104 @@ TEST_CASE("a streamed answer before the body is read — the 100 goes out if the
   CHECK_THAT(errors.messages[0], Catch::Contains("status"));
 }
 
-TEST_CASE("a streamed body read after its Loop is gone throws loop_closed", "[http][streaming][server][upload]") {
+TEST_CASE("a 100 Continue one request waits for stops no deadline of another, nor loses a refusal",
+          "[http][streaming][server][upload]") {
+  duet::Loop loop;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest& head) { return head.path.starts_with("/up"); };
+  options.max_streamed_body_bytes = 1000;
+  options.header_timeout = 200ms;
+  options.request_timeout = 200ms;
+  bool slow_answered = false;
+  std::vector<std::pair<std::error_code, bool>> read_ends;  // each read's end, and whether /slow had answered
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        if (req.path.starts_with("/slow")) {  // "/slowMS": answers after MS milliseconds
+          const auto ms = std::chrono::milliseconds(std::stoi(req.path.substr(5)));
+          return duet::sleep(loop, ms, [&, reply = std::move(reply)](std::error_code) mutable {
+            slow_answered = true;
+            reply(duet::http::Response{200, "OK", {}, "slow"});
+          });
+        }
+        if (!req.body_stream.streamed()) return reply(duet::http::Response{200, "OK", {}, "buffered"});
+        auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+        if (req.path == "/up/answer-first") reply(duet::http::Response{200, "OK", {}, "answered"});
+        auto next = std::make_shared<std::function<void()>>();
+        *next = [&, body, next, reply = std::make_shared<duet::http::Reply>(std::move(reply))] {
+          body->read([&, body, next, reply](std::error_code ec, std::string piece) {
+            if (!ec && !piece.empty()) return (*next)();
+            read_ends.emplace_back(ec, slow_answered);
+            *next = nullptr;  // the function's cycle
+            duet::sleep(loop, 300ms, [reply](std::error_code) {
+              (*reply)(duet::http::Response{200, "OK", {}, "read"});
+            });
+          });
+        };
+        (*next)();
+      },
+      options);
+  const std::uint16_t port = server.local_endpoint().port();
+
+  SECTION("a head cut short after a request that sent its body at once: the header timeout holds") {
+    ExpectingClient client;
+    client.exchange(loop, port,
+                    "GET /slow3000 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "POST /other HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"
+                    "GET /other HTTP/1.1\r\nHo",
+                    "");
+    CHECK_FALSE(client.timed_out);
+    CHECK(client.got.empty());  // closed by the deadline, not after the slow answer
+    CHECK_FALSE(slow_answered);
+  }
+  SECTION("two requests that ask for a 100: the first one's does not restart the second's deadline") {
+    ExpectingClient client;
+    client.continues = 2;
+    client.exchange(loop, port,
+                    "GET /slow300 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "POST /slow600 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello" +
+                        expecting_head("/other", 5),
+                    "hello");
+    CHECK_FALSE(client.timed_out);
+    CHECK(client.body_sent);
+    CHECK(client.count_continues() == 2);
+    CHECK_THAT(client.got, Catch::EndsWith("buffered"));
+  }
+  SECTION("a streamed request refused at its head after a streamed one: the earlier answer keeps the connection") {
+    for (const std::string refused :
+         {"Expect: 100-continue\r\nContent-Length: 99999", "Expect: teapot\r\nContent-Length: 5"}) {
+      CAPTURE(refused);
+      const std::string got = raw_exchange(loop, port,
+                                           "POST /up/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                                           "POST /up/b HTTP/1.1\r\nHost: x\r\n" +
+                                               refused + "\r\n\r\n");
+      CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nread"));
+      CHECK_THAT(got, Catch::Contains(refused.starts_with("Expect: 100") ? "\r\n\r\nreadHTTP/1.1 413 "
+                                                                         : "\r\n\r\nreadHTTP/1.1 417 "));
+    }
+  }
+  SECTION("a body answered before it is read: a half-close mid-body reaches its reader at once") {
+    ExpectingClient client;
+    client.half_close = true;
+    client.exchange(loop, port,
+                    "GET /slow1000 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "POST /up/answer-first HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhel",
+                    "");
+    CHECK_FALSE(client.timed_out);
+    CHECK_THAT(client.got, Catch::EndsWith("\r\n\r\nanswered"));
+    REQUIRE(read_ends.size() == 1);
+    CHECK(read_ends[0].first.value() == UV_ECONNABORTED);
+    CHECK_FALSE(read_ends[0].second);  // told at the half-close, not when the connection ended
+  }
+}
+
+TEST_CASE("a streamed body read after its Loop is gone throws loop_closed, and one waiting is never called",
+          "[http][streaming][server][upload]") {
   auto loop = std::make_unique<duet::Loop>();
   loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of what it cut short)
   std::optional<duet::http::ServerRequest> kept;
   std::optional<duet::http::Reply> kept_reply;
+  bool called = false;
   duet::http::ServerOptions options;
   options.stream_body = [](const duet::http::ServerRequest&) { return true; };
   std::optional<duet::http::Server> server;
@@ -1490,6 +1593,7 @@ TEST_CASE("a streamed body read after its Loop is gone throws loop_closed", "[ht
       [&](duet::http::ServerRequest req, duet::http::Reply reply) {
         kept.emplace(std::move(req));
         kept_reply.emplace(std::move(reply));
+        kept->body_stream.read([&](std::error_code, std::string) { called = true; });  // (no body comes)
       },
       options);
   std::optional<duet::TcpStream> client;
@@ -1507,6 +1611,7 @@ TEST_CASE("a streamed body read after its Loop is gone throws loop_closed", "[ht
   kept.reset();
   kept_reply.reset();
   server.reset();
+  CHECK_FALSE(called);  // a read waiting when the Loop went is never called back
 }
 
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {

@@ -511,7 +511,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // (`streamed_seq_`), holds back the responses after it until it is resolved: with the 100, or
   // with nothing (the handler answered, or dropped the body, or the body ended or failed first).
   // Until the 100 is written or given up, the client may be waiting on the server, and its deadlines
-  // wait too (`continue_waits_`).
+  // wait too (`continue_wait_`).
   void resolve_continue(bool send) noexcept {
     if (!continue_owed_) return;
     continue_owed_ = false;
@@ -616,7 +616,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// start again when reading resumes), and the write deadline is the one that holds.
   std::uint64_t earliest_due() const noexcept {
     std::uint64_t due = 0;
-    const bool waiting = paused_ || body_paused_ || continue_waits_;  // on the server's side, not the client's
+    const bool waiting = paused_ || body_paused_ || continue_wait_ != 0;  // on the server's side, not the client's
     for (std::uint64_t d : {waiting ? 0 : head_due_, waiting ? 0 : request_due_, write_due_, idle_due_})
       if (d != 0 && (due == 0 || d < due)) due = d;
     return due;
@@ -645,7 +645,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       reading_done_ = true;
       stream_.read_stop();
       if (ec) return shut();  // nobody to write to
-      if (in_request_) end_body_stream(uv_error(UV_ECONNABORTED));
+      if (in_request_ || body_) end_body_stream(uv_error(UV_ECONNABORTED));  // (answered early: still read)
       in_request_ = false;  // a request cut off here can never complete
       head_due_ = request_due_ = 0;
       return settle();
@@ -799,6 +799,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // A request that cannot be served: answer it (after those before it), then close.
   void refuse(int status, const char* why) {
     resolve_continue(false);
+    if (!body_handed_over_) streaming_request_ = false;  // nobody reads a body that was never handed over
     failed_ = true;
     in_request_ = false;
     head_due_ = request_due_ = 0;
@@ -824,6 +825,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       c.parse_->body_bytes = 0;
       c.streaming_request_ = false;
       c.body_handed_over_ = false;
+      c.continue_wait_ = 0;
       c.in_request_ = true;
       if (c.head_due_ == 0)  // the first request's head keeps the deadline its connection started with
         c.head_due_ = c.due_in(c.core_->options.header_timeout);
@@ -911,10 +913,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     // A body to stream: the handler is called now (once `parse` has paused), not at the body's end.
     const bool has_body = (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
     parse_->request.peer = peer_;
-    if (has_body && core_->options.stream_body && core_->options.stream_body(parse_->request))
-      streaming_request_ = true;
-    const std::size_t body_limit =
-        streaming_request_ ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
+    // (Set once the head can no longer be refused: a refused request has no body streamed to anyone.)
+    const bool stream = has_body && core_->options.stream_body && core_->options.stream_body(parse_->request);
+    const std::size_t body_limit = stream ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
     if (auto expect = parse_->request.headers.get("Expect"); expect && minor >= 1) {
       for (const auto& [name, value] : parse_->request.headers)  // every Expect line, not the first alone
         if (iequals(name, "Expect") && !iequals(value, "100-continue"))
@@ -922,16 +923,19 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
       if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
         return reject(413, "request body too large");
-      continue_waits_ = true;    // the client may wait for it: its deadlines wait too, until it is written
-      if (streaming_request_) {  // said when the handler first reads the body (`body_wanted`), if it does
+      // The client may wait for it: its deadlines wait too, until it is written or a body byte comes.
+      if (stream) {  // said when the handler first reads the body (`body_wanted`), if it does
         slots_.push_back(Slot{std::nullopt, false, false, 1, {}, {}, false, true});
         streamed_seq_ = first_seq_ + slots_.size();  // (as `dispatch` will say): the 100's is the one before
+        continue_wait_ = streamed_seq_;
         continue_owed_ = true;
       } else {  // the server reads the body itself
         slots_.push_back(Slot{std::string(kContinue), false, false, 1, {}, {}, false, true});
+        continue_wait_ = first_seq_ + slots_.size();
         flush();
       }
     }
+    streaming_request_ = stream;
     if (p->flags & F_CHUNKED) parse_->framing.expect_chunked_body();
     if (streaming_request_) {
       close_after_ = !parse_->head.persistent(p);
@@ -944,6 +948,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     auto& c = self_of(p);
     return c.guarded([&]() -> int {
       c.parse_->body_bytes += n;
+      if (c.continue_wait_ != 0 && n > 0) {  // the body comes without waiting for the 100: deadlines again
+        c.continue_wait_ = 0;
+        c.request_due_ = c.due_in(c.core_->options.request_timeout);
+      }
       if (!c.streaming_request_) {
         if (c.parse_->body_bytes > c.core_->options.max_body_bytes) return c.reject(413, "request body too large");
         c.parse_->request.body.append(at, n);
@@ -962,6 +970,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     auto& c = self_of(p);
     c.in_request_ = false;
     c.request_due_ = 0;
+    c.continue_wait_ = 0;
     c.close_after_ = !c.parse_->head.persistent(p);
     return HPE_PAUSED;  // `parse` checks the request's framing, then dispatches it
   }
@@ -1005,9 +1014,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       Slot slot = std::move(slots_.front());
       slots_.erase(slots_.begin());  // few: at most max_pipelined
       ++first_seq_;
-      if (slot.interim) {  // the client has its 100 now (or none is coming): its deadlines start afresh
-        continue_waits_ = false;
-        if (in_request_ && request_due_ != 0) request_due_ = due_in(core_->options.request_timeout);
+      if (slot.interim) {
+        if (continue_wait_ == first_seq_) {  // the request being read has its 100 (or none is coming)
+          continue_wait_ = 0;
+          if (in_request_ && request_due_ != 0) request_due_ = due_in(core_->options.request_timeout);
+        }
         if (slot.bytes->empty()) continue;
       }
       if (streaming) {  // the head, then the body piece by piece
@@ -1121,7 +1132,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool body_handed_over_ = false;           // the handler has been called with it
   bool body_paused_ = false;                // a piece waits for the handler: parse no further
   bool continue_owed_ = false;              // its `100 Continue` waits for the handler's first read
-  bool continue_waits_ = false;             // a `100 Continue` is queued, not yet written
+  // 1 + the number of a `100 Continue` not yet written, while the request being read is the one that
+  // asked for it and has sent none of its body: its deadlines wait (0: none).
+  std::uint64_t continue_wait_ = 0;
   bool close_after_body_ = false;           // an answer will close the connection: parse no request after this one
   std::unique_ptr<Streaming> streaming_;    // allocated for each streamed response: idle connections hold none
   bool paused_ = false;                     // reading paused while responses are backed up
@@ -1284,7 +1297,7 @@ void RequestBodyQueue::read(Reader cb, std::stop_token token) {
 }
 
 void RequestBodyQueue::pump() {
-  if (pumping_) return;                  // the loop below is running further up the stack
+  if (pumping_ || !*loop_alive_) return;  // (after the Loop: a reader still waiting is never called)
   const auto keep = shared_from_this();  // a reader may let go of the last other reference
   pumping_ = true;
   while (reader_ && (has_piece_ || ended_)) {
