@@ -1451,38 +1451,29 @@ TEST_CASE("a streamed answer before the body is read — the 100 goes out if the
       options);
   const std::uint16_t port = server.local_endpoint().port();
 
-  ExpectingClient echo;
-  echo.exchange(loop, port, expecting_head("/echo", 5), "hello");
-  CHECK_FALSE(echo.timed_out);  // no deadlock: the answer's head does not wait for a read
-  CHECK(echo.body_sent);
-  CHECK_THAT(echo.got, Catch::StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
-  CHECK_THAT(echo.got, Catch::EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
-
-  ExpectingClient dropped;
-  dropped.exchange(loop, port, expecting_head("/drop", 5), "hello");
-  CHECK_FALSE(dropped.timed_out);
-  CHECK_FALSE(dropped.body_sent);
-  CHECK_THAT(dropped.got, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
-  CHECK_THAT(dropped.got, Catch::EndsWith("\r\n\r\n3\r\nbye\r\n0\r\n\r\n"));
-
-  // An answer after longer than `request_timeout`: no deadline of the client's is left to cut it.
-  ExpectingClient slow_echo;
-  slow_echo.exchange(loop, port, expecting_head("/slow-echo", 5), "hello");
-  CHECK_FALSE(slow_echo.timed_out);
-  CHECK(slow_echo.body_sent);
-  CHECK_THAT(slow_echo.got, Catch::EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
-  ExpectingClient slow_refusal;
-  slow_refusal.exchange(loop, port, expecting_head("/slow-refuse", 5), "hello");
-  CHECK_FALSE(slow_refusal.timed_out);
-  CHECK_FALSE(slow_refusal.body_sent);
-  CHECK_THAT(slow_refusal.got, Catch::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
-  CHECK_THAT(slow_refusal.got, Catch::EndsWith("\r\n\r\n" + large));
-
-  ExpectingClient bad;
-  bad.exchange(loop, port, expecting_head("/bad", 5), "hello");
-  CHECK_FALSE(bad.timed_out);
-  CHECK_FALSE(bad.body_sent);
-  CHECK_THAT(bad.got, Catch::StartsWith("HTTP/1.1 500 "));
+  const std::string continued = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
+  const std::string echoed = "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+  struct Case {
+    std::string path;
+    bool body_sent;  // a 100 came
+    std::string starts, ends;
+  };
+  for (const Case& c : {
+           Case{"/echo", true, continued, echoed},  // no deadlock: the answer's head does not wait for a read
+           Case{"/drop", false, "HTTP/1.1 200 OK\r\n", "\r\n\r\n3\r\nbye\r\n0\r\n\r\n"},
+           // An answer after longer than `request_timeout`: no deadline of the client's is left to cut it.
+           Case{"/slow-echo", true, continued, echoed},
+           Case{"/slow-refuse", false, "HTTP/1.1 401 Unauthorized\r\n", "\r\n\r\n" + large},
+           Case{"/bad", false, "HTTP/1.1 500 ", "internal error\n"},
+       }) {
+    CAPTURE(c.path);
+    ExpectingClient client;
+    client.exchange(loop, port, expecting_head(c.path, 5), "hello");
+    CHECK_FALSE(client.timed_out);
+    CHECK(client.body_sent == c.body_sent);
+    CHECK_THAT(client.got, Catch::StartsWith(c.starts));
+    CHECK_THAT(client.got, Catch::EndsWith(c.ends));
+  }
   REQUIRE(errors.messages.size() == 1);
   CHECK_THAT(errors.messages[0], Catch::Contains("status"));
 }
