@@ -235,6 +235,21 @@ struct RequestParse {
   const char* error_reason = nullptr;
 };
 
+class ServerCore;
+
+/// Tells a server that its Loop is being destroyed. A streamed body's reader may wait with a stop
+/// token watched on the loop; that watch is dropped then, so that a stop requested afterwards never
+/// reaches the freed loop. One per server, made and freed on the loop as duet's requests are.
+class LoopGoneWatch final : public duet::detail::Resource {
+ public:
+  LoopGoneWatch(duet::detail::LoopCore* loop, ServerCore* server) noexcept : loop_(loop), server(server) {}
+  bool pending() const noexcept override { return false; }  // nothing a user waits for
+  void abandon() noexcept override;
+
+  duet::detail::LoopCore* loop_;
+  ServerCore* server;  // null once the server is gone
+};
+
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
   ServerCore(Loop& l, const Endpoint& at, Handler h, ServerOptions o)
@@ -245,7 +260,17 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
         options(std::move(o)),
         deadlines(*this, l) {
     if (options.tls) tls = TlsContext::server(*options.tls);
+    loop_gone_watch = l.core().make<LoopGoneWatch>(&l.core(), this);
   }
+  ~ServerCore() { drop_loop_gone_watch(); }
+  /// Once the connections are shut, no reader waits: the watch goes (if the Loop's end has not taken it).
+  void drop_loop_gone_watch() noexcept {
+    if (loop_gone_watch) loop_gone_watch->loop_->destroy(std::exchange(loop_gone_watch, nullptr));
+  }
+  ServerCore(const ServerCore&) = delete;
+  ServerCore& operator=(const ServerCore&) = delete;
+
+  void loop_gone() noexcept;
 
   /// A parse state for a connection that starts reading (a spare one if there is one).
   std::unique_ptr<RequestParse> take_parse() {
@@ -272,7 +297,16 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   std::size_t handshakes = 0;        // in progress; they count against max_connections
   std::stop_source stop_handshakes;  // the server closing ends them
   bool closed = false;
+  LoopGoneWatch* loop_gone_watch = nullptr;  // until the Loop is destroyed
 };
+
+void LoopGoneWatch::abandon() noexcept {
+  if (server) {
+    server->loop_gone_watch = nullptr;
+    server->loop_gone();
+  }
+  loop_->destroy(this);
+}
 
 /// What stands between a streamed request body and its reader: at most one piece. The connection
 /// stops parsing after each piece and goes on when the reader has taken it. Pieces go to readers in a
@@ -298,6 +332,9 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
   }
   bool ended() const noexcept { return ended_; }
   bool end_delivered() const noexcept { return end_delivered_; }
+
+  /// The Loop is being destroyed: a reader still waiting is never called, nor its stop watched.
+  void loop_gone() noexcept { stop_.reset(); }
 
   // From the RequestBody.
   void read(Reader cb, std::stop_token token);
@@ -473,6 +510,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (*core_->loop_alive) core_->loop.report(std::move(e));
   }
 
+  void loop_gone() noexcept {
+    if (body_) body_->loop_gone();
+  }
+
  private:
   struct Slot {
     std::optional<std::string> bytes;  // the serialized response (a streamed one's head), once replied
@@ -644,7 +685,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (ec || chunk.empty()) {  // the client is gone or finished sending: finish what is queued, then close
       reading_done_ = true;
       stream_.read_stop();
-      if (ec) return shut();  // nobody to write to
+      if (ec) return shut();                                                 // nobody to write to
       if (in_request_ || body_) end_body_stream(uv_error(UV_ECONNABORTED));  // (answered early: still read)
       in_request_ = false;  // a request cut off here can never complete
       head_due_ = request_due_ = 0;
@@ -759,7 +800,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       } else if (rc == HPE_PAUSED && dispatch_at_head_) {  // a streamed body's head: the handler now
         dispatch_at_head_ = false;
         llhttp_resume(&parse_->parser);
-        dispatch(true);
+        if (close_after_body_) {  // behind an answer that closes the connection: not served (nor its 100 sent)
+          resolve_continue(false);
+          streaming_request_ = false;
+          stream_.read_stop();
+          stop_parsing_ = true;
+        } else {
+          dispatch(true);
+        }
       } else if (rc == HPE_PAUSED && body_paused_) {  // a piece of a streamed body: for its reader
         // (parsing goes on when it has been taken; `body_paused_` ends this loop)
       } else if (rc == HPE_PAUSED) {  // a request is complete
@@ -921,7 +969,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         if (iequals(name, "Expect") && !iequals(value, "100-continue"))
           return reject(417, "only Expect: 100-continue is supported");
       const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
-      if (sized && body_limit != 0 && p->content_length > body_limit)  // said at once: the body is not read
+      // (0 is no limit for a streamed body, and no body at all for a buffered one, as `on_body` reads it)
+      if (sized && (body_limit != 0 || !stream) && p->content_length > body_limit)  // said at once: not read
         return reject(413, "request body too large");
       // The client may wait for it: its deadlines wait too, until it is written or a body byte comes.
       if (stream) {  // said when the handler first reads the body (`body_wanted`), if it does
@@ -1135,11 +1184,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   // 1 + the number of a `100 Continue` not yet written, while the request being read is the one that
   // asked for it and has sent none of its body: its deadlines wait (0: none).
   std::uint64_t continue_wait_ = 0;
-  bool close_after_body_ = false;           // an answer will close the connection: parse no request after this one
-  std::unique_ptr<Streaming> streaming_;    // allocated for each streamed response: idle connections hold none
-  bool paused_ = false;                     // reading paused while responses are backed up
-  bool parsing_ = false;                    // inside `parse`: a reply now must not start parsing again
+  bool close_after_body_ = false;         // an answer will close the connection: parse no request after this one
+  std::unique_ptr<Streaming> streaming_;  // allocated for each streamed response: idle connections hold none
+  bool paused_ = false;                   // reading paused while responses are backed up
+  bool parsing_ = false;                  // inside `parse`: a reply now must not start parsing again
 };
+
+void ServerCore::loop_gone() noexcept {
+  for (auto& c : connections) c->loop_gone();
+}
 
 void ServerCore::accept_next() {
   if (closed) return;
@@ -1298,7 +1351,7 @@ void RequestBodyQueue::read(Reader cb, std::stop_token token) {
 
 void RequestBodyQueue::pump() {
   if (pumping_ || !*loop_alive_) return;  // (after the Loop: a reader still waiting is never called)
-  const auto keep = shared_from_this();  // a reader may let go of the last other reference
+  const auto keep = shared_from_this();   // a reader may let go of the last other reference
   pumping_ = true;
   while (reader_ && (has_piece_ || ended_)) {
     stop_.reset();
@@ -1411,6 +1464,7 @@ void Server::close() noexcept {
   auto connections = core->connections;  // shut() removes from the vector
   for (auto& c : connections) c->shut();
   core->deadlines.close();
+  core->drop_loop_gone_watch();
 }
 
 Endpoint Server::local_endpoint() const { return core_->listener.local_endpoint(); }

@@ -35,10 +35,12 @@
 // - the head: `max_header_bytes` (each line counted with its CRLF) and `max_header_fields`, else 431;
 //   within `header_timeout` of its first byte (of the connection, for the first request);
 // - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
-//   of its first byte (of the `100 Continue`'s write, for a request that asked for one: until then
-//   the client may be waiting on the server); chunk extensions at most 1 KiB per chunk. A body
-//   streamed to the handler (`stream_body`): `max_streamed_body_bytes`, and `request_timeout` for
-//   each wait for more of it (none while the handler holds a piece, or while the 100 waits);
+//   of its first byte (for a request that asked for a `100 Continue`, from when the 100 is handed to
+//   the connection or a body byte arrives: until then the client may be waiting on the server);
+//   chunk extensions at most 1 KiB per chunk. A body streamed to the handler (`stream_body`):
+//   `max_streamed_body_bytes`, and `request_timeout` for each wait for more of it (none while the
+//   handler holds a piece, or while the 100 waits); `max_body_bytes` 0 allows no body at all;
+//   `max_streamed_body_bytes` 0 is no limit;
 // - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
 //   wait, or while more than 256 KiB are waiting to be written, nothing more is read (and the request
 //   being read waits with its deadlines stopped; a body streamed to its handler is read on). Each
