@@ -242,11 +242,11 @@ class ServerCore;
 /// reaches the freed loop. One per server, made and freed on the loop as duet's requests are.
 class LoopGoneWatch final : public duet::detail::Resource {
  public:
-  LoopGoneWatch(duet::detail::LoopCore* loop, ServerCore* server) noexcept : loop_(loop), server(server) {}
+  LoopGoneWatch(duet::detail::LoopCore* loop, ServerCore* server) noexcept : loop_core(loop), server(server) {}
   bool pending() const noexcept override { return false; }  // nothing a user waits for
   void abandon() noexcept override;
 
-  duet::detail::LoopCore* loop_;
+  duet::detail::LoopCore* loop_core;
   ServerCore* server;  // null once the server is gone
 };
 
@@ -265,7 +265,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   ~ServerCore() { drop_loop_gone_watch(); }
   /// Once the connections are shut, no reader waits: the watch goes (if the Loop's end has not taken it).
   void drop_loop_gone_watch() noexcept {
-    if (loop_gone_watch) loop_gone_watch->loop_->destroy(std::exchange(loop_gone_watch, nullptr));
+    if (loop_gone_watch) loop_gone_watch->loop_core->destroy(std::exchange(loop_gone_watch, nullptr));
   }
   ServerCore(const ServerCore&) = delete;
   ServerCore& operator=(const ServerCore&) = delete;
@@ -305,7 +305,7 @@ void LoopGoneWatch::abandon() noexcept {
     server->loop_gone_watch = nullptr;
     server->loop_gone();
   }
-  loop_->destroy(this);
+  loop_core->destroy(this);
 }
 
 /// What stands between a streamed request body and its reader: at most one piece. The connection
@@ -803,6 +803,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         if (close_after_body_) {  // behind an answer that closes the connection: not served (nor its 100 sent)
           resolve_continue(false);
           streaming_request_ = false;
+          in_request_ = false;  // nor read: no deadline of its runs against the answer before it
+          head_due_ = request_due_ = continue_wait_ = 0;
           stream_.read_stop();
           stop_parsing_ = true;
         } else {
