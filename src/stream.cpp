@@ -183,6 +183,11 @@ void ListenerImpl::cancel_accept() noexcept {
   acceptor_.reset();
 }
 
+void ListenerImpl::forget_accept() noexcept {
+  stop_accept_.reset();
+  acceptor_.reset();
+}
+
 // Accepts the connection libuv holds; returns the stream or the error.
 std::pair<std::error_code, HandlePtr<StreamImpl>> ListenerImpl::take() noexcept {
   HandlePtr<StreamImpl> peer;

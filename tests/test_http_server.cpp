@@ -179,6 +179,25 @@ TEST_CASE("beyond max_connections new connections are closed at once", "[http][s
   CHECK(server.connections() == 1);
 }
 
+TEST_CASE("a Server destroyed before its Loop, with no run between, leaves nothing pending", "[http][server]") {
+  // Its listener's accept was waiting; the Server needs no word of that accept's cancellation, so a Loop
+  // destroyed next must not report it as an operation whose callback will not be called. With and
+  // without a connection served (a stop from a signal handler, say, then both leave scope).
+  for (const bool served : {false, true}) {
+    INFO("served a connection: " << served);
+    duet::test::ErrorLog log;
+    {
+      duet::Loop loop;
+      loop.set_error_handler(log.handler());
+      Server server(loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); });
+      if (served)
+        CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 5s, true)
+                  .starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+    CHECK(log.messages.empty());
+  }
+}
+
 TEST_CASE("a client that half-closes after its request still gets the whole of a large response", "[http][server]") {
   // An HTTP/1.0-style client shuts down its sending side at once. The response (16 MB, more than the
   // socket buffers hold) is still being written when the end of stream arrives: it must not be cut.

@@ -204,6 +204,10 @@ class ListenerImpl : public OwnedHandle {
   /// Calls `cb` with the next connection; never inside this call.
   void accept(Accepted cb, std::stop_token token);
   bool pending() const noexcept override { return static_cast<bool>(acceptor_); }
+  /// Drops the waiting accept's callback without calling it: for an owner about to close the listener
+  /// that needs no word of its own cancellation (the HTTP server), so that nothing is left for the
+  /// loop to deliver (a Loop destroyed next would count it as pending).
+  void forget_accept() noexcept;
 
  protected:
   ListenerImpl(LoopCore* core, uv_handle_t* handle) noexcept : OwnedHandle(core, handle) {}

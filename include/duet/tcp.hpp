@@ -38,6 +38,7 @@
 namespace duet {
 
 namespace detail {
+struct ListenerAccess;
 template <class Cb, bool Timed>
 class ConnectOp;
 }  // namespace detail
@@ -227,7 +228,19 @@ class TcpListener {
   void close() noexcept { impl_.reset(); }
 
  private:
+  friend struct detail::ListenerAccess;
   detail::HandlePtr<detail::ListenerImpl> impl_;
 };
+
+namespace detail {
+/// For the HTTP server, whose accept callback needs no word of its own cancellation: closes the
+/// listener with the pending accept's callback dropped uncalled.
+struct ListenerAccess {
+  static void close_quietly(TcpListener& listener) noexcept {
+    if (listener.impl_) listener.impl_->forget_accept();
+    listener.close();
+  }
+};
+}  // namespace detail
 
 }  // namespace duet

@@ -1461,7 +1461,7 @@ void Server::close() noexcept {
   const std::shared_ptr<detail::ServerCore> core = core_;
   if (core->closed) return;
   core->closed = true;
-  core->listener.close();
+  duet::detail::ListenerAccess::close_quietly(core->listener);  // its accept callback would do nothing now
   core->stop_handshakes.request_stop();
   auto connections = core->connections;  // shut() removes from the vector
   for (auto& c : connections) c->shut();
