@@ -5,6 +5,7 @@
 #include "duet/duet.hpp"
 #include "duet/http/client.hpp"
 #include "duet/http/server.hpp"
+#include "program_on_loop.hpp"
 #include "raw_exchange.hpp"
 #include "support.hpp"
 
@@ -125,7 +126,11 @@ TEST_CASE("malformed requests get 400, oversized headers 431, oversized bodies 4
   CHECK(raw_exchange(loop, server.local_endpoint(), "GET / HTTP/1.1\r\nX: " + std::string(2000, 'x') + "\r\n\r\n")
             .rfind("HTTP/1.1 431", 0) == 0);
   CHECK(raw_exchange(loop, server.local_endpoint(),
-                     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n01234567890123456789")
+                     "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n01234567890123456789\r\n"
+                     "0\r\n\r\n")
+            .rfind("HTTP/1.1 413", 0) == 0);
+  // A declared length past the limit: refused at its head, without waiting for a body that never comes.
+  CHECK(raw_exchange(loop, server.local_endpoint(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n", 5s)
             .rfind("HTTP/1.1 413", 0) == 0);
   CHECK(handled == 0);
 }
@@ -195,6 +200,146 @@ TEST_CASE("a Server destroyed before its Loop, with no run between, leaves nothi
                   .starts_with("HTTP/1.1 200 OK\r\n"));
     }
     CHECK(log.messages.empty());
+  }
+}
+
+TEST_CASE("an early answer reaches a client still sending its body: the server drains before it closes",
+          "[http][server][python]") {
+  // Python's http.client sends the whole body before it reads a byte. A server that answers first (a
+  // 413 for a declared length past its limit, a 401 without reading a streamed body) and then closes
+  // with the body unread makes the kernel reset the connection: the client's send fails and the answer
+  // is lost. Lingering (half-close, drop what comes, close when the client does) lets it through;
+  // `linger_timeout` 0, closing at once, shows what it prevents.
+  struct Case {
+    const char* path;
+    std::chrono::milliseconds linger;
+    const char* answer;
+  };
+  duet::Loop loop;
+  duet::test::TempDir out;
+  for (const Case c :
+       {Case{"/big", 5s, "status 413\n"}, Case{"/private", 5s, "status 401\n"}, Case{"/big", 0ms, "error "}}) {
+    INFO(c.path << " with linger_timeout " << c.linger.count() << " ms");
+    duet::http::ServerOptions opts;
+    opts.max_body_bytes = 1024;
+    opts.linger_timeout = c.linger;
+    opts.stream_body = [](const ServerRequest& head) { return head.path == "/private"; };
+    Server server(
+        loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(401, "who are you?\n")); },
+        opts);
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port()) + c.path;
+    REQUIRE(duet::test::run_program(loop, {"python3", DUET_TEST_PEERS_DIR "/python_upload.py", url, "16777216"},
+                                    out / "python.txt")
+                .success());
+    CHECK_THAT(duet::test::read_file(out / "python.txt"), Catch::StartsWith(c.answer));
+    while (server.connections() > 0) loop.run_once();  // the client has closed: so does the server
+  }
+}
+
+namespace {
+
+/// A raw client for a connection the server half-closes: sends `request`, then (with `flood`) sends
+/// without end, and reads what comes. Never closes its side until destroyed.
+struct StubbornClient {
+  std::optional<duet::TcpStream> stream;
+  std::string got;
+  bool server_done = false;  // end of stream, or an error, on the reading side
+  std::error_code write_error;
+  int writes = 0;
+
+  StubbornClient(duet::Loop& loop, const duet::Endpoint& at, std::string request, bool flood) {
+    duet::connect(loop, at, 5s, [this, request = std::move(request), flood](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      stream = std::move(s);
+      send(std::move(request), flood);
+      stream->read_start([this](std::error_code rec, std::span<const char> chunk) {
+        if (rec || chunk.empty()) {
+          server_done = true;
+          stream->read_stop();
+          return;
+        }
+        got.append(chunk.begin(), chunk.end());
+      });
+    });
+  }
+  void send(std::string bytes, bool flood) {
+    ++writes;
+    stream->write(std::move(bytes), [this, flood](std::error_code ec) {
+      --writes;
+      if (ec) {
+        write_error = ec;
+        return;
+      }
+      if (flood && stream && stream->is_open()) send(std::string(64 * 1024, 'x'), true);
+    });
+  }
+  void close(duet::Loop& loop) {
+    if (stream) stream->close();
+    while (writes > 0) loop.run_once();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a lingering connection closes when the client does, or at linger_timeout — not after a last request",
+          "[http][server][hardening]") {
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.max_body_bytes = 1024;
+  opts.linger_timeout = 300ms;
+  Server server(
+      loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+  const std::string refused = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(20s, 0ms, [&] { timed_out = true; });
+
+  SECTION("a client that sends forever is cut off at linger_timeout, its answer read whole first") {
+    StubbornClient client(loop, server.local_endpoint(), refused, /*flood=*/true);
+    while (!client.server_done && !timed_out) loop.run_once();  // the 413, then the server's FIN
+    CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 413 "));
+    const auto start = std::chrono::steady_clock::now();
+    while (server.connections() > 0 && !timed_out) loop.run_once();
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK_FALSE(timed_out);
+    CHECK(took >= 200ms);  // drained meanwhile: the client's sends went on
+    while (!client.write_error && !timed_out) loop.run_once();
+    CHECK(client.write_error);  // then the server closed for good
+    client.close(loop);
+  }
+  SECTION("a client that sends nothing more and never closes is closed at linger_timeout") {
+    StubbornClient client(loop, server.local_endpoint(), refused, /*flood=*/false);
+    while (!client.server_done && !timed_out) loop.run_once();
+    CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 413 "));
+    const auto start = std::chrono::steady_clock::now();
+    while (server.connections() > 0 && !timed_out) loop.run_once();
+    CHECK_FALSE(timed_out);
+    CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+    client.close(loop);
+  }
+  SECTION("a client that closes after reading the answer: the server closes then, not at linger_timeout") {
+    server.close();
+    opts.linger_timeout = 30s;
+    Server patient(
+        loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THAT(raw_exchange(loop, patient.local_endpoint(), refused, 10s), Catch::StartsWith("HTTP/1.1 413 "));
+    while (patient.connections() > 0 && !timed_out) loop.run_once();
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+  }
+  SECTION("a request that said close, read whole, closes at once: the client sends nothing more") {
+    server.close();
+    opts.linger_timeout = 30s;
+    Server patient(
+        loop, duet::Endpoint::loopback(0), [](ServerRequest, Reply reply) { reply(text(200, "ok")); }, opts);
+    StubbornClient client(loop, patient.local_endpoint(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                          /*flood=*/false);
+    const auto start = std::chrono::steady_clock::now();
+    while (!client.server_done && !timed_out) loop.run_once();
+    CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+    while (patient.connections() > 0 && !timed_out) loop.run_once();
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+    client.close(loop);
   }
 }
 

@@ -551,6 +551,38 @@ TEST_CASE("https: duet's server over TLS, to curl and to Python's urllib, and ke
   CHECK(server.connections() == 1);
 }
 
+TEST_CASE("https: an early 413 reaches a Python client still sending its body (close_notify, then drained)",
+          "[tls][http][peers]") {
+  // As over plain TCP (test_http_server.cpp): closing with the body unread resets the connection and
+  // the answer is lost; the server sends close_notify, drops what comes, and closes when the client does.
+  Certs certs;
+  duet::Loop loop;
+  duet::test::TempDir out;
+  for (const auto linger : {5000ms, 0ms}) {
+    INFO("linger_timeout " << linger.count() << " ms");
+    duet::http::ServerOptions so;
+    so.tls = duet::TlsServerOptions{.certificate_file = certs.server.cert.string(),
+                                    .private_key_file = certs.server.key.string()};
+    so.max_body_bytes = 1024;
+    so.linger_timeout = linger;
+    duet::http::Server server(
+        loop, duet::Endpoint::loopback(0),
+        [](duet::http::ServerRequest, duet::http::Reply reply) {
+          reply(duet::http::Response{200, "OK", {}, "ok"});
+        },
+        so);
+    const std::string url = "https://localhost:" + std::to_string(server.local_endpoint().port()) + "/";
+    REQUIRE(
+        run_program(loop,
+                    {"python3", DUET_TEST_PEERS_DIR "/python_upload.py", url, "16777216", certs.pki.ca_file().string()},
+                    out / "python.txt")
+            .success());
+    CHECK_THAT(duet::test::read_file(out / "python.txt"),
+               Catch::StartsWith(linger.count() > 0 ? "status 413\n" : "error "));
+    while (server.connections() > 0) loop.run_once();
+  }
+}
+
 TEST_CASE("https: redirects from http to https are followed, from https to http refused by default", "[tls][http]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   Certs certs;

@@ -658,7 +658,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::uint64_t earliest_due() const noexcept {
     std::uint64_t due = 0;
     const bool waiting = paused_ || body_paused_ || continue_wait_ != 0;  // on the server's side, not the client's
-    for (std::uint64_t d : {waiting ? 0 : head_due_, waiting ? 0 : request_due_, write_due_, idle_due_})
+    for (std::uint64_t d : {waiting ? 0 : head_due_, waiting ? 0 : request_due_, write_due_, idle_due_, linger_due_})
       if (d != 0 && (due == 0 || d < due)) due = d;
     return due;
   }
@@ -680,7 +680,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   }
 
   void on_read(std::error_code ec, std::span<const char> chunk) {
-    if (closed_ || failed_) return;
+    if (closed_) return;
+    if (lingering_) {  // what the client still sends is dropped; its end (or an error) closes
+      if (ec || chunk.empty()) shut();
+      return;
+    }
+    if (failed_) return;
     auto keep = shared_from_this();
     if (ec || chunk.empty()) {  // the client is gone or finished sending: finish what is queued, then close
       reading_done_ = true;
@@ -966,14 +971,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     // (Set once the head can no longer be refused: a refused request has no body streamed to anyone.)
     const bool stream = has_body && core_->options.stream_body && core_->options.stream_body(parse_->request);
     const std::size_t body_limit = stream ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
-    if (auto expect = parse_->request.headers.get("Expect"); expect && minor >= 1) {
+    const bool expects_continue = minor >= 1 && parse_->request.headers.contains("Expect");
+    if (expects_continue)
       for (const auto& [name, value] : parse_->request.headers)  // every Expect line, not the first alone
         if (iequals(name, "Expect") && !iequals(value, "100-continue"))
           return reject(417, "only Expect: 100-continue is supported");
-      const bool sized = (p->flags & F_CONTENT_LENGTH) != 0;
-      // (0 is no limit for a streamed body, and no body at all for a buffered one, as `on_body` reads it)
-      if (sized && (body_limit != 0 || !stream) && p->content_length > body_limit)  // said at once: not read
-        return reject(413, "request body too large");
+    // A declared length past the limit is refused at once, its body not waited for (0 is no limit for a
+    // streamed body, and no body at all for a buffered one, as `on_body` reads it).
+    if ((p->flags & F_CONTENT_LENGTH) != 0 && (body_limit != 0 || !stream) && p->content_length > body_limit)
+      return reject(413, "request body too large");
+    if (expects_continue) {
       // The client may wait for it: its deadlines wait too, until it is written or a body byte comes.
       if (stream) {  // said when the handler first reads the body (`body_wanted`), if it does
         slots_.push_back(Slot{std::nullopt, false, false, 1, {}, {}, false, true});
@@ -1094,7 +1101,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         self->write_due_ = 0;
       else
         self->write_due_ = self->due_in(self->core_->options.write_timeout);  // the next one's turn
-      if (ec || close || (self->shut_when_written_ && self->writes_pending_ == 0)) return self->shut();
+      if (ec) return self->shut();
+      if (close || (self->shut_when_written_ && self->writes_pending_ == 0)) return self->close_written();
       if (more) self->ask_for_piece();
       self->resume_if_drained();
       self->settle();
@@ -1103,6 +1111,40 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       closed_after_write_ = true;
       stream_.read_stop();
     }
+  }
+
+  /// The last response is written and the connection is to close. Closing a socket with bytes from
+  /// the client still unread makes the kernel reset the connection, and a reset can destroy the
+  /// response on its way: a client still sending a body the server refused gets EPIPE or ECONNRESET
+  /// and never reads the 413. Unless the client has said it sends nothing more (its last request was
+  /// read whole and said close), the server half-closes instead (FIN, or close_notify over TLS), drops
+  /// whatever the client still sends, and closes when the client ends its side, or after
+  /// `linger_timeout` (a client that sends forever, or never closes, is cut off then).
+  void close_written() {
+    const bool client_done =
+        close_after_ && !in_request_ && !streaming_request_ && !body_ && !failed_ && pending_input_.empty();
+    if (closed_ || reading_done_ || client_done || core_->options.linger_timeout.count() <= 0) return shut();
+    end_body_stream(uv_error(UV_ECONNABORTED));  // as closing would: a handler still reading hears of it
+    if (closed_) return;                         // (its reader may have closed the server)
+    lingering_ = true;
+    head_due_ = request_due_ = write_due_ = idle_due_ = 0;
+    linger_due_ = due_in(core_->options.linger_timeout);
+    paused_ = body_paused_ = false;
+    continue_wait_ = 0;
+    if (!parsing_) {  // nothing more is parsed: the request's state and unparsed bytes go now
+      pending_input_ = std::string();
+      parse_.reset();
+    }
+    try {
+      stream_.shutdown([self = shared_from_this()](std::error_code ec) {
+        if (ec) self->shut();
+      });
+      stream_.read_stop();
+      read();
+    } catch (...) {  // out of memory: close at once, as before
+      return shut();
+    }
+    settle();
   }
 
   void ask_for_piece() {
@@ -1146,7 +1188,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     } else if (close) {  // the body ends with the connection: once what is queued is written
       closed_after_write_ = true;
       stream_.read_stop();
-      if (writes_pending_ == 0) return shut();
+      if (writes_pending_ == 0) return close_written();
       shut_when_written_ = true;
     }
     if (!close) flush();  // the responses after it
@@ -1167,6 +1209,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::uint64_t request_due_ = 0;  // the whole request being read, body included
   std::uint64_t write_due_ = 0;    // the response being written must be taken whole by then
   std::uint64_t idle_due_ = 0;     // a connection with nothing to do
+  std::uint64_t linger_due_ = 0;   // closing: what the client still sends is drained until then
   bool in_request_ = false;        // a request has begun and not ended
   bool close_after_ = false;       // the request just parsed is the connection's last
   bool closed_ = false;
@@ -1175,6 +1218,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   bool closed_after_write_ = false;
   bool stop_parsing_ = false;
   bool shut_when_written_ = false;  // a close-delimited streamed body has ended
+  bool lingering_ = false;          // half-closed after the last response (`close_written`)
   // A request whose body is streamed to its handler.
   std::shared_ptr<RequestBodyQueue> body_;  // its reader's side, while the handler holds it
   std::uint64_t streamed_seq_ = 0;          // its response's number

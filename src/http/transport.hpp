@@ -43,6 +43,12 @@ class Transport {
     const std::size_t n = tcp_.try_write(bytes, ec);
     if (!ec) bytes.erase(0, n);
   }
+  /// Ends the sending side once what is queued is written (over TLS, after a close_notify); reading
+  /// goes on.
+  template <class Callback>
+  void shutdown(Callback&& cb) {
+    secure_ ? tls_.shutdown(std::forward<Callback>(cb)) : tcp_.shutdown(std::forward<Callback>(cb));
+  }
   std::size_t write_queue_size() const noexcept { return secure_ ? tls_.write_queue_size() : tcp_.write_queue_size(); }
   void keep_loop_alive(bool keep) noexcept { secure_ ? tls_.keep_loop_alive(keep) : tcp_.keep_loop_alive(keep); }
   void close() noexcept {

@@ -34,19 +34,21 @@
 // Every peer is hostile: what a connection may hold and for how long (docs/http.md, "Security"):
 // - the head: `max_header_bytes` (each line counted with its CRLF) and `max_header_fields`, else 431;
 //   within `header_timeout` of its first byte (of the connection, for the first request);
-// - the body: `max_body_bytes`, else 413; the whole request, body included, within `request_timeout`
-//   of its first byte (for a request that asked for a `100 Continue`, from when the 100 is handed to
-//   the connection or a body byte arrives: until then the client may be waiting on the server);
-//   chunk extensions at most 1 KiB per chunk. A body streamed to the handler (`stream_body`):
-//   `max_streamed_body_bytes`, and `request_timeout` for each wait for more of it (none while the
-//   handler holds a piece, or while the 100 waits); `max_body_bytes` 0 allows no body at all;
-//   `max_streamed_body_bytes` 0 is no limit;
+// - the body: `max_body_bytes`, else 413 (at the head, if the declared length is past it); the whole
+//   request, body included, within `request_timeout` of its first byte (for a request that asked for
+//   a `100 Continue`, from when the 100 is handed to the connection or a body byte arrives: until
+//   then the client may be waiting on the server); chunk extensions at most 1 KiB per chunk. A body
+//   streamed to the handler (`stream_body`): `max_streamed_body_bytes` (also at the head), and
+//   `request_timeout` for each wait for more of it (none while the handler holds a piece, or while
+//   the 100 waits); `max_body_bytes` 0 allows no body at all; `max_streamed_body_bytes` 0 is no limit;
 // - responses waiting: at most `max_pipelined` requests read ahead of their responses; while that many
 //   wait, or while more than 256 KiB are waiting to be written, nothing more is read (and the request
 //   being read waits with its deadlines stopped; a body streamed to its handler is read on). Each
 //   response being written must be taken whole within `write_timeout` (of its turn), whatever the
 //   client sends meanwhile; a streamed response, each of its pieces;
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
+// - closing after a response while the client may still be sending: half-closed, and what comes is
+//   read and dropped (no buffer) until the client closes, at most `linger_timeout`.
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
 // Refused (then the connection closes): malformed requests, a request line that is not `method SP
@@ -161,6 +163,11 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{60'000};  ///< a whole request, body included (0: none)
   std::chrono::milliseconds write_timeout{30'000};    ///< each response must be taken whole within this
   std::chrono::milliseconds idle_timeout{60'000};     ///< a kept-alive connection between requests
+  /// After the last response on a connection the client may still be sending (a body the server
+  /// refused, requests pipelined behind one that closes): the server half-closes, drops what comes,
+  /// and closes when the client does or after this long, so that closing with bytes unread does not
+  /// reset the connection and destroy the response on its way (0: close at once).
+  std::chrono::milliseconds linger_timeout{5'000};
   std::size_t max_connections = 10'000;
   /// Connections the kernel may queue before they are accepted (it caps this at net.core.somaxconn).
   /// A client that opens thousands at once needs more than the default, or its extra connects are
