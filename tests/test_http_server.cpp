@@ -343,6 +343,89 @@ TEST_CASE("a lingering connection closes when the client does, or at linger_time
   }
 }
 
+TEST_CASE("a lingering close begun inside the parse still drains, and ends when the client closes",
+          "[http][server][streaming][hardening]") {
+  // An echo answers before the body's end, so its answer closes the connection; the body's end (in a
+  // read of its own) reaches the reader inside the parse, whose producer then ends the answer there.
+  // The lingering close begun then must still read (before: the parse stopped reading after it, so
+  // nothing was drained and the client's close went unseen until linger_timeout).
+  duet::Loop loop;
+  duet::http::ServerOptions opts;
+  opts.linger_timeout = 30s;
+  opts.stream_body = [](const ServerRequest&) { return true; };
+  Server server(
+      loop, duet::Endpoint::loopback(0),
+      [](ServerRequest req, Reply reply) {
+        auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+        Response head;
+        head.status = 200;
+        head.headers.add("Content-Length", "4");
+        reply.stream(std::move(head), [body](duet::http::BodyPiece piece) {
+          body->read([piece = std::move(piece)](std::error_code ec, std::string bytes) mutable {
+            piece(ec, std::move(bytes));
+          });
+        });
+      },
+      opts);
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(20s, 0ms, [&] { timed_out = true; });
+  StubbornClient client(loop, server.local_endpoint(),
+                        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n",
+                        /*flood=*/false);
+  while (!client.got.ends_with("abcd") && !timed_out) loop.run_once();
+  client.send("0\r\n\r\n", false);                            // the body's end, read on its own
+  while (!client.server_done && !timed_out) loop.run_once();  // the answer is whole: the server's FIN
+  CHECK_THAT(client.got, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+  client.send(std::string(16 * 1024 * 1024, 'x'), false);   // more than the socket buffers hold
+  while (client.writes > 0 && !timed_out) loop.run_once();  // taken only if the server drains
+  CHECK_FALSE(timed_out);
+  CHECK_FALSE(client.write_error);
+  client.close(loop);
+  const auto start = std::chrono::steady_clock::now();
+  while (server.connections() > 0 && !timed_out) loop.run_once();
+  CHECK(std::chrono::steady_clock::now() - start < 10s);  // at the client's close, not at linger_timeout
+}
+
+TEST_CASE("a Reply dropped while its connection lingers is not reported: nobody waits for it", "[http][server]") {
+  // HTTP/1.0 keep-alive, two requests at once: the first is answered with a body that ends with the
+  // connection, so the second's handler, still at work, answers a connection already closing.
+  duet::test::ErrorLog log;
+  duet::Loop loop;
+  loop.set_error_handler(log.handler());
+  duet::http::ServerOptions opts;
+  opts.linger_timeout = 30s;
+  std::optional<Reply> first, second;
+  Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](ServerRequest req, Reply reply) {
+        if (req.path == "/first") return void(first.emplace(std::move(reply)));
+        second.emplace(std::move(reply));  // (both handlers called: now the first answers)
+        Response head;
+        head.status = 200;
+        first->stream(std::move(head), [n = 0](duet::http::BodyPiece piece) mutable {
+          piece({}, n++ == 0 ? "the body ends with the connection\n" : "");
+        });
+      },
+      opts);
+  bool timed_out = false;
+  duet::Timer guard(loop);
+  guard.start(20s, 0ms, [&] { timed_out = true; });
+  StubbornClient client(loop, server.local_endpoint(),
+                        "GET /first HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                        "GET /second HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                        /*flood=*/false);
+  while (!client.server_done && !timed_out) loop.run_once();
+  CHECK_THAT(client.got, Catch::EndsWith("the body ends with the connection\n"));
+  REQUIRE(second);
+  second.reset();                    // dropped unanswered
+  CHECK(server.connections() == 1);  // lingering
+  client.close(loop);
+  while (server.connections() > 0 && !timed_out) loop.run_once();
+  CHECK_FALSE(timed_out);
+  CHECK(log.messages.empty());
+}
+
 TEST_CASE("a client that half-closes after its request still gets the whole of a large response", "[http][server]") {
   // An HTTP/1.0-style client shuts down its sending side at once. The response (16 MB, more than the
   // socket buffers hold) is still being written when the end of stream arrives: it must not be cut.

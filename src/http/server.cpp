@@ -363,14 +363,15 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
 
 /// One client connection: parses requests, dispatches them, and writes the responses back in order.
 ///
-/// Each state has a deadline and a bound (see server.hpp): the connection keeps up to four deadlines
-/// (the head's, the whole request's, the response being written's, the idle connection's) and sits
+/// Each state has a deadline and a bound (see server.hpp): the connection keeps up to five deadlines
+/// (the head's, the whole request's, the response being written's, the idle connection's, and the
+/// lingering close's: `close_written`) and sits
 /// in the server's DeadlineHeap at the earliest. Parsing stops after each request (llhttp is paused
 /// in on_message_complete), so that the bytes of that request are checked by the FramingCheck before
 /// it is dispatched, and so that a connection whose responses are backed up stops reading: the
 /// unparsed rest of the last read (at most one read buffer) waits in `pending_input_`. An idle
 /// connection holds its socket, a few words of state, and nothing else: its parse state and buffers
-/// go back when it goes idle (958 bytes a connection in all, bench/idle_connections.py).
+/// go back when it goes idle (897 bytes a connection in all, bench/idle_connections.py).
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
   ServerConnection(std::shared_ptr<ServerCore> core, Transport stream, Endpoint peer)
@@ -398,7 +399,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// A Reply's answer (or its 500, if dropped) for the request numbered `seq`.
   void answer(std::uint64_t seq, Response res) {
-    if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;  // replied twice: the first one stands
     close_if_body_unread(seq, s);
@@ -413,7 +414,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// `Reply::stream`: the head now, the body from `body` piece by piece once the response's turn comes.
   void answer_stream(std::uint64_t seq, Response res, BodySource body) {
-    if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
     Slot& s = slots_[seq - first_seq_];
     if (s.bytes) return;
     close_if_body_unread(seq, s);
@@ -449,7 +450,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// A Reply for request `seq` was destroyed unanswered: a 500 and a report, unless nobody is waiting
   /// for the answer any more (the connection closed, or the Server or the Loop went away).
   void dropped(std::uint64_t seq) noexcept {
-    if (closed_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
     report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
     try {
       answer(seq, plain(500, "internal error\n"));
@@ -835,6 +836,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       }
     }
     parsing_ = false;
+    if (lingering_ && !closed_) drain();  // (`close_written` ran inside this parse)
     return used;
   }
 
@@ -1127,24 +1129,35 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     end_body_stream(uv_error(UV_ECONNABORTED));  // as closing would: a handler still reading hears of it
     if (closed_) return;                         // (its reader may have closed the server)
     lingering_ = true;
+    stop_parsing_ = true;  // nothing more is parsed, nor answered
     head_due_ = request_due_ = write_due_ = idle_due_ = 0;
     linger_due_ = due_in(core_->options.linger_timeout);
     paused_ = body_paused_ = false;
     continue_wait_ = 0;
-    if (!parsing_) {  // nothing more is parsed: the request's state and unparsed bytes go now
-      pending_input_ = std::string();
-      parse_.reset();
-    }
     try {
       stream_.shutdown([self = shared_from_this()](std::error_code ec) {
         if (ec) self->shut();
       });
-      stream_.read_stop();
-      read();
     } catch (...) {  // out of memory: close at once, as before
       return shut();
     }
+    // Called back from inside `parse` (a streamed body's end reached its reader, whose producer ended
+    // the answer), the draining starts when `parse` returns: what `parse` still does may stop reading.
+    if (!parsing_) drain();
     settle();
+  }
+
+  /// Lingering: the request's state and unparsed bytes go; what the client still sends is read and
+  /// dropped (`on_read`).
+  void drain() noexcept {
+    pending_input_ = std::string();
+    parse_.reset();
+    stream_.read_stop();
+    try {
+      read();
+    } catch (...) {  // out of memory: close at once
+      shut();
+    }
   }
 
   void ask_for_piece() {

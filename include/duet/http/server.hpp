@@ -47,8 +47,9 @@
 //   response being written must be taken whole within `write_timeout` (of its turn), whatever the
 //   client sends meanwhile; a streamed response, each of its pieces;
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
-// - closing after a response while the client may still be sending: half-closed, and what comes is
-//   read and dropped (no buffer) until the client closes, at most `linger_timeout`.
+// - closing after the last response while the client may still be sending (unless its last request
+//   said `Connection: close` and was read whole): half-closed, and what comes is read and dropped
+//   until the client closes, at most `linger_timeout`; such a connection still counts as open.
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
 // Refused (then the connection closes): malformed requests, a request line that is not `method SP
@@ -164,9 +165,11 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{30'000};    ///< each response must be taken whole within this
   std::chrono::milliseconds idle_timeout{60'000};     ///< a kept-alive connection between requests
   /// After the last response on a connection the client may still be sending (a body the server
-  /// refused, requests pipelined behind one that closes): the server half-closes, drops what comes,
-  /// and closes when the client does or after this long, so that closing with bytes unread does not
-  /// reset the connection and destroy the response on its way (0: close at once).
+  /// refused or the handler did not read, requests pipelined behind an answer that closes): the
+  /// server half-closes, drops what comes, and closes when the client does or after this long, so
+  /// that closing with bytes unread does not reset the connection and destroy the response on its
+  /// way. Not when the client's last request said `Connection: close` and was read whole: it sends
+  /// nothing more. 0: close at once.
   std::chrono::milliseconds linger_timeout{5'000};
   std::size_t max_connections = 10'000;
   /// Connections the kernel may queue before they are accepted (it caps this at net.core.somaxconn).
@@ -250,7 +253,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   Endpoint local_endpoint() const;
-  /// Connections open now.
+  /// Connections open now, those closing after their last response included (`linger_timeout`):
+  /// they count against `max_connections` too.
   std::size_t connections() const noexcept;
   /// Stops accepting and closes every connection now. Idempotent.
   void close() noexcept;
