@@ -1126,10 +1126,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     const bool client_done =
         close_after_ && !in_request_ && !streaming_request_ && !body_ && !failed_ && pending_input_.empty();
     if (closed_ || reading_done_ || client_done || core_->options.linger_timeout.count() <= 0) return shut();
+    lingering_ = true;     // (first: nobody waits for an answer now, whatever the reader below does)
+    stop_parsing_ = true;  // nothing more is parsed, nor answered
     end_body_stream(uv_error(UV_ECONNABORTED));  // as closing would: a handler still reading hears of it
     if (closed_) return;                         // (its reader may have closed the server)
-    lingering_ = true;
-    stop_parsing_ = true;  // nothing more is parsed, nor answered
     head_due_ = request_due_ = write_due_ = idle_due_ = 0;
     linger_due_ = due_in(core_->options.linger_timeout);
     paused_ = body_paused_ = false;

@@ -48,7 +48,8 @@
 //   client sends meanwhile; a streamed response, each of its pieces;
 // - between requests, `idle_timeout`; beyond `max_connections` open connections, new ones are closed.
 // - closing after the last response while the client may still be sending (unless its last request
-//   said `Connection: close` and was read whole): half-closed, and what comes is read and dropped
+//   said it was the last, by `Connection: close` or as HTTP/1.0 without keep-alive, and was read
+//   whole and not refused): half-closed, and what comes is read and dropped
 //   until the client closes, at most `linger_timeout`; such a connection still counts as open.
 // - with TLS (`ServerOptions::tls`, see tls.hpp): the handshake within `tls_handshake_timeout`, and
 //   connections still in their handshake count against `max_connections`.
@@ -168,8 +169,8 @@ struct ServerOptions {
   /// refused or the handler did not read, requests pipelined behind an answer that closes): the
   /// server half-closes, drops what comes, and closes when the client does or after this long, so
   /// that closing with bytes unread does not reset the connection and destroy the response on its
-  /// way. Not when the client's last request said `Connection: close` and was read whole: it sends
-  /// nothing more. 0: close at once.
+  /// way. Not when the client's last request said it was the last (`Connection: close`, or HTTP/1.0
+  /// without keep-alive) and was read whole and not refused: it sends nothing more. 0: close at once.
   std::chrono::milliseconds linger_timeout{5'000};
   std::size_t max_connections = 10'000;
   /// Connections the kernel may queue before they are accepted (it caps this at net.core.somaxconn).
