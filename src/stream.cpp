@@ -178,9 +178,9 @@ int ListenerImpl::listen(int backlog) noexcept {
 
 void ListenerImpl::cancel_accept() noexcept {
   if (!acceptor_) return;
-  stop_accept_.reset();
-  core()->defer([cb = std::move(acceptor_)]() mutable { cb(uv_error(UV_ECANCELED), HandlePtr<StreamImpl>()); });
-  acceptor_.reset();
+  Accepted cb = std::move(acceptor_);
+  forget_accept();
+  core()->defer([cb = std::move(cb)]() mutable { cb(uv_error(UV_ECANCELED), HandlePtr<StreamImpl>()); });
 }
 
 void ListenerImpl::forget_accept() noexcept {

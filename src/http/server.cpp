@@ -399,9 +399,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// A Reply's answer (or its 500, if dropped) for the request numbered `seq`.
   void answer(std::uint64_t seq, Response res) {
-    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
-    Slot& s = slots_[seq - first_seq_];
-    if (s.bytes) return;  // replied twice: the first one stands
+    Slot* awaiting = awaited(seq);
+    if (!awaiting || awaiting->bytes) return;  // (replied twice: the first one stands)
+    Slot& s = *awaiting;
     close_if_body_unread(seq, s);
     if (seq == streamed_seq_ && continue_owed_) answered_unread();
     if (const char* why = unsendable(res)) {
@@ -414,9 +414,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// `Reply::stream`: the head now, the body from `body` piece by piece once the response's turn comes.
   void answer_stream(std::uint64_t seq, Response res, BodySource body) {
-    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
-    Slot& s = slots_[seq - first_seq_];
-    if (s.bytes) return;
+    Slot* awaiting = awaited(seq);
+    if (!awaiting || awaiting->bytes) return;
+    Slot& s = *awaiting;
     close_if_body_unread(seq, s);
     std::optional<std::uint64_t> length;
     const char* why = unsendable(res);
@@ -450,7 +450,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// A Reply for request `seq` was destroyed unanswered: a 500 and a report, unless nobody is waiting
   /// for the answer any more (the connection closed, or the Server or the Loop went away).
   void dropped(std::uint64_t seq) noexcept {
-    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size()) return;
+    if (!awaited(seq)) return;
     report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
     try {
       answer(seq, plain(500, "internal error\n"));
@@ -516,14 +516,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   }
 
  private:
-  struct Slot {
-    std::optional<std::string> bytes;  // the serialized response (a streamed one's head), once replied
+  struct Slot {                          // (every member has its default: a slot is made naming only what it sets)
+    std::optional<std::string> bytes{};  // the serialized response (a streamed one's head), once replied
     bool close = false;
     bool head = false;
     int minor = 1;  // the request's HTTP/1.x
     // A streamed response: its body's producer, and its framing.
-    std::unique_ptr<BodySource> source;
-    std::optional<std::uint64_t> length;
+    std::unique_ptr<BodySource> source{};
+    std::optional<std::uint64_t> length{};
     bool chunked = false;
     bool interim = false;  // a `100 Continue` (sent, or not, when `bytes` says which)
   };
@@ -538,6 +538,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   };
 
   static ServerConnection& self_of(llhttp_t* p) { return *static_cast<ServerConnection*>(p->data); }
+
+  /// The slot of request `seq`, if its answer is still awaited: not once the connection is closed or
+  /// lingering, or the Loop is gone (nobody would read it), nor for a number it does not hold.
+  Slot* awaited(std::uint64_t seq) noexcept {
+    if (closed_ || lingering_ || !*core_->loop_alive || seq < first_seq_ || seq - first_seq_ >= slots_.size())
+      return nullptr;
+    return &slots_[seq - first_seq_];
+  }
 
   /// An answer to a request whose streamed body has not been read to its end: nothing after it can be
   /// parsed, so the connection closes once it is written.
@@ -861,14 +869,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     in_request_ = false;
     head_due_ = request_due_ = 0;
     stream_.read_stop();
-    slots_.push_back(Slot{serialize(plain(status, std::string(why ? why : "") + "\n"), false, true),
-                          true,
-                          false,
-                          1,
-                          {},
-                          {},
-                          false,
-                          false});
+    slots_.push_back(
+        Slot{.bytes = serialize(plain(status, std::string(why ? why : "") + "\n"), false, true), .close = true});
     flush();
   }
 
@@ -985,12 +987,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (expects_continue) {
       // The client may wait for it: its deadlines wait too, until it is written or a body byte comes.
       if (stream) {  // said when the handler first reads the body (`body_wanted`), if it does
-        slots_.push_back(Slot{std::nullopt, false, false, 1, {}, {}, false, true});
+        slots_.push_back(Slot{.interim = true});
         streamed_seq_ = first_seq_ + slots_.size();  // (as `dispatch` will say): the 100's is the one before
         continue_wait_ = streamed_seq_;
         continue_owed_ = true;
       } else {  // the server reads the body itself
-        slots_.push_back(Slot{std::string(kContinue), false, false, 1, {}, {}, false, true});
+        slots_.push_back(Slot{.bytes = std::string(kContinue), .interim = true});
         continue_wait_ = first_seq_ + slots_.size();
         flush();
       }
@@ -1045,14 +1047,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       streamed_seq_ = first_seq_ + slots_.size();
       body_handed_over_ = true;
     }
-    slots_.push_back(Slot{std::nullopt,
-                          close_after,
-                          parse_->request.method == "HEAD",
-                          parse_->request.version_minor,
-                          {},
-                          {},
-                          false,
-                          false});
+    slots_.push_back(
+        Slot{.close = close_after, .head = parse_->request.method == "HEAD", .minor = parse_->request.version_minor});
     const std::uint64_t seq = first_seq_ + slots_.size() - 1;
     if (close_after && !streamed) {  // nothing after this request is read, or answered
       stream_.read_stop();
