@@ -1667,6 +1667,54 @@ TEST_CASE("a streamed body read after its Loop is gone throws loop_closed, and o
   CHECK_FALSE(called);  // a read waiting when the Loop went is never called back
 }
 
+TEST_CASE("a body reader waiting when the Loop goes is destroyed uncalled: a reader owning its body is not leaked",
+          "[http][streaming][server][upload]") {
+  // The Server destroyed after its Loop, before it, or by the reader's own destruction as the Loop goes.
+  enum Order { loop_first, server_first, server_by_reader };
+  const int order = GENERATE(loop_first, server_first, server_by_reader);
+  CAPTURE(order);
+  struct OnDestroy {
+    std::function<void()> fn;
+    ~OnDestroy() { fn(); }
+  };
+  auto loop = std::make_unique<duet::Loop>();
+  loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of what it cut short)
+  std::vector<std::weak_ptr<duet::http::RequestBody>> watched;
+  int called = 0;
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  std::optional<duet::http::Server> server;
+  server.emplace(
+      *loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        // The usual callback shape: the reader keeps the body (and the Reply) alive until it is called.
+        auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+        watched.push_back(body);
+        auto last_words = std::make_shared<OnDestroy>();
+        last_words->fn = [&] {
+          if (order == server_by_reader) server.reset();
+        };
+        body->read([&called, body, reply = std::move(reply), last_words](std::error_code, std::string) { ++called; });
+      },
+      options);
+  // A second connection waits the same way: the Loop's end reaches both, whichever goes first.
+  std::vector<duet::TcpStream> clients;
+  for (int i = 0; i < 2; ++i) {
+    duet::connect(*loop, server->local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      clients.push_back(std::move(s));
+      clients.back().write("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", [](std::error_code) {});
+    });
+  }
+  while (watched.size() < 2) loop->run_once();
+  if (order == server_first) server.reset();  // its connections end the bodies: the readers hear that
+  loop.reset();
+  server.reset();
+  clients.clear();
+  CHECK(called == (order == server_first ? 2 : 0));  // after the Loop, a reader waiting is never called back...
+  for (const auto& w : watched) CHECK(w.expired());  // ...but it is destroyed, and with it the body it owned
+}
+
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {
   duet::Loop loop;
   UploadSite site{loop, pattern(5 << 20)};

@@ -333,8 +333,9 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
   bool ended() const noexcept { return ended_; }
   bool end_delivered() const noexcept { return end_delivered_; }
 
-  /// The Loop is being destroyed: a reader still waiting is never called, nor its stop watched.
-  void loop_gone() noexcept { stop_.reset(); }
+  /// The Loop is being destroyed: a reader still waiting is never called, nor its stop watched. It is
+  /// destroyed, so that what it owns (often the RequestBody that holds this queue) is freed.
+  void loop_gone() noexcept;
 
   // From the RequestBody.
   void read(Reader cb, std::stop_token token);
@@ -1246,7 +1247,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 };
 
 void ServerCore::loop_gone() noexcept {
-  for (auto& c : connections) c->loop_gone();
+  // A reader destroyed there runs user code, which may end connections or destroy the Server. From the
+  // back: a connection removed meanwhile is replaced by one already seen, never one not yet seen.
+  const auto keep = shared_from_this();
+  for (std::size_t i = connections.size(); i-- > 0;) {
+    if (i >= connections.size()) continue;
+    const auto c = connections[i];
+    c->loop_gone();
+  }
 }
 
 void ServerCore::accept_next() {
@@ -1404,9 +1412,16 @@ void RequestBodyQueue::read(Reader cb, std::stop_token token) {
   pump();
 }
 
+void RequestBodyQueue::loop_gone() noexcept {
+  const auto keep = shared_from_this();  // the reader may own the last other reference
+  stop_.reset();
+  auto reader = std::move(reader_);  // destroyed here, uncalled: its destructor may come back to this queue
+}
+
 void RequestBodyQueue::pump() {
-  if (pumping_ || !*loop_alive_) return;  // (after the Loop: a reader still waiting is never called)
-  const auto keep = shared_from_this();   // a reader may let go of the last other reference
+  if (!*loop_alive_) return loop_gone();  // a reader still waiting is never called, only destroyed
+  if (pumping_) return;
+  const auto keep = shared_from_this();  // a reader may let go of the last other reference
   pumping_ = true;
   while (reader_ && (has_piece_ || ended_)) {
     stop_.reset();

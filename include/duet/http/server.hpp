@@ -116,7 +116,8 @@ class RequestBody {
   /// The next piece: `cb(std::error_code, std::string piece)`, an empty piece at the end (and after
   /// it). Errors: the connection ended first (UV_ECONNABORTED), `errc::body_too_large` past
   /// `max_streamed_body_bytes`, UV_ECANCELED if cancelled (the rest of the body is then dropped, as
-  /// when the RequestBody is). One read at a time. Throws `errc::loop_closed` once the Loop is gone.
+  /// when the RequestBody is). One read at a time. Throws `errc::loop_closed` once the Loop is gone; a
+  /// read waiting as the Loop goes is never called, and its callback is destroyed then.
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, std::string>
   void read(Callback&& cb) {
