@@ -776,6 +776,22 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     parsing_ = true;
     std::size_t used = 0;
+    try {
+      used = parse_requests(data, n);
+    } catch (...) {  // out of memory (a handler's own exceptions are caught where it is called)
+      parsing_ = false;
+      report(std::current_exception());
+      shut();
+      return 0;
+    }
+    parsing_ = false;
+    if (lingering_ && !closed_) drain();  // (`close_written` ran inside this parse)
+    return used;
+  }
+
+  /// `parse`'s loop: one request (or one streamed body's piece) at a time.
+  std::size_t parse_requests(const char* data, std::size_t n) {
+    std::size_t used = 0;
     // No bytes still make one pass: a streamed body's last piece, once taken, lets llhttp end the
     // request (a Content-Length body ends without another byte).
     bool once = n == 0;
@@ -844,8 +860,6 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         }
       }
     }
-    parsing_ = false;
-    if (lingering_ && !closed_) drain();  // (`close_written` ran inside this parse)
     return used;
   }
 
