@@ -175,6 +175,20 @@ void LoopCore::cancel_and_destroy_tasks() noexcept {
   }
 }
 
+std::size_t LoopCore::count_pending() const noexcept {
+  std::size_t n = 0;
+  for (Resource* r = live_.front(); r; r = live_.next(r)) n += r->pending() ? 1 : 0;
+  return n;
+}
+
+void LoopCore::abandon_all() noexcept {
+  walk_next_ = live_.front();
+  while (Resource* r = walk_next_) {
+    walk_next_ = live_.next(r);
+    r->abandon();  // may free `r`, and others (`destroy` moves `walk_next_` past them)
+  }
+}
+
 void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
   if (closing_) return;
   check_thread();  // (spawn, and every completion deferred to a later turn, come through here)
@@ -274,9 +288,8 @@ Loop::~Loop() {
   }
 
   // What user code still waits on is reported; then everything duet started is cancelled or closed.
-  std::vector<detail::Resource*> resources = core->live_.snapshot();
-  std::size_t pending = 0;
-  for (auto* r : resources) pending += r->pending() ? 1 : 0;
+  core->tearing_down_ = true;
+  std::size_t pending = core->count_pending();
   {
     std::lock_guard lock(core->mailbox_->mutex);
     pending += core->mailbox_->queue.size();  // posted or deferred functions that will not run
@@ -296,11 +309,12 @@ Loop::~Loop() {
     core->mailbox_->closed = true;  // later posts (a stop requested on another thread) are refused
   }
   dropped.clear();  // outside the lock: what they own may close handles as it goes
-  for (auto* r : resources) r->abandon();
+  core->abandon_all();
   // Spawned tasks: cancelled first (a task waiting on a semaphore unwinds with Cancelled), then the
   // frames of those still suspended on abandoned operations are destroyed.
   core->cancel_and_destroy_tasks();
-  for (auto* r : core->live_.snapshot()) r->abandon();  // anything that teardown started (abandon is idempotent)
+  core->abandon_all();  // anything that teardown started (abandon is idempotent)
+  core->tearing_down_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(core->async_),
            [](uv_handle_t* h) noexcept { delete reinterpret_cast<uv_async_t*>(h); });
 

@@ -1669,9 +1669,10 @@ TEST_CASE("a streamed body read after its Loop is gone throws loop_closed, and o
 
 TEST_CASE("a body reader waiting when the Loop goes is destroyed uncalled: a reader owning its body is not leaked",
           "[http][streaming][server][upload]") {
-  // The Server destroyed after its Loop, before it, or by the reader's own destruction as the Loop goes.
-  enum Order { loop_first, server_first, server_by_reader };
-  const int order = GENERATE(loop_first, server_first, server_by_reader);
+  // The Server destroyed after its Loop, before it, or by the reader's own destruction as the Loop goes;
+  // or that destruction takes another Server, made earlier (the Loop's end has yet to reach it).
+  enum Order { loop_first, server_first, server_by_reader, other_server_by_reader };
+  const int order = GENERATE(loop_first, server_first, server_by_reader, other_server_by_reader);
   CAPTURE(order);
   struct OnDestroy {
     std::function<void()> fn;
@@ -1683,6 +1684,8 @@ TEST_CASE("a body reader waiting when the Loop goes is destroyed uncalled: a rea
   int called = 0;
   duet::http::ServerOptions options;
   options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  std::optional<duet::http::Server> other(
+      std::in_place, *loop, duet::Endpoint::loopback(0), [](duet::http::ServerRequest, duet::http::Reply) {}, options);
   std::optional<duet::http::Server> server;
   server.emplace(
       *loop, duet::Endpoint::loopback(0),
@@ -1693,6 +1696,7 @@ TEST_CASE("a body reader waiting when the Loop goes is destroyed uncalled: a rea
         auto last_words = std::make_shared<OnDestroy>();
         last_words->fn = [&] {
           if (order == server_by_reader) server.reset();
+          if (order == other_server_by_reader) other.reset();
         };
         body->read([&called, body, reply = std::move(reply), last_words](std::error_code, std::string) { ++called; });
       },
@@ -1710,6 +1714,7 @@ TEST_CASE("a body reader waiting when the Loop goes is destroyed uncalled: a rea
   if (order == server_first) server.reset();  // its connections end the bodies: the readers hear that
   loop.reset();
   server.reset();
+  other.reset();
   clients.clear();
   CHECK(called == (order == server_first ? 2 : 0));  // after the Loop, a reader waiting is never called back...
   for (const auto& w : watched) CHECK(w.expired());  // ...but it is destroyed, and with it the body it owned

@@ -237,9 +237,10 @@ struct RequestParse {
 
 class ServerCore;
 
-/// Tells a server that its Loop is being destroyed. A streamed body's reader may wait with a stop
-/// token watched on the loop; that watch is dropped then, so that a stop requested afterwards never
-/// reaches the freed loop. One per server, made and freed on the loop as duet's requests are.
+/// Tells a server that its Loop is being destroyed. A streamed body's reader still waiting is then
+/// destroyed uncalled, and the stop token it was watched with is no longer watched, so that a stop
+/// requested afterwards never reaches the freed loop. One per server, made and freed on the loop as
+/// duet's requests are.
 class LoopGoneWatch final : public duet::detail::Resource {
  public:
   LoopGoneWatch(duet::detail::LoopCore* loop, ServerCore* server) noexcept : loop_core(loop), server(server) {}
@@ -247,7 +248,7 @@ class LoopGoneWatch final : public duet::detail::Resource {
   void abandon() noexcept override;
 
   duet::detail::LoopCore* loop_core;
-  ServerCore* server;  // null once the server is gone
+  ServerCore* server;  // its owner, which frees it unless the Loop's end has
 };
 
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
@@ -301,10 +302,8 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 };
 
 void LoopGoneWatch::abandon() noexcept {
-  if (server) {
-    server->loop_gone_watch = nullptr;
-    server->loop_gone();
-  }
+  server->loop_gone_watch = nullptr;  // (the server may go in `loop_gone`: it no longer frees this)
+  server->loop_gone();
   loop_core->destroy(this);
 }
 

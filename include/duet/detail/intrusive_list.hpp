@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstddef>
-#include <vector>
 
 namespace duet::detail {
 
@@ -63,13 +62,8 @@ class IntrusiveList {
     --size_;
   }
 
-  /// The elements now on the list: safe to walk while the elements unlink themselves.
-  std::vector<T*> snapshot() const {
-    std::vector<T*> all;
-    all.reserve(size_);
-    for (ListHook* h = head_; h; h = h->next_) all.push_back(static_cast<T*>(h));
-    return all;
-  }
+  /// The element after `t` (null after the last); `t` must be on this list.
+  T* next(const T* t) const noexcept { return static_cast<T*>(static_cast<const ListHook*>(t)->next_); }
 
  private:
   ListHook* head_ = nullptr;

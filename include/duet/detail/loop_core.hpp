@@ -38,6 +38,8 @@ namespace duet::detail {
 
 /// A duet request or handle that is alive on a loop. `abandon()` is called when the loop is being
 /// destroyed: cancel the request or close the handle so that it finishes soon, without calling user code.
+/// (A callback it drops is destroyed uncalled; that destructor is user code, and may free other
+/// resources: the loop's walk allows for it, see `LoopCore::abandon_all`.)
 /// Made by `LoopCore::make` and freed by `LoopCore::destroy`, whatever its most derived type.
 class Resource : public ListHook {
  public:
@@ -150,6 +152,7 @@ class LoopCore {
   /// is gone, the last resource to go deletes the core: callers must not touch `this` afterwards
   /// unless they know the loop is not closing.
   void destroy(Resource* r) noexcept {
+    if (r == walk_next_) walk_next_ = live_.next(r);  // (freed while the Loop's destruction walks the list)
     live_.erase(r);
     const std::size_t size = r->block_size_;
     r->~Resource();
@@ -212,10 +215,16 @@ class LoopCore {
   static void run_queue(uv_async_t* async) noexcept;
   /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
   void cancel_and_destroy_tasks() noexcept;
+  /// Loop destruction: the number of resources user code waits on (the "pending" report).
+  std::size_t count_pending() const noexcept;
+  /// Loop destruction: abandons every resource on the list now (not those made meanwhile), newest
+  /// first. An abandon may destroy a user callback whose destructor frees other resources, even ones
+  /// not yet reached: `destroy` moves the walk past a resource it frees, so none is touched once freed.
+  void abandon_all() noexcept;
   /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
   /// posted function is running. Callers must not touch the core afterwards.
   void finish_if_orphaned() noexcept {
-    if (closing_ && !owns_uv_ && live_.empty() && !dispatching_) delete this;
+    if (closing_ && !owns_uv_ && live_.empty() && !dispatching_ && !tearing_down_) delete this;
   }
 
   uv_loop_t* uv_ = nullptr;
@@ -228,6 +237,8 @@ class LoopCore {
   UniqueFunction<void(std::exception_ptr)> error_handler_;
   char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
   IntrusiveList<Resource> live_;
+  Resource* walk_next_ = nullptr;  // the next resource `abandon_all` reaches (null when not walking)
+  bool tearing_down_ = false;      // inside ~Loop: the core outlives every resource freed there
 
   // Posted and deferred functions, run in order by the mailbox's async handle.
   std::shared_ptr<Mailbox> mailbox_;
