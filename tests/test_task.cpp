@@ -242,6 +242,27 @@ TEST_CASE("a task spawned but never started reports loop_closed", "[task][spawn]
   }
 }
 
+TEST_CASE("a task never started frees its frame and its on_done callbacks as the Loop goes", "[task][spawn]") {
+  // The frame's argument and a callback's capture are watched; a callback that keeps its own handle
+  // (the usual way to keep a detached task's result in sight) must not keep either alive.
+  auto task = [](std::shared_ptr<int>) -> duet::Task<int> { co_return 1; };
+  std::weak_ptr<int> argument, captured;
+  bool called = false;
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});
+    auto arg = std::make_shared<int>(1);
+    auto cap = std::make_shared<int>(2);
+    argument = arg;
+    captured = cap;
+    auto handle = std::make_shared<duet::JoinHandle<int>>(duet::spawn(loop, task(std::move(arg))));
+    handle->on_done([&called, handle, cap = std::move(cap)] { called = true; });
+  }  // the Loop goes before its next turn: the task never starts
+  CHECK_FALSE(called);
+  CHECK(argument.expired());
+  CHECK(captured.expired());
+}
+
 TEST_CASE("awaiting an empty task throws logic_error", "[task]") {
   duet::Loop loop;
   auto t = []() -> duet::Task<int> {

@@ -134,12 +134,16 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     return true;
   }
 
-  /// The deferred start never ran (the loop was destroyed first): the handle reports loop_closed.
+  /// The deferred start never ran (the loop was destroyed first): the handle reports loop_closed. The
+  /// task's frame and the on_done callbacks are destroyed, as a finished task's are: one that holds
+  /// its own handle would otherwise keep the frame, and what it owns, alive for good.
   void never_started() noexcept {
     if (outcome_.index() != 0) return;
     outcome_.template emplace<2>(std::make_exception_ptr(
         std::system_error(make_error_code(errc::loop_closed), "the loop was destroyed before the task started")));
     observed_ = true;
+    auto task = std::move(task_);  // destroyed last, here: their destructors may come back to this state
+    auto callbacks = std::move(callbacks_);
   }
 
   T result() {
