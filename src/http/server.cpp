@@ -452,10 +452,19 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void dropped(std::uint64_t seq) noexcept {
     if (!awaited(seq)) return;
     report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
+    or_close([&] { answer(seq, plain(500, "internal error\n")); });
+  }
+
+  /// Runs a Reply's answer. If it throws (out of memory), the answer is lost and no deadline runs
+  /// while a handler owes one: the connection closes, and the error is reported, rather than leave
+  /// the client waiting for good. The caller holds a reference (`shut` may free this).
+  template <class Fn>
+  void or_close(Fn&& fn) noexcept {
     try {
-      answer(seq, plain(500, "internal error\n"));
-    } catch (...) {  // out of memory: the connection's deadlines still end it
+      fn();
+    } catch (...) {
       report(std::current_exception());
+      shut();
     }
   }
 
@@ -525,7 +534,13 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     std::unique_ptr<BodySource> source{};
     std::optional<std::uint64_t> length{};
     bool chunked = false;
-    bool interim = false;  // a `100 Continue` (sent, or not, when `bytes` says which)
+    bool interim = false;         // a `100 Continue`: resolved when `bytes` is set (empty)...
+    bool sends_continue = false;  // ...to send it, or not
+    /// Allocates nothing: resolving runs where nothing may throw.
+    void resolve_interim(bool send) noexcept {
+      bytes.emplace();
+      sends_continue = send;
+    }
   };
   /// The streamed response being written: later responses wait for its end.
   struct Streaming {
@@ -566,8 +581,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (!continue_owed_) return;
     continue_owed_ = false;
     const std::uint64_t seq = streamed_seq_ - 1;
-    if (seq >= first_seq_ && seq - first_seq_ < slots_.size())
-      slots_[seq - first_seq_].bytes.emplace(send ? kContinue : std::string_view());
+    if (seq >= first_seq_ && seq - first_seq_ < slots_.size()) slots_[seq - first_seq_].resolve_interim(send);
   }
 
   /// An answer came before the first read, and the connection closes after it: the client is not to
@@ -1006,7 +1020,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         continue_wait_ = streamed_seq_;
         continue_owed_ = true;
       } else {  // the server reads the body itself
-        slots_.push_back(Slot{.bytes = std::string(kContinue), .interim = true});
+        slots_.push_back(Slot{.bytes = std::string(), .interim = true, .sends_continue = true});
         continue_wait_ = first_seq_ + slots_.size();
         flush();
       }
@@ -1089,7 +1103,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
           continue_wait_ = 0;
           if (in_request_ && request_due_ != 0) request_due_ = due_in(core_->options.request_timeout);
         }
-        if (slot.bytes->empty()) continue;
+        if (!slot.sends_continue) continue;
+        *slot.bytes = kContinue;
       }
       if (streaming) {  // the head, then the body piece by piece
         *streaming = Streaming{std::move(slot.source), slot.length, slot.chunked, slot.close, 0, false};
@@ -1497,7 +1512,7 @@ Reply::~Reply() { drop(); }
 
 void Reply::operator()(Response res) {
   if (!std::exchange(owed_, false)) return;
-  if (auto c = conn_.lock()) c->answer(seq_, std::move(res));
+  if (auto c = conn_.lock()) c->or_close([&] { c->answer(seq_, std::move(res)); });
 }
 
 RequestBody& RequestBody::operator=(RequestBody&& other) noexcept {
@@ -1522,7 +1537,7 @@ void RequestBody::read_piece(duet::detail::UniqueFunction<void(std::error_code, 
 
 void Reply::stream(Response head, BodySource body) {
   if (!std::exchange(owed_, false)) return;
-  if (auto c = conn_.lock()) c->answer_stream(seq_, std::move(head), std::move(body));
+  if (auto c = conn_.lock()) c->or_close([&] { c->answer_stream(seq_, std::move(head), std::move(body)); });
 }
 
 void Reply::drop() noexcept {

@@ -202,7 +202,8 @@ class ServerConnection;
 
 /// Sends the response to one request: call it once (later calls are ignored). Move-only. Destroyed
 /// without being called, it answers 500 and reports the dropped reply to the loop's error hook, so a
-/// request is never left without an answer.
+/// request is never left without an answer. An answer that cannot be made (out of memory) closes the
+/// connection instead, and goes to the error hook: the client is not left waiting.
 class Reply {
  public:
   Reply() noexcept = default;
