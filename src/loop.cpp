@@ -182,11 +182,15 @@ std::size_t LoopCore::count_pending() const noexcept {
 }
 
 void LoopCore::abandon_all() noexcept {
-  walk_next_ = live_.front();
-  while (Resource* r = walk_next_) {
-    walk_next_ = live_.next(r);
-    r->abandon();  // may free `r`, and others (`destroy` moves `walk_next_` past them)
-  }
+  std::size_t made_before = 0;
+  do {
+    made_before = made_;
+    walk_next_ = live_.front();
+    while (Resource* r = walk_next_) {
+      walk_next_ = live_.next(r);
+      r->abandon();  // may free `r`, and others (`destroy` moves `walk_next_` past them), or make some
+    }
+  } while (made_ != made_before);
 }
 
 void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
@@ -345,7 +349,10 @@ Loop::~Loop() {
   }
   // Run until libuv lets the loop close: each pass lets cancelled requests call back and closed
   // handles finish (a single pass is not enough if a stop was requested outside uv_run).
-  while (uv_loop_close(uv) == UV_EBUSY) uv_run(uv, UV_RUN_DEFAULT);
+  while (uv_loop_close(uv) == UV_EBUSY) {
+    uv_run(uv, UV_RUN_DEFAULT);
+    core->abandon_all();  // what a callback destroyed in that run made (its destructor is user code)
+  }
   delete uv;
   delete core;
 }

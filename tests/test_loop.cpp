@@ -14,6 +14,7 @@
 #include "duet/detail/copyable_function.hpp"
 #include "duet/loop.hpp"
 #include "duet/open_files.hpp"
+#include "duet/submit.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
 #include "support.hpp"
@@ -357,4 +358,44 @@ TEST_CASE("after a burst of operations the loop's request pool keeps a bounded n
   const std::size_t kept = loop.core().kept_blocks();
   CHECK(kept > 0);                                       // the next burst finds blocks ready
   CHECK(kept <= duet::detail::LoopCore::kKeepPerClass);  // the rest went back to the allocator
+}
+
+TEST_CASE("callbacks the Loop's destruction drops may make duet objects on it: those are closed with it",
+          "[loop][lifetime]") {
+  // A submit's callback, destroyed uncalled as the Loop goes, submits again; that one's callback,
+  // destroyed in turn, makes a Timer on the Loop and starts it. Each pass of the destruction's walk
+  // finds what the last one made (ASan: the Timer is closed and freed with the Loop, not left behind).
+  struct OnDestroy {
+    std::function<void()> fn;
+    ~OnDestroy() { fn(); }
+  };
+  std::optional<duet::Timer> made;
+  duet::Loop there;  // never run: the submitted functions wait there
+  there.set_error_handler([](std::exception_ptr) {});
+  auto here = std::make_unique<duet::Loop>();
+  here->set_error_handler([](std::exception_ptr) {});
+  duet::Loop& loop = *here;
+  int destroyed = 0;
+  auto last = std::make_shared<OnDestroy>();
+  last->fn = [&] {
+    ++destroyed;
+    made.emplace(loop);
+    made->start(std::chrono::hours(1), std::chrono::hours(0), [] {});
+  };
+  auto first = std::make_shared<OnDestroy>();
+  first->fn = [&, last] {
+    ++destroyed;
+    duet::submit(
+        loop, there, [] {}, [last](std::error_code) {});
+  };
+  duet::submit(
+      loop, there, [] {}, [first](std::error_code) {});
+  first.reset();
+  last.reset();
+  here.reset();
+  CHECK(destroyed == 2);
+  REQUIRE(made.has_value());
+  CHECK_FALSE(made->active());
+  CHECK_THROWS(made->start(std::chrono::milliseconds(1), std::chrono::milliseconds(0), [] {}));
+  made.reset();
 }

@@ -145,6 +145,7 @@ class LoopCore {
     }
     r->block_size_ = sizeof(T);
     live_.push_front(r);
+    ++made_;
     return r;
   }
 
@@ -217,9 +218,10 @@ class LoopCore {
   void cancel_and_destroy_tasks() noexcept;
   /// Loop destruction: the number of resources user code waits on (the "pending" report).
   std::size_t count_pending() const noexcept;
-  /// Loop destruction: abandons every resource on the list now (not those made meanwhile), newest
-  /// first. An abandon may destroy a user callback whose destructor frees other resources, even ones
-  /// not yet reached: `destroy` moves the walk past a resource it frees, so none is touched once freed.
+  /// Loop destruction: abandons every live resource, newest first. An abandon may destroy a user
+  /// callback whose destructor frees other resources, even ones not yet reached: `destroy` moves the
+  /// walk past a resource it frees, so none is touched once freed. That destructor may also make new
+  /// resources: the walk goes again until a pass makes none (abandoning twice does nothing more).
   void abandon_all() noexcept;
   /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
   /// posted function is running. Callers must not touch the core afterwards.
@@ -238,6 +240,7 @@ class LoopCore {
   char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
   IntrusiveList<Resource> live_;
   Resource* walk_next_ = nullptr;  // the next resource `abandon_all` reaches (null when not walking)
+  std::size_t made_ = 0;           // resources made so far: `abandon_all` sees whether a pass made any
   bool tearing_down_ = false;      // inside ~Loop: the core outlives every resource freed there
 
   // Posted and deferred functions, run in order by the mailbox's async handle.
