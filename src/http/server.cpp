@@ -451,8 +451,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// for the answer any more (the connection closed, or the Server or the Loop went away).
   void dropped(std::uint64_t seq) noexcept {
     if (!awaited(seq)) return;
-    report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
-    or_close([&] { answer(seq, plain(500, "internal error\n")); });
+    or_close([&] {
+      report(std::make_exception_ptr(std::logic_error("http::Server: a handler dropped its Reply without answering")));
+      answer(seq, plain(500, "internal error\n"));
+    });
   }
 
   /// Runs a Reply's answer. If it throws (out of memory), the answer is lost and no deadline runs
@@ -1089,8 +1091,20 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
   }
 
-  // Writes every response that is ready, in request order; a streamed one holds back those after it.
-  void flush() {
+  /// Writes every response that is ready. If that throws (out of memory), a response has been lost,
+  /// and with it the deadline that would have ended the connection: it closes now, and the error is
+  /// reported. Every caller holds a reference (`shut` may free this).
+  void flush() noexcept {
+    try {
+      write_ready();
+    } catch (...) {
+      report(std::current_exception());
+      shut();
+    }
+  }
+
+  // In request order; a streamed response holds back those after it.
+  void write_ready() {
     while (!slots_.empty() && slots_.front().bytes && !closed_ && !streaming_ && !closed_after_write_) {
       // A streamed response's state is made before its slot leaves the queue: if that fails, no
       // response loses its place (the next flush tries again).
