@@ -1095,12 +1095,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// and with it the deadline that would have ended the connection: it closes now, and the error is
   /// reported. Every caller holds a reference (`shut` may free this).
   void flush() noexcept {
-    try {
-      write_ready();
-    } catch (...) {
-      report(std::current_exception());
-      shut();
-    }
+    or_close([this] { write_ready(); });
   }
 
   // In request order; a streamed response holds back those after it.
