@@ -780,25 +780,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// Parses requests from `data` until it is used up or the connection backs up; returns the bytes used.
   std::size_t parse(const char* data, std::size_t n) {
-    if (!parse_) {
-      try {
-        begin_parse();
-      } catch (...) {  // out of memory: the bytes cannot be parsed, and a later read must not start afresh
-        report(std::current_exception());
-        shut();
-        return 0;
-      }
-    }
-    parsing_ = true;
+    // Out of memory (a handler's own exceptions are caught where it is called): the bytes cannot be
+    // parsed, and a later read must not start afresh, so the connection closes (`or_close`).
     std::size_t used = 0;
-    try {
+    or_close([&] {
+      if (!parse_) begin_parse();
+      parsing_ = true;
       used = parse_requests(data, n);
-    } catch (...) {  // out of memory (a handler's own exceptions are caught where it is called)
-      parsing_ = false;
-      report(std::current_exception());
-      shut();
-      return 0;
-    }
+    });
     parsing_ = false;
     if (lingering_ && !closed_) drain();  // (`close_written` ran inside this parse)
     return used;
