@@ -137,6 +137,11 @@ void LoopCore::wrong_thread() noexcept {
   std::abort();
 }
 
+void LoopCore::loop_destroyed() noexcept {
+  std::fputs("duet: new work was started on a duet::Loop that has been destroyed; aborting\n", stderr);
+  std::abort();
+}
+
 void LoopCore::run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
   core->set_loop_thread();  // a host may run its loop on a thread other than the Loop's creator
@@ -244,6 +249,7 @@ void ignore_sigpipe_if_default() noexcept {
 }  // namespace
 
 Loop::Loop() : core_(new detail::LoopCore) {
+  core_->loop_ = this;
   core_->owns_uv_ = true;
   core_->uv_ = new uv_loop_t;
   if (int rc = uv_loop_init(core_->uv_); rc < 0) {
@@ -260,6 +266,7 @@ Loop::Loop(uv_loop_t* host) : core_(new detail::LoopCore) {
     throw std::invalid_argument("duet::Loop: the host loop is null");
   }
   core_->uv_ = host;
+  core_->loop_ = this;
   init_async();
 }
 
@@ -324,7 +331,9 @@ Loop::~Loop() {
 
   if (!core->owns_uv_) {
     // The host runs its loop: duet's resources finish there, and the last one frees the core (or the
-    // posted function running now, if this Loop is destroyed from one).
+    // posted function running now, if this Loop is destroyed from one). Code running on after this
+    // destructor (the callback that destroyed the Loop returns into duet) holds the core, not the Loop.
+    core->loop_ = nullptr;
     core->finish_if_orphaned();
     return;
   }

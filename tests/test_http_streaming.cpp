@@ -651,6 +651,51 @@ duet::http::Request post(const std::string& url) {
 
 }  // namespace
 
+TEST_CASE(
+    "a ResponseStream reader waiting when the Loop goes is destroyed uncalled, and a read after it throws loop_closed",
+    "[http][streaming][lifetime]") {
+  const bool hosted = GENERATE(false, true);  // duet's own loop, or a host's that it wraps
+  CAPTURE(hosted);
+  std::vector<duet::http::BodyPiece> held;  // the bodies' first pieces, never given
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = hosted ? std::make_unique<duet::Loop>(&host) : std::make_unique<duet::Loop>();
+  loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of what it cut short)
+  std::optional<duet::http::Server> server(
+      std::in_place, *loop, duet::Endpoint::loopback(0), [&](duet::http::ServerRequest, duet::http::Reply reply) {
+        reply.stream(duet::http::Response{200, "OK", {}, {}},
+                     [&](duet::http::BodyPiece give) { held.push_back(std::move(give)); });
+      });
+  std::optional<duet::http::Client> client(std::in_place, *loop);
+  // The usual callback shape: the reader keeps its stream alive until it is called. And a stream
+  // kept elsewhere, with no read waiting.
+  std::weak_ptr<duet::http::ResponseStream> watched;
+  std::shared_ptr<duet::http::ResponseStream> kept;
+  bool called = false;
+  for (int i = 0; i < 2; ++i) {
+    client->open(get_request(url_of(*server, "/slow")), [&](std::error_code ec, duet::http::ResponseStream s) {
+      REQUIRE_FALSE(ec);
+      auto stream = std::make_shared<duet::http::ResponseStream>(std::move(s));
+      if (watched.expired()) {
+        watched = stream;
+        return stream->read([&called, stream](std::error_code, std::string) { called = true; });
+      }
+      kept = stream;
+    });
+  }
+  while (!kept) hosted ? void(uv_run(&host, UV_RUN_ONCE)) : void(loop->run_once());
+  loop.reset();
+  CHECK_THROWS_MATCHES(kept->read([](std::error_code, std::string) {}), std::system_error,
+                       Catch::Predicate<std::system_error>(
+                           [](const std::system_error& e) { return e.code() == duet::errc::loop_closed; }));
+  client.reset();
+  server.reset();
+  kept.reset();
+  while (uv_loop_close(&host) == UV_EBUSY) uv_run(&host, UV_RUN_DEFAULT);  // a wrapped loop's handles close
+  CHECK_FALSE(called);       // a read waiting when the Loop went is never called back...
+  CHECK(watched.expired());  // ...but it is destroyed, and with it the stream it owned
+}
+
 TEST_CASE("upload: a body from a producer, chunked or with its length, with and without 100-continue",
           "[http][streaming][upload]") {
   duet::Loop loop;
@@ -1718,6 +1763,79 @@ TEST_CASE("a body reader waiting when the Loop goes is destroyed uncalled: a rea
   clients.clear();
   CHECK(called == (order == server_first ? 2 : 0));  // after the Loop, a reader waiting is never called back...
   for (const auto& w : watched) CHECK(w.expired());  // ...but it is destroyed, and with it the body it owned
+}
+
+TEST_CASE(
+    "a host's Loop destroyed from inside a body reader, a handler or a client's callback: nothing runs on into it",
+    "[http][streaming][lifetime][embed]") {
+  // Each callback returns into duet's code with the Loop object gone: that code must hold only what
+  // outlives it (the loop's core, alive until duet's last handle on the host's loop has closed).
+  enum Where { body_reader, handler, response_reader, body_sink, completion };
+  const int where = GENERATE(body_reader, handler, response_reader, body_sink, completion);
+  CAPTURE(where);
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of what it cut short)
+  std::vector<std::weak_ptr<void>> watched;            // what the callbacks owned: freed in the end
+  const std::string big = pattern(1 << 20);
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest& req) { return req.method == "POST"; };
+  std::optional<duet::http::Server> server;
+  server.emplace(
+      *loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        if (req.method != "POST") return reply(duet::http::Response{200, "OK", {}, big});
+        auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+        watched.push_back(body);
+        body->read(
+            [&, body, reply = std::make_shared<duet::http::Reply>(std::move(reply))](std::error_code, std::string) {
+              body->read([body, reply](std::error_code, std::string) {});  // waits for the rest
+              if (where == body_reader) loop.reset();
+            });
+        if (where == handler) loop.reset();  // with the body's first piece parsed right after
+      },
+      options);
+  std::optional<duet::http::Client> client(std::in_place, *loop);
+  std::vector<duet::TcpStream> raw;
+  switch (where) {
+    case body_reader:
+    case handler:
+      duet::connect(*loop, server->local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
+        REQUIRE_FALSE(ec);
+        raw.push_back(std::move(s));
+        raw.back().write("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello", [](std::error_code) {});
+      });
+      break;
+    case response_reader:
+      client->open(get_request(url_of(*server, "/")), [&](std::error_code ec, duet::http::ResponseStream s) {
+        REQUIRE_FALSE(ec);
+        auto stream = std::make_shared<duet::http::ResponseStream>(std::move(s));
+        watched.push_back(stream);
+        stream->read([&, stream](std::error_code, std::string) {
+          stream->read([stream](std::error_code, std::string) {});
+          loop.reset();
+        });
+      });
+      break;
+    case body_sink:
+      client->request(
+          get_request(url_of(*server, "/")), [&](std::string_view) { loop.reset(); },
+          [](std::error_code, duet::http::Response) {});
+      break;
+    case completion:
+      for (int i = 0; i < 2; ++i)  // the second is still going when the first's callback destroys the Loop
+        client->get(url_of(*server, "/"), [&](std::error_code, duet::http::Response) { loop.reset(); });
+      break;
+  }
+  for (int turn = 0; loop && turn < 100000; ++turn) uv_run(&host, UV_RUN_ONCE);
+  REQUIRE_FALSE(loop);  // the callback did destroy it
+  client.reset();
+  server.reset();
+  raw.clear();
+  while (uv_loop_close(&host) == UV_EBUSY) uv_run(&host, UV_RUN_DEFAULT);  // duet's handles close: the core is freed
+  CHECK(watched.size() == (where == body_reader || where == handler || where == response_reader ? 1U : 0U));
+  for (const auto& w : watched) CHECK(w.expired());
 }
 
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {

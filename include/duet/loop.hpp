@@ -22,6 +22,12 @@
 // released everything and closed; a wrapped loop is left to its host, and duet's last closing handle
 // frees duet's state whenever the host next runs it.
 //
+// Where it may be destroyed: an owned loop not from inside its own `run()`/`run_once()` (that aborts,
+// saying so). A wrapped loop also from inside any callback duet makes on it (a handler, a body reader,
+// a completion, a posted function): duet's code that the callback returns into holds only state that
+// outlives the Loop object. Not from inside a coroutine spawned on it: destroying the Loop destroys that
+// coroutine's frame while it runs. From there, post the destruction (`loop.post(...)`).
+//
 // SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
 // the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.
 // A handler the host installed is kept. The setting is the process's, so it also holds for writes to
@@ -108,5 +114,26 @@ class Loop {
   void init_async();
   detail::LoopCore* core_;
 };
+
+namespace detail {
+/// How duet's own objects that run on after user code hold their loop. A callback may destroy a host's
+/// (wrapped) Loop; the code it returns into must then not touch the Loop object, only its core, which
+/// lives until duet's last handle on the loop has closed (and so through the callback that is running).
+/// Converts to the Loop only to start new work, which is done only while the Loop is alive.
+class LoopRef {
+ public:
+  LoopRef(Loop& loop) noexcept : core_(&loop.core()) {}  // NOLINT(google-explicit-constructor)
+  LoopCore& core() const noexcept { return *core_; }
+  template <class Fn>
+  void post(Fn&& fn) const {
+    core_->post(UniqueFunction<void()>(std::forward<Fn>(fn)));
+  }
+  void report(std::exception_ptr e) const noexcept { core_->report(std::move(e)); }
+  operator Loop&() const noexcept { return core_->loop(); }  // NOLINT(google-explicit-constructor)
+
+ private:
+  LoopCore* core_;
+};
+}  // namespace detail
 
 }  // namespace duet

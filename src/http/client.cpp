@@ -45,7 +45,7 @@ class TimeoutList {
   };
   using Expire = void (*)(ClientCore&, void* owner);
 
-  TimeoutList(ClientCore& core, Loop& loop, std::chrono::milliseconds duration, Expire expire)
+  TimeoutList(ClientCore& core, duet::detail::LoopRef loop, std::chrono::milliseconds duration, Expire expire)
       : core_(core),
         loop_(loop),
         duration_(static_cast<std::uint64_t>(duration.count())),
@@ -86,7 +86,7 @@ class TimeoutList {
   void fire();  // after ClientCore
 
   ClientCore& core_;
-  Loop& loop_;
+  duet::detail::LoopRef loop_;
   std::uint64_t duration_;
   Expire expire_;
   Timer timer_;
@@ -131,7 +131,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
         read_timeouts(*this, l, options.read_timeout, &on_read_timeout),
         idle_timeouts(*this, l, options.idle_timeout, &on_idle_timeout) {}
 
-  Loop& loop;
+  duet::detail::LoopRef loop;        // (the core: a callback may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is posted to it
   ClientOptions options;
   bool closed = false;
@@ -921,7 +921,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 class BodyQueue : public std::enable_shared_from_this<BodyQueue> {
  public:
   using Opened = duet::detail::UniqueFunction<void(std::error_code, ResponseStream, std::exception_ptr)>;
-  BodyQueue(Loop& loop, Opened opened) : loop_(loop), loop_alive_(loop.core().alive()), opened_(std::move(opened)) {}
+  BodyQueue(duet::detail::LoopRef loop, Opened opened)
+      : loop_(loop), loop_alive_(loop.core().alive()), opened_(std::move(opened)) {}
 
   std::weak_ptr<Exchange> exchange;
 
@@ -958,6 +959,7 @@ class BodyQueue : public std::enable_shared_from_this<BodyQueue> {
   }
 
   void read(ResponseStream::PieceDone done, std::stop_token token) {
+    if (!*loop_alive_) throw std::system_error(make_error_code(errc::loop_closed), "read from a ResponseStream");
     if (reader_) {
       const auto ec = make_error_code(errc::invalid_argument);
       return done(ec, std::string(), std::make_exception_ptr(std::system_error(ec, "one read at a time")));
@@ -967,6 +969,17 @@ class BodyQueue : public std::enable_shared_from_this<BodyQueue> {
     if (has_piece_) return hand_over();
     if (ended_) return end_reader();
     stop_.watch(&loop_.core(), std::move(token), StopFn{this});
+  }
+
+  /// The exchange went without ending: its Loop was destroyed. A reader still waiting is never called;
+  /// it is destroyed here, with what it owns (often the stream, and so this queue).
+  void exchange_gone() noexcept {
+    if (ended_ || *loop_alive_) return;  // (with the Loop alive, an exchange always ends first)
+    ended_ = true;
+    error_ = make_error_code(errc::loop_closed);
+    const auto keep = shared_from_this();
+    stop_.reset();
+    auto reader = std::move(reader_);  // destroyed here, uncalled: its destructor may come back
   }
 
   /// The stream is dropped (or its read cancelled) before the end: cancel the request.
@@ -1014,7 +1027,7 @@ class BodyQueue : public std::enable_shared_from_this<BodyQueue> {
     }
   }
 
-  Loop& loop_;
+  duet::detail::LoopRef loop_;  // (the core: a reader may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive_;
   Opened opened_;
   ResponseStream::PieceDone reader_;
@@ -1326,11 +1339,29 @@ void Client::start(Request req, BodySink sink, detail::Completion done, std::sto
   ex->begin(std::move(token));
 }
 
+namespace {
+/// An opened exchange's completion: hands the end to the queue. Destroyed uncalled (the Loop went
+/// first), it tells the queue, so that a reader still waiting is not kept alive by its own stream.
+struct OpenedEnd {
+  std::shared_ptr<detail::BodyQueue> queue;
+  explicit OpenedEnd(std::shared_ptr<detail::BodyQueue> q) noexcept : queue(std::move(q)) {}
+  OpenedEnd(OpenedEnd&&) noexcept = default;
+  OpenedEnd& operator=(OpenedEnd&&) = delete;
+  ~OpenedEnd() {
+    if (queue) queue->exchange_gone();
+  }
+  void operator()(std::error_code ec, Response&& res, std::exception_ptr e) {
+    const auto q = std::move(queue);
+    q->on_end(ec, std::move(res), std::move(e));
+  }
+};
+}  // namespace
+
 void Client::start_open(Request req, Opened done, std::stop_token token) {
   auto queue = std::make_shared<detail::BodyQueue>(core_->loop, std::move(done));
   auto ex = std::make_shared<detail::Exchange>(
       core_, std::move(req), [queue](std::string_view piece, BodyFlow& flow) { queue->on_piece(piece, flow); },
-      [queue](std::error_code ec, Response&& res, std::exception_ptr e) { queue->on_end(ec, std::move(res), e); });
+      OpenedEnd(queue));
   ex->set_head_hook([q = queue.get()](const Response& head) { q->on_head(head); });
   queue->exchange = ex;
   ex->register_active();

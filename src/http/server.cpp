@@ -185,7 +185,7 @@ class DeadlineHeap {
     std::size_t index = 0;  // its place in the heap, while in it
   };
 
-  DeadlineHeap(ServerCore& core, Loop& loop) : core_(core), loop_(loop), timer_(std::in_place, loop) {}
+  DeadlineHeap(ServerCore& core, duet::detail::LoopRef loop) : core_(core), loop_(loop), timer_(std::in_place, loop) {}
   DeadlineHeap(const DeadlineHeap&) = delete;
   DeadlineHeap& operator=(const DeadlineHeap&) = delete;
 
@@ -214,7 +214,7 @@ class DeadlineHeap {
   void sift_down(std::size_t i) noexcept;
 
   ServerCore& core_;
-  Loop& loop_;
+  duet::detail::LoopRef loop_;
   std::optional<Timer> timer_;  // until the server closes
   std::vector<Node*> heap_;
   std::uint64_t armed_ = 0;  // what the timer runs for; 0: stopped
@@ -286,7 +286,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   void serve(TcpStream stream);
   void serve(Transport transport, Endpoint peer);
 
-  Loop& loop;
+  duet::detail::LoopRef loop;        // (the core: a handler may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is reported to it
   TcpListener listener;
   Handler handler;
@@ -313,7 +313,7 @@ void LoopGoneWatch::abandon() noexcept {
 class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
  public:
   using Reader = duet::detail::UniqueFunction<void(std::error_code, std::string)>;
-  explicit RequestBodyQueue(Loop& loop) : loop_(loop), loop_alive_(loop.core().alive()) {}
+  explicit RequestBodyQueue(duet::detail::LoopRef loop) : loop_(loop), loop_alive_(loop.core().alive()) {}
 
   std::weak_ptr<ServerConnection> conn;
 
@@ -348,7 +348,7 @@ class RequestBodyQueue : public std::enable_shared_from_this<RequestBodyQueue> {
   void pump();
   void cancel_read() noexcept;
 
-  Loop& loop_;
+  duet::detail::LoopRef loop_;        // (the core: a reader may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive_;  // false once the Loop is destroyed: then nothing can be read
   std::string piece_;
   Reader reader_;

@@ -110,6 +110,11 @@ class LoopCore {
   bool closing() const noexcept { return closing_; }
   /// False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
   const std::shared_ptr<bool>& alive() const noexcept { return alive_; }
+  /// The Loop object, to start new work on. Only while it is alive (`*alive()`): aborts otherwise.
+  Loop& loop() const noexcept {
+    if (!loop_) loop_destroyed();
+    return *loop_;
+  }
   bool on_loop_thread() const noexcept {
     return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
   }
@@ -126,6 +131,7 @@ class LoopCore {
 #endif
   }
   [[noreturn]] static void wrong_thread() noexcept;
+  [[noreturn]] static void loop_destroyed() noexcept;
   /// Makes the calling thread the loop's (a LoopThread joined: nothing runs the loop any more).
   void adopt_thread() noexcept { set_loop_thread(); }
 
@@ -230,6 +236,7 @@ class LoopCore {
   }
 
   uv_loop_t* uv_ = nullptr;
+  Loop* loop_ = nullptr;  // the Loop object, until its destructor starts
   bool owns_uv_ = false;
   bool closing_ = false;
   std::shared_ptr<bool> alive_;

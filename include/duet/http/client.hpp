@@ -195,7 +195,9 @@ class ResponseStream {
   /// body has ended (and every read after it returns one too). On error (the connection failed, a
   /// timeout, a limit) `cb` gets the code; the awaitable throws `RequestError`. One read at a time (a
   /// second while one is pending fails with `errc::invalid_argument`). Cancelling a read cancels the
-  /// request: the rest of the body is dropped with the connection.
+  /// request: the rest of the body is dropped with the connection. Once the Loop is destroyed, `read`
+  /// throws `errc::loop_closed`; a read waiting then is never called, and its callback is destroyed (with
+  /// what it owns: a reader that holds its own stream is freed).
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, std::string> ||
       std::invocable<Callback&, std::error_code, std::string, std::exception_ptr>
