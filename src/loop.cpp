@@ -199,14 +199,19 @@ void LoopCore::abandon_all() noexcept {
 }
 
 void LoopCore::defer(UniqueFunction<void()> fn) noexcept {
-  if (closing_) return;
-  check_thread();  // (spawn, and every completion deferred to a later turn, come through here)
   try {
-    std::lock_guard lock(mailbox_->mutex);
-    mailbox_->queue.push_back(std::move(fn));
+    defer_or_throw(std::move(fn));
   } catch (...) {
     report(std::current_exception());  // out of memory: this completion is lost, and said so
-    return;
+  }
+}
+
+void LoopCore::defer_or_throw(UniqueFunction<void()> fn) {
+  if (closing_) return;
+  check_thread();  // (spawn, and every completion deferred to a later turn, come through here)
+  {
+    std::lock_guard lock(mailbox_->mutex);
+    mailbox_->queue.push_back(std::move(fn));
   }
   uv_ref(reinterpret_cast<uv_handle_t*>(async_));
   uv_async_send(async_);

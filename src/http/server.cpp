@@ -597,9 +597,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// A streamed answer came before the first read: the handler may still read the body while the
   /// answer streams (an echo), or may be about to drop it. Decided on the next turn, when a handler
-  /// that refused has let go of its request: a body still held gets its 100, else none.
+  /// that refused has let go of its request: a body still held gets its 100, else none. Out of memory
+  /// throws (the caller's `or_close` ends the connection) rather than leave the client waiting with
+  /// its deadlines paused.
   void decide_continue_later() {
-    core_->loop.post([weak = weak_from_this()] {
+    core_->loop.core().defer_or_throw([weak = weak_from_this()] {
       auto self = weak.lock();
       if (!self || self->closed_) return;
       self->resolve_continue(self->body_ != nullptr);

@@ -193,6 +193,9 @@ class LoopCore {
   /// not call back inside its initiating call). Keeps the loop alive until it has run. Loop-thread only.
   /// Never throws: if memory runs out, the loss is reported to the error hook.
   void defer(UniqueFunction<void()> fn) noexcept;
+  /// `defer` for work whose silent loss would leave a peer waiting with no deadline: if memory runs
+  /// out, throws (std::bad_alloc) and `fn` is not queued, so that the caller can give up cleanly.
+  void defer_or_throw(UniqueFunction<void()> fn);
 
   /// Thread-safe: queues `fn` and wakes the loop. Once the Loop is being destroyed, `fn` is dropped
   /// (destroyed without being called).
