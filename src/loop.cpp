@@ -223,7 +223,9 @@ void LoopCore::post(UniqueFunction<void()> fn) {
 }
 
 void LoopCore::report(std::exception_ptr e) noexcept {
-  if (!error_handler_) {
+  // After a wrapped Loop's destruction (a callback that destroyed it, then threw) the hook is the gone
+  // Loop's, and may use what went with it. It is kept, not destroyed: it may be the caller.
+  if (!error_handler_ || (!loop_ && !owns_uv_)) {
     print_to_stderr(std::move(e));
     return;
   }
@@ -297,9 +299,10 @@ Loop::~Loop() {
   detail::LoopCore* core = core_;
   // Whoever destroys the Loop is its thread now: the cancellations below run here, not posted.
   core->set_loop_thread();
-  if (core->running_ > 0) {
-    // libuv cannot close a loop from inside its own uv_run: a programming error, not a recoverable one.
-    std::fputs("duet: a duet::Loop that owns its libuv loop was destroyed inside its own run(); aborting\n", stderr);
+  if (core->in_run_ > 0) {
+    // libuv cannot close a loop from inside its own uv_run, and `run()` would return into a freed
+    // Loop: a programming error, not a recoverable one.
+    std::fputs("duet: a duet::Loop was destroyed inside its own run() or run_once(); aborting\n", stderr);
     std::abort();
   }
 
@@ -331,8 +334,12 @@ Loop::~Loop() {
   core->cancel_and_destroy_tasks();
   core->abandon_all();  // anything that teardown started (abandon is idempotent)
   core->tearing_down_ = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(core->async_),
-           [](uv_handle_t* h) noexcept { delete reinterpret_cast<uv_async_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(core->async_), [](uv_handle_t* h) noexcept {
+    auto* closed = static_cast<detail::LoopCore*>(h->data);
+    delete reinterpret_cast<uv_async_t*>(h);
+    closed->async_open_ = false;
+    closed->finish_if_orphaned();  // (an owned loop's core is freed by ~Loop itself)
+  });
 
   if (!core->owns_uv_) {
     // The host runs its loop: duet's resources finish there, and the last one frees the core (or the
@@ -372,12 +379,18 @@ Loop::~Loop() {
 }
 
 namespace detail {
-// Counts how deep an owned loop is inside its own uv_run, so that destroying it there is caught.
+// Counts how deep a loop is inside its own run, so that destroying it there is caught.
 struct LoopRunning {
   detail::NestedRun trampoline;  // a run inside a coroutine drives its own coroutines
   detail::LoopCore* core;
-  explicit LoopRunning(detail::LoopCore* c) : core(c) { core->running_ += core->owns_uv_ ? 1 : 0; }
-  ~LoopRunning() { core->running_ -= core->owns_uv_ ? 1 : 0; }
+  explicit LoopRunning(detail::LoopCore* c) : core(c) {
+    core->running_ += core->owns_uv_ ? 1 : 0;
+    ++core->in_run_;
+  }
+  ~LoopRunning() {
+    core->running_ -= core->owns_uv_ ? 1 : 0;
+    --core->in_run_;
+  }
 };
 }  // namespace detail
 

@@ -169,8 +169,10 @@ void ProcessImpl::on_exit(uv_process_t* process, std::int64_t status, int signal
   std::list<Waiter> waiters = std::move(self->waiters_);
   self->waiters_.clear();
   for (Waiter& w : waiters) w.stop.reset();
-  for (Waiter& w : waiters)
+  for (Waiter& w : waiters) {
+    if (core->closing()) break;  // a callback destroyed the (host's) Loop: the others are dropped
     if (w.cb) core->invoke(w.cb, std::error_code(), *self->exit);
+  }
 }
 
 }  // namespace detail

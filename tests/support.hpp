@@ -9,11 +9,13 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <mutex>
 #include <random>
@@ -226,6 +228,24 @@ Task<int> until_cancelled(Awaitable awaitable, int& cancelled) {
     throw;
   }
   co_return -1;
+}
+
+/// What `fn` writes to this process's stderr (fd 2 goes to a temporary file meanwhile).
+inline std::string stderr_of(const std::function<void()>& fn) {
+  std::fflush(stderr);
+  std::FILE* tmp = std::tmpfile();
+  if (!tmp) throw std::runtime_error("stderr_of: no temporary file");
+  const int saved = ::dup(2);
+  ::dup2(::fileno(tmp), 2);
+  fn();
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::rewind(tmp);
+  std::string text;
+  for (int c; (c = std::fgetc(tmp)) != EOF;) text += static_cast<char>(c);
+  std::fclose(tmp);
+  return text;
 }
 
 }  // namespace duet::test

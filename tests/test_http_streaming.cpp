@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "duet/http/client.hpp"
@@ -1769,22 +1770,40 @@ TEST_CASE(
     "a host's Loop destroyed from inside a body reader, a handler or a client's callback: nothing runs on into it",
     "[http][streaming][lifetime][embed]") {
   // Each callback returns into duet's code with the Loop object gone: that code must hold only what
-  // outlives it (the loop's core, alive until duet's last handle on the host's loop has closed).
-  enum Where { body_reader, handler, response_reader, body_sink, completion };
-  const int where = GENERATE(body_reader, handler, response_reader, body_sink, completion);
+  // outlives it (the loop's core, alive until duet's last handle on the host's loop has closed), and
+  // must call nothing more: no other handler, no other request's callback.
+  enum Where { body_reader, handler, pipelined, predicate, response_reader, body_sink, completion, timeouts };
+  const int where =
+      GENERATE(body_reader, handler, pipelined, predicate, response_reader, body_sink, completion, timeouts);
   CAPTURE(where);
   uv_loop_t host;
   REQUIRE(uv_loop_init(&host) == 0);
   auto loop = std::make_unique<duet::Loop>(&host);
-  loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of what it cut short)
-  std::vector<std::weak_ptr<void>> watched;            // what the callbacks owned: freed in the end
+  duet::test::ErrorLog log;  // the Loop's report of what it cut short, and nothing else
+  loop->set_error_handler(log.handler());
+  std::vector<std::weak_ptr<void>> watched;  // what the callbacks owned: freed in the end
+  int handled = 0;                           // handlers called
+  int completed = 0;                         // client callbacks called
   const std::string big = pattern(1 << 20);
+  std::vector<duet::http::Reply> held;  // answers never given: the client's header deadlines run out
   duet::http::ServerOptions options;
-  options.stream_body = [](const duet::http::ServerRequest& req) { return req.method == "POST"; };
+  options.stream_body = [&](const duet::http::ServerRequest& req) {
+    if (where == predicate) loop.reset();
+    return req.method == "POST";
+  };
   std::optional<duet::http::Server> server;
   server.emplace(
       *loop, duet::Endpoint::loopback(0),
       [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        ++handled;
+        if (where == pipelined) loop.reset();  // the request behind it is not handed to the handler
+        if (where == timeouts) {
+          held.push_back(std::move(reply));
+          // Keeps the loop busy past both deadlines (60 ms), so that one run of the client's header
+          // timer expires both requests: the first one's callback destroys the Loop.
+          if (held.size() == 2) std::this_thread::sleep_for(120ms);
+          return;
+        }
         if (req.method != "POST") return reply(duet::http::Response{200, "OK", {}, big});
         auto body = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
         watched.push_back(body);
@@ -1796,16 +1815,25 @@ TEST_CASE(
         if (where == handler) loop.reset();  // with the body's first piece parsed right after
       },
       options);
-  std::optional<duet::http::Client> client(std::in_place, *loop);
+  duet::http::ClientOptions client_options;
+  client_options.header_timeout = 60ms;
+  std::optional<duet::http::Client> client(std::in_place, *loop, client_options);
   std::vector<duet::TcpStream> raw;
+  auto send_raw = [&](std::string bytes) {
+    duet::connect(*loop, server->local_endpoint(), [&, bytes](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      raw.push_back(std::move(s));
+      raw.back().write(bytes, [](std::error_code) {});
+    });
+  };
   switch (where) {
     case body_reader:
     case handler:
-      duet::connect(*loop, server->local_endpoint(), [&](std::error_code ec, duet::TcpStream s) {
-        REQUIRE_FALSE(ec);
-        raw.push_back(std::move(s));
-        raw.back().write("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello", [](std::error_code) {});
-      });
+    case predicate:
+      send_raw("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+      break;
+    case pipelined:
+      send_raw("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
       break;
     case response_reader:
       client->open(get_request(url_of(*server, "/")), [&](std::error_code ec, duet::http::ResponseStream s) {
@@ -1824,18 +1852,32 @@ TEST_CASE(
           [](std::error_code, duet::http::Response) {});
       break;
     case completion:
+    case timeouts:
       for (int i = 0; i < 2; ++i)  // the second is still going when the first's callback destroys the Loop
-        client->get(url_of(*server, "/"), [&](std::error_code, duet::http::Response) { loop.reset(); });
+        client->get(url_of(*server, "/"), [&](std::error_code, duet::http::Response) {
+          ++completed;
+          loop.reset();
+        });
       break;
   }
-  for (int turn = 0; loop && turn < 100000; ++turn) uv_run(&host, UV_RUN_ONCE);
-  REQUIRE_FALSE(loop);  // the callback did destroy it
-  client.reset();
-  server.reset();
-  raw.clear();
-  while (uv_loop_close(&host) == UV_EBUSY) uv_run(&host, UV_RUN_DEFAULT);  // duet's handles close: the core is freed
+  // Nothing is reported but the Loop's own report: no error out of duet's code running on after it
+  // (a timer or a read started on the gone Loop, a freed exchange's shared_from_this).
+  const std::string printed = duet::test::stderr_of([&] {
+    for (int turn = 0; loop && turn < 100000; ++turn) uv_run(&host, UV_RUN_ONCE);
+    if (loop) return;  // (the callback did not destroy it: failed below)
+    client.reset();
+    server.reset();
+    raw.clear();
+    held.clear();
+    while (uv_loop_close(&host) == UV_EBUSY) uv_run(&host, UV_RUN_DEFAULT);  // duet's handles close: the core is freed
+  });
+  REQUIRE_FALSE(loop);
+  CHECK(printed.empty());
+  for (const auto& m : log.messages) CHECK(m.find("duet::Loop destroyed with") != std::string::npos);
   CHECK(watched.size() == (where == body_reader || where == handler || where == response_reader ? 1U : 0U));
   for (const auto& w : watched) CHECK(w.expired());
+  if (where != completion) CHECK(handled == (where == predicate ? 0 : where == timeouts ? 2 : 1));
+  CHECK(completed == (where == completion || where == timeouts ? 1 : 0));
 }
 
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {

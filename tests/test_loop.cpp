@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "duet/detail/copyable_function.hpp"
+#include "duet/fs.hpp"
 #include "duet/loop.hpp"
 #include "duet/open_files.hpp"
 #include "duet/submit.hpp"
@@ -22,6 +23,7 @@
 using namespace std::chrono_literals;
 
 using duet::test::ErrorLog;
+using duet::test::stderr_of;
 
 TEST_CASE("an owned loop runs until it has no more work", "[loop]") {
   duet::Loop loop;
@@ -225,25 +227,37 @@ TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loo
   CHECK(uv_loop_close(&host) == 0);
 }
 
-namespace {
-/// What `fn` writes to this process's stderr (fd 2 goes to a temporary file meanwhile).
-std::string stderr_of(const std::function<void()>& fn) {
-  std::fflush(stderr);
-  std::FILE* tmp = std::tmpfile();
-  REQUIRE(tmp);
-  const int saved = ::dup(2);
-  ::dup2(::fileno(tmp), 2);
-  fn();
-  std::fflush(stderr);
-  ::dup2(saved, 2);
-  ::close(saved);
-  std::rewind(tmp);
-  std::string text;
-  for (int c; (c = std::fgetc(tmp)) != EOF;) text += static_cast<char>(c);
-  std::fclose(tmp);
-  return text;
+TEST_CASE("a host's Loop destroyed by a completion that then throws, or by its own error hook: nothing freed is used",
+          "[loop][embed][lifetime]") {
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  // An fs request is freed before its callback runs: that callback destroys the Loop, then throws.
+  // The loop's core outlives the callback (its last handle closes on a later pass of the host's loop),
+  // and the exception goes to stderr: the hook is the gone Loop's.
+  auto loop = std::make_unique<duet::Loop>(&host);
+  int hooked = 0;
+  loop->set_error_handler([&](std::exception_ptr) { ++hooked; });
+  duet::fs::stat(*loop, "/", [&](std::error_code, duet::fs::Stat) {
+    loop.reset();
+    throw std::runtime_error("thrown after the Loop went");
+  });
+  const std::string printed = stderr_of([&] { uv_run(&host, UV_RUN_DEFAULT); });
+  CHECK_FALSE(loop);
+  CHECK(hooked == 0);
+  CHECK(printed == "duet: uncaught exception in a callback or task: thrown after the Loop went\n");
+  // The error hook destroys the Loop: the hook, and what it captured, live on until it returns.
+  loop = std::make_unique<duet::Loop>(&host);
+  std::string seen;
+  loop->set_error_handler([&, tag = std::string(64, 'z')](std::exception_ptr) {
+    loop.reset();
+    seen = tag;
+  });
+  duet::fs::stat(*loop, "/", [](std::error_code, duet::fs::Stat) { throw std::runtime_error("to the hook"); });
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK_FALSE(loop);
+  CHECK(seen == std::string(64, 'z'));
+  CHECK(uv_loop_close(&host) == 0);
 }
-}  // namespace
 
 TEST_CASE("the default error hook names each kind of report for what it is", "[loop]") {
   // Work dropped by a destroyed Loop is not an exception escaping a callback.

@@ -131,6 +131,25 @@ TEST_CASE("the exit code of sh -c 'exit 3', both faces", "[process]") {
   CHECK(duet::run(loop, again(loop)) == ExitStatus{42, 0});
 }
 
+TEST_CASE("a host's Loop destroyed by a Process's first wait: the second is not called", "[process][embed][lifetime]") {
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  loop->set_error_handler([](std::exception_ptr) {});  // (the Loop's report of the second wait)
+  std::optional<Process> child;
+  child.emplace(duet::spawn(*loop, shell("exit 0", {Stdio::ignore(), Stdio::ignore(), Stdio::ignore()})));
+  int second = 0;
+  child->wait([&](std::error_code, ExitStatus) { loop.reset(); });
+  child->wait([&](std::error_code, ExitStatus) { ++second; });
+  for (int turn = 0; loop && turn < 100000; ++turn) uv_run(&host, UV_RUN_ONCE);
+  REQUIRE_FALSE(loop);
+  CHECK(second == 0);  // the Loop went in the first: what it dropped is not called
+  CHECK_FALSE(child->is_open());
+  child.reset();
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&host) == 0);
+}
+
 TEST_CASE("a wait after the exit calls back on a later turn with the same status", "[process]") {
   duet::Loop loop;
   Process child = duet::spawn(loop, shell("exit 5", {Stdio::ignore(), Stdio::ignore(), Stdio::ignore()}));

@@ -22,11 +22,14 @@
 // released everything and closed; a wrapped loop is left to its host, and duet's last closing handle
 // frees duet's state whenever the host next runs it.
 //
-// Where it may be destroyed: an owned loop not from inside its own `run()`/`run_once()` (that aborts,
-// saying so). A wrapped loop also from inside any callback duet makes on it (a handler, a body reader,
-// a completion, a posted function): duet's code that the callback returns into holds only state that
-// outlives the Loop object. Not from inside a coroutine spawned on it: destroying the Loop destroys that
-// coroutine's frame while it runs. From there, post the destruction (`loop.post(...)`).
+// Where it may be destroyed: not from inside its own `run()`/`run_once()` (that aborts, saying so), so
+// an owned loop only from outside its callbacks. A wrapped loop also from inside any callback duet makes
+// on it while the host runs it (a handler, a body reader, a completion, a posted function, the error
+// hook): duet's code that the callback returns into holds only state that outlives the Loop object, and
+// calls nothing more (other callbacks due in the same turn are dropped); an exception the callback
+// throws afterwards is printed on stderr, the hook being the gone Loop's. Not from inside a coroutine
+// spawned on it, nor from a `JoinHandle::on_done` callback (run as its task ends): destroying the Loop
+// destroys coroutine frames that may be running or queued to resume. From there, post the destruction.
 //
 // SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
 // the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.

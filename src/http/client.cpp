@@ -79,6 +79,7 @@ class TimeoutList {
     n.list = nullptr;
   }
   void start(std::uint64_t due) {
+    if (!*loop_.core().alive()) return;  // a callback destroyed the (host's) Loop: its timer is closed
     const std::uint64_t now = loop_.core().now();
     timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0),
                  [this] { fire(); });
@@ -222,7 +223,8 @@ void TimeoutList::fire() {
   // What expires may deliver a response whose callback destroys the Client, and with it this list.
   const auto keep = core_.shared_from_this();
   const std::uint64_t now = loop_.core().now();
-  while (head_ && head_->due <= now) {
+  // A callback may also destroy a host's Loop, freeing the exchanges the nodes left point to.
+  while (head_ && head_->due <= now && *core_.loop_alive) {
     Node& n = *head_;
     remove(n);
     expire_(core_, n.owner);  // may close connections, and add to or leave this list

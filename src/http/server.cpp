@@ -472,7 +472,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   /// The handler's reader took the last piece: parse on.
   void resume_body() {
-    if (!body_paused_ || closed_ || failed_ || !parse_) return;
+    if (!body_paused_ || closed_ || failed_ || !parse_ || !*core_->loop_alive) return;
     if (parsing_) return;  // (pieces are handed over only between parses)
     body_paused_ = false;
     llhttp_resume(&parse_->parser);
@@ -801,14 +801,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     // No bytes still make one pass: a streamed body's last piece, once taken, lets llhttp end the
     // request (a Content-Length body ends without another byte).
     bool once = n == 0;
+    // A handler (or the stream_body predicate) may destroy a host's Loop: nothing more is parsed then.
     while ((used < n || std::exchange(once, false)) && !closed_ && !failed_ && !stop_parsing_ && !body_paused_ &&
-           (streaming_request_ || !backed_up())) {
+           (streaming_request_ || !backed_up()) && *core_->loop_alive) {
       const char* at = data + used;
       if (!parse_->framing.check_head(at, n - used)) {  // before llhttp acts on a head that fails
         refuse(400, parse_->framing.why());
         break;
       }
       const llhttp_errno_t rc = llhttp_execute(&parse_->parser, at, n - used);
+      if (!*core_->loop_alive) break;
       std::size_t took = n - used;
       if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
         took = static_cast<std::size_t>(llhttp_get_error_pos(&parse_->parser) - at);
@@ -995,6 +997,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     parse_->request.peer = peer_;
     // (Set once the head can no longer be refused: a refused request has no body streamed to anyone.)
     const bool stream = has_body && core_->options.stream_body && core_->options.stream_body(parse_->request);
+    if (!*core_->loop_alive) return HPE_PAUSED;  // the predicate destroyed a host's Loop: `parse` stops
     const std::size_t body_limit = stream ? core_->options.max_streamed_body_bytes : core_->options.max_body_bytes;
     const bool expects_continue = minor >= 1 && parse_->request.headers.contains("Expect");
     if (expects_continue)
@@ -1393,7 +1396,7 @@ void DeadlineHeap::sift_down(std::size_t i) noexcept {
 
 // Runs the timer for the heap's top, unless it already runs for that time or sooner.
 void DeadlineHeap::arm() {
-  if (closed_) return;
+  if (closed_ || !*core_.loop_alive) return;  // (a callback may have destroyed a host's Loop)
   if (heap_.empty()) {
     if (armed_ != 0) timer_->stop();
     armed_ = 0;
@@ -1412,7 +1415,7 @@ void DeadlineHeap::arm() {
 void DeadlineHeap::fire() {
   armed_ = 0;
   const std::uint64_t now = loop_.core().now();
-  while (!heap_.empty() && heap_.front()->due <= now) {
+  while (!heap_.empty() && heap_.front()->due <= now && *core_.loop_alive) {
     ServerConnection& c = *heap_.front()->owner;
     remove(*heap_.front());
     auto keep = c.shared_from_this();

@@ -201,7 +201,7 @@ class LoopCore {
   /// (destroyed without being called).
   void post(UniqueFunction<void()> fn);
 
-  /// Hands `e` to the error hook.
+  /// Hands `e` to the error hook; once the Loop is gone (its destruction is over), prints it on stderr.
   void report(std::exception_ptr e) noexcept;
 
   /// Keeps `uv_run` from returning for lack of work until `release_hold`: for work that waits on another
@@ -234,8 +234,11 @@ class LoopCore {
   void abandon_all() noexcept;
   /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
   /// posted function is running. Callers must not touch the core afterwards.
+  /// The mailbox's async handle is closed last, by `~Loop`, and libuv calls its close callback on a later
+  /// pass of the host's loop: so a core is never freed inside a callback that destroyed its Loop, and
+  /// the duet code that callback returns into may still use it.
   void finish_if_orphaned() noexcept {
-    if (closing_ && !owns_uv_ && live_.empty() && !dispatching_ && !tearing_down_) delete this;
+    if (closing_ && !owns_uv_ && live_.empty() && !dispatching_ && !tearing_down_ && !async_open_) delete this;
   }
 
   uv_loop_t* uv_ = nullptr;
@@ -245,6 +248,8 @@ class LoopCore {
   std::shared_ptr<bool> alive_;
   bool dispatching_ = false;  // the post queue is being run: the core must outlive that
   int running_ = 0;           // nesting of Loop::run / run_once on an owned loop (0 on a host's loop)
+  int in_run_ = 0;            // nesting of Loop::run / run_once, owned loop or not
+  bool async_open_ = true;    // until the async handle's close callback: the core outlives it
   SizeClassFreeList<8, kKeepPerClass> pool_;
   UniqueFunction<void(std::exception_ptr)> error_handler_;
   char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
