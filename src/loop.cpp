@@ -342,11 +342,10 @@ Loop::~Loop() {
   });
 
   if (!core->owns_uv_) {
-    // The host runs its loop: duet's resources finish there, and the last one frees the core (or the
-    // posted function running now, if this Loop is destroyed from one). Code running on after this
-    // destructor (the callback that destroyed the Loop returns into duet) holds the core, not the Loop.
+    // The host runs its loop: duet's resources finish there, and the last of them, or the async
+    // handle's close callback, frees the core, on a later pass of the host's loop. Code running on
+    // after this destructor (the callback that destroyed the Loop returns into duet) holds the core.
     core->loop_ = nullptr;
-    core->finish_if_orphaned();
     return;
   }
 
