@@ -1880,6 +1880,91 @@ TEST_CASE(
   CHECK(completed == (where == completion || where == timeouts ? 1 : 0));
 }
 
+TEST_CASE(
+    "a Client and a Server outliving a host's Loop start nothing on it: queued requests, paused bodies, late pieces",
+    "[http][streaming][lifetime][embed]") {
+  // The Loop goes from a callback inside a response's parse, or from outside; then (`host_ran`, or
+  // not) the host runs its loop, which frees duet's state; then the program lets go of what it kept.
+  enum Case { sink_then_queued, opened_then_queued, paused_stream_dropped, stop_after, late_piece };
+  const int which = GENERATE(sink_then_queued, opened_then_queued, paused_stream_dropped, stop_after, late_piece);
+  const bool host_ran = GENERATE(false, true);
+  CAPTURE(which, host_ran);
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  duet::test::ErrorLog log;  // the Loop's report of what it cut short, and nothing else
+  loop->set_error_handler(log.handler());
+  const std::string big = pattern(1 << 20);
+  std::vector<duet::http::Reply> held;       // answers never given
+  std::vector<duet::http::BodyPiece> asked;  // a streamed answer's producer, holding its pieces
+  std::optional<duet::http::Server> server;
+  server.emplace(*loop, duet::Endpoint::loopback(0), [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+    if (req.target == "/hold") return held.push_back(std::move(reply));
+    if (req.target == "/stream")
+      return reply.stream(duet::http::Response{200, "OK", {}, {}},
+                          [&](duet::http::BodyPiece give) { asked.push_back(std::move(give)); });
+    duet::http::Response res{200, "OK", {}, req.target == "/big" ? big : std::string("hi")};
+    if (req.target == "/close") res.headers.add("Connection", "close");  // its end frees the origin's slot
+    reply(std::move(res));
+  });
+  duet::http::ClientOptions options;
+  options.max_connections_per_origin = 1;  // a second request waits in the Client's queue
+  std::optional<duet::http::Client> client(std::in_place, *loop, options);
+  std::shared_ptr<duet::http::ResponseStream> kept;
+  std::stop_source stop;
+  int called = 0;
+  auto turn = [&] { uv_run(&host, UV_RUN_ONCE); };
+  switch (which) {
+    case sink_then_queued:  // the sink destroys the Loop; the response's end frees the slot
+      client->request(
+          get_request(url_of(*server, "/close")), [&](std::string_view) { loop.reset(); },
+          [&](std::error_code, duet::http::Response) { ++called; });
+      break;
+    case opened_then_queued:  // the opener destroys the Loop; the body-less end frees the slot
+      client->open(get_request(url_of(*server, "/close")),
+                   [&](std::error_code, duet::http::ResponseStream) { loop.reset(); });
+      break;
+    case paused_stream_dropped:  // a body paused with a piece waiting (from the head's read) for a read
+      client->open(get_request(url_of(*server, "/big")), [&](std::error_code ec, duet::http::ResponseStream s) {
+        REQUIRE_FALSE(ec);
+        kept = std::make_shared<duet::http::ResponseStream>(std::move(s));
+      });
+      break;
+    case stop_after:  // the first request is never answered
+      client->get(url_of(*server, "/hold"), [&](std::error_code, duet::http::Response) { ++called; });
+      break;
+    case late_piece:  // the producer answers after the Loop has gone
+      client->get(url_of(*server, "/stream"), [&](std::error_code, duet::http::Response) { ++called; });
+      break;
+  }
+  if (which != opened_then_queued && which != sink_then_queued) {
+    // The second request waits behind the first, for a connection, with a stop token.
+    client->get(url_of(*server, "/"),
+                duet::with_cancellation(stop.get_token(), [&](std::error_code, duet::http::Response) { ++called; }));
+    for (int i = 0; loop && i < 100000 && held.empty() && asked.empty() && !kept; ++i) turn();
+    loop.reset();  // from outside any callback
+  } else {
+    client->get(url_of(*server, "/"), [&](std::error_code, duet::http::Response) { ++called; });
+  }
+  const std::string printed = duet::test::stderr_of([&] {
+    for (int i = 0; loop && i < 100000; ++i) turn();
+    if (loop) return;                                          // (the callback did not destroy it: failed below)
+    if (host_ran) uv_run(&host, UV_RUN_NOWAIT);                // duet's state on the host's loop is freed
+    kept.reset();                                              // a paused body's stream, dropped
+    stop.request_stop();                                       // a request queued in the Client, stopped
+    for (auto& give : asked) give(std::error_code(), "late");  // a streamed answer's late piece
+    asked.clear();
+    held.clear();
+    client.reset();
+    server.reset();
+    while (uv_loop_close(&host) == UV_EBUSY) uv_run(&host, UV_RUN_DEFAULT);
+  });
+  REQUIRE_FALSE(loop);
+  CHECK(printed.empty());  // nothing went wrong in duet's code running on after the Loop
+  for (const auto& m : log.messages) CHECK(m.find("duet::Loop destroyed with") != std::string::npos);
+  CHECK(called == 0);  // the Loop went with every request unanswered: none is called back
+}
+
 TEST_CASE("curl uploads to a streamed request body", "[http][streaming][server][upload][peers]") {
   duet::Loop loop;
   UploadSite site{loop, pattern(5 << 20)};

@@ -14,6 +14,7 @@
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
 #include "duet/tls.hpp"
+#include "loop_gone_watch.hpp"
 #include "spares.hpp"
 #include "transport.hpp"
 
@@ -48,6 +49,7 @@ class TimeoutList {
   TimeoutList(ClientCore& core, duet::detail::LoopRef loop, std::chrono::milliseconds duration, Expire expire)
       : core_(core),
         loop_(loop),
+        loop_alive_(loop.core().alive()),
         duration_(static_cast<std::uint64_t>(duration.count())),
         expire_(expire),
         timer_(loop) {
@@ -59,6 +61,7 @@ class TimeoutList {
   /// Puts `n` at the end of this list (taking it out of any list it is in), due one duration from now.
   void add(Node& n) {
     leave(n);
+    if (!*loop_alive_) return;  // the Loop is gone: nothing is timed any more
     n.due = loop_.core().now() + duration_;
     n.list = this;
     n.prev = tail_;
@@ -79,7 +82,7 @@ class TimeoutList {
     n.list = nullptr;
   }
   void start(std::uint64_t due) {
-    if (!*loop_.core().alive()) return;  // a callback destroyed the (host's) Loop: its timer is closed
+    if (!*loop_alive_) return;  // the Loop is gone (its core may be too): its timer is closed
     const std::uint64_t now = loop_.core().now();
     timer_.start(std::chrono::milliseconds(due > now ? due - now : 0), std::chrono::milliseconds(0),
                  [this] { fire(); });
@@ -88,6 +91,7 @@ class TimeoutList {
 
   ClientCore& core_;
   duet::detail::LoopRef loop_;
+  std::shared_ptr<bool> loop_alive_;
   std::uint64_t duration_;
   Expire expire_;
   Timer timer_;
@@ -130,7 +134,15 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
         connect_timeouts(*this, l, options.connect_timeout, &on_connect_timeout),
         header_timeouts(*this, l, options.header_timeout, &on_header_timeout),
         read_timeouts(*this, l, options.read_timeout, &on_read_timeout),
-        idle_timeouts(*this, l, options.idle_timeout, &on_idle_timeout) {}
+        idle_timeouts(*this, l, options.idle_timeout, &on_idle_timeout) {
+    LoopGoneWatch::make(l.core(), loop_gone_watch, this,
+                        [](void* self) noexcept { static_cast<ClientCore*>(self)->loop_gone(); });
+  }
+  ~ClientCore() { LoopGoneWatch::drop(loop_gone_watch); }
+  ClientCore(const ClientCore&) = delete;
+  ClientCore& operator=(const ClientCore&) = delete;
+  /// The Loop is being destroyed: no request watches its stop token any more.
+  void loop_gone() noexcept;
 
   duet::detail::LoopRef loop;        // (the core: a callback may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is posted to it
@@ -212,6 +224,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
     return tls ? &*tls : nullptr;
   }
 
+  LoopGoneWatch* loop_gone_watch = nullptr;  // until the Loop is destroyed
+
   void close_connection(Connection* c);
   /// Closes `c` but keeps its slot for the caller.
   void discard(Connection* c);
@@ -224,7 +238,7 @@ void TimeoutList::fire() {
   const auto keep = core_.shared_from_this();
   const std::uint64_t now = loop_.core().now();
   // A callback may also destroy a host's Loop, freeing the exchanges the nodes left point to.
-  while (head_ && head_->due <= now && *core_.loop_alive) {
+  while (head_ && head_->due <= now && *loop_alive_) {
     Node& n = *head_;
     remove(n);
     expire_(core_, n.owner);  // may close connections, and add to or leave this list
@@ -328,6 +342,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   /// The Client is going away, or the caller cancelled: stop everything, report UV_ECANCELED.
   void cancel() noexcept { fail_later(uv_error(UV_ECANCELED), "cancelled"); }
+  /// The Loop is being destroyed: a stop requested from now on must not reach it.
+  void stop_watching() noexcept { cancel_link_.reset(); }
 
  private:
   struct CancelFn {
@@ -494,7 +510,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         st.filtered_sink = [this](std::string_view piece) {
           if (will_follow(parser_->response())) return;
           announce_head();
-          if (finished_) return parser_->pause_body(true);  // cancelled from a callback: stop parsing
+          // Cancelled from a callback, or the Loop destroyed there: stop parsing.
+          if (finished_ || !*core_->loop_alive) return parser_->pause_body(true);
           BodyFlow flow(*this);
           (*sink_)(piece, flow);
         };
@@ -551,7 +568,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void send_piece(unsigned attempt, std::error_code ec, std::string piece) {
-    if (finished_ || attempt != attempt_ || upload_ != Upload::sending || !conn_) return;
+    if (finished_ || attempt != attempt_ || upload_ != Upload::sending || !conn_ || !*core_->loop_alive) return;
     const bool last = piece.empty();
     if (ec) {
       drop_connection();
@@ -635,16 +652,18 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     in_feed_ = true;
     const ResponseParser::State state = parser().feed(data, consumed);
     in_feed_ = false;
-    if (finished_ || !conn_) return;  // the sink cancelled the request, or destroyed the client
+    // The sink cancelled the request, or destroyed the client, or the Loop (then nothing goes on).
+    if (finished_ || !conn_ || !*core_->loop_alive) return;
     if (state == ResponseParser::State::incomplete && !reading) read_on();  // the pause is over
     after_feed(state, data, consumed, false);
   }
 
   void after_feed(ResponseParser::State state, std::string_view data, std::size_t consumed, bool eof) {
-    if (finished_) return;  // a streamed body's sink cancelled the request (or destroyed the client)
+    // A streamed body's sink cancelled the request (or destroyed the client, or the Loop).
+    if (finished_ || !*core_->loop_alive) return;
     if (state != ResponseParser::State::failed) {
       announce_head();  // the head before whatever follows it (for a body-less response, its end)
-      if (finished_) return;
+      if (finished_ || !*core_->loop_alive) return;
     }
     if (upload_ == Upload::waiting_continue && state != ResponseParser::State::failed) {  // failed: not sent
       if (headers_complete()) {  // a final answer instead of 100 Continue: the body is not sent
@@ -1263,7 +1282,7 @@ void ClientCore::discard(Connection* c) {
 
 void ClientCore::slot_freed(Origin& o) {
   --o.slots;
-  if (!o.waiting.empty() && !closed) {
+  if (!o.waiting.empty() && !closed && *loop_alive) {  // (no new work once the Loop is gone)
     auto next = std::move(o.waiting.front());
     o.waiting.pop_front();
     ++o.slots;
@@ -1271,7 +1290,12 @@ void ClientCore::slot_freed(Origin& o) {
   }
 }
 
+void ClientCore::loop_gone() noexcept {
+  for (Exchange* ex = active; ex; ex = ex->next_active()) ex->stop_watching();
+}
+
 void ClientCore::make_idle(Connection* c) {
+  if (!*loop_alive) return close_connection(c);  // a callback destroyed the Loop: nothing is pooled
   Origin& o = *c->origin;
   if (!o.waiting.empty()) {  // someone is waiting: the connection goes straight to them
     auto next = std::move(o.waiting.front());

@@ -15,6 +15,7 @@
 #include "duet/spawn.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
+#include "loop_gone_watch.hpp"
 #include "spares.hpp"
 #include "transport.hpp"
 
@@ -235,22 +236,6 @@ struct RequestParse {
   const char* error_reason = nullptr;
 };
 
-class ServerCore;
-
-/// Tells a server that its Loop is being destroyed. A streamed body's reader still waiting is then
-/// destroyed uncalled, and the stop token it was watched with is no longer watched, so that a stop
-/// requested afterwards never reaches the freed loop. One per server, made and freed on the loop as
-/// duet's requests are.
-class LoopGoneWatch final : public duet::detail::Resource {
- public:
-  LoopGoneWatch(duet::detail::LoopCore* loop, ServerCore* server) noexcept : loop_core(loop), server(server) {}
-  bool pending() const noexcept override { return false; }  // nothing a user waits for
-  void abandon() noexcept override;
-
-  duet::detail::LoopCore* loop_core;
-  ServerCore* server;  // its owner, which frees it unless the Loop's end has
-};
-
 class ServerCore : public std::enable_shared_from_this<ServerCore> {
  public:
   ServerCore(Loop& l, const Endpoint& at, Handler h, ServerOptions o)
@@ -261,13 +246,13 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
         options(std::move(o)),
         deadlines(*this, l) {
     if (options.tls) tls = TlsContext::server(*options.tls);
-    loop_gone_watch = l.core().make<LoopGoneWatch>(&l.core(), this);
+    // When the Loop goes, a streamed body's reader still waiting is destroyed uncalled, and the stop
+    // token it was watched with is no longer watched.
+    LoopGoneWatch::make(l.core(), loop_gone_watch, this,
+                        [](void* self) noexcept { static_cast<ServerCore*>(self)->loop_gone(); });
   }
-  ~ServerCore() { drop_loop_gone_watch(); }
-  /// Once the connections are shut, no reader waits: the watch goes (if the Loop's end has not taken it).
-  void drop_loop_gone_watch() noexcept {
-    if (loop_gone_watch) loop_gone_watch->loop_core->destroy(std::exchange(loop_gone_watch, nullptr));
-  }
+  /// Once the connections are shut, no reader waits: the watch goes.
+  ~ServerCore() { LoopGoneWatch::drop(loop_gone_watch); }
   ServerCore(const ServerCore&) = delete;
   ServerCore& operator=(const ServerCore&) = delete;
 
@@ -300,12 +285,6 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   bool closed = false;
   LoopGoneWatch* loop_gone_watch = nullptr;  // until the Loop is destroyed
 };
-
-void LoopGoneWatch::abandon() noexcept {
-  server->loop_gone_watch = nullptr;  // (the server may go in `loop_gone`: it no longer frees this)
-  server->loop_gone();
-  loop_core->destroy(this);
-}
 
 /// What stands between a streamed request body and its reader: at most one piece. The connection
 /// stops parsing after each piece and goes on when the reader has taken it. Pieces go to readers in a
@@ -1197,7 +1176,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   }
 
   void streamed_piece(std::error_code ec, std::string piece) {
-    if (!streaming_ || closed_ || !streaming_->asked) return;  // the connection went, or a second answer
+    // The connection went, a second answer, or the Loop is gone (the piece sends and reports nothing).
+    if (!streaming_ || closed_ || !streaming_->asked || !*core_->loop_alive) return;
     Streaming& st = *streaming_;
     st.asked = false;
     if (ec) {  // nothing can tell the client but a body cut short
@@ -1565,7 +1545,7 @@ void Server::close() noexcept {
   auto connections = core->connections;  // shut() removes from the vector
   for (auto& c : connections) c->shut();
   core->deadlines.close();
-  core->drop_loop_gone_watch();
+  detail::LoopGoneWatch::drop(core->loop_gone_watch);
 }
 
 Endpoint Server::local_endpoint() const { return core_->listener.local_endpoint(); }
