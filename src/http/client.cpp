@@ -135,8 +135,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
         header_timeouts(*this, l, options.header_timeout, &on_header_timeout),
         read_timeouts(*this, l, options.read_timeout, &on_read_timeout),
         idle_timeouts(*this, l, options.idle_timeout, &on_idle_timeout) {
-    LoopGoneWatch::make(l.core(), loop_gone_watch, this,
-                        [](void* self) noexcept { static_cast<ClientCore*>(self)->loop_gone(); });
+    LoopGoneWatch::make(l.core(), loop_gone_watch, this);
   }
   ~ClientCore() { LoopGoneWatch::drop(loop_gone_watch); }
   ClientCore(const ClientCore&) = delete;

@@ -16,9 +16,11 @@ class LoopGoneWatch final : public duet::detail::Resource {
   using Gone = void (*)(void* owner) noexcept;
 
   /// Makes the watch on `loop` and stores it in `slot`, which the Loop's end clears before calling
-  /// `gone(owner)` (the owner may go there).
-  static void make(duet::detail::LoopCore& loop, LoopGoneWatch*& slot, void* owner, Gone gone) {
-    slot = loop.make<LoopGoneWatch>(&loop, &slot, owner, gone);
+  /// `owner->loop_gone()` (noexcept; the owner may go there).
+  template <class Owner>
+  static void make(duet::detail::LoopCore& loop, LoopGoneWatch*& slot, Owner* owner) {
+    slot = loop.make<LoopGoneWatch>(&loop, &slot, owner,
+                                    [](void* self) noexcept { static_cast<Owner*>(self)->loop_gone(); });
   }
   /// The owner goes first (or no longer needs to hear): frees the watch in `slot`, if the Loop's end
   /// has not taken it.

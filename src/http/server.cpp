@@ -248,8 +248,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
     if (options.tls) tls = TlsContext::server(*options.tls);
     // When the Loop goes, a streamed body's reader still waiting is destroyed uncalled, and the stop
     // token it was watched with is no longer watched.
-    LoopGoneWatch::make(l.core(), loop_gone_watch, this,
-                        [](void* self) noexcept { static_cast<ServerCore*>(self)->loop_gone(); });
+    LoopGoneWatch::make(l.core(), loop_gone_watch, this);
   }
   /// Once the connections are shut, no reader waits: the watch goes.
   ~ServerCore() { LoopGoneWatch::drop(loop_gone_watch); }
