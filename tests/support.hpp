@@ -17,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -233,18 +234,25 @@ Task<int> until_cancelled(Awaitable awaitable, int& cancelled) {
 /// What `fn` writes to this process's stderr (fd 2 goes to a temporary file meanwhile).
 inline std::string stderr_of(const std::function<void()>& fn) {
   std::fflush(stderr);
-  std::FILE* tmp = std::tmpfile();
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::tmpfile(), &std::fclose);
+  std::FILE* tmp = file.get();
   if (!tmp) throw std::runtime_error("stderr_of: no temporary file");
-  const int saved = ::dup(2);
-  ::dup2(::fileno(tmp), 2);
-  fn();
-  std::fflush(stderr);
-  ::dup2(saved, 2);
-  ::close(saved);
+  struct Restore {  // fd 2 comes back even if `fn` throws (a failed REQUIRE)
+    int saved = ::dup(2);
+    ~Restore() {
+      std::fflush(stderr);
+      ::dup2(saved, 2);
+      ::close(saved);
+    }
+  };
+  {
+    Restore restore;
+    ::dup2(::fileno(tmp), 2);
+    fn();
+  }
   std::rewind(tmp);
   std::string text;
   for (int c; (c = std::fgetc(tmp)) != EOF;) text += static_cast<char>(c);
-  std::fclose(tmp);
   return text;
 }
 

@@ -684,7 +684,8 @@ TEST_CASE(
       kept = stream;
     });
   }
-  while (!kept) hosted ? void(uv_run(&host, UV_RUN_ONCE)) : void(loop->run_once());
+  for (int turn = 0; !kept && turn < 100000; ++turn) hosted ? void(uv_run(&host, UV_RUN_ONCE)) : void(loop->run_once());
+  REQUIRE(kept);
   loop.reset();
   CHECK_THROWS_MATCHES(kept->read([](std::error_code, std::string) {}), std::system_error,
                        Catch::Predicate<std::system_error>(
@@ -1799,9 +1800,10 @@ TEST_CASE(
         if (where == pipelined) loop.reset();  // the request behind it is not handed to the handler
         if (where == timeouts) {
           held.push_back(std::move(reply));
-          // Keeps the loop busy past both deadlines (60 ms), so that one run of the client's header
-          // timer expires both requests: the first one's callback destroys the Loop.
-          if (held.size() == 2) std::this_thread::sleep_for(120ms);
+          // Keeps the loop busy past both deadlines (500 ms from each request's write, and the two
+          // are written in the same few turns), so that one run of the client's header timer expires
+          // both requests: the first one's callback destroys the Loop.
+          if (held.size() == 2) std::this_thread::sleep_for(600ms);
           return;
         }
         if (req.method != "POST") return reply(duet::http::Response{200, "OK", {}, big});
@@ -1816,7 +1818,7 @@ TEST_CASE(
       },
       options);
   duet::http::ClientOptions client_options;
-  client_options.header_timeout = 60ms;
+  client_options.header_timeout = 500ms;
   std::optional<duet::http::Client> client(std::in_place, *loop, client_options);
   std::vector<duet::TcpStream> raw;
   auto send_raw = [&](std::string bytes) {

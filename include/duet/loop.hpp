@@ -25,7 +25,8 @@
 // Where it may be destroyed: not from inside its own `run()`/`run_once()` (that aborts, saying so), so
 // an owned loop only from outside its callbacks. A wrapped loop also from inside any callback duet makes
 // on it while the host runs it (a handler, a body reader, a completion, a posted function, the error
-// hook): duet's code that the callback returns into holds only state that outlives the Loop object, and
+// hook, but not while the hook reports this Loop's own destruction): duet's code that the callback
+// returns into holds only state that outlives the Loop object, and
 // calls nothing more (other callbacks due in the same turn are dropped); an exception the callback
 // throws afterwards is printed on stderr, the hook being the gone Loop's. Not from inside a coroutine
 // spawned on it, nor from a `JoinHandle::on_done` callback (run as its task ends): destroying the Loop

@@ -144,7 +144,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   void loop_gone() noexcept;
 
   duet::detail::LoopRef loop;        // (the core: a callback may destroy a host's Loop)
-  std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is posted to it
+  std::shared_ptr<bool> loop_alive;  // false from the start of ~Loop: nothing is started, pooled, timed or posted then
   ClientOptions options;
   bool closed = false;
   // Declared before the origins, so that they outlive every connection.

@@ -9,8 +9,8 @@ namespace duet::http::detail {
 
 /// Tells its owner (a client's or a server's core) that the Loop is being destroyed. The owner then
 /// stops watching the stop tokens its requests were given, so that a stop requested afterwards never
-/// reaches the freed loop, and destroys what still waits to be called back, uncalled. A duet resource
-/// (nothing a user waits for): one per owner, made and freed on the loop as duet's requests are.
+/// reaches the freed loop (and a server destroys its body readers still waiting, uncalled). A duet
+/// resource (nothing a user waits for): one per owner, made and freed on the loop as duet's requests are.
 class LoopGoneWatch final : public duet::detail::Resource {
  public:
   using Gone = void (*)(void* owner) noexcept;

@@ -271,7 +271,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   void serve(Transport transport, Endpoint peer);
 
   duet::detail::LoopRef loop;        // (the core: a handler may destroy a host's Loop)
-  std::shared_ptr<bool> loop_alive;  // false once the Loop is destroyed: then nothing is reported to it
+  std::shared_ptr<bool> loop_alive;  // false from the start of ~Loop: nothing is parsed, timed or reported then
   TcpListener listener;
   Handler handler;
   ServerOptions options;
@@ -737,6 +737,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// Reading was paused and the responses have gone out: parse what was kept, then read again.
   void resume_if_drained() {
     if (!paused_ || body_paused_ || parsing_ || closed_ || failed_ || stop_parsing_ || backed_up()) return;
+    if (!*core_->loop_alive) return;  // a producer, asked for a piece, destroyed a host's Loop
     unpause();
     std::string input = std::move(pending_input_);
     pending_input_.clear();

@@ -3,9 +3,9 @@
 // `LoopCore` is the heap-allocated state behind a `duet::Loop`: the libuv loop pointer, a recycling
 // allocator for request and handle objects, the list of live duet resources (so closing the loop can
 // cancel or close them), the cross-thread post queue and the error hook. Operations see a narrow
-// interface (make/destroy, defer/post, invoke/report, the shared read buffer); the rest is the Loop's. It outlives the
-// `Loop` object when the loop is a host's (wrapped) loop and duet resources are still closing on it: the last one to
-// finish deletes it.
+// interface (make/destroy, defer/post, invoke/report, the shared read buffer); the rest is the Loop's. A host's
+// (wrapped) loop's core outlives the `Loop` object: it is deleted by the last of duet's resources still closing on the
+// loop, or by the close callback of its async handle, whichever comes last, when the host's loop runs them.
 //
 // Loop-thread only, except `post()` (and the stop callbacks of `OnLoopStop`, which route themselves).
 #pragma once
@@ -110,7 +110,8 @@ class LoopCore {
   bool closing() const noexcept { return closing_; }
   /// False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
   const std::shared_ptr<bool>& alive() const noexcept { return alive_; }
-  /// The Loop object, to start new work on. Only while it is alive (`*alive()`): aborts otherwise.
+  /// The Loop object, to start new work on: only while it is alive (`*alive()`). Once a wrapped Loop's
+  /// destructor has run, aborts with a message (an owned loop's core goes with its Loop).
   Loop& loop() const noexcept {
     if (!loop_) loop_destroyed();
     return *loop_;
@@ -156,7 +157,7 @@ class LoopCore {
   }
 
   /// Unlinks, destroys and frees a resource made by `make`. When the loop was wrapped and its `Loop`
-  /// is gone, the last resource to go deletes the core: callers must not touch `this` afterwards
+  /// is gone, the last resource to go may delete the core: callers must not touch `this` afterwards
   /// unless they know the loop is not closing.
   void destroy(Resource* r) noexcept {
     if (r == walk_next_) walk_next_ = live_.next(r);  // (freed while the Loop's destruction walks the list)
@@ -234,15 +235,16 @@ class LoopCore {
   void abandon_all() noexcept;
   /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
   /// posted function is running. Callers must not touch the core afterwards.
-  /// The mailbox's async handle is closed last, by `~Loop`, and libuv calls its close callback on a later
-  /// pass of the host's loop: so a core is never freed inside a callback that destroyed its Loop, and
-  /// the duet code that callback returns into may still use it.
+  /// The mailbox's async handle is closed last, by `~Loop`, and libuv calls its close callback only
+  /// when the host's loop next runs its close callbacks, after the callback running now has returned:
+  /// so a core is never freed inside a callback that destroyed its Loop, and the duet code that
+  /// callback returns into may still use it.
   void finish_if_orphaned() noexcept {
     if (closing_ && !owns_uv_ && live_.empty() && !dispatching_ && !tearing_down_ && !async_open_) delete this;
   }
 
   uv_loop_t* uv_ = nullptr;
-  Loop* loop_ = nullptr;  // the Loop object, until its destructor starts
+  Loop* loop_ = nullptr;  // the Loop object; null once a wrapped Loop's destructor has run
   bool owns_uv_ = false;
   bool closing_ = false;
   std::shared_ptr<bool> alive_;
