@@ -343,7 +343,8 @@ Loop::~Loop() {
 
   if (!core->owns_uv_) {
     // The host runs its loop: duet's resources finish there, and the last of them, or the async
-    // handle's close callback, frees the core, on a later pass of the host's loop. Code running on
+    // handle's close callback, frees the core, when the host's loop next runs its close callbacks
+    // (after the callback running now, if one destroyed this Loop, has returned). Code running on
     // after this destructor (the callback that destroyed the Loop returns into duet) holds the core.
     core->loop_ = nullptr;
     return;
