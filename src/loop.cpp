@@ -151,8 +151,8 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
     std::lock_guard lock(mailbox.mutex);
     batch.swap(mailbox.queue);  // the queue gets the spare (empty, with capacity): no allocation per post
   }
-  // A function may destroy the Loop: `dispatching` keeps the core alive until this returns.
-  core->dispatching_ = true;
+  // A function may destroy the Loop: the core lives on at least until this async handle's close
+  // callback, which libuv runs after this callback has returned.
   for (auto& fn : batch) {
     if (core->closing_) break;
     core->invoke(fn);
@@ -161,8 +161,7 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   // After a burst (10,000 requests deferring their completions in one turn, say), the batch's room is
   // given back rather than kept with the loop for its lifetime: some 640 KiB per 10,000.
   if (batch.capacity() > kKeepBatch) std::vector<UniqueFunction<void()>>().swap(batch);
-  core->dispatching_ = false;
-  if (core->closing_) return core->finish_if_orphaned();
+  if (core->closing_) return;  // (the handle's close callback frees a wrapped loop's core)
   std::lock_guard lock(mailbox.mutex);
   if (core->holds_ == 0 && mailbox.queue.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
 }
@@ -307,7 +306,6 @@ Loop::~Loop() {
   }
 
   // What user code still waits on is reported; then everything duet started is cancelled or closed.
-  core->tearing_down_ = true;
   std::size_t pending = core->count_pending();
   {
     std::lock_guard lock(core->mailbox_->mutex);
@@ -333,7 +331,6 @@ Loop::~Loop() {
   // frames of those still suspended on abandoned operations are destroyed.
   core->cancel_and_destroy_tasks();
   core->abandon_all();  // anything that teardown started (abandon is idempotent)
-  core->tearing_down_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(core->async_), [](uv_handle_t* h) noexcept {
     auto* closed = static_cast<detail::LoopCore*>(h->data);
     delete reinterpret_cast<uv_async_t*>(h);
@@ -384,11 +381,11 @@ struct LoopRunning {
   detail::NestedRun trampoline;  // a run inside a coroutine drives its own coroutines
   detail::LoopCore* core;
   explicit LoopRunning(detail::LoopCore* c) : core(c) {
-    core->running_ += core->owns_uv_ ? 1 : 0;
+    core->owned_runs_ += core->owns_uv_ ? 1 : 0;
     ++core->in_run_;
   }
   ~LoopRunning() {
-    core->running_ -= core->owns_uv_ ? 1 : 0;
+    core->owned_runs_ -= core->owns_uv_ ? 1 : 0;
     --core->in_run_;
   }
 };

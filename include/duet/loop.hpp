@@ -123,7 +123,7 @@ namespace detail {
 /// How duet's own objects that run on after user code hold their loop. A callback may destroy a host's
 /// (wrapped) Loop; the code it returns into must then not touch the Loop object, only its core, which
 /// lives until duet's last handle on the loop has closed (and so through the callback that is running).
-/// Converts to the Loop only to start new work, which is done only while the Loop is alive.
+/// `loop()` gives the Loop, to start new work, which is done only while the Loop is alive.
 class LoopRef {
  public:
   LoopRef(Loop& loop) noexcept : core_(&loop.core()) {}  // NOLINT(google-explicit-constructor)
@@ -133,7 +133,8 @@ class LoopRef {
     core_->post(UniqueFunction<void()>(std::forward<Fn>(fn)));
   }
   void report(std::exception_ptr e) const noexcept { core_->report(std::move(e)); }
-  operator Loop&() const noexcept { return core_->loop(); }  // NOLINT(google-explicit-constructor)
+  /// The Loop, to start new work on; aborts with a message once the Loop is gone (see LoopCore::loop).
+  Loop& loop() const noexcept { return core_->loop(); }
 
  private:
   LoopCore* core_;

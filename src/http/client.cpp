@@ -52,7 +52,7 @@ class TimeoutList {
         loop_alive_(loop.core().alive()),
         duration_(static_cast<std::uint64_t>(duration.count())),
         expire_(expire),
-        timer_(loop) {
+        timer_(loop.loop()) {
     timer_.keep_loop_alive(false);
   }
   TimeoutList(const TimeoutList&) = delete;
@@ -330,7 +330,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     const auto timeout = req_.timeout.count() > 0 ? req_.timeout : core_->options.request_timeout;
     if (timeout.count() > 0) {  // the whole request, queueing and redirects included
-      timer_.emplace(core_->loop);
+      timer_.emplace(core_->loop.loop());
       timer_->start(timeout, std::chrono::milliseconds(0),
                     [self = shared_from_this()] { self->time_out("the request timed out"); });
     }
@@ -393,7 +393,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     // one turn would otherwise queue 10,000 deferred completions (1.8 MB) first.
     if (auto numeric = Endpoint::try_parse(origin_->host, origin_->port)) return connect({*numeric}, 0);
     auto self = shared_from_this();
-    duet::resolve(core_->loop, origin_->host, origin_->port,
+    duet::resolve(core_->loop.loop(), origin_->host, origin_->port,
                   with_cancellation(stop_.get_token(), [self](std::error_code ec, std::vector<Endpoint> eps) {
                     if (self->finished_) return self->core_->slot_freed(*self->origin_);
                     if (ec) {
@@ -411,7 +411,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const Endpoint to = eps[i];
     if (core_->options.connect_timeout.count() > 0) core_->connect_timeouts.add(connecting_);
     duet::connect(
-        core_->loop, to,
+        core_->loop.loop(), to,
         with_cancellation(stop_.get_token(), [self, eps = std::move(eps), i](std::error_code ec, TcpStream s) mutable {
           TimeoutList::leave(self->connecting_);
           if (self->finished_) return self->core_->slot_freed(*self->origin_);
@@ -546,7 +546,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       return pull();
     }
     upload_ = Upload::waiting_continue;
-    st.continue_timer.emplace(core_->loop);
+    st.continue_timer.emplace(core_->loop.loop());
     st.continue_timer->start(core_->options.expect_continue_timeout, std::chrono::milliseconds(0),
                              [self = shared_from_this()] { self->go_on_with_body(); });
   }
@@ -1105,7 +1105,7 @@ class Download : public std::enable_shared_from_this<Download> {
     if (head_.status < 200 || head_.status > 299) return collect();  // not the file: keep its body, save nothing
     temp_ = fs::detail::temporary_name_for(path_);
     created_ = true;  // from now on it may exist: an open cancelled while it runs still makes the file
-    fs::open(core_->loop, temp_, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0666,
+    fs::open(core_->loop.loop(), temp_, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0666,
              with_cancellation(token_, [self = shared_from_this()](std::error_code ec, fs::File f) {
                if (ec) return self->fail(ec, "cannot create a file beside " + self->path_ + ": " + ec.message());
                self->file_ = std::move(f);
@@ -1145,7 +1145,7 @@ class Download : public std::enable_shared_from_this<Download> {
   void write(std::string bytes) {
     writing_ = true;
     const std::size_t n = bytes.size();
-    fs::write(core_->loop, file_, std::move(bytes), static_cast<std::int64_t>(offset_),
+    fs::write(core_->loop.loop(), file_, std::move(bytes), static_cast<std::int64_t>(offset_),
               with_cancellation(token_, [self = shared_from_this(), n](std::error_code ec, std::size_t written) {
                 self->written(ec, n, written);
               }));
@@ -1167,12 +1167,12 @@ class Download : public std::enable_shared_from_this<Download> {
 
   void finish() {
     auto self = shared_from_this();
-    fs::fsync(core_->loop, file_, with_cancellation(token_, [self](std::error_code ec) {
+    fs::fsync(core_->loop.loop(), file_, with_cancellation(token_, [self](std::error_code ec) {
                 if (ec) return self->fail(ec, "cannot write " + self->path_ + ": " + ec.message());
-                fs::close(self->core_->loop, std::move(self->file_),
+                fs::close(self->core_->loop.loop(), std::move(self->file_),
                           with_cancellation(self->token_, [self](std::error_code ec) {
                             if (ec) return self->fail(ec, "cannot write " + self->path_ + ": " + ec.message());
-                            fs::rename(self->core_->loop, self->temp_, self->path_,
+                            fs::rename(self->core_->loop.loop(), self->temp_, self->path_,
                                        with_cancellation(self->token_, [self](std::error_code ec) {
                                          if (ec)
                                            return self->fail(ec, "cannot rename the download to " + self->path_ + ": " +
@@ -1214,7 +1214,7 @@ class Download : public std::enable_shared_from_this<Download> {
   void cleanup() {
     file_ = fs::File();  // closed here: nothing uses it any more
     if (!created_) return deliver(error_, failure(why_), nullptr);
-    fs::unlink(core_->loop, temp_, [self = shared_from_this()](std::error_code) {
+    fs::unlink(core_->loop.loop(), temp_, [self = shared_from_this()](std::error_code) {
       self->created_ = false;
       self->deliver(self->error_, failure(self->why_), nullptr);
     });

@@ -186,7 +186,8 @@ class DeadlineHeap {
     std::size_t index = 0;  // its place in the heap, while in it
   };
 
-  DeadlineHeap(ServerCore& core, duet::detail::LoopRef loop) : core_(core), loop_(loop), timer_(std::in_place, loop) {}
+  DeadlineHeap(ServerCore& core, duet::detail::LoopRef loop)
+      : core_(core), loop_(loop), timer_(std::in_place, loop.loop()) {}
   DeadlineHeap(const DeadlineHeap&) = delete;
   DeadlineHeap& operator=(const DeadlineHeap&) = delete;
 

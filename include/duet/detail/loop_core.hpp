@@ -99,7 +99,7 @@ class LoopCore {
   /// as the last turn, and work done since (blocking set-up, a pause between runs) would make the
   /// deadline fire early: it is brought up to date (one clock read).
   void update_time() noexcept {
-    if (running_ == 0) uv_update_time(uv_);
+    if (owned_runs_ == 0) uv_update_time(uv_);
   }
   /// The loop's time in milliseconds, as `update_time` leaves it: what a deadline is counted from.
   std::uint64_t now() noexcept {
@@ -233,14 +233,14 @@ class LoopCore {
   /// walk past a resource it frees, so none is touched once freed. That destructor may also make new
   /// resources: the walk goes again until a pass makes none (abandoning twice does nothing more).
   void abandon_all() noexcept;
-  /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it and no
-  /// posted function is running. Callers must not touch the core afterwards.
+  /// Frees the core of a wrapped loop whose Loop is gone, once nothing of duet's is left on it.
+  /// Callers must not touch the core afterwards.
   /// The mailbox's async handle is closed last, by `~Loop`, and libuv calls its close callback only
   /// when the host's loop next runs its close callbacks, after the callback running now has returned:
   /// so a core is never freed inside a callback that destroyed its Loop, and the duet code that
   /// callback returns into may still use it.
   void finish_if_orphaned() noexcept {
-    if (closing_ && !owns_uv_ && live_.empty() && !dispatching_ && !tearing_down_ && !async_open_) delete this;
+    if (closing_ && !owns_uv_ && live_.empty() && !async_open_) delete this;
   }
 
   uv_loop_t* uv_ = nullptr;
@@ -248,17 +248,15 @@ class LoopCore {
   bool owns_uv_ = false;
   bool closing_ = false;
   std::shared_ptr<bool> alive_;
-  bool dispatching_ = false;  // the post queue is being run: the core must outlive that
-  int running_ = 0;           // nesting of Loop::run / run_once on an owned loop (0 on a host's loop)
-  int in_run_ = 0;            // nesting of Loop::run / run_once, owned loop or not
-  bool async_open_ = true;    // until the async handle's close callback: the core outlives it
+  int owned_runs_ = 0;      // nesting of Loop::run / run_once on an owned loop (0 on a host's loop)
+  int in_run_ = 0;          // nesting of Loop::run / run_once, owned loop or not
+  bool async_open_ = true;  // until the async handle's close callback: the core outlives it
   SizeClassFreeList<8, kKeepPerClass> pool_;
   UniqueFunction<void(std::exception_ptr)> error_handler_;
   char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
   IntrusiveList<Resource> live_;
   Resource* walk_next_ = nullptr;  // the next resource `abandon_all` reaches (null when not walking)
   std::size_t made_ = 0;           // resources made so far: `abandon_all` sees whether a pass made any
-  bool tearing_down_ = false;      // inside ~Loop: the core outlives every resource freed there
 
   // Posted and deferred functions, run in order by the mailbox's async handle.
   std::shared_ptr<Mailbox> mailbox_;
