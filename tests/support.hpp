@@ -1,13 +1,16 @@
 // Test support: helpers shared by the test files.
 #pragma once
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -254,6 +257,50 @@ inline std::string stderr_of(const std::function<void()>& fn) {
   std::string text;
   for (int c; (c = std::fgetc(tmp)) != EOF;) text += static_cast<char>(c);
   return text;
+}
+
+/// How a forked child running `fn` ended: whether it died (a signal, or a failing exit: the
+/// sanitizers turn an abort into one) rather than returning, and what it wrote on stderr. For checks
+/// that abort the process by design. The child must not need the parent's other threads (libuv's
+/// pool among them).
+struct Death {
+  bool died = false;
+  std::string said;
+};
+inline Death death_of(const std::function<void()>& fn) {
+  std::fflush(nullptr);
+  int err[2];
+  if (::pipe(err) != 0) throw std::system_error(errno, std::generic_category(), "death_of: pipe");
+  const pid_t child = ::fork();
+  if (child < 0) throw std::system_error(errno, std::generic_category(), "death_of: fork");
+  if (child == 0) {
+    // The test framework's handlers would report the signal as the parent's failure: the child dies
+    // the default way instead, and says nothing on stdout.
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE}) std::signal(sig, SIG_DFL);
+    ::close(err[0]);
+    ::dup2(err[1], STDERR_FILENO);
+    if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, STDOUT_FILENO);
+    try {
+      fn();
+    } catch (...) {
+      std::_Exit(0);  // an exception is not the death looked for
+    }
+    std::_Exit(0);
+  }
+  ::close(err[1]);
+  Death death;
+  char buf[512];
+  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    death.said.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(err[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  death.died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  return death;
 }
 
 }  // namespace duet::test

@@ -227,12 +227,36 @@ TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loo
   CHECK(uv_loop_close(&host) == 0);
 }
 
+TEST_CASE("a Loop destroyed inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
+  // libuv cannot close a loop inside its own uv_run, and run() would return into a freed Loop: a
+  // programming error, stopped with a message rather than left to corrupt memory.
+  // 0: an owned loop's run(); 1: its run_once(); 2: a host's loop wrapped, inside duet's run();
+  // 3: the same, run_once().
+  const int where = GENERATE(0, 1, 2, 3);
+  CAPTURE(where);
+  const auto death = duet::test::death_of([where] {
+    uv_loop_t host;
+    if (uv_loop_init(&host) != 0) return;
+    auto loop = where < 2 ? std::make_unique<duet::Loop>() : std::make_unique<duet::Loop>(&host);
+    loop->post([&] { loop.reset(); });
+    if (where % 2 == 0) {
+      loop->run();
+    } else {
+      loop->run_once();
+    }
+  });
+  CHECK(death.died);
+  CHECK(death.said.find("duet: a duet::Loop was destroyed inside its own run() or run_once(); aborting") !=
+        std::string::npos);
+}
+
 TEST_CASE("a host's Loop destroyed by a completion that then throws, or by its own error hook: nothing freed is used",
           "[loop][embed][lifetime]") {
   uv_loop_t host;
   REQUIRE(uv_loop_init(&host) == 0);
   // An fs request is freed before its callback runs: that callback destroys the Loop, then throws.
-  // The loop's core outlives the callback (its last handle closes on a later pass of the host's loop),
+  // The loop's core outlives the callback (its async handle closes in the host loop's close phase,
+  // after the callback has returned),
   // and the exception goes to stderr: the hook is the gone Loop's.
   auto loop = std::make_unique<duet::Loop>(&host);
   int hooked = 0;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "duet/duet.hpp"
+#include "support.hpp"
 
 using namespace std::chrono_literals;
 using duet::Task;
@@ -581,30 +582,16 @@ TEST_CASE("debug builds stop a duet object made on a thread that does not run it
   // 0: an operation; 1: a callback added to a running task's handle (the task not finished yet)
   const int what = GENERATE(0, 1);
   CAPTURE(what);
-  int err[2];
-  REQUIRE(::pipe(err) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::dup2(err[1], STDERR_FILENO);
-    duet::Loop loop;  // this thread's
+  const auto death = duet::test::death_of([what] {
+    duet::Loop loop;                                                   // this thread's
     auto handle = duet::spawn(loop, []() -> Task<> { co_return; }());  // not started: not done
     std::thread other([&] {
       if (what == 0) duet::sleep(loop, 1ms, [](std::error_code) {});
       if (what == 1) handle.on_done([] {});
     });
     other.join();
-    std::_Exit(0);  // not reached when the check works
-  }
-  ::close(err[1]);
-  std::string said;
-  char buf[512];
-  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) said.append(buf, static_cast<std::size_t>(n));
-  ::close(err[0]);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  // Aborted (ThreadSanitizer turns the abort into a failing exit): anything but the clean exit.
-  CHECK((WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0)));
-  CHECK(said.find("used on a thread that does not run its loop") != std::string::npos);
+  });
+  CHECK(death.died);
+  CHECK(death.said.find("used on a thread that does not run its loop") != std::string::npos);
 }
 #endif
