@@ -15,6 +15,7 @@
 #include "duet/fs.hpp"
 #include "duet/loop.hpp"
 #include "duet/open_files.hpp"
+#include "duet/spawn.hpp"
 #include "duet/submit.hpp"
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
@@ -248,6 +249,59 @@ TEST_CASE("a Loop destroyed inside its own run() or run_once() aborts, saying so
   CHECK(death.died);
   CHECK(death.said.find("duet: a duet::Loop was destroyed inside its own run() or run_once(); aborting") !=
         std::string::npos);
+}
+
+TEST_CASE("a host's Loop with unfinished tasks destroyed from inside a coroutine aborts, saying so",
+          "[loop][embed][lifetime]") {
+  // Destroying the Loop destroys its tasks' frames: one of them may be the coroutine running, or be
+  // queued to resume behind it. 0: the task's own body; 1: a task's on_done callback while another
+  // task waits.
+  const int where = GENERATE(0, 1);
+  CAPTURE(where);
+  const auto death = duet::test::death_of([where] {
+    uv_loop_t host;
+    if (uv_loop_init(&host) != 0) return;
+    auto loop = std::make_unique<duet::Loop>(&host);
+    auto destroy = [&loop]() -> duet::Task<> {
+      co_await duet::sleep(*loop, 1ms);
+      loop.reset();
+    };
+    auto wait = [&loop](std::chrono::milliseconds d) -> duet::Task<> { co_await duet::sleep(*loop, d); };
+    if (where == 0) {
+      duet::spawn(*loop, destroy());
+    } else {
+      duet::spawn(*loop, wait(10s));
+      duet::spawn(*loop, wait(1ms)).on_done([&] { loop.reset(); });
+    }
+    uv_run(&host, UV_RUN_DEFAULT);
+  });
+  CHECK(death.died);
+  CHECK(death.said.find("duet: a duet::Loop with unfinished spawned tasks was destroyed from inside a coroutine") !=
+        std::string::npos);
+}
+
+TEST_CASE("a host's Loop destroyed by its last task's on_done callback: the callbacks after it are not called",
+          "[loop][embed][lifetime]") {
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  int later = 0;
+  auto seven = [&loop]() -> duet::Task<int> {  // (named: the coroutine reads its capture through it)
+    co_await duet::sleep(*loop, 1ms);
+    co_return 7;
+  };
+  auto handle = duet::spawn(*loop, seven());
+  int result = 0;
+  handle.on_done([&] {
+    result = handle.result();
+    loop.reset();
+  });
+  handle.on_done([&] { ++later; });  // after the destruction: not called
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK_FALSE(loop);
+  CHECK(result == 7);
+  CHECK(later == 0);
+  CHECK(uv_loop_close(&host) == 0);
 }
 
 TEST_CASE("a host's Loop destroyed by a completion that then throws, or by its own error hook: nothing freed is used",

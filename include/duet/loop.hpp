@@ -28,9 +28,11 @@
 // hook, but not while the hook reports this Loop's own destruction): duet's code that the callback
 // returns into holds only state that outlives the Loop object, and
 // calls nothing more (other callbacks due in the same turn are dropped); an exception the callback
-// throws afterwards is printed on stderr, the hook being the gone Loop's. Not from inside a coroutine
-// spawned on it, nor from a `JoinHandle::on_done` callback (run as its task ends): destroying the Loop
-// destroys coroutine frames that may be running or queued to resume. From there, post the destruction.
+// throws afterwards is printed on stderr, the hook being the gone Loop's. From inside a coroutine or a
+// `JoinHandle::on_done` callback (run as its task ends), not while the Loop has unfinished spawned
+// tasks (that aborts, saying so): destroying their frames would pull the coroutine running, or one
+// queued to resume, from under it. Post the destruction from there. The `on_done` callback of a host's
+// Loop's last task may destroy it; the callbacks after it are not called.
 //
 // SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
 // the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.

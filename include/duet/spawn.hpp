@@ -27,7 +27,9 @@
 // the task: it runs on, detached.
 //
 // Loop destruction: spawned tasks still running are cancelled; the frames of those that stay
-// suspended are destroyed, and their handles report `duet::errc::loop_closed`.
+// suspended are destroyed, and their handles report `duet::errc::loop_closed`. So a Loop with
+// unfinished tasks is not destroyed from inside a coroutine or an `on_done` callback (that aborts,
+// saying so: see loop.hpp); an `on_done` callback of a host's Loop's last task may destroy it.
 //
 // `run(loop, task)` spawns `task`, runs the loop until it is done and returns its result (rethrowing
 // its exception); `run(loop, operation)` does the same for one awaitable operation (a blocking call,
@@ -195,7 +197,13 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
       return;
     }
     auto callbacks = std::move(callbacks_);
-    for (auto& cb : callbacks) core.invoke(cb);
+    for (auto& cb : callbacks) {
+      core.invoke(cb);
+      if (core.closing()) {  // the callback destroyed a host's Loop (whose core outlives this turn)
+        awaiter_ = {};
+        return;
+      }
+    }
     report_if_unobserved();
     if (auto waiter = std::exchange(awaiter_, {})) resume(waiter);
   }
