@@ -1,19 +1,32 @@
 // "No heap allocation per awaited operation beyond the coroutine frame": counted, not assumed. This
 // test is an executable of its own (duet_allocation_tests): it replaces the global operator new with
-// one that counts the calls made on the current thread, and otherwise behaves as the default.
+// one that counts the calls made on the current thread, and otherwise behaves as the default, but
+// that it can be told to fail one of them (out of memory, on this thread only).
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <optional>
+#include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "duet/duet.hpp"
+#include "support.hpp"
 
 namespace {
 thread_local long allocations = 0;
+thread_local long fail_at = 0;  // the allocation (by the count above) that fails; 0: none
+thread_local long failed = 0;   // allocations made to fail so far
+bool fails_now() noexcept {
+  if (allocations != fail_at) return false;
+  ++failed;
+  return true;
 }
+}  // namespace
 
 // Every non-aligned form is replaced, so that no memory crosses between these and the library's own
 // (which sanitizers check). This file is its own test executable, so nothing else is affected.
@@ -25,12 +38,14 @@ thread_local long allocations = 0;
 #endif
 void* operator new(std::size_t n) {
   ++allocations;
+  if (fails_now()) throw std::bad_alloc();
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n) { return operator new(n); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   ++allocations;
+  if (fails_now()) return nullptr;
   return std::malloc(n ? n : 1);
 }
 void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
@@ -47,6 +62,7 @@ std::atomic<long> aligned_live{0};  // all threads: chunks are freed on whicheve
 }
 void* operator new(std::size_t n, std::align_val_t a) {
   ++allocations;
+  if (fails_now()) throw std::bad_alloc();
   const auto align = static_cast<std::size_t>(a);
   if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) {
     ++aligned_live;
@@ -158,4 +174,80 @@ TEST_CASE("frames freed by a thread_local that outlives the thread's frame lists
     thread.join();
   }
   CHECK(aligned_live == live_before);  // every chunk those threads carved is freed
+}
+
+TEST_CASE("a server out of memory as it answers a request waiting for its 100 never leaves the client waiting",
+          "[allocations][http][server][streaming]") {
+  // The handler answers with an echo before reading the body, so whether the client gets its 100 is
+  // decided on the next turn. Each allocation made while it answers is made to fail in turn: each
+  // failure is reported, and the connection ends at once or the exchange completes; a lost decision
+  // would leave the client waiting for a 100 that never comes.
+  duet::test::ErrorLog errors;
+  duet::Loop loop;
+  loop.set_error_handler(errors.handler());
+  duet::http::ServerOptions options;
+  options.stream_body = [](const duet::http::ServerRequest&) { return true; };
+  long nth = 0;  // the allocation of the answer to fail, counted from the handler's start
+  duet::http::Server server(
+      loop, duet::Endpoint::loopback(0),
+      [&](duet::http::ServerRequest req, duet::http::Reply reply) {
+        fail_at = allocations + nth;
+        auto held = std::make_shared<duet::http::RequestBody>(std::move(req.body_stream));
+        reply.stream(duet::http::Response{200, "OK", {}, {}}, [held](duet::http::BodyPiece piece) {
+          held->read([piece = std::move(piece)](std::error_code ec, std::string bytes) mutable {
+            piece(ec, std::move(bytes));
+          });
+        });
+        fail_at = 0;  // only the answer's own allocations: not the test's client's
+      },
+      options);
+  const auto at = duet::Endpoint::loopback(server.local_endpoint().port());
+
+  long fired = 0;
+  for (nth = 1; nth < 100; ++nth) {
+    CAPTURE(nth);
+    const long failed_before = failed;
+    errors.messages.clear();
+    std::string got;
+    bool done = false, timed_out = false;
+    int writing = 0;
+    std::optional<duet::TcpStream> s;
+    duet::connect(loop, at, [&](std::error_code ec, duet::TcpStream stream) {
+      REQUIRE_FALSE(ec);
+      s = std::move(stream);
+      ++writing;
+      s->write("POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+               [&](std::error_code) { --writing; });
+      s->read_start([&](std::error_code rec, std::span<const char> chunk) {
+        if (rec || chunk.empty()) {
+          done = true;
+          return;
+        }
+        const bool continued = got.find("100 Continue\r\n\r\n") != std::string::npos;
+        got.append(chunk.begin(), chunk.end());
+        if (!continued && got.find("100 Continue\r\n\r\n") != std::string::npos) {
+          ++writing;
+          s->write("hello", [&](std::error_code) { --writing; });
+        }
+      });
+    });
+    duet::Timer guard(loop);
+    guard.start(5s, 0ms, [&] { timed_out = true; });
+    while (!done && !timed_out) loop.run_once();
+    if (s) s->close();
+    while (writing > 0) loop.run_once();
+    CHECK_FALSE(timed_out);
+    if (failed == failed_before) {  // every allocation of the answer succeeded: the echo came whole
+      CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+      CHECK_THAT(got, Catch::EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+      CHECK(errors.messages.empty());
+      break;
+    }
+    ++fired;
+    // The failure is said, not swallowed (with, when the handler is the one it failed, its dropped Reply).
+    CHECK(std::any_of(errors.messages.begin(), errors.messages.end(),
+                      [](const std::string& m) { return m.find("bad_alloc") != std::string::npos; }));
+  }
+  CHECK(fired >= 3);  // the answer allocates: the failures above were met
+  CHECK(nth < 100);   // and then it completed
 }
