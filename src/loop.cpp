@@ -304,9 +304,10 @@ Loop::~Loop() {
     std::fputs("duet: a duet::Loop was destroyed inside its own run() or run_once(); aborting\n", stderr);
     std::abort();
   }
-  if (!detail::resumes_at_once() && !core->tasks_.empty()) {
-    // A coroutine is running on this thread. If it is one of this Loop's tasks, or one of them is
-    // queued to resume behind it, destroying their frames below would pull them from under it.
+  if (detail::inside_coroutine() && !core->tasks_.empty()) {
+    // A coroutine is running on this thread (maybe beneath a nested run). If it is one of this Loop's
+    // tasks, or one of them is queued to resume behind it, destroying their frames below would pull
+    // them from under it; and their cancellation would queue resumptions behind the one running.
     std::fputs(
         "duet: a duet::Loop with unfinished spawned tasks was destroyed from inside a coroutine or a "
         "JoinHandle::on_done callback (post its destruction from there instead); aborting\n",

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "duet/detail/copyable_function.hpp"
+#include "duet/event.hpp"
 #include "duet/fs.hpp"
 #include "duet/loop.hpp"
 #include "duet/open_files.hpp"
@@ -255,8 +256,8 @@ TEST_CASE("a host's Loop with unfinished tasks destroyed from inside a coroutine
           "[loop][embed][lifetime]") {
   // Destroying the Loop destroys its tasks' frames: one of them may be the coroutine running, or be
   // queued to resume behind it. 0: the task's own body; 1: a task's on_done callback while another
-  // task waits.
-  const int where = GENERATE(0, 1);
+  // task waits; 2: a function posted on another loop, which the task runs inside its coroutine.
+  const int where = GENERATE(0, 1, 2);
   CAPTURE(where);
   const auto death = duet::test::death_of([where] {
     uv_loop_t host;
@@ -267,8 +268,16 @@ TEST_CASE("a host's Loop with unfinished tasks destroyed from inside a coroutine
       loop.reset();
     };
     auto wait = [&loop](std::chrono::milliseconds d) -> duet::Task<> { co_await duet::sleep(*loop, d); };
+    auto run_another = [&loop]() -> duet::Task<> {
+      co_await duet::sleep(*loop, 1ms);
+      duet::Loop other;
+      other.post([&loop] { loop.reset(); });
+      other.run();
+    };
     if (where == 0) {
       duet::spawn(*loop, destroy());
+    } else if (where == 2) {
+      duet::spawn(*loop, run_another());
     } else {
       duet::spawn(*loop, wait(10s));
       duet::spawn(*loop, wait(1ms)).on_done([&] { loop.reset(); });
@@ -280,14 +289,23 @@ TEST_CASE("a host's Loop with unfinished tasks destroyed from inside a coroutine
         std::string::npos);
 }
 
-TEST_CASE("a host's Loop destroyed by its last task's on_done callback: the callbacks after it are not called",
+TEST_CASE("a Loop destroyed by its last task's on_done callback: the callbacks after it are not called",
           "[loop][embed][lifetime]") {
+  // 0: a host's Loop, the task ending as the host runs it; 1: an owned Loop, the task resumed outside
+  // its run (by an Event set from outside), so that the core goes with the Loop.
+  const bool hosted = GENERATE(true, false);
+  CAPTURE(hosted);
   uv_loop_t host;
   REQUIRE(uv_loop_init(&host) == 0);
-  auto loop = std::make_unique<duet::Loop>(&host);
+  auto loop = hosted ? std::make_unique<duet::Loop>(&host) : std::make_unique<duet::Loop>();
+  duet::Event go;
   int later = 0;
-  auto seven = [&loop]() -> duet::Task<int> {  // (named: the coroutine reads its capture through it)
-    co_await duet::sleep(*loop, 1ms);
+  auto seven = [&]() -> duet::Task<int> {  // (named: the coroutine reads its captures through it)
+    if (hosted) {
+      co_await duet::sleep(*loop, 1ms);
+    } else {
+      co_await go.wait();
+    }
     co_return 7;
   };
   auto handle = duet::spawn(*loop, seven());
@@ -297,7 +315,12 @@ TEST_CASE("a host's Loop destroyed by its last task's on_done callback: the call
     loop.reset();
   });
   handle.on_done([&] { ++later; });  // after the destruction: not called
-  uv_run(&host, UV_RUN_DEFAULT);
+  if (hosted) {
+    uv_run(&host, UV_RUN_DEFAULT);
+  } else {
+    loop->run_once();  // the task starts and waits
+    go.set();          // resumes it now: it ends, and its first callback destroys the Loop
+  }
   CHECK_FALSE(loop);
   CHECK(result == 7);
   CHECK(later == 0);

@@ -28,11 +28,13 @@
 // hook, but not while the hook reports this Loop's own destruction): duet's code that the callback
 // returns into holds only state that outlives the Loop object, and
 // calls nothing more (other callbacks due in the same turn are dropped); an exception the callback
-// throws afterwards is printed on stderr, the hook being the gone Loop's. From inside a coroutine or a
-// `JoinHandle::on_done` callback (run as its task ends), not while the Loop has unfinished spawned
-// tasks (that aborts, saying so): destroying their frames would pull the coroutine running, or one
-// queued to resume, from under it. Post the destruction from there. The `on_done` callback of a host's
-// Loop's last task may destroy it; the callbacks after it are not called.
+// throws afterwards is printed on stderr, the hook being the gone Loop's. But while a coroutine runs
+// on the thread (in a coroutine, in a `JoinHandle::on_done` callback run as its task ends, in the
+// error hook reporting a task's failure, under a loop run from inside a coroutine), not while the
+// Loop has unfinished spawned tasks (that aborts, saying so): destroying their frames would pull the
+// coroutine running, or one queued to resume, from under it. Post the destruction from there. The
+// `on_done` callback of a Loop's last task may destroy it; the callbacks after it are not called.
+// (An `as_completed` left early leaves its children running as tasks of their own until they end.)
 //
 // SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
 // the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.

@@ -13,7 +13,8 @@
 //
 // Shutting down: `join()` stops the loop after the turn it is in (work in flight is not waited for)
 // and waits for the thread to end; the loop then still exists, not running. The destructor joins, then
-// destroys the Loop on the destroying thread, with the usual effect (loop.hpp): what was pending on
+// destroys the Loop on the destroying thread, with the usual effect (loop.hpp; so not from inside a
+// coroutine while the loop has unfinished tasks: that aborts, saying so): what was pending on
 // it is cancelled, spawned tasks are cancelled and freed, and functions posted to it since are
 // dropped (a `submit` waiting on it reports `duet::errc::loop_closed`). `LoopGroup` joins all its
 // threads before it destroys any loop, so that no loop runs while another is torn down: a task that

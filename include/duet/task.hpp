@@ -71,6 +71,10 @@ class NestedRun {
   void* saved_ = nullptr;
 };
 
+/// True while a coroutine runs on this thread: a trampoline is draining, or a nested run set one
+/// aside (the coroutine that started the run is on the stack beneath it).
+bool inside_coroutine() noexcept;
+
 /// Recycles coroutine frames: per-thread free lists by size class. `set_frame_recycling(false)`
 /// (for benchmarks) frees blocks at once instead of keeping them.
 void* allocate_frame(std::size_t n);
