@@ -309,8 +309,9 @@ Loop::~Loop() {
     // tasks, or one of them is queued to resume behind it, destroying their frames below would pull
     // them from under it; and their cancellation would queue resumptions behind the one running.
     std::fputs(
-        "duet: a duet::Loop with unfinished spawned tasks was destroyed from inside a coroutine or a "
-        "JoinHandle::on_done callback (post its destruction from there instead); aborting\n",
+        "duet: a duet::Loop with unfinished spawned tasks was destroyed while a coroutine runs on this "
+        "thread (in the coroutine, or in an on_done callback, error hook or loop run it called): post "
+        "the destruction from there instead; aborting\n",
         stderr);
     std::abort();
   }
