@@ -8,13 +8,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <optional>
-#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "duet/duet.hpp"
+#include "expecting_client.hpp"
 #include "support.hpp"
 
 namespace {
@@ -201,42 +200,17 @@ TEST_CASE("a server out of memory as it answers a request waiting for its 100 ne
         fail_at = 0;  // only the answer's own allocations: not the test's client's
       },
       options);
-  const auto at = duet::Endpoint::loopback(server.local_endpoint().port());
+  const std::uint16_t port = server.local_endpoint().port();
 
   long fired = 0;
   for (nth = 1; nth < 100; ++nth) {
     CAPTURE(nth);
     const long failed_before = failed;
     errors.messages.clear();
-    std::string got;
-    bool done = false, timed_out = false;
-    int writing = 0;
-    std::optional<duet::TcpStream> s;
-    duet::connect(loop, at, [&](std::error_code ec, duet::TcpStream stream) {
-      REQUIRE_FALSE(ec);
-      s = std::move(stream);
-      ++writing;
-      s->write("POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
-               [&](std::error_code) { --writing; });
-      s->read_start([&](std::error_code rec, std::span<const char> chunk) {
-        if (rec || chunk.empty()) {
-          done = true;
-          return;
-        }
-        const bool continued = got.find("100 Continue\r\n\r\n") != std::string::npos;
-        got.append(chunk.begin(), chunk.end());
-        if (!continued && got.find("100 Continue\r\n\r\n") != std::string::npos) {
-          ++writing;
-          s->write("hello", [&](std::error_code) { --writing; });
-        }
-      });
-    });
-    duet::Timer guard(loop);
-    guard.start(5s, 0ms, [&] { timed_out = true; });
-    while (!done && !timed_out) loop.run_once();
-    if (s) s->close();
-    while (writing > 0) loop.run_once();
-    CHECK_FALSE(timed_out);
+    duet::test::ExpectingClient client;
+    client.exchange(loop, port, duet::test::expecting_head("/x", 5), "hello");
+    const std::string& got = client.got;
+    CHECK_FALSE(client.timed_out);
     if (failed == failed_before) {  // every allocation of the answer succeeded: the echo came whole
       CHECK_THAT(got, Catch::StartsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
       CHECK_THAT(got, Catch::EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
