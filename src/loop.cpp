@@ -21,9 +21,11 @@ namespace {
 
 constexpr std::size_t kKeepBatch = 1024;  // room for this many functions a loop keeps between turns
 
+}  // namespace
+
 // The default error hook. What reaches it is either an exception that user code (a callback, or a
 // task nobody awaits) let escape, or duet's own report of work a destroyed Loop dropped (loop_closed).
-void print_to_stderr(std::exception_ptr e) noexcept {
+void print_report(std::exception_ptr e) noexcept {
   try {
     std::rethrow_exception(std::move(e));
   } catch (const std::system_error& ex) {
@@ -37,8 +39,6 @@ void print_to_stderr(std::exception_ptr e) noexcept {
     std::fprintf(stderr, "duet: uncaught exception of unknown type in a callback or task\n");
   }
 }
-
-}  // namespace
 
 // A stop requested on another thread travels to the loop in a posted function that holds this cell;
 // the link holds it too, until `reset`, which clears `target` so that a late delivery does nothing.
@@ -225,7 +225,7 @@ void LoopCore::report(std::exception_ptr e) noexcept {
   // After a wrapped Loop's destruction (a callback that destroyed it, then threw) the hook is the gone
   // Loop's, and may use what went with it. It is kept, not destroyed: it may be the caller.
   if (!error_handler_ || (!loop_ && !owns_uv_)) {
-    print_to_stderr(std::move(e));
+    print_report(std::move(e));
     return;
   }
   try {

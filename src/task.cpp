@@ -47,7 +47,7 @@ thread_local Trampoline t;  // the thread's queue
 // so reading it takes no thread-local initialisation check: `resume`'s common case, queueing behind
 // the coroutine running now, is a handful of instructions with no registers to save.
 thread_local Trampoline* draining = nullptr;
-thread_local int set_aside = 0;  // trampolines nested runs have set aside on this thread
+thread_local int set_aside_count = 0;  // trampolines nested runs have set aside on this thread
 
 [[gnu::noinline]] void drain(std::coroutine_handle<> h) {
   Trampoline& tr = t;
@@ -69,7 +69,7 @@ NestedRun::NestedRun() {
   saved_ = new Trampoline(std::move(t));
   t = Trampoline();
   draining = nullptr;  // the nested run drains a queue of its own
-  ++set_aside;
+  ++set_aside_count;
 }
 
 NestedRun::~NestedRun() {
@@ -77,12 +77,12 @@ NestedRun::~NestedRun() {
   t = std::move(*static_cast<Trampoline*>(saved_));
   delete static_cast<Trampoline*>(saved_);
   draining = &t;
-  --set_aside;
+  --set_aside_count;
 }
 
 bool resumes_at_once() noexcept { return !draining; }
 
-bool inside_coroutine() noexcept { return draining || set_aside > 0; }
+bool inside_coroutine() noexcept { return draining || set_aside_count > 0; }
 
 constinit const TaskContext no_context{};
 

@@ -289,12 +289,42 @@ TEST_CASE("a host's Loop with unfinished tasks destroyed from inside a coroutine
         std::string::npos);
 }
 
+TEST_CASE("a host's Loop with unfinished tasks may be destroyed from a callback once a nested run has returned",
+          "[loop][embed][lifetime]") {
+  // A task ran another loop inside its coroutine (a nested run sets the coroutine's trampoline aside);
+  // once that run has returned and the task is suspended again, a posted function is outside every
+  // coroutine: the destruction is allowed, and the waiting task's frame is freed.
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  bool nested_ran = false;
+  auto run_another_then_wait = [&]() -> duet::Task<> {
+    {
+      duet::Loop other;
+      other.post([&] { nested_ran = true; });
+      other.run();
+    }
+    co_await duet::sleep(*loop, 10s);
+  };
+  auto handle = duet::spawn(*loop, run_another_then_wait());
+  loop->set_error_handler([](std::exception_ptr) {});  // (the destruction's report of the waiting task)
+  duet::Timer later(*loop);
+  later.start(1ms, 0ms, [&] { loop->post([&] { loop.reset(); }); });
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK(nested_ran);
+  CHECK_FALSE(loop);
+  CHECK(handle.done());
+  CHECK(uv_loop_close(&host) == 0);
+}
+
 TEST_CASE("a Loop destroyed by its last task's on_done callback: the callbacks after it are not called",
           "[loop][embed][lifetime]") {
-  // 0: a host's Loop, the task ending as the host runs it; 1: an owned Loop, the task resumed outside
-  // its run (by an Event set from outside), so that the core goes with the Loop.
+  // A host's Loop, the task ending as the host runs it; or an owned Loop, the task resumed outside
+  // its run (by an Event set from outside), so that the core goes with the Loop. The callback that
+  // destroys the Loop may then throw: its exception is printed, the hook being gone.
   const bool hosted = GENERATE(true, false);
-  CAPTURE(hosted);
+  const bool throws = GENERATE(false, true);
+  CAPTURE(hosted, throws);
   uv_loop_t host;
   REQUIRE(uv_loop_init(&host) == 0);
   auto loop = hosted ? std::make_unique<duet::Loop>(&host) : std::make_unique<duet::Loop>();
@@ -310,18 +340,25 @@ TEST_CASE("a Loop destroyed by its last task's on_done callback: the callbacks a
   };
   auto handle = duet::spawn(*loop, seven());
   int result = 0;
+  int hooked = 0;
+  loop->set_error_handler([&](std::exception_ptr) { ++hooked; });
   handle.on_done([&] {
     result = handle.result();
     loop.reset();
+    if (throws) throw std::runtime_error("thrown after the Loop went");
   });
   handle.on_done([&] { ++later; });  // after the destruction: not called
-  if (hosted) {
-    uv_run(&host, UV_RUN_DEFAULT);
-  } else {
-    loop->run_once();  // the task starts and waits
-    go.set();          // resumes it now: it ends, and its first callback destroys the Loop
-  }
+  const std::string printed = stderr_of([&] {
+    if (hosted) {
+      uv_run(&host, UV_RUN_DEFAULT);
+    } else {
+      loop->run_once();  // the task starts and waits
+      go.set();          // resumes it now: it ends, and its first callback destroys the Loop
+    }
+  });
   CHECK_FALSE(loop);
+  CHECK(hooked == 0);
+  CHECK(printed == (throws ? "duet: uncaught exception in a callback or task: thrown after the Loop went\n" : ""));
   CHECK(result == 7);
   CHECK(later == 0);
   CHECK(uv_loop_close(&host) == 0);

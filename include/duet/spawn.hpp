@@ -29,7 +29,8 @@
 // Loop destruction: spawned tasks still running are cancelled; the frames of those that stay
 // suspended are destroyed, and their handles report `duet::errc::loop_closed`. So a Loop with
 // unfinished tasks is not destroyed from inside a coroutine, or an `on_done` callback run as its task
-// ends (that aborts, saying so: see loop.hpp); the `on_done` callback of a Loop's last task may.
+// ends (that aborts, saying so: see loop.hpp); the `on_done` callback of a Loop's last task may (a
+// host's Loop; or an owned one whose task ended outside its run).
 //
 // `run(loop, task)` spawns `task`, runs the loop until it is done and returns its result (rethrowing
 // its exception); `run(loop, operation)` does the same for one awaitable operation (a blocking call,
@@ -198,7 +199,14 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
     }
     auto callbacks = std::move(callbacks_);
     for (auto& cb : callbacks) {
-      core.invoke(cb);
+      try {
+        cb();
+      } catch (...) {  // (reported through the core only if the callback did not destroy the Loop)
+        if (*loop_alive_)
+          core.report(std::current_exception());
+        else
+          print_report(std::current_exception());
+      }
       if (!*loop_alive_) {  // the callback destroyed the Loop (an owned loop's core with it)
         awaiter_ = {};
         return;

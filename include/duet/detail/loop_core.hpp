@@ -81,6 +81,10 @@ struct Mailbox;
 /// is being destroyed: the mailbox is closed, and the caller destroys `fn` on its own thread.
 bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn);
 
+/// Prints a report on stderr, as the default error hook does: also where no hook is left (after the
+/// Loop's destruction).
+void print_report(std::exception_ptr e) noexcept;
+
 class LoopCore {
  public:
   // One buffer for every streaming read on this loop: libuv reads into it and the chunk is handed to
@@ -93,11 +97,12 @@ class LoopCore {
   LoopCore& operator=(const LoopCore&) = delete;
 
   uv_loop_t* uv() const noexcept { return uv_; }
-  /// Call before arming a deadline (libuv counts a timer from its cached time, `uv_now`). Inside
-  /// `Loop::run` or `run_once` libuv updates that time at each turn, and this does nothing. Outside it (before the
-  /// first run, between runs, on a host's loop, whose runs duet does not see) the cached time is as old
-  /// as the last turn, and work done since (blocking set-up, a pause between runs) would make the
-  /// deadline fire early: it is brought up to date (one clock read).
+  /// Call before arming a deadline (libuv counts a timer from its cached time, `uv_now`). Inside an
+  /// owned loop's `Loop::run` or `run_once` libuv updates that time at each turn, and this does nothing.
+  /// Outside it (before the first run, between runs, on a host's loop, whose runs duet does not see,
+  /// even through `Loop::run`) the cached time is as old as the last turn, and work done since
+  /// (blocking set-up, a pause between runs) would make the deadline fire early: it is brought up to
+  /// date (one clock read).
   void update_time() noexcept {
     if (owned_runs_ == 0) uv_update_time(uv_);
   }
