@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -270,7 +271,8 @@ struct Death {
 inline Death death_of(const std::function<void()>& fn) {
   std::fflush(nullptr);
   int err[2];
-  if (::pipe(err) != 0) throw std::system_error(errno, std::generic_category(), "death_of: pipe");
+  // (close-on-exec: a process another thread starts meanwhile must not hold the write end open)
+  if (::pipe2(err, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "death_of: pipe");
   const pid_t child = ::fork();
   if (child < 0) throw std::system_error(errno, std::generic_category(), "death_of: fork");
   if (child == 0) {
@@ -280,6 +282,9 @@ inline Death death_of(const std::function<void()>& fn) {
     ::close(err[0]);
     ::dup2(err[1], STDERR_FILENO);
     if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, STDOUT_FILENO);
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);  // a death by design leaves no core file
+    ::alarm(30);                         // one that hangs instead dies too, without the message looked for
     try {
       fn();
     } catch (...) {

@@ -23,18 +23,19 @@
 // frees duet's state whenever the host next runs it.
 //
 // Where it may be destroyed: not from inside its own `run()`/`run_once()` (that aborts, saying so), so
-// an owned loop only from outside its callbacks. A wrapped loop also from inside any callback duet makes
-// on it while the host runs it (a handler, a body reader, a completion, a posted function, the error
-// hook, but not while the hook reports this Loop's own destruction): duet's code that the callback
-// returns into holds only state that outlives the Loop object, and
-// calls nothing more (other callbacks due in the same turn are dropped); an exception the callback
-// throws afterwards is printed on stderr, the hook being the gone Loop's. But while a coroutine runs
-// on the thread (in a coroutine, in a `JoinHandle::on_done` callback run as its task ends, in the
-// error hook reporting a task's failure, under a loop run from inside a coroutine), not while the
-// Loop has unfinished spawned tasks (that aborts, saying so): destroying their frames would pull the
-// coroutine running, or one queued to resume, from under it. Post the destruction from there. The
-// `on_done` callback of a Loop's last task may destroy it; the callbacks after it are not called.
-// (An `as_completed` left early leaves its children running as tasks of their own until they end.)
+// an owned loop only from outside its callbacks (or from the `on_done` callback of its last task, if
+// that task ended outside its run). A wrapped loop also from inside any callback duet makes on it
+// while the host runs it (a handler, a body reader, a completion, a posted function, the error hook,
+// but not while the hook reports this Loop's own destruction): duet's code that the callback returns
+// into holds only state that outlives the Loop object, and calls nothing more (other callbacks due in
+// the same turn are dropped); an exception the callback throws afterwards is printed on stderr, the
+// hook being the gone Loop's.
+// Any Loop with unfinished spawned tasks aborts, saying so, if destroyed while a coroutine runs on the
+// thread: in a coroutine, in a `JoinHandle::on_done` callback run as its task ends, in the error hook
+// reporting a task's failure, under a loop run from inside a coroutine. Destroying those tasks' frames
+// would pull the coroutine running, or one queued to resume, from under it: post the destruction from
+// there. So the `on_done` callback of a Loop's last task may destroy it (the callbacks after it are
+// not called). An `as_completed` left early leaves its children running, as tasks of their own.
 //
 // SIGPIPE: creating a Loop sets SIGPIPE to "ignored" if it is still at its default action (which kills
 // the process on a write to a connection the peer has closed); such a write then fails with UV_EPIPE.
@@ -137,7 +138,8 @@ class LoopRef {
     core_->post(UniqueFunction<void()>(std::forward<Fn>(fn)));
   }
   void report(std::exception_ptr e) const noexcept { core_->report(std::move(e)); }
-  /// The Loop, to start new work on; aborts with a message once the Loop is gone (see LoopCore::loop).
+  /// The Loop, to start new work on; aborts with a message once a host's Loop is gone (an owned loop's
+  /// core goes with it: see LoopCore::loop).
   Loop& loop() const noexcept { return core_->loop(); }
 
  private:
