@@ -620,6 +620,15 @@ TEST_CASE("server: Expect: 100-continue gets 100 Continue, or 413 at once — tr
       s.exchange(loop, "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n");
   CHECK(starts_with(big, "HTTP/1.1 413"));
   CHECK(big.find("100 Continue") == std::string::npos);
+  // No body to ask for (none framed, or a length of 0): the answer alone, no 100 before it.
+  for (const std::string none : {"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+                                 "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n"
+                                 "Connection: close\r\n\r\n"}) {
+    CAPTURE(none);
+    const std::string got = s.exchange(loop, none);
+    CHECK(starts_with(got, "HTTP/1.1 200 OK\r\n"));
+    CHECK(got.find("100 Continue") == std::string::npos);
+  }
 
   const std::string trailers =
       s.exchange(loop,

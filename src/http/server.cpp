@@ -988,7 +988,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     // streamed body, and no body at all for a buffered one, as `on_body` reads it).
     if ((p->flags & F_CONTENT_LENGTH) != 0 && (body_limit != 0 || !stream) && p->content_length > body_limit)
       return reject(413, "request body too large");
-    if (expects_continue) {
+    // With no body to ask for (no length, or 0), no 100: RFC 9110 10.1.1 lets the server leave it out
+    // when the framing says there is no content, and the answer itself is what the client waits for.
+    if (expects_continue && has_body) {
       // The client may wait for it: its deadlines wait too, until it is written or a body byte comes.
       if (stream) {  // said when the handler first reads the body (`body_wanted`), if it does
         slots_.push_back(Slot{.interim = true});

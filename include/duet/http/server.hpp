@@ -63,7 +63,8 @@
 // or non-ASCII bytes or a fragment in the target (400), `*` but for OPTIONS (400), versions other than
 // HTTP/1.x (505), CONNECT (501), an `Expect` other than 100-continue (417). An absolute-form target's
 // authority replaces Host; field values lose their trailing blanks. `Expect: 100-continue` gets
-// `100 Continue`, or the final 413 at once if the declared body is too large; for a body streamed to
+// `100 Continue` (none for a request with no body: the answer alone), or the final 413 at once if
+// the declared body is too large; for a body streamed to
 // the handler, the 100 goes out when the handler first reads the body (or answers with a streamed
 // response while still holding it), and never if it answers or drops the body without reading: a
 // client that waits for the 100 then sends no body for nothing. An Upgrade the handler does not take
