@@ -109,28 +109,34 @@ class TlsSession final : public OwnedHandle {
 
   // ---- writing --------------------------------------------------------------------------------------
 
-  /// A transport write or shutdown on behalf of the caller: holds the session until it completes.
+  /// A transport write or shutdown on behalf of the caller (or of the session itself: `library`):
+  /// holds the session until it completes.
   struct Done {
-    Done(TlsSession* s, UniqueFunction<void(std::error_code)> c, std::stop_token t) noexcept
-        : session(s), cb(std::move(c)), token(std::move(t)) {
+    Done(TlsSession* s, UniqueFunction<void(std::error_code)> c, std::stop_token t, bool library) noexcept
+        : session(s), cb(std::move(c)), token(std::move(t)), library(library) {
       session->hold();
     }
     Done(Done&& o) noexcept
-        : session(std::exchange(o.session, nullptr)), cb(std::move(o.cb)), token(std::move(o.token)) {}
+        : session(std::exchange(o.session, nullptr)),
+          cb(std::move(o.cb)),
+          token(std::move(o.token)),
+          library(o.library) {}
     Done& operator=(Done&&) = delete;
     ~Done() {
       if (session) session->release();
     }
     std::stop_token stop_token() const noexcept { return token; }
+    bool from_library() const noexcept { return library; }
     void operator()(std::error_code ec) {
       if (cb) cb(ec);
     }
     TlsSession* session;
     UniqueFunction<void(std::error_code)> cb;
     std::stop_token token;
+    bool library;
   };
 
-  void write(std::string bytes, UniqueFunction<void(std::error_code)> cb, std::stop_token token) {
+  void write(std::string bytes, UniqueFunction<void(std::error_code)> cb, std::stop_token token, bool library) {
     auto fail = [&](std::error_code ec, std::string why) {
       reason_ = std::move(why);
       core()->defer([cb = std::move(cb), ec]() mutable { cb(ec); });
@@ -138,14 +144,14 @@ class TlsSession final : public OwnedHandle {
     // After close_notify nothing more may be sent; reading goes on.
     if (shut_down_) return fail(uv_error(UV_EPIPE), "write after shutdown");
     if (engine_->write(bytes) == TlsEngine::Status::failed) return fail(engine_->error(), engine_->reason());
-    transport_.write(engine_->take_output(), Done(this, std::move(cb), std::move(token)));
+    transport_.write(engine_->take_output(), Done(this, std::move(cb), std::move(token), library));
   }
 
-  void shutdown(UniqueFunction<void(std::error_code)> cb, std::stop_token token) {
+  void shutdown(UniqueFunction<void(std::error_code)> cb, std::stop_token token, bool library) {
     shut_down_ = true;
     engine_->close_notify();
     flush();
-    transport_.shutdown(Done(this, std::move(cb), std::move(token)));
+    transport_.shutdown(Done(this, std::move(cb), std::move(token), library));
   }
 
   /// Sends close_notify if the kernel takes it at once (it never waits, and never queues).
@@ -279,7 +285,7 @@ class TlsSession final : public OwnedHandle {
         own_output_ -= n;
         update_transport_reading();
       };
-      transport_.write(std::move(out), Done(this, std::move(sent), std::stop_token()));
+      transport_.write(std::move(out), Done(this, std::move(sent), std::stop_token(), true));
     } catch (...) {  // out of memory: the peer will see the connection stall and time out
     }
   }
@@ -431,13 +437,14 @@ void TlsStream::read_stop() noexcept {
   if (impl_) impl_->read_stop();
 }
 
-void TlsStream::write_erased(std::string bytes, detail::UniqueFunction<void(std::error_code)> cb,
-                             std::stop_token token) {
-  open_impl("write")->write(std::move(bytes), std::move(cb), std::move(token));
+void TlsStream::write_erased(std::string bytes, detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token,
+                             bool from_library) {
+  open_impl("write")->write(std::move(bytes), std::move(cb), std::move(token), from_library);
 }
 
-void TlsStream::shutdown_erased(detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token) {
-  open_impl("shutdown")->shutdown(std::move(cb), std::move(token));
+void TlsStream::shutdown_erased(detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token,
+                                bool from_library) {
+  open_impl("shutdown")->shutdown(std::move(cb), std::move(token), from_library);
 }
 
 void TlsStream::close() noexcept {

@@ -551,6 +551,67 @@ TEST_CASE("https: duet's server over TLS, to curl and to Python's urllib, and ke
   CHECK(server.connections() == 1);
 }
 
+TEST_CASE("a Server destroyed mid-answer and then its Loop, with no run between, reports nothing pending",
+          "[tls][http]") {
+  // The answer (32 MB) is still being written to a client that read one chunk of it: the Server
+  // closes the connection, and the write's UV_ECANCELED would come on the next turn. Nobody waits for
+  // it (the write is the server's own), so a Loop destroyed first reports nothing; over plain TCP and
+  // over TLS (whose own records are written beside the answer).
+  Certs certs;
+  for (const bool secure : {false, true}) {
+    INFO("over TLS: " << secure);
+    duet::test::ErrorLog log;
+    const std::string body(32 * 1024 * 1024, 'x');
+    std::optional<duet::TcpStream> plain;  // the client: outlives its Loop, inert
+    std::optional<duet::TlsStream> tls;
+    const duet::TlsContext client_ctx = certs.client();
+    {
+      duet::Loop loop;
+      loop.set_error_handler(log.handler());
+      duet::http::ServerOptions so;
+      if (secure)
+        so.tls = duet::TlsServerOptions{.certificate_file = certs.server.cert.string(),
+                                        .private_key_file = certs.server.key.string()};
+      duet::http::Server server(
+          loop, duet::Endpoint::loopback(0),
+          [&](duet::http::ServerRequest, duet::http::Reply reply) {
+            reply(duet::http::Response{200, "OK", {}, body});
+          },
+          so);
+      const std::string request = "GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n";
+      char first[1];
+      std::size_t got = 0;
+      auto read_one = [&](std::error_code ec, std::size_t n) {
+        REQUIRE_FALSE(ec);
+        got = n;
+      };
+      duet::connect(loop, server.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream tcp) {
+        REQUIRE_FALSE(ec);
+        if (!secure) {
+          plain = std::move(tcp);
+          plain->write(request, [](std::error_code) {});
+          return plain->read(first, read_one);
+        }
+        duet::tls_connect(std::move(tcp), client_ctx, "localhost", 5s, [&](std::error_code ec, duet::TlsStream s) {
+          REQUIRE_FALSE(ec);
+          tls = std::move(s);
+          tls->write(request, [](std::error_code) {});
+          tls->read(first, read_one);
+        });
+      });
+      duet::Timer guard(loop);
+      bool timed_out = false;
+      guard.start(10s, 0ms, [&] { timed_out = true; });
+      while (got == 0 && !timed_out) loop.run_once();
+      REQUIRE_FALSE(timed_out);
+      CHECK(first[0] == 'H');
+      guard.stop();
+      REQUIRE(server.connections() == 1);
+    }                             // the Server, then the Loop
+    CHECK(log.messages.empty());  // before: "1 operation(s) pending"
+  }
+}
+
 TEST_CASE("https: an early 413 reaches a Python client still sending its body (close_notify, then drained)",
           "[tls][http][peers]") {
   // As over plain TCP (test_http_server.cpp): closing with the body unread resets the connection and

@@ -22,7 +22,7 @@
 // it (as `co_await stream.write(...)` does) never queues more than one write. `write_queue_size()`
 // says how many bytes are queued in user space. `try_write(bytes, ec)` writes what the kernel takes
 // now, without queueing (0 and no error when it would block). Closing the stream completes pending
-// writes with UV_ECANCELED.
+// writes with UV_ECANCELED on the next turn (a Loop destroyed before then reports them as pending).
 //
 // Cancelling a write or a shutdown (its callback's stop token, see cancellation.hpp; or the task
 // awaiting it) detaches the caller: the callback gets UV_ECANCELED on the next turn of the loop, and
@@ -46,6 +46,7 @@
 // share one 64 KiB buffer per loop); each write is one pooled request object.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -144,6 +145,28 @@ class StreamHandle : public StreamImpl {
   Uv native{};
 };
 
+/// A write or shutdown callback that belongs to duet itself (the HTTP layer's, or a TLS stream's own
+/// records): once the stream under it is closed, nobody waits for its completion, so a Loop destroyed
+/// before that completion arrives does not count it as pending. A user's write on a closed stream is
+/// counted: its callback (UV_ECANCELED) will not be called. It carries no stop token.
+template <class F>
+struct LibraryCompletion {
+  F f;
+  bool from_library() const noexcept { return true; }
+  void operator()(std::error_code ec) { f(ec); }
+};
+
+/// Whether a write's or shutdown's callback is duet's own (see LibraryCompletion).
+template <class Cb>
+bool from_library(const Cb& cb) noexcept {
+  if constexpr (requires {
+                  { cb.from_library() } -> std::convertible_to<bool>;
+                })
+    return cb.from_library();
+  else
+    return false;
+}
+
 /// A write (`uv_write_t`, owning the bytes it sends) or a shutdown (`uv_shutdown_t`) on a stream: a
 /// request that completes once with a status. libuv cannot recall either: closing the stream completes
 /// them with UV_ECANCELED, which is also how the loop's destruction ends them. A stop request detaches
@@ -158,7 +181,12 @@ class StreamOp final : public Resource, public StopWatch<StreamOp<Req, Cb>> {
     req.data = this;
   }
   void abandon() noexcept override {}
-  bool pending() const noexcept override { return !detached_; }
+  bool pending() const noexcept override {
+    if (detached_) return false;
+    // The stream's owner closed it: completion with UV_ECANCELED is on its way; duet's own callback
+    // has nobody behind it (see LibraryCompletion).
+    return !from_library(cb_) || !uv_is_closing(reinterpret_cast<const uv_handle_t*>(req.handle));
+  }
 
   /// Call once libuv has taken the request.
   void watch_stop() { this->watch(core_, stop_token_of(cb_)); }

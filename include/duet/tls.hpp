@@ -196,8 +196,9 @@ class TlsStream {
   template <class Callback>
   void write(std::string bytes, Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
+    const bool from_library = detail::from_library(cb);
     write_erased(std::move(bytes), detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)),
-                 std::move(token));
+                 std::move(token), from_library);
   }
   /// Coroutine face: `co_await tls.write(std::move(bytes));`
   template <class = void>
@@ -211,7 +212,9 @@ class TlsStream {
   template <class Callback>
   void shutdown(Callback&& cb) {
     std::stop_token token = stop_token_of(cb);
-    shutdown_erased(detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)), std::move(token));
+    const bool from_library = detail::from_library(cb);
+    shutdown_erased(detail::UniqueFunction<void(std::error_code)>(std::forward<Callback>(cb)), std::move(token),
+                    from_library);
   }
   /// Coroutine face: `co_await tls.shutdown();`
   template <class = void>
@@ -251,8 +254,9 @@ class TlsStream {
   void read_once(std::span<char> buffer, detail::UniqueFunction<void(std::error_code, std::size_t)> cb,
                  std::stop_token token);
   void read_stream(detail::UniqueFunction<void(std::error_code, std::span<const char>)> cb);
-  void write_erased(std::string bytes, detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token);
-  void shutdown_erased(detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token);
+  void write_erased(std::string bytes, detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token,
+                    bool from_library);
+  void shutdown_erased(detail::UniqueFunction<void(std::error_code)> cb, std::stop_token token, bool from_library);
   detail::TlsSession* open_impl(const char* what) const;
 
   detail::HandlePtr<detail::TlsSession> impl_;

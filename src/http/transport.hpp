@@ -27,10 +27,12 @@ class Transport {
     secure_ ? tls_.read_start(std::forward<Callback>(cb)) : tcp_.read_start(std::forward<Callback>(cb));
   }
   void read_stop() noexcept { secure_ ? tls_.read_stop() : tcp_.read_stop(); }
+  /// The HTTP layer's writes and shutdowns are its own (`LibraryCompletion`): once it has closed the
+  /// connection, a Loop destroyed before their UV_ECANCELED arrives does not report them as pending.
   template <class Callback>
   void write(std::string bytes, Callback&& cb) {
-    secure_ ? tls_.write(std::move(bytes), std::forward<Callback>(cb))
-            : tcp_.write(std::move(bytes), std::forward<Callback>(cb));
+    duet::detail::LibraryCompletion<std::decay_t<Callback>> done{std::forward<Callback>(cb)};
+    secure_ ? tls_.write(std::move(bytes), std::move(done)) : tcp_.write(std::move(bytes), std::move(done));
   }
   /// Over plain TCP, hands the kernel as much of `bytes` as it takes at once and erases that from
   /// `bytes`: what is left, if anything, goes to `write`. A request's head is almost always taken
@@ -47,7 +49,8 @@ class Transport {
   /// goes on.
   template <class Callback>
   void shutdown(Callback&& cb) {
-    secure_ ? tls_.shutdown(std::forward<Callback>(cb)) : tcp_.shutdown(std::forward<Callback>(cb));
+    duet::detail::LibraryCompletion<std::decay_t<Callback>> done{std::forward<Callback>(cb)};
+    secure_ ? tls_.shutdown(std::move(done)) : tcp_.shutdown(std::move(done));
   }
   std::size_t write_queue_size() const noexcept { return secure_ ? tls_.write_queue_size() : tcp_.write_queue_size(); }
   void keep_loop_alive(bool keep) noexcept { secure_ ? tls_.keep_loop_alive(keep) : tcp_.keep_loop_alive(keep); }
