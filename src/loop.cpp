@@ -153,10 +153,11 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   }
   // A function may destroy the Loop: the core lives on at least until this async handle's close
   // callback, which libuv runs after this callback has returned.
-  for (auto& fn : batch) {
-    if (core->closing_) break;
-    core->invoke(fn);
+  for (std::size_t i = 0; i < batch.size() && !core->closing_; ++i) {
+    core->batch_next_ = i + 1;  // (what is left, if this function destroys the Loop, is counted as pending)
+    core->invoke(batch[i]);
   }
+  core->batch_next_ = 0;
   batch.clear();
   // After a burst (10,000 requests deferring their completions in one turn, say), the batch's room is
   // given back rather than kept with the loop for its lifetime: some 640 KiB per 10,000.
@@ -181,8 +182,11 @@ void LoopCore::cancel_and_destroy_tasks() noexcept {
 
 std::size_t LoopCore::count_pending() const noexcept {
   std::size_t n = 0;
-  for (Resource* r = live_.front(); r; r = live_.next(r)) n += r->pending() ? 1 : 0;
-  return n;
+  for (Resource* r = live_.front(); r; r = live_.next(r)) n += r->pending_count();
+  // Posted and deferred functions that will not run (in the queue, or later in the batch running now),
+  // but for duet's own.
+  std::lock_guard lock(mailbox_->mutex);
+  return n + mailbox_->queue.size() + (running_batch_.size() - batch_next_) - own_deferred_;
 }
 
 void LoopCore::abandon_all() noexcept {
@@ -317,11 +321,7 @@ Loop::~Loop() {
   }
 
   // What user code still waits on is reported; then everything duet started is cancelled or closed.
-  std::size_t pending = core->count_pending();
-  {
-    std::lock_guard lock(core->mailbox_->mutex);
-    pending += core->mailbox_->queue.size();  // posted or deferred functions that will not run
-  }
+  const std::size_t pending = core->count_pending();
   if (pending > 0 || core->tasks_.size() > 0) {
     std::string what = "duet::Loop destroyed with " + std::to_string(pending) +
                        " operation(s) pending; their callbacks will not be called";

@@ -369,6 +369,42 @@ TEST_CASE("a request in flight when its client and then its loop go away leaves 
   CHECK(watch.expired());
 }
 
+TEST_CASE("a Loop destroyed under a Client counts its requests queued for a connection as pending", "[http][client]") {
+  // One connection per origin: the first request waits for its response on it, the other two wait in
+  // the client's queue for it. Three callbacks will not be called, and the report says three (before:
+  // one, the first's, as nothing on the loop stood for the queue).
+  duet::test::ErrorLog log;
+  int called = 0;
+  std::optional<Client> client;             // outlives its Loop
+  std::optional<duet::TcpStream> accepted;  // the server's end: reads the first request, answers nothing
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+    listener.accept([&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      accepted = std::move(s);
+    });
+    ClientOptions options;
+    options.max_connections_per_origin = 1;
+    client.emplace(loop, options);
+    const std::string url = "http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/";
+    for (int i = 0; i < 3; ++i) client->get(url, [&](std::error_code, Response) { ++called; });
+    while (!accepted) loop.run_once();
+    char head[16];
+    std::size_t got = 0;
+    accepted->read(head, [&](std::error_code ec, std::size_t n) {
+      REQUIRE_FALSE(ec);
+      got = n;
+    });
+    while (got == 0) loop.run_once();
+    CHECK(client->open_connections() == 1);
+  }
+  CHECK(called == 0);
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("3 operation(s) pending") != std::string::npos);
+}
+
 TEST_CASE("the coroutine face: responses returned, errors thrown with the reason", "[http][client][coro]") {
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, std::size_t n, auto&) {

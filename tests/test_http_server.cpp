@@ -204,6 +204,48 @@ TEST_CASE("a Server destroyed before its Loop, with no run between, leaves nothi
   }
 }
 
+TEST_CASE("a Server destroyed with its 100 Continue decision queued, then its Loop, reports nothing pending",
+          "[http][server]") {
+  // A streamed request that asks for a 100 is answered before its body is read: whether the 100 is
+  // still owed is decided on the next turn (the handler may start reading first). That queued decision
+  // is the server's own: a Loop destroyed before it runs has no callback of the user's to report.
+  duet::test::ErrorLog log;
+  std::optional<duet::TcpStream> client;        // outlives the Loop, inert
+  std::optional<duet::http::RequestBody> body;  // kept by the handler, unread
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    duet::http::ServerOptions opts;
+    opts.stream_body = [](const ServerRequest&) { return true; };
+    bool answered = false;
+    Server server(
+        loop, duet::Endpoint::loopback(0),
+        [&](ServerRequest req, Reply reply) {
+          body.emplace(std::move(req.body_stream));
+          answered = true;
+          reply.stream(Response{200, "OK", {}, ""}, [](duet::http::BodyPiece piece) { piece({}, ""); });
+        },
+        opts);
+    bool written = false;
+    duet::connect(loop, server.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      client = std::move(s);
+      client->write("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+                    [&](std::error_code wec) {
+                      CHECK_FALSE(wec);
+                      written = true;
+                    });
+    });
+    duet::Timer guard(loop);
+    bool timed_out = false;
+    guard.start(10s, 0ms, [&] { timed_out = true; });
+    while ((!answered || !written) && !timed_out) loop.run_once();
+    REQUIRE_FALSE(timed_out);
+    guard.stop();
+  }                             // the Server, then the Loop
+  CHECK(log.messages.empty());  // before: "1 operation(s) pending"
+}
+
 TEST_CASE("an early answer reaches a client still sending its body: the server drains before it closes",
           "[http][server][python]") {
   // Python's http.client sends the whole body before it reads a byte. A server that answers first (a

@@ -220,12 +220,18 @@ TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loo
   uv_loop_t host;
   REQUIRE(uv_loop_init(&host) == 0);
   auto loop = std::make_unique<duet::Loop>(&host);
+  ErrorLog log;
+  loop->set_error_handler(log.handler());
   bool after = false;
   loop->post([&] { loop.reset(); });
   loop->post([&] { after = true; });  // queued behind the destruction: dropped with the loop
   uv_run(&host, UV_RUN_DEFAULT);
   CHECK_FALSE(loop);
   CHECK_FALSE(after);
+  // The function dropped is reported, as one still queued would be (before: nothing, as it was in the
+  // batch being run, no longer in the queue).
+  REQUIRE(log.messages.size() == 1);
+  CHECK(log.messages[0].find("1 operation(s) pending") != std::string::npos);
   CHECK(uv_loop_close(&host) == 0);
 }
 

@@ -142,6 +142,12 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   ClientCore& operator=(const ClientCore&) = delete;
   /// The Loop is being destroyed: no request watches its stop token any more.
   void loop_gone() noexcept;
+  /// Requests queued for a connection: their callbacks wait, and nothing else on the loop says so.
+  std::size_t waiting_requests() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [key, origin] : origins) n += origin.waiting.size();
+    return n;
+  }
 
   duet::detail::LoopRef loop;        // (the core: a callback may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive;  // false from the start of ~Loop: nothing is started, pooled, timed or posted then

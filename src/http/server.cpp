@@ -580,7 +580,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   /// throws (the caller's `or_close` ends the connection) rather than leave the client waiting with
   /// its deadlines paused.
   void decide_continue_later() {
-    core_->loop.core().defer_or_throw([weak = weak_from_this()] {
+    core_->loop.core().defer_own_or_throw([weak = weak_from_this()] {
       auto self = weak.lock();
       if (!self || self->closed_) return;
       self->resolve_continue(self->body_ != nullptr);

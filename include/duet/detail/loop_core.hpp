@@ -46,6 +46,9 @@ class Resource : public ListHook {
   virtual void abandon() noexcept = 0;
   /// True if user code is still waiting on this resource (counted in the "pending work" report).
   virtual bool pending() const noexcept { return true; }
+  /// How many user callbacks wait on it: one while `pending()`, unless it stands for many (an HTTP
+  /// client's queue of requests waiting for a connection).
+  virtual std::size_t pending_count() const noexcept { return pending() ? 1 : 0; }
 
  protected:
   Resource() = default;
@@ -202,6 +205,17 @@ class LoopCore {
   /// `defer` for work whose silent loss would leave a peer waiting with no deadline: if memory runs
   /// out, throws (std::bad_alloc) and `fn` is not queued, so that the caller can give up cleanly.
   void defer_or_throw(UniqueFunction<void()> fn);
+  /// `defer_or_throw` for duet's own work, which no user callback waits for: a Loop destroyed before
+  /// it runs does not count it as pending.
+  template <class F>
+  void defer_own_or_throw(F fn) {
+    if (closing_) return;
+    defer_or_throw([this, fn = std::move(fn)]() mutable {
+      --own_deferred_;
+      fn();
+    });
+    ++own_deferred_;
+  }
 
   /// Thread-safe: queues `fn` and wakes the loop. Once the Loop is being destroyed, `fn` is dropped
   /// (destroyed without being called).
@@ -231,7 +245,8 @@ class LoopCore {
   static void run_queue(uv_async_t* async) noexcept;
   /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
   void cancel_and_destroy_tasks() noexcept;
-  /// Loop destruction: the number of resources user code waits on (the "pending" report).
+  /// Loop destruction: the number of callbacks user code waits on (the "pending" report): those of live
+  /// resources, and posted or deferred functions that will not run.
   std::size_t count_pending() const noexcept;
   /// Loop destruction: abandons every live resource, newest first. An abandon may destroy a user
   /// callback whose destructor frees other resources, even ones not yet reached: `destroy` moves the
@@ -266,6 +281,8 @@ class LoopCore {
   // Posted and deferred functions, run in order by the mailbox's async handle.
   std::shared_ptr<Mailbox> mailbox_;
   std::vector<UniqueFunction<void()>> running_batch_;  // swapped with the queue: both keep their capacity
+  std::size_t batch_next_ = 0;                         // the next function of `running_batch_` to run
+  std::size_t own_deferred_ = 0;                       // functions queued by `defer_own_or_throw`, not yet run
   uv_async_t* async_ = nullptr;                        // the mailbox's, for the loop thread (ref/unref)
   int holds_ = 0;
   // The thread that runs the loop: the one that created the Loop until `run`/`run_once` (or a posted
