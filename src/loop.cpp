@@ -157,8 +157,9 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
     core->batch_next_ = i + 1;  // (what is left, if this function destroys the Loop, is counted as pending)
     core->invoke(batch[i]);
   }
-  core->batch_next_ = 0;
+  core->batch_next_ = batch.size();  // every one has run: the destructors below may destroy the Loop
   batch.clear();
+  core->batch_next_ = 0;
   // After a burst (10,000 requests deferring their completions in one turn, say), the batch's room is
   // given back rather than kept with the loop for its lifetime: some 640 KiB per 10,000.
   if (batch.capacity() > kKeepBatch) std::vector<UniqueFunction<void()>>().swap(batch);
@@ -392,6 +393,12 @@ struct LoopRunning {
   detail::NestedRun trampoline;  // a run inside a coroutine drives its own coroutines
   detail::LoopCore* core;
   explicit LoopRunning(detail::LoopCore* c) : core(c) {
+    if (core->in_run_ > 0) {
+      // libuv's uv_run is not reentrant: the inner run would take over the outer's queue of posted
+      // functions, and its callbacks' state, mid-way.
+      std::fputs("duet: a duet::Loop was run from inside its own run() or run_once(); aborting\n", stderr);
+      std::abort();
+    }
     core->owned_runs_ += core->owns_uv_ ? 1 : 0;
     ++core->in_run_;
   }

@@ -235,6 +235,50 @@ TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loo
   CHECK(uv_loop_close(&host) == 0);
 }
 
+TEST_CASE("a host's Loop destroyed as its batch of posted functions is freed reports only what is left to run",
+          "[loop][embed]") {
+  // Every function of the batch has run; the last reference to what one of them captured destroys the
+  // Loop as the batch is cleared. What that function posted is still queued: one function, and only
+  // that, will not run (before: the functions that had run were counted too).
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  ErrorLog log;
+  loop->set_error_handler(log.handler());
+  bool after = false;
+  std::shared_ptr<void> destroys_the_loop(nullptr, [&](void*) { loop.reset(); });
+  loop->post([&, guard = std::move(destroys_the_loop)] { loop->post([&] { after = true; }); });
+  loop->post([] {});
+  uv_run(&host, UV_RUN_DEFAULT);
+  CHECK_FALSE(loop);
+  CHECK_FALSE(after);
+  REQUIRE(log.messages.size() == 1);
+  CHECK_THAT(log.messages[0], Catch::Contains(" 1 operation(s) pending"));
+  CHECK(uv_loop_close(&host) == 0);
+}
+
+TEST_CASE("a Loop run from inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
+  // libuv's loop is not reentrant: a nested run would take over the outer run's posted functions.
+  // 0: an owned loop's run(); 1: its run_once(); 2: a host's loop wrapped, inside duet's run();
+  // 3: the same, run_once().
+  const int where = GENERATE(0, 1, 2, 3);
+  CAPTURE(where);
+  const auto death = duet::test::death_of([where] {
+    uv_loop_t host;
+    if (uv_loop_init(&host) != 0) return;
+    auto loop = where < 2 ? std::make_unique<duet::Loop>() : std::make_unique<duet::Loop>(&host);
+    loop->post([&] { loop->run_once(); });
+    if (where % 2 == 0) {
+      loop->run();
+    } else {
+      loop->run_once();
+    }
+  });
+  CHECK(death.died);
+  CHECK_THAT(death.said,
+             Catch::Contains("duet: a duet::Loop was run from inside its own run() or run_once(); aborting"));
+}
+
 TEST_CASE("a Loop destroyed inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
   // libuv cannot close a loop inside its own uv_run, and run() would return into a freed Loop: a
   // programming error, stopped with a message rather than left to corrupt memory.

@@ -70,8 +70,11 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
 
   /// Runs until there is no more work (no active, referenced handle or request) or `stop()` is called.
+  /// Not from inside this Loop's own `run()` or `run_once()` (libuv's loop is not reentrant): that
+  /// aborts, saying so. (Another loop may be run there.)
   void run();
   /// Runs one iteration, waiting for I/O if there is nothing ready. Returns true if work remains.
+  /// Not from inside this Loop's own run, as `run()`.
   bool run_once();
   /// Makes the current `run()` return after this iteration. Loop-thread only.
   void stop() noexcept;

@@ -142,12 +142,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   ClientCore& operator=(const ClientCore&) = delete;
   /// The Loop is being destroyed: no request watches its stop token any more.
   void loop_gone() noexcept;
-  /// Requests queued for a connection: their callbacks wait, and nothing else on the loop says so.
-  std::size_t waiting_requests() const noexcept {
-    std::size_t n = 0;
-    for (const auto& [key, origin] : origins) n += origin.waiting.size();
-    return n;
-  }
+  /// For the Loop's "pending" report: requests whose caller waits and which nothing else on the loop
+  /// stands for (see Exchange::unseen_by_loop).
+  std::size_t unseen_requests() const noexcept;
 
   duet::detail::LoopRef loop;        // (the core: a callback may destroy a host's Loop)
   std::shared_ptr<bool> loop_alive;  // false from the start of ~Loop: nothing is started, pooled, timed or posted then
@@ -286,6 +283,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     registered_ = true;
   }
   Exchange* next_active() const noexcept { return next_active_; }
+  /// True if the caller's callback waits for this request and nothing on the loop stands for it in the
+  /// Loop's "pending" report: it is `queued` for a connection, or its body's sink paused it (its
+  /// connection reads no more) and it was not opened with `open` (whose opener has had its head). Its
+  /// deadline, a timer the report counts, stands for it if armed.
+  bool unseen_by_loop(bool queued) const noexcept {
+    if (timer_ && timer_->active()) return false;
+    return queued || (paused_ && !(streamed_ && streamed_->on_head && head_announced_));
+  }
   Request& request() noexcept { return req_; }
   void set_completion(Completion done) noexcept { done_ = std::move(done); }
   /// Called once with the final response's head, before any of its body reaches the sink (`open`).
@@ -1293,6 +1298,14 @@ void ClientCore::slot_freed(Origin& o) {
     ++o.slots;
     next->granted(nullptr);
   }
+}
+
+std::size_t ClientCore::unseen_requests() const noexcept {
+  std::size_t n = 0;
+  for (const auto& [key, origin] : origins)
+    for (const auto& ex : origin.waiting) n += ex->unseen_by_loop(true) ? 1 : 0;
+  for (const Exchange* ex = active; ex; ex = ex->next_active()) n += ex->unseen_by_loop(false) ? 1 : 0;
+  return n;
 }
 
 void ClientCore::loop_gone() noexcept {

@@ -13,7 +13,7 @@ namespace duet::http::detail {
 /// reaches the freed loop (and a server destroys its body readers still waiting, uncalled). A duet
 /// resource, one per owner, made and freed on the loop as duet's requests are. It stands, in the
 /// Loop's "pending" report, for the owner's requests that nothing else on the loop stands for (a
-/// client's requests queued for a connection): `owner->waiting_requests()`, if the owner has it.
+/// client's requests queued for a connection, or paused): `owner->unseen_requests()`, if it has it.
 class LoopGoneWatch final : public duet::detail::Resource {
  public:
   using Gone = void (*)(void* owner) noexcept;
@@ -24,8 +24,8 @@ class LoopGoneWatch final : public duet::detail::Resource {
   template <class Owner>
   static void make(duet::detail::LoopCore& loop, LoopGoneWatch*& slot, Owner* owner) {
     Waiting waiting = nullptr;
-    if constexpr (requires(const Owner& o) { o.waiting_requests(); })
-      waiting = [](const void* self) noexcept { return static_cast<const Owner*>(self)->waiting_requests(); };
+    if constexpr (requires(const Owner& o) { o.unseen_requests(); })
+      waiting = [](const void* self) noexcept { return static_cast<const Owner*>(self)->unseen_requests(); };
     slot = loop.make<LoopGoneWatch>(
         &loop, &slot, owner, [](void* self) noexcept { static_cast<Owner*>(self)->loop_gone(); }, waiting);
   }

@@ -268,8 +268,8 @@ class LoopCore {
   bool owns_uv_ = false;
   bool closing_ = false;
   std::shared_ptr<bool> alive_;
-  int owned_runs_ = 0;      // nesting of Loop::run / run_once on an owned loop (0 on a host's loop)
-  int in_run_ = 0;          // nesting of Loop::run / run_once, owned loop or not
+  int owned_runs_ = 0;      // 1 inside Loop::run / run_once of an owned loop (0 on a host's loop)
+  int in_run_ = 0;          // 1 inside Loop::run / run_once, owned loop or not (never nested: that aborts)
   bool async_open_ = true;  // until the async handle's close callback: the core outlives it
   SizeClassFreeList<8, kKeepPerClass> pool_;
   UniqueFunction<void(std::exception_ptr)> error_handler_;
