@@ -257,23 +257,30 @@ TEST_CASE("a host's Loop destroyed as its batch of posted functions is freed rep
   CHECK(uv_loop_close(&host) == 0);
 }
 
-TEST_CASE("a Loop run from inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
-  // libuv's loop is not reentrant: a nested run would take over the outer run's posted functions.
-  // 0: an owned loop's run(); 1: its run_once(); 2: a host's loop wrapped, inside duet's run();
-  // 3: the same, run_once().
-  const int where = GENERATE(0, 1, 2, 3);
-  CAPTURE(where);
-  const auto death = duet::test::death_of([where] {
+namespace {
+/// In a child process: a Loop runs a function posted on it, which does `inside(loop)`. `where` 0: an
+/// owned loop's run(); 1: its run_once(); 2: a host's loop wrapped, inside duet's run(); 3: the same,
+/// run_once(). How the child ended.
+duet::test::Death inside_own_run(int where, void (*inside)(std::unique_ptr<duet::Loop>&)) {
+  return duet::test::death_of([where, inside] {
     uv_loop_t host;
     if (uv_loop_init(&host) != 0) return;
     auto loop = where < 2 ? std::make_unique<duet::Loop>() : std::make_unique<duet::Loop>(&host);
-    loop->post([&] { loop->run_once(); });
+    loop->post([&] { inside(loop); });
     if (where % 2 == 0) {
       loop->run();
     } else {
       loop->run_once();
     }
   });
+}
+}  // namespace
+
+TEST_CASE("a Loop run from inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
+  // libuv's loop is not reentrant: a nested run would take over the outer run's posted functions.
+  const int where = GENERATE(0, 1, 2, 3);
+  CAPTURE(where);
+  const auto death = inside_own_run(where, [](std::unique_ptr<duet::Loop>& loop) { loop->run_once(); });
   CHECK(death.died);
   CHECK_THAT(death.said,
              Catch::Contains("duet: a duet::Loop was run from inside its own run() or run_once(); aborting"));
@@ -282,21 +289,9 @@ TEST_CASE("a Loop run from inside its own run() or run_once() aborts, saying so"
 TEST_CASE("a Loop destroyed inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
   // libuv cannot close a loop inside its own uv_run, and run() would return into a freed Loop: a
   // programming error, stopped with a message rather than left to corrupt memory.
-  // 0: an owned loop's run(); 1: its run_once(); 2: a host's loop wrapped, inside duet's run();
-  // 3: the same, run_once().
   const int where = GENERATE(0, 1, 2, 3);
   CAPTURE(where);
-  const auto death = duet::test::death_of([where] {
-    uv_loop_t host;
-    if (uv_loop_init(&host) != 0) return;
-    auto loop = where < 2 ? std::make_unique<duet::Loop>() : std::make_unique<duet::Loop>(&host);
-    loop->post([&] { loop.reset(); });
-    if (where % 2 == 0) {
-      loop->run();
-    } else {
-      loop->run_once();
-    }
-  });
+  const auto death = inside_own_run(where, [](std::unique_ptr<duet::Loop>& loop) { loop.reset(); });
   CHECK(death.died);
   CHECK(death.said.find("duet: a duet::Loop was destroyed inside its own run() or run_once(); aborting") !=
         std::string::npos);

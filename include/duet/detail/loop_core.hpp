@@ -47,7 +47,7 @@ class Resource : public ListHook {
   /// True if user code is still waiting on this resource (counted in the "pending work" report).
   virtual bool pending() const noexcept { return true; }
   /// How many user callbacks wait on it: one while `pending()`, unless it stands for many (an HTTP
-  /// client's queue of requests waiting for a connection).
+  /// client's requests queued for a connection or paused, which nothing else on the loop stands for).
   virtual std::size_t pending_count() const noexcept { return pending() ? 1 : 0; }
 
  protected:
@@ -245,8 +245,8 @@ class LoopCore {
   static void run_queue(uv_async_t* async) noexcept;
   /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
   void cancel_and_destroy_tasks() noexcept;
-  /// Loop destruction: the number of callbacks user code waits on (the "pending" report): those of live
-  /// resources, and posted or deferred functions that will not run.
+  /// Loop destruction: what user code waits on (the "pending" report: at least the callbacks that will
+  /// not be called): live resources, and posted or deferred functions that will not run, duet's own aside.
   std::size_t count_pending() const noexcept;
   /// Loop destruction: abandons every live resource, newest first. An abandon may destroy a user
   /// callback whose destructor frees other resources, even ones not yet reached: `destroy` moves the
