@@ -137,6 +137,12 @@ void LoopCore::wrong_thread() noexcept {
   std::abort();
 }
 
+void LoopCore::reentered() noexcept {
+  std::fputs("duet: a duet::Loop was run from inside its own run (run(), run_once() or the host's uv_run); aborting\n",
+             stderr);
+  std::abort();
+}
+
 void LoopCore::loop_destroyed() noexcept {
   std::fputs("duet: new work was started on a duet::Loop that has been destroyed; aborting\n", stderr);
   std::abort();
@@ -145,6 +151,10 @@ void LoopCore::loop_destroyed() noexcept {
 void LoopCore::run_queue(uv_async_t* async) noexcept {
   auto* core = static_cast<LoopCore*>(async->data);
   core->set_loop_thread();  // a host may run its loop on a thread other than the Loop's creator
+  // A posted function that runs the loop again (the host's uv_run, on a wrapped loop) would take over
+  // the batch being run: its functions would run twice.
+  if (core->running_queue_) reentered();
+  core->running_queue_ = true;
   std::vector<UniqueFunction<void()>>& batch = core->running_batch_;
   Mailbox& mailbox = *core->mailbox_;
   {
@@ -160,6 +170,7 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   core->batch_next_ = batch.size();  // every one has run: the destructors below may destroy the Loop
   batch.clear();
   core->batch_next_ = 0;
+  core->running_queue_ = false;
   // After a burst (10,000 requests deferring their completions in one turn, say), the batch's room is
   // given back rather than kept with the loop for its lifetime: some 640 KiB per 10,000.
   if (batch.capacity() > kKeepBatch) std::vector<UniqueFunction<void()>>().swap(batch);
@@ -185,9 +196,11 @@ std::size_t LoopCore::count_pending() const noexcept {
   std::size_t n = 0;
   for (Resource* r = live_.front(); r; r = live_.next(r)) n += r->pending_count();
   // Posted and deferred functions that will not run (in the queue, or later in the batch running now),
-  // but for duet's own.
+  // but for duet's own. (Clamped: as the batch is cleared, its size is the standard library's business.)
+  const std::size_t left = running_batch_.size() > batch_next_ ? running_batch_.size() - batch_next_ : 0;
   std::lock_guard lock(mailbox_->mutex);
-  return n + mailbox_->queue.size() + (running_batch_.size() - batch_next_) - own_deferred_;
+  const std::size_t queued = mailbox_->queue.size() + left;
+  return n + (queued > own_deferred_ ? queued - own_deferred_ : 0);
 }
 
 void LoopCore::abandon_all() noexcept {
@@ -388,17 +401,12 @@ Loop::~Loop() {
 }
 
 namespace detail {
-// Counts how deep a loop is inside its own run, so that destroying it there is caught.
+// Marks a loop as inside its own run, so that destroying or running it again there is caught.
 struct LoopRunning {
   detail::NestedRun trampoline;  // a run inside a coroutine drives its own coroutines
   detail::LoopCore* core;
   explicit LoopRunning(detail::LoopCore* c) : core(c) {
-    if (core->in_run_ > 0) {
-      // libuv's uv_run is not reentrant: the inner run would take over the outer's queue of posted
-      // functions, and its callbacks' state, mid-way.
-      std::fputs("duet: a duet::Loop was run from inside its own run() or run_once(); aborting\n", stderr);
-      std::abort();
-    }
+    if (core->in_run_ > 0) core->reentered();  // libuv's uv_run is not reentrant
     core->owned_runs_ += core->owns_uv_ ? 1 : 0;
     ++core->in_run_;
   }

@@ -413,6 +413,41 @@ TEST_CASE("a Loop destroyed under a Client counts each request whose callback wa
   CHECK_THAT(log.messages[0], Catch::Contains(" 5 operation(s) pending"));
 }
 
+TEST_CASE("a paused request cancelled just before its Loop is destroyed counts once", "[http][client][cancel]") {
+  // Its cancellation is posted (the callback gets UV_ECANCELED on the next turn): that, and only that,
+  // stands for it in the report (before: the paused request was counted too).
+  duet::test::ErrorLog log;
+  std::optional<Client> client;  // outlives its Loop
+  std::optional<duet::TcpStream> accepted;
+  std::optional<duet::http::Resume> resume;
+  std::stop_source stop;
+  bool called = false;
+  {
+    duet::Loop loop;
+    loop.set_error_handler(log.handler());
+    duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+    listener.accept([&](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      accepted = std::move(s);
+      accepted->write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst piece", [](std::error_code) {});
+    });
+    client.emplace(loop);
+    duet::http::Request r;
+    r.url = duet::http::Url::parse("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/");
+    client->request(
+        std::move(r),
+        [&](std::string_view, duet::http::BodyFlow& flow) {
+          if (!resume) resume.emplace(flow.pause());
+        },
+        duet::with_cancellation(stop.get_token(), [&](std::error_code, Response) { called = true; }));
+    while (!resume) loop.run_once();
+    stop.request_stop();
+  }
+  CHECK_FALSE(called);
+  REQUIRE(log.messages.size() == 1);
+  CHECK_THAT(log.messages[0], Catch::Contains(" 1 operation(s) pending"));
+}
+
 TEST_CASE("the coroutine face: responses returned, errors thrown with the reason", "[http][client][coro]") {
   duet::Loop loop;
   ScriptedServer server(loop, [](auto, std::size_t n, auto&) {

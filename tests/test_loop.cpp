@@ -260,14 +260,16 @@ TEST_CASE("a host's Loop destroyed as its batch of posted functions is freed rep
 namespace {
 /// In a child process: a Loop runs a function posted on it, which does `inside(loop)`. `where` 0: an
 /// owned loop's run(); 1: its run_once(); 2: a host's loop wrapped, inside duet's run(); 3: the same,
-/// run_once(). How the child ended.
+/// run_once(); 4: the same, inside the host's uv_run. How the child ended.
 duet::test::Death inside_own_run(int where, void (*inside)(std::unique_ptr<duet::Loop>&)) {
   return duet::test::death_of([where, inside] {
     uv_loop_t host;
     if (uv_loop_init(&host) != 0) return;
     auto loop = where < 2 ? std::make_unique<duet::Loop>() : std::make_unique<duet::Loop>(&host);
     loop->post([&] { inside(loop); });
-    if (where % 2 == 0) {
+    if (where == 4) {
+      uv_run(&host, UV_RUN_DEFAULT);
+    } else if (where % 2 == 0) {
       loop->run();
     } else {
       loop->run_once();
@@ -278,12 +280,18 @@ duet::test::Death inside_own_run(int where, void (*inside)(std::unique_ptr<duet:
 
 TEST_CASE("a Loop run from inside its own run() or run_once() aborts, saying so", "[loop][embed]") {
   // libuv's loop is not reentrant: a nested run would take over the outer run's posted functions.
-  const int where = GENERATE(0, 1, 2, 3);
+  const int where = GENERATE(0, 1, 2, 3, 4);
   CAPTURE(where);
-  const auto death = inside_own_run(where, [](std::unique_ptr<duet::Loop>& loop) { loop->run_once(); });
+  // (Something is posted first, so that the nested run has work: under the host's uv_run, duet sees
+  // the nesting only when the nested run reaches the posted functions.)
+  const auto death = inside_own_run(where, [](std::unique_ptr<duet::Loop>& loop) {
+    loop->post([] {});
+    loop->run_once();
+  });
   CHECK(death.died);
   CHECK_THAT(death.said,
-             Catch::Contains("duet: a duet::Loop was run from inside its own run() or run_once(); aborting"));
+             Catch::Contains("duet: a duet::Loop was run from inside its own run (run(), run_once() or the host's "
+                             "uv_run); aborting"));
 }
 
 TEST_CASE("a Loop destroyed inside its own run() or run_once() aborts, saying so", "[loop][embed]") {

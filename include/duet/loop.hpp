@@ -70,8 +70,9 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
 
   /// Runs until there is no more work (no active, referenced handle or request) or `stop()` is called.
-  /// Not from inside this Loop's own `run()` or `run_once()` (libuv's loop is not reentrant): that
-  /// aborts, saying so. (Another loop may be run there.)
+  /// Not from inside this Loop's own run (libuv's loop is not reentrant): that aborts, saying so,
+  /// wherever duet sees it (inside `run()` or `run_once()`, or in a function posted on a wrapped loop
+  /// that its host runs). Another loop may be run there.
   void run();
   /// Runs one iteration, waiting for I/O if there is nothing ready. Returns true if work remains.
   /// Not from inside this Loop's own run, as `run()`.

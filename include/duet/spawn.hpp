@@ -36,7 +36,8 @@
 // its exception); `run(loop, operation)` does the same for one awaitable operation (a blocking call,
 // as a thread that owns its loop makes it), and a `std::stop_token` given as a third argument cancels
 // either from any thread. If the loop runs out of work first (the task waits for something that cannot
-// happen) or is stopped, `run` throws `std::logic_error`.
+// happen) or is stopped, `run` throws `std::logic_error`. Not from a task or callback on the same
+// loop: a loop is not run from inside its own run (that aborts, saying so: see loop.hpp).
 //
 // Cost: one shared state per spawn (one allocation) plus the driver coroutine's frame (recycled).
 #pragma once

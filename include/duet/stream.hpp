@@ -22,7 +22,7 @@
 // it (as `co_await stream.write(...)` does) never queues more than one write. `write_queue_size()`
 // says how many bytes are queued in user space. `try_write(bytes, ec)` writes what the kernel takes
 // now, without queueing (0 and no error when it would block). Closing the stream completes pending
-// writes with UV_ECANCELED on the next turn (a Loop destroyed before then reports them as pending).
+// writes with UV_ECANCELED, later, from the loop (a Loop destroyed before then reports them as pending).
 //
 // Cancelling a write or a shutdown (its callback's stop token, see cancellation.hpp; or the task
 // awaiting it) detaches the caller: the callback gets UV_ECANCELED on the next turn of the loop, and

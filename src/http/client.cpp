@@ -288,7 +288,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   /// connection reads no more) and it was not opened with `open` (whose opener has had its head). Its
   /// deadline, a timer the report counts, stands for it if armed.
   bool unseen_by_loop(bool queued) const noexcept {
-    if (timer_ && timer_->active()) return false;
+    if (finished_ || (timer_ && timer_->active())) return false;  // (finished: its completion is posted)
     return queued || (paused_ && !(streamed_ && streamed_->on_head && head_announced_));
   }
   Request& request() noexcept { return req_; }

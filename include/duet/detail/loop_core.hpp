@@ -141,6 +141,8 @@ class LoopCore {
   }
   [[noreturn]] static void wrong_thread() noexcept;
   [[noreturn]] static void loop_destroyed() noexcept;
+  /// The loop was run from inside its own run (libuv's loop is not reentrant): aborts with a message.
+  [[noreturn]] static void reentered() noexcept;
   /// Makes the calling thread the loop's (a LoopThread joined: nothing runs the loop any more).
   void adopt_thread() noexcept { set_loop_thread(); }
 
@@ -282,6 +284,7 @@ class LoopCore {
   std::shared_ptr<Mailbox> mailbox_;
   std::vector<UniqueFunction<void()>> running_batch_;  // swapped with the queue: both keep their capacity
   std::size_t batch_next_ = 0;                         // the next function of `running_batch_` to run
+  bool running_queue_ = false;                         // inside `run_queue`
   std::size_t own_deferred_ = 0;                       // functions queued by `defer_own_or_throw`, not yet run
   uv_async_t* async_ = nullptr;                        // the mailbox's, for the loop thread (ref/unref)
   int holds_ = 0;
