@@ -369,6 +369,28 @@ TEST_CASE("a request in flight when its client and then its loop go away leaves 
   CHECK(watch.expired());
 }
 
+namespace {
+/// A server that answers each connection with a head and the first piece of a 100,000-byte body, then
+/// nothing: a request whose sink pauses at that piece stays paused, its connection read no more.
+struct FirstPieceOnly {
+  explicit FirstPieceOnly(duet::Loop& loop) : listener(loop, duet::Endpoint::loopback(0)) {
+    listener.accept([this](std::error_code ec, duet::TcpStream s) {
+      REQUIRE_FALSE(ec);
+      accepted = std::move(s);
+      accepted->write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst piece", [](std::error_code) {});
+    });
+  }
+  duet::http::Request request(std::chrono::milliseconds timeout = {}) const {
+    duet::http::Request r;
+    r.url = duet::http::Url::parse("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/");
+    r.timeout = timeout;
+    return r;
+  }
+  duet::TcpListener listener;
+  std::optional<duet::TcpStream> accepted;
+};
+}  // namespace
+
 TEST_CASE("a Loop destroyed under a Client counts each request whose callback waits once", "[http][client]") {
   // One connection per origin. The first request's body sink has paused it (its connection reads no
   // more); four more wait in the client's queue for that connection, two of them with a deadline (a
@@ -376,36 +398,24 @@ TEST_CASE("a Loop destroyed under a Client counts each request whose callback wa
   // (before: nothing stood for the paused one, and a queued one with a deadline counted twice).
   duet::test::ErrorLog log;
   int called = 0;
-  std::optional<Client> client;             // outlives its Loop
-  std::optional<duet::TcpStream> accepted;  // the server's end: answers the first request's head only
+  std::optional<Client> client;  // outlives its Loop
   std::optional<duet::http::Resume> resume;
   {
     duet::Loop loop;
     loop.set_error_handler(log.handler());
-    duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
-    listener.accept([&](std::error_code ec, duet::TcpStream s) {
-      REQUIRE_FALSE(ec);
-      accepted = std::move(s);
-      accepted->write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst piece", [](std::error_code) {});
-    });
+    FirstPieceOnly server(loop);
     ClientOptions options;
     options.max_connections_per_origin = 1;
     client.emplace(loop, options);
-    auto request = [&](std::chrono::milliseconds timeout) {
-      duet::http::Request r;
-      r.url = duet::http::Url::parse("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/");
-      r.timeout = timeout;
-      return r;
-    };
     auto count = [&](std::error_code, Response) { ++called; };
     client->request(
-        request(0ms),
+        server.request(),
         [&](std::string_view, duet::http::BodyFlow& flow) {
           if (!resume) resume.emplace(flow.pause());
         },
         count);
     for (const std::chrono::milliseconds timeout : {0ms, 0ms, 30000ms, 30000ms})
-      client->request(request(timeout), count);
+      client->request(server.request(timeout), count);
     while (!resume) loop.run_once();
   }
   CHECK(called == 0);
@@ -418,24 +428,16 @@ TEST_CASE("a paused request cancelled just before its Loop is destroyed counts o
   // stands for it in the report (before: the paused request was counted too).
   duet::test::ErrorLog log;
   std::optional<Client> client;  // outlives its Loop
-  std::optional<duet::TcpStream> accepted;
   std::optional<duet::http::Resume> resume;
   std::stop_source stop;
   bool called = false;
   {
     duet::Loop loop;
     loop.set_error_handler(log.handler());
-    duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
-    listener.accept([&](std::error_code ec, duet::TcpStream s) {
-      REQUIRE_FALSE(ec);
-      accepted = std::move(s);
-      accepted->write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst piece", [](std::error_code) {});
-    });
+    FirstPieceOnly server(loop);
     client.emplace(loop);
-    duet::http::Request r;
-    r.url = duet::http::Url::parse("http://127.0.0.1:" + std::to_string(listener.local_endpoint().port()) + "/");
     client->request(
-        std::move(r),
+        server.request(),
         [&](std::string_view, duet::http::BodyFlow& flow) {
           if (!resume) resume.emplace(flow.pause());
         },

@@ -216,12 +216,23 @@ TEST_CASE("destroying an owned loop closes handles opened by code outside duet t
   delete raw;  // closed by the loop's destructor, so freeing it now is safe
 }
 
-TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loop][embed]") {
+namespace {
+/// A host's libuv loop, a duet Loop wrapping it (which a test may destroy), and the Loop's error log.
+struct HostedLoop {
+  HostedLoop() {
+    REQUIRE(uv_loop_init(&host) == 0);
+    loop = std::make_unique<duet::Loop>(&host);
+    loop->set_error_handler(log.handler());
+  }
   uv_loop_t host;
-  REQUIRE(uv_loop_init(&host) == 0);
-  auto loop = std::make_unique<duet::Loop>(&host);
+  std::unique_ptr<duet::Loop> loop;
   ErrorLog log;
-  loop->set_error_handler(log.handler());
+};
+}  // namespace
+
+TEST_CASE("a wrapped loop may be destroyed from inside a posted function", "[loop][embed]") {
+  HostedLoop hosted;
+  auto& [host, loop, log] = hosted;
   bool after = false;
   loop->post([&] { loop.reset(); });
   loop->post([&] { after = true; });  // queued behind the destruction: dropped with the loop
@@ -240,11 +251,8 @@ TEST_CASE("a host's Loop destroyed as its batch of posted functions is freed rep
   // Every function of the batch has run; the last reference to what one of them captured destroys the
   // Loop as the batch is cleared. What that function posted is still queued: one function, and only
   // that, will not run (before: the functions that had run were counted too).
-  uv_loop_t host;
-  REQUIRE(uv_loop_init(&host) == 0);
-  auto loop = std::make_unique<duet::Loop>(&host);
-  ErrorLog log;
-  loop->set_error_handler(log.handler());
+  HostedLoop hosted;
+  auto& [host, loop, log] = hosted;
   bool after = false;
   std::shared_ptr<void> destroys_the_loop(nullptr, [&](void*) { loop.reset(); });
   loop->post([&, guard = std::move(destroys_the_loop)] { loop->post([&] { after = true; }); });
