@@ -272,6 +272,45 @@ TEST_CASE("redirects: a 301/302/307 chain is followed, a loop ends in too_many_r
   CHECK(first.res.headers.get("Location") == "/b");
 }
 
+TEST_CASE("a 303 and a 301 or 302 after a POST continue as GET without a body but a HEAD stays a HEAD",
+          "[http][client]") {
+  duet::Loop loop;
+  ScriptedServer server(loop, [](auto, auto, const std::string& head) {
+    // Each connection serves one request (a POST is never retried on a stale one), its body unread.
+    if (head.find(" /to ") != std::string::npos) return Step{duet::test::ok("arrived", "Connection: close\r\n"), true};
+    const auto code = head.substr(head.find(" /") + 2, 3);  // "/303", "/301", ...: the status to answer with
+    return Step{"HTTP/1.1 " + code + " See\r\nLocation: /to\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", true};
+  });
+  Client client(loop);
+  struct Case {
+    std::string method;
+    int status;
+    std::string method_after;
+  };
+  for (const Case& c :
+       {Case{"POST", 303, "GET"}, Case{"PUT", 303, "GET"}, Case{"POST", 301, "GET"}, Case{"POST", 302, "GET"},
+        Case{"PUT", 302, "PUT"}, Case{"POST", 307, "POST"}, Case{"HEAD", 303, "HEAD"}}) {
+    INFO(c.method << " answered with " << c.status);
+    duet::http::Request req;
+    req.method = c.method;
+    req.url = duet::http::Url::parse(server.url("/" + std::to_string(c.status)));
+    if (c.method != "HEAD") {
+      req.body = "payload";
+      req.headers.add("Content-Type", "text/plain");
+    }
+    std::optional<Result> out;
+    client.request(std::move(req), [&](std::error_code ec, Response res) { out = Result{ec, std::move(res)}; });
+    while (!out) loop.run_once();
+    REQUIRE_FALSE(out->ec);
+    const std::string& second = server.requests().back();
+    CHECK(second.rfind(c.method_after + " /to HTTP/1.1", 0) == 0);
+    const bool has_body = c.method_after == "PUT" || c.method_after == "POST";
+    CHECK((second.find("Content-Length: 7") != std::string::npos) == has_body);
+    CHECK((second.find("Content-Type") != std::string::npos) == has_body);
+    CHECK(out->res.body == (c.method_after == "HEAD" ? "" : "arrived"));
+  }
+}
+
 TEST_CASE("connection errors: refused, unknown host, unsupported scheme", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;

@@ -22,7 +22,9 @@
 // cancels the request and calls nothing back. Anything `cb` throws goes to the loop's error hook.
 // If `complete` throws, the exception goes to the error hook and the callback gets UV_ENOMEM.
 //
-// The coroutine face is one line: `duet::awaitable<Result>([&](auto cb) { my_op(loop, ..., std::move(cb)); })`.
+// The coroutine face is one line: `duet::awaitable<Result>([=, &loop](auto cb) { my_op(loop, ..., std::move(cb)); })`.
+// The operation starts only when the awaitable is awaited, so the lambda captures the arguments by
+// value (a `[&]` capture of a function's parameters dangles once the awaitable is returned from it).
 // docs/your-own-operation.md has a whole example.
 //
 // Cost: one pooled allocation per operation, recycled (none once the pool is warm).

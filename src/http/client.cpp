@@ -773,7 +773,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         }
         req_.url = std::move(next);
         ++redirects_;
-        if (res.status == 303 || ((res.status == 301 || res.status == 302) && req_.method == "POST")) {
+        // RFC 9110 15.4: a 303 is answered by a GET (a HEAD stays a HEAD: its caller wants no body), and
+        // a 301 or 302 after a POST is too, as every user agent does.
+        if ((res.status == 303 && req_.method != "HEAD") ||
+            ((res.status == 301 || res.status == 302) && req_.method == "POST")) {
           req_.method = "GET";
           req_.body.clear();
           req_.headers.remove("Content-Length");

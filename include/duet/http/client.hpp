@@ -21,7 +21,7 @@
 // the idle connection just as the request went out), an idempotent request (GET, HEAD, PUT, DELETE,
 // OPTIONS, TRACE) is retried once on a fresh connection; a non-idempotent one never is. Redirects
 // (301, 302, 303, 307, 308) are followed up to `max_redirects` (0 turns following off); 303, and
-// 301/302 after a POST, continue as GET without a body. A redirect to another origin (scheme, host or
+// 301/302 after a POST, continue as GET without a body (a HEAD stays a HEAD). A redirect to another origin (scheme, host or
 // port) drops `Authorization`, `Proxy-Authorization`, `Cookie` and a caller-set `Host`; one from https
 // to http fails with `errc::insecure_redirect` unless `allow_https_to_http_redirects` is set.
 //

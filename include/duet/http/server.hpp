@@ -115,8 +115,9 @@ class RequestBody {
   /// True if the body is streamed here; false: it is in `ServerRequest::body` (or there is none).
   bool streamed() const noexcept { return queue_ != nullptr; }
   /// The next piece: `cb(std::error_code, std::string piece)`, an empty piece at the end (and after
-  /// it). Errors: the connection ended first (UV_ECONNABORTED), `errc::body_too_large` past
-  /// `max_streamed_body_bytes`, UV_ECANCELED if cancelled (the rest of the body is then dropped, as
+  /// it). Errors: the connection ended first (UV_ECONNABORTED, a timeout included),
+  /// `errc::malformed_response` if the body's framing is broken (a bad chunk), `errc::body_too_large`
+  /// past `max_streamed_body_bytes`, UV_ECANCELED if cancelled (the rest of the body is then dropped, as
   /// when the RequestBody is). One read at a time. Throws `errc::loop_closed` once the Loop is gone; a
   /// read waiting as the Loop goes is never called, and its callback is destroyed then.
   template <class Callback>
