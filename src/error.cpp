@@ -63,6 +63,8 @@ class DuetCategory final : public std::error_category {
         return "redirect from https to http refused";
       case errc::queue_closed:
         return "the queue is closed";
+      case errc::body_producer_failed:
+        return "a streamed body's producer threw or dropped its piece unanswered";
     }
     return "unknown duet error " + std::to_string(ev);
   }
@@ -123,6 +125,8 @@ const char* duet_error_name(int ev) noexcept {
       return "insecure_redirect";
     case errc::queue_closed:
       return "queue_closed";
+    case errc::body_producer_failed:
+      return "body_producer_failed";
   }
   return nullptr;
 }

@@ -62,6 +62,7 @@ TEST_CASE("error_name gives duet's own codes their enumerator's name", "[error]"
       {errc::tls_protocol_error, "tls_protocol_error"},
       {errc::insecure_redirect, "insecure_redirect"},
       {errc::queue_closed, "queue_closed"},
+      {errc::body_producer_failed, "body_producer_failed"},
   };
   for (auto [code, name] : names) CHECK(duet::error_name(duet::make_error_code(code)) == name);
   // A value duet does not define, and codes of other categories, keep "category:value".

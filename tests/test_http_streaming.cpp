@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "deadline.hpp"
 #include "duet/http/client.hpp"
 #include "duet/http/file_body.hpp"
 #include "duet/http/server.hpp"
@@ -808,6 +809,60 @@ TEST_CASE("upload: a producer's error, and a body that breaks its Content-Length
   CHECK(never.pulls == 0);  // refused before anything was sent
 }
 
+TEST_CASE("upload: a producer that throws or drops its piece fails the request, never inside upload()",
+          "[http][streaming][upload]") {
+  duet::Loop loop;
+  duet::test::Deadline deadline(loop, 20s);
+  const std::string data = pattern(1 << 20);
+  auto server = echo_length_server(loop, data, 4 << 20);
+  duet::http::Client client(loop);
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  enum class Way { throws, drops, drops_later };
+  const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later);
+  const int fail_at = GENERATE(1, 3);  // 1: inside upload(), on the connection a GET left idle
+  CAPTURE(face, static_cast<int>(way), fail_at);
+  REQUIRE_FALSE(duet::test::get(face, loop, client, url_of(server, "/warm")).ec);
+  REQUIRE(client.idle_connections() == 1);
+
+  std::vector<duet::http::BodyPiece> kept;
+  auto producer = [&, n = 0](duet::http::BodyPiece give) mutable {
+    if (++n < fail_at) return give(std::error_code(), std::string(1000, 'x'));
+    switch (way) {
+      case Way::throws:
+        throw std::runtime_error("the producer's source went away");
+      case Way::drops:
+        return;
+      case Way::drops_later:
+        kept.push_back(std::move(give));
+        return loop.post([&] { kept.clear(); });
+    }
+  };
+  duet::test::GetResult r;
+  if (face == Face::callbacks) {  // the callback comes on a later turn, not inside the call
+    std::optional<duet::test::GetResult> out;
+    bool inside = true;
+    bool called_inside = false;
+    client.upload(post(url_of(server, "/up")), producer, [&](std::error_code ec, duet::http::Response res) {
+      called_inside = inside;
+      out = duet::test::GetResult{ec, std::move(res)};
+    });
+    inside = false;
+    while (!out && !deadline.expired) loop.run_once();
+    REQUIRE(out);
+    CHECK_FALSE(called_inside);
+    r = std::move(*out);
+  } else {
+    r = upload(face, loop, client, post(url_of(server, "/up")), producer);
+  }
+  CHECK_FALSE(deadline.expired);
+  CHECK(r.ec == duet::errc::body_producer_failed);
+  CHECK_THAT(r.res.reason, Catch::Contains(way == Way::throws ? "threw: the producer's source went away"
+                                                              : "dropped its piece unanswered"));
+  // The connection the body was going out on is closed (half a body cannot be taken back).
+  while (client.open_connections() != 0 && !deadline.expired) loop.run_once();
+  CHECK(client.open_connections() == 0);
+}
+
 // ---- streamed server responses ---------------------------------------------------------------------
 
 namespace {
@@ -984,6 +1039,69 @@ TEST_CASE("streamed server responses: HTTP/1.0, pipelined order, a failing produ
     REQUIRE(errors.messages.size() == 1);
     CHECK_THAT(errors.messages[0], Catch::Contains("broke its Content-Length"));
   }
+}
+
+namespace {
+bool producer_freed = false;  // set by the producer's captures as they are destroyed
+struct FreedWitness {
+  FreedWitness() = default;
+  FreedWitness(FreedWitness&& other) noexcept : live(std::exchange(other.live, false)) {}
+  ~FreedWitness() {
+    if (live) producer_freed = true;
+  }
+  bool live = true;
+};
+}  // namespace
+
+TEST_CASE("a streamed server response's producer that throws, drops its piece, or ends at once",
+          "[http][streaming][server]") {
+  duet::test::ErrorLog errors;  // outlives the loop, which may report as it is destroyed
+  duet::Loop loop;
+  loop.set_error_handler(errors.handler());
+  duet::test::Deadline deadline(loop, 20s);  // a connection nothing ends would hang the test instead
+  enum class Way { throws, drops, drops_later, ends_at_once };
+  const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later, Way::ends_at_once);
+  CAPTURE(static_cast<int>(way));
+  std::vector<duet::http::BodyPiece> kept;  // a piece held by the producer, dropped on a later turn
+  producer_freed = false;
+  bool alive_after_answer = false;
+  duet::http::Server server(loop, duet::Endpoint::loopback(0), [&](duet::http::ServerRequest, duet::http::Reply reply) {
+    reply.stream(duet::http::Response{200, "OK", {}, {}},
+                 [&, n = 0, witness = FreedWitness()](duet::http::BodyPiece give) mutable {
+                   if (n++ == 0) return give(std::error_code(), "first piece\n");
+                   switch (way) {
+                     case Way::throws:
+                       throw std::runtime_error("the producer's disk went away");
+                     case Way::drops:
+                       return;
+                     case Way::drops_later:
+                       kept.push_back(std::move(give));
+                       return loop.post([&] { kept.clear(); });
+                     case Way::ends_at_once:
+                       give(std::error_code(), std::string());  // the last piece ends the response here...
+                       alive_after_answer = !producer_freed;    // ...while this producer still runs
+                       return;
+                   }
+                 });
+  });
+  duet::http::ClientOptions options;
+  options.read_timeout = 5s;  // (before the fix, the client's only way out)
+  duet::http::Client client(loop, options);
+  auto r = duet::test::get(Face::callbacks, loop, client, url_of(server, "/"));
+  if (way == Way::ends_at_once) {
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.res.body == "first piece\n");
+    CHECK(alive_after_answer);  // it was destroyed inside its own call before
+    CHECK(errors.messages.empty());
+    return;
+  }
+  // The body is cut short (a chunked body without its end), the connection closed, the failure reported.
+  CHECK(r.ec == duet::errc::malformed_response);
+  while (server.connections() != 0 && !deadline.expired) loop.run_once();
+  CHECK(server.connections() == 0);
+  REQUIRE(errors.messages.size() == 1);
+  CHECK_THAT(errors.messages[0],
+             Catch::Contains(way == Way::throws ? "the producer's disk went away" : "dropped its piece unanswered"));
 }
 
 TEST_CASE("a streamed server response read by curl and by Node.js", "[http][streaming][server][peers]") {

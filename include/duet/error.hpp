@@ -48,6 +48,7 @@ enum class errc {
   tls_protocol_error,  ///< TLS: a corrupt or unexpected record after the handshake
   insecure_redirect,  ///< HTTP: a redirect from https to http (refused by default)
   queue_closed,  ///< Queue: closed (a push is refused; a pop finds it closed and empty)
+  body_producer_failed,  ///< HTTP: a streamed body's producer threw, or dropped its `BodyPiece` uncalled
 };
 
 /// duet's own error category.

@@ -15,6 +15,7 @@
 #include "duet/timer.hpp"
 #include "duet/tls.hpp"
 #include "loop_gone_watch.hpp"
+#include "owed_piece.hpp"
 #include "spares.hpp"
 #include "transport.hpp"
 
@@ -570,28 +571,60 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     pull();
   }
 
+  /// The producer's answer to one request for a piece (`pull`).
+  struct UploadAnswer {
+    std::shared_ptr<Exchange> self;
+    unsigned attempt;
+    void operator()(std::error_code ec, std::string piece) { self->send_piece(attempt, ec, std::move(piece)); }
+    void dropped() noexcept { self->piece_dropped(attempt); }
+  };
+
+  // A failure below ends the request on a later turn (`fail_later`): the producer may be answering
+  // inside `upload` itself (a pooled connection starts the body at once), or inside its own destructor.
   void pull() {
     pulled_ = true;  // from now on the request cannot be sent again
-    (*streamed_->source)([self = shared_from_this(), attempt = attempt_](std::error_code ec, std::string piece) {
-      self->send_piece(attempt, ec, std::move(piece));
-    });
+    const auto keep = shared_from_this();
+    const unsigned attempt = attempt_;
+    Producing& producing = streamed_->producing;
+    const std::exception_ptr threw = ask_producer(*streamed_->source, UploadAnswer{keep, attempt}, producing);
+    const bool dropped = std::exchange(producing.dropped, false);
+    if (!threw && !dropped) return;
+    if (sending(attempt)) return producer_failed(threw);
+    if (threw && *core_->loop_alive) core_->loop.report(threw);  // it threw after its last piece: nothing to fail
+  }
+
+  bool sending(unsigned attempt) const noexcept {
+    return !finished_ && attempt == attempt_ && upload_ == Upload::sending && conn_ && *core_->loop_alive;
+  }
+
+  void piece_dropped(unsigned attempt) noexcept {
+    if (!sending(attempt)) return;
+    if (streamed_->producing.now) {  // told once the producer returns, or with what it throws
+      streamed_->producing.dropped = true;
+      return;
+    }
+    producer_failed(nullptr);
+  }
+
+  void producer_failed(const std::exception_ptr& threw) noexcept {
+    try {
+      fail_later(make_error_code(errc::body_producer_failed), "the request body's producer " + producer_failure(threw));
+    } catch (...) {  // out of memory for the reason: fail without it
+      fail_later(make_error_code(errc::body_producer_failed), std::string());
+    }
   }
 
   void send_piece(unsigned attempt, std::error_code ec, std::string piece) {
-    if (finished_ || attempt != attempt_ || upload_ != Upload::sending || !conn_ || !*core_->loop_alive) return;
+    if (!sending(attempt)) return;
     const bool last = piece.empty();
-    if (ec) {
-      drop_connection();
-      return fail(ec, "the request body's producer failed: " + ec.message());
-    }
+    if (ec) return fail_later(ec, "the request body's producer failed: " + ec.message());
     Streamed& st = *streamed_;
     st.uploaded += piece.size();
     if (st.upload_length && (st.uploaded > *st.upload_length || (last && st.uploaded != *st.upload_length))) {
-      drop_connection();
-      return fail(make_error_code(errc::invalid_argument),
-                  "the request body's producer gave " + std::string(last ? "" : "at least ") +
-                      std::to_string(st.uploaded) + " bytes against a Content-Length of " +
-                      std::to_string(*st.upload_length));
+      return fail_later(make_error_code(errc::invalid_argument),
+                        "the request body's producer gave " + std::string(last ? "" : "at least ") +
+                            std::to_string(st.uploaded) + " bytes against a Content-Length of " +
+                            std::to_string(*st.upload_length));
     }
     std::string bytes;
     if (st.upload_length) {
@@ -906,6 +939,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     std::optional<std::uint64_t> upload_length;  // the length the request declares (else chunked)
     std::uint64_t uploaded = 0;                  // what is sent
     std::optional<Timer> continue_timer;         // the wait for 100 Continue
+    Producing producing;                         // the producer is asked for a piece (`pull`)
   };
   Streamed& streamed() {
     if (!streamed_) streamed_ = std::make_unique<Streamed>();

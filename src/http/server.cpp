@@ -16,6 +16,7 @@
 #include "duet/tcp.hpp"
 #include "duet/timer.hpp"
 #include "loop_gone_watch.hpp"
+#include "owed_piece.hpp"
 #include "spares.hpp"
 #include "transport.hpp"
 
@@ -419,7 +420,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     s.bytes = serialize_streamed_head(res, s.close, length, chunked);
     if (!s.head && res.status != 204 && res.status != 304) {
-      s.source = std::make_unique<BodySource>(std::move(body));
+      s.source = std::make_shared<BodySource>(std::move(body));
       s.length = length;
       s.chunked = chunked;
     }
@@ -512,7 +513,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     bool head = false;
     int minor = 1;  // the request's HTTP/1.x
     // A streamed response: its body's producer, and its framing.
-    std::unique_ptr<BodySource> source{};
+    std::shared_ptr<BodySource> source{};  // shared: a producer runs on while its last piece ends `streaming_`
     std::optional<std::uint64_t> length{};
     bool chunked = false;
     bool interim = false;         // a `100 Continue`: resolved when `bytes` is set (empty)...
@@ -525,7 +526,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   };
   /// The streamed response being written: later responses wait for its end.
   struct Streaming {
-    std::unique_ptr<BodySource> source;
+    std::shared_ptr<BodySource> source;
     std::optional<std::uint64_t> length;
     bool chunked = false;
     bool close = false;
@@ -1170,12 +1171,50 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
   }
 
+  /// The producer's answer to one request for a piece (`ask_for_piece`).
+  struct PieceAnswer {
+    std::weak_ptr<ServerConnection> weak;
+    void operator()(std::error_code ec, std::string piece) {
+      if (auto self = weak.lock()) self->streamed_piece(ec, std::move(piece));
+    }
+    void dropped() noexcept {
+      if (auto self = weak.lock()) self->piece_dropped();
+    }
+  };
+
   void ask_for_piece() {
     if (!streaming_ || closed_ || streaming_->asked) return;
     streaming_->asked = true;
-    (*streaming_->source)([weak = weak_from_this()](std::error_code ec, std::string piece) {
-      if (auto self = weak.lock()) self->streamed_piece(ec, std::move(piece));
-    });
+    const auto keep = shared_from_this();
+    const std::shared_ptr<BodySource> source = streaming_->source;  // a last piece given at once ends `streaming_`
+    const std::exception_ptr threw = ask_producer(*source, PieceAnswer{weak_from_this()}, producing_);
+    if (threw) report(threw);  // (a producer that threw after giving its piece has only this)
+    // Its piece was dropped (as it threw, or unanswered): nothing will come, and only a body cut short
+    // tells the client.
+    if (std::exchange(producing_.dropped, false)) producer_failed(threw);
+  }
+
+  /// A producer's piece was destroyed unanswered.
+  void piece_dropped() noexcept {
+    if (!streaming_ || closed_ || !streaming_->asked || !*core_->loop_alive) return;
+    if (producing_.now) {  // seen once the producer returns, or with what it throws
+      producing_.dropped = true;
+      return;
+    }
+    producer_failed(nullptr);
+  }
+
+  void producer_failed(const std::exception_ptr& threw) noexcept {
+    if (closed_ || !*core_->loop_alive) return;
+    if (!threw) {  // (what a producer threw is reported as it is)
+      try {
+        report(std::make_exception_ptr(std::system_error(
+            make_error_code(errc::body_producer_failed),
+            "http::Server: a streamed response's producer dropped its piece unanswered; the response is cut short")));
+      } catch (...) {
+      }
+    }
+    shut();
   }
 
   void streamed_piece(std::error_code ec, std::string piece) {
@@ -1223,6 +1262,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   Transport stream_;
   Endpoint peer_;
   std::unique_ptr<RequestParse> parse_;  // while a request is being read (`begin_parse`)
+  Producing producing_;                  // a streamed response's producer is asked for a piece
   std::vector<Slot> slots_;              // a vector, not a deque: an empty deque holds 576 bytes, an empty vector none
   std::uint64_t first_seq_ = 0;
   std::size_t writes_pending_ = 0;     // responses handed to the stream, not yet written

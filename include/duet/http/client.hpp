@@ -21,9 +21,10 @@
 // the idle connection just as the request went out), an idempotent request (GET, HEAD, PUT, DELETE,
 // OPTIONS, TRACE) is retried once on a fresh connection; a non-idempotent one never is. Redirects
 // (301, 302, 303, 307, 308) are followed up to `max_redirects` (0 turns following off); 303, and
-// 301/302 after a POST, continue as GET without a body (a HEAD stays a HEAD). A redirect to another origin (scheme, host or
-// port) drops `Authorization`, `Proxy-Authorization`, `Cookie` and a caller-set `Host`; one from https
-// to http fails with `errc::insecure_redirect` unless `allow_https_to_http_redirects` is set.
+// 301/302 after a POST, continue as GET without a body (a HEAD stays a HEAD). A redirect to another
+// origin (scheme, host or port) drops `Authorization`, `Proxy-Authorization`, `Cookie` and a
+// caller-set `Host`; one from https to http fails with `errc::insecure_redirect` unless
+// `allow_https_to_http_redirects` is set.
 //
 // Every peer is hostile (docs/http.md, "Security"): a response's head is bounded in bytes
 // (`max_header_bytes`) and fields (`max_header_fields`), a buffered body by `max_body_bytes` (16 MiB by
@@ -43,7 +44,8 @@
 // (connect, response headers, or whole request: the reason says which), `errc::malformed_response`
 // (llhttp's reason, or "truncated"), `errc::header_too_large`, `errc::body_too_large`,
 // `errc::too_many_redirects`, `errc::bad_url`, `errc::unsupported_scheme` (not http or https), the
-// TLS errors of tls.hpp (`errc::tls_*`, with OpenSSL's reason), `errc::insecure_redirect`, UV_ECANCELED. A
+// TLS errors of tls.hpp (`errc::tls_*`, with OpenSSL's reason), `errc::insecure_redirect`,
+// `errc::body_producer_failed` (an upload's producer threw or dropped its piece), UV_ECANCELED. A
 // response that fails midway is never delivered as a success. An HTTP error status (404, 500, ...)
 // is not an error: it is a response.
 //
@@ -299,7 +301,10 @@ class Client {
   /// response instead (417, 413, 401, ...) is returned and the body is never asked for. A response
   /// that comes before the body is all sent ends the request (the connection is then closed). An
   /// upload is not retried on a fresh connection once its body has been asked for, and redirects are
-  /// returned as responses, not followed (the body cannot be sent twice). `cb(std::error_code, Response)`.
+  /// returned as responses, not followed (the body cannot be sent twice). A producer that answers
+  /// with an error code fails the request with it; one that throws, or drops its `BodyPiece`
+  /// uncalled, fails it with `errc::body_producer_failed` (the reason says which, with what it
+  /// threw). `cb(std::error_code, Response)`, never inside this call.
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, Response>
   void upload(Request req, BodySource body, Callback&& cb) {

@@ -33,7 +33,9 @@ using BodyPiece = duet::detail::UniqueFunction<void(std::error_code, std::string
 /// Produces a streamed body, piece by piece (`Client::upload`'s request body, `Reply::stream`'s
 /// response body): called each time the connection is ready for the next piece (the one before it
 /// has been taken by the kernel), with the `BodyPiece` to answer with. So a peer that stops reading
-/// stops the producer: nothing piles up.
+/// stops the producer: nothing piles up. No deadline runs while the producer works; a producer that
+/// throws, or lets its `BodyPiece` be destroyed uncalled, fails the transfer
+/// (`errc::body_producer_failed`), since no piece could come after.
 using BodySource = duet::detail::UniqueFunction<void(BodyPiece)>;
 
 namespace detail {
