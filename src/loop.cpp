@@ -179,6 +179,20 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   if (core->holds_ == 0 && mailbox.queue.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
 }
 
+void LoopCore::cancel_tasks() noexcept {
+  // Through the cancelled list, so that each is asked once (a task may finish and unlink, or spawn
+  // another, which is asked too); those still suspended go back.
+  while (SpawnedTask* t = tasks_.front()) {
+    tasks_.erase(t);
+    cancelled_tasks_.push_front(t);
+    t->cancel();
+  }
+  while (SpawnedTask* t = cancelled_tasks_.front()) {
+    cancelled_tasks_.erase(t);
+    tasks_.push_front(t);
+  }
+}
+
 void LoopCore::cancel_and_destroy_tasks() noexcept {
   // Destroying frames can create new orphans (an as_completed abandoned by a destroyed frame): repeat
   // until no task is left.

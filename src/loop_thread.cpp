@@ -80,6 +80,12 @@ void LoopGroup::join() noexcept {
 
 LoopGroup::~LoopGroup() {
   join();
+  // A task may be away on another loop of the group (resume_on), waiting on something of that loop's.
+  // So every loop's tasks are cancelled before any loop is destroyed: here, where every loop is now
+  // run (nothing else runs them), each stop reaches what it waits on at once, while both loops are
+  // whole. (Destroying the away loop first left its stop registrations to a freed loop.) `join`
+  // made this thread every loop's.
+  for (auto& t : threads_) t->loop().core().cancel_tasks();
   while (!threads_.empty()) threads_.pop_back();  // each destroys its (stopped) loop, here
 }
 

@@ -481,6 +481,58 @@ TEST_CASE("a LoopGroup shut down with tasks hopping and submits in flight frees 
   CHECK((!submit_ec || submit_ec == duet::errc::loop_closed));
 }
 
+TEST_CASE("a task cancelled from another thread just before its Loop is destroyed unwinds and leaves no waiter",
+          "[loop_thread][cancel]") {
+  duet::Semaphore sem(0);  // outlives the Loop
+  bool unwound = false;
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});  // (the Loop reports its unfinished task)
+    auto child = [&]() -> Task<> {
+      try {
+        auto permit = co_await sem.acquire();
+      } catch (const duet::Cancelled&) {
+        unwound = true;
+        throw;
+      }
+    };
+    auto parent = [&]() -> Task<> { co_await duet::when_all(child()); };
+    auto handle = duet::spawn(loop, parent());
+    loop.run_once();  // the child starts, and queues
+    REQUIRE(sem.waiting() == 1);
+    // The stop reaches the loop on a turn that never comes: the Loop is destroyed first.
+    std::thread([&] { handle.cancel(); }).join();
+  }
+  // The Loop requested it as it went, and the waiter left the queue before its frame was freed.
+  CHECK(unwound);
+  CHECK(sem.waiting() == 0);
+  sem.release();  // (it used to resume the freed frame)
+  CHECK(sem.available() == 1);
+}
+
+TEST_CASE("a LoopGroup destroyed while a task waits on another of its loops cancels the task there first",
+          "[loop_thread][resume_on][shutdown]") {
+  auto sem = std::make_unique<duet::Semaphore>(0);  // used on loop 1's thread only; outlives the group
+  std::atomic<bool> unwound{false};
+  {
+    duet::LoopGroup loops(2);
+    auto task = [&](duet::Loop& there) -> Task<> {
+      co_await duet::resume_on(there);
+      try {
+        auto permit = co_await sem->acquire();
+      } catch (const duet::Cancelled&) {
+        unwound = true;
+        throw;
+      }
+    };
+    for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
+    call_on(loops[0], [&] { duet::spawn(loops[0], task(loops[1])).detach(); });
+    for (bool queued = false; !queued;) call_on(loops[1], [&] { queued = sem->waiting() == 1; });
+  }  // loop 1, the task's away loop, is destroyed first: its stop used to reach a freed loop
+  CHECK(unwound);
+  CHECK(sem->waiting() == 0);
+}
+
 TEST_CASE("listeners that ask for it share a port, and others are refused it", "[loop_thread][server_group]") {
   duet::Loop loop;
   duet::TcpListener first(loop, duet::Endpoint::loopback(0), 16, true);

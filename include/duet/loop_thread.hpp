@@ -17,9 +17,12 @@
 // coroutine while the loop has unfinished tasks: that aborts, saying so): what was pending on
 // it is cancelled, spawned tasks are cancelled and freed, and functions posted to it since are
 // dropped (a `submit` waiting on it reports `duet::errc::loop_closed`). `LoopGroup` joins all its
-// threads before it destroys any loop, so that no loop runs while another is torn down: a task that
-// hopped between them is then freed, never resumed on a dying loop. For loops that pass work to each
-// other, use one group (or join every LoopThread before destroying any). Calling `join()` from the
+// threads, then cancels every loop's tasks, then destroys the loops: no loop runs while another is
+// torn down, and a task away on another loop of the group (resume_on) hears of its cancellation
+// there, while both loops are whole (what it waits on, a Semaphore say, lets it go); one that stays
+// suspended is freed, never resumed on a dying loop. For loops that pass work to each other, use one
+// group. (By hand: join every LoopThread, then destroy a task's own loop before any loop it is away
+// on.) Calling `join()` from the
 // loop's own thread is a programming error (it would wait for itself): it aborts with a message.
 //
 // Cost: a thread (its stack: 8 MiB of address space by default, a few pages of memory in use) and a
@@ -70,7 +73,7 @@ class LoopGroup {
  public:
   /// Starts `n` LoopThreads (at least one: `std::invalid_argument` otherwise).
   explicit LoopGroup(std::size_t n);
-  /// Joins every thread, then destroys the loops (see above).
+  /// Joins every thread, cancels every loop's tasks, then destroys the loops (see above).
   ~LoopGroup();
   LoopGroup(const LoopGroup&) = delete;
   LoopGroup& operator=(const LoopGroup&) = delete;

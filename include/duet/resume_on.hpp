@@ -27,7 +27,8 @@
 // a duet task running on a loop (`spawn`, `run`, or a task they await) throws `std::logic_error`.
 //
 // Lifetime rule: a loop must outlive the tasks it has sent away, or be destroyed only once they are
-// home or no loop runs them: `LoopGroup` stops all its loops before it destroys any.
+// home or no loop runs them: `LoopGroup` stops all its loops, and cancels their tasks, before it
+// destroys any (a loop a task is away on must not be destroyed before the task's own loop).
 //
 // Cost: a hop is one small shared allocation and a post (a mutex and a `uv_async_send`); the first hop
 // away from the task's own loop allocates its record of where it is (freed when it comes home).

@@ -145,6 +145,9 @@ class LoopCore {
   [[noreturn]] static void reentered() noexcept;
   /// Makes the calling thread the loop's (a LoopThread joined: nothing runs the loop any more).
   void adopt_thread() noexcept { set_loop_thread(); }
+  /// Requests stop on every spawned task (on the loop's thread), leaving them this loop's: what they
+  /// wait on hears of it at once. Before loops are destroyed together (`~LoopGroup`).
+  void cancel_tasks() noexcept;
 
   /// Allocates (from the loop's free lists) and links a resource of type T.
   template <class T, class... A>
