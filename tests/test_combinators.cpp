@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 
@@ -275,4 +276,52 @@ TEST_CASE("leaving as_completed after every task finished still reports an untak
   };
   CHECK(duet::run(loop, t(loop)) == 0);
   CHECK(errors == std::vector<std::string>{"failed at once"});
+}
+
+namespace {
+Task<int> served(duet::Semaphore& sem) {
+  auto permit = co_await sem.acquire();
+  co_return 42;
+}
+}  // namespace
+
+TEST_CASE("a coroutine cancelled in the turn its tasks finish sees Cancelled from every combinator",
+          "[when_all][with_timeout][cancel]") {
+  using Make = std::function<Task<int>(duet::Semaphore&)>;
+  const std::pair<const char*, Make> combinators[] = {
+      {"when_all",
+       [](duet::Semaphore& s) -> Task<int> {
+         auto [v] = co_await duet::when_all(served(s));
+         co_return v;
+       }},
+      {"when_all over a range",
+       [](duet::Semaphore& s) -> Task<int> {
+         std::vector<Task<int>> tasks;
+         tasks.push_back(served(s));
+         co_return (co_await duet::when_all(std::move(tasks)))[0];
+       }},
+      {"when_all_settled",
+       [](duet::Semaphore& s) -> Task<int> {
+         auto [v] = co_await duet::when_all_settled(served(s));
+         co_return v.value();
+       }},
+      {"when_any", [](duet::Semaphore& s) -> Task<int> { co_return std::get<0>(co_await duet::when_any(served(s))); }},
+      {"with_timeout", [](duet::Semaphore& s) -> Task<int> { co_return co_await duet::with_timeout(10s, served(s)); }},
+  };
+  for (const auto& [name, make] : combinators) {
+    INFO(name);
+    duet::Loop loop;
+    duet::Semaphore sem(0);
+    auto parent = duet::spawn(loop, make(sem));
+    while (sem.waiting() == 0) loop.run_once();  // the task waits inside the combinator
+    auto poke = [&]() -> Task<> {                // a coroutine: what it resumes runs once it has suspended
+      sem.release();                             // the task is served (it finishes in this step)...
+      parent.cancel();                           // ...and the coroutine awaiting it is cancelled before it resumes
+      co_return;
+    };
+    duet::spawn(loop, poke()).detach();
+    loop.run();
+    REQUIRE(parent.done());
+    CHECK_THROWS_AS(parent.result(), duet::Cancelled);
+  }
 }

@@ -141,7 +141,7 @@ class WhenAllBase : public TaskJoin {
   void rethrow_failure() {
     if (group_.first) std::rethrow_exception(group_.first);
   }
-  /// when_all_settled: the awaiting coroutine was cancelled (its tasks were, with it).
+  /// The awaiting coroutine was cancelled (its tasks were, with it): it sees Cancelled, whatever they did.
   void throw_if_cancelled() const {
     if (parent_context_->stop_token.stop_requested()) throw Cancelled();
   }
@@ -178,6 +178,7 @@ class WhenAll final : public WhenAllBase {
       throw_if_cancelled();
       return std::apply([](auto&... t) { return std::tuple(Settled(take_outcome(t))...); }, tasks_);
     } else {
+      throw_if_cancelled();  // (even if every task had finished: the awaiting coroutine was cancelled)
       rethrow_failure();
       return std::apply([](auto&... t) { return std::tuple(take_value(t)...); }, tasks_);
     }
@@ -211,6 +212,7 @@ class WhenAllRange final : public WhenAllBase {
       for (auto& t : tasks_) all.emplace_back(take_outcome(t));
       return all;
     } else {
+      throw_if_cancelled();
       rethrow_failure();
       if constexpr (std::is_void_v<T>) {
         return;

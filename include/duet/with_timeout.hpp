@@ -74,6 +74,7 @@ class WithTimeout final : public Join {
   }
 
   T await_resume() {
+    if (parent_token_.stop_requested()) throw Cancelled();  // whatever the work did meanwhile
     if (outcome_.failed()) {
       if (timed_out_ && is_cancelled_exception(outcome_.error()) && !parent_token_.stop_requested()) throw TimedOut();
       // (a result that arrived in the deadline's own turn is returned below, timed out or not)
