@@ -4,6 +4,7 @@
 #include <array>
 
 #include "duet/http/detail/head_collector.hpp"
+#include "owed_piece.hpp"
 
 namespace duet::http {
 
@@ -128,6 +129,17 @@ unsigned connection_options(std::string_view value) noexcept {
     if (equals_lowercase(option, "keep-alive")) options |= kConnectionKeepAlive;
   });
   return options;
+}
+
+std::string producer_failure(const std::exception_ptr& threw) {
+  if (!threw) return "dropped its piece unanswered";
+  try {
+    std::rethrow_exception(threw);
+  } catch (const std::exception& e) {
+    return std::string("threw: ") + e.what();
+  } catch (...) {
+    return "threw";
+  }
 }
 
 }  // namespace detail
