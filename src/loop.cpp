@@ -86,19 +86,26 @@ void OnLoopStopBase::unlink() noexcept {
 
 void OnLoopStopBase::Trampoline::operator()() const noexcept { self->fire(); }
 
+/// A stop requested on another thread, on its way to the loop's (posted). Named, so that a Loop
+/// destroyed before it arrives can find it among the functions it drops, and deliver it.
+struct RoutedStop {
+  CellRef ref;
+  void operator()() const noexcept {
+    if (OnLoopStopBase* self = ref.cell->target) {
+      // This stop is being delivered: nothing is left to clear.
+      self->cell_ = nullptr;
+      release(ref.cell);
+      self->call_(self);
+    }
+  }
+};
+
 void OnLoopStopBase::fire() noexcept {
   if (!core_ || core_->on_loop_thread()) return call_(this);
   try {
     auto* cell = new Cell{{2}, this};  // one reference here, one in the posted function
     cell_ = cell;                      // read on the loop thread only after `stop_` is destroyed (see unlink)
-    core_->post([ref = CellRef(cell)] {
-      if (OnLoopStopBase* self = ref.cell->target) {
-        // This stop is being delivered: nothing is left to clear.
-        self->cell_ = nullptr;
-        release(ref.cell);
-        self->call_(self);
-      }
-    });
+    core_->post(RoutedStop{CellRef(cell)});
   } catch (...) {
     std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
   }
@@ -179,7 +186,8 @@ void LoopCore::run_queue(uv_async_t* async) noexcept {
   if (core->holds_ == 0 && mailbox.queue.empty()) uv_unref(reinterpret_cast<uv_handle_t*>(async));
 }
 
-void LoopCore::cancel_tasks() noexcept {
+void LoopCore::start_closing() noexcept {
+  closing_ = true;
   // Through the cancelled list, so that each is asked once (a task may finish and unlink, or spawn
   // another, which is asked too); those still suspended go back.
   while (SpawnedTask* t = tasks_.front()) {
@@ -364,8 +372,16 @@ Loop::~Loop() {
     dropped.swap(core->mailbox_->queue);
     core->mailbox_->closed = true;  // later posts (a stop requested on another thread) are refused
   }
-  dropped.clear();  // outside the lock: what they own may close handles as it goes
+  // Outside the lock: what they own may close handles as it goes. A stop routed here from another
+  // thread is kept, and delivered below as if it had been requested now: its task is cancelled
+  // like every other (a waiter at a Semaphore outliving the Loop leaves its queue before the frame
+  // goes), where dropping it would leave the stop requested and never carried out.
+  for (auto& fn : dropped)
+    if (!fn.holds<detail::RoutedStop>()) fn.reset();
   core->abandon_all();
+  for (auto& fn : dropped)
+    if (fn) fn();
+  dropped.clear();
   // Spawned tasks: cancelled first (a task waiting on a semaphore unwinds with Cancelled), then the
   // frames of those still suspended on abandoned operations are destroyed.
   core->cancel_and_destroy_tasks();

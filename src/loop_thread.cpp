@@ -83,9 +83,12 @@ LoopGroup::~LoopGroup() {
   // A task may be away on another loop of the group (resume_on), waiting on something of that loop's.
   // So every loop's tasks are cancelled before any loop is destroyed: here, where every loop is now
   // run (nothing else runs them), each stop reaches what it waits on at once, while both loops are
-  // whole. (Destroying the away loop first left its stop registrations to a freed loop.) `join`
-  // made this thread every loop's.
-  for (auto& t : threads_) t->loop().core().cancel_tasks();
+  // whole. (Destroying the away loop first left its stop registrations to a freed loop.) This thread
+  // is made every loop's first (`join` makes the joining thread the loop's, and that may have been
+  // another), so that each stop is carried out here and now; and no user callback runs from here on
+  // (an `on_done` of a task that ends), as in a Loop's destruction.
+  for (auto& t : threads_) t->loop().core().adopt_thread();
+  for (auto& t : threads_) t->loop().core().start_closing();
   while (!threads_.empty()) threads_.pop_back();  // each destroys its (stopped) loop, here
 }
 

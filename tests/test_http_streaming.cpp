@@ -811,14 +811,16 @@ TEST_CASE("upload: a producer's error, and a body that breaks its Content-Length
 
 TEST_CASE("upload: a producer that throws or drops its piece fails the request, never inside upload()",
           "[http][streaming][upload]") {
+  duet::test::ErrorLog errors;  // outlives the loop
   duet::Loop loop;
+  loop.set_error_handler(errors.handler());
   duet::test::Deadline deadline(loop, 20s);
   const std::string data = pattern(1 << 20);
   auto server = echo_length_server(loop, data, 4 << 20);
   duet::http::Client client(loop);
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
-  enum class Way { throws, drops, drops_later };
-  const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later);
+  enum class Way { throws, drops, drops_later, ends_then_throws };
+  const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later, Way::ends_then_throws);
   const int fail_at = GENERATE(1, 3);  // 1: inside upload(), on the connection a GET left idle
   CAPTURE(face, static_cast<int>(way), fail_at);
   REQUIRE_FALSE(duet::test::get(face, loop, client, url_of(server, "/warm")).ec);
@@ -835,6 +837,9 @@ TEST_CASE("upload: a producer that throws or drops its piece fails the request, 
       case Way::drops_later:
         kept.push_back(std::move(give));
         return loop.post([&] { kept.clear(); });
+      case Way::ends_then_throws:  // its piece given, what it throws is only reported
+        give(std::error_code(), std::string());
+        throw std::runtime_error("the producer's source went away");
     }
   };
   duet::test::GetResult r;
@@ -855,6 +860,14 @@ TEST_CASE("upload: a producer that throws or drops its piece fails the request, 
     r = upload(face, loop, client, post(url_of(server, "/up")), producer);
   }
   CHECK_FALSE(deadline.expired);
+  if (way == Way::ends_then_throws) {
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.res.body == std::to_string(1000 * (fail_at - 1)) + " mismatch");  // the body it gave, whole
+    REQUIRE(errors.messages.size() == 1);
+    CHECK_THAT(errors.messages[0], Catch::Contains("the producer's source went away"));
+    return;
+  }
+  CHECK(errors.messages.empty());
   CHECK(r.ec == duet::errc::body_producer_failed);
   CHECK_THAT(r.res.reason, Catch::Contains(way == Way::throws ? "threw: the producer's source went away"
                                                               : "dropped its piece unanswered"));
@@ -1059,8 +1072,8 @@ TEST_CASE("a streamed server response's producer that throws, drops its piece, o
   duet::Loop loop;
   loop.set_error_handler(errors.handler());
   duet::test::Deadline deadline(loop, 20s);  // a connection nothing ends would hang the test instead
-  enum class Way { throws, drops, drops_later, ends_at_once };
-  const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later, Way::ends_at_once);
+  enum class Way { throws, drops, drops_later, ends_at_once, ends_then_throws };
+  const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later, Way::ends_at_once, Way::ends_then_throws);
   CAPTURE(static_cast<int>(way));
   std::vector<duet::http::BodyPiece> kept;  // a piece held by the producer, dropped on a later turn
   producer_freed = false;
@@ -1081,6 +1094,9 @@ TEST_CASE("a streamed server response's producer that throws, drops its piece, o
                        give(std::error_code(), std::string());  // the last piece ends the response here...
                        alive_after_answer = !producer_freed;    // ...while this producer still runs
                        return;
+                     case Way::ends_then_throws:  // its piece given, what it throws is only reported
+                       give(std::error_code(), std::string());
+                       throw std::runtime_error("the producer's disk went away");
                    }
                  });
   });
@@ -1093,6 +1109,13 @@ TEST_CASE("a streamed server response's producer that throws, drops its piece, o
     CHECK(r.res.body == "first piece\n");
     CHECK(alive_after_answer);  // it was destroyed inside its own call before
     CHECK(errors.messages.empty());
+    return;
+  }
+  if (way == Way::ends_then_throws) {
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.res.body == "first piece\n");
+    REQUIRE(errors.messages.size() == 1);
+    CHECK_THAT(errors.messages[0], Catch::Contains("the producer's disk went away"));
     return;
   }
   // The body is cut short (a chunked body without its end), the connection closed, the failure reported.

@@ -512,25 +512,39 @@ TEST_CASE("a task cancelled from another thread just before its Loop is destroye
 
 TEST_CASE("a LoopGroup destroyed while a task waits on another of its loops cancels the task there first",
           "[loop_thread][resume_on][shutdown]") {
-  auto sem = std::make_unique<duet::Semaphore>(0);  // used on loop 1's thread only; outlives the group
-  std::atomic<bool> unwound{false};
+  const bool joined_elsewhere = GENERATE(false, true);  // (joining makes the joining thread the loops')
+  CAPTURE(joined_elsewhere);
+  // Semaphores used on one loop's thread each; they outlive the group.
+  auto away_sem = std::make_unique<duet::Semaphore>(0);
+  auto home_sem = std::make_unique<duet::Semaphore>(0);
+  std::atomic<bool> unwound{false}, on_done_ran{false};
   {
     duet::LoopGroup loops(2);
-    auto task = [&](duet::Loop& there) -> Task<> {
+    auto away = [&](duet::Loop& there) -> Task<> {
       co_await duet::resume_on(there);
       try {
-        auto permit = co_await sem->acquire();
+        auto permit = co_await away_sem->acquire();
       } catch (const duet::Cancelled&) {
         unwound = true;
         throw;
       }
     };
+    auto home = [&]() -> Task<> { auto permit = co_await home_sem->acquire(); };
     for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
-    call_on(loops[0], [&] { duet::spawn(loops[0], task(loops[1])).detach(); });
-    for (bool queued = false; !queued;) call_on(loops[1], [&] { queued = sem->waiting() == 1; });
+    call_on(loops[0], [&] {
+      duet::spawn(loops[0], away(loops[1])).detach();
+      auto handle = duet::spawn(loops[0], home());
+      handle.on_done([&] { on_done_ran = true; });  // must not run inside the group's destruction
+      handle.detach();
+    });
+    for (bool queued = false; !queued;) call_on(loops[1], [&] { queued = away_sem->waiting() == 1; });
+    call_on(loops[0], [&] { REQUIRE(home_sem->waiting() == 1); });
+    if (joined_elsewhere) std::thread([&] { loops.join(); }).join();
   }  // loop 1, the task's away loop, is destroyed first: its stop used to reach a freed loop
   CHECK(unwound);
-  CHECK(sem->waiting() == 0);
+  CHECK(away_sem->waiting() == 0);
+  CHECK(home_sem->waiting() == 0);
+  CHECK_FALSE(on_done_ran);
 }
 
 TEST_CASE("listeners that ask for it share a port, and others are refused it", "[loop_thread][server_group]") {

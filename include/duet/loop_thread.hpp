@@ -19,8 +19,9 @@
 // dropped (a `submit` waiting on it reports `duet::errc::loop_closed`). `LoopGroup` joins all its
 // threads, then cancels every loop's tasks, then destroys the loops: no loop runs while another is
 // torn down, and a task away on another loop of the group (resume_on) hears of its cancellation
-// there, while both loops are whole (what it waits on, a Semaphore say, lets it go); one that stays
-// suspended is freed, never resumed on a dying loop. For loops that pass work to each other, use one
+// there, while both loops are whole (what it waits on, a Semaphore say, lets it go); no user
+// callback runs from the cancellation on (an `on_done`, as in a Loop's destruction), and a task that
+// stays suspended is freed, never resumed on a dying loop. For loops that pass work to each other, use one
 // group. (By hand: join every LoopThread, then destroy a task's own loop before any loop it is away
 // on.) Calling `join()` from the
 // loop's own thread is a programming error (it would wait for itself): it aborts with a message.

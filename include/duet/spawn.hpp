@@ -99,20 +99,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
   }
 
   bool done() const noexcept { return outcome_.index() != 0; }
-  void cancel() noexcept override {
-    // From another thread the stop itself is requested on the loop's, not only carried out there: a
-    // Loop destroyed before that turn requests it as it cancels its tasks, where everything the task
-    // waits on hears of it before any frame is destroyed (a stop half-delivered, its routing dropped
-    // with the Loop's queue, would leave a waiter queued at a semaphore for a freed frame).
-    if (*loop_alive_ && !loop_->core().on_loop_thread()) {
-      try {
-        loop_->core().post([self = this->shared_from_this()] { self->stop_.request_stop(); });
-        return;
-      } catch (...) {  // out of memory: requested here, its delivery routed as any other thread's
-      }
-    }
-    stop_.request_stop();
-  }
+  void cancel() noexcept override { stop_.request_stop(); }
 
   void destroy_frames() noexcept override {
     LoopCore& core = loop_->core();

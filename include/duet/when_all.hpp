@@ -11,8 +11,9 @@
 //
 // Failure: the first task to throw cancels the others (they resume with `duet::Cancelled` wherever
 // they wait); once every task has stopped, that first exception is rethrown. Cancelling the awaiting
-// coroutine cancels every task, and it then sees `duet::Cancelled`. `when_all` never returns while a
-// task is still running.
+// coroutine cancels every task, and it then sees `duet::Cancelled` (or the first failure, if one came
+// first; and `Cancelled` even if every task had finished in that turn). `when_all` never returns
+// while a task is still running.
 //
 // `when_all_settled` runs the tasks the same way, but a failure cancels nobody: it returns every
 // task's outcome, in argument order, as a `Settled<T>` (`ok()`, `value()` — which rethrows a failure —
@@ -178,8 +179,8 @@ class WhenAll final : public WhenAllBase {
       throw_if_cancelled();
       return std::apply([](auto&... t) { return std::tuple(Settled(take_outcome(t))...); }, tasks_);
     } else {
-      throw_if_cancelled();  // (even if every task had finished: the awaiting coroutine was cancelled)
       rethrow_failure();
+      throw_if_cancelled();  // (every task finished, but the awaiting coroutine was cancelled)
       return std::apply([](auto&... t) { return std::tuple(take_value(t)...); }, tasks_);
     }
   }
@@ -212,8 +213,8 @@ class WhenAllRange final : public WhenAllBase {
       for (auto& t : tasks_) all.emplace_back(take_outcome(t));
       return all;
     } else {
-      throw_if_cancelled();
       rethrow_failure();
+      throw_if_cancelled();
       if constexpr (std::is_void_v<T>) {
         return;
       } else {

@@ -8,7 +8,8 @@
 // moved in, an lvalue is awaited in place and must outlive the wait). If it has not finished after
 // `duration`, it is cancelled (exactly as `JoinHandle::cancel` would cancel it) and, once it has
 // stopped, `duet::TimedOut` is thrown. A result that arrives in the same turn as the deadline wins.
-// Cancelling the awaiting coroutine cancels both, and it sees `duet::Cancelled`. A JoinHandle is the
+// Cancelling the awaiting coroutine cancels both, and it sees `duet::Cancelled` (even if the work
+// finished in that turn; a failure of the work's own is rethrown as it is). A JoinHandle is the
 // exception: the timeout stops only the waiting, as cancelling its awaiter does, and the spawned task
 // runs on (cancel it through the handle if it should stop too).
 //
@@ -74,12 +75,12 @@ class WithTimeout final : public Join {
   }
 
   T await_resume() {
-    if (parent_token_.stop_requested()) throw Cancelled();  // whatever the work did meanwhile
     if (outcome_.failed()) {
       if (timed_out_ && is_cancelled_exception(outcome_.error()) && !parent_token_.stop_requested()) throw TimedOut();
       // (a result that arrived in the deadline's own turn is returned below, timed out or not)
       std::rethrow_exception(outcome_.error());
     }
+    if (parent_token_.stop_requested()) throw Cancelled();  // it finished, but the awaiter was cancelled
     if constexpr (std::is_void_v<T>)
       return;
     else

@@ -587,10 +587,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     const unsigned attempt = attempt_;
     Producing& producing = streamed_->producing;
     const std::exception_ptr threw = ask_producer(*streamed_->source, UploadAnswer{keep, attempt}, producing);
-    const bool dropped = std::exchange(producing.dropped, false);
-    if (!threw && !dropped) return;
-    if (sending(attempt)) return producer_failed(threw);
-    if (threw && *core_->loop_alive) core_->loop.report(threw);  // it threw after its last piece: nothing to fail
+    // Its piece was dropped (as it threw, or unanswered): nothing will come. What it throws after
+    // giving its piece is only reported, as the server does.
+    if (std::exchange(producing.dropped, false)) return producer_failed(threw);
+    if (threw && *core_->loop_alive) core_->loop.report(threw);
   }
 
   bool sending(unsigned attempt) const noexcept {

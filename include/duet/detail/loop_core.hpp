@@ -145,9 +145,10 @@ class LoopCore {
   [[noreturn]] static void reentered() noexcept;
   /// Makes the calling thread the loop's (a LoopThread joined: nothing runs the loop any more).
   void adopt_thread() noexcept { set_loop_thread(); }
-  /// Requests stop on every spawned task (on the loop's thread), leaving them this loop's: what they
-  /// wait on hears of it at once. Before loops are destroyed together (`~LoopGroup`).
-  void cancel_tasks() noexcept;
+  /// The first step of destroying loops together (`~LoopGroup`, on the thread that will destroy
+  /// them, which must be every loop's): from now on no user callback runs, as in `~Loop`, and every
+  /// spawned task is asked to stop, so that what it waits on, on any of the loops, lets it go.
+  void start_closing() noexcept;
 
   /// Allocates (from the loop's free lists) and links a resource of type T.
   template <class T, class... A>
@@ -300,6 +301,8 @@ class LoopCore {
   IntrusiveList<SpawnedTask> cancelled_tasks_;
 };
 
+struct RoutedStop;  // src/loop.cpp: a stop on its way to the loop thread
+
 /// The part of `OnLoopStop` that does not depend on `Fn`, compiled once in the library: the
 /// registration, the routing to the loop thread, and the cell a posted stop carries.
 class OnLoopStopBase {
@@ -329,6 +332,7 @@ class OnLoopStopBase {
     OnLoopStopBase* self;
     void operator()() const noexcept;
   };
+  friend struct RoutedStop;
   void unlink() noexcept;
   void fire() noexcept;
 

@@ -80,6 +80,11 @@ class UniqueFunction<R(Args...)> {
   }
 
   explicit operator bool() const noexcept { return vtable_ != nullptr; }
+  /// Whether the callable held is an `Fn` (a type the caller names: a lambda's cannot be).
+  template <class Fn>
+  bool holds() const noexcept {
+    return vtable_ == &inline_vtable<Fn> || vtable_ == &heap_vtable<Fn>;
+  }
 
   R operator()(Args... args) { return vtable_->call(storage_, std::forward<Args>(args)...); }
 
