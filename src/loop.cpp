@@ -382,6 +382,13 @@ Loop::~Loop() {
   for (auto& fn : dropped)
     if (fn) fn();
   dropped.clear();
+  // So are those in the batch being run that it had not reached (a host's Loop, destroyed by a posted
+  // function): the batch's end is not run once the Loop is closing.
+  for (std::size_t i = core->batch_next_; i < core->running_batch_.size(); ++i) {
+    if (!core->running_batch_[i].holds<detail::RoutedStop>()) continue;
+    detail::UniqueFunction<void()> stop = std::move(core->running_batch_[i]);
+    stop();
+  }
   // Spawned tasks: cancelled first (a task waiting on a semaphore unwinds with Cancelled), then the
   // frames of those still suspended on abandoned operations are destroyed.
   core->cancel_and_destroy_tasks();

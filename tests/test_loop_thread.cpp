@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -508,6 +509,34 @@ TEST_CASE("a task cancelled from another thread just before its Loop is destroye
   CHECK(sem.waiting() == 0);
   sem.release();  // (it used to resume the freed frame)
   CHECK(sem.available() == 1);
+}
+
+TEST_CASE("a host's Loop destroyed by a posted function delivers a stop routed to it behind that function",
+          "[loop_thread][cancel]") {
+  duet::Semaphore sem(0);  // outlives the Loop
+  bool unwound = false;
+  uv_loop_t host;
+  REQUIRE(uv_loop_init(&host) == 0);
+  auto loop = std::make_unique<duet::Loop>(&host);
+  loop->set_error_handler([](std::exception_ptr) {});
+  auto child = [&]() -> Task<> {
+    try {
+      auto permit = co_await sem.acquire();
+    } catch (const duet::Cancelled&) {
+      unwound = true;
+      throw;
+    }
+  };
+  auto handle = duet::spawn(*loop, child());
+  uv_run(&host, UV_RUN_NOWAIT);
+  REQUIRE(sem.waiting() == 1);
+  loop->post([&] { loop.reset(); });             // runs first in the next batch, and destroys the Loop...
+  std::thread([&] { handle.cancel(); }).join();  // ...with this stop, routed to it, behind in the batch
+  uv_run(&host, UV_RUN_NOWAIT);
+  CHECK(unwound);
+  CHECK(sem.waiting() == 0);
+  uv_run(&host, UV_RUN_DEFAULT);  // the closing handles
+  CHECK(uv_loop_close(&host) == 0);
 }
 
 TEST_CASE("a LoopGroup destroyed while a task waits on another of its loops cancels the task there first",

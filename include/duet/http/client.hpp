@@ -302,10 +302,11 @@ class Client {
   /// that comes before the body is all sent ends the request (the connection is then closed). An
   /// upload is not retried on a fresh connection once its body has been asked for, and redirects are
   /// returned as responses, not followed (the body cannot be sent twice). A producer that answers
-  /// with an error code fails the request with it; one that throws, or drops its `BodyPiece`
-  /// uncalled, while a piece is owed fails it with `errc::body_producer_failed` (the reason says
-  /// which, with what it threw; what it throws after giving its piece goes to the loop's error
-  /// hook). `cb(std::error_code, Response)`, never inside this call.
+  /// with an error code fails the request with it; one that lets its `BodyPiece` be destroyed
+  /// uncalled (returning without it, or throwing) fails it with `errc::body_producer_failed` (the
+  /// reason says which, with what it threw); what it throws after giving its piece, or while keeping
+  /// it for later, goes to the loop's error hook. `cb(std::error_code, Response)`, never inside this
+  /// call.
   template <class Callback>
   requires std::invocable<Callback&, std::error_code, Response>
   void upload(Request req, BodySource body, Callback&& cb) {

@@ -220,10 +220,11 @@ class Reply {
   /// Content-Length `head` sets, if it sets one; else chunked (or, to an HTTP/1.0 client, ended by
   /// closing the connection). `body` is asked for each piece only once the one before has been taken
   /// by the kernel, each within `write_timeout`: a client that stops reading stops the producer. A
-  /// producer's error (an error code, an exception or its `BodyPiece` dropped uncalled while a piece
-  /// is owed), or a body that breaks its Content-Length, cuts the response short (the connection
+  /// producer's error (an error code, or its `BodyPiece` destroyed uncalled: returning without it, or
+  /// throwing), or a body that breaks its Content-Length, cuts the response short (the connection
   /// closes; the loop's error hook says why: what the producer threw, or
-  /// `errc::body_producer_failed`). What a producer throws after giving its piece is only reported. Not asked at all for HEAD, 204 or
+  /// `errc::body_producer_failed`). What it throws after giving its piece, or while keeping it for
+  /// later, is only reported. Not asked at all for HEAD, 204 or
   /// 304. Responses to later pipelined requests wait until this body has ended. Counts as the call.
   void stream(Response head, BodySource body);
   /// True until called (or moved from).
