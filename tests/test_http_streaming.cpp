@@ -809,6 +809,31 @@ TEST_CASE("upload: a producer's error, and a body that breaks its Content-Length
   CHECK(never.pulls == 0);  // refused before anything was sent
 }
 
+namespace {
+/// How a failing producer of these tests ends, once it has given its good pieces.
+enum class Way { throws, drops, drops_later, ends_then_throws, ends_at_once };
+
+/// Ends a producer's call with `give` as `way` says (but `ends_at_once`, the caller's): it throws
+/// `why`, drops its piece now or on the loop's next turn, or gives its last piece and then throws.
+void end_producer(Way way, duet::http::BodyPiece& give, std::vector<duet::http::BodyPiece>& kept, duet::Loop& loop,
+                  const char* why) {
+  switch (way) {
+    case Way::ends_then_throws:  // its piece given: what it throws is only reported
+      give(std::error_code(), std::string());
+      [[fallthrough]];
+    case Way::throws:
+      throw std::runtime_error(why);
+    case Way::drops:
+    case Way::ends_at_once:
+      return;
+    case Way::drops_later:
+      kept.push_back(std::move(give));
+      loop.post([&kept] { kept.clear(); });
+      return;
+  }
+}
+}  // namespace
+
 TEST_CASE("upload: a producer that throws or drops its piece fails the request, never inside upload()",
           "[http][streaming][upload]") {
   duet::test::ErrorLog errors;  // outlives the loop
@@ -819,7 +844,6 @@ TEST_CASE("upload: a producer that throws or drops its piece fails the request, 
   auto server = echo_length_server(loop, data, 4 << 20);
   duet::http::Client client(loop);
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
-  enum class Way { throws, drops, drops_later, ends_then_throws };
   const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later, Way::ends_then_throws);
   const int fail_at = GENERATE(1, 3);  // 1: inside upload(), on the connection a GET left idle
   CAPTURE(face, static_cast<int>(way), fail_at);
@@ -829,18 +853,7 @@ TEST_CASE("upload: a producer that throws or drops its piece fails the request, 
   std::vector<duet::http::BodyPiece> kept;
   auto producer = [&, n = 0](duet::http::BodyPiece give) mutable {
     if (++n < fail_at) return give(std::error_code(), std::string(1000, 'x'));
-    switch (way) {
-      case Way::throws:
-        throw std::runtime_error("the producer's source went away");
-      case Way::drops:
-        return;
-      case Way::drops_later:
-        kept.push_back(std::move(give));
-        return loop.post([&] { kept.clear(); });
-      case Way::ends_then_throws:  // its piece given, what it throws is only reported
-        give(std::error_code(), std::string());
-        throw std::runtime_error("the producer's source went away");
-    }
+    end_producer(way, give, kept, loop, "the producer's source went away");
   };
   duet::test::GetResult r;
   if (face == Face::callbacks) {  // the callback comes on a later turn, not inside the call
@@ -1072,7 +1085,6 @@ TEST_CASE("a streamed server response's producer that throws, drops its piece, o
   duet::Loop loop;
   loop.set_error_handler(errors.handler());
   duet::test::Deadline deadline(loop, 20s);  // a connection nothing ends would hang the test instead
-  enum class Way { throws, drops, drops_later, ends_at_once, ends_then_throws };
   const Way way = GENERATE(Way::throws, Way::drops, Way::drops_later, Way::ends_at_once, Way::ends_then_throws);
   CAPTURE(static_cast<int>(way));
   std::vector<duet::http::BodyPiece> kept;  // a piece held by the producer, dropped on a later turn
@@ -1082,22 +1094,12 @@ TEST_CASE("a streamed server response's producer that throws, drops its piece, o
     reply.stream(duet::http::Response{200, "OK", {}, {}},
                  [&, n = 0, witness = FreedWitness()](duet::http::BodyPiece give) mutable {
                    if (n++ == 0) return give(std::error_code(), "first piece\n");
-                   switch (way) {
-                     case Way::throws:
-                       throw std::runtime_error("the producer's disk went away");
-                     case Way::drops:
-                       return;
-                     case Way::drops_later:
-                       kept.push_back(std::move(give));
-                       return loop.post([&] { kept.clear(); });
-                     case Way::ends_at_once:
-                       give(std::error_code(), std::string());  // the last piece ends the response here...
-                       alive_after_answer = !producer_freed;    // ...while this producer still runs
-                       return;
-                     case Way::ends_then_throws:  // its piece given, what it throws is only reported
-                       give(std::error_code(), std::string());
-                       throw std::runtime_error("the producer's disk went away");
+                   if (way == Way::ends_at_once) {
+                     give(std::error_code(), std::string());  // the last piece ends the response here...
+                     alive_after_answer = !producer_freed;    // ...while this producer still runs
+                     return;
                    }
+                   end_producer(way, give, kept, loop, "the producer's disk went away");
                  });
   });
   duet::http::ClientOptions options;

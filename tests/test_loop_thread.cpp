@@ -482,6 +482,19 @@ TEST_CASE("a LoopGroup shut down with tasks hopping and submits in flight frees 
   CHECK((!submit_ec || submit_ec == duet::errc::loop_closed));
 }
 
+namespace {
+/// Waits for a permit of `sem`; sets `unwound` if cancelled there (and goes on unwinding).
+template <class Flag>
+Task<> wait_for_permit(duet::Semaphore& sem, Flag& unwound) {
+  try {
+    auto permit = co_await sem.acquire();
+  } catch (const duet::Cancelled&) {
+    unwound = true;
+    throw;
+  }
+}
+}  // namespace
+
 TEST_CASE("a task cancelled from another thread just before its Loop is destroyed unwinds and leaves no waiter",
           "[loop_thread][cancel]") {
   duet::Semaphore sem(0);  // outlives the Loop
@@ -489,15 +502,7 @@ TEST_CASE("a task cancelled from another thread just before its Loop is destroye
   {
     duet::Loop loop;
     loop.set_error_handler([](std::exception_ptr) {});  // (the Loop reports its unfinished task)
-    auto child = [&]() -> Task<> {
-      try {
-        auto permit = co_await sem.acquire();
-      } catch (const duet::Cancelled&) {
-        unwound = true;
-        throw;
-      }
-    };
-    auto parent = [&]() -> Task<> { co_await duet::when_all(child()); };
+    auto parent = [&]() -> Task<> { co_await duet::when_all(wait_for_permit(sem, unwound)); };
     auto handle = duet::spawn(loop, parent());
     loop.run_once();  // the child starts, and queues
     REQUIRE(sem.waiting() == 1);
@@ -519,15 +524,7 @@ TEST_CASE("a host's Loop destroyed by a posted function delivers a stop routed t
   REQUIRE(uv_loop_init(&host) == 0);
   auto loop = std::make_unique<duet::Loop>(&host);
   loop->set_error_handler([](std::exception_ptr) {});
-  auto child = [&]() -> Task<> {
-    try {
-      auto permit = co_await sem.acquire();
-    } catch (const duet::Cancelled&) {
-      unwound = true;
-      throw;
-    }
-  };
-  auto handle = duet::spawn(*loop, child());
+  auto handle = duet::spawn(*loop, wait_for_permit(sem, unwound));
   uv_run(&host, UV_RUN_NOWAIT);
   REQUIRE(sem.waiting() == 1);
   loop->post([&] { loop.reset(); });             // runs first in the next batch, and destroys the Loop...
@@ -551,12 +548,7 @@ TEST_CASE("a LoopGroup destroyed while a task waits on another of its loops canc
     duet::LoopGroup loops(2);
     auto away = [&](duet::Loop& there) -> Task<> {
       co_await duet::resume_on(there);
-      try {
-        auto permit = co_await away_sem->acquire();
-      } catch (const duet::Cancelled&) {
-        unwound = true;
-        throw;
-      }
+      co_await wait_for_permit(*away_sem, unwound);
     };
     auto home = [&]() -> Task<> { auto permit = co_await home_sem->acquire(); };
     for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
