@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -99,6 +100,25 @@ struct RoutedStop {
     }
   }
 };
+
+namespace {
+/// Delivers the stops among `fns` (leaving them empty), as a Loop being destroyed does with those
+/// that had not arrived; the other functions are left as they are.
+void deliver_routed_stops(std::span<UniqueFunction<void()>> fns) noexcept {
+  for (auto& fn : fns) {
+    if (!fn.holds<RoutedStop>()) continue;
+    UniqueFunction<void()> stop = std::move(fn);
+    stop();
+  }
+}
+
+/// How many of `fns` are the user's: all but the routed stops, which are duet's own.
+std::size_t users_functions(std::span<const UniqueFunction<void()>> fns) noexcept {
+  std::size_t n = 0;
+  for (const auto& fn : fns) n += fn.holds<RoutedStop>() ? 0 : 1;
+  return n;
+}
+}  // namespace
 
 void OnLoopStopBase::fire() noexcept {
   if (!core_ || core_->on_loop_thread()) return call_(this);
@@ -218,10 +238,12 @@ std::size_t LoopCore::count_pending() const noexcept {
   std::size_t n = 0;
   for (Resource* r = live_.front(); r; r = live_.next(r)) n += r->pending_count();
   // Posted and deferred functions that will not run (in the queue, or later in the batch running now),
-  // but for duet's own. (Clamped: as the batch is cleared, its size is the standard library's business.)
-  const std::size_t left = running_batch_.size() > batch_next_ ? running_batch_.size() - batch_next_ : 0;
+  // but for duet's own: its deferred work, and stops routed from other threads (the Loop delivers
+  // those as it goes). (Clamped: as the batch is cleared, its size is the standard library's business.)
+  const std::span<const UniqueFunction<void()>> batch(running_batch_);
+  const std::size_t left = batch.size() > batch_next_ ? users_functions(batch.subspan(batch_next_)) : 0;
   std::lock_guard lock(mailbox_->mutex);
-  const std::size_t queued = mailbox_->queue.size() + left;
+  const std::size_t queued = users_functions(mailbox_->queue) + left;
   return n + (queued > own_deferred_ ? queued - own_deferred_ : 0);
 }
 
@@ -379,16 +401,12 @@ Loop::~Loop() {
   for (auto& fn : dropped)
     if (!fn.holds<detail::RoutedStop>()) fn.reset();
   core->abandon_all();
-  for (auto& fn : dropped)
-    if (fn) fn();
+  detail::deliver_routed_stops(dropped);
   dropped.clear();
   // So are those in the batch being run that it had not reached (a host's Loop, destroyed by a posted
   // function): the batch's end is not run once the Loop is closing.
-  for (std::size_t i = core->batch_next_; i < core->running_batch_.size(); ++i) {
-    if (!core->running_batch_[i].holds<detail::RoutedStop>()) continue;
-    detail::UniqueFunction<void()> stop = std::move(core->running_batch_[i]);
-    stop();
-  }
+  if (core->batch_next_ < core->running_batch_.size())
+    detail::deliver_routed_stops(std::span(core->running_batch_).subspan(core->batch_next_));
   // Spawned tasks: cancelled first (a task waiting on a semaphore unwinds with Cancelled), then the
   // frames of those still suspended on abandoned operations are destroyed.
   core->cancel_and_destroy_tasks();

@@ -585,12 +585,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     pulled_ = true;  // from now on the request cannot be sent again
     const auto keep = shared_from_this();
     const unsigned attempt = attempt_;
-    Producing& producing = streamed_->producing;
-    const std::exception_ptr threw = ask_producer(*streamed_->source, UploadAnswer{keep, attempt}, producing);
-    // Its piece was dropped (as it threw, or unanswered): nothing will come. What it throws after
-    // giving its piece is only reported, as the server does.
-    if (std::exchange(producing.dropped, false)) return producer_failed(threw);
-    if (threw && *core_->loop_alive) core_->loop.report(threw);
+    const Asked asked = ask_producer(*streamed_->source, UploadAnswer{keep, attempt}, streamed_->producing);
+    // What it throws after giving its piece is only reported, as the server does.
+    if (asked.dropped) return producer_failed(asked.threw);
+    if (asked.threw && *core_->loop_alive) core_->loop.report(asked.threw);
   }
 
   bool sending(unsigned attempt) const noexcept {
@@ -598,11 +596,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void piece_dropped(unsigned attempt) noexcept {
-    if (!sending(attempt)) return;
-    if (streamed_->producing.now) {  // told once the producer returns, or with what it throws
-      streamed_->producing.dropped = true;
-      return;
-    }
+    if (!sending(attempt) || streamed_->producing.note_drop()) return;
     producer_failed(nullptr);
   }
 

@@ -23,6 +23,19 @@ namespace duet::http::detail {
 struct Producing {
   bool now = false;
   bool dropped = false;
+  /// A piece was dropped: true if that was inside the producer's call (noted here, to be acted on
+  /// once the call is over), false if the caller acts now.
+  bool note_drop() noexcept {
+    if (now) dropped = true;
+    return now;
+  }
+};
+
+/// What came of asking: what the producer threw, if it did, and whether its piece was dropped inside
+/// the call (as it threw, or unanswered) — then nothing will come.
+struct Asked {
+  std::exception_ptr threw;
+  bool dropped = false;
 };
 
 /// `Answer` has `void operator()(std::error_code, std::string)` and `void dropped() noexcept`, both
@@ -46,19 +59,20 @@ class OwedPiece {
   bool owed_ = true;
 };
 
-/// Calls `source` with a piece made of `answer`; what it threw, if it did (nothing escapes: the
-/// producer is the caller's, the failure goes to the request or response it was producing for).
+/// Calls `source` with a piece made of `answer` (nothing it throws escapes: the producer is the
+/// caller's, the failure goes to the request or response it was producing for).
 template <class Answer>
-std::exception_ptr ask_producer(BodySource& source, Answer answer, Producing& producing) noexcept {
+Asked ask_producer(BodySource& source, Answer answer, Producing& producing) noexcept {
   producing = Producing{true, false};
-  std::exception_ptr threw;
+  Asked asked;
   try {
     source(BodyPiece(OwedPiece<Answer>(std::move(answer))));
   } catch (...) {
-    threw = std::current_exception();
+    asked.threw = std::current_exception();
   }
   producing.now = false;
-  return threw;
+  asked.dropped = std::exchange(producing.dropped, false);
+  return asked;
 }
 
 /// How a producer's failure reads: "threw: <what>", or "dropped its piece unanswered". (Out of line,

@@ -1187,34 +1187,22 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     streaming_->asked = true;
     const auto keep = shared_from_this();
     const std::shared_ptr<BodySource> source = streaming_->source;  // a last piece given at once ends `streaming_`
-    const std::exception_ptr threw = ask_producer(*source, PieceAnswer{weak_from_this()}, producing_);
-    if (threw) report(threw);  // (a producer that threw after giving its piece has only this)
-    // Its piece was dropped (as it threw, or unanswered): nothing will come, and only a body cut short
-    // tells the client.
-    if (std::exchange(producing_.dropped, false)) producer_failed(threw);
+    const Asked asked = ask_producer(*source, PieceAnswer{weak_from_this()}, producing_);
+    if (asked.threw) report(asked.threw);  // (a producer that threw after giving its piece has only this)
+    if (!asked.dropped) return;
+    // Nothing will come, and only a body cut short tells the client. (What it threw says why.)
+    if (!asked.threw) return piece_dropped();
+    if (*core_->loop_alive) shut();  // (a producer that destroyed a host's Loop: everything is closed)
   }
 
-  /// A producer's piece was destroyed unanswered.
+  /// A producer's piece was destroyed unanswered: as if it had answered with an error.
   void piece_dropped() noexcept {
-    if (!streaming_ || closed_ || !streaming_->asked || !*core_->loop_alive) return;
-    if (producing_.now) {  // seen once the producer returns, or with what it throws
-      producing_.dropped = true;
-      return;
+    if (!streaming_ || closed_ || !streaming_->asked || producing_.note_drop()) return;
+    try {
+      streamed_piece(make_error_code(errc::body_producer_failed), std::string());
+    } catch (...) {  // (out of memory for the report: the response is cut short all the same)
+      shut();
     }
-    producer_failed(nullptr);
-  }
-
-  void producer_failed(const std::exception_ptr& threw) noexcept {
-    if (closed_ || !*core_->loop_alive) return;
-    if (!threw) {  // (what a producer threw is reported as it is)
-      try {
-        report(std::make_exception_ptr(std::system_error(
-            make_error_code(errc::body_producer_failed),
-            "http::Server: a streamed response's producer dropped its piece unanswered; the response is cut short")));
-      } catch (...) {
-      }
-    }
-    shut();
   }
 
   void streamed_piece(std::error_code ec, std::string piece) {
