@@ -147,7 +147,38 @@ bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn) {
   return true;
 }
 
-LoopCore::LoopCore() : alive_(std::make_shared<bool>(true)), mailbox_(std::make_shared<Mailbox>()) {}
+void request_task_stop(Mailbox& mailbox, std::stop_source& source) noexcept {
+  std::unique_lock lock(mailbox.cancel_mutex);
+  if (mailbox.cancels_refused) return;
+  if (mailbox.core->on_loop_thread()) lock.unlock();
+  source.request_stop();
+}
+
+void LoopCore::refuse_cancels() noexcept {
+  std::lock_guard lock(mailbox_->cancel_mutex);
+  mailbox_->cancels_refused = true;
+}
+
+void LoopCore::deliver_queued_stops() noexcept {
+  std::vector<UniqueFunction<void()>> stops;
+  {
+    std::lock_guard lock(mailbox_->mutex);
+    auto& queue = mailbox_->queue;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < queue.size(); ++i) {
+      if (queue[i].holds<RoutedStop>())
+        stops.push_back(std::move(queue[i]));
+      else if (kept++ != i)
+        queue[kept - 1] = std::move(queue[i]);
+    }
+    queue.erase(queue.begin() + static_cast<std::ptrdiff_t>(kept), queue.end());
+  }
+  deliver_routed_stops(stops);
+}
+
+LoopCore::LoopCore() : alive_(std::make_shared<bool>(true)), mailbox_(std::make_shared<Mailbox>()) {
+  mailbox_->core = this;
+}
 
 LoopCore::~LoopCore() { delete[] read_buffer_; }
 
@@ -386,6 +417,10 @@ Loop::~Loop() {
     if (core->tasks_.size() > 0) what += "; " + std::to_string(core->tasks_.size()) + " spawned task(s) unfinished";
     core->report(std::make_exception_ptr(std::system_error(make_error_code(errc::loop_closed), what)));
   }
+  // A task's cancel() on another thread finishes routing its stop here (delivered below), or does
+  // nothing: the tasks are all cancelled below. One requested in between would be refused by the
+  // closed mailbox and lost, leaving a waiter queued for a frame about to be freed.
+  core->refuse_cancels();
   core->closing_ = true;
   *core->alive_ = false;
   std::vector<detail::UniqueFunction<void()>> dropped;

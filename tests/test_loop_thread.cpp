@@ -540,6 +540,98 @@ TEST_CASE("a host's Loop destroyed by a posted function delivers a stop routed t
   CHECK(uv_loop_close(&host) == 0);
 }
 
+namespace {
+/// A posted function that, when destroyed uncalled (a Loop being destroyed drops it, after closing
+/// its mailbox), cancels `handle` from another thread and waits for that to return: a cancel landing
+/// inside the Loop's destruction, made deterministic.
+struct CancelWhenDropped {
+  duet::JoinHandle<void>* handle;
+  explicit CancelWhenDropped(duet::JoinHandle<void>* h) : handle(h) {}
+  CancelWhenDropped(CancelWhenDropped&& other) noexcept : handle(std::exchange(other.handle, nullptr)) {}
+  CancelWhenDropped& operator=(CancelWhenDropped&&) = delete;
+  ~CancelWhenDropped() {
+    if (handle) std::thread([h = handle] { h->cancel(); }).join();
+  }
+  void operator()() const {}
+};
+}  // namespace
+
+TEST_CASE("a task cancelled from another thread while its Loop is being destroyed unwinds and leaves no waiter",
+          "[loop_thread][cancel]") {
+  duet::Semaphore sem(0);  // outlives the Loop
+  bool unwound = false;
+  duet::JoinHandle<void> handle;
+  {
+    duet::Loop loop;
+    loop.set_error_handler([](std::exception_ptr) {});
+    handle = duet::spawn(loop, wait_for_permit(sem, unwound));
+    loop.run_once();
+    REQUIRE(sem.waiting() == 1);
+    loop.post(CancelWhenDropped(&handle));
+  }  // the cancel came after the mailbox had closed: its stop, routed to the loop, used to be lost
+  CHECK(unwound);
+  CHECK(sem.waiting() == 0);
+  CHECK(handle.done());
+  sem.release();  // (it used to resume the freed frame)
+  CHECK(sem.available() == 1);
+}
+
+TEST_CASE("a task's cancel() on another thread racing its Loop's destruction never leaves a waiter",
+          "[loop_thread][cancel]") {
+  // Each round lands the cancel somewhere else in the destruction (or before, or after it): the
+  // canceller starts with the destruction and first counts to a number that grows with the round, and
+  // the Loop drops a queue of functions as it goes, which widens the window after its mailbox closes.
+  for (int round = 0; round < 200; ++round) {
+    CAPTURE(round);
+    duet::Semaphore sem(0);
+    bool unwound = false;
+    duet::JoinHandle<void> handle;
+    std::atomic<bool> go{false};
+    std::thread canceller;
+    {
+      duet::Loop loop;
+      loop.set_error_handler([](std::exception_ptr) {});
+      handle = duet::spawn(loop, wait_for_permit(sem, unwound));
+      loop.run_once();
+      REQUIRE(sem.waiting() == 1);
+      for (int i = 0; i < 2000; ++i) loop.post([kept = std::make_shared<int>(i)] {});
+      canceller = std::thread([&, count = round * 500] {
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        for (volatile int i = 0; i < count; i = i + 1) {
+        }
+        handle.cancel();
+      });
+      go.store(true, std::memory_order_release);
+    }
+    canceller.join();
+    REQUIRE(unwound);
+    REQUIRE(sem.waiting() == 0);
+  }
+}
+
+TEST_CASE("a LoopGroup destroyed with a stop routed to another of its loops delivers it before any frame goes",
+          "[loop_thread][resume_on][shutdown]") {
+  auto sem = std::make_unique<duet::Semaphore>(0);  // used on loop 0's thread; outlives the group
+  std::atomic<bool> unwound{false};
+  {
+    duet::LoopGroup loops(2);
+    duet::JoinHandle<void> handle;
+    auto away = [&](duet::Loop& there) -> Task<> {
+      co_await duet::resume_on(there);
+      co_await wait_for_permit(*sem, unwound);
+    };
+    for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
+    call_on(loops[1], [&] { handle = duet::spawn(loops[1], away(loops[0])); });
+    for (bool queued = false; !queued;) call_on(loops[0], [&] { queued = sem->waiting() == 1; });
+    loops.join();  // neither loop runs now: the stop below waits in loop 0's mailbox
+    std::thread([&] { handle.cancel(); }).join();
+  }  // loop 1, the task's own, is destroyed first and frees its frame; loop 0 used to deliver the stop after
+  CHECK(unwound);
+  CHECK(sem->waiting() == 0);
+  sem->release();
+  CHECK(sem->available() == 1);
+}
+
 TEST_CASE("a LoopGroup destroyed while a task waits on another of its loops cancels the task there first",
           "[loop_thread][resume_on][shutdown]") {
   const bool joined_elsewhere = GENERATE(false, true);  // (joining makes the joining thread the loops')

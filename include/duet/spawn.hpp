@@ -19,7 +19,9 @@
 // the task's chain of `co_await`s watches: the operation is cancelled as cancellation.hpp describes
 // and the coroutine resumes with `duet::Cancelled` thrown. RAII cleanup runs as the exception unwinds.
 // A task may catch `Cancelled`; it cannot start new operations afterwards (they throw `Cancelled` at
-// once).
+// once). `cancel()` may be called on any thread, also while the task's Loop is being destroyed: the
+// destruction waits for a cancel running on another thread, and one that comes later does nothing
+// (the destruction cancels every task itself).
 //
 // Errors are never lost: a task that ends with an exception nobody observes (by `result()`, by
 // `co_await`, or by an `on_done` callback) is reported to the loop's error hook when its handle is
@@ -90,7 +92,8 @@ using Stored = std::conditional_t<std::is_void_v<T>, std::monostate,
 template <class T>
 class SpawnState final : public SpawnedTask, public std::enable_shared_from_this<SpawnState<T>> {
  public:
-  SpawnState(Loop& loop, Task<T> task) : loop_(&loop), loop_alive_(loop.core().alive()), task_(std::move(task)) {}
+  SpawnState(Loop& loop, Task<T> task)
+      : loop_(&loop), loop_alive_(loop.core().alive()), mailbox_(loop.core().mailbox()), task_(std::move(task)) {}
 
   void start() {
     loop_->core().link_task(this);
@@ -100,6 +103,8 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
 
   bool done() const noexcept { return outcome_.index() != 0; }
   void cancel() noexcept override { stop_.request_stop(); }
+  /// The user's cancel (`JoinHandle::cancel`), from any thread: never racing the Loop's destruction.
+  void cancel_from_user() noexcept { request_task_stop(*mailbox_, stop_); }
 
   void destroy_frames() noexcept override {
     LoopCore& core = loop_->core();
@@ -233,6 +238,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
 
   Loop* loop_;
   std::shared_ptr<bool> loop_alive_;
+  std::shared_ptr<Mailbox> mailbox_;  // the loop's, which outlives it: for cancel() on another thread
   Task<T> task_;
   std::stop_source stop_;
   std::coroutine_handle<> driver_;
@@ -277,8 +283,9 @@ class JoinHandle {
   T result() { return state().result(); }
 
   /// Requests cancellation: the operation the task waits on is cancelled and `Cancelled` thrown into it.
+  /// From any thread (see the top of this header for one racing the Loop's destruction).
   void cancel() noexcept {
-    if (state_) state_->cancel();
+    if (state_) state_->cancel_from_user();
   }
 
   /// Gives up the handle; the task runs on.

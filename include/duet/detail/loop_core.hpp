@@ -83,6 +83,10 @@ struct Mailbox;
 /// Thread-safe: queues `fn` in `mailbox` and wakes its loop. False (and `fn` untouched) once the Loop
 /// is being destroyed: the mailbox is closed, and the caller destroys `fn` on its own thread.
 bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn);
+/// Thread-safe: a task's cancellation from user code (`JoinHandle::cancel`). Requests stop on `source`
+/// unless the mailbox's Loop is being destroyed, which then cancels the task itself; never while that
+/// destruction is under way (it waits for a request running on another thread to finish routing).
+void request_task_stop(Mailbox& mailbox, std::stop_source& source) noexcept;
 
 /// Prints a report on stderr, as the default error hook does: also where no hook is left (after the
 /// Loop's destruction).
@@ -239,6 +243,13 @@ class LoopCore {
 
   /// The loop's mailbox, for posting from code that may outlive the Loop.
   const std::shared_ptr<Mailbox>& mailbox() const noexcept { return mailbox_; }
+
+  /// Loop destruction, step 0 (also a LoopGroup's, for every loop before any goes): waits for a task's
+  /// `cancel()` running on another thread, and makes later ones do nothing (`request_task_stop`).
+  void refuse_cancels() noexcept;
+  /// Delivers, here and now, the stops routed to this loop from other threads that are still queued,
+  /// leaving the other posted functions where they are. The caller is the loop's thread.
+  void deliver_queued_stops() noexcept;
 
  private:
   friend class duet::Loop;
