@@ -87,12 +87,13 @@ LoopGroup::~LoopGroup() {
   // is made every loop's first (`join` makes the joining thread the loop's, and that may have been
   // another), so that each stop is carried out here and now; and no user callback runs from here on
   // (an `on_done` of a task that ends), as in a Loop's destruction. A task's cancel() on another
-  // thread may have routed its stop to any loop of the group: every loop refuses such cancels first,
-  // then the stops already routed are delivered, before any task's frame can go.
+  // thread may have routed its stop to any loop of the group, where cancelling the task again does
+  // nothing: every loop refuses such cancels first, and the stops already routed are delivered too,
+  // before any task's frame can go.
   for (auto& t : threads_) t->loop().core().adopt_thread();
   for (auto& t : threads_) t->loop().core().refuse_cancels();
-  for (auto& t : threads_) t->loop().core().deliver_queued_stops();
   for (auto& t : threads_) t->loop().core().start_closing();
+  for (auto& t : threads_) t->loop().core().deliver_queued_stops();
   while (!threads_.empty()) threads_.pop_back();  // each destroys its (stopped) loop, here
 }
 

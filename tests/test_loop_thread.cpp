@@ -597,8 +597,7 @@ TEST_CASE("a task's cancel() on another thread racing its Loop's destruction nev
       for (int i = 0; i < 2000; ++i) loop.post([kept = std::make_shared<int>(i)] {});
       canceller = std::thread([&, count = round * 500] {
         while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-        for (volatile int i = 0; i < count; i = i + 1) {
-        }
+        for (int i = 0; i < count; ++i) std::atomic_signal_fence(std::memory_order_seq_cst);  // (kept)
         handle.cancel();
       });
       go.store(true, std::memory_order_release);
@@ -612,7 +611,7 @@ TEST_CASE("a task's cancel() on another thread racing its Loop's destruction nev
 TEST_CASE("a LoopGroup destroyed with a stop routed to another of its loops delivers it before any frame goes",
           "[loop_thread][resume_on][shutdown]") {
   auto sem = std::make_unique<duet::Semaphore>(0);  // used on loop 0's thread; outlives the group
-  std::atomic<bool> unwound{false};
+  std::atomic<bool> unwound{false}, on_done_ran{false};
   {
     duet::LoopGroup loops(2);
     duet::JoinHandle<void> handle;
@@ -621,13 +620,17 @@ TEST_CASE("a LoopGroup destroyed with a stop routed to another of its loops deli
       co_await wait_for_permit(*sem, unwound);
     };
     for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
-    call_on(loops[1], [&] { handle = duet::spawn(loops[1], away(loops[0])); });
+    call_on(loops[1], [&] {
+      handle = duet::spawn(loops[1], away(loops[0]));
+      handle.on_done([&] { on_done_ran = true; });  // must not run inside the group's destruction
+    });
     for (bool queued = false; !queued;) call_on(loops[0], [&] { queued = sem->waiting() == 1; });
     loops.join();  // neither loop runs now: the stop below waits in loop 0's mailbox
     std::thread([&] { handle.cancel(); }).join();
   }  // loop 1, the task's own, is destroyed first and frees its frame; loop 0 used to deliver the stop after
   CHECK(unwound);
   CHECK(sem->waiting() == 0);
+  CHECK_FALSE(on_done_ran);
   sem->release();
   CHECK(sem->available() == 1);
 }
