@@ -101,6 +101,13 @@ struct RoutedStop {
   }
 };
 
+/// A task's cancel() made on another thread, on its way to the loop's (posted). Named, so that the
+/// Loop's destruction counts it as duet's own when it drops it (it cancels every task itself).
+struct RoutedCancel {
+  std::stop_source source;
+  void operator()() noexcept { source.request_stop(); }
+};
+
 namespace {
 /// Delivers the stops among `fns` (leaving them empty), as a Loop being destroyed does with those
 /// that had not arrived; the other functions are left as they are.
@@ -112,10 +119,10 @@ void deliver_routed_stops(std::span<UniqueFunction<void()>> fns) noexcept {
   }
 }
 
-/// How many of `fns` are the user's: all but the routed stops, which are duet's own.
+/// How many of `fns` are the user's: all but the routed stops and cancels, which are duet's own.
 std::size_t users_functions(std::span<const UniqueFunction<void()>> fns) noexcept {
   std::size_t n = 0;
-  for (const auto& fn : fns) n += fn.holds<RoutedStop>() ? 0 : 1;
+  for (const auto& fn : fns) n += fn.holds<RoutedStop>() || fn.holds<RoutedCancel>() ? 0 : 1;
   return n;
 }
 }  // namespace
@@ -147,16 +154,24 @@ bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn) {
   return true;
 }
 
-void request_task_stop(Mailbox& mailbox, std::stop_source& source) noexcept {
-  std::unique_lock lock(mailbox.cancel_mutex);
-  if (mailbox.cancels_refused) return;
-  if (mailbox.core->on_loop_thread()) lock.unlock();
-  source.request_stop();
+void request_task_stop(Mailbox& mailbox, const std::stop_source& source) noexcept {
+  if (mailbox.loop_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    std::stop_source(source).request_stop();
+    return;
+  }
+  try {
+    UniqueFunction<void()> fn(RoutedCancel{source});
+    post_to(mailbox, fn);  // refused once the Loop is being destroyed: it cancels every task itself
+  } catch (...) {
+    // Out of memory: requested here, as a stop on any source may be, and routed by its watchers.
+    std::stop_source(source).request_stop();
+  }
 }
 
-void LoopCore::refuse_cancels() noexcept {
-  std::lock_guard lock(mailbox_->cancel_mutex);
-  mailbox_->cancels_refused = true;
+void LoopCore::set_loop_thread() noexcept {
+  const std::thread::id me = std::this_thread::get_id();
+  loop_thread_.store(me, std::memory_order_relaxed);
+  mailbox_->loop_thread.store(me, std::memory_order_relaxed);
 }
 
 void LoopCore::deliver_queued_stops() noexcept {
@@ -177,7 +192,7 @@ void LoopCore::deliver_queued_stops() noexcept {
 }
 
 LoopCore::LoopCore() : alive_(std::make_shared<bool>(true)), mailbox_(std::make_shared<Mailbox>()) {
-  mailbox_->core = this;
+  mailbox_->loop_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
 }
 
 LoopCore::~LoopCore() { delete[] read_buffer_; }
@@ -417,10 +432,6 @@ Loop::~Loop() {
     if (core->tasks_.size() > 0) what += "; " + std::to_string(core->tasks_.size()) + " spawned task(s) unfinished";
     core->report(std::make_exception_ptr(std::system_error(make_error_code(errc::loop_closed), what)));
   }
-  // A task's cancel() on another thread finishes routing its stop here (delivered below), or does
-  // nothing: the tasks are all cancelled below. One requested in between would be refused by the
-  // closed mailbox and lost, leaving a waiter queued for a frame about to be freed.
-  core->refuse_cancels();
   core->closing_ = true;
   *core->alive_ = false;
   std::vector<detail::UniqueFunction<void()>> dropped;

@@ -4,8 +4,9 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <mutex>
-#include <stop_token>
+#include <thread>
 #include <vector>
 
 #include "duet/detail/loop_core.hpp"
@@ -20,15 +21,9 @@ struct Mailbox {
   uv_async_t* async = nullptr;  // (under mutex) valid until `closed` is set
   bool closed = false;          // (under mutex) the Loop is being destroyed
 
-  // A task's cancel() on another thread requests stop under this lock, and the Loop's destruction
-  // takes it to refuse them from then on. So a stop requested on another thread has either been
-  // routed here in full before the mailbox closes, or is not requested at all (the destruction cancels
-  // the task itself). Recursive: a stop callback of the user's may cancel another task of the loop.
-  // Taken before `mutex`, never inside it. (On the loop thread, where no destruction can run at the
-  // same time, the stop is requested outside it: it runs the code of the coroutines it resumes.)
-  std::recursive_mutex cancel_mutex;
-  bool cancels_refused = false;  // (under cancel_mutex)
-  LoopCore* core = nullptr;      // (under cancel_mutex) valid until `cancels_refused` is set
+  // The loop's thread, as the core has it (loop_core.hpp): for a task's cancel() on another thread,
+  // which may outlive the Loop, to tell whether it is on the loop's thread.
+  std::atomic<std::thread::id> loop_thread;
 };
 
 }  // namespace duet::detail

@@ -635,6 +635,98 @@ TEST_CASE("a LoopGroup destroyed with a stop routed to another of its loops deli
   CHECK(sem->available() == 1);
 }
 
+TEST_CASE("cancels from another thread racing a LoopGroup's destruction leave no waiter, at home or away",
+          "[loop_thread][resume_on][shutdown][cancel]") {
+  // Each loop has a task waiting at home and one away on the other loop. A thread cancels all four
+  // as the group goes, after counting to a number that grows with the round: a stop the task's loop
+  // routes to the other may arrive there after that loop has stopped.
+  auto away = [](duet::Loop& there, duet::Semaphore& sem) -> Task<> {
+    co_await duet::resume_on(there);
+    auto permit = co_await sem.acquire();
+  };
+  auto home = [](duet::Semaphore& sem) -> Task<> { auto permit = co_await sem.acquire(); };
+  for (int round = 0; round < 100; ++round) {
+    CAPTURE(round);
+    // Used on one loop's thread each; they outlive the group.
+    auto sem0 = std::make_unique<duet::Semaphore>(0), sem1 = std::make_unique<duet::Semaphore>(0);
+    duet::JoinHandle<void> handles[4];
+    std::atomic<bool> go{false};
+    std::thread canceller;
+    {
+      duet::LoopGroup loops(2);
+      for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
+      call_on(loops[0], [&] {
+        handles[0] = duet::spawn(loops[0], home(*sem0));
+        handles[1] = duet::spawn(loops[0], away(loops[1], *sem1));
+      });
+      call_on(loops[1], [&] {
+        handles[2] = duet::spawn(loops[1], home(*sem1));
+        handles[3] = duet::spawn(loops[1], away(loops[0], *sem0));
+      });
+      for (bool queued = false; !queued;) call_on(loops[0], [&] { queued = sem0->waiting() == 2; });
+      for (bool queued = false; !queued;) call_on(loops[1], [&] { queued = sem1->waiting() == 2; });
+      canceller = std::thread([&, count = (round % 50) * 2000] {
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        for (int i = 0; i < count; ++i) std::atomic_signal_fence(std::memory_order_seq_cst);  // (kept)
+        for (int i = 0; i < 4; ++i) handles[(i + round) % 4].cancel();
+      });
+      go.store(true, std::memory_order_release);
+    }
+    canceller.join();
+    REQUIRE(sem0->waiting() == 0);
+    REQUIRE(sem1->waiting() == 0);
+    for (auto& handle : handles) {
+      REQUIRE(handle.done());
+      CHECK_THROWS(handle.result());  // Cancelled, or loop_closed for a frame the group freed
+    }
+  }
+}
+
+TEST_CASE(
+    "two loops' threads cancelling tasks away on each other, which cancel each other as they unwind, "
+    "finish",
+    "[loop_thread][resume_on][cancel]") {
+  // Each task waits on the other loop; each loop's thread cancels the task away on it, whose
+  // unwinding (inside that cancel) cancels the other task. No lock may be held across a cancel.
+  for (int round = 0; round < 50; ++round) {
+    CAPTURE(round);
+    auto sem0 = std::make_unique<duet::Semaphore>(0), sem1 = std::make_unique<duet::Semaphore>(0);
+    duet::JoinHandle<void> first, second;
+    std::promise<void> first_done, second_done;
+    {
+      duet::LoopGroup loops(2);
+      auto away = [](duet::Loop& there, duet::Semaphore& sem, duet::JoinHandle<void>& other) -> Task<> {
+        co_await duet::resume_on(there);
+        try {
+          auto permit = co_await sem.acquire();
+        } catch (const duet::Cancelled&) {
+          other.cancel();
+          throw;
+        }
+      };
+      for (int i = 0; i < 2; ++i) call_on(loops[i], [&, i] { loops[i].set_error_handler([](std::exception_ptr) {}); });
+      call_on(loops[0], [&] {
+        first = duet::spawn(loops[0], away(loops[1], *sem1, second));
+        first.on_done([&] { first_done.set_value(); });
+      });
+      call_on(loops[1], [&] {
+        second = duet::spawn(loops[1], away(loops[0], *sem0, first));
+        second.on_done([&] { second_done.set_value(); });
+      });
+      for (bool queued = false; !queued;) call_on(loops[1], [&] { queued = sem1->waiting() == 1; });
+      for (bool queued = false; !queued;) call_on(loops[0], [&] { queued = sem0->waiting() == 1; });
+      loops[1].post([&] { first.cancel(); });   // on loop 1's thread: `first` is loop 0's task
+      loops[0].post([&] { second.cancel(); });  // on loop 0's thread: `second` is loop 1's
+      first_done.get_future().wait();           // (a deadlock hangs here, and the test times out)
+      second_done.get_future().wait();
+      call_on(loops[0], [&] { CHECK_THROWS_AS(first.result(), duet::Cancelled); });
+      call_on(loops[1], [&] { CHECK_THROWS_AS(second.result(), duet::Cancelled); });
+    }
+    CHECK(sem0->waiting() == 0);
+    CHECK(sem1->waiting() == 0);
+  }
+}
+
 TEST_CASE("a LoopGroup destroyed while a task waits on another of its loops cancels the task there first",
           "[loop_thread][resume_on][shutdown]") {
   const bool joined_elsewhere = GENERATE(false, true);  // (joining makes the joining thread the loops')

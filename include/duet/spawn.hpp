@@ -19,9 +19,10 @@
 // the task's chain of `co_await`s watches: the operation is cancelled as cancellation.hpp describes
 // and the coroutine resumes with `duet::Cancelled` thrown. RAII cleanup runs as the exception unwinds.
 // A task may catch `Cancelled`; it cannot start new operations afterwards (they throw `Cancelled` at
-// once). `cancel()` may be called on any thread, also while the task's Loop is being destroyed: the
-// destruction waits for a cancel running on another thread, and one that comes later does nothing
-// (the destruction cancels every task itself).
+// once). `cancel()` may be called on any thread: on another, the request is posted to the task's loop
+// and made there (what the task waits on is cancelled from there, as above). So it may race the Loop's
+// destruction: a cancel that arrives as the Loop goes does nothing more (the destruction cancels
+// every task itself).
 //
 // Errors are never lost: a task that ends with an exception nobody observes (by `result()`, by
 // `co_await`, or by an `on_done` callback) is reported to the loop's error hook when its handle is
@@ -103,7 +104,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
 
   bool done() const noexcept { return outcome_.index() != 0; }
   void cancel() noexcept override { stop_.request_stop(); }
-  /// The user's cancel (`JoinHandle::cancel`), from any thread: never racing the Loop's destruction.
+  /// The user's cancel (`JoinHandle::cancel`), from any thread: requested on the loop's.
   void cancel_from_user() noexcept { request_task_stop(*mailbox_, stop_); }
 
   void destroy_frames() noexcept override {
@@ -238,7 +239,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
 
   Loop* loop_;
   std::shared_ptr<bool> loop_alive_;
-  std::shared_ptr<Mailbox> mailbox_;  // the loop's, which outlives it: for cancel() on another thread
+  std::shared_ptr<Mailbox> mailbox_;  // the loop's, which outlives it: for cancel() from another thread
   Task<T> task_;
   std::stop_source stop_;
   std::coroutine_handle<> driver_;

@@ -83,10 +83,13 @@ struct Mailbox;
 /// Thread-safe: queues `fn` in `mailbox` and wakes its loop. False (and `fn` untouched) once the Loop
 /// is being destroyed: the mailbox is closed, and the caller destroys `fn` on its own thread.
 bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn);
-/// Thread-safe: a task's cancellation from user code (`JoinHandle::cancel`). Requests stop on `source`
-/// unless the mailbox's Loop is being destroyed, which then cancels the task itself; never while that
-/// destruction is under way (it waits for a request running on another thread to finish routing).
-void request_task_stop(Mailbox& mailbox, std::stop_source& source) noexcept;
+/// Thread-safe: a task's cancellation from user code (`JoinHandle::cancel`). On the loop's thread,
+/// requests stop on `source` at once; on another, posts the request to the loop, so that a task's stop
+/// is only ever requested on its loop's thread. (Requested on another thread, it would race the Loop's
+/// destruction: routed to a mailbox that has just closed, it would be lost, with the stop already
+/// requested and the task's waits never told.) Refused once the Loop is being destroyed, which cancels
+/// every task itself.
+void request_task_stop(Mailbox& mailbox, const std::stop_source& source) noexcept;
 
 /// Prints a report on stderr, as the default error hook does: also where no hook is left (after the
 /// Loop's destruction).
@@ -244,9 +247,6 @@ class LoopCore {
   /// The loop's mailbox, for posting from code that may outlive the Loop.
   const std::shared_ptr<Mailbox>& mailbox() const noexcept { return mailbox_; }
 
-  /// Loop destruction, step 0 (also a LoopGroup's, for every loop before any goes): waits for a task's
-  /// `cancel()` running on another thread, and makes later ones do nothing (`request_task_stop`).
-  void refuse_cancels() noexcept;
   /// Delivers, here and now, the stops routed to this loop from other threads that are still queued,
   /// leaving the other posted functions where they are. The caller is the loop's thread.
   void deliver_queued_stops() noexcept;
@@ -258,7 +258,7 @@ class LoopCore {
   ~LoopCore();
   char* make_read_buffer() noexcept;
 
-  void set_loop_thread() noexcept { loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
+  void set_loop_thread() noexcept;  // this thread runs the loop from now on (the mailbox is told too)
   static void run_queue(uv_async_t* async) noexcept;
   /// Loop destruction: cancels every spawned task, then destroys the frames of those still suspended.
   void cancel_and_destroy_tasks() noexcept;
