@@ -101,13 +101,6 @@ struct RoutedStop {
   }
 };
 
-/// A task's cancel() made on another thread, on its way to the loop's (posted). Named, so that the
-/// Loop's destruction counts it as duet's own when it drops it (it cancels every task itself).
-struct RoutedCancel {
-  std::stop_source source;
-  void operator()() noexcept { source.request_stop(); }
-};
-
 namespace {
 /// Delivers the stops among `fns` (leaving them empty), as a Loop being destroyed does with those
 /// that had not arrived; the other functions are left as they are.
@@ -119,10 +112,10 @@ void deliver_routed_stops(std::span<UniqueFunction<void()>> fns) noexcept {
   }
 }
 
-/// How many of `fns` are the user's: all but the routed stops and cancels, which are duet's own.
+/// How many of `fns` are the user's: all but the routed stops, which are duet's own.
 std::size_t users_functions(std::span<const UniqueFunction<void()>> fns) noexcept {
   std::size_t n = 0;
-  for (const auto& fn : fns) n += fn.holds<RoutedStop>() || fn.holds<RoutedCancel>() ? 0 : 1;
+  for (const auto& fn : fns) n += fn.holds<RoutedStop>() ? 0 : 1;
   return n;
 }
 }  // namespace
@@ -132,7 +125,13 @@ void OnLoopStopBase::fire() noexcept {
   try {
     auto* cell = new Cell{{2}, this};  // one reference here, one in the posted function
     cell_ = cell;                      // read on the loop thread only after `stop_` is destroyed (see unlink)
-    core_->post(RoutedStop{CellRef(cell)});
+    UniqueFunction<void()> stop(RoutedStop{CellRef(cell)});
+    if (Mailbox& mailbox = *core_->mailbox(); !post_to(mailbox, stop)) {
+      // The Loop is being destroyed: kept for it, which delivers it if it is a task's that it waits
+      // for (request_task_stop); any other is dropped with the mailbox.
+      std::lock_guard lock(mailbox.mutex);
+      mailbox.late_stops.push_back(std::move(stop));
+    }
   } catch (...) {
     std::fputs("duet: out of memory while routing a stop request to its loop; the stop is lost\n", stderr);
   }
@@ -154,18 +153,22 @@ bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn) {
   return true;
 }
 
-void request_task_stop(Mailbox& mailbox, const std::stop_source& source) noexcept {
+void request_task_stop(const Mailbox& mailbox, std::stop_source& source, std::atomic<int>& in_flight) noexcept {
   if (mailbox.loop_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
-    std::stop_source(source).request_stop();
+    source.request_stop();
     return;
   }
-  try {
-    UniqueFunction<void()> fn(RoutedCancel{source});
-    post_to(mailbox, fn);  // refused once the Loop is being destroyed: it cancels every task itself
-  } catch (...) {
-    // Out of memory: requested here, as a stop on any source may be, and routed by its watchers.
-    std::stop_source(source).request_stop();
-  }
+  // Counted before the stop is requested: a destruction that finds it requested finds it counted,
+  // or already done.
+  in_flight.fetch_add(1, std::memory_order_seq_cst);
+  source.request_stop();
+  in_flight.fetch_sub(1, std::memory_order_seq_cst);
+  in_flight.notify_all();
+}
+
+void wait_for_cancels(std::atomic<int>& in_flight) noexcept {
+  for (int n = in_flight.load(std::memory_order_seq_cst); n != 0; n = in_flight.load(std::memory_order_seq_cst))
+    in_flight.wait(n, std::memory_order_seq_cst);
 }
 
 void LoopCore::set_loop_thread() noexcept {
@@ -179,6 +182,8 @@ void LoopCore::deliver_queued_stops() noexcept {
   {
     std::lock_guard lock(mailbox_->mutex);
     auto& queue = mailbox_->queue;
+    for (auto& fn : mailbox_->late_stops) stops.push_back(std::move(fn));
+    mailbox_->late_stops.clear();
     std::size_t kept = 0;
     for (std::size_t i = 0; i < queue.size(); ++i) {
       if (queue[i].holds<RoutedStop>())
@@ -274,8 +279,11 @@ void LoopCore::cancel_and_destroy_tasks() noexcept {
     while (SpawnedTask* t = tasks_.front()) {
       tasks_.erase(t);
       cancelled_tasks_.push_front(t);
-      t->cancel();  // may finish the task, which unlinks it
+      t->cancel();  // may finish the task, which unlinks it; waits for a cancel() on another thread
     }
+    // What such a cancel() routed here once the mailbox had closed: a task's waits leave their queues
+    // before its frame goes.
+    deliver_queued_stops();
     while (SpawnedTask* t = cancelled_tasks_.front()) t->destroy_frames();
   }
 }

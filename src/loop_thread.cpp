@@ -86,10 +86,11 @@ LoopGroup::~LoopGroup() {
   // whole. (Destroying the away loop first left its stop registrations to a freed loop.) This thread
   // is made every loop's first (`join` makes the joining thread the loop's, and that may have been
   // another), so that each stop is carried out here and now; and no user callback runs from here on
-  // (an `on_done` of a task that ends), as in a Loop's destruction. A stop that one loop's thread
-  // requested for a task away on another may still wait in that other loop's mailbox, where the
-  // task's cancellation here does nothing more (its stop is already requested): those are delivered
-  // too, before any task's frame can go.
+  // (an `on_done` of a task that ends), as in a Loop's destruction. A stop requested on another
+  // thread (a cancel(), or one loop's thread cancelling a task away on another loop) may still wait
+  // in any loop's mailbox, where cancelling the task here does nothing more (its stop is already
+  // requested; `start_closing` waits for a cancel() still running): those are delivered too, before
+  // any task's frame can go.
   for (auto& t : threads_) t->loop().core().adopt_thread();
   for (auto& t : threads_) t->loop().core().start_closing();
   for (auto& t : threads_) t->loop().core().deliver_queued_stops();

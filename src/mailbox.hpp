@@ -20,9 +20,13 @@ struct Mailbox {
   std::vector<UniqueFunction<void()>> queue;
   uv_async_t* async = nullptr;  // (under mutex) valid until `closed` is set
   bool closed = false;          // (under mutex) the Loop is being destroyed
+  // (under mutex) Stops routed here from another thread after `closed` was set: a task's cancel() on
+  // another thread that raced the Loop's destruction. That destruction waits for such cancels of its
+  // tasks to return, then delivers these before it frees any task's frame.
+  std::vector<UniqueFunction<void()>> late_stops;
 
-  // The loop's thread, as the core has it (loop_core.hpp): for a task's cancel() on another thread,
-  // which may outlive the Loop, to tell whether it is on the loop's thread.
+  // The loop's thread, as the core has it (loop_core.hpp): for a task's cancel(), which may come from
+  // a thread that outlives the Loop, to tell whether it is on the loop's thread.
   std::atomic<std::thread::id> loop_thread;
 };
 

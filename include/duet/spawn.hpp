@@ -19,10 +19,9 @@
 // the task's chain of `co_await`s watches: the operation is cancelled as cancellation.hpp describes
 // and the coroutine resumes with `duet::Cancelled` thrown. RAII cleanup runs as the exception unwinds.
 // A task may catch `Cancelled`; it cannot start new operations afterwards (they throw `Cancelled` at
-// once). `cancel()` may be called on any thread: on another, the request is posted to the task's loop
-// and made there (what the task waits on is cancelled from there, as above). So it may race the Loop's
-// destruction: a cancel that arrives as the Loop goes does nothing more (the destruction cancels
-// every task itself).
+// once). `cancel()` may be called on any thread, also while the task's Loop is being destroyed: the
+// destruction waits for a cancel() running on another thread to return, and carries out what it
+// asked of the loop before it frees the task.
 //
 // Errors are never lost: a task that ends with an exception nobody observes (by `result()`, by
 // `co_await`, or by an `on_done` callback) is reported to the loop's error hook when its handle is
@@ -45,6 +44,7 @@
 // Cost: one shared state per spawn (one allocation) plus the driver coroutine's frame (recycled).
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <cstdio>
 #include <exception>
@@ -103,9 +103,15 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
   }
 
   bool done() const noexcept { return outcome_.index() != 0; }
-  void cancel() noexcept override { stop_.request_stop(); }
-  /// The user's cancel (`JoinHandle::cancel`), from any thread: requested on the loop's.
-  void cancel_from_user() noexcept { request_task_stop(*mailbox_, stop_); }
+  /// The loop's cancel (its destruction): once it returns, no cancel() from another thread is still
+  /// routing this task's stop.
+  void cancel() noexcept override {
+    auto keep_alive = this->shared_from_this();  // the task may end inside request_stop
+    stop_.request_stop();
+    wait_for_cancels(foreign_cancels_);
+  }
+  /// The user's cancel (`JoinHandle::cancel`), from any thread.
+  void cancel_from_user() noexcept { request_task_stop(*mailbox_, stop_, foreign_cancels_); }
 
   void destroy_frames() noexcept override {
     LoopCore& core = loop_->core();
@@ -242,6 +248,7 @@ class SpawnState final : public SpawnedTask, public std::enable_shared_from_this
   std::shared_ptr<Mailbox> mailbox_;  // the loop's, which outlives it: for cancel() from another thread
   Task<T> task_;
   std::stop_source stop_;
+  std::atomic<int> foreign_cancels_{0};  // cancel() calls running on other threads
   std::coroutine_handle<> driver_;
   std::variant<std::monostate, Stored<T>, std::exception_ptr> outcome_;
   std::vector<UniqueFunction<void()>> callbacks_;

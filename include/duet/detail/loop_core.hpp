@@ -83,13 +83,13 @@ struct Mailbox;
 /// Thread-safe: queues `fn` in `mailbox` and wakes its loop. False (and `fn` untouched) once the Loop
 /// is being destroyed: the mailbox is closed, and the caller destroys `fn` on its own thread.
 bool post_to(Mailbox& mailbox, UniqueFunction<void()>& fn);
-/// Thread-safe: a task's cancellation from user code (`JoinHandle::cancel`). On the loop's thread,
-/// requests stop on `source` at once; on another, posts the request to the loop, so that a task's stop
-/// is only ever requested on its loop's thread. (Requested on another thread, it would race the Loop's
-/// destruction: routed to a mailbox that has just closed, it would be lost, with the stop already
-/// requested and the task's waits never told.) Refused once the Loop is being destroyed, which cancels
-/// every task itself.
-void request_task_stop(Mailbox& mailbox, const std::stop_source& source) noexcept;
+/// Thread-safe: a task's cancellation from user code (`JoinHandle::cancel`): requests stop on `source`
+/// here, on whichever thread this is. On a thread other than the loop's, `in_flight` counts the
+/// request while it runs: the Loop's destruction waits for it (`wait_for_cancels`) before it frees the
+/// task's frame, and delivers the stops it routed to the Loop's mailbox once that had closed.
+void request_task_stop(const Mailbox& mailbox, std::stop_source& source, std::atomic<int>& in_flight) noexcept;
+/// Loop-thread side of the above: returns once no `request_task_stop` counted by `in_flight` runs.
+void wait_for_cancels(std::atomic<int>& in_flight) noexcept;
 
 /// Prints a report on stderr, as the default error hook does: also where no hook is left (after the
 /// Loop's destruction).
@@ -247,8 +247,9 @@ class LoopCore {
   /// The loop's mailbox, for posting from code that may outlive the Loop.
   const std::shared_ptr<Mailbox>& mailbox() const noexcept { return mailbox_; }
 
-  /// Delivers, here and now, the stops routed to this loop from other threads that are still queued,
-  /// leaving the other posted functions where they are. The caller is the loop's thread.
+  /// Delivers, here and now, the stops routed to this loop from other threads that are still queued
+  /// (or were refused, late, by its closed mailbox), leaving the other posted functions where they
+  /// are. The caller is the loop's thread.
   void deliver_queued_stops() noexcept;
 
  private:
