@@ -856,6 +856,20 @@ TEST_CASE("a ServerGroup serves one port from every loop, under load from many c
 }
 
 #ifndef NDEBUG
+TEST_CASE("run() on another thread takes over a Loop made elsewhere, as Loop::run does", "[loop_thread][affinity]") {
+  // (Only debug builds check which thread a task is spawned on: run() used to spawn before it ran
+  // the loop, on a thread that was not yet the loop's.)
+  const auto death = duet::test::death_of([] {
+    duet::Loop loop;  // made on this thread
+    int got = 0;
+    std::thread other([&] { got = duet::run(loop, []() -> Task<int> { co_return 42; }()); });
+    other.join();
+    if (got != 42) std::abort();
+  });
+  CHECK_FALSE(death.died);
+  CHECK(death.said.empty());
+}
+
 TEST_CASE("debug builds stop a duet object made on a thread that does not run its loop", "[loop_thread][affinity]") {
   // 0: an operation; 1: a callback added to a running task's handle (the task not finished yet)
   const int what = GENERATE(0, 1);

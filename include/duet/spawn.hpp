@@ -383,6 +383,9 @@ JoinHandle<T> spawn(Loop& loop, Task<T> task) {
 /// `duet::Cancelled` out of `run` unless it handles it.
 template <class T>
 T run(Loop& loop, Task<T> task, std::stop_token stop = {}) {
+  // This thread runs the loop from here on, as `loop.run()` below would make it: the task is spawned
+  // here too (a Loop made on another thread, run on this one).
+  loop.core().adopt_thread();
   JoinHandle<T> handle = spawn(loop, std::move(task));
   // Stops the loop when the task is done, but only while this run() is running it: a task that
   // finishes later (after being cancelled below) must not leave libuv's stop flag set.
