@@ -21,7 +21,9 @@
 // A task may catch `Cancelled`; it cannot start new operations afterwards (they throw `Cancelled` at
 // once). `cancel()` may be called on any thread, also while the task's Loop is being destroyed: the
 // destruction waits for a cancel() running on another thread to return, and carries out what it
-// asked of the loop before it frees the task.
+// asked of the loop before it frees the task. (A cancel() on the thread of a loop the task is away on,
+// resume_on.hpp, runs the task's cleanup inside the call: that must not wait for the thread destroying
+// the task's Loop.)
 //
 // Errors are never lost: a task that ends with an exception nobody observes (by `result()`, by
 // `co_await`, or by an `on_done` callback) is reported to the loop's error hook when its handle is
