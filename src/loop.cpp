@@ -181,23 +181,17 @@ void LoopCore::deliver_queued_stops() noexcept {
   std::vector<UniqueFunction<void()>> stops;
   {
     std::lock_guard lock(mailbox_->mutex);
+    stops.swap(mailbox_->late_stops);
     auto& queue = mailbox_->queue;
-    for (auto& fn : mailbox_->late_stops) stops.push_back(std::move(fn));
-    mailbox_->late_stops.clear();
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < queue.size(); ++i) {
-      if (queue[i].holds<RoutedStop>())
-        stops.push_back(std::move(queue[i]));
-      else if (kept++ != i)
-        queue[kept - 1] = std::move(queue[i]);
-    }
-    queue.erase(queue.begin() + static_cast<std::ptrdiff_t>(kept), queue.end());
+    for (auto& fn : queue)
+      if (fn.holds<RoutedStop>()) stops.push_back(std::move(fn));
+    std::erase_if(queue, [](const UniqueFunction<void()>& fn) { return !fn; });  // (posted ones are never empty)
   }
   deliver_routed_stops(stops);
 }
 
 LoopCore::LoopCore() : alive_(std::make_shared<bool>(true)), mailbox_(std::make_shared<Mailbox>()) {
-  mailbox_->loop_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  set_loop_thread();  // (the mailbox's copy)
 }
 
 LoopCore::~LoopCore() { delete[] read_buffer_; }
