@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
@@ -153,6 +154,32 @@ class FullBacklog {
   int queued_ = -1;
   std::uint16_t port_ = 0;
 };
+
+/// A loopback port nothing is bound to, for a test that needs a refusal: a TCP connect refused, or
+/// a UDP datagram answered by "port unreachable". `type` is SOCK_STREAM or SOCK_DGRAM. The port is
+/// taken from below the kernel's ephemeral range and checked free by binding it, so no socket bound
+/// to port 0 (by this test or by one running in parallel) can be given it before the test uses it;
+/// a port bound to 0 and released, the obvious way, can be handed to the next such socket.
+inline std::uint16_t closed_port(int type) {
+  int ephemeral_low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+  const int first = ephemeral_low > 11000 ? 10000 : 1024;
+  const int count = std::max(1, ephemeral_low - first);
+  const int start = static_cast<int>(::getpid()) % count;  // parallel test processes start apart
+  for (int i = 0; i < count; ++i) {
+    const int port = first + (start + i) % count;
+    const int fd = ::socket(AF_INET, type, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "closed_port: socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (free) return static_cast<std::uint16_t>(port);
+  }
+  throw std::runtime_error("closed_port: every port below the ephemeral range is bound");
+}
 
 /// A fresh, empty temporary folder, removed with everything in it on destruction.
 class TempDir {

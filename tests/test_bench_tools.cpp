@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "duet/tcp.hpp"
 #include "flags_server_process.hpp"
 #include "peer_process.hpp"
 #include "support.hpp"
@@ -92,13 +91,7 @@ TEST_CASE("http_load --save writes each flag byte for byte, in both faces", "[be
 }
 
 TEST_CASE("a load generator facing a closed port counts errors, says why, and exits 1", "[bench]") {
-  duet::Loop loop;
-  std::uint16_t port;
-  {  // a port nobody listens on: bound, then released
-    duet::TcpListener probe(loop, duet::Endpoint::loopback(0));
-    port = probe.local_endpoint().port();
-  }
-  loop.run();
+  const std::uint16_t port = duet::test::closed_port(SOCK_STREAM);
   const std::vector<std::string> args = {
       "--url", "http://127.0.0.1:" + std::to_string(port) + "/flags", "--requests", "30", "--concurrency", "5"};
   for (const char* face : {"callbacks", "coroutines"}) {

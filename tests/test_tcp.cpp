@@ -22,15 +22,6 @@ using duet::TcpStream;
 
 namespace {
 
-/// A port nothing listens on: bound, then released.
-std::uint16_t closed_port(duet::Loop& loop) {
-  TcpListener l(loop, Endpoint::loopback(0));
-  std::uint16_t port = l.local_endpoint().port();
-  l.close();
-  loop.run();
-  return port;
-}
-
 /// A connected pair (client, server side) on loopback.
 std::pair<TcpStream, TcpStream> connected_pair(duet::Loop& loop) {
   TcpListener listener(loop, Endpoint::loopback(0));
@@ -88,7 +79,7 @@ TEST_CASE("connect, write and read: an echo round trip over loopback", "[tcp]") 
 
 TEST_CASE("connecting to a closed port fails with UV_ECONNREFUSED", "[tcp]") {
   duet::Loop loop;
-  const std::uint16_t port = closed_port(loop);
+  const std::uint16_t port = duet::test::closed_port(SOCK_STREAM);
   std::optional<std::error_code> result;
   bool stream_open = true;
   duet::connect(loop, Endpoint::loopback(port), 5s, [&](std::error_code ec, TcpStream s) {

@@ -23,15 +23,6 @@ using duet::test::PeerProcess;
 
 namespace {
 
-/// A loopback UDP port nobody listens on: bound, then released.
-std::uint16_t closed_udp_port(duet::Loop& loop) {
-  UdpSocket s(loop, Endpoint::loopback(0));
-  const std::uint16_t port = s.local_endpoint().port();
-  s.close();
-  loop.run();
-  return port;
-}
-
 /// Bytes that tell their positions apart (a shifted or cut datagram does not compare equal).
 std::string pattern(std::size_t n) {
   std::string s(n, '\0');
@@ -129,7 +120,7 @@ TEST_CASE("a datagram sent where nobody listens is lost, and the receive ends by
   duet::test::ErrorLog log;
   duet::Loop loop;
   loop.set_error_handler(log.handler());
-  const std::uint16_t nobody = closed_udp_port(loop);
+  const std::uint16_t nobody = duet::test::closed_port(SOCK_DGRAM);
   auto lost = [](duet::Loop& l, std::uint16_t port) -> Task<> {
     UdpSocket s(l, Endpoint::loopback(0));
     co_await s.send_to(Endpoint::loopback(port), "anyone there?");  // UDP says nothing
@@ -147,7 +138,7 @@ TEST_CASE("a cancelled receive calls back with UV_ECANCELED and leaves the buffe
   duet::test::ErrorLog log;
   duet::Loop loop;
   loop.set_error_handler(log.handler());
-  const std::uint16_t nobody = closed_udp_port(loop);
+  const std::uint16_t nobody = duet::test::closed_port(SOCK_DGRAM);
   UdpSocket socket(loop, Endpoint::loopback(0));
   socket.send_to(Endpoint::loopback(nobody), "anyone there?", [](std::error_code ec) { CHECK_FALSE(ec); });
   std::stop_source stop;
@@ -183,7 +174,7 @@ TEST_CASE("a cancelled receive calls back with UV_ECANCELED and leaves the buffe
 TEST_CASE("a connected socket hears UV_ECONNREFUSED when its peer's port is closed", "[udp]") {
   duet::Loop loop;
   Deadline deadline(loop, 10s);
-  const std::uint16_t nobody = closed_udp_port(loop);
+  const std::uint16_t nobody = duet::test::closed_port(SOCK_DGRAM);
   UdpSocket socket(loop, Endpoint::loopback(0));
   socket.connect(Endpoint::loopback(nobody));
   std::optional<std::error_code> result;
@@ -392,7 +383,8 @@ TEST_CASE("join_group and leave_group say clearly what is wrong", "[udp]") {
       return e.code().value() == code && std::string(e.what()).find("group") != std::string::npos;
     });
   };
-  CHECK_THROWS_MATCHES(socket.join_group("127.0.0.1", "127.0.0.1"), std::system_error, with(UV_EINVAL));  // not multicast
+  CHECK_THROWS_MATCHES(socket.join_group("127.0.0.1", "127.0.0.1"), std::system_error,
+                       with(UV_EINVAL));  // not multicast
   CHECK_THROWS_MATCHES(socket.join_group("no such group"), std::system_error, with(UV_EINVAL));
   CHECK_THROWS_MATCHES(socket.leave_group("224.0.0.251", "127.0.0.1"), std::system_error, with(UV_EADDRNOTAVAIL));
 }
