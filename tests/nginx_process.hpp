@@ -1,5 +1,5 @@
 // nginx as a child process on a free loopback port, serving a folder over plain HTTP or, given a
-// certificate, over https; and the two socket helpers it needs (a free port, waiting for a listener).
+// certificate, over https; and the socket helper it needs (waiting for a listener).
 #pragma once
 
 #include <netinet/in.h>
@@ -23,25 +23,6 @@
 #include "tls_certs.hpp"
 
 namespace duet::test {
-
-/// A loopback port free a moment ago: bound to port 0, then released for a server that cannot report
-/// the port it chose itself (nginx).
-inline std::uint16_t free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::system_error(err, std::generic_category(), "bind");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port` (a server just started);
 /// throws if nothing does within `limit`.
@@ -74,7 +55,7 @@ struct Nginx {
 
   explicit Nginx(const std::filesystem::path& root, const CertFiles* tls = nullptr,
                  const std::string& extra_server = "")
-      : port(free_loopback_port()), secure(tls != nullptr) {
+      : port(unbound_port(SOCK_STREAM)), secure(tls != nullptr) {
     const std::string d = dir.path().string();
     std::ofstream conf(dir / "nginx.conf");
     conf << "daemon off;\nmaster_process off;\nworker_processes 1;\n"

@@ -155,21 +155,24 @@ class FullBacklog {
   std::uint16_t port_ = 0;
 };
 
-/// A loopback port nothing is bound to, for a test that needs a refusal: a TCP connect refused, or
-/// a UDP datagram answered by "port unreachable". `type` is SOCK_STREAM or SOCK_DGRAM. The port is
-/// taken from below the kernel's ephemeral range and checked free by binding it, so no socket bound
-/// to port 0 (by this test or by one running in parallel) can be given it before the test uses it;
-/// a port bound to 0 and released, the obvious way, can be handed to the next such socket.
-inline std::uint16_t closed_port(int type) {
+/// A loopback port nothing is bound to now: for a test that needs a refusal (a TCP connect refused,
+/// a UDP datagram answered by "port unreachable"), or for a server that cannot report the port it
+/// chose itself (nginx). `type` is SOCK_STREAM or SOCK_DGRAM. The port lies below the kernel's
+/// ephemeral range and is checked free by binding it, so no socket bound to port 0 (by this test or
+/// one running in parallel) can be given it before it is used; a port bound to 0 and released, the
+/// obvious way, can be handed to the next such socket. Test processes start their search at places
+/// spread by their pid.
+inline std::uint16_t unbound_port(int type) {
   int ephemeral_low = 32768;
   std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
   const int first = ephemeral_low > 11000 ? 10000 : 1024;
   const int count = std::max(1, ephemeral_low - first);
-  const int start = static_cast<int>(::getpid()) % count;  // parallel test processes start apart
+  const int start =
+      static_cast<int>(static_cast<std::uint32_t>(::getpid()) * 2654435761u % static_cast<std::uint32_t>(count));
   for (int i = 0; i < count; ++i) {
     const int port = first + (start + i) % count;
     const int fd = ::socket(AF_INET, type, 0);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "closed_port: socket");
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "unbound_port: socket");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -178,7 +181,7 @@ inline std::uint16_t closed_port(int type) {
     ::close(fd);
     if (free) return static_cast<std::uint16_t>(port);
   }
-  throw std::runtime_error("closed_port: every port below the ephemeral range is bound");
+  throw std::runtime_error("unbound_port: every port below the ephemeral range is bound");
 }
 
 /// A fresh, empty temporary folder, removed with everything in it on destruction.

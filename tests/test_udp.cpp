@@ -120,7 +120,7 @@ TEST_CASE("a datagram sent where nobody listens is lost, and the receive ends by
   duet::test::ErrorLog log;
   duet::Loop loop;
   loop.set_error_handler(log.handler());
-  const std::uint16_t nobody = duet::test::closed_port(SOCK_DGRAM);
+  const std::uint16_t nobody = duet::test::unbound_port(SOCK_DGRAM);
   auto lost = [](duet::Loop& l, std::uint16_t port) -> Task<> {
     UdpSocket s(l, Endpoint::loopback(0));
     co_await s.send_to(Endpoint::loopback(port), "anyone there?");  // UDP says nothing
@@ -138,7 +138,7 @@ TEST_CASE("a cancelled receive calls back with UV_ECANCELED and leaves the buffe
   duet::test::ErrorLog log;
   duet::Loop loop;
   loop.set_error_handler(log.handler());
-  const std::uint16_t nobody = duet::test::closed_port(SOCK_DGRAM);
+  const std::uint16_t nobody = duet::test::unbound_port(SOCK_DGRAM);
   UdpSocket socket(loop, Endpoint::loopback(0));
   socket.send_to(Endpoint::loopback(nobody), "anyone there?", [](std::error_code ec) { CHECK_FALSE(ec); });
   std::stop_source stop;
@@ -174,7 +174,7 @@ TEST_CASE("a cancelled receive calls back with UV_ECANCELED and leaves the buffe
 TEST_CASE("a connected socket hears UV_ECONNREFUSED when its peer's port is closed", "[udp]") {
   duet::Loop loop;
   Deadline deadline(loop, 10s);
-  const std::uint16_t nobody = duet::test::closed_port(SOCK_DGRAM);
+  const std::uint16_t nobody = duet::test::unbound_port(SOCK_DGRAM);
   UdpSocket socket(loop, Endpoint::loopback(0));
   socket.connect(Endpoint::loopback(nobody));
   std::optional<std::error_code> result;
