@@ -157,16 +157,24 @@ class FullBacklog {
 
 /// A loopback port nothing is bound to now: for a test that needs a refusal (a TCP connect refused,
 /// a UDP datagram answered by "port unreachable"), or for a server that cannot report the port it
-/// chose itself (nginx). `type` is SOCK_STREAM or SOCK_DGRAM. The port lies below the kernel's
-/// ephemeral range and is checked free by binding it, so no socket bound to port 0 (by this test or
-/// one running in parallel) can be given it before it is used; a port bound to 0 and released, the
-/// obvious way, can be handed to the next such socket. Test processes start their search at places
-/// spread by their pid.
+/// chose itself (nginx). `type` is SOCK_STREAM or SOCK_DGRAM. The port lies outside the kernel's
+/// ephemeral range (below it, on a usual configuration) and is checked free by binding it, so no
+/// socket bound to port 0, by this test or one running in parallel, can be given it before it is
+/// used; a port bound to 0 and released, the obvious way, can be handed to the next such socket.
+/// Test processes start their search at places spread by their pid.
 inline std::uint16_t unbound_port(int type) {
-  int ephemeral_low = 32768;
-  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
-  const int first = ephemeral_low > 11000 ? 10000 : 1024;
-  const int count = std::max(1, ephemeral_low - first);
+  int low = 32768, high = 60999;  // the ephemeral range, Linux's defaults
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
+  int first = std::max(1024, std::min(10000, low - 1000)), end = low;  // [first, end): below the range
+  if (end - first < 1000) {                                            // or above it
+    first = high + 1;
+    end = 65536;
+  }
+  if (end - first < 1000) {  // no room outside it: any free port, the best that can be done
+    first = 1024;
+    end = 65536;
+  }
+  const int count = end - first;
   const int start =
       static_cast<int>(static_cast<std::uint32_t>(::getpid()) * 2654435761u % static_cast<std::uint32_t>(count));
   for (int i = 0; i < count; ++i) {
@@ -181,7 +189,7 @@ inline std::uint16_t unbound_port(int type) {
     ::close(fd);
     if (free) return static_cast<std::uint16_t>(port);
   }
-  throw std::runtime_error("unbound_port: every port below the ephemeral range is bound");
+  throw std::runtime_error("unbound_port: no free loopback port");
 }
 
 /// A fresh, empty temporary folder, removed with everything in it on destruction.

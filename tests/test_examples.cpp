@@ -227,10 +227,7 @@ TEST_CASE("usage errors print the book's message and exit 2", "[examples]") {
 }
 
 TEST_CASE("an unreachable server makes every code an error, and the run still ends normally", "[examples]") {
-  duet::Loop loop;
-  duet::TcpListener closed(loop, duet::Endpoint::loopback(0));
-  const std::string url = "http://127.0.0.1:" + std::to_string(closed.local_endpoint().port()) + "/flags";
-  closed.close();
+  const std::string url = "http://127.0.0.1:" + std::to_string(duet::test::unbound_port(SOCK_STREAM)) + "/flags";
   for (const char* style : kStyles) {
     TempDir out;
     const Finished f = run(style, "flags", {"-s", url, "-o", out.path().string(), "-v", "BR", "JP", "FR"});

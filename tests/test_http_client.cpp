@@ -314,9 +314,7 @@ TEST_CASE("a 303 and a 301 or 302 after a POST continue as GET without a body bu
 TEST_CASE("connection errors: refused, unknown host, unsupported scheme", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
-  duet::TcpListener probe(loop, duet::Endpoint::loopback(0));
-  const auto port = probe.local_endpoint().port();
-  probe.close();
+  const auto port = duet::test::unbound_port(SOCK_STREAM);
   Client client(loop);
   CHECK(duet::test::get(face, loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() ==
         UV_ECONNREFUSED);
@@ -649,9 +647,7 @@ TEST_CASE("the coroutine face throws RequestError saying what the callback's rea
           "[http][client][coro]") {
   duet::Loop loop;
   Client client(loop);
-  duet::TcpListener closed(loop, duet::Endpoint::loopback(0));
-  const std::string url = "http://127.0.0.1:" + std::to_string(closed.local_endpoint().port()) + "/";
-  closed.close();  // nothing listens there now: connection refused
+  const std::string url = "http://127.0.0.1:" + std::to_string(duet::test::unbound_port(SOCK_STREAM)) + "/";
 
   std::string reason;
   client.get(url, [&](std::error_code ec, Response res) {
