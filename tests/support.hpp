@@ -118,6 +118,15 @@ struct ErrorLog {
   }
 };
 
+/// 127.0.0.1:`port` as the socket calls take it.
+inline sockaddr_in loopback_address(std::uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  return addr;
+}
+
 /// A loopback port whose accept queue is full (listen backlog 0, one connection queued and never
 /// accepted): the kernel drops further SYNs, so connects to it hang — which makes connect timeouts
 /// and cancellation testable without any outside address.
@@ -125,9 +134,7 @@ class FullBacklog {
  public:
   FullBacklog() {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in addr = loopback_address(0);
     if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listener_, 0) != 0)
       throw std::system_error(errno, std::generic_category(), "FullBacklog: bind/listen");
     socklen_t len = sizeof addr;
@@ -155,13 +162,38 @@ class FullBacklog {
   std::uint16_t port_ = 0;
 };
 
-/// A loopback port nothing is bound to now: for a test that needs a refusal (a TCP connect refused,
-/// a UDP datagram answered by "port unreachable"), or for a server that cannot report the port it
-/// chose itself (nginx). `type` is SOCK_STREAM or SOCK_DGRAM. The port lies outside the kernel's
-/// ephemeral range (below it, on a usual configuration) and is checked free by binding it, so no
-/// socket bound to port 0, by this test or one running in parallel, can be given it before it is
-/// used; a port bound to 0 and released, the obvious way, can be handed to the next such socket.
-/// Test processes start their search at places spread by their pid.
+/// A loopback TCP port that refuses connections for as long as this object lives: a socket bound to
+/// it, not listening, holds it, so that no other socket (of this test or of one running in parallel)
+/// can take it and answer. (A port bound to 0 and released can be handed to the next such socket.)
+class RefusingPort {
+ public:
+  RefusingPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr = loopback_address(0);
+    socklen_t len = sizeof addr;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      const int err = errno;
+      if (fd_ >= 0) ::close(fd_);
+      throw std::system_error(err, std::generic_category(), "RefusingPort");
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+  ~RefusingPort() { ::close(fd_); }
+  std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
+
+/// A loopback port nothing is bound to now, where no socket can be held: a UDP port that answers a
+/// datagram with "port unreachable" (a bound socket would receive it), or a port for a server that
+/// cannot report the one it chose itself (nginx). `type` is SOCK_STREAM or SOCK_DGRAM. The port lies
+/// outside the kernel's ephemeral range (below it, on a usual configuration) and is checked free by
+/// binding it, so no socket bound to port 0, by this test or one running in parallel, can be given it
+/// before it is used. Test processes start their search at places spread by their pid.
 inline std::uint16_t unbound_port(int type) {
   int low = 32768, high = 60999;  // the ephemeral range, Linux's defaults
   std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
@@ -181,11 +213,8 @@ inline std::uint16_t unbound_port(int type) {
     const int port = first + (start + i) % count;
     const int fd = ::socket(AF_INET, type, 0);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), "unbound_port: socket");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    const sockaddr_in addr = loopback_address(static_cast<std::uint16_t>(port));
+    const bool free = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
     if (free) return static_cast<std::uint16_t>(port);
   }

@@ -91,7 +91,8 @@ TEST_CASE("http_load --save writes each flag byte for byte, in both faces", "[be
 }
 
 TEST_CASE("a load generator facing a closed port counts errors, says why, and exits 1", "[bench]") {
-  const std::uint16_t port = duet::test::unbound_port(SOCK_STREAM);
+  const duet::test::RefusingPort refusing;
+  const std::uint16_t port = refusing.port();
   const std::vector<std::string> args = {
       "--url", "http://127.0.0.1:" + std::to_string(port) + "/flags", "--requests", "30", "--concurrency", "5"};
   for (const char* face : {"callbacks", "coroutines"}) {

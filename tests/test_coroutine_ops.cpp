@@ -80,7 +80,8 @@ TEST_CASE("co_await resolve: endpoints, or the callback's error as an exception"
 
 TEST_CASE("co_await connect: refused is a system_error, a hang is TimedOut", "[coro][tcp]") {
   duet::Loop loop;
-  const auto closed = duet::Endpoint::loopback(duet::test::unbound_port(SOCK_STREAM));
+  const duet::test::RefusingPort refusing;
+  const auto closed = duet::Endpoint::loopback(refusing.port());
   auto dial = [](duet::Loop& l, duet::Endpoint ep, std::chrono::milliseconds t) -> Task<> {
     auto s = co_await duet::connect(l, ep, t);
   };

@@ -227,7 +227,8 @@ TEST_CASE("usage errors print the book's message and exit 2", "[examples]") {
 }
 
 TEST_CASE("an unreachable server makes every code an error, and the run still ends normally", "[examples]") {
-  const std::string url = "http://127.0.0.1:" + std::to_string(duet::test::unbound_port(SOCK_STREAM)) + "/flags";
+  const duet::test::RefusingPort refusing;
+  const std::string url = "http://127.0.0.1:" + std::to_string(refusing.port()) + "/flags";
   for (const char* style : kStyles) {
     TempDir out;
     const Finished f = run(style, "flags", {"-s", url, "-o", out.path().string(), "-v", "BR", "JP", "FR"});

@@ -314,7 +314,8 @@ TEST_CASE("a 303 and a 301 or 302 after a POST continue as GET without a body bu
 TEST_CASE("connection errors: refused, unknown host, unsupported scheme", "[http][client]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   duet::Loop loop;
-  const auto port = duet::test::unbound_port(SOCK_STREAM);
+  const duet::test::RefusingPort refusing;
+  const auto port = refusing.port();
   Client client(loop);
   CHECK(duet::test::get(face, loop, client, "http://127.0.0.1:" + std::to_string(port) + "/").ec.value() ==
         UV_ECONNREFUSED);
@@ -647,7 +648,8 @@ TEST_CASE("the coroutine face throws RequestError saying what the callback's rea
           "[http][client][coro]") {
   duet::Loop loop;
   Client client(loop);
-  const std::string url = "http://127.0.0.1:" + std::to_string(duet::test::unbound_port(SOCK_STREAM)) + "/";
+  const duet::test::RefusingPort refusing;
+  const std::string url = "http://127.0.0.1:" + std::to_string(refusing.port()) + "/";
 
   std::string reason;
   client.get(url, [&](std::error_code ec, Response res) {

@@ -23,6 +23,7 @@
 #include "duet/http/client.hpp"
 #include "flags_server_process.hpp"
 #include "scripted_server.hpp"
+#include "support.hpp"
 
 using duet::Task;
 using duet::http::Client;
@@ -104,16 +105,8 @@ TEST_CASE("soak: requests with mixed errors through both faces; descriptors and 
     }
   });
   rogue.forget_requests();
-  // A port bound but not listening refuses connections, and no other test can take it meanwhile.
-  const int bound = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(bound >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(bound, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::getsockname(bound, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  const std::string refused = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/flags/br/br.gif";
+  const duet::test::RefusingPort refusing;
+  const std::string refused = "http://127.0.0.1:" + std::to_string(refusing.port()) + "/flags/br/br.gif";
   const std::vector<std::string> codes = {"br", "cn", "de", "fr", "in", "jp", "us", "id"};
 
   auto plan = [&](std::size_t i) -> Plan {
@@ -219,7 +212,6 @@ TEST_CASE("soak: requests with mixed errors through both faces; descriptors and 
   client.reset();
   rogue.close();
   loop.run();
-  ::close(bound);
   CHECK(open_fds(self) <= fds_before);  // every connection closed
   std::printf(
       "soak: %zu requests (ok %zu, 404 %zu, 418 %zu, failed %zu); client fds %zu -> most %zu, RSS KiB "

@@ -207,11 +207,8 @@ TEST_CASE("TcpStream::open adopts a socket connected by someone else", "[stream]
   });
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(listener.local_endpoint().port());
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);  // blocking, before the loop runs
+  const sockaddr_in to = duet::test::loopback_address(listener.local_endpoint().port());
+  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0);  // blocking, before the loop runs
   TcpStream adopted = TcpStream::open(loop, fd);
   CHECK(adopted.remote_endpoint().port() == listener.local_endpoint().port());
   while (!server) loop.run_once();

@@ -79,7 +79,8 @@ TEST_CASE("connect, write and read: an echo round trip over loopback", "[tcp]") 
 
 TEST_CASE("connecting to a closed port fails with UV_ECONNREFUSED", "[tcp]") {
   duet::Loop loop;
-  const std::uint16_t port = duet::test::unbound_port(SOCK_STREAM);
+  const duet::test::RefusingPort refusing;
+  const std::uint16_t port = refusing.port();
   std::optional<std::error_code> result;
   bool stream_open = true;
   duet::connect(loop, Endpoint::loopback(port), 5s, [&](std::error_code ec, TcpStream s) {
