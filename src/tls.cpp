@@ -191,8 +191,8 @@ class TlsSession final : public OwnedHandle {
 
   struct StopHandshake {
     TlsSession* self;
-    void operator()() const noexcept {
-      self->finish_handshake(uv_error(UV_ECANCELED), "the TLS handshake was cancelled");
+    void operator()() const noexcept {  // inside request_stop(): the callback comes on a later turn
+      self->finish_handshake(uv_error(UV_ECANCELED), "the TLS handshake was cancelled", Deliver::later);
     }
   };
   struct StopRead {
@@ -208,7 +208,9 @@ class TlsSession final : public OwnedHandle {
     update_transport_reading();
   }
 
-  void finish_handshake(std::error_code ec, std::string reason) noexcept {
+  enum class Deliver { now, later };
+
+  void finish_handshake(std::error_code ec, std::string reason, Deliver when = Deliver::now) noexcept {
     if (!handshake_cb_) return;
     uv_timer_stop(&timer_);
     stop_handshake_.reset();
@@ -217,14 +219,15 @@ class TlsSession final : public OwnedHandle {
     HandlePtr<TlsSession> me = std::move(self_);
     if (ec) {
       me.reset();  // closes the session and its transport
-      return deliver(std::move(cb), ec, TlsStream(std::move(reason)));
+      return deliver(std::move(cb), ec, TlsStream(std::move(reason)), when);
     }
     update_transport_reading();
-    deliver(std::move(cb), ec, TlsStream(std::move(me)));
+    deliver(std::move(cb), ec, TlsStream(std::move(me)), when);
   }
 
-  void deliver(UniqueFunction<void(std::error_code, TlsStream)> cb, std::error_code ec, TlsStream s) noexcept {
-    if (starting_)  // never inside the call that started the handshake
+  void deliver(UniqueFunction<void(std::error_code, TlsStream)> cb, std::error_code ec, TlsStream s,
+               Deliver when) noexcept {
+    if (starting_ || when == Deliver::later)  // never inside the call that started the handshake
       return core()->defer([cb = std::move(cb), ec, s = std::move(s)]() mutable { cb(ec, std::move(s)); });
     core()->invoke(cb, ec, std::move(s));
   }

@@ -358,6 +358,47 @@ TEST_CASE("TLS: a handshake that never completes times out, and one can be cance
   CHECK_FALSE(cancelled.tls.is_open());
 }
 
+TEST_CASE("TLS: a cancelled handshake calls back on a later turn, never inside request_stop()", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  std::optional<duet::TcpStream> silent;  // accepted, never answered
+  listener.accept([&](std::error_code, duet::TcpStream s) { silent = std::move(s); });
+  std::optional<duet::TcpStream> tcp;
+  duet::connect(loop, listener.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+    REQUIRE_FALSE(ec);
+    tcp = std::move(s);
+  });
+  while (!tcp || !silent) loop.run_once();
+  std::stop_source stop;
+  std::optional<std::error_code> got;
+  duet::tls_connect(std::move(*tcp), certs.client(), "localhost", 0ms,
+                    duet::with_cancellation(stop.get_token(), [&](std::error_code ec, duet::TlsStream) { got = ec; }));
+  loop.run_once();  // the ClientHello goes out; the server says nothing
+  REQUIRE_FALSE(got);
+  stop.request_stop();
+  CHECK_FALSE(got);  // cancellation.hpp: "called once, later, from the loop (never inside request_stop())"
+  while (!got) loop.run_once();
+  CHECK(duet::is_cancelled(*got));
+}
+
+TEST_CASE("TLS: the coroutine face keeps its own copy of the context: one made for the call may be gone", "[tls]") {
+  Certs certs;
+  duet::Loop loop;
+  EchoServer server(loop, Certs::server_for(certs.server));
+  auto t = [&]() -> duet::Task<std::string> {
+    duet::TcpStream tcp = co_await duet::connect(loop, server.endpoint(), 5s);
+    // The context is a temporary, the only owner of its settings, gone before the awaitable starts.
+    auto handshake = duet::tls_connect(std::move(tcp), certs.client(), "localhost", 5s);
+    duet::TlsStream tls = co_await std::move(handshake);
+    co_await tls.write("copied");
+    char buf[16];
+    const std::size_t n = co_await tls.read(buf);
+    co_return std::string(buf, n);
+  };
+  CHECK(duet::run(loop, t()) == "copied");
+}
+
 TEST_CASE("TLS: a peer closing without close_notify is reported as truncation, after the data", "[tls]") {
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   Certs certs;
@@ -449,6 +490,30 @@ duet::http::ClientOptions trusting(const Certs& certs) {
 }
 
 }  // namespace
+
+TEST_CASE("https: a request deadline that runs out during the TLS handshake is a timeout, not a cancellation",
+          "[tls][http]") {
+  const Face face = GENERATE(Face::callbacks, Face::coroutines);
+  Certs certs;
+  duet::Loop loop;
+  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
+  std::vector<duet::TcpStream> silent;  // accepted, never answered: the handshake stalls
+  std::function<void()> accept = [&] {
+    listener.accept([&](std::error_code ec, duet::TcpStream s) {
+      if (ec) return;
+      silent.push_back(std::move(s));
+      accept();
+    });
+  };
+  accept();
+  duet::http::ClientOptions o = trusting(certs);
+  o.request_timeout = 200ms;  // well before the 10 s handshake timeout
+  duet::http::Client client(loop, o);
+  const auto got = duet::test::get(face, loop, client,
+                                   "https://localhost:" + std::to_string(listener.local_endpoint().port()) + "/");
+  CHECK(got.ec.value() == UV_ETIMEDOUT);
+  CHECK_THAT(got.res.reason, Catch::Contains("the request timed out"));
+}
 
 TEST_CASE("https: nginx, Python's ssl http.server and Node.js https serve byte-identical files, both faces",
           "[tls][http][peers]") {

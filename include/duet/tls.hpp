@@ -301,14 +301,14 @@ void tls_connect(S&& transport, const TlsContext& ctx, std::string server_name,
       detail::UniqueFunction<void(std::error_code, TlsStream)>(std::forward<Callback>(cb)), std::move(token));
 }
 /// Coroutine face: `TlsStream tls = co_await tls_connect(std::move(tcp), ctx, "host", 10s);` Throws
-/// `TlsError` (or `TimedOut`, `Cancelled`, `std::system_error` for a transport error).
+/// `TlsError` (or `TimedOut`, `Cancelled`, `std::system_error` for a transport error). The awaitable
+/// holds its own copy of `ctx` (a handle), so it may be made from a temporary and awaited later.
 template <detail::TransportStream S, class Rep, class Period>
 [[nodiscard]] auto tls_connect(S&& transport, const TlsContext& ctx, std::string server_name,
                                std::chrono::duration<Rep, Period> timeout) {
-  return awaitable<TlsStream>(
-      [t = std::move(transport), &ctx, name = std::move(server_name), timeout](auto cb) mutable {
-        tls_connect(std::move(t), ctx, std::move(name), timeout, detail::TlsCompletion<decltype(cb)>{std::move(cb)});
-      });
+  return awaitable<TlsStream>([t = std::move(transport), ctx, name = std::move(server_name), timeout](auto cb) mutable {
+    tls_connect(std::move(t), ctx, std::move(name), timeout, detail::TlsCompletion<decltype(cb)>{std::move(cb)});
+  });
 }
 
 /// Server handshake over an accepted `transport`, with a server context. As `tls_connect` otherwise.
@@ -323,7 +323,7 @@ void tls_accept(S&& transport, const TlsContext& ctx, std::chrono::duration<Rep,
 /// Coroutine face: `TlsStream tls = co_await tls_accept(std::move(tcp), ctx, 10s);`
 template <detail::TransportStream S, class Rep, class Period>
 [[nodiscard]] auto tls_accept(S&& transport, const TlsContext& ctx, std::chrono::duration<Rep, Period> timeout) {
-  return awaitable<TlsStream>([t = std::move(transport), &ctx, timeout](auto cb) mutable {
+  return awaitable<TlsStream>([t = std::move(transport), ctx, timeout](auto cb) mutable {
     tls_accept(std::move(t), ctx, timeout, detail::TlsCompletion<decltype(cb)>{std::move(cb)});
   });
 }
