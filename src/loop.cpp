@@ -533,7 +533,12 @@ bool Loop::run_once() {
   // poll (writes done, hooks) would arm their deadlines from the last turn's time. Read it here, as a
   // full run does when it starts.
   uv_update_time(core_->uv_);
-  return uv_run(core_->uv_, UV_RUN_ONCE) != 0;
+  // Before 1.45, a UV_RUN_ONCE turn runs the timers due before it polls, and then polls with a timeout
+  // that leaves them out: a turn that ran a 0 ms timer (a zero sleep, a TLS read served from bytes
+  // already decrypted) would go on to wait for I/O. With something ready now (a timer due, a pending
+  // callback, a closing handle), the turn does not wait.
+  const uv_run_mode mode = uv_backend_timeout(core_->uv_) == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE;
+  return uv_run(core_->uv_, mode) != 0;
 }
 
 void Loop::stop() noexcept { uv_stop(core_->uv_); }

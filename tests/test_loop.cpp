@@ -114,6 +114,21 @@ TEST_CASE("run_once reports whether work remains", "[loop]") {
   CHECK(fired);
 }
 
+TEST_CASE("run_once runs a timer that is due and returns, without waiting for I/O", "[loop]") {
+  duet::Loop loop;
+  bool later_fired = false;
+  duet::Timer later(loop);  // the loop's other work: a turn that waits for I/O sleeps until it is due
+  later.start(30s, 0ms, [&] { later_fired = true; });
+  for (int turn = 0; turn < 3; ++turn) {  // started before the turn, as a TLS read served from bytes it has
+    bool fired = false;
+    duet::Timer now(loop);
+    now.start(0ms, 0ms, [&] { fired = true; });
+    CHECK(loop.run_once());
+    CHECK(fired);
+    CHECK_FALSE(later_fired);  // libuv 1.44's UV_RUN_ONCE ran the due timer, then slept the 30 s
+  }
+}
+
 TEST_CASE("a Hold keeps run() going until it is released", "[loop]") {
   duet::Loop loop;
   std::optional<duet::Loop::Hold> hold(loop.hold());
