@@ -264,6 +264,24 @@ TEST_CASE("a read-only output folder is a clear error per flag, not a crash", "[
   }
 }
 
+TEST_CASE("an output folder that cannot be made ends the run before any download, saying why", "[examples]") {
+  TempDir dir;
+  std::ofstream(dir.path() / "a-file") << "not a folder";
+  const fs::path out = dir.path() / "a-file" / "flags";
+  const duet::test::RefusingPort refusing;  // a download would be an error line in the report
+  const std::string url = "http://127.0.0.1:" + std::to_string(refusing.port()) + "/flags";
+  for (const auto& [style, program] :
+       {std::pair{"callbacks", "flags"}, std::pair{"coroutines", "flags"}, std::pair{"callbacks", "flags_names"},
+        std::pair{"coroutines", "flags_names"}, std::pair{"callbacks", "flags_workers"},
+        std::pair{"coroutines", "flags_workers"}, std::pair{"threads", "flags"}, std::pair{"threads", "flags_names"}}) {
+    const Finished f = run(style, program, {"-s", url, "-o", out.string(), "-v", "BR", "JP"});
+    INFO(style << " " << program << "\n" << f.out << f.err);
+    CHECK(f.exit_code == 1);
+    CHECK(f.err == "*** Cannot create the output folder " + out.string() + ": Not a directory\n");
+    CHECK(f.out.empty());  // no header and no report: nothing was tried
+  }
+}
+
 TEST_CASE("flags_names saves each flag under its country's name, spaces and punctuation included", "[examples]") {
   TempDir dir;
   const fs::path root = dir.path() / "root";

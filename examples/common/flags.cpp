@@ -275,6 +275,13 @@ Options parse_options(int argc, char** argv, std::string program) {
   opt.concurrency = std::min<std::size_t>(static_cast<std::size_t>(max_req), opt.codes.size());
   opt.out_dir = out;
   opt.timeout = *request_timeout;
+  // A folder that cannot be made ends the run before any download, as the book's mkdir does; one that
+  // exists but takes no files is reported by each save ("cannot save …: permission denied").
+  if (std::error_code ec; !std::filesystem::create_directories(opt.out_dir, ec) && ec) {
+    fmt::print(stderr, "*** Cannot create the output folder {}: {}\n", opt.out_dir.string(), ec.message());
+    opt.exit_code = 1;
+    return opt;
+  }
   opt.ready = true;
   return opt;
 }
@@ -297,9 +304,7 @@ Job::Job(int argc, char** argv, std::string program)
       progress_bar(options_.codes.size(), !options_.verbose && isatty(STDERR_FILENO)) {
   if (!ready()) return;
   duet::raise_open_file_limit();  // -m 1000 means a thousand sockets
-  std::error_code ec;
-  std::filesystem::create_directories(options_.out_dir, ec);  // if this fails, each save says why
-  start_watching_signals();  // before the first line: whoever reads it may press Ctrl-C at once
+  start_watching_signals();       // before the first line: whoever reads it may press Ctrl-C at once
 
   const auto& codes = options_.codes;
   fmt::print("{} site: {}\n", options_.label, options_.base_url);

@@ -124,7 +124,7 @@ class ProgressBar {
 /// The parsed command line.
 struct Options {
   std::string program;  ///< "flags", "flags_names" or "flags_workers"
-  bool ready = false;   ///< false after --help or a usage error (already printed)
+  bool ready = false;   ///< false after --help, a usage error or a folder it cannot make (printed)
   int exit_code = 0;
   bool verbose = false;
   std::size_t concurrency = 5;  ///< -m, cut to the number of codes
@@ -134,7 +134,8 @@ struct Options {
   std::vector<std::string> codes;
 };
 
-/// Parses the command line of `program`, printing help or the usage error itself.
+/// Parses the command line of `program`, printing help or the usage error itself, and makes the output
+/// folder (exit status 1, said on stderr, if it cannot).
 Options parse_options(int argc, char** argv, std::string program);
 
 class Job {
@@ -143,7 +144,8 @@ class Job {
   Job(int argc, char** argv, std::string program);
   ~Job();
 
-  /// False after `--help` or a usage error (already printed): return `exit_code()` at once.
+  /// False after `--help`, a usage error or an output folder it cannot make (already printed): return
+  /// `exit_code()` at once.
   bool ready() const noexcept { return options_.ready; }
   int exit_code() const noexcept { return options_.exit_code; }
 
