@@ -347,7 +347,7 @@ void LoopCore::report(std::exception_ptr e) noexcept {
 
 }  // namespace detail
 
-namespace {
+namespace detail {
 
 // A write to a connection the peer has closed raises SIGPIPE, whose default action kills the process;
 // libuv's stream writes do not suppress it. With the signal ignored the write fails with UV_EPIPE,
@@ -362,7 +362,7 @@ void ignore_sigpipe_if_default() noexcept {
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 Loop::Loop() : core_(new detail::LoopCore) {
   core_->loop_ = this;
@@ -387,7 +387,7 @@ Loop::Loop(uv_loop_t* host) : core_(new detail::LoopCore) {
 }
 
 void Loop::init_async() {
-  ignore_sigpipe_if_default();
+  detail::ignore_sigpipe_if_default();
   auto* async = new uv_async_t;
   if (int rc = uv_async_init(core_->uv_, async, &detail::LoopCore::run_queue); rc < 0) {
     delete async;

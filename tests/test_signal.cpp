@@ -71,6 +71,24 @@ TEST_CASE("a cancelled wait calls back with UV_ECANCELED and gives the signal ba
   CHECK(loop.live_resources() == 0);
 }
 
+TEST_CASE("a wait that held SIGPIPE gives it back ignored, not at its killing default", "[signal]") {
+  duet::Loop loop;  // sets SIGPIPE to ignored
+  struct sigaction before {};
+  REQUIRE(::sigaction(SIGPIPE, nullptr, &before) == 0);
+  REQUIRE(before.sa_handler == SIG_IGN);
+  std::stop_source stop;
+  std::optional<std::error_code> result;
+  duet::wait_for_signal(loop, {SIGPIPE, SIGUSR1},
+                        duet::with_cancellation(stop.get_token(), [&](std::error_code ec, int) { result = ec; }));
+  stop.request_stop();
+  loop.run();
+  REQUIRE(result);
+  struct sigaction after {};
+  REQUIRE(::sigaction(SIGPIPE, nullptr, &after) == 0);
+  CHECK(after.sa_handler == SIG_IGN);  // a write to a closed connection is UV_EPIPE, as before the wait
+  CHECK(default_action(SIGUSR1));
+}
+
 TEST_CASE("cancelling a task cancels the signal wait it is suspended on", "[signal][cancel]") {
   duet::Loop loop;
   auto waiter = [](duet::Loop& l) -> duet::Task<int> { co_return co_await duet::wait_for_signal(l, {SIGINT}); };

@@ -7,7 +7,9 @@
 // (at most four signals per wait). While the wait is on, libuv catches those signals for the whole
 // process, so Ctrl-C no longer kills it; when the wait ends (a signal came, or it was cancelled) and no
 // other wait holds the signal, libuv restores its default action — a second Ctrl-C then terminates as
-// usual, the customary way out of a program whose clean shutdown hangs.
+// usual, the customary way out of a program whose clean shutdown hangs. SIGPIPE is the exception: it
+// goes back to "ignored", the Loop's setting (loop.hpp), so that a write to a closed connection still
+// fails with UV_EPIPE instead of killing the process.
 //
 // A wait keeps `Loop::run()` from returning, like any operation: a program that waits for Ctrl-C beside
 // its real work cancels the wait (its callback's stop token, see cancellation.hpp) once the work is
@@ -66,6 +68,9 @@ namespace detail {
 
 inline constexpr std::size_t kMaxSignalsPerWait = 4;
 
+/// Sets SIGPIPE to "ignored" if it is at its default action (as creating a Loop does).
+void ignore_sigpipe_if_default() noexcept;
+
 template <class Cb>
 class SignalWaitOp final : public HandleOwner, public StopWatch<SignalWaitOp<Cb>> {
  public:
@@ -109,7 +114,13 @@ class SignalWaitOp final : public HandleOwner, public StopWatch<SignalWaitOp<Cb>
   }
 
   void close_all() noexcept {
-    for (std::size_t i = 0; i < count_; ++i) close_handle(&handles_[i]);
+    bool sigpipe = false;
+    for (std::size_t i = 0; i < count_; ++i) {
+      sigpipe |= handles_[i].signum == SIGPIPE;
+      close_handle(&handles_[i]);
+    }
+    // libuv has just put SIGPIPE back to its default action (if no other wait holds it), which kills.
+    if (sigpipe) ignore_sigpipe_if_default();
   }
 
   // Every handle is closed: report once, then free.
