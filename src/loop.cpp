@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -348,6 +349,18 @@ void LoopCore::report(std::exception_ptr e) noexcept {
 }  // namespace detail
 
 namespace detail {
+
+bool LoopCore::claim_polled_fd(int fd) {
+  const auto at = std::lower_bound(polled_fds_.begin(), polled_fds_.end(), fd);
+  if (at != polled_fds_.end() && *at == fd) return false;
+  polled_fds_.insert(at, fd);
+  return true;
+}
+
+void LoopCore::release_polled_fd(int fd) noexcept {
+  const auto at = std::lower_bound(polled_fds_.begin(), polled_fds_.end(), fd);
+  if (at != polled_fds_.end() && *at == fd) polled_fds_.erase(at);
+}
 
 // A write to a connection the peer has closed raises SIGPIPE, whose default action kills the process;
 // libuv's stream writes do not suppress it. With the signal ignored the write fails with UV_EPIPE,

@@ -11,9 +11,12 @@ class PollerImpl final : public OwnedHandle {
  public:
   enum class Mode { no, once, repeat };
 
-  PollerImpl(LoopCore* core, int fd) : OwnedHandle(core, &poll) {
-    if (int rc = uv_poll_init(core->uv(), &poll, fd); rc < 0)
-      throw std::system_error(uv_error(rc), "duet::Poller: cannot poll descriptor " + std::to_string(fd));
+  PollerImpl(LoopCore* core, int fd) : OwnedHandle(core, &poll), fd_(fd) {
+    if (!core->claim_polled_fd(fd)) throw_cannot_poll(UV_EEXIST);
+    if (int rc = uv_poll_init(core->uv(), &poll, fd); rc < 0) {
+      core->release_polled_fd(fd);
+      throw_cannot_poll(rc);
+    }
     adopt(&poll);
   }
 
@@ -57,7 +60,15 @@ class PollerImpl final : public OwnedHandle {
     void operator()() const noexcept { self->cancel_wait(); }
   };
 
-  void before_close() noexcept override { stop(); }
+  // libuv forgets the descriptor now, while it is still the one polled: the owner may close it next.
+  void before_close() noexcept override {
+    stop();
+    core()->release_polled_fd(fd_);
+  }
+
+  [[noreturn]] void throw_cannot_poll(int rc) const {
+    throw std::system_error(uv_error(rc), "duet::Poller: cannot poll descriptor " + std::to_string(fd_));
+  }
 
   // A pending wait is abandoned: stop polling, and report UV_ECANCELED from the loop.
   void cancel_wait() noexcept {
@@ -75,12 +86,13 @@ class PollerImpl final : public OwnedHandle {
     const PollEvents ready = status < 0 ? PollEvents::none : static_cast<PollEvents>(events);
     LoopCore* core = self->core();
     if (self->mode_ == Mode::once || status < 0) {
-      // Done waiting; libuv has already stopped the handle after an error.
-      uv_poll_stop(h);
+      // Done waiting: the handle closes before the callback, which may close the descriptor. The
+      // Poller is stopped (it sets up a new handle if started again).
       self->mode_ = Mode::no;
       self->stop_wait_.reset();
       auto cb = std::move(self->cb_);
       self->cb_.reset();
+      self->close();
       return core->invoke(cb, ec, ready);
     }
     if (self->mode_ != Mode::repeat) return;
@@ -90,6 +102,7 @@ class PollerImpl final : public OwnedHandle {
     if (self->mode_ == Mode::repeat && !self->cb_) self->cb_ = std::move(cb);
   }
 
+  int fd_;
   Mode mode_ = Mode::no;
   UniqueFunction<void(std::error_code, PollEvents)> cb_;
   OnLoopStop<StopWait> stop_wait_;  // a pending wait's stop token, routed to the loop thread
@@ -97,34 +110,54 @@ class PollerImpl final : public OwnedHandle {
 
 namespace {
 [[noreturn]] void throw_closed_poller(const char* what) {
-  throw std::system_error(make_error_code(errc::not_connected), std::string("duet::Poller::") + what + " on a closed poller");
+  throw std::system_error(make_error_code(errc::not_connected),
+                          std::string("duet::Poller::") + what + " on a closed poller");
 }
 }  // namespace
 
 }  // namespace detail
 
-Poller::Poller(Loop& loop, int fd) : impl_(loop.core().make<detail::PollerImpl>(&loop.core(), fd)) {}
+Poller::Poller(Loop& loop, int fd)
+    : impl_(loop.core().make<detail::PollerImpl>(&loop.core(), fd)),
+      core_(&loop.core()),
+      alive_(loop.core().alive()),
+      fd_(fd) {}
+
+// A Poller that stopped sets up a new handle on its descriptor; if it cannot, `cb` hears why.
+bool Poller::set_up(detail::UniqueFunction<void(std::error_code, PollEvents)>& cb) {
+  if (impl_) return true;
+  try {
+    impl_ = detail::HandlePtr<detail::PollerImpl>(core_->make<detail::PollerImpl>(core_, fd_));
+  } catch (const std::system_error& e) {
+    core_->defer([cb = std::move(cb), ec = e.code()]() mutable { cb(ec, PollEvents::none); });
+    return false;
+  }
+  if (!keep_loop_alive_) uv_unref(impl_->handle());
+  return true;
+}
 
 void Poller::start_erased(PollEvents events, detail::UniqueFunction<void(std::error_code, PollEvents)> cb) {
-  if (!impl_) detail::throw_closed_poller("start");
-  impl_->start(events, std::move(cb));
+  if (!is_open()) detail::throw_closed_poller("start");
+  if (set_up(cb)) impl_->start(events, std::move(cb));
 }
 
 void Poller::wait_erased(PollEvents events, detail::UniqueFunction<void(std::error_code, PollEvents)> cb,
                          std::stop_token token) {
-  if (!impl_) detail::throw_closed_poller("wait");
-  impl_->wait(events, std::move(cb), std::move(token));
+  if (!is_open()) detail::throw_closed_poller("wait");
+  if (set_up(cb)) impl_->wait(events, std::move(cb), std::move(token));
 }
 
-void Poller::stop() noexcept {
-  if (impl_) impl_->stop();
-}
+void Poller::stop() noexcept { impl_.reset(); }
 
 bool Poller::active() const noexcept { return impl_ && impl_->active(); }
 
-void Poller::close() noexcept { impl_.reset(); }
+void Poller::close() noexcept {
+  impl_.reset();
+  alive_.reset();
+}
 
 void Poller::keep_loop_alive(bool keep) noexcept {
+  keep_loop_alive_ = keep;
   if (impl_) keep ? uv_ref(impl_->handle()) : uv_unref(impl_->handle());
 }
 

@@ -6,21 +6,24 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <stop_token>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 #include "deadline.hpp"
+#include "duet/pipe.hpp"
 #include "duet/poll.hpp"
 #include "duet/spawn.hpp"
 #include "duet/with_timeout.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
-using duet::PollEvents;
 using duet::Poller;
+using duet::PollEvents;
 using duet::Task;
 using duet::test::Deadline;
 
@@ -93,8 +96,7 @@ TEST_CASE("wait_readable on an eventfd calls back once another thread writes it"
   CHECK(log.messages.empty());
 }
 
-TEST_CASE("a socketpair is writable at once, readable after a write, and disconnected when its peer closes",
-          "[poll]") {
+TEST_CASE("a socketpair is writable at once, readable after a write, and disconnected when its peer closes", "[poll]") {
   duet::test::ErrorLog log;
   duet::Loop loop;
   loop.set_error_handler(log.handler());
@@ -128,7 +130,8 @@ TEST_CASE("a cancelled wait calls back with UV_ECANCELED and frees the descripto
   EventFd efd;
   std::stop_source stop;
   std::optional<std::error_code> result;
-  duet::wait_readable(loop, efd.fd, duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
+  duet::wait_readable(loop, efd.fd,
+                      duet::with_cancellation(stop.get_token(), [&](std::error_code ec) { result = ec; }));
   duet::sleep(loop, 10ms, [&](std::error_code) {
     stop.request_stop();
     CHECK_FALSE(result);  // never inside request_stop()
@@ -139,7 +142,9 @@ TEST_CASE("a cancelled wait calls back with UV_ECANCELED and frees the descripto
   CHECK(loop.live_resources() == 0);
   CHECK_NOTHROW(Poller(loop, efd.fd));  // nothing polls it any more
 
-  auto with_deadline = [](duet::Loop& l, int fd) -> Task<> { co_await duet::with_timeout(20ms, duet::wait_readable(l, fd)); };
+  auto with_deadline = [](duet::Loop& l, int fd) -> Task<> {
+    co_await duet::with_timeout(20ms, duet::wait_readable(l, fd));
+  };
   CHECK_THROWS_AS(duet::run(loop, with_deadline(loop, efd.fd)), duet::TimedOut);
   CHECK(loop.live_resources() == 0);
   CHECK(log.messages.empty());
@@ -170,7 +175,7 @@ TEST_CASE("a Poller reports an eventfd each time another thread writes it, until
       if (::read(ack.fd, &n, sizeof n) != sizeof n) return;
     }
   });
-  loop.run();  // returns once the poller is stopped
+  loop.run();     // returns once the poller is stopped
   ack.signal(3);  // (only if the loop gave up early: the writer must not wait for it forever)
   writer.join();
   CHECK_FALSE(deadline.expired);
@@ -233,6 +238,87 @@ TEST_CASE("a descriptor libuv cannot poll is refused: a regular file, or one alr
   ::close(file);
 }
 
+TEST_CASE("a Poller holds its descriptor from its construction: a second Poller or wait gets UV_EEXIST", "[poll]") {
+  duet::Loop loop;
+  SocketPair pair;
+  Poller first(loop, pair.fd[0]);  // set up, not started: libuv alone would not see it
+  CHECK_THROWS_MATCHES(Poller(loop, pair.fd[0]), std::system_error, uv_code(UV_EEXIST));
+  std::optional<std::error_code> refused;
+  duet::wait_writable(loop, pair.fd[0], [&](std::error_code ec) { refused = ec; });
+  loop.run();
+  REQUIRE(refused);
+  CHECK(refused->value() == UV_EEXIST);
+
+  // Stopped, it holds nothing; a one-shot wait holds the descriptor until it calls back.
+  first.stop();
+  std::optional<std::error_code> one, two, restarted;
+  duet::wait_writable(loop, pair.fd[0], [&](std::error_code ec) { one = ec; });
+  duet::wait_writable(loop, pair.fd[0], [&](std::error_code ec) { two = ec; });
+  first.start(PollEvents::writable, [&](std::error_code ec, PollEvents) { restarted = ec; });
+  loop.run();
+  REQUIRE(one);
+  CHECK_FALSE(*one);
+  REQUIRE(two);
+  CHECK(two->value() == UV_EEXIST);
+  REQUIRE(restarted);
+  CHECK(restarted->value() == UV_EEXIST);
+  CHECK_FALSE(first.active());
+  CHECK(first.is_open());
+
+  // Every wait has called back: the Poller starts again on a handle of its own.
+  auto writable = [](Poller& p) -> Task<PollEvents> { co_return co_await p.wait(PollEvents::writable); };
+  CHECK(duet::run(loop, writable(first)) == PollEvents::writable);
+}
+
+TEST_CASE("a Poller that stopped has let its descriptor go: closed and its number reused, the new owner is untouched",
+          "[poll]") {
+  const bool by_wait = GENERATE(false, true);  // stopped by stop(), or by the end of a wait
+  const int then = GENERATE(0, 1, 2);          // later: close(), stop() again, or destroyed
+  CAPTURE(by_wait, then);
+  duet::Loop loop;
+  Deadline deadline(loop, 10s);
+  std::optional<Poller> poller;
+  int old_fd = -1;
+  {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    old_fd = fds[0];
+    poller.emplace(loop, fds[0]);
+    if (by_wait) {
+      bool done = false;
+      poller->wait(PollEvents::writable, [&](std::error_code ec, PollEvents) {
+        CHECK_FALSE(ec);
+        ::close(fds[0]);  // poll.hpp: the descriptor may be closed after the wait's callback
+        done = true;
+      });
+      while (!done) loop.run_once();
+    } else {
+      poller->start(PollEvents::readable, [](std::error_code, PollEvents) {});
+      poller->stop();
+      ::close(fds[0]);  // poll.hpp: ... or after stop()
+    }
+    ::close(fds[1]);
+  }
+  SocketPair pair;  // the lowest free numbers: the old ones
+  const int reused = std::exchange(pair.fd[0], -1);
+  REQUIRE(reused == old_fd);
+  auto stream = duet::PipeStream::open(loop, reused);
+  std::string got;
+  stream.read_start([&](std::error_code ec, std::span<const char> bytes) {
+    if (!ec) got.append(bytes.begin(), bytes.end());
+    if (ec || got.size() >= 5) stream.close();
+  });
+  loop.post([] {});
+  loop.run_once();  // the stream's descriptor is in the loop's epoll set now
+  if (then == 0) poller->close();
+  if (then == 1) poller->stop();
+  if (then == 2) poller.reset();
+  REQUIRE(::write(pair.fd[1], "hello", 5) == 5);
+  loop.run();
+  CHECK_FALSE(deadline.expired);  // libuv's late forgetting of the number silenced the stream
+  CHECK(got == "hello");
+}
+
 TEST_CASE("operations on a closed Poller throw not_connected", "[poll]") {
   duet::Loop loop;
   EventFd efd;
@@ -242,8 +328,10 @@ TEST_CASE("operations on a closed Poller throw not_connected", "[poll]") {
   CHECK_FALSE(poller.active());
   auto closed = Catch::Predicate<std::system_error>(
       [](const std::system_error& e) { return e.code() == duet::errc::not_connected; });
-  CHECK_THROWS_MATCHES(poller.start(PollEvents::readable, [](std::error_code, PollEvents) {}), std::system_error, closed);
-  CHECK_THROWS_MATCHES(poller.wait(PollEvents::readable, [](std::error_code, PollEvents) {}), std::system_error, closed);
+  CHECK_THROWS_MATCHES(poller.start(PollEvents::readable, [](std::error_code, PollEvents) {}), std::system_error,
+                       closed);
+  CHECK_THROWS_MATCHES(poller.wait(PollEvents::readable, [](std::error_code, PollEvents) {}), std::system_error,
+                       closed);
   poller.stop();
   poller.keep_loop_alive(false);
   poller.close();  // idempotent

@@ -11,7 +11,8 @@
 // hands out. duet only waits; the owner reads, writes and closes. This is libuv's `uv_poll_t`, with its
 // rules, which are the caller's to keep:
 //  - libuv makes the descriptor non-blocking when the wait or the Poller is set up;
-//  - only one wait or Poller per descriptor at a time on a loop: a second gets UV_EEXIST;
+//  - only one wait or Poller per descriptor at a time on a loop: a second gets UV_EEXIST (a Poller
+//    holds the descriptor from its construction, or from a start after a stop, until it stops);
 //  - the descriptor must stay open while it is polled: close it only after the wait's callback, or
 //    after `Poller::stop()`/`close()`;
 //  - readiness is level-triggered and may be spurious (another reader may get there first): the owner
@@ -23,17 +24,22 @@
 // call back once, after their handle is closed (so the descriptor may be closed in the callback).
 // Cancellable (their callback's stop token): UV_ECANCELED on a later turn. Cost: one pooled object
 // holding a `uv_poll_t` per wait (an epoll registration added and removed each time): a descriptor
-// waited on again and again is better served by a `Poller`.
+// waited on again and again is better served by a started `Poller` (a Poller's `wait` costs the same
+// as a one-shot wait, after the first).
 //
-// `Poller(loop, fd)` keeps its `uv_poll_t` for as long as it lives. `start(events, cb)` calls
+// `Poller(loop, fd)` sets up a `uv_poll_t` on `fd` and holds it until it stops — by `stop()`, at the
+// end of a `wait`, or on an error — and sets up a new one when started again. libuv forgets a
+// descriptor, by its number, when its handle closes: a handle closed after the descriptor was closed
+// and its number taken by another would silence that other. `start(events, cb)` calls
 // `cb(std::error_code, PollEvents)` each time the descriptor is ready, until `stop()`; `wait(events,
 // cb)` (coroutine face `co_await poller.wait(events)`) waits once and is cancellable. One of the two at
 // a time: a `wait` while started, or a second `wait`, gets `duet::errc::already_reading`; `start`
 // replaces a previous `start` callback (and fails a pending `wait` with UV_ECANCELED).
 //
-// Errors: UV_EEXIST, UV_EPERM, UV_EBADF when the descriptor cannot be polled (the one-shot waits call
-// back with it; the Poller's constructor throws it); UV_EBADF in the callback when the system reports
-// an error condition on the descriptor (the Poller is then stopped). Starting anything on a closed or
+// Errors: UV_EEXIST, UV_EPERM, UV_EBADF when the descriptor cannot be polled (the one-shot waits, and
+// a Poller started again after a stop, call back with it; the Poller's constructor throws it);
+// UV_EBADF in the callback when the system reports an error condition on the descriptor (the Poller
+// is then stopped). Starting anything on a closed or
 // default-constructed Poller throws `std::system_error` with `duet::errc::not_connected`.
 //
 // Loop destruction: a pending one-shot wait is dropped without a call; a Poller is closed with its loop
@@ -43,6 +49,8 @@
 
 #include <uv.h>
 
+#include <memory>
+#include <new>
 #include <stop_token>
 #include <utility>
 
@@ -81,7 +89,16 @@ class PollWaitOp final : public HandleOwner, public StopWatch<PollWaitOp<Cb>> {
   /// Returns libuv's error when the descriptor cannot be polled (nothing was set up: the caller
   /// reports it and frees this object).
   int start(int fd, PollEvents events) {
-    if (int rc = uv_poll_init(core()->uv(), &poll_, fd); rc < 0) return rc;
+    try {
+      if (!core()->claim_polled_fd(fd)) return UV_EEXIST;
+    } catch (const std::bad_alloc&) {
+      return UV_ENOMEM;
+    }
+    if (int rc = uv_poll_init(core()->uv(), &poll_, fd); rc < 0) {
+      core()->release_polled_fd(fd);
+      return rc;
+    }
+    fd_ = fd;
     adopt(&poll_);
     if (int rc = uv_poll_start(&poll_, static_cast<int>(events), &on_poll); rc < 0) {
       result_ = uv_error(rc);
@@ -121,6 +138,7 @@ class PollWaitOp final : public HandleOwner, public StopWatch<PollWaitOp<Cb>> {
   // The handle is closed (the descriptor is free again): report once, then free.
   void finished() noexcept override {
     this->unwatch();
+    core()->release_polled_fd(fd_);
     Cb cb = std::move(cb_);
     const std::error_code ec = result_;
     const PollEvents ready = ready_;
@@ -131,6 +149,7 @@ class PollWaitOp final : public HandleOwner, public StopWatch<PollWaitOp<Cb>> {
   }
 
   uv_poll_t poll_{};
+  int fd_ = -1;
   Cb cb_;
   std::error_code result_;
   PollEvents ready_ = PollEvents::none;
@@ -205,7 +224,8 @@ class Poller {
   void start(PollEvents events, Callback&& cb) {
     start_erased(events, detail::UniqueFunction<void(std::error_code, PollEvents)>(std::forward<Callback>(cb)));
   }
-  /// Stops watching (a pending `wait` gets UV_ECANCELED). Safe when not started.
+  /// Stops watching and lets the descriptor go, so it may be closed now (a pending `wait` gets
+  /// UV_ECANCELED). Safe when not started.
   void stop() noexcept;
 
   /// Waits once for `events`: `cb(std::error_code, PollEvents)`. Cancellable.
@@ -224,7 +244,7 @@ class Poller {
   /// True while started or waiting.
   bool active() const noexcept;
   /// True until `close()` (or until the loop is destroyed).
-  bool is_open() const noexcept { return static_cast<bool>(impl_); }
+  bool is_open() const noexcept { return alive_ && *alive_; }
   /// Stops watching for good; the descriptor stays open. Idempotent.
   void close() noexcept;
   /// Whether this poller keeps `Loop::run()` from returning while active (it does by default).
@@ -234,7 +254,13 @@ class Poller {
   void start_erased(PollEvents events, detail::UniqueFunction<void(std::error_code, PollEvents)> cb);
   void wait_erased(PollEvents events, detail::UniqueFunction<void(std::error_code, PollEvents)> cb,
                    std::stop_token token);
-  detail::HandlePtr<detail::PollerImpl> impl_;
+  bool set_up(detail::UniqueFunction<void(std::error_code, PollEvents)>& cb);
+
+  detail::HandlePtr<detail::PollerImpl> impl_;  // the uv_poll_t, from set-up until the next stop
+  detail::LoopCore* core_ = nullptr;
+  std::shared_ptr<bool> alive_;  // the Loop's: false once it is gone (null: closed or moved from)
+  int fd_ = -1;
+  bool keep_loop_alive_ = true;
 };
 
 }  // namespace duet

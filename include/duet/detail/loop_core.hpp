@@ -125,6 +125,11 @@ class LoopCore {
   bool closing() const noexcept { return closing_; }
   /// False once the Loop object is destroyed: for objects that may outlive it (a JoinHandle).
   const std::shared_ptr<bool>& alive() const noexcept { return alive_; }
+  /// The descriptors that have a duet poll handle (poll.hpp). libuv notices a second handle on a
+  /// descriptor only while the first is started, so duet keeps its own list: `claim_polled_fd` is
+  /// false when `fd` is taken (and throws std::bad_alloc when the list cannot grow).
+  bool claim_polled_fd(int fd);
+  void release_polled_fd(int fd) noexcept;
   /// The Loop object, to start new work on: only while it is alive (`*alive()`). Once a wrapped Loop's
   /// destructor has run, aborts with a message (an owned loop's core goes with its Loop).
   Loop& loop() const noexcept {
@@ -286,9 +291,10 @@ class LoopCore {
   bool owns_uv_ = false;
   bool closing_ = false;
   std::shared_ptr<bool> alive_;
-  int owned_runs_ = 0;      // 1 inside Loop::run / run_once of an owned loop (0 on a host's loop)
-  int in_run_ = 0;          // 1 inside Loop::run / run_once, owned loop or not (never nested: that aborts)
-  bool async_open_ = true;  // until the async handle's close callback: the core outlives it
+  std::vector<int> polled_fds_;  // sorted
+  int owned_runs_ = 0;           // 1 inside Loop::run / run_once of an owned loop (0 on a host's loop)
+  int in_run_ = 0;               // 1 inside Loop::run / run_once, owned loop or not (never nested: that aborts)
+  bool async_open_ = true;       // until the async handle's close callback: the core outlives it
   SizeClassFreeList<8, kKeepPerClass> pool_;
   UniqueFunction<void(std::exception_ptr)> error_handler_;
   char* read_buffer_ = nullptr;  // kReadBufferSize bytes, made at the first streaming read; freed by ~LoopCore
