@@ -71,7 +71,9 @@ void FsPoll::start_erased(const std::string& path, std::uint64_t interval_ms,
     // libuv's uv_fs_poll_start after a stop, while the stop's last stat is still on the thread pool,
     // would revive that stat's stale context: a poll started again gets a fresh handle instead.
     detail::LoopCore* core = impl_->core();
+    const bool keep = uv_has_ref(impl_->handle()) != 0;  // keep_loop_alive's setting goes over to it
     impl_ = detail::HandlePtr<detail::FsPollImpl>(core->make<detail::FsPollImpl>(core, impl_->limit));
+    if (!keep) uv_unref(impl_->handle());
   }
   impl_->start(path, interval_ms);
   if (cb) {

@@ -331,6 +331,22 @@ TEST_CASE("FsPoll::stop is prompt, from its own callback or while a stat is on t
   CHECK(log.messages.empty());
 }
 
+TEST_CASE("FsPoll::keep_loop_alive(false) holds across a stop and a start", "[fs_poll]") {
+  duet::Loop loop;
+  Deadline deadline(loop, 10s);
+  duet::test::TempDir dir;
+  FsPoll poll(loop);
+  poll.keep_loop_alive(false);
+  for (int round = 0; round < 2; ++round) {  // the second start makes a fresh handle (see FsPoll::stop)
+    CAPTURE(round);
+    poll.start(dir.path(), 1s);
+    CHECK(poll.active());
+    loop.run();  // only the poll is left, and it does not keep the loop running
+    CHECK_FALSE(deadline.expired);
+    poll.stop();
+  }
+}
+
 TEST_CASE("operations on a closed FsPoll throw not_connected", "[fs_poll]") {
   duet::Loop loop;
   FsPoll poll(loop);
