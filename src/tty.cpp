@@ -36,7 +36,9 @@ Registry& registry() {
 void restore_at_exit() noexcept {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
-  for (const OutOfNormal& t : r.ttys) ::tcsetattr(t.fd, TCSANOW, &t.original);
+  // Newest first: a second Tty on a terminal found it in the mode the first one set, and the first
+  // one's own mode before that is the one to end with.
+  for (auto t = r.ttys.rbegin(); t != r.ttys.rend(); ++t) ::tcsetattr(t->fd, TCSANOW, &t->original);
   r.ttys.clear();
 }
 

@@ -220,18 +220,25 @@ TEST_CASE("a helper that exits with a Tty in raw mode", "[.tty_exit_helper]") {
   const char* fd = std::getenv("DUET_TTY_FD");
   if (!fd) return;
   static duet::Loop* loop = new duet::Loop;
-  static Tty* tty = new Tty(*loop, std::atoi(fd));
-  tty->set_mode(Tty::Mode::raw);
+  const int count = std::getenv("DUET_TTY_COUNT") ? std::atoi(std::getenv("DUET_TTY_COUNT")) : 1;
+  for (int i = 0; i < count; ++i) {  // a second Tty on the terminal finds it raw, and remembers that
+    static std::vector<Tty*> ttys;
+    ttys.push_back(new Tty(*loop, std::atoi(fd)));
+    ttys.back()->set_mode(Tty::Mode::raw);
+  }
   termios now{};
   const bool raw = ::tcgetattr(std::atoi(fd), &now) == 0 && !(now.c_lflag & ICANON);
   std::exit(raw ? 0 : 2);
 }
 
 TEST_CASE("a program that exits with a Tty in raw mode gives the terminal its mode back", "[tty]") {
+  const int ttys = GENERATE(1, 2);  // two: the exit handler restores the newest first
+  CAPTURE(ttys);
   Pty pty;
   const termios original = pty.attributes();
   // The helper above, in a fresh process on the same binary; the slave descriptor is inherited.
-  std::vector<std::string> env = {"DUET_TTY_FD=" + std::to_string(pty.slave), "ASAN_OPTIONS=detect_leaks=0"};
+  std::vector<std::string> env = {"DUET_TTY_FD=" + std::to_string(pty.slave), "DUET_TTY_COUNT=" + std::to_string(ttys),
+                                  "ASAN_OPTIONS=detect_leaks=0"};
   std::vector<std::string> args = {"/proc/self/exe", "[.tty_exit_helper]"};
   std::vector<char*> envp, argv;
   for (auto& e : env) envp.push_back(e.data());

@@ -17,8 +17,10 @@
 // an `atexit` handler (registered the first time a Tty leaves normal mode). That handler keeps its
 // own list of terminals rather than calling libuv's `uv_tty_reset_mode`, which in libuv 1.44 knows
 // only the first terminal ever put in raw mode, by a descriptor that is stale once its Tty has
-// closed. A program killed by a signal it does not catch keeps the terminal as it was: catch SIGINT
-// and SIGTERM (`wait_for_signal`) and close the Tty.
+// closed; it restores the newest first. Each Tty puts back the mode it found, so two Ttys on one
+// terminal are closed in the reverse of the order they left normal mode (the later one found the
+// earlier one's mode). A program killed by a signal it does not catch keeps the terminal as it was:
+// catch SIGINT and SIGTERM (`wait_for_signal`) and close the Tty.
 //
 // The descriptor: `Tty(loop, fd)` fails with `std::system_error` (UV_EINVAL) when `fd` is a regular
 // file or not open (libuv also takes a pipe or a socket, as a plain stream). libuv reopens a
