@@ -1,7 +1,9 @@
 #include "duet/process.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -213,6 +215,20 @@ Process spawn(Loop& loop, const ProcessOptions& options) {
   std::vector<std::string> env = options.env.value_or(std::vector<std::string>());
   std::vector<char*> envp = c_strings(env);
 
+  // An ignored descriptor beyond stderr: libuv leaves the child's as it is, which hands over this
+  // process's descriptor of that number unless it is close-on-exec. /dev/null goes in its place.
+  struct DevNull {
+    int fd = -1;
+    ~DevNull() {
+      if (fd >= 0) ::close(fd);
+    }
+  } dev_null;
+  for (std::size_t i = 3; i < options.stdio.size() && dev_null.fd < 0; ++i) {
+    if (options.stdio[i].kind() != Stdio::Kind::ignore) continue;
+    dev_null.fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (dev_null.fd < 0) throw std::system_error(uv_error(-errno), "duet::spawn: cannot open /dev/null");
+  }
+
   // The pipes first: if anything below throws or fails, they close as they go.
   std::vector<detail::HandlePtr<detail::StreamImpl>> pipes(options.stdio.size());
   std::vector<uv_stdio_container_t> stdio(options.stdio.size());
@@ -224,7 +240,8 @@ Process spawn(Loop& loop, const ProcessOptions& options) {
         stdio[i].data.fd = static_cast<int>(i);
         break;
       case Stdio::Kind::ignore:
-        stdio[i].flags = UV_IGNORE;
+        stdio[i].flags = i < 3 ? UV_IGNORE : UV_INHERIT_FD;  // libuv gives 0, 1 and 2 /dev/null itself
+        stdio[i].data.fd = dev_null.fd;
         break;
       case Stdio::Kind::fd:
         stdio[i].flags = UV_INHERIT_FD;

@@ -265,6 +265,25 @@ TEST_CASE("descriptors beyond stderr: a pipe on 3, and a descriptor of ours on 1
   CHECK_THROWS_AS(child.pipe(4), std::out_of_range);
 }
 
+TEST_CASE("an ignored descriptor beyond stderr is /dev/null in the child, never ours of that number", "[process]") {
+  duet::Loop loop;
+  duet::test::TempDir dir;
+  duet::test::write_file(dir / "secret", "not for the child");
+  const int file = ::open((dir / "secret").c_str(), O_RDONLY);  // no O_CLOEXEC: an exec would keep it
+  REQUIRE(file >= 0);
+  const int number = ::fcntl(file, F_DUPFD, 20);  // past the few this process has open
+  ::close(file);
+  REQUIRE(number >= 20);
+  std::vector<Stdio> stdio = {Stdio::ignore(), Stdio::pipe(), Stdio::inherit()};
+  stdio.resize(static_cast<std::size_t>(number) + 1, Stdio::ignore());
+  Process child = duet::spawn(loop, shell("readlink /proc/self/fd/" + std::to_string(number), stdio));
+  ::close(number);
+  std::string out;
+  read_all(child.pipe(1), out);
+  loop.run();
+  CHECK(out == "/dev/null\n");
+}
+
 TEST_CASE("10 MB through cat both ways with backpressure, callbacks", "[process]") {
   duet::Loop loop;
   Process cat = duet::spawn(loop, {.file = "cat", .stdio = {Stdio::pipe(), Stdio::pipe(), Stdio::inherit()}});

@@ -11,9 +11,9 @@
 // does) with `options.args` as its argv (argv[0] included; empty: just the file), `options.env` as
 // its whole environment ("NAME=value" strings; unset: this process's), in `options.cwd` (empty: this
 // process's). Each entry of `options.stdio` says what the child's descriptor of that number is:
-// `Stdio::inherit()` (this process's descriptor of the same number), `Stdio::ignore()` (/dev/null
-// for 0, 1 and 2; closed beyond), `Stdio::fd(n)` (a copy of this process's descriptor n) or
-// `Stdio::pipe()` (a new pipe whose parent end is `process.pipe(i)`, a `PipeStream`: write to the
+// `Stdio::inherit()` (this process's descriptor of the same number), `Stdio::ignore()` (/dev/null,
+// so a descriptor of this process with that number never reaches the child), `Stdio::fd(n)` (a copy of this process's
+// descriptor n) or `Stdio::pipe()` (a new pipe whose parent end is `process.pipe(i)`, a `PipeStream`: write to the
 // child's stdin, read its stdout, with backpressure as on any stream; `shutdown()` or `close()` on the
 // stdin pipe is the end of its input). The default is {inherit, inherit, inherit}.
 //
@@ -83,7 +83,7 @@ class Stdio {
   enum class Kind { inherit, ignore, pipe, fd };
   /// This process's descriptor of the same number.
   static Stdio inherit() noexcept { return Stdio(Kind::inherit, -1); }
-  /// /dev/null for 0, 1 and 2; nothing (closed) beyond.
+  /// /dev/null (this process's descriptor of the same number, if any, does not reach the child).
   static Stdio ignore() noexcept { return Stdio(Kind::ignore, -1); }
   /// A new pipe; the parent's end is `Process::pipe(n)`.
   static Stdio pipe() noexcept { return Stdio(Kind::pipe, -1); }
