@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "duet/pipe.hpp"
 #include "duet/spawn.hpp"
@@ -155,6 +157,28 @@ TEST_CASE("a socket file nobody listens on refuses connections with UV_ECONNREFU
     CHECK(e.code().value() == UV_EADDRINUSE);
     CHECK(std::string(e.what()).find(path) != std::string::npos);
   }
+}
+
+TEST_CASE("a listener whose backlog is full refuses a connect at once with UV_EAGAIN", "[pipe]") {
+  duet::Loop loop;
+  TempDir dir;
+  PipeListener listener(loop, dir / "full.sock", 1);  // never accepts: the backlog fills
+  std::vector<std::error_code> results;
+  std::vector<PipeStream> connected;
+  constexpr int kConnects = 8;
+  for (int i = 0; i < kConnects; ++i)
+    duet::connect(loop, dir / "full.sock", [&](std::error_code ec, PipeStream s) {
+      results.push_back(ec);
+      if (!ec) connected.push_back(std::move(s));
+      if (results.size() == kConnects) listener.close();
+    });
+  loop.run();
+  REQUIRE(results.size() == kConnects);
+  const auto refused =
+      std::count_if(results.begin(), results.end(), [](std::error_code ec) { return ec.value() == UV_EAGAIN; });
+  CHECK(connected.size() >= 1);  // the backlog takes the first ones
+  CHECK(refused >= 1);
+  CHECK(static_cast<std::size_t>(refused) + connected.size() == kConnects);  // nothing else, nothing waits
 }
 
 TEST_CASE("a path longer than a socket address holds is refused, not cut short", "[pipe]") {
