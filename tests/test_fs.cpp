@@ -260,6 +260,48 @@ TEST_CASE("write_file_atomic whose write fails (file too large) leaves no partia
   CHECK(duet::test::entries_in(dir.path()) == 1);
 }
 
+TEST_CASE("read_file of a file too large for memory reports UV_ENOMEM through its callback", "[fs]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  WARN("a sanitizer's allocator aborts at an address-space limit instead of throwing: not run");
+#else
+  TempDir dir;
+  const std::string big = dir / "big";
+  constexpr off_t kSize = 768LL * 1024 * 1024;  // sparse: no disk used
+  {
+    std::ofstream(big).flush();
+    REQUIRE(::truncate(big.c_str(), kSize) == 0);
+  }
+  // In a child, since the limit is the whole process's. 512 MiB cannot hold the file: the read that
+  // cannot get room must reach the callback. 1.75 GiB can (the string's last growth holds 512 MiB and
+  // 1 GiB at once): the control that the limit, not something else, made the first one fail.
+  const auto outcome = [&](rlim_t limit) {
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      rlimit as{limit, limit};
+      if (::setrlimit(RLIMIT_AS, &as) != 0) std::_Exit(100);
+      duet::Loop loop;
+      std::optional<std::error_code> result;
+      std::size_t size = 0;
+      duet::read_file(loop, big, [&](std::error_code ec, std::string data) {
+        result = ec;
+        size = data.size();
+      });
+      loop.run();
+      if (!result) std::_Exit(3);  // the callback was never called
+      if (!*result) std::_Exit(size == static_cast<std::size_t>(kSize) ? 0 : 4);
+      std::_Exit(result->value() == UV_ENOMEM ? 1 : 2);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+  };
+  CHECK(outcome(rlim_t{512} * 1024 * 1024) == 1);   // too large: UV_ENOMEM, through the callback
+  CHECK(outcome(rlim_t{1792} * 1024 * 1024) == 0);  // read whole
+#endif
+}
+
 TEST_CASE("queued fs requests are cancelled with UV_ECANCELED", "[fs][cancel]") {
   duet::Loop loop;
   TempDir dir;

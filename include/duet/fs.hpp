@@ -26,7 +26,8 @@
 // A failure or a cancel at any step closes and unlinks the temporary file: `path` is either the
 // complete old file or the complete new one, and no temporary file is left (not even when the loop is
 // destroyed mid-way: the chain then removes it synchronously as it is dropped). `read_file` reads a
-// whole file; `create_directories` is `mkdir -p`.
+// whole file into one string, each read going straight into the string's room (a file too large for
+// memory is UV_ENOMEM); `create_directories` is `mkdir -p`.
 //
 // Cost: one pooled request object per primitive; the conveniences add one heap object for the chain.
 #pragma once

@@ -9,8 +9,11 @@
 // unlink, mkdir); not meant to be included on its own.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
+#include <new>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -85,33 +88,53 @@ void create_directories_from(Loop& loop, std::string path, std::size_t pos, Cb c
                 }));
 }
 
+/// Reads into `into` at the current position without owning it: for a chain whose state (which owns
+/// the buffer) travels inside `cb`, and so outlives the request.
+template <class Callback>
+void read_borrowed(Loop& loop, uv_file fd, std::span<char> into, Callback&& cb) {
+  start<std::size_t>(loop, std::forward<Callback>(cb), &extract_count, {},
+                     [fd, into](uv_loop_t* uv, uv_fs_t* req, std::string&, uv_fs_cb done) {
+                       uv_buf_t b = duet::detail::buffer(into.data(), into.size());
+                       return uv_fs_read(uv, req, fd, &b, 1, -1, done);
+                     });
+}
+
 struct ReadFileData {
   File file;
-  std::string content;
+  std::string content;  // read so far: `filled` bytes, then the room the next read fills
+  std::size_t filled = 0;
 };
 
+/// The next read of read_file goes straight into the content's room, which grows as a string does
+/// (at least 64 KiB at a time): the file's bytes are held once. A file too large for memory is
+/// UV_ENOMEM, reported like any other error (the descriptor closes with the chain).
 template <class Chain>
 void read_file_next(Loop& loop, std::unique_ptr<Chain> self) {
-  const std::size_t room = self->data.content.capacity() - self->data.content.size();
-  const std::size_t chunk = room > 64 * 1024 ? room : 64 * 1024;
-  const File& file = self->data.file;
-  fs::read(loop, file, chunk, -1,
-           Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::string bytes) {
-             if (ec) return s->cb(ec, std::string());
-             if (bytes.empty()) {  // end of file: close, then deliver
-               File f = std::move(s->data.file);
-               return fs::close(loop, std::move(f),
-                                Chain::step(std::move(s), false, [](std::unique_ptr<Chain> s2, std::error_code cec) {
-                                  if (cec) return s2->cb(cec, std::string());
-                                  s2->cb(std::error_code(), std::move(s2->data.content));
-                                }));
-             }
-             if (s->data.content.empty() && bytes.size() >= s->data.content.capacity())
-               s->data.content = std::move(bytes);
-             else
-               s->data.content += bytes;
-             read_file_next(loop, std::move(s));
-           }));
+  std::string& content = self->data.content;
+  const std::size_t filled = self->data.filled;
+  try {
+    content.resize(std::max(content.capacity(), filled + 64 * 1024));
+  } catch (const std::bad_alloc&) {
+    return self->cb(uv_error(UV_ENOMEM), std::string());
+  }
+  const std::span<char> room(content.data() + filled, content.size() - filled);
+  const uv_file fd = self->data.file.fd();
+  read_borrowed(
+      loop, fd, room,
+      Chain::step(std::move(self), true, [&loop](std::unique_ptr<Chain> s, std::error_code ec, std::size_t n) {
+        if (ec) return s->cb(ec, std::string());
+        if (n > 0) {
+          s->data.filled += n;
+          return read_file_next(loop, std::move(s));
+        }
+        s->data.content.resize(s->data.filled);  // end of file: close, then deliver
+        File f = std::move(s->data.file);
+        fs::close(loop, std::move(f),
+                  Chain::step(std::move(s), false, [](std::unique_ptr<Chain> s2, std::error_code cec) {
+                    if (cec) return s2->cb(cec, std::string());
+                    s2->cb(std::error_code(), std::move(s2->data.content));
+                  }));
+      }));
 }
 
 struct WriteFileData {
