@@ -275,13 +275,6 @@ Options parse_options(int argc, char** argv, std::string program) {
   opt.concurrency = std::min<std::size_t>(static_cast<std::size_t>(max_req), opt.codes.size());
   opt.out_dir = out;
   opt.timeout = *request_timeout;
-  // A folder that cannot be made ends the run before any download, as the book's mkdir does; one that
-  // exists but takes no files is reported by each save ("cannot save …: permission denied").
-  if (std::error_code ec; !std::filesystem::create_directories(opt.out_dir, ec) && ec) {
-    fmt::print(stderr, "*** Cannot create the output folder {}: {}\n", opt.out_dir.string(), ec.message());
-    opt.exit_code = 1;
-    return opt;
-  }
   opt.ready = true;
   return opt;
 }
@@ -303,6 +296,13 @@ Job::Job(int argc, char** argv, std::string program)
       semaphore(options_.concurrency),
       progress_bar(options_.codes.size(), !options_.verbose && isatty(STDERR_FILENO)) {
   if (!ready()) return;
+  // A folder that cannot be made ends the run before any download, as the book's mkdir does; one that
+  // exists but takes no files is reported by each save ("cannot save …: permission denied").
+  if (std::error_code ec; !std::filesystem::create_directories(options_.out_dir, ec) && ec) {
+    fmt::print(stderr, "*** Cannot create the output folder {}: {}\n", options_.out_dir.string(), ec.message());
+    no_folder_ = true;
+    return;
+  }
   duet::raise_open_file_limit();  // -m 1000 means a thousand sockets
   start_watching_signals();       // before the first line: whoever reads it may press Ctrl-C at once
 

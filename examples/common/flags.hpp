@@ -124,7 +124,7 @@ class ProgressBar {
 /// The parsed command line.
 struct Options {
   std::string program;  ///< "flags", "flags_names" or "flags_workers"
-  bool ready = false;   ///< false after --help, a usage error or a folder it cannot make (printed)
+  bool ready = false;   ///< false after --help or a usage error (already printed)
   int exit_code = 0;
   bool verbose = false;
   std::size_t concurrency = 5;  ///< -m, cut to the number of codes
@@ -134,20 +134,21 @@ struct Options {
   std::vector<std::string> codes;
 };
 
-/// Parses the command line of `program`, printing help or the usage error itself, and makes the output
-/// folder (exit status 1, said on stderr, if it cannot).
+/// Parses the command line of `program`, printing help or the usage error itself.
 Options parse_options(int argc, char** argv, std::string program);
 
 class Job {
  public:
-  /// Parses the command line of `program` ("flags", "flags_names" or "flags_workers"); see `ready()`.
+  /// Parses the command line of `program` ("flags", "flags_names" or "flags_workers") and makes the
+  /// output folder; see `ready()`.
   Job(int argc, char** argv, std::string program);
   ~Job();
 
   /// False after `--help`, a usage error or an output folder it cannot make (already printed): return
   /// `exit_code()` at once.
-  bool ready() const noexcept { return options_.ready; }
-  int exit_code() const noexcept { return options_.exit_code; }
+  bool ready() const noexcept { return options_.ready && !no_folder_; }
+  /// 2 after a usage error, 1 when the output folder cannot be made, 0 after `--help`.
+  int exit_code() const noexcept { return no_folder_ ? 1 : options_.exit_code; }
 
   const std::vector<std::string>& codes() const noexcept { return options_.codes; }
   /// -m, cut to the number of codes: the semaphore's permits, or flags_workers' workers.
@@ -167,7 +168,8 @@ class Job {
   int run(duet::JoinHandle<void> downloads);
 
  private:
-  const Options options_;  // the first member: the ones below are made from it
+  const Options options_;   // the first member: the ones below are made from it
+  bool no_folder_ = false;  // the output folder could not be made (said on stderr)
 
  public:
   duet::Loop loop;
