@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace duet {
 namespace detail {
@@ -216,16 +217,20 @@ Process spawn(Loop& loop, const ProcessOptions& options) {
   std::vector<char*> envp = c_strings(env);
 
   // An ignored descriptor beyond stderr: libuv leaves the child's as it is, which hands over this
-  // process's descriptor of that number unless it is close-on-exec. /dev/null goes in its place.
+  // process's descriptor of that number unless it is close-on-exec. /dev/null goes in its place when
+  // this process has the number open. (Not otherwise: libuv's own pipe for reporting a failed exec
+  // takes free numbers, and /dev/null over it would make the failure look like a start.)
+  std::vector<bool> ours_open(options.stdio.size());
   struct DevNull {
     int fd = -1;
     ~DevNull() {
       if (fd >= 0) ::close(fd);
     }
   } dev_null;
-  for (std::size_t i = 3; i < options.stdio.size() && dev_null.fd < 0; ++i) {
-    if (options.stdio[i].kind() != Stdio::Kind::ignore) continue;
-    dev_null.fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (std::size_t i = 3; i < options.stdio.size(); ++i) {
+    if (options.stdio[i].kind() != Stdio::Kind::ignore || ::fcntl(static_cast<int>(i), F_GETFD) == -1) continue;
+    ours_open[i] = true;
+    if (dev_null.fd < 0) dev_null.fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (dev_null.fd < 0) throw std::system_error(uv_error(-errno), "duet::spawn: cannot open /dev/null");
   }
 
@@ -239,8 +244,8 @@ Process spawn(Loop& loop, const ProcessOptions& options) {
         stdio[i].flags = UV_INHERIT_FD;
         stdio[i].data.fd = static_cast<int>(i);
         break;
-      case Stdio::Kind::ignore:
-        stdio[i].flags = i < 3 ? UV_IGNORE : UV_INHERIT_FD;  // libuv gives 0, 1 and 2 /dev/null itself
+      case Stdio::Kind::ignore:  // libuv gives 0, 1 and 2 /dev/null itself
+        stdio[i].flags = ours_open[i] ? UV_INHERIT_FD : UV_IGNORE;
         stdio[i].data.fd = dev_null.fd;
         break;
       case Stdio::Kind::fd:

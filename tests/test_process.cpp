@@ -191,6 +191,16 @@ TEST_CASE("a program that does not exist: spawn throws UV_ENOENT naming it, and 
     CHECK(e.code().value() == UV_ENOENT);
     CHECK(std::string(e.what()).find("/duet-no-such-folder") != std::string::npos);
   }
+  // Ignored descriptors beyond stderr that this process does not have open: libuv's pipe for the
+  // exec's failure takes such a number, and must stay itself in the child.
+  for (const std::size_t slots : {4, 8, 16, 32}) {
+    CAPTURE(slots);
+    std::vector<Stdio> stdio = {Stdio::inherit(), Stdio::inherit(), Stdio::inherit()};
+    stdio.resize(slots, Stdio::ignore());
+    CHECK_THROWS_MATCHES(
+        duet::spawn(loop, {.file = "/duet-no-such-program", .stdio = stdio}), std::system_error,
+        Catch::Predicate<std::system_error>([](const std::system_error& e) { return e.code().value() == UV_ENOENT; }));
+  }
   try {
     duet::spawn(loop, {});
     FAIL("spawn without a program returned");
