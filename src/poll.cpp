@@ -55,9 +55,9 @@ class PollerImpl final : public OwnedHandle {
   }
 
  private:
-  struct StopWait {
+  struct StopWait {  // the wait ends, as any wait does: the handle closes (and the ECANCELED is deferred)
     PollerImpl* self;
-    void operator()() const noexcept { self->cancel_wait(); }
+    void operator()() const noexcept { self->close(); }
   };
 
   // libuv forgets the descriptor now, while it is still the one polled: the owner may close it next.
