@@ -549,8 +549,11 @@ bool Loop::run_once() {
   // Before 1.45, a UV_RUN_ONCE turn runs the timers due before it polls, and then polls with a timeout
   // that leaves them out: a turn that ran a 0 ms timer (a zero sleep, a TLS read served from bytes
   // already decrypted) would go on to wait for I/O. With something ready now (a timer due, a pending
-  // callback, a closing handle), the turn does not wait.
-  const uv_run_mode mode = uv_backend_timeout(core_->uv_) == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE;
+  // callback, a closing handle), the turn does not wait; nor when a timer is due within the clock's
+  // millisecond, as it may come due between this read of the clock and libuv's (such a turn may end
+  // having run nothing, up to a millisecond early).
+  const int timeout = uv_backend_timeout(core_->uv_);
+  const uv_run_mode mode = timeout >= 0 && timeout <= 1 ? UV_RUN_NOWAIT : UV_RUN_ONCE;
   return uv_run(core_->uv_, mode) != 0;
 }
 
