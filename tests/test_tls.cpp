@@ -82,6 +82,22 @@ struct EchoServer {
   std::vector<bool> reused;
 };
 
+/// A listener that accepts every connection and never answers: a handshake with it stalls.
+struct SilentListener {
+  explicit SilentListener(duet::Loop& loop) : listener(loop, duet::Endpoint::loopback(0)) { accept(); }
+  void accept() {
+    listener.accept([this](std::error_code ec, duet::TcpStream s) {
+      if (ec) return;
+      silent.push_back(std::move(s));
+      accept();
+    });
+  }
+  duet::Endpoint endpoint() const { return listener.local_endpoint(); }
+
+  duet::TcpListener listener;
+  std::vector<duet::TcpStream> silent;  // accepted, never answered
+};
+
 struct Connected {
   std::error_code ec;
   duet::TlsStream tls;
@@ -335,25 +351,16 @@ TEST_CASE("TLS: a handshake that never completes times out, and one can be cance
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   Certs certs;
   duet::Loop loop;
-  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
-  std::vector<duet::TcpStream> silent;  // accepted, never answered
-  std::function<void()> accept = [&] {
-    listener.accept([&](std::error_code ec, duet::TcpStream s) {
-      if (ec) return;
-      silent.push_back(std::move(s));
-      accept();
-    });
-  };
-  accept();
+  SilentListener listener(loop);
   auto ctx = certs.client();
-  Connected slow = connect_tls(face, loop, listener.local_endpoint(), ctx, "localhost", 100ms);
+  Connected slow = connect_tls(face, loop, listener.endpoint(), ctx, "localhost", 100ms);
   CHECK(slow.ec.value() == UV_ETIMEDOUT);
   if (face == Face::callbacks) CHECK_THAT(slow.reason, Catch::Contains("did not finish within 100 ms"));
 
   std::stop_source stop;
   duet::Timer timer(loop);
   timer.start(20ms, 0ms, [&] { stop.request_stop(); });
-  Connected cancelled = connect_tls(face, loop, listener.local_endpoint(), ctx, "localhost", 0ms, stop.get_token());
+  Connected cancelled = connect_tls(face, loop, listener.endpoint(), ctx, "localhost", 0ms, stop.get_token());
   CHECK(duet::is_cancelled(cancelled.ec));
   CHECK_FALSE(cancelled.tls.is_open());
 }
@@ -361,15 +368,13 @@ TEST_CASE("TLS: a handshake that never completes times out, and one can be cance
 TEST_CASE("TLS: a cancelled handshake calls back on a later turn, never inside request_stop()", "[tls]") {
   Certs certs;
   duet::Loop loop;
-  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
-  std::optional<duet::TcpStream> silent;  // accepted, never answered
-  listener.accept([&](std::error_code, duet::TcpStream s) { silent = std::move(s); });
+  SilentListener listener(loop);
   std::optional<duet::TcpStream> tcp;
-  duet::connect(loop, listener.local_endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
+  duet::connect(loop, listener.endpoint(), 5s, [&](std::error_code ec, duet::TcpStream s) {
     REQUIRE_FALSE(ec);
     tcp = std::move(s);
   });
-  while (!tcp || !silent) loop.run_once();
+  while (!tcp || listener.silent.empty()) loop.run_once();
   std::stop_source stop;
   std::optional<std::error_code> got;
   duet::tls_connect(std::move(*tcp), certs.client(), "localhost", 0ms,
@@ -496,21 +501,12 @@ TEST_CASE("https: a request deadline that runs out during the TLS handshake is a
   const Face face = GENERATE(Face::callbacks, Face::coroutines);
   Certs certs;
   duet::Loop loop;
-  duet::TcpListener listener(loop, duet::Endpoint::loopback(0));
-  std::vector<duet::TcpStream> silent;  // accepted, never answered: the handshake stalls
-  std::function<void()> accept = [&] {
-    listener.accept([&](std::error_code ec, duet::TcpStream s) {
-      if (ec) return;
-      silent.push_back(std::move(s));
-      accept();
-    });
-  };
-  accept();
+  SilentListener listener(loop);  // the handshake stalls
   duet::http::ClientOptions o = trusting(certs);
   o.request_timeout = 200ms;  // well before the 10 s handshake timeout
   duet::http::Client client(loop, o);
-  const auto got = duet::test::get(face, loop, client,
-                                   "https://localhost:" + std::to_string(listener.local_endpoint().port()) + "/");
+  const auto got =
+      duet::test::get(face, loop, client, "https://localhost:" + std::to_string(listener.endpoint().port()) + "/");
   CHECK(got.ec.value() == UV_ETIMEDOUT);
   CHECK_THAT(got.res.reason, Catch::Contains("the request timed out"));
 }
