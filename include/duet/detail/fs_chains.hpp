@@ -9,7 +9,6 @@
 // unlink, mkdir); not meant to be included on its own.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <new>
@@ -113,7 +112,8 @@ void read_file_next(Loop& loop, std::unique_ptr<Chain> self) {
   std::string& content = self->data.content;
   const std::size_t filled = self->data.filled;
   try {
-    content.resize(std::max(content.capacity(), filled + 64 * 1024));
+    const std::size_t at_least = filled + 64 * 1024;
+    content.resize(content.capacity() > at_least ? content.capacity() : at_least);
   } catch (const std::bad_alloc&) {
     return self->cb(uv_error(UV_ENOMEM), std::string());
   }
