@@ -111,11 +111,13 @@ template <class Chain>
 void read_file_next(Loop& loop, std::unique_ptr<Chain> self) {
   std::string& content = self->data.content;
   const std::size_t filled = self->data.filled;
-  try {
-    const std::size_t at_least = filled + 64 * 1024;
-    content.resize(content.capacity() > at_least ? content.capacity() : at_least);
-  } catch (const std::bad_alloc&) {
-    return self->cb(uv_error(UV_ENOMEM), std::string());
+  if (content.size() == filled) {  // no room left (a short read leaves some: the next read uses it)
+    try {
+      const std::size_t at_least = filled + 64 * 1024;
+      content.resize(content.capacity() > at_least ? content.capacity() : at_least);
+    } catch (const std::bad_alloc&) {
+      return self->cb(uv_error(UV_ENOMEM), std::string());
+    }
   }
   const std::span<char> room(content.data() + filled, content.size() - filled);
   const uv_file fd = self->data.file.fd();
