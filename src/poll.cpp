@@ -110,8 +110,7 @@ class PollerImpl final : public OwnedHandle {
 
 namespace {
 [[noreturn]] void throw_closed_poller(const char* what) {
-  throw std::system_error(make_error_code(errc::not_connected),
-                          std::string("duet::Poller::") + what + " on a closed poller");
+  throw std::system_error(make_error_code(errc::not_connected), std::string("duet::Poller::") + what + " on a closed poller");
 }
 }  // namespace
 

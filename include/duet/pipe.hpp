@@ -105,7 +105,7 @@ class PipeConnectOp final : public HandleOwner, public StopWatch<PipeConnectOp<C
       throw;
     }
     uv_pipe_connect(&req_, pipe_handle(pipe_.get()), path.c_str(), &on_connect);  // calls back later
-    hold();                                                                       // until on_connect
+    hold();                                                                      // until on_connect
     this->watch(core(), stop_token_of(cb_));
   }
 
@@ -164,7 +164,8 @@ void connect(Loop& loop, const std::string& path, Callback&& cb) {
 /// `std::system_error` (UV_ENOENT, UV_ECONNREFUSED, ...) or `duet::Cancelled`.
 template <class = void>
 [[nodiscard]] inline auto connect(Loop& loop, std::string path) {
-  return awaitable<PipeStream>([&loop, path = std::move(path)](auto cb) { duet::connect(loop, path, std::move(cb)); });
+  return awaitable<PipeStream>(
+      [&loop, path = std::move(path)](auto cb) { duet::connect(loop, path, std::move(cb)); });
 }
 
 /// Who may use a listener's socket file besides its owner (libuv's uv_pipe_chmod flags).
@@ -186,8 +187,9 @@ class PipeListener {
     if (!impl_) detail::throw_closed("accept");
     std::stop_token token = stop_token_of(cb);
     impl_->accept([cb = std::decay_t<Callback>(std::forward<Callback>(cb))](
-                      std::error_code ec,
-                      detail::HandlePtr<detail::StreamImpl> s) mutable { cb(ec, detail::pipe_stream(std::move(s))); },
+                      std::error_code ec, detail::HandlePtr<detail::StreamImpl> s) mutable {
+      cb(ec, detail::pipe_stream(std::move(s)));
+    },
                   std::move(token));
   }
 
